@@ -1,0 +1,49 @@
+//! `daas`: the one command people type.
+
+mod attestation;
+mod bench;
+mod image;
+mod registry;
+
+use clap::{Parser, Subcommand};
+
+/// K3s-DaaS: a Kubernetes control plane inside an AWS Nitro Enclave.
+#[derive(Debug, Parser)]
+#[command(name = "daas", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and verify Nitro attestation documents.
+    #[command(subcommand)]
+    Attestation(attestation::AttestationCommand),
+    /// Benchmarks that run side by side with a real peer and report a ratio.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Manage the on-chain (or local) registry of allowed images, enclaves, stakes and anchors.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// Build and measure reproducible enclave images (EIF).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Attestation(cmd) => attestation::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
+        Command::Registry(cmd) => registry::run(cmd),
+        Command::Image(cmd) => image::run(cmd),
+    }
+}

@@ -1,0 +1,6 @@
+//! The trusted K3s-DaaS control plane.
+//!
+//! Start with [`store`]: the sealed, revisioned key-value store every API
+//! request stands on.
+
+pub mod store;

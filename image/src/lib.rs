@@ -1,0 +1,1 @@
+//! Reproducible enclave image (EIF) builds and PCR measurement.
