@@ -1,2 +1,24 @@
-//! Nitro attestation: NSM access (hardware and dev simulator), document
-//! verification against a pinned root, attested TLS identity and sealing keys.
+//! Nitro attestation for K3s-DaaS: attestation documents verified against a
+//! pinned root, the policy applied on top, NSM access (hardware `/dev/nsm`
+//! and a dev simulator in the exact Nitro format), attested TLS identity, and
+//! the sealing keys derived from the cluster's root secret.
+//!
+//! This crate sits at the bottom of the workspace: `enclave`, `cli` and the
+//! others depend on it; it depends on no workspace crate, never on a store, a
+//! chain client or an HTTP stack.
+//!
+//! Start with [`Verifier`] (production: [`Verifier::aws_nitro`]) and
+//! [`Policy`]. Documents come from an [`Nsm`]: [`NitroNsm`] inside an
+//! enclave, [`SimNsm`] in dev mode and tests. Sealing keys come from
+//! [`RootSecret::derive`].
+
+mod document;
+mod error;
+mod verify;
+
+pub use document::{
+    AttestationDocument, MAX_CERT_LEN, MAX_DOCUMENT_LEN, MAX_USER_FIELD_LEN, ParsedDocument, Pcr,
+    PcrSet, SIGNATURE_LEN,
+};
+pub use error::{CertPosition, Error, Result, VerifyError};
+pub use verify::{AWS_NITRO_ROOT_G1_SHA256, Policy, VerifiedDocument, Verifier};
