@@ -14,7 +14,7 @@ use image::{EifImage, ImageSpec, Progress};
 #[derive(Debug, Subcommand)]
 pub(crate) enum ImageCommand {
     /// Build an EIF from a kernel, `daas-init` and the enclave binary; print its PCRs as JSON.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Check an existing EIF (layout, CRC) and print its PCRs as JSON.
     Measure {
         /// The EIF file.
@@ -107,14 +107,19 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
 
 fn measure(path: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let eif = EifImage::from_bytes(&bytes).with_context(|| format!("{} is not a valid EIF", path.display()))?;
+    let eif = EifImage::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid EIF", path.display()))?;
     eprintln!(
         "{}: kernel {} bytes, cmdline {:?}, {} ramdisk(s), {}",
         path.display(),
         eif.kernel.len(),
         String::from_utf8_lossy(&eif.cmdline),
         eif.ramdisks.len(),
-        if eif.signature.is_some() { "signed" } else { "unsigned" },
+        if eif.signature.is_some() {
+            "signed"
+        } else {
+            "unsigned"
+        },
     );
     println!("{}", serde_json::to_string_pretty(&eif.measurements(None))?);
     Ok(())
@@ -122,7 +127,7 @@ fn measure(path: &Path) -> anyhow::Result<()> {
 
 pub(crate) fn run(cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
-        ImageCommand::Build(args) => build(args),
+        ImageCommand::Build(args) => build(*args),
         ImageCommand::Measure { eif } => measure(&eif),
     }
 }

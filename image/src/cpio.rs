@@ -168,18 +168,16 @@ impl CpioArchive {
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         for (index, (path, entry)) in self.entries.iter().enumerate() {
-            let ino = u32::try_from(index + 1).map_err(|_| Error::ArchiveTooLarge {
-                path: path.clone(),
-            })?;
+            let ino = u32::try_from(index + 1)
+                .map_err(|_| Error::ArchiveTooLarge { path: path.clone() })?;
             let (kind, nlink, data, rdev): (u32, u32, &[u8], (u32, u32)) = match &entry.node {
                 Node::Dir => (S_IFDIR, 2, &[], (0, 0)),
                 Node::File(contents) => (S_IFREG, 1, contents, (0, 0)),
                 Node::CharDevice { major, minor } => (S_IFCHR, 1, &[], (*major, *minor)),
                 Node::Symlink(target) => (S_IFLNK, 1, target.as_bytes(), (0, 0)),
             };
-            let size = u32::try_from(data.len()).map_err(|_| Error::ArchiveTooLarge {
-                path: path.clone(),
-            })?;
+            let size = u32::try_from(data.len())
+                .map_err(|_| Error::ArchiveTooLarge { path: path.clone() })?;
             let header = NewcHeader {
                 ino,
                 mode: kind | entry.perm,
@@ -240,7 +238,7 @@ fn write_entry(out: &mut Vec<u8>, header: &NewcHeader, name: &str, data: &[u8]) 
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

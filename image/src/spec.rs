@@ -277,13 +277,12 @@ impl ImageSpec {
         let mut modules = Vec::new();
         for path in &self.modules {
             let bytes = read("kernel module", path)?;
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| Error::InvalidArchivePath {
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                Error::InvalidArchivePath {
                     path: path.display().to_string(),
                     reason: "a module path needs a UTF-8 file name",
-                })?;
+                }
+            })?;
             modules.push((name.to_owned(), bytes));
         }
 
@@ -313,7 +312,12 @@ impl ImageSpec {
             custom: serde_json::Value::Null,
         };
         let metadata = serde_json::to_vec(&identity).map_err(Error::Metadata)?;
-        let eif = EifImage::new(kernel, self.cmdline.clone().into_bytes(), metadata, vec![rd0, rd1]);
+        let eif = EifImage::new(
+            kernel,
+            self.cmdline.clone().into_bytes(),
+            metadata,
+            vec![rd0, rd1],
+        );
         let bytes = eif.to_bytes()?;
         let measurements = eif.measurements(None);
         progress(Progress::Eif { bytes: bytes.len() });

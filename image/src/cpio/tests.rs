@@ -3,10 +3,16 @@ use std::process::Command;
 
 fn sample() -> CpioArchive {
     let mut a = CpioArchive::new();
-    a.add_file("init", 0o755, b"\x7fELF pretend".to_vec()).unwrap();
-    a.add_file("etc/daas/cmd", 0o644, b"/bin/daas-enclave\n--dev\n".to_vec())
+    a.add_file("init", 0o755, b"\x7fELF pretend".to_vec())
         .unwrap();
-    a.add_file("bin/daas-enclave", 0o755, vec![0xAB; 1001]).unwrap();
+    a.add_file(
+        "etc/daas/cmd",
+        0o644,
+        b"/bin/daas-enclave\n--dev\n".to_vec(),
+    )
+    .unwrap();
+    a.add_file("bin/daas-enclave", 0o755, vec![0xAB; 1001])
+        .unwrap();
     a.add_dir("tmp", 0o1777).unwrap();
     a.add_char_device("dev/console", 0o600, 5, 1).unwrap();
     a.add_symlink("sbin", "bin").unwrap();
@@ -102,7 +108,8 @@ fn gnu_cpio_extracts_the_same_contents() {
     a.add_file("init", 0o755, b"init bytes".to_vec()).unwrap();
     a.add_file("bin/daas-enclave", 0o750, (0..=255).collect())
         .unwrap();
-    a.add_file("etc/odd-length", 0o644, b"abc".to_vec()).unwrap();
+    a.add_file("etc/odd-length", 0o644, b"abc".to_vec())
+        .unwrap();
     a.add_symlink("sbin", "bin").unwrap();
     let bytes = a.to_bytes().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -137,10 +144,16 @@ fn insertion_order_does_not_change_the_bytes() {
     b.add_symlink("sbin", "bin").unwrap();
     b.add_char_device("dev/console", 0o600, 5, 1).unwrap();
     b.add_dir("tmp", 0o1777).unwrap();
-    b.add_file("bin/daas-enclave", 0o755, vec![0xAB; 1001]).unwrap();
-    b.add_file("etc/daas/cmd", 0o644, b"/bin/daas-enclave\n--dev\n".to_vec())
+    b.add_file("bin/daas-enclave", 0o755, vec![0xAB; 1001])
         .unwrap();
-    b.add_file("init", 0o755, b"\x7fELF pretend".to_vec()).unwrap();
+    b.add_file(
+        "etc/daas/cmd",
+        0o644,
+        b"/bin/daas-enclave\n--dev\n".to_vec(),
+    )
+    .unwrap();
+    b.add_file("init", 0o755, b"\x7fELF pretend".to_vec())
+        .unwrap();
     assert_eq!(sample().to_bytes().unwrap(), b.to_bytes().unwrap());
     assert_eq!(sample().to_bytes().unwrap(), sample().to_bytes().unwrap());
 }
@@ -168,7 +181,16 @@ fn header_layout_is_newc_with_padding() {
 #[test]
 fn bad_paths_and_modes_are_refused() {
     let mut a = CpioArchive::new();
-    for bad in ["", "/init", "a//b", "a/./b", "../x", "a/..", "x\0y", "TRAILER!!!"] {
+    for bad in [
+        "",
+        "/init",
+        "a//b",
+        "a/./b",
+        "../x",
+        "a/..",
+        "x\0y",
+        "TRAILER!!!",
+    ] {
         let err = a.add_file(bad, 0o644, Vec::new()).unwrap_err();
         assert!(
             matches!(err, Error::InvalidArchivePath { .. }),

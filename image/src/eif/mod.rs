@@ -133,7 +133,12 @@ pub struct EifImage {
 impl EifImage {
     /// An x86_64 image with `nitro-cli`'s default memory and CPU count and no signature.
     #[must_use]
-    pub fn new(kernel: Vec<u8>, cmdline: Vec<u8>, metadata: Vec<u8>, ramdisks: Vec<Vec<u8>>) -> Self {
+    pub fn new(
+        kernel: Vec<u8>,
+        cmdline: Vec<u8>,
+        metadata: Vec<u8>,
+        ramdisks: Vec<Vec<u8>>,
+    ) -> Self {
         Self {
             flags: 0,
             default_mem: DEFAULT_MEM,
@@ -161,7 +166,11 @@ impl EifImage {
             (SectionType::Cmdline, self.cmdline.as_slice()),
             (SectionType::Metadata, self.metadata.as_slice()),
         ];
-        out.extend(self.ramdisks.iter().map(|r| (SectionType::Ramdisk, r.as_slice())));
+        out.extend(
+            self.ramdisks
+                .iter()
+                .map(|r| (SectionType::Ramdisk, r.as_slice())),
+        );
         if let Some(sig) = &self.signature {
             out.push((SectionType::Signature, sig.as_slice()));
         }

@@ -25,13 +25,7 @@ fn layout_matches_the_format() {
     assert_eq!(be_u64(&b, 16), 2);
     assert_eq!(u16::from_be_bytes([b[26], b[27]]), 5);
     // kernel, cmdline, metadata, ramdisk, ramdisk
-    let expect = [
-        (1u16, 12usize),
-        (2, 13),
-        (5, 17),
-        (3, 3),
-        (3, 9),
-    ];
+    let expect = [(1u16, 12usize), (2, 13), (5, 17), (3, 3), (3, 9)];
     let mut at = 548usize;
     for (i, (ty, size)) in expect.iter().enumerate() {
         assert_eq!(be_u64(&b, 28 + 8 * i), at as u64, "offset {i}");
@@ -45,7 +39,10 @@ fn layout_matches_the_format() {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&b[..544]);
     crc.update(&b[548..]);
-    assert_eq!(u32::from_be_bytes(b[544..548].try_into().unwrap()), crc.finalize());
+    assert_eq!(
+        u32::from_be_bytes(b[544..548].try_into().unwrap()),
+        crc.finalize()
+    );
 }
 
 #[test]
@@ -88,7 +85,10 @@ fn malformed_files_give_clear_errors() {
 
     let mut b = good.clone();
     b[0] = b'x';
-    assert!(matches!(EifImage::from_bytes(&b).unwrap_err(), Error::BadMagic { .. }));
+    assert!(matches!(
+        EifImage::from_bytes(&b).unwrap_err(),
+        Error::BadMagic { .. }
+    ));
 
     let mut b = good.clone();
     b[5] = 3;
@@ -99,13 +99,19 @@ fn malformed_files_give_clear_errors() {
 
     let mut b = good.clone();
     b[27] = 33;
-    assert!(matches!(EifImage::from_bytes(&b).unwrap_err(), Error::SectionCount { count: 33 }));
+    assert!(matches!(
+        EifImage::from_bytes(&b).unwrap_err(),
+        Error::SectionCount { count: 33 }
+    ));
 
     let mut b = good.clone();
     b[548 + 1] = 9; // kernel section type
     assert!(matches!(
         EifImage::from_bytes(&b).unwrap_err(),
-        Error::UnknownSectionType { index: 0, section_type: 9 }
+        Error::UnknownSectionType {
+            index: 0,
+            section_type: 9
+        }
     ));
 
     let mut b = good.clone();
@@ -117,11 +123,17 @@ fn malformed_files_give_clear_errors() {
 
     let mut b = good.clone();
     b.push(0);
-    assert!(matches!(EifImage::from_bytes(&b).unwrap_err(), Error::Layout { .. }));
+    assert!(matches!(
+        EifImage::from_bytes(&b).unwrap_err(),
+        Error::Layout { .. }
+    ));
 
     let mut b = good.clone();
-    b[28 + 8 * 1 + 7] += 1; // cmdline offset
-    assert!(matches!(EifImage::from_bytes(&b).unwrap_err(), Error::Layout { .. }));
+    b[28 + 8 + 7] += 1; // cmdline (second) offset
+    assert!(matches!(
+        EifImage::from_bytes(&b).unwrap_err(),
+        Error::Layout { .. }
+    ));
 }
 
 #[test]
@@ -131,7 +143,10 @@ fn an_image_needs_a_ramdisk() {
     assert!(matches!(img.to_bytes().unwrap_err(), Error::NoRamdisk));
     let mut img = image();
     img.ramdisks = vec![Vec::new(); 30];
-    assert!(matches!(img.to_bytes().unwrap_err(), Error::SectionCount { count: 33 }));
+    assert!(matches!(
+        img.to_bytes().unwrap_err(),
+        Error::SectionCount { count: 33 }
+    ));
 }
 
 #[test]
@@ -144,7 +159,10 @@ fn pcrs_follow_the_extend_formula() {
         buf.extend_from_slice(digest(&SHA384, data).as_ref());
         hex::encode(digest(&SHA384, &buf))
     };
-    assert_eq!(m.pcr0.to_hex(), extend(b"kernel-bytesconsole=ttyS0rd0ramdisk-1"));
+    assert_eq!(
+        m.pcr0.to_hex(),
+        extend(b"kernel-bytesconsole=ttyS0rd0ramdisk-1")
+    );
     assert_eq!(m.pcr1.to_hex(), extend(b"kernel-bytesconsole=ttyS0rd0"));
     assert_eq!(m.pcr2.to_hex(), extend(b"ramdisk-1"));
     assert_eq!(m.pcr8, None);

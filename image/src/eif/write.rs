@@ -1,8 +1,7 @@
 //! Writing an [`EifImage`] in the canonical section order.
 
 use super::{
-    EIF_HEADER_LEN, EIF_MAGIC, EIF_VERSION, EifImage, MAX_SECTIONS, SECTION_HEADER_LEN,
-    SectionType,
+    EIF_HEADER_LEN, EIF_MAGIC, EIF_VERSION, EifImage, MAX_SECTIONS, SECTION_HEADER_LEN, SectionType,
 };
 use crate::error::{Error, Result};
 

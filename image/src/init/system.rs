@@ -42,10 +42,34 @@ fn mount_one(source: &str, target: &str, fstype: &str, flags: MsFlags, data: Opt
 fn mount_all() {
     let common = MsFlags::MS_NOSUID;
     mount_one("devtmpfs", "/dev", "devtmpfs", common, Some("mode=0755"));
-    mount_one("proc", "/proc", "proc", common | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None);
-    mount_one("sysfs", "/sys", "sysfs", common | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None);
-    mount_one("tmpfs", "/tmp", "tmpfs", common | MsFlags::MS_NODEV, Some("mode=1777"));
-    mount_one("tmpfs", "/run", "tmpfs", common | MsFlags::MS_NODEV, Some("mode=0755"));
+    mount_one(
+        "proc",
+        "/proc",
+        "proc",
+        common | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    );
+    mount_one(
+        "sysfs",
+        "/sys",
+        "sysfs",
+        common | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    );
+    mount_one(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        common | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    );
+    mount_one(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        common | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    );
 }
 
 fn load_modules() {
@@ -104,7 +128,10 @@ fn send_heartbeat() {
             return;
         }
         Err(bad) => {
-            say!("bad {}={bad}; using the Nitro default", layout::HEARTBEAT_PARAM);
+            say!(
+                "bad {}={bad}; using the Nitro default",
+                layout::HEARTBEAT_PARAM
+            );
             layout::HEARTBEAT_DEFAULT
         }
     };

@@ -96,7 +96,10 @@ fn modules_are_listed_in_name_order_and_a_missing_dir_is_empty() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["00-vsock.ko", "01-common.ko", "02-vsock_loopback.ko"]);
+    assert_eq!(
+        names,
+        ["00-vsock.ko", "01-common.ko", "02-vsock_loopback.ko"]
+    );
     assert!(module_files(&dir.path().join("absent")).unwrap().is_empty());
 }
 
