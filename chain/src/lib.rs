@@ -1,1 +1,35 @@
-//! The on-chain registry client: Sui and a local file-backed registry with the same rules.
+//! The on-chain registry client: which enclave images a cluster allows, which enclave is live,
+//! which workers have staked, and how far the sealed state has been anchored.
+//!
+//! Layering: `chain` sits above `attestation` (documents are verified with its [`Verifier`]
+//! before the registry's rules run) and below `cli`, `worker` and `enclave` (types only). Only
+//! this crate names Sui crates.
+//!
+//! Start with the [`Registry`] trait (and [`RegistryAdmin`] for the cluster admin). Backends:
+//! - [`FileRegistry`]: a local JSON file for dev mode and tests, safe under concurrent
+//!   processes, enforcing the rules of the Move package `k3s_daas` (`Move/`).
+//!
+//! The Move package's abort codes map one to one onto [`Error`] variants. Anchor messages are
+//! built by [`anchor_message`], byte for byte what the Move code verifies.
+//!
+//! [`Verifier`]: attestation::Verifier
+
+mod anchor;
+mod clock;
+mod digest;
+mod error;
+mod file;
+mod registry;
+mod rules;
+mod types;
+
+pub use anchor::{ANCHOR_INTENT, SignedAnchor, anchor_message, verify_anchor_signature};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use digest::document_digest;
+pub use error::{Error, Result};
+pub use file::{FileRegistry, LocalEvent, LocalEventKind};
+pub use registry::{Registry, RegistryAdmin};
+pub use types::{
+    Address, AllowedImage, Anchor, ClusterSettings, ClusterState, HexBytes, LiveEnclave,
+    MAX_CLOCK_SKEW_MS, MAX_DOCUMENT_AGE_LIMIT_MS, MAX_NODE_NAME_LEN, Pcrs, StakeInfo,
+};
