@@ -1,1 +1,32 @@
 //! The untrusted host: relays bytes to the enclave, keeps sealed data it cannot read, launches the enclave.
+//!
+//! Layering: `host` sits beside `worker` and `image` under `cli`; it depends on no enclave code and must never
+//! see a key or a plaintext object. Everything it forwards is TLS ciphertext, everything it will store is sealed.
+//!
+//! Where to start:
+//!
+//! - [`transport`]: [`Endpoint`] (`vsock:CID:PORT`, `unix:PATH`, `IP:PORT`), [`Listener`] and [`Stream`]; the
+//!   seam every host service listens and dials through.
+//! - [`relay`]: [`Relay`], public TCP to the enclave with limits, timeouts, drain and PROXY v2.
+//! - [`outbound`]: [`OutboundProxy`], the enclave's allowlisted way out (compare AWS `vsock-proxy`).
+//! - [`metrics`]: Prometheus counters and the `/metrics` admin endpoint.
+//! - [`launcher`]: `nitro-cli` driving ([`NitroCli`]) and the dev-mode child supervisor ([`DevSupervisor`]).
+//! - [`bench`]: the load behind `daas bench relay` (relay vs direct vs socat).
+//! - The binary `daas-host` wires these to flags.
+
+pub mod bench;
+pub mod error;
+pub mod launcher;
+pub mod metrics;
+pub mod outbound;
+pub mod relay;
+mod splice;
+mod tls_watch;
+pub mod transport;
+
+pub use error::{Error, Result};
+pub use launcher::{DevSupervisor, NitroCli};
+pub use metrics::{CloseReason, TrafficMetrics};
+pub use outbound::{Allowlist, OutboundProxy, OutboundRoute};
+pub use relay::{DrainReport, HandshakeRule, ProxyProtocol, Relay, RelayConfig};
+pub use transport::{Endpoint, Listener, PeerAddr, Stream};

@@ -1,0 +1,309 @@
+//! `daas bench relay`: kubectl-like HTTPS traffic against the enclave's socket directly, through [`Relay`], and
+//! through `socat` doing the same job, in one run.
+//!
+//! The backend (rustls + hyper on a Unix socket), the relay and the load generator each run on their own
+//! thread and tokio runtime; `socat` runs as `socat TCP-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr
+//! UNIX-CONNECT:PATH` (one process per connection). Targets are measured in interleaved rounds so that noise
+//! from other work on the machine spreads over all three.
+
+mod backend;
+mod load;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use backend::{
+    BENCH_SERVER_NAME, BenchIdentity, HttpsBackend, bench_identity, start_https_backend,
+};
+pub use load::{LoadSample, LoadShape, LoadTarget, run_load};
+
+use crate::error::{Error, Result};
+use crate::metrics::TrafficMetrics;
+use crate::relay::{Relay, RelayConfig};
+use crate::transport::{Endpoint, Listener};
+
+pub(crate) fn bench_err(
+    what: &'static str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Error {
+    Error::Bench {
+        what,
+        source: e.into(),
+    }
+}
+
+/// Runs `make()` to completion on a new thread with its own tokio runtime of `workers` threads.
+pub(crate) fn on_own_runtime<F, Fut>(
+    name: &str,
+    workers: usize,
+    make: F,
+) -> Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|e| bench_err("starting a runtime", e))?;
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || rt.block_on(make()))
+        .map_err(|e| bench_err("starting a thread", e))
+}
+
+/// Options for [`run_relay_bench`].
+#[derive(Debug, Clone)]
+pub struct RelayBenchOptions {
+    /// The load per round and target.
+    pub shape: LoadShape,
+    /// Interleaved rounds (direct, relay, socat, direct, ...).
+    pub rounds: usize,
+    /// Response body bytes.
+    pub body_bytes: usize,
+    /// Worker threads of the relay's runtime.
+    pub relay_threads: usize,
+    /// The socat program.
+    pub socat: PathBuf,
+}
+
+/// One target's totals over all rounds.
+#[derive(Debug, Clone)]
+pub struct TargetReport {
+    /// `direct`, `relay` or `socat`.
+    pub name: &'static str,
+    /// Measured requests.
+    pub requests: u64,
+    /// Sum of the rounds' measured wall times.
+    pub elapsed: Duration,
+    /// All latencies, nanoseconds, sorted.
+    pub latencies_ns: Vec<u64>,
+}
+
+impl TargetReport {
+    /// Requests per second.
+    #[must_use]
+    pub fn requests_per_sec(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Nearest-rank percentile `p` (0 < p <= 100) in microseconds; 0 if nothing was measured.
+    #[must_use]
+    pub fn percentile_us(&self, p: f64) -> u64 {
+        let n = self.latencies_ns.len();
+        if n == 0 {
+            return 0;
+        }
+        let rank = ((p / 100.0) * n as f64).ceil().max(1.0) as usize;
+        self.latencies_ns
+            .get(rank.min(n) - 1)
+            .copied()
+            .unwrap_or_default()
+            / 1000
+    }
+}
+
+/// The three targets side by side.
+#[derive(Debug, Clone)]
+pub struct RelayBenchReport {
+    /// Straight to the backend's Unix socket.
+    pub direct: TargetReport,
+    /// Through [`Relay`].
+    pub relay: TargetReport,
+    /// Through socat.
+    pub socat: TargetReport,
+}
+
+impl RelayBenchReport {
+    /// Relay requests/s divided by socat requests/s.
+    #[must_use]
+    pub fn throughput_ratio(&self) -> f64 {
+        let s = self.socat.requests_per_sec();
+        if s > 0.0 {
+            self.relay.requests_per_sec() / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Relay p99 minus direct p99, microseconds (negative when noise makes the relay look faster).
+    #[must_use]
+    pub fn added_p99_us(&self) -> i64 {
+        let r = i64::try_from(self.relay.percentile_us(99.0)).unwrap_or(i64::MAX);
+        let d = i64::try_from(self.direct.percentile_us(99.0)).unwrap_or(i64::MAX);
+        r - d
+    }
+}
+
+/// Runs the benchmark. Blocking: call it from a plain thread (it builds its own runtimes).
+///
+/// # Errors
+///
+/// [`Error::Bench`] if a component cannot start (e.g. socat is missing) or a request fails.
+pub fn run_relay_bench(opts: &RelayBenchOptions) -> Result<RelayBenchReport> {
+    let dir = std::env::temp_dir().join(format!("daas-bench-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| bench_err("creating a temporary directory", e))?;
+    let result = run_in(&dir, opts);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchReport> {
+    let socket = dir.join("enclave.sock");
+    let identity = bench_identity()?;
+    let _backend = start_https_backend(&socket, identity.acceptor.clone(), opts.body_bytes)?;
+    let relay = RunningRelay::start(Endpoint::Unix(socket.clone()), opts.relay_threads)?;
+    let socat = Socat::start(&opts.socat, &socket)?;
+
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| bench_err("starting the client runtime", e))?;
+    let targets = [
+        ("direct", LoadTarget::Unix(socket.clone())),
+        ("relay", LoadTarget::Tcp(relay.addr)),
+        ("socat", LoadTarget::Tcp(socat.addr)),
+    ];
+    let mut reports: Vec<TargetReport> = targets
+        .iter()
+        .map(|(name, _)| TargetReport {
+            name,
+            requests: 0,
+            elapsed: Duration::ZERO,
+            latencies_ns: Vec::new(),
+        })
+        .collect();
+    client_rt.block_on(async {
+        for _ in 0..opts.rounds.max(1) {
+            for ((_, target), report) in targets.iter().zip(reports.iter_mut()) {
+                let sample = run_load(target, &identity.connector, opts.shape).await?;
+                report.requests += sample.requests;
+                report.elapsed += sample.elapsed;
+                report.latencies_ns.extend(sample.latencies_ns);
+            }
+        }
+        Ok::<_, Error>(())
+    })?;
+    for r in &mut reports {
+        r.latencies_ns.sort_unstable();
+    }
+    let mut it = reports.into_iter();
+    match (it.next(), it.next(), it.next()) {
+        (Some(direct), Some(relay), Some(socat)) => Ok(RelayBenchReport {
+            direct,
+            relay,
+            socat,
+        }),
+        _ => Err(bench_err(
+            "collecting results",
+            std::io::Error::other("missing target"),
+        )),
+    }
+}
+
+/// Our relay on its own runtime, default configuration, listening on 127.0.0.1.
+struct RunningRelay {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningRelay {
+    fn start(upstream: Endpoint, workers: usize) -> Result<Self> {
+        let config = RelayConfig::builder(upstream).build()?;
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = on_own_runtime("bench-relay", workers, move || async move {
+            let listener = match Listener::bind(&Endpoint::Tcp(([127, 0, 0, 1], 0).into())).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.send(listener.local_endpoint().map_err(Error::Io));
+            Relay::new(config, TrafficMetrics::unregistered())
+                .serve(listener, token)
+                .await;
+        })?;
+        let addr = match rx
+            .recv()
+            .map_err(|e| bench_err("starting the relay", e))??
+        {
+            Endpoint::Tcp(a) => a,
+            other => {
+                return Err(bench_err(
+                    "relay address",
+                    std::io::Error::other(other.to_string()),
+                ));
+            }
+        };
+        Ok(Self {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RunningRelay {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `socat TCP-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:PATH`, killed on drop.
+struct Socat {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl Socat {
+    fn start(program: &std::path::Path, socket: &std::path::Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| bench_err("finding a free port for socat", e))?
+            .port();
+        let child = std::process::Command::new(program)
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"))
+            .arg(format!("UNIX-CONNECT:{}", socket.display()))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| bench_err("starting socat (apt-get install socat)", e))?;
+        let socat = Self {
+            addr: ([127, 0, 0, 1], port).into(),
+            child,
+        };
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(socat.addr).is_ok() {
+                return Ok(socat);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(bench_err(
+            "socat did not start listening",
+            std::io::Error::other(socat.addr.to_string()),
+        ))
+    }
+}
+
+impl Drop for Socat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,94 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong on the host side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An endpoint string such as `vsock:16:6443`, `unix:/run/x.sock` or `tcp:127.0.0.1:6443` did not parse.
+    #[error("invalid endpoint {input:?}: {reason}")]
+    InvalidEndpoint {
+        /// The string as given.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A configuration value is out of range; checked before any I/O.
+    #[error("invalid configuration: {field} {reason}")]
+    InvalidConfig {
+        /// The option's name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Binding a listening endpoint failed.
+    #[error("cannot listen on {endpoint}")]
+    Bind {
+        /// The endpoint, as displayed.
+        endpoint: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Unix socket path is taken by a live listener or by a file that is not a socket.
+    #[error("{path} is in use (a live socket or not a socket); refusing to replace it")]
+    SocketPathInUse {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An outbound route names a target that is not on the allowlist.
+    #[error("outbound target {target} is not on the allowlist")]
+    NotAllowed {
+        /// The refused `host:port`.
+        target: String,
+    },
+    /// Running an external command (nitro-cli, a dev enclave) failed to start.
+    #[error("cannot run {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// nitro-cli exited with an error; `stderr` carries its `[ Exx ] ...` message.
+    #[error("{program} {subcommand} failed ({status}): {stderr}")]
+    NitroCli {
+        /// The program.
+        program: String,
+        /// The subcommand, e.g. `run-enclave`.
+        subcommand: &'static str,
+        /// The exit status, as displayed.
+        status: String,
+        /// The tool's standard error, trimmed.
+        stderr: String,
+    },
+    /// nitro-cli printed output that is not the JSON it documents.
+    #[error("cannot parse the output of nitro-cli {subcommand}")]
+    NitroCliOutput {
+        /// The subcommand.
+        subcommand: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Serving the metrics endpoint failed.
+    #[error("metrics endpoint")]
+    Metrics(#[source] std::io::Error),
+    /// A benchmark step failed (`daas bench relay`).
+    #[error("benchmark: {what}")]
+    Bench {
+        /// The step.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Any other I/O failure.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,258 @@
+//! Where bytes go: TCP, Unix sockets and vsock behind one listener and one stream type.
+//!
+//! Every host service (the relay, the outbound proxy, the journal service) listens on and connects to an
+//! [`Endpoint`]. Production uses vsock between the parent instance and the enclave; dev mode and tests use Unix
+//! sockets (this machine has no vsock loopback); the public side of the relay is TCP.
+//!
+//! Endpoint syntax (also accepted by the `daas-host` flags):
+//!
+//! | form | meaning |
+//! |---|---|
+//! | `vsock:CID:PORT` | AF_VSOCK; `CID` is a number or `any` (bind to any CID) |
+//! | `unix:PATH` | a Unix stream socket at `PATH` |
+//! | `tcp:ADDR:PORT` or `ADDR:PORT` | TCP; `ADDR` is an IP literal (`[::1]` for IPv6) |
+
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener, VsockStream};
+
+use crate::error::{Error, Result};
+pub use stream::Stream;
+
+/// A place to listen on or connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// TCP.
+    Tcp(SocketAddr),
+    /// A Unix stream socket.
+    Unix(PathBuf),
+    /// AF_VSOCK: context id and port.
+    Vsock {
+        /// Context id; `u32::MAX` (`any`) binds to every CID.
+        cid: u32,
+        /// Port.
+        port: u32,
+    },
+}
+
+impl FromStr for Endpoint {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self> {
+        let bad = |reason| Error::InvalidEndpoint {
+            input: input.to_owned(),
+            reason,
+        };
+        if let Some(rest) = input.strip_prefix("vsock:") {
+            let (cid, port) = rest
+                .split_once(':')
+                .ok_or_else(|| bad("expected vsock:CID:PORT"))?;
+            let cid = match cid {
+                "any" => VMADDR_CID_ANY,
+                _ => cid
+                    .parse()
+                    .map_err(|_| bad("vsock CID must be a number or `any`"))?,
+            };
+            let port = port
+                .parse()
+                .map_err(|_| bad("vsock port must be a number"))?;
+            Ok(Self::Vsock { cid, port })
+        } else if let Some(path) = input.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("expected unix:PATH"));
+            }
+            Ok(Self::Unix(PathBuf::from(path)))
+        } else {
+            let addr = input.strip_prefix("tcp:").unwrap_or(input);
+            addr.parse()
+                .map(Self::Tcp)
+                .map_err(|_| bad("expected vsock:CID:PORT, unix:PATH or [tcp:]IP:PORT"))
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Vsock { cid, port } if *cid == VMADDR_CID_ANY => write!(f, "vsock:any:{port}"),
+            Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+        }
+    }
+}
+
+/// Who connected to a [`Listener`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A Unix socket client (usually unnamed).
+    Unix,
+    /// A vsock peer.
+    Vsock {
+        /// The peer's context id.
+        cid: u32,
+        /// The peer's port.
+        port: u32,
+    },
+}
+
+/// A bound listening socket of any transport.
+#[derive(Debug)]
+pub struct Listener {
+    inner: ListenerInner,
+    /// The socket file to remove when the listener is dropped.
+    unix_path: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+enum ListenerInner {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+    Vsock(VsockListener),
+}
+
+impl Listener {
+    /// Binds `endpoint`. A stale Unix socket file (nothing listening) is replaced; a live one is not.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`] if the socket cannot be bound, [`Error::SocketPathInUse`] if a Unix path is taken.
+    pub async fn bind(endpoint: &Endpoint) -> Result<Self> {
+        let bind_err = |source| Error::Bind {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let (inner, unix_path) = match endpoint {
+            Endpoint::Tcp(addr) => (
+                ListenerInner::Tcp(TcpListener::bind(addr).await.map_err(bind_err)?),
+                None,
+            ),
+            Endpoint::Unix(path) => {
+                remove_stale_socket(path)?;
+                let listener = UnixListener::bind(path).map_err(bind_err)?;
+                (ListenerInner::Unix(listener), Some(path.clone()))
+            }
+            Endpoint::Vsock { cid, port } => {
+                let listener =
+                    VsockListener::bind(VsockAddr::new(*cid, *port)).map_err(bind_err)?;
+                (ListenerInner::Vsock(listener), None)
+            }
+        };
+        Ok(Self { inner, unix_path })
+    }
+
+    /// Accepts one connection. TCP connections get `TCP_NODELAY` (the relay forwards whole TLS records).
+    ///
+    /// # Errors
+    ///
+    /// The transport's accept error (e.g. `EMFILE` when out of file descriptors).
+    pub async fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
+        match &self.inner {
+            ListenerInner::Tcp(l) => {
+                let (s, addr) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok((Stream::Tcp(s), PeerAddr::Tcp(addr)))
+            }
+            ListenerInner::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), PeerAddr::Unix))
+            }
+            ListenerInner::Vsock(l) => {
+                let (s, addr) = l.accept().await?;
+                Ok((
+                    Stream::Vsock(s),
+                    PeerAddr::Vsock {
+                        cid: addr.cid(),
+                        port: addr.port(),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// The endpoint actually bound (useful after binding TCP port 0).
+    ///
+    /// # Errors
+    ///
+    /// The transport's `getsockname` error.
+    pub fn local_endpoint(&self) -> io::Result<Endpoint> {
+        Ok(match &self.inner {
+            ListenerInner::Tcp(l) => Endpoint::Tcp(l.local_addr()?),
+            ListenerInner::Unix(l) => {
+                let addr = l.local_addr()?;
+                let path = addr
+                    .as_pathname()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                Endpoint::Unix(path)
+            }
+            ListenerInner::Vsock(l) => {
+                let addr = l.local_addr()?;
+                Endpoint::Vsock {
+                    cid: addr.cid(),
+                    port: addr.port(),
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.unix_path {
+            // Best effort: a leftover file is replaced on the next bind anyway.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Connects to `endpoint`. TCP streams get `TCP_NODELAY`.
+///
+/// # Errors
+///
+/// The transport's connect error.
+pub async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
+    match endpoint {
+        Endpoint::Tcp(addr) => {
+            let s = TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            Ok(Stream::Tcp(s))
+        }
+        Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+        Endpoint::Vsock { cid, port } => Ok(Stream::Vsock(
+            VsockStream::connect(VsockAddr::new(*cid, *port)).await?,
+        )),
+    }
+}
+
+/// Removes `path` if it is a Unix socket nobody listens on; refuses anything else that exists.
+fn remove_stale_socket(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let in_use = || Error::SocketPathInUse {
+        path: path.to_path_buf(),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(in_use());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(in_use()),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(std::fs::remove_file(path)?),
+        Err(_) => Err(in_use()),
+    }
+}
