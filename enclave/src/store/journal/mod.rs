@@ -1,0 +1,87 @@
+//! The sealed journal: the source of truth for the store's state.
+//!
+//! Every committed batch of writes becomes one [`record`] — sealed with the
+//! journal key and hash-chained to the record before it — and is handed to a
+//! [`Journal`] implementation, which keeps it somewhere durable (a local file
+//! here; the host's journal service over vsock in enclave mode). A write is
+//! acknowledged only after [`Journal::append`] returns. The journal never
+//! sees plaintext: it can drop, reorder or alter records, and the store
+//! detects each of these when it restores.
+
+mod file;
+pub(crate) mod record;
+
+pub use file::FileJournal;
+pub use record::RecordError;
+
+use std::path::PathBuf;
+
+/// Durable storage for sealed journal records and sealed snapshots.
+///
+/// Called from the store's commit thread, so implementations may block. An
+/// implementation must make a record durable (e.g. fsync) before `append`
+/// returns, and must return records in the order they were appended.
+pub trait Journal: Send + 'static {
+    /// Appends one sealed record; returns once it is durable. On error the
+    /// journal must be left as it was before the call (or refuse every later
+    /// append), because the store will not acknowledge the write.
+    fn append(&mut self, record: &[u8]) -> Result<(), JournalError>;
+
+    /// Every record appended after the current snapshot, oldest first.
+    fn read_records(&mut self) -> Result<Vec<Vec<u8>>, JournalError>;
+
+    /// Stores a sealed snapshot durably, then drops the records it covers
+    /// (sequence numbers up to and including `covers_through_seq`).
+    fn write_snapshot(
+        &mut self,
+        snapshot: &[u8],
+        covers_through_seq: u64,
+    ) -> Result<(), JournalError>;
+
+    /// The latest sealed snapshot, if any.
+    fn read_snapshot(&mut self) -> Result<Option<Vec<u8>>, JournalError>;
+}
+
+/// Errors from a [`Journal`] implementation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// An I/O operation on a journal file failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A previous failure left the journal in an unknown state; it refuses
+    /// further appends until reopened.
+    #[error("journal is poisoned by an earlier failure: {0}")]
+    Poisoned(String),
+    /// The journal's own framing is damaged (not a record-level check).
+    #[error("journal framing damaged at byte {offset}: {reason}")]
+    Framing {
+        /// Byte offset in the journal file.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A remote journal refused or failed the request.
+    #[error("journal service: {0}")]
+    Remote(String),
+    /// The snapshot failed verification on restore.
+    #[error("journal snapshot: {0}")]
+    Snapshot(#[source] RecordError),
+    /// A record failed verification on restore.
+    #[error("journal record {position}: {source}")]
+    Record {
+        /// Zero-based position of the record in what the journal returned.
+        position: u64,
+        /// What was wrong with it.
+        #[source]
+        source: RecordError,
+    },
+}
