@@ -335,7 +335,9 @@ pub enum Error {
         len: u64,
     },
     /// A root-secret file is readable by group or others.
-    #[error("root secret file {path} has mode {mode:o}; it must not be accessible to group or others")]
+    #[error(
+        "root secret file {path} has mode {mode:o}; it must not be accessible to group or others"
+    )]
     SecretPermissions {
         /// The file.
         path: PathBuf,

@@ -1,6 +1,8 @@
 //! The real AWS documents in `tests/data/` verify at their own time with the
 //! production verifier, and are rejected outside their certificates' window.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use attestation::{CertPosition, Pcr, Policy, Verifier, VerifyError};
@@ -23,12 +25,16 @@ fn nautilus_verifies_at_its_own_time() {
     assert_eq!(doc.timestamp_ms(), NAUTILUS_TS);
     assert!(doc.module_id().starts_with("i-"), "{}", doc.module_id());
     assert!(!doc.is_debug_mode());
-    let p01 = pcr("cbe1afb6ed0ff89f10295af0b802247ec5670da8f886e71a4226373b032c322f4e42c9c98288e7211682b258684505a2");
+    let p01 = pcr(
+        "cbe1afb6ed0ff89f10295af0b802247ec5670da8f886e71a4226373b032c322f4e42c9c98288e7211682b258684505a2",
+    );
     assert_eq!(doc.pcrs().get(0), Some(&p01));
     assert_eq!(doc.pcrs().get(1), Some(&p01));
     assert_eq!(
         doc.pcrs().get(2),
-        Some(&pcr("21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c10edb30948c90ba67310f7b964fc500a"))
+        Some(&pcr(
+            "21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c10edb30948c90ba67310f7b964fc500a"
+        ))
     );
     assert_eq!(doc.pcrs().len(), 16);
     for i in 5..16 {
@@ -47,7 +53,9 @@ fn nautilus_verifies_at_its_own_time() {
 
 #[test]
 fn fastcrypto_verifies_and_is_debug_mode() {
-    let doc = Verifier::aws_nitro().verify(FASTCRYPTO, FASTCRYPTO_TS).unwrap();
+    let doc = Verifier::aws_nitro()
+        .verify(FASTCRYPTO, FASTCRYPTO_TS)
+        .unwrap();
     assert!(doc.is_debug_mode());
     assert_eq!(
         hex::encode(doc.user_data().unwrap()),
@@ -57,7 +65,9 @@ fn fastcrypto_verifies_and_is_debug_mode() {
     assert_eq!(doc.nonce(), None);
     assert_eq!(
         doc.pcrs().get(3),
-        Some(&pcr("639a8b65f68b0223cbb14a0032487e5656d260434e3d1a10e7ec1407fb86143860717fc8afee90df7a1604111709af46"))
+        Some(&pcr(
+            "639a8b65f68b0223cbb14a0032487e5656d260434e3d1a10e7ec1407fb86143860717fc8afee90df7a1604111709af46"
+        ))
     );
 }
 
@@ -85,7 +95,13 @@ fn documents_are_rejected_an_hour_outside_their_window() {
         .verify(NAUTILUS, NAUTILUS_WINDOW.1 + HOUR_MS)
         .unwrap_err();
     assert!(
-        matches!(err, VerifyError::CertificateTime { position: CertPosition::Leaf, .. }),
+        matches!(
+            err,
+            VerifyError::CertificateTime {
+                position: CertPosition::Leaf,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -114,7 +130,11 @@ fn production_policy_rejects_debug_mode() {
         .unwrap_err();
     assert!(matches!(err, VerifyError::DebugMode), "{err:?}");
     Verifier::aws_nitro()
-        .verify_with_policy(FASTCRYPTO, FASTCRYPTO_TS, &Policy::new().dangerous_allow_debug())
+        .verify_with_policy(
+            FASTCRYPTO,
+            FASTCRYPTO_TS,
+            &Policy::new().dangerous_allow_debug(),
+        )
         .unwrap();
     Verifier::aws_nitro()
         .verify_with_policy(NAUTILUS, NAUTILUS_TS, &Policy::new())
@@ -123,7 +143,9 @@ fn production_policy_rejects_debug_mode() {
 
 #[test]
 fn policy_checks_pcrs() {
-    let p2 = pcr("21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c10edb30948c90ba67310f7b964fc500a");
+    let p2 = pcr(
+        "21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c10edb30948c90ba67310f7b964fc500a",
+    );
     let ok = Policy::new().expect_pcr(2, p2);
     Verifier::aws_nitro()
         .verify_with_policy(NAUTILUS, NAUTILUS_TS, &ok)
@@ -132,12 +154,18 @@ fn policy_checks_pcrs() {
     let err = Verifier::aws_nitro()
         .verify_with_policy(NAUTILUS, NAUTILUS_TS, &wrong)
         .unwrap_err();
-    assert!(matches!(err, VerifyError::PcrMismatch { index: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, VerifyError::PcrMismatch { index: 2, .. }),
+        "{err:?}"
+    );
     let absent = Policy::new().expect_pcr(20, Pcr::ZERO);
     let err = Verifier::aws_nitro()
         .verify_with_policy(NAUTILUS, NAUTILUS_TS, &absent)
         .unwrap_err();
-    assert!(matches!(err, VerifyError::PcrMissing { index: 20 }), "{err:?}");
+    assert!(
+        matches!(err, VerifyError::PcrMissing { index: 20 }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -160,7 +188,13 @@ fn policy_enforces_max_age() {
         .verify_with_policy(NAUTILUS, NAUTILUS_TS + 300_001, &policy)
         .unwrap_err();
     assert!(
-        matches!(err, VerifyError::TooOld { age_ms: 300_001, max_age_ms: 300_000 }),
+        matches!(
+            err,
+            VerifyError::TooOld {
+                age_ms: 300_001,
+                max_age_ms: 300_000
+            }
+        ),
         "{err:?}"
     );
     let err = Verifier::aws_nitro()

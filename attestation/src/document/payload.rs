@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 
 use ciborium::value::Value;
 
-use super::{
-    AttestationDocument, MAX_CERT_LEN, MAX_DOCUMENT_LEN, MAX_USER_FIELD_LEN, Pcr, PcrSet,
-};
+use super::{AttestationDocument, MAX_CERT_LEN, MAX_DOCUMENT_LEN, MAX_USER_FIELD_LEN, Pcr, PcrSet};
 use crate::error::VerifyError;
 
 /// Decodes exactly one CBOR item from `bytes`: no truncation, no trailing bytes.
@@ -167,7 +165,10 @@ fn bytes_field(value: Option<Value>, name: &'static str) -> Result<Vec<u8>, Veri
 
 /// Optional byte fields: absent or CBOR null (real NSM documents encode an
 /// absent `user_data`/`nonce` as null) mean "not present".
-fn optional_bytes(value: Option<Value>, name: &'static str) -> Result<Option<Vec<u8>>, VerifyError> {
+fn optional_bytes(
+    value: Option<Value>,
+    name: &'static str,
+) -> Result<Option<Vec<u8>>, VerifyError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bytes(b)) => Ok(Some(b)),
@@ -199,7 +200,9 @@ fn decode_pcrs(value: Option<Value>) -> Result<PcrSet, VerifyError> {
     let mut pcrs = BTreeMap::new();
     for (key, value) in entries {
         let index = match key {
-            Value::Integer(i) => u64::try_from(i).map_err(|_| VerifyError::KeyType { map: "pcrs" })?,
+            Value::Integer(i) => {
+                u64::try_from(i).map_err(|_| VerifyError::KeyType { map: "pcrs" })?
+            }
             _ => return Err(VerifyError::KeyType { map: "pcrs" }),
         };
         let small = u8::try_from(index)

@@ -43,10 +43,7 @@ pub(super) fn verify_chain(
     let positions = (0..doc.cabundle.len())
         .map(CertPosition::Cabundle)
         .chain(std::iter::once(CertPosition::Leaf));
-    let ders = doc
-        .cabundle
-        .iter()
-        .chain(std::iter::once(&doc.certificate));
+    let ders = doc.cabundle.iter().chain(std::iter::once(&doc.certificate));
     let mut parsed: Vec<(CertPosition, Certificate)> = Vec::with_capacity(doc.cabundle.len() + 1);
     for (position, der) in positions.zip(ders) {
         let cert = Certificate::from_der(der)
@@ -117,7 +114,11 @@ pub(super) fn verify_chain(
     })
 }
 
-fn check_validity(position: CertPosition, cert: &Certificate, at_ms: u64) -> Result<(), VerifyError> {
+fn check_validity(
+    position: CertPosition,
+    cert: &Certificate,
+    at_ms: u64,
+) -> Result<(), VerifyError> {
     let validity = &cert.tbs_certificate.validity;
     let not_before_ms = millis(validity.not_before.to_unix_duration());
     let not_after_ms = millis(validity.not_after.to_unix_duration());

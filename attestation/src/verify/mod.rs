@@ -65,7 +65,8 @@ impl Verifier {
     /// [`crate::Error::Pem`] when the input holds no PEM certificate.
     pub fn dangerous_trust_root_pem(pem: &[u8]) -> crate::Result<Self> {
         use rustls_pki_types::pem::PemObject;
-        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem).map_err(crate::Error::Pem)?;
+        let der =
+            rustls_pki_types::CertificateDer::from_pem_slice(pem).map_err(crate::Error::Pem)?;
         Ok(Self::dangerous_trust_root_der(&der))
     }
 
