@@ -296,6 +296,9 @@ pub enum Error {
     /// Generating or parsing a simulator certificate failed.
     #[error("simulator certificate authority")]
     DevCa(#[from] rcgen::Error),
+    /// A saved dev root's key does not belong to its certificate.
+    #[error("dev root key does not match the dev root certificate")]
+    DevRootKeyMismatch,
     /// Encoding a simulator document failed.
     #[error("encoding the simulator document")]
     Encode,

@@ -14,6 +14,9 @@
 
 mod document;
 mod error;
+mod nsm;
+mod sealing;
+mod tls;
 mod verify;
 
 pub use document::{
@@ -21,4 +24,10 @@ pub use document::{
     PcrSet, SIGNATURE_LEN,
 };
 pub use error::{CertPosition, Error, Result, VerifyError};
+pub use nsm::{
+    AttestationRequest, DevRoot, MAX_RANDOM_LEN, NitroNsm, Nsm, PcrDescription, SimNsm,
+    measure_binary,
+};
+pub use sealing::{KEY_LEN, Mode, Purpose, PurposeKey, RootSecret};
+pub use tls::{attest_certificate, check_tls_binding, spki_sha256};
 pub use verify::{AWS_NITRO_ROOT_G1_SHA256, Policy, VerifiedDocument, Verifier};
