@@ -1,0 +1,71 @@
+//! Response bodies and helpers shared by every handler.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use hyper::{Response, StatusCode, header};
+use serde_json::Value;
+
+use crate::registry::Error;
+
+/// Every response body: whole (JSON, text) or streamed (watch).
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A JSON response with `content_type` (usually `application/json`).
+pub fn json_with(code: u16, v: &Value, content_type: &str, warnings: &[String]) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-cache, private");
+    for w in warnings {
+        let text = w.replace(['"', '\\'], "'").replace(['\r', '\n'], " ");
+        b = b.header("Warning", format!("299 - \"{text}\""));
+    }
+    b.body(full(v.to_string())).unwrap_or_else(|_| {
+        let mut r = Response::new(full("{}"));
+        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+}
+
+/// A JSON response.
+pub fn json(code: u16, v: &Value) -> Response<Body> {
+    json_with(code, v, "application/json", &[])
+}
+
+/// A `metav1.Status` error response.
+pub fn error(e: &Error) -> Response<Body> {
+    if let Error::Store(inner) = e {
+        tracing::error!(error = %inner, "store failure");
+    }
+    json(e.code(), &e.to_status())
+}
+
+/// 404 for a path nothing serves, worded as upstream.
+pub fn path_not_found() -> Response<Body> {
+    json(
+        404,
+        &serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "the server could not find the requested resource",
+            "reason": "NotFound", "details": {}, "code": 404,
+        }),
+    )
+}
+
+/// 401 for requests without valid credentials.
+pub fn unauthorized() -> Response<Body> {
+    json(
+        401,
+        &serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Unauthorized", "reason": "Unauthorized", "code": 401,
+        }),
+    )
+}

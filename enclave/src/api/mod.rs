@@ -1,0 +1,62 @@
+//! The HTTP surface of the control plane: a Kubernetes-compatible API
+//! server over TLS (rustls; HTTP/1.1 and HTTP/2 by ALPN) on any
+//! [`Listener`]. Requests are authenticated ([`auth`]), routed against the
+//! resource table ([`route`]), and served by generic handlers over the
+//! [`ObjectStore`](crate::registry::ObjectStore): discovery, OpenAPI, and
+//! get/list/watch/create/update/patch/delete for every table resource.
+//!
+//! Start with [`ApiServer::new`] and [`ApiServer::serve`].
+
+pub mod auth;
+pub mod discovery;
+pub mod http;
+pub mod listener;
+pub mod openapi;
+pub mod pki;
+pub mod protobuf;
+pub mod query;
+pub mod resource;
+pub mod route;
+mod server;
+mod subresource;
+mod watch;
+
+pub use auth::{Authenticator, UserInfo};
+pub use listener::{ListenAddr, Listener};
+pub use pki::DevPki;
+pub use server::{ApiConfig, ApiServer, Negotiated, tls_config};
+
+use std::path::PathBuf;
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Binding the listener failed.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificate generation or parsing failed.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// The TLS configuration was rejected.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Inconsistent configuration or state.
+    #[error("{0}")]
+    Config(String),
+}

@@ -1,0 +1,336 @@
+//! Resource handlers: one function per verb, each a thin adapter from HTTP
+//! to [`ObjectStore`]; nothing here is kind-specific.
+
+use bytes::Bytes;
+use hyper::{Method, Response};
+use serde_json::{Value, json};
+
+use super::http::{self, Body};
+use super::query::{self, Query};
+use super::route::ResourceTarget;
+use super::watch;
+use super::{ApiServer, Negotiated};
+use crate::registry::generic::{DeleteOptions, DeleteOutcome, ListOptions, WriteOptions};
+use crate::registry::patch::{self, PatchType};
+use crate::registry::table::{self, IncludeObject};
+use crate::registry::{Error, FieldSelector, LabelSelector, Result, WatchOptions};
+
+/// Everything a resource handler needs from the request.
+#[derive(Debug)]
+pub struct ResourceRequest {
+    /// Method.
+    pub method: Method,
+    /// What the path names.
+    pub target: ResourceTarget,
+    /// Parsed query.
+    pub query: Query,
+    /// Content negotiation result.
+    pub negotiated: Negotiated,
+    /// Request Content-Type.
+    pub content_type: String,
+    /// The whole request body (already size-checked).
+    pub body: Bytes,
+}
+
+pub(super) fn write_opts(q: &Query) -> WriteOptions {
+    WriteOptions {
+        dry_run: q.dry_run,
+        field_validation: q.field_validation,
+    }
+}
+
+/// Parses a JSON or protobuf request body (YAML is not accepted yet).
+pub(super) fn json_body(req: &ResourceRequest) -> Result<Value> {
+    let ct = req.content_type.split(';').next().unwrap_or("").trim();
+    match ct {
+        "application/json" | "" | "*/*" => {}
+        super::protobuf::CONTENT_TYPE => return super::protobuf::decode(&req.body),
+        other => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {other:?})"
+            )));
+        }
+    }
+    if req.body.is_empty() {
+        return Err(Error::BadRequest("the request body is empty".into()));
+    }
+    serde_json::from_slice(&req.body).map_err(|e| {
+        Error::BadRequest(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })
+}
+
+pub(super) fn object_response(
+    req: &ResourceRequest,
+    code: u16,
+    obj: &Value,
+    warnings: &[String],
+) -> Response<Body> {
+    let info = &req.target.info;
+    let body = if req.negotiated.table {
+        let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+        table::table(
+            info,
+            std::slice::from_ref(obj),
+            meta,
+            req.query.include_object,
+            true,
+        )
+    } else {
+        obj.clone()
+    };
+    http::json_with(code, &body, "application/json", warnings)
+}
+
+impl ApiServer {
+    /// Dispatches a resource request by method.
+    pub(crate) async fn resource(&self, req: ResourceRequest) -> Response<Body> {
+        if let Some(sub) = req.target.subresource.clone() {
+            return self.subresource(&req, &sub).await;
+        }
+        let result = match (
+            &req.method,
+            req.target.name.is_some(),
+            &req.target.subresource,
+        ) {
+            (&Method::GET, false, None) if req.query.watch => return self.watch(req).await,
+            (&Method::GET, false, None) => self.list(&req).await,
+            (&Method::GET, true, None) => self.get_one(&req).await,
+            (&Method::POST, false, None) => self.create(&req).await,
+            (&Method::PUT, true, None) => self.update(&req).await,
+            (&Method::PATCH, true, None) => self.patch(&req).await,
+            (&Method::DELETE, true, None) => self.delete(&req).await,
+            (&Method::DELETE, false, None) => self.delete_collection(&req).await,
+            (m, _, _) => Err(Error::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({m})"
+            ))),
+        };
+        result.unwrap_or_else(|e| http::error(&e))
+    }
+
+    fn ns<'a>(&self, req: &'a ResourceRequest) -> Option<&'a str> {
+        req.target.namespace.as_deref()
+    }
+
+    fn name<'a>(req: &'a ResourceRequest) -> &'a str {
+        req.target.name.as_deref().unwrap_or("")
+    }
+
+    async fn get_one(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let obj = self
+            .objects
+            .get(&req.target.info, self.ns(req), Self::name(req))
+            .await?;
+        Ok(object_response(req, 200, &obj, &[]))
+    }
+
+    fn list_options(req: &ResourceRequest) -> Result<ListOptions> {
+        Ok(ListOptions {
+            labels: LabelSelector::parse(&req.query.label_selector)?,
+            fields: FieldSelector::parse(&req.query.field_selector, &*req.target.info.strategy)?,
+            limit: req.query.limit,
+            continue_token: req.query.continue_token.clone(),
+            resource_version: req.query.resource_version.clone(),
+            resource_version_match: req.query.resource_version_match.clone(),
+        })
+    }
+
+    async fn list(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let info = &req.target.info;
+        let opts = Self::list_options(req)?;
+        let page = self.objects.list(info, self.ns(req), &opts).await?;
+        let meta = page.list_meta();
+        let body = if req.negotiated.table {
+            table::table(info, &page.items, meta, req.query.include_object, true)
+        } else {
+            json!({
+                "kind": info.list_kind(),
+                "apiVersion": info.api_version(),
+                "metadata": meta,
+                "items": page.items,
+            })
+        };
+        Ok(http::json(200, &body))
+    }
+
+    async fn create(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let body = json_body(req)?;
+        let w = self
+            .objects
+            .create(
+                &req.target.info,
+                self.ns(req),
+                body,
+                &write_opts(&req.query),
+            )
+            .await?;
+        Ok(object_response(req, 201, &w.object, &w.warnings))
+    }
+
+    async fn update(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let body = json_body(req)?;
+        let w = self
+            .objects
+            .update(
+                &req.target.info,
+                self.ns(req),
+                Self::name(req),
+                body,
+                &write_opts(&req.query),
+            )
+            .await?;
+        Ok(object_response(req, 200, &w.object, &w.warnings))
+    }
+
+    async fn patch(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let Some(ty) = PatchType::from_content_type(&req.content_type) else {
+            return Err(Error::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {:?})",
+                req.content_type
+            )));
+        };
+        // Reject a malformed patch before touching the store.
+        serde_json::from_slice::<Value>(&req.body)
+            .map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?;
+        let body = req.body.clone();
+        let w = self
+            .objects
+            .patch(
+                &req.target.info,
+                self.ns(req),
+                Self::name(req),
+                &write_opts(&req.query),
+                |cur| patch::apply(ty, cur, &body),
+            )
+            .await?;
+        Ok(object_response(req, 200, &w.object, &w.warnings))
+    }
+
+    fn delete_options(req: &ResourceRequest) -> Result<DeleteOptions> {
+        let mut o = DeleteOptions {
+            dry_run: req.query.dry_run,
+            grace_period_seconds: req.query.grace_period_seconds,
+            propagation: req.query.propagation.unwrap_or_default(),
+            ..Default::default()
+        };
+        if req.body.is_empty() {
+            return Ok(o);
+        }
+        let v: Value = serde_json::from_slice(&req.body)
+            .map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+        if !v.is_object() {
+            return Err(Error::BadRequest(
+                "invalid DeleteOptions: not an object".into(),
+            ));
+        }
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            o.propagation = query::propagation(p)?;
+        }
+        if let Some(g) = v.get("gracePeriodSeconds") {
+            o.grace_period_seconds = Some(g.as_i64().ok_or_else(|| {
+                Error::BadRequest(
+                    "invalid DeleteOptions: gracePeriodSeconds must be an integer".into(),
+                )
+            })?);
+        }
+        if let Some(pre) = v.get("preconditions") {
+            o.uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
+            o.resource_version = pre
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
+            o.dry_run |= d.iter().any(|x| x == "All");
+        }
+        Ok(o)
+    }
+
+    async fn delete(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let opts = Self::delete_options(req)?;
+        let info = &req.target.info;
+        match self
+            .objects
+            .delete(info, self.ns(req), Self::name(req), &opts)
+            .await?
+        {
+            DeleteOutcome::Pending(obj) => Ok(object_response(req, 200, &obj, &[])),
+            DeleteOutcome::Deleted { object, status } => {
+                if info.return_deleted_object {
+                    Ok(object_response(req, 200, &object, &[]))
+                } else {
+                    Ok(http::json(200, &status))
+                }
+            }
+        }
+    }
+
+    async fn delete_collection(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let opts = Self::delete_options(req)?;
+        let info = &req.target.info;
+        let mut lo = Self::list_options(req)?;
+        lo.limit = 0;
+        let page = self.objects.list(info, self.ns(req), &lo).await?;
+        let mut deleted = Vec::new();
+        for item in &page.items {
+            let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
+            let name = item
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            match self
+                .objects
+                .delete(info, ns.or(self.ns(req)), name, &opts)
+                .await
+            {
+                Ok(DeleteOutcome::Deleted { object, .. }) => deleted.push(object),
+                Ok(DeleteOutcome::Pending(o)) => deleted.push(o),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(http::json(
+            200,
+            &json!({
+                "kind": info.list_kind(), "apiVersion": info.api_version(),
+                "metadata": {"resourceVersion": self.objects.store().revision().to_string()},
+                "items": deleted,
+            }),
+        ))
+    }
+
+    async fn watch(&self, req: ResourceRequest) -> Response<Body> {
+        let opts = match (|| -> Result<WatchOptions> {
+            Ok(WatchOptions {
+                labels: LabelSelector::parse(&req.query.label_selector)?,
+                fields: FieldSelector::parse(
+                    &req.query.field_selector,
+                    &*req.target.info.strategy,
+                )?,
+                resource_version: req.query.resource_version.clone(),
+            })
+        })() {
+            Ok(o) => o,
+            Err(e) => return http::error(&e),
+        };
+        let stream = match self
+            .objects
+            .watch(
+                req.target.info.clone(),
+                req.target.namespace.as_deref(),
+                opts,
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return http::error(&e),
+        };
+        let include = if req.negotiated.table {
+            Some(req.query.include_object)
+        } else {
+            None::<IncludeObject>
+        };
+        watch::respond(self, req.target.info.clone(), stream, &req.query, include)
+    }
+}

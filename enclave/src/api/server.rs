@@ -1,0 +1,323 @@
+//! The server: TLS accept loop, per-request authentication, routing and
+//! content negotiation.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::http::{self, Body};
+use super::query::Query;
+use super::resource::ResourceRequest;
+use super::route::{self, Route};
+use super::{Authenticator, DevPki, Listener, ServeError, UserInfo, discovery, openapi};
+use crate::registry::{Error, ObjectStore};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Interval between watch BOOKMARKs when a client allows them. Default 60 s.
+    pub bookmark_interval: Duration,
+    /// Largest accepted request body. Default 3 MiB, as upstream.
+    pub max_body_bytes: usize,
+    /// `host:port` advertised in `/api`'s `serverAddressByClientCIDRs`.
+    pub server_address: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            bookmark_interval: Duration::from_secs(60),
+            max_body_bytes: 3 * 1024 * 1024,
+            server_address: "127.0.0.1:6443".into(),
+        }
+    }
+}
+
+/// What the client's Accept header asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Negotiated {
+    /// `as=Table;g=meta.k8s.io` was offered.
+    pub table: bool,
+    /// An aggregated discovery version was offered.
+    pub aggregated: Option<discovery::Aggregated>,
+}
+
+impl Negotiated {
+    fn from_accept(accept: &str) -> Self {
+        let table = accept.split(',').any(|part| {
+            let p: Vec<&str> = part.split(';').map(str::trim).collect();
+            p.contains(&"as=Table") && p.contains(&"g=meta.k8s.io")
+        });
+        Negotiated {
+            table,
+            aggregated: discovery::Aggregated::negotiate(accept),
+        }
+    }
+}
+
+/// The API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    pub(crate) objects: ObjectStore,
+    auth: Authenticator,
+    pub(crate) config: ApiConfig,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The rustls configuration for `pki`: the server certificate, client
+/// certificates optional but verified against the CA, ALPN h2 and http/1.1.
+///
+/// # Errors
+/// Unparseable PEM or a rejected key.
+pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
+    let pem = |what: &str, e: rustls_pki_types::pem::Error| {
+        ServeError::Certificate(format!("{what}: {e}"))
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca =
+        CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).map_err(|e| pem("CA", e))?;
+    roots.add(ca.clone())?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServeError::Certificate(e.to_string()))?;
+    let cert = CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
+        .map_err(|e| pem("server certificate", e))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())
+        .map_err(|e| pem("server key", e))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert, ca], key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Paths anonymous clients may read.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
+        || ["/healthz/", "/livez/", "/readyz/"]
+            .iter()
+            .any(|p| path.starts_with(p))
+}
+
+impl ApiServer {
+    /// A server for `objects`, accepting the identities of `auth`.
+    pub fn new(objects: ObjectStore, auth: Authenticator, config: ApiConfig) -> Arc<Self> {
+        Arc::new(ApiServer {
+            objects,
+            auth,
+            config,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Stops accepting, ends watches, and waits for in-flight work.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Accepts TLS connections on `listener` until [`ApiServer::shutdown`].
+    pub async fn serve(self: Arc<Self>, listener: Listener, tls: Arc<ServerConfig>) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = self.shutdown.cancelled() => break,
+            };
+            let (conn, peer) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let server = self.clone();
+            let acceptor = acceptor.clone();
+            self.tasks.spawn(async move {
+                let handshake =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(conn));
+                let tls = match handshake.await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let cert_user = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(Authenticator::client_certificate);
+                let svc_server = server.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let s = svc_server.clone();
+                    let user = cert_user.clone();
+                    async move { Ok::<_, Infallible>(s.handle(req, user).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                tokio::select! {
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(peer, error = %e, "connection ended with an error");
+                    },
+                    () = server.shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    /// Serves one request from `cert_user` (the TLS client certificate's user, if any).
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        cert_user: Option<UserInfo>,
+    ) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let span =
+            tracing::debug_span!("request", request.verb = %req.method(), request.path = %path);
+        async move {
+            let user = cert_user.or_else(|| {
+                req.headers()
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| self.auth.bearer(v))
+            });
+            if user.is_none() && !is_public(&path) {
+                return http::unauthorized();
+            }
+            self.route(req).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let negotiated = Negotiated::from_accept(&accept);
+        let table = self.objects.table();
+        let get = req.method() == Method::GET;
+        match route::parse(&path, table) {
+            Route::Version if get => http::json(200, &discovery::version()),
+            Route::Health => text(200, "ok"),
+            Route::CoreVersions if get => match negotiated.aggregated {
+                Some(a) => http::json_with(
+                    200,
+                    &discovery::aggregated(table, true, a),
+                    &a.content_type(),
+                    &[],
+                ),
+                None => http::json(200, &discovery::core_versions(&self.config.server_address)),
+            },
+            Route::Groups if get => match negotiated.aggregated {
+                Some(a) => http::json_with(
+                    200,
+                    &discovery::aggregated(table, false, a),
+                    &a.content_type(),
+                    &[],
+                ),
+                None => http::json(200, &discovery::groups(table)),
+            },
+            Route::Group(g) if get => discovery::group(table, &g)
+                .map(|d| http::json(200, &d))
+                .unwrap_or_else(http::path_not_found),
+            Route::GroupVersion(g, v) if get => discovery::resource_list(table, &g, &v)
+                .map(|d| http::json(200, &d))
+                .unwrap_or_else(http::path_not_found),
+            Route::OpenApiV2 if get => Response::builder()
+                .status(200)
+                .header(header::CONTENT_TYPE, openapi::V2_CONTENT_TYPE)
+                .body(http::full(Bytes::new()))
+                .unwrap_or_else(|_| http::path_not_found()),
+            Route::OpenApiV3Index if get => http::json(200, &openapi::v3_index(table)),
+            Route::OpenApiV3(g, v) if get => openapi::v3_document(table, &g, &v)
+                .map(|d| http::json(200, &d))
+                .unwrap_or_else(http::path_not_found),
+            Route::Resource(target) => {
+                let query = match Query::parse(&route::query_pairs(req.uri().query().unwrap_or("")))
+                {
+                    Ok(q) => q,
+                    Err(e) => return http::error(&e),
+                };
+                let method = req.method().clone();
+                let content_type = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let body = match self.read_body(req).await {
+                    Ok(b) => b,
+                    Err(e) => return http::error(&e),
+                };
+                self.resource(ResourceRequest {
+                    method,
+                    target,
+                    query,
+                    negotiated,
+                    content_type,
+                    body,
+                })
+                .await
+            }
+            Route::NotFound => http::path_not_found(),
+            _ => http::error(&Error::MethodNotAllowed(
+                "the server does not allow this method on the requested resource".into(),
+            )),
+        }
+    }
+
+    async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Error> {
+        let limit = self.config.max_body_bytes;
+        let too_large = || Error::TooLarge(format!("Request entity too large: limit is {limit}"));
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        match Limited::new(req.into_body(), limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(Error::BadRequest(format!("reading the request body: {e}"))),
+        }
+    }
+}
+
+fn text(code: u16, body: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(http::full(body))
+        .unwrap_or_else(|_| http::json(500, &json!({})))
+}

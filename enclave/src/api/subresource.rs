@@ -1,0 +1,160 @@
+//! `/status` and `/scale`, for every resource whose table entry lists them.
+
+use hyper::{Method, Response};
+use serde_json::{Value, json};
+
+use super::ApiServer;
+use super::http::{self, Body};
+use super::resource::{ResourceRequest, json_body, object_response, write_opts};
+use crate::registry::generic::Endpoint;
+use crate::registry::patch::{self, PatchType};
+use crate::registry::{Error, ResourceInfo, Result, Subresource};
+
+/// The `autoscaling/v1 Scale` view of an object with `spec.replicas`.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"), "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+fn replicas_of(scale: &Value, info: &ResourceInfo) -> Result<i64> {
+    let r = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if r < 0 {
+        return Err(Error::Invalid {
+            kind: "Scale".into(),
+            group: "autoscaling".into(),
+            name: scale
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .into(),
+            causes: vec![crate::registry::FieldError::invalid(
+                "spec.replicas",
+                &r.to_string(),
+                "must be greater than or equal to 0",
+            )],
+        });
+    }
+    let _ = info;
+    Ok(r)
+}
+
+impl ApiServer {
+    /// Serves `{name}/{sub}`.
+    pub(crate) async fn subresource(&self, req: &ResourceRequest, sub: &str) -> Response<Body> {
+        let info = &req.target.info;
+        let which = match sub {
+            "status" if info.has(Subresource::Status) => Subresource::Status,
+            "scale" if info.has(Subresource::Scale) => Subresource::Scale,
+            _ => return http::path_not_found(),
+        };
+        let ns = req.target.namespace.as_deref();
+        let name = req.target.name.as_deref().unwrap_or("");
+        let opts = write_opts(&req.query);
+        let result = match (which, &req.method) {
+            (Subresource::Status, &Method::GET) => self
+                .objects
+                .get(info, ns, name)
+                .await
+                .map(|o| object_response(req, 200, &o, &[])),
+            (Subresource::Status, &Method::PUT) => match json_body(req) {
+                Ok(body) => self
+                    .objects
+                    .update_at(Endpoint::Status, info, ns, name, body, &opts)
+                    .await
+                    .map(|w| object_response(req, 200, &w.object, &w.warnings)),
+                Err(e) => Err(e),
+            },
+            (Subresource::Status, &Method::PATCH) => match patch_type(req) {
+                Ok(ty) => {
+                    let body = req.body.clone();
+                    self.objects
+                        .patch_at(Endpoint::Status, info, ns, name, &opts, |cur| {
+                            patch::apply(ty, cur, &body)
+                        })
+                        .await
+                        .map(|w| object_response(req, 200, &w.object, &w.warnings))
+                }
+                Err(e) => Err(e),
+            },
+            (Subresource::Scale, &Method::GET) => self
+                .objects
+                .get(info, ns, name)
+                .await
+                .map(|o| http::json(200, &scale_of(&o))),
+            (Subresource::Scale, &Method::PUT | &Method::PATCH) => {
+                let put = req.method == Method::PUT;
+                let parsed = if put {
+                    json_body(req).map(Some)
+                } else {
+                    patch_type(req).map(|_| None)
+                };
+                match parsed {
+                    Err(e) => Err(e),
+                    Ok(put_body) => {
+                        let body = req.body.clone();
+                        let ty = if put { None } else { patch_type(req).ok() };
+                        self.objects
+                            .patch(info, ns, name, &opts, |cur| {
+                                let current = scale_of(cur);
+                                let wanted = match (&put_body, ty) {
+                                    (Some(b), _) => b.clone(),
+                                    (None, Some(ty)) => patch::apply(ty, &current, &body)?,
+                                    (None, None) => current.clone(),
+                                };
+                                let mut out = cur.clone();
+                                out["spec"]["replicas"] = json!(replicas_of(&wanted, info)?);
+                                // A resourceVersion in a PUT Scale is a precondition on the object.
+                                if let Some(rv) = wanted
+                                    .pointer("/metadata/resourceVersion")
+                                    .filter(|v| !v.is_null())
+                                {
+                                    out["metadata"]["resourceVersion"] = rv.clone();
+                                }
+                                Ok(out)
+                            })
+                            .await
+                            .map(|w| http::json(200, &scale_of(&w.object)))
+                    }
+                }
+            }
+            (_, m) => Err(Error::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({m})"
+            ))),
+        };
+        result.unwrap_or_else(|e| http::error(&e))
+    }
+}
+
+fn patch_type(req: &ResourceRequest) -> Result<PatchType> {
+    PatchType::from_content_type(&req.content_type).ok_or_else(|| {
+        Error::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {:?})",
+            req.content_type
+        ))
+    })
+}

@@ -1,0 +1,154 @@
+//! `daas-enclave`: the trusted control plane process.
+//!
+//! Dev mode (`--dev`) keeps everything under `--data-dir`: the store index
+//! and journal, a dev sealing key, the dev PKI, and `admin.kubeconfig`.
+//! It prints `ready <url>` on stdout once it accepts connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use enclave::api::{
+    ApiConfig, ApiServer, Authenticator, DevPki, ListenAddr, Listener, UserInfo, pki, tls_config,
+};
+use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
+use enclave::store::{FileJournal, StaticKeys, Store, StoreOptions};
+use ring::rand::{SecureRandom, SystemRandom};
+
+#[derive(Debug, Parser)]
+#[command(name = "daas-enclave", about = "The K3s-DaaS control plane")]
+struct Args {
+    /// Dev mode: local dev keys and credentials instead of attestation-derived ones.
+    #[arg(long)]
+    dev: bool,
+    /// Directory for the store, keys and credentials.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Where to listen: tcp:HOST:PORT, unix:PATH or vsock:CID:PORT.
+    #[arg(long, default_value = "tcp:127.0.0.1:6443")]
+    listen: String,
+    /// The URL clients use (written to admin.kubeconfig); defaults to the TCP listen address.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Seconds between watch bookmarks.
+    #[arg(long, default_value_t = 60)]
+    bookmark_interval: u64,
+}
+
+/// Reads `path`, or creates it with `n` random bytes (mode 0600).
+fn secret_file(path: &Path, n: usize) -> Result<Vec<u8>> {
+    if path.exists() {
+        let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if b.len() != n {
+            bail!("{} holds {} bytes, expected {n}", path.display(), b.len());
+        }
+        return Ok(b);
+    }
+    let mut b = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    pki::write_private(path, &b)?;
+    Ok(b)
+}
+
+async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
+    let info = objects
+        .table()
+        .lookup("", "v1", "namespaces")
+        .context("namespaces missing from the resource table")?;
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let body = serde_json::json!({"metadata": {"name": ns}});
+        match objects
+            .create(&info, None, body, &WriteOptions::default())
+            .await
+        {
+            Ok(_) | Err(enclave::registry::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e).context(format!("creating namespace {ns}")),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if !args.dev {
+        bail!(
+            "only --dev mode is available yet: enclave mode needs the attestation-derived root secret"
+        );
+    }
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key: [u8; 32] = secret_file(&dir.join("dev-root.key"), 32)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("dev key length"))?;
+    let cluster: [u8; 16] = secret_file(&dir.join("cluster-id"), 16)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("cluster id length"))?;
+    let keys = StaticKeys::single(key);
+    let journal = FileJournal::open(dir.join("journal")).context("opening the journal")?;
+    let store = Store::open(
+        StoreOptions::new(dir.join("index"), cluster),
+        &keys,
+        Box::new(journal),
+    )
+    .context("opening the store")?;
+    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
+    ensure_namespaces(&objects).await?;
+
+    let addr: ListenAddr = args.listen.parse()?;
+    let listener = Listener::bind(&addr).await?;
+    let url = match (&args.advertise, listener.tcp_addr()) {
+        (Some(u), _) => u.clone(),
+        (None, Some(a)) => format!("https://{a}"),
+        (None, None) => bail!("--advertise is required when not listening on TCP"),
+    };
+    let host = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let san_host = host
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+        .unwrap_or_else(|| host.clone());
+    let pki = DevPki::load_or_create(dir, &[san_host])?;
+    pki::write_private(
+        &dir.join("admin.kubeconfig"),
+        pki.admin_kubeconfig(&url).as_bytes(),
+    )?;
+    let admin = UserInfo {
+        name: "admin".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    };
+    let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
+    let config = ApiConfig {
+        bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
+        server_address: host,
+        ..Default::default()
+    };
+    let server = ApiServer::new(objects, auth, config);
+    let tls = tls_config(&pki)?;
+    tracing::info!(listen = %listener.local_addr(), %url, "serving");
+    println!("ready {url}");
+    let serving = tokio::spawn(Arc::clone(&server).serve(listener, tls));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
+    serving.abort();
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The registry's error type. Every variant maps to one Kubernetes
+//! `metav1.Status` (code, reason, message); [`Error::to_status`] renders it.
+
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+/// One invalid field, reported in `details.causes` of a 422 Invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Upstream cause type, e.g. `FieldValueRequired`, `FieldValueInvalid`.
+    pub reason: &'static str,
+    /// The field path, e.g. `metadata.name`.
+    pub field: String,
+    /// Human-readable message, already formatted like upstream's.
+    pub message: String,
+}
+
+impl FieldError {
+    /// `field: Required value: detail`.
+    pub fn required(field: impl Into<String>, detail: &str) -> Self {
+        let field = field.into();
+        FieldError {
+            reason: "FieldValueRequired",
+            message: format!("{field}: Required value: {detail}"),
+            field,
+        }
+    }
+
+    /// `field: Invalid value: "value": detail`.
+    pub fn invalid(field: impl Into<String>, value: &str, detail: &str) -> Self {
+        let field = field.into();
+        FieldError {
+            reason: "FieldValueInvalid",
+            message: format!("{field}: Invalid value: {value:?}: {detail}"),
+            field,
+        }
+    }
+
+    /// `field: Invalid value: <value>: field is immutable`.
+    pub fn immutable(field: impl Into<String>, value: &Value) -> Self {
+        let field = field.into();
+        FieldError {
+            reason: "FieldValueInvalid",
+            message: format!("{field}: Invalid value: {value}: field is immutable"),
+            field,
+        }
+    }
+}
+
+/// What went wrong with a request, in Kubernetes terms.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// 404 NotFound for an object: `configmaps "x" not found`.
+    #[error("{qualified} {name:?} not found")]
+    NotFound {
+        /// `resource[.group]`.
+        qualified: String,
+        /// Group (empty for core).
+        group: String,
+        /// Resource name (plural).
+        resource: String,
+        /// Object name.
+        name: String,
+    },
+    /// 409 AlreadyExists on create.
+    #[error("{qualified} {name:?} already exists")]
+    AlreadyExists {
+        /// `resource[.group]`.
+        qualified: String,
+        /// Group (empty for core).
+        group: String,
+        /// Resource name (plural).
+        resource: String,
+        /// Object name.
+        name: String,
+    },
+    /// 409 Conflict: optimistic concurrency or a failed precondition.
+    #[error("{message}")]
+    Conflict {
+        /// Group (empty for core).
+        group: String,
+        /// Resource name (plural).
+        resource: String,
+        /// Object name.
+        name: String,
+        /// The full upstream-style message.
+        message: String,
+    },
+    /// 422 Invalid with per-field causes.
+    #[error("{kind} {name:?} is invalid")]
+    Invalid {
+        /// The kind, e.g. `ConfigMap`.
+        kind: String,
+        /// Group (empty for core).
+        group: String,
+        /// Object name (may be empty).
+        name: String,
+        /// The invalid fields.
+        causes: Vec<FieldError>,
+    },
+    /// 400 BadRequest: malformed body, selector or parameter.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 403 Forbidden, e.g. creating in a terminating namespace.
+    #[error("{message}")]
+    Forbidden {
+        /// The full message.
+        message: String,
+    },
+    /// 410 Expired: a resourceVersion or continue token that was compacted.
+    #[error("{0}")]
+    Expired(String),
+    /// 413 RequestEntityTooLarge.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 405 MethodNotAllowed: the resource does not support the verb.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 415 UnsupportedMediaType.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 504 Timeout: e.g. a resourceVersion newer than the store's.
+    #[error("{0}")]
+    Timeout(String),
+    /// 500 InternalError: the store failed.
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
+}
+
+/// Result alias for registry operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Compacted { .. } => {
+                Error::Expired("The resourceVersion for the provided list is too old.".to_string())
+            }
+            StoreError::ValueTooLarge { .. } => {
+                Error::TooLarge("Request entity too large: limit is 3145728".to_string())
+            }
+            StoreError::InvalidContinue(why) => {
+                Error::BadRequest(format!("invalid continue token: {why}"))
+            }
+            other => Error::Store(other),
+        }
+    }
+}
+
+impl Error {
+    /// The HTTP status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            Error::NotFound { .. } => 404,
+            Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
+            Error::Invalid { .. } => 422,
+            Error::BadRequest(_) => 400,
+            Error::Forbidden { .. } => 403,
+            Error::Expired(_) => 410,
+            Error::TooLarge(_) => 413,
+            Error::MethodNotAllowed(_) => 405,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::Timeout(_) => 504,
+            Error::Store(_) => 500,
+        }
+    }
+
+    /// The `metav1.StatusReason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "NotFound",
+            Error::AlreadyExists { .. } => "AlreadyExists",
+            Error::Conflict { .. } => "Conflict",
+            Error::Invalid { .. } => "Invalid",
+            Error::BadRequest(_) => "BadRequest",
+            Error::Forbidden { .. } => "Forbidden",
+            Error::Expired(_) => "Expired",
+            Error::TooLarge(_) => "RequestEntityTooLarge",
+            Error::MethodNotAllowed(_) => "MethodNotAllowed",
+            Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            Error::Timeout(_) => "Timeout",
+            Error::Store(_) => "InternalError",
+        }
+    }
+
+    /// The message shown to users, as upstream words it.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Invalid {
+                kind, name, causes, ..
+            } => {
+                let list: Vec<&str> = causes.iter().map(|c| c.message.as_str()).collect();
+                match list.len() {
+                    0 => format!("{kind} {name:?} is invalid"),
+                    1 => format!("{kind} {name:?} is invalid: {}", list.join("")),
+                    _ => format!("{kind} {name:?} is invalid: [{}]", list.join(", ")),
+                }
+            }
+            Error::Forbidden { message } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The `metav1.Status` JSON body.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        let details = match self {
+            Error::NotFound {
+                group,
+                resource,
+                name,
+                ..
+            }
+            | Error::AlreadyExists {
+                group,
+                resource,
+                name,
+                ..
+            }
+            | Error::Conflict {
+                group,
+                resource,
+                name,
+                ..
+            } => Some(json!({"name": name, "group": group, "kind": resource})),
+            Error::Invalid {
+                kind,
+                group,
+                name,
+                causes,
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message, "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            _ => None,
+        };
+        if let (Some(d), Some(obj)) = (details, status.as_object_mut()) {
+            obj.insert("details".to_string(), d);
+        }
+        status
+    }
+}

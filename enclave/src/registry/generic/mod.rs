@@ -1,0 +1,150 @@
+//! [`ObjectStore`]: get, list, create, update, patch and delete for every
+//! kind, over the sealed [`Store`]. Objects are JSON; the stored value
+//! omits `resourceVersion`, which is the key's mod revision and is set on
+//! every read.
+
+mod alloc;
+mod delete;
+mod list;
+mod write;
+
+pub use alloc::ServiceCidr;
+
+pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
+pub use list::ListOptions;
+pub use write::{Endpoint, FieldValidation, WriteOptions, Written};
+
+use serde_json::Value;
+
+use super::{Error, ResourceInfo, ResourceTable, Result, meta};
+use crate::store::{KeyValue, Store, StoreError};
+
+/// The generic object store shared by every resource.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    store: Store,
+    table: ResourceTable,
+    service_cidr: ServiceCidr,
+}
+
+/// Tries of an unconditional update or patch before giving up with 409.
+const MAX_RETRIES: usize = 8;
+
+impl ObjectStore {
+    /// An object store serving the resources of `table` from `store`.
+    pub fn new(store: Store, table: ResourceTable) -> Self {
+        ObjectStore {
+            store,
+            table,
+            service_cidr: ServiceCidr::DEFAULT,
+        }
+    }
+
+    /// Allocates Service ClusterIPs from `cidr` (default `10.43.0.0/16`).
+    #[must_use]
+    pub fn with_service_cidr(mut self, cidr: ServiceCidr) -> Self {
+        self.service_cidr = cidr;
+        self
+    }
+
+    /// The resource table.
+    pub fn table(&self) -> &ResourceTable {
+        &self.table
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Decodes a stored value and stamps its resourceVersion.
+    pub(crate) fn decode(kv: &KeyValue) -> Result<Value> {
+        let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+            Error::Store(StoreError::Corrupt(format!(
+                "object at {}: {e}",
+                String::from_utf8_lossy(&kv.key)
+            )))
+        })?;
+        meta::set_resource_version(&mut v, kv.mod_revision);
+        Ok(v)
+    }
+
+    /// Encodes an object for storage, without its resourceVersion.
+    fn encode(obj: &Value) -> Result<Vec<u8>> {
+        let mut o = obj.clone();
+        if let Some(m) = meta::metadata_mut(&mut o) {
+            m.remove("resourceVersion");
+            m.remove("selfLink");
+        }
+        serde_json::to_vec(&o).map_err(|e| Error::BadRequest(e.to_string()))
+    }
+
+    fn not_found(info: &ResourceInfo, name: &str) -> Error {
+        Error::NotFound {
+            qualified: info.qualified(),
+            group: info.group.to_string(),
+            resource: info.resource.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    fn conflict(info: &ResourceInfo, name: &str) -> Error {
+        Error::Conflict {
+            group: info.group.to_string(),
+            resource: info.resource.to_string(),
+            name: name.to_string(),
+            message: format!(
+                "Operation cannot be fulfilled on {} {name:?}: the object has been modified; please apply your changes to the latest version and try again",
+                info.qualified()
+            ),
+        }
+    }
+
+    /// Reads the current key-value of one object.
+    async fn get_kv(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<KeyValue>> {
+        let key = info.key(ns, name);
+        let store = self.store.clone();
+        let (kv, _) = tokio::task::spawn_blocking(move || store.get(&key))
+            .await
+            .map_err(|e| Error::Store(StoreError::Closed(e.to_string())))??;
+        Ok(kv)
+    }
+
+    /// GET one object.
+    ///
+    /// # Errors
+    /// 404 NotFound; 500 if the store fails.
+    pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<Value> {
+        match self.get_kv(info, ns, name).await? {
+            Some(kv) => Self::decode(&kv),
+            None => Err(Self::not_found(info, name)),
+        }
+    }
+
+    /// Checks that namespace `ns` exists and is not terminating (for creates).
+    async fn check_namespace(&self, ns: &str) -> Result<()> {
+        let Some(nsinfo) = self.table.lookup("", "v1", "namespaces") else {
+            return Ok(());
+        };
+        let Some(kv) = self.get_kv(&nsinfo, None, ns).await? else {
+            return Err(Self::not_found(&nsinfo, ns));
+        };
+        let obj = Self::decode(&kv)?;
+        let terminating = obj.pointer("/status/phase").and_then(Value::as_str)
+            == Some("Terminating")
+            || meta::meta_str(&obj, "deletionTimestamp").is_some();
+        if terminating {
+            return Err(Error::Forbidden {
+                message: format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            });
+        }
+        Ok(())
+    }
+}

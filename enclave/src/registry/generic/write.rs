@@ -1,0 +1,503 @@
+//! Create, update and patch: upstream's `BeforeCreate`, `BeforeUpdate` and
+//! `GuaranteedUpdate`, over compare-and-swap writes. Nothing is written
+//! unless every check passed.
+
+use serde_json::{Map, Value};
+
+use super::{MAX_RETRIES, ObjectStore};
+use crate::registry::{Canonical, Error, FieldError, ResourceInfo, Result, meta};
+use crate::store::{KeyValue, TxnOutcome};
+
+/// `fieldValidation`: what to do with fields the kind does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Reject with 400.
+    Strict,
+    /// Accept, dropping them, with a `Warning` header each (the default).
+    #[default]
+    Warn,
+    /// Drop them silently.
+    Ignore,
+}
+
+/// Which endpoint a write came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The object itself: `status` is kept from the stored object.
+    Main,
+    /// `/status`: only `status` changes; everything else is kept.
+    Status,
+}
+
+/// Options shared by create, update and patch.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `dryRun=All`: run every step but the write.
+    pub dry_run: bool,
+    /// `fieldValidation`.
+    pub field_validation: FieldValidation,
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The object as stored (with its new resourceVersion).
+    pub object: Value,
+    /// Warnings for the `Warning` response header.
+    pub warnings: Vec<String>,
+    /// Whether the object was created (201) rather than updated (200).
+    pub created: bool,
+}
+
+/// Metadata fields only the server sets.
+const SERVER_FIELDS: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "resourceVersion",
+    "selfLink",
+];
+
+impl ObjectStore {
+    /// Checks apiVersion and kind, decodes through the typed struct and
+    /// applies `fieldValidation`. Returns the canonical object and warnings.
+    fn decode_body(
+        info: &ResourceInfo,
+        mut obj: Value,
+        fv: FieldValidation,
+    ) -> Result<(Value, Vec<String>)> {
+        let Some(o) = obj.as_object_mut() else {
+            return Err(Error::BadRequest(format!(
+                "{} in version {:?} cannot be handled as a {}: the body is not a JSON object",
+                info.kind, info.version, info.kind
+            )));
+        };
+        let want_av = info.api_version();
+        match o.get("apiVersion").and_then(Value::as_str) {
+            Some(av) if av != want_av => {
+                return Err(Error::BadRequest(format!(
+                    "the API version in the data ({av}) does not match the expected API version ({want_av})"
+                )));
+            }
+            _ => {}
+        }
+        match o.get("kind").and_then(Value::as_str) {
+            Some(k) if k != info.kind => {
+                return Err(Error::BadRequest(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    info.kind
+                )));
+            }
+            _ => {}
+        }
+        o.insert("apiVersion".into(), Value::String(want_av));
+        o.insert("kind".into(), Value::String(info.kind.into()));
+        let Canonical {
+            value,
+            unknown_fields,
+        } = info.strategy.canonicalize(&obj).map_err(|e| {
+            Error::BadRequest(format!(
+                "{} in version {:?} cannot be handled as a {}: {e}",
+                info.kind, info.version, info.kind
+            ))
+        })?;
+        let msgs: Vec<String> = unknown_fields
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect();
+        match fv {
+            FieldValidation::Strict if !msgs.is_empty() => Err(Error::BadRequest(format!(
+                "strict decoding error: {}",
+                msgs.join(", ")
+            ))),
+            FieldValidation::Warn => Ok((value, msgs)),
+            _ => Ok((value, Vec::new())),
+        }
+    }
+
+    /// Checks the body's namespace against the request's and sets it.
+    fn place(info: &ResourceInfo, obj: &mut Value, ns: Option<&str>) -> Result<()> {
+        let Some(m) = meta::metadata_mut(obj) else {
+            return Err(Error::BadRequest("metadata must be an object".into()));
+        };
+        if info.namespaced() {
+            let path_ns = ns.unwrap_or("");
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(body) if !body.is_empty() && body != path_ns => {
+                    return Err(Error::BadRequest(
+                        "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    ));
+                }
+                _ => {}
+            }
+            m.insert("namespace".into(), Value::String(path_ns.into()));
+        } else {
+            m.remove("namespace");
+        }
+        Ok(())
+    }
+
+    fn invalid(info: &ResourceInfo, obj: &Value, causes: Vec<FieldError>) -> Result<()> {
+        if causes.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Invalid {
+            kind: info.kind.to_string(),
+            group: info.group.to_string(),
+            name: meta::name(obj).to_string(),
+            causes,
+        })
+    }
+
+    fn validate_common(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
+        let mut causes = Vec::new();
+        let name = meta::name(obj);
+        if name.is_empty() {
+            causes.push(FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            ));
+        } else if let Some(e) = meta::validate_name(name, info.strategy.name_rule()) {
+            causes.push(e);
+        }
+        causes.extend(meta::validate_labels(obj));
+        causes
+    }
+
+    /// POST: creates an object in namespace `ns` (None for cluster scope).
+    ///
+    /// # Errors
+    /// 400 for a malformed body, 422 Invalid, 404 if the namespace is
+    /// missing, 403 if it is terminating, 409 AlreadyExists.
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let (mut obj, warnings) = Self::decode_body(info, body, opts.field_validation)?;
+        Self::place(info, &mut obj, ns)?;
+        let now = meta::format_time(meta::now());
+        if let Some(m) = meta::metadata_mut(&mut obj) {
+            for f in SERVER_FIELDS {
+                m.remove(*f);
+            }
+            let name = m.get("name").and_then(Value::as_str).unwrap_or("");
+            let generate = m.get("generateName").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() && !generate.is_empty() {
+                let n = format!("{generate}{}", meta::random_suffix());
+                m.insert("name".into(), Value::String(n));
+            }
+            m.insert("uid".into(), Value::String(meta::new_uid()));
+            m.insert("creationTimestamp".into(), Value::String(now));
+            if info.strategy.tracks_generation() {
+                m.insert("generation".into(), Value::from(1));
+            }
+        }
+        info.strategy.prepare_for_create(&mut obj);
+        let mut causes = Self::validate_common(info, &obj);
+        causes.extend(info.strategy.validate(&obj));
+        Self::invalid(info, &obj, causes)?;
+        if let (true, Some(ns)) = (info.namespaced(), ns) {
+            self.check_namespace(ns).await?;
+        }
+        let name = meta::name(&obj).to_string();
+        if opts.dry_run {
+            return Ok(Written {
+                object: obj,
+                warnings,
+                created: true,
+            });
+        }
+        let claimed = self.allocate_ip(info, &mut obj).await?;
+        let bytes = match Self::encode(&obj) {
+            Ok(b) => b,
+            Err(e) => {
+                self.release_ip(info, &obj).await;
+                return Err(e);
+            }
+        };
+        let outcome = match self.store.create(&info.key(ns, &name), &bytes).await {
+            Ok(TxnOutcome::Committed { revision, prev }) => {
+                TxnOutcome::Committed { revision, prev }
+            }
+            other => {
+                if claimed.is_some() {
+                    self.release_ip(info, &obj).await;
+                }
+                other?
+            }
+        };
+        match outcome {
+            TxnOutcome::Committed { revision, .. } => {
+                meta::set_resource_version(&mut obj, revision);
+                Ok(Written {
+                    object: obj,
+                    warnings,
+                    created: true,
+                })
+            }
+            TxnOutcome::Failed { .. } => Err(Error::AlreadyExists {
+                qualified: info.qualified(),
+                group: info.group.to_string(),
+                resource: info.resource.to_string(),
+                name,
+            }),
+        }
+    }
+
+    /// PUT: replaces an object. A `metadata.resourceVersion` in the body
+    /// must equal the current one (else 409 Conflict); without one the
+    /// update is unconditional.
+    ///
+    /// # Errors
+    /// 400, 404, 409 Conflict, 422 Invalid.
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        self.update_at(Endpoint::Main, info, ns, name, body, opts)
+            .await
+    }
+
+    /// PUT through `endpoint` (the object or its `/status`).
+    ///
+    /// # Errors
+    /// As [`ObjectStore::update`].
+    pub async fn update_at(
+        &self,
+        endpoint: Endpoint,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let (mut obj, warnings) = Self::decode_body(info, body, opts.field_validation)?;
+        Self::place(info, &mut obj, ns)?;
+        let body_name = meta::name(&obj);
+        if !body_name.is_empty() && body_name != name {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let precondition = parse_rv(meta::meta_str(&obj, "resourceVersion"))?;
+        self.guaranteed_update(
+            endpoint,
+            info,
+            ns,
+            name,
+            precondition,
+            opts,
+            warnings,
+            |_| Ok(obj.clone()),
+        )
+        .await
+    }
+
+    /// PATCH: applies `patch_fn` to the current object and stores the
+    /// result, retrying on concurrent writes unless the patched object
+    /// names a resourceVersion (a precondition).
+    ///
+    /// # Errors
+    /// As [`ObjectStore::update`], plus whatever `patch_fn` returns.
+    pub async fn patch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &WriteOptions,
+        patch_fn: impl Fn(&Value) -> Result<Value>,
+    ) -> Result<Written> {
+        self.patch_at(Endpoint::Main, info, ns, name, opts, patch_fn)
+            .await
+    }
+
+    /// PATCH through `endpoint` (the object or its `/status`).
+    ///
+    /// # Errors
+    /// As [`ObjectStore::patch`].
+    pub async fn patch_at(
+        &self,
+        endpoint: Endpoint,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &WriteOptions,
+        patch_fn: impl Fn(&Value) -> Result<Value>,
+    ) -> Result<Written> {
+        self.guaranteed_update(endpoint, info, ns, name, None, opts, Vec::new(), |cur| {
+            let patched = patch_fn(cur)?;
+            let (mut obj, _) = Self::decode_body(info, patched, opts.field_validation)?;
+            Self::place(info, &mut obj, ns)?;
+            if meta::name(&obj) != name {
+                return Err(Error::BadRequest(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta::name(&obj)
+                )));
+            }
+            Ok(obj)
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn guaranteed_update(
+        &self,
+        endpoint: Endpoint,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        precondition: Option<u64>,
+        opts: &WriteOptions,
+        warnings: Vec<String>,
+        next: impl Fn(&Value) -> Result<Value>,
+    ) -> Result<Written> {
+        for _ in 0..MAX_RETRIES {
+            let Some(kv) = self.get_kv(info, ns, name).await? else {
+                return Err(Self::not_found(info, name));
+            };
+            if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+                return Err(Self::conflict(info, name));
+            }
+            let old = Self::decode(&kv)?;
+            let new = next(&old)?;
+            // A resourceVersion the patch itself put in is a precondition.
+            let own_rv = parse_rv(meta::meta_str(&new, "resourceVersion"))?;
+            if precondition.is_none() && own_rv.is_some_and(|rv| rv != kv.mod_revision) {
+                return Err(Self::conflict(info, name));
+            }
+            match self
+                .commit_update(endpoint, info, ns, &kv, old, new, opts)
+                .await?
+            {
+                Some(object) => {
+                    return Ok(Written {
+                        object,
+                        warnings,
+                        created: false,
+                    });
+                }
+                None if precondition.is_some() || own_rv.is_some() => {
+                    return Err(Self::conflict(info, name));
+                }
+                None => continue,
+            }
+        }
+        Err(Self::conflict(info, name))
+    }
+
+    /// `BeforeUpdate` and the CAS write. `None` means the key changed meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_update(
+        &self,
+        endpoint: Endpoint,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        kv: &KeyValue,
+        old: Value,
+        mut new: Value,
+        opts: &WriteOptions,
+    ) -> Result<Option<Value>> {
+        let name = meta::name(&old).to_string();
+        let old_uid = meta::meta_str(&old, "uid").unwrap_or("").to_string();
+        if let Some(m) = meta::metadata_mut(&mut new) {
+            if let Some(uid) = m.get("uid").and_then(Value::as_str)
+                && !uid.is_empty()
+                && uid != old_uid
+            {
+                return Err(Error::Conflict {
+                    group: info.group.to_string(),
+                    resource: info.resource.to_string(),
+                    name: name.clone(),
+                    message: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {old_uid}"
+                    ),
+                });
+            }
+            m.insert("name".into(), Value::String(name.clone()));
+            let old_meta = old.get("metadata").and_then(Value::as_object);
+            for f in SERVER_FIELDS {
+                match old_meta.and_then(|om| om.get(*f)) {
+                    Some(v) => m.insert((*f).to_string(), v.clone()),
+                    None => m.remove(*f),
+                };
+            }
+        }
+        match endpoint {
+            Endpoint::Main => info.strategy.prepare_for_update(&mut new, &old),
+            Endpoint::Status => {
+                // ResetObjectMetaForStatus: everything but status comes from old.
+                let status = new.get("status").cloned();
+                new = old.clone();
+                if let Some(o) = new.as_object_mut() {
+                    match status {
+                        Some(st) => o.insert("status".into(), st),
+                        None => o.remove("status"),
+                    };
+                }
+            }
+        }
+        if info.strategy.tracks_generation() && new.get("spec") != old.get("spec") {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if let Some(m) = meta::metadata_mut(&mut new) {
+                m.insert("generation".into(), Value::from(g + 1));
+            }
+        }
+        let mut causes = Self::validate_common(info, &new);
+        causes.extend(info.strategy.validate_update(&new, &old));
+        Self::invalid(info, &new, causes)?;
+        meta::set_resource_version(&mut new, kv.mod_revision);
+        if new == old || opts.dry_run {
+            return Ok(Some(new));
+        }
+        let key = info.key(ns, &name);
+        let finalizers_empty = new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        if meta::meta_str(&new, "deletionTimestamp").is_some() && finalizers_empty {
+            // Upstream's ShouldDeleteDuringUpdate: the last finalizer is gone.
+            return match self.store.delete(&key, Some(kv.mod_revision)).await? {
+                TxnOutcome::Committed { revision, .. } => {
+                    meta::set_resource_version(&mut new, revision);
+                    Ok(Some(new))
+                }
+                TxnOutcome::Failed { .. } => Ok(None),
+            };
+        }
+        let bytes = Self::encode(&new)?;
+        match self.store.update(&key, &bytes, kv.mod_revision).await? {
+            TxnOutcome::Committed { revision, .. } => {
+                meta::set_resource_version(&mut new, revision);
+                Ok(Some(new))
+            }
+            TxnOutcome::Failed { .. } => Ok(None),
+        }
+    }
+}
+
+/// Parses a resourceVersion precondition ("" or absent: none).
+pub(crate) fn parse_rv(rv: Option<&str>) -> Result<Option<u64>> {
+    match rv {
+        None | Some("") => Ok(None),
+        Some(s) => s.parse::<u64>().map(Some).map_err(|_| {
+            Error::BadRequest(format!("invalid resourceVersion {s:?}: must be a number"))
+        }),
+    }
+}
+
+/// An empty JSON object.
+pub(crate) fn empty_object() -> Value {
+    Value::Object(Map::new())
+}

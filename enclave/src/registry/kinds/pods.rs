@@ -1,0 +1,225 @@
+//! `pods`: defaults, container validation, status split, the upstream
+//! pod columns and field selectors.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+
+use super::{default_at, keep_status, s, typed};
+use crate::registry::table::{Column, age_cell, name_cell, or_none};
+use crate::registry::{FieldError, Strategy, meta};
+
+/// `pods`.
+#[derive(Debug)]
+pub(crate) struct Pods;
+
+/// Upstream's pod-spec defaults, shared with workload templates.
+pub(crate) fn default_pod_spec(spec: &mut Value) {
+    default_at(spec, "/restartPolicy", json!("Always"));
+    default_at(spec, "/terminationGracePeriodSeconds", json!(30));
+    default_at(spec, "/dnsPolicy", json!("ClusterFirst"));
+    default_at(spec, "/securityContext", json!({}));
+    default_at(spec, "/schedulerName", json!("default-scheduler"));
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs {
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                let tag = image.rsplit('/').next().unwrap_or("");
+                let latest = !tag.contains(':') || tag.ends_with(":latest");
+                let policy = if latest { "Always" } else { "IfNotPresent" };
+                default_at(c, "/imagePullPolicy", json!(policy));
+                default_at(c, "/terminationMessagePath", json!("/dev/termination-log"));
+                default_at(c, "/terminationMessagePolicy", json!("File"));
+                default_at(c, "/resources", json!({}));
+                if let Some(Value::Array(ports)) = c.get_mut("ports") {
+                    for p in ports {
+                        default_at(p, "/protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks containers of a pod spec at `path` (e.g. `spec`).
+pub(crate) fn validate_pod_spec(spec: Option<&Value>, path: &str) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
+    match containers {
+        None => out.push(FieldError::required(format!("{path}.containers"), "")),
+        Some(cs) if cs.is_empty() => {
+            out.push(FieldError::required(format!("{path}.containers"), ""))
+        }
+        Some(cs) => {
+            let mut seen = Vec::new();
+            for (i, c) in cs.iter().enumerate() {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                let f = format!("{path}.containers[{i}]");
+                if name.is_empty() {
+                    out.push(FieldError::required(format!("{f}.name"), ""));
+                } else if !meta::is_dns_label(name) {
+                    out.push(FieldError::invalid(format!("{f}.name"), name, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"));
+                } else if seen.contains(&name) {
+                    out.push(FieldError {
+                        reason: "FieldValueDuplicate",
+                        field: format!("{f}.name"),
+                        message: format!("{f}.name: Duplicate value: {name:?}"),
+                    });
+                }
+                seen.push(name);
+                if c.get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
+                {
+                    out.push(FieldError::required(format!("{f}.image"), ""));
+                }
+            }
+        }
+    }
+    out
+}
+
+const POD_FIELDS: &[(&str, &str)] = &[
+    ("spec.nodeName", "/spec/nodeName"),
+    ("spec.restartPolicy", "/spec/restartPolicy"),
+    ("spec.schedulerName", "/spec/schedulerName"),
+    ("spec.serviceAccountName", "/spec/serviceAccountName"),
+    ("status.phase", "/status/phase"),
+    ("status.podIP", "/status/podIP"),
+    ("status.nominatedNodeName", "/status/nominatedNodeName"),
+];
+
+impl Strategy for Pods {
+    typed!(Pod);
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+        if let Some(spec) = obj.get_mut("spec") {
+            default_pod_spec(spec);
+            default_at(spec, "/serviceAccountName", json!("default"));
+            default_at(spec, "/enableServiceLinks", json!(true));
+            default_at(spec, "/preemptionPolicy", json!("PreemptLowerPriority"));
+            default_at(spec, "/priority", json!(0));
+        }
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        keep_status(new, old);
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validate_pod_spec(obj.get("spec"), "spec")
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut out = self.validate(new);
+        // Upstream allows only image, activeDeadlineSeconds, tolerations
+        // (additions) and terminationGracePeriodSeconds to change.
+        let strip = |v: &Value| {
+            let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+            if let Some(Value::Array(cs)) = spec.get_mut("containers") {
+                for c in cs {
+                    if let Some(o) = c.as_object_mut() {
+                        o.remove("image");
+                    }
+                }
+            }
+            if let Some(o) = spec.as_object_mut() {
+                for f in [
+                    "activeDeadlineSeconds",
+                    "tolerations",
+                    "terminationGracePeriodSeconds",
+                ] {
+                    o.remove(f);
+                }
+            }
+            spec
+        };
+        if strip(new) != strip(old) {
+            out.push(FieldError {
+                reason: "FieldValueForbidden",
+                field: "spec".into(),
+                message: "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into(),
+            });
+        }
+        out
+    }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ]
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        if field == "spec.hostNetwork" {
+            let b = obj.pointer("/spec/hostNetwork").and_then(Value::as_bool);
+            return Some(b.unwrap_or(false).to_string());
+        }
+        POD_FIELDS
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, p)| s(obj, p).to_string())
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::text("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+            Column::text("Status", "The aggregate status of the containers in this pod."),
+            Column::text("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            Column::AGE,
+            Column::text("IP", "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.").wide(),
+            Column::text("Node", "NodeName is a request to schedule this pod onto a specific node. If it is non-empty, the scheduler simply schedules this pod onto that node, assuming that it fits resource requirements.").wide(),
+            Column::text("Nominated Node", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.").wide(),
+            Column::text("Readiness Gates", "If specified, all readiness gates will be evaluated for pod readiness.").wide(),
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let total = super::count(obj, "/spec/containers");
+        let statuses = obj
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let ready = statuses
+            .iter()
+            .filter(|c| c.get("ready") == Some(&json!(true)))
+            .count();
+        let restarts: i64 = statuses
+            .iter()
+            .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+            .sum();
+        let mut reason = s(obj, "/status/phase").to_string();
+        if !s(obj, "/status/reason").is_empty() {
+            reason = s(obj, "/status/reason").to_string();
+        }
+        for c in &statuses {
+            let waiting = c.pointer("/state/waiting/reason").and_then(Value::as_str);
+            if let Some(w) = waiting.filter(|w| !w.is_empty()) {
+                reason = w.to_string();
+            }
+        }
+        if meta::meta_str(obj, "deletionTimestamp").is_some() {
+            reason = "Terminating".into();
+        }
+        let gates = super::count(obj, "/spec/readinessGates");
+        vec![
+            name_cell(obj),
+            json!(format!("{ready}/{total}")),
+            json!(reason),
+            json!(restarts.to_string()),
+            age_cell(obj, now),
+            or_none(Some(s(obj, "/status/podIP"))),
+            or_none(Some(s(obj, "/spec/nodeName"))),
+            or_none(Some(s(obj, "/status/nominatedNodeName"))),
+            if gates == 0 {
+                json!("<none>")
+            } else {
+                json!(format!("0/{gates}"))
+            },
+        ]
+    }
+}

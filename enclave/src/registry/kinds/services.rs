@@ -1,0 +1,160 @@
+//! `services`: defaults, port validation, immutable clusterIP, columns.
+
+use k8s_openapi::api::core::v1::Service;
+use serde_json::{Value, json};
+
+use super::{default_at, keep_status, s, typed};
+use crate::registry::table::{Column, age_cell, name_cell, or_none};
+use crate::registry::{FieldError, NameRule, Strategy};
+
+/// `services`.
+#[derive(Debug)]
+pub(crate) struct Services;
+
+fn ports_cell(obj: &Value) -> String {
+    let ports = obj
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if ports.is_empty() {
+        return "<none>".into();
+    }
+    ports
+        .iter()
+        .map(|p| {
+            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(np) if np != 0 => format!("{port}:{np}/{proto}"),
+                _ => format!("{port}/{proto}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Strategy for Services {
+    typed!(Service);
+    fn allocates_cluster_ip(&self) -> bool {
+        true
+    }
+    fn name_rule(&self) -> NameRule {
+        NameRule::Label
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"loadBalancer": {}});
+        default_at(obj, "/spec/type", json!("ClusterIP"));
+        default_at(obj, "/spec/sessionAffinity", json!("None"));
+        default_at(obj, "/spec/internalTrafficPolicy", json!("Cluster"));
+        default_at(obj, "/spec/ipFamilies", json!(["IPv4"]));
+        default_at(obj, "/spec/ipFamilyPolicy", json!("SingleStack"));
+        if let Some(Value::Array(ports)) = obj.pointer_mut("/spec/ports") {
+            for p in ports {
+                default_at(p, "/protocol", json!("TCP"));
+                if let Some(port) = p.get("port").cloned() {
+                    default_at(p, "/targetPort", port);
+                }
+            }
+        }
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        keep_status(new, old);
+        for f in ["clusterIP", "clusterIPs"] {
+            let ptr = format!("/spec/{f}");
+            if new.pointer(&ptr).is_none() {
+                if let Some(v) = old.pointer(&ptr).cloned() {
+                    default_at(new, &ptr, v);
+                }
+            }
+        }
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut out = Vec::new();
+        let ty = s(obj, "/spec/type");
+        if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty) {
+            out.push(FieldError {
+                reason: "FieldValueNotSupported",
+                field: "spec.type".into(),
+                message: format!("spec.type: Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
+            });
+        }
+        let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
+        if ty != "ExternalName"
+            && ports.is_none_or(Vec::is_empty)
+            && s(obj, "/spec/clusterIP") != "None"
+        {
+            out.push(FieldError::required("spec.ports", ""));
+        }
+        for (i, p) in ports.into_iter().flatten().enumerate() {
+            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+            if !(1..=65535).contains(&port) {
+                out.push(FieldError::invalid(
+                    format!("spec.ports[{i}].port"),
+                    &port.to_string(),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+        }
+        out
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut out = self.validate(new);
+        let (n, o) = (s(new, "/spec/clusterIP"), s(old, "/spec/clusterIP"));
+        if !o.is_empty() && n != o {
+            out.push(FieldError::immutable("spec.clusterIPs[0]", &json!(n)));
+        }
+        out
+    }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["spec.clusterIP", "spec.type"]
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        match field {
+            "spec.clusterIP" => Some(s(obj, "/spec/clusterIP").to_string()),
+            "spec.type" => Some(s(obj, "/spec/type").to_string()),
+            _ => None,
+        }
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::text("Type", "The type of the service"),
+            Column::text("Cluster-IP", "The IP address of the service"),
+            Column::text("External-IP", "The external IP address of the service"),
+            Column::text("Port(s)", "The ports of the service"),
+            Column::AGE,
+            Column::text(
+                "Selector",
+                "Route service traffic to pods with label keys and values matching this selector.",
+            )
+            .wide(),
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let ty = s(obj, "/spec/type");
+        let external = match ty {
+            "ExternalName" => s(obj, "/spec/externalName").to_string(),
+            "LoadBalancer" => "<pending>".to_string(),
+            _ => "<none>".to_string(),
+        };
+        let selector = obj
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        vec![
+            name_cell(obj),
+            json!(ty),
+            or_none(Some(s(obj, "/spec/clusterIP"))),
+            json!(external),
+            json!(ports_cell(obj)),
+            age_cell(obj, now),
+            or_none(selector.as_deref()),
+        ]
+    }
+}

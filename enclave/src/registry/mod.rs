@@ -1,0 +1,288 @@
+//! The generic registry: one object store over [`crate::store`] shared by
+//! every kind, parameterised by a per-kind [`Strategy`] (defaults,
+//! validation, status split, field selectors, table columns), after
+//! upstream's `registry/generic`. A new kind is a strategy in [`kinds`] and a
+//! line in [`kinds::builtin`]; it needs no handler code.
+//!
+//! Layering: `api → registry → store`. This module knows Kubernetes object
+//! semantics but nothing about HTTP.
+
+mod error;
+pub mod generic;
+pub mod kinds;
+pub mod meta;
+pub mod patch;
+pub mod selector;
+pub mod table;
+pub mod typed;
+pub mod watch;
+
+pub use error::{Error, FieldError, Result};
+pub use generic::{DeleteOptions, DeleteOutcome, ListOptions, ObjectStore, WriteOptions};
+pub use selector::{FieldSelector, LabelSelector};
+pub use table::Column;
+pub use watch::{WatchEvent, WatchOptions, WatchStream};
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// Whether objects of a kind live in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `/namespaces/{ns}/{resource}/{name}`.
+    Namespaced,
+    /// `/{resource}/{name}`.
+    Cluster,
+}
+
+/// How object names are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// RFC 1123 subdomain (most kinds).
+    Subdomain,
+    /// RFC 1123 label (namespaces, services).
+    Label,
+    /// Any name that is a valid path segment (events, leases use subdomain-ish names too).
+    PathSegment,
+}
+
+/// A kind's decoded-and-re-encoded form (see [`typed::roundtrip`]).
+#[derive(Debug, Clone)]
+pub struct Canonical {
+    /// The object as the typed struct serialises it: unknown fields dropped.
+    pub value: Value,
+    /// Paths of fields the typed struct did not know, e.g. `spec.foo`.
+    pub unknown_fields: Vec<String>,
+}
+
+/// Per-kind behaviour, as upstream's `RESTCreateStrategy`,
+/// `RESTUpdateStrategy`, `TableConvertor` and `GetAttrs` combined.
+pub trait Strategy: Send + Sync + fmt::Debug {
+    /// Decodes `obj` into the kind's `k8s-openapi` type and back.
+    ///
+    /// # Errors
+    /// A message when the object does not decode (wrong field types, bad
+    /// base64, ...); it becomes a 400 BadRequest.
+    fn canonicalize(&self, obj: &Value) -> std::result::Result<Canonical, String>;
+
+    /// Resets fields users may not set on create (e.g. `status`).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Carries over fields the main endpoint may not change (e.g. `status`).
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Kind-specific validation on create.
+    fn validate(&self, _obj: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Kind-specific validation on update (immutable fields, ...).
+    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<FieldError> {
+        self.validate(new)
+    }
+
+    /// Whether `metadata.generation` is kept (1 on create, +1 on spec change).
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+
+    /// Whether objects get a ClusterIP (`spec.clusterIP`) allocated on create.
+    fn allocates_cluster_ip(&self) -> bool {
+        false
+    }
+
+    /// How names are checked.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Subdomain
+    }
+
+    /// Field-selector fields beyond `metadata.name` and `metadata.namespace`.
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The value of a selectable field (missing values compare as "").
+    fn field_value(&self, _obj: &Value, _field: &str) -> Option<String> {
+        None
+    }
+
+    /// Server-side Table columns (priority 1 = only with `-o wide`).
+    fn columns(&self) -> Vec<Column>;
+
+    /// One Table row's cells, in [`Strategy::columns`] order.
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value>;
+}
+
+/// A subresource served for a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    /// `/status`: GET, PUT and PATCH of the status alone.
+    Status,
+    /// `/scale`: an `autoscaling/v1 Scale` view of `spec.replicas`.
+    Scale,
+}
+
+impl Subresource {
+    /// The path segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+        }
+    }
+}
+
+/// One resource as served: names, scope and its strategy.
+pub struct ResourceInfo {
+    /// API group; empty for core.
+    pub group: &'static str,
+    /// API version, e.g. `v1`.
+    pub version: &'static str,
+    /// Kind, e.g. `ConfigMap`.
+    pub kind: &'static str,
+    /// Plural resource name, e.g. `configmaps`.
+    pub resource: &'static str,
+    /// Singular resource name, e.g. `configmap`.
+    pub singular: &'static str,
+    /// Namespaced or cluster-scoped.
+    pub scope: Scope,
+    /// Short names for kubectl, e.g. `cm`.
+    pub short_names: &'static [&'static str],
+    /// Categories, e.g. `all`.
+    pub categories: &'static [&'static str],
+    /// DELETE returns the deleted object rather than a Status (pods).
+    pub return_deleted_object: bool,
+    /// Subresources served.
+    pub subresources: &'static [Subresource],
+    /// Per-kind rules.
+    pub strategy: Box<dyn Strategy>,
+}
+
+impl fmt::Debug for ResourceInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceInfo")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Verbs every table resource supports.
+pub const VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
+impl ResourceInfo {
+    /// `group/version`, or `version` for core.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `resource[.group]`, as used in error messages.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() {
+            self.resource.to_string()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        }
+    }
+
+    /// Whether objects live in namespaces.
+    pub fn namespaced(&self) -> bool {
+        self.scope == Scope::Namespaced
+    }
+
+    /// Whether `sub` is served for this resource.
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    /// `<Kind>List`.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    /// The store key prefix for all objects of this resource, or those of one namespace.
+    pub fn key_prefix(&self, namespace: Option<&str>) -> Vec<u8> {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        let mut k = format!("/registry/{group}/{}/", self.resource);
+        if let (Scope::Namespaced, Some(ns)) = (self.scope, namespace) {
+            k.push_str(ns);
+            k.push('/');
+        }
+        k.into_bytes()
+    }
+
+    /// The store key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> Vec<u8> {
+        let mut k = self.key_prefix(namespace);
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
+}
+
+/// Every served resource, the single source for routing, discovery and tables.
+#[derive(Debug, Clone)]
+pub struct ResourceTable {
+    entries: Arc<Vec<Arc<ResourceInfo>>>,
+}
+
+impl ResourceTable {
+    /// A table of the given resources.
+    pub fn new(entries: Vec<ResourceInfo>) -> Self {
+        ResourceTable {
+            entries: Arc::new(entries.into_iter().map(Arc::new).collect()),
+        }
+    }
+
+    /// Every resource, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
+        self.entries.iter()
+    }
+
+    /// The resource `resource` of `group/version`.
+    pub fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<Arc<ResourceInfo>> {
+        self.entries
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.resource == resource)
+            .cloned()
+    }
+
+    /// Groups in table order, each with its versions in preference order.
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for r in self.entries.iter() {
+            match out.iter_mut().find(|(g, _)| *g == r.group) {
+                Some((_, versions)) => {
+                    if !versions.contains(&r.version) {
+                        versions.push(r.version);
+                    }
+                }
+                None => out.push((r.group, vec![r.version])),
+            }
+        }
+        out
+    }
+
+    /// Resources of one group-version, in table order.
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<ResourceInfo>> + 'a {
+        self.entries
+            .iter()
+            .filter(move |r| r.group == group && r.version == version)
+    }
+}

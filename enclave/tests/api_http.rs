@@ -1,0 +1,183 @@
+//! The HTTP surface of the real `daas-enclave` binary, driven with curl:
+//! authentication, discovery negotiation, HTTP/2, status codes for bad
+//! input, and state and credentials surviving a restart.
+
+mod common;
+
+use common::Enclave;
+use serde_json::Value;
+
+fn status(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn authentication() {
+    let e = Enclave::start();
+    for public in ["/version", "/healthz", "/livez", "/readyz"] {
+        assert_eq!(e.curl(public, &[]).0, 200, "{public}");
+    }
+    let (code, body) = e.curl("/api/v1/namespaces", &[]);
+    assert_eq!(code, 401);
+    assert_eq!(status(&body)["reason"], "Unauthorized");
+    assert_eq!(
+        e.curl("/api", &["-H", "Authorization: Bearer wrong"]).0,
+        401
+    );
+    assert_eq!(e.curl_admin("/api", &[]).0, 200);
+    let crt = e.pki("admin.crt");
+    let key = e.pki("admin.key");
+    let (code, body) = e.curl(
+        "/api/v1/namespaces/default",
+        &[
+            "--cert",
+            crt.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(status(&body)["metadata"]["name"], "default");
+}
+
+#[test]
+fn discovery_negotiation_and_http2() {
+    let e = Enclave::start();
+    let (_, legacy) = e.curl_admin("/api", &[]);
+    assert_eq!(status(&legacy)["kind"], "APIVersions");
+    let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let (code, out) = e.curl_admin("/apis", &["-H", accept, "-D", "-"]);
+    assert_eq!(code, 200);
+    assert!(
+        out.to_ascii_lowercase().contains(
+            "content-type: application/json;g=apidiscovery.k8s.io;v=v2;as=apigroupdiscoverylist"
+        ),
+        "{out}"
+    );
+    let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+    let (_, out) = e.curl_admin("/api", &["-H", accept]);
+    let doc = status(&out);
+    assert_eq!(doc["apiVersion"], "apidiscovery.k8s.io/v2beta1");
+    assert_eq!(doc["items"][0]["metadata"]["name"], "");
+    let (_, v) = e.curl_admin("/version", &["--http2", "-w", "\n%{http_version}"]);
+    assert!(v.ends_with("\n2"), "expected HTTP/2: {v}");
+    let (code, body) = e.curl_admin("/apis/nope/v1", &[]);
+    assert_eq!(code, 404);
+    assert_eq!(
+        status(&body)["message"],
+        "the server could not find the requested resource"
+    );
+}
+
+#[test]
+fn bad_requests_get_precise_statuses_and_write_nothing() {
+    let e = Enclave::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let json_ct = "Content-Type: application/json";
+
+    let (code, body) = e.curl_admin(
+        cms,
+        &["-X", "POST", "-H", json_ct, "--data-binary", "{not json"],
+    );
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(status(&body)["reason"], "BadRequest");
+
+    let big = format!(
+        "{{\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"a\":\"{}\"}}}}",
+        "x".repeat(3 * 1024 * 1024 + 10)
+    );
+    let file = e.dir.path().join("big.json");
+    std::fs::write(&file, big).unwrap();
+    let at = format!("@{}", file.display());
+    let (code, body) = e.curl_admin(cms, &["-X", "POST", "-H", json_ct, "--data-binary", &at]);
+    assert_eq!(code, 413, "{body}");
+    assert_eq!(status(&body)["reason"], "RequestEntityTooLarge");
+
+    let (code, body) = e.curl_admin(
+        cms,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/yaml",
+            "--data-binary",
+            "a: b",
+        ],
+    );
+    assert_eq!(code, 415, "{body}");
+
+    let (code, body) = e.curl_admin(
+        &format!("{cms}/x"),
+        &["-X", "POST", "-H", json_ct, "--data-binary", "{}"],
+    );
+    assert_eq!(code, 405, "{body}");
+
+    let (code, body) = e.curl_admin(
+        cms,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            json_ct,
+            "--data-binary",
+            r#"{"metadata":{"name":"UPPER"}}"#,
+        ],
+    );
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        status(&body)["details"]["causes"][0]["field"],
+        "metadata.name"
+    );
+
+    let (code, body) = e.curl_admin(&format!("{cms}?labelSelector=a%20in%20b"), &[]);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = e.curl_admin(&format!("{cms}?limit=ten"), &[]);
+    assert_eq!(code, 400, "{body}");
+
+    let (code, body) = e.curl_admin(
+        &format!("{cms}/missing"),
+        &[
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/merge-patch+json",
+            "--data-binary",
+            "{}",
+        ],
+    );
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(status(&body)["message"], "configmaps \"missing\" not found");
+
+    let (_, body) = e.curl_admin(cms, &[]);
+    assert_eq!(
+        status(&body)["items"].as_array().unwrap().len(),
+        0,
+        "nothing was written"
+    );
+}
+
+#[test]
+fn state_and_credentials_survive_a_restart() {
+    let e = Enclave::start();
+    let (code, body) = e.curl_admin(
+        "/api/v1/namespaces/default/configmaps",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            r#"{"metadata":{"name":"kept"},"data":{"a":"b"}}"#,
+        ],
+    );
+    assert_eq!(code, 201, "{body}");
+    let ca = std::fs::read(e.pki("ca.crt")).unwrap();
+    let token = e.token();
+    let dir = e.stop();
+    let e = Enclave::start_in(dir);
+    assert_eq!(std::fs::read(e.pki("ca.crt")).unwrap(), ca);
+    assert_eq!(e.token(), token);
+    let (code, body) = e.curl_admin("/api/v1/namespaces/default/configmaps/kept", &[]);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(status(&body)["data"]["a"], "b");
+}

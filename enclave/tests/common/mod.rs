@@ -1,0 +1,269 @@
+//! Test harness: starts the real `daas-enclave` binary in dev mode on a
+//! loopback port with a temporary data directory, and runs real clients
+//! (kubectl, curl) against it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A running `daas-enclave --dev`; killed on drop.
+pub struct Enclave {
+    child: Child,
+    /// The data directory (kept until drop).
+    pub dir: tempfile::TempDir,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Enclave {
+    /// Starts the binary and waits for its `ready <url>` line.
+    pub fn start() -> Enclave {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir)
+    }
+
+    /// Starts the binary on an existing data directory.
+    pub fn start_in(dir: tempfile::TempDir) -> Enclave {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+            .args([
+                "--dev",
+                "--listen",
+                "tcp:127.0.0.1:0",
+                "--bookmark-interval",
+                "1",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("ready ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("daas-enclave did not report ready within 60 s");
+        Enclave { child, dir, url }
+    }
+
+    /// `DIR/admin.kubeconfig`.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+
+    /// A file under `DIR/pki`.
+    pub fn pki(&self, name: &str) -> PathBuf {
+        self.dir.path().join("pki").join(name)
+    }
+
+    /// The admin bearer token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.pki("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Stops the process (SIGKILL) and returns the data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Runs curl against `path` with the given extra arguments; returns
+    /// (HTTP status, body). Uses the CA; add auth via `args`.
+    pub fn curl(&self, path: &str, args: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(self.pki("ca.crt"))
+            .args(args)
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// curl with the admin bearer token.
+    pub fn curl_admin(&self, path: &str, args: &[&str]) -> (u16, String) {
+        let auth = format!("Authorization: Bearer {}", self.token());
+        let mut a = vec!["-H", auth.as_str()];
+        a.extend_from_slice(args);
+        self.curl(path, &a)
+    }
+}
+
+impl Drop for Enclave {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every installed `kubectl.1.X`, oldest first.
+pub fn kubectl_versions() -> Vec<(String, PathBuf)> {
+    let kubectl = which("kubectl")
+        .expect("kubectl is not on PATH (the machine image ships kubectl 1.27 … 1.33)");
+    let real = std::fs::canonicalize(&kubectl).unwrap();
+    let dir = real.parent().unwrap();
+    let mut out: Vec<(u32, String, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let minor = name.strip_prefix("kubectl.1.")?.parse::<u32>().ok()?;
+            Some((minor, format!("1.{minor}"), e.path()))
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, v, p)| (v, p)).collect()
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// One kubectl binary bound to one server, with its own discovery cache.
+pub struct Kubectl<'a> {
+    /// Version label, e.g. `1.33`.
+    pub version: String,
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    cache: tempfile::TempDir,
+    _server: &'a Enclave,
+}
+
+impl<'a> Kubectl<'a> {
+    /// kubectl `bin` against `server`.
+    pub fn new(version: &str, bin: &Path, server: &'a Enclave) -> Self {
+        Kubectl {
+            version: version.to_string(),
+            bin: bin.to_path_buf(),
+            kubeconfig: server.kubeconfig(),
+            cache: tempfile::tempdir().unwrap(),
+            _server: server,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .arg("--request-timeout=30s")
+            .args(args)
+            .env("HOME", self.cache.path())
+            .env_remove("KUBECONFIG");
+        c
+    }
+
+    /// Runs kubectl with a 60 s bound; returns the output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_stdin(args, None)
+    }
+
+    /// Runs kubectl with `stdin` piped in.
+    pub fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut c = self.command(args);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        wait_bounded(
+            child,
+            Duration::from_secs(60),
+            &format!("kubectl {} {args:?}", self.version),
+        )
+    }
+
+    /// Runs kubectl and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_stdin(args, None)
+    }
+
+    /// Runs kubectl with stdin and asserts success; returns stdout.
+    pub fn ok_stdin(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run_stdin(args, stdin);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {} {args:?} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            self.version,
+            out.status.code()
+        );
+        stdout
+    }
+
+    /// Spawns kubectl in the background (for `get -w`).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Waits for `child` at most `limit` (reading its output meanwhile), killing it afterwards.
+pub fn wait_bounded(child: Child, limit: Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "{what} did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

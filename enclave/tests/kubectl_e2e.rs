@@ -1,0 +1,353 @@
+//! End to end: the real `daas-enclave --dev` binary driven by every
+//! installed kubectl 1.27 … 1.33, each in its own namespace, in parallel.
+//! Asserts exit codes and output of the commands users type.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use common::{Enclave, Kubectl, kubectl_versions};
+
+const APPLY_V1: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: applied
+  labels:
+    app: demo
+data:
+  k: v1
+  keep: same
+";
+
+const APPLY_V2: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: applied
+  labels:
+    app: demo
+data:
+  k: v2
+  keep: same
+";
+
+fn has(out: &str, want: &str, what: &str) {
+    assert!(out.contains(want), "{what}: expected {want:?} in:\n{out}");
+}
+
+fn scenario(k: &Kubectl<'_>) {
+    let v = k.version.clone();
+    let ns = format!("e2e-{}", v.replace('.', "-"));
+    let n = ns.as_str();
+
+    let out = k.ok(&["version", "-o", "json"]);
+    has(&out, "k3s-daas", &v);
+    let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(parsed["serverVersion"]["minor"], "33", "{v}");
+
+    let out = k.ok(&["api-resources"]);
+    for want in [
+        "configmaps",
+        "cm",
+        "deployments",
+        "apps/v1",
+        "namespaces",
+        "leases",
+    ] {
+        has(&out, want, &format!("{v} api-resources"));
+    }
+    has(&k.ok(&["api-versions"]), "coordination.k8s.io/v1", &v);
+
+    let out = k.ok(&["get", "namespaces"]);
+    has(&out, "STATUS", &v);
+    has(&out, "default", &v);
+    has(&out, "Active", &v);
+
+    assert_eq!(
+        k.ok(&["create", "namespace", n]),
+        format!("namespace/{n} created\n"),
+        "{v}"
+    );
+    assert_eq!(
+        k.ok(&["get", "ns", n, "-o", "name"]),
+        format!("namespace/{n}\n"),
+        "{v}"
+    );
+
+    has(
+        &k.ok(&["-n", n, "create", "configmap", "c1", "--from-literal=a=b"]),
+        "configmap/c1 created",
+        &v,
+    );
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "create",
+            "secret",
+            "generic",
+            "s1",
+            "--from-literal=user=admin",
+        ]),
+        "secret/s1 created",
+        &v,
+    );
+    let dup = k.run(&["-n", n, "create", "configmap", "c1", "--from-literal=a=b"]);
+    assert_eq!(
+        dup.status.code(),
+        Some(1),
+        "{v}: duplicate create must fail"
+    );
+    has(&String::from_utf8_lossy(&dup.stderr), "already exists", &v);
+
+    let yaml = k.ok(&["-n", n, "get", "configmap", "c1", "-o", "yaml"]);
+    has(&yaml, "a: b", &v);
+    has(&yaml, "resourceVersion:", &v);
+    has(&yaml, "uid:", &v);
+    let list: serde_json::Value =
+        serde_json::from_str(&k.ok(&["-n", n, "get", "configmaps", "-o", "json"])).unwrap();
+    assert_eq!(list["items"][0]["data"]["a"], "b", "{v}");
+    let secret: serde_json::Value =
+        serde_json::from_str(&k.ok(&["-n", n, "get", "secret", "s1", "-o", "json"])).unwrap();
+    assert_eq!(secret["data"]["user"], "YWRtaW4=", "{v}");
+    assert_eq!(secret["type"], "Opaque", "{v}");
+    let wide = k.ok(&["-n", n, "get", "secrets", "-o", "wide"]);
+    has(&wide, "TYPE", &v);
+    has(&wide, "Opaque", &v);
+    has(&k.ok(&["-n", n, "get", "configmaps"]), "DATA", &v);
+    assert_eq!(
+        k.ok(&["-n", n, "get", "configmaps", "-o", "name"]),
+        "configmap/c1\n",
+        "{v}"
+    );
+
+    // apply twice with a change, then unchanged
+    has(
+        &k.ok_stdin(&["-n", n, "apply", "-f", "-"], Some(APPLY_V1)),
+        "configmap/applied created",
+        &v,
+    );
+    has(
+        &k.ok_stdin(&["-n", n, "apply", "-f", "-"], Some(APPLY_V2)),
+        "configmap/applied configured",
+        &v,
+    );
+    has(
+        &k.ok_stdin(&["-n", n, "apply", "-f", "-"], Some(APPLY_V2)),
+        "configmap/applied unchanged",
+        &v,
+    );
+    assert_eq!(
+        k.ok(&["-n", n, "get", "cm", "applied", "-o", "jsonpath={.data.k}"]),
+        "v2",
+        "{v}"
+    );
+
+    // the three patch types
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "patch",
+            "configmap",
+            "c1",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"m":"1"}}"#,
+        ]),
+        "configmap/c1 patched",
+        &v,
+    );
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "patch",
+            "configmap",
+            "c1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/data/j","value":"2"}]"#,
+        ]),
+        "configmap/c1 patched",
+        &v,
+    );
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "patch",
+            "configmap",
+            "c1",
+            "-p",
+            r#"{"data":{"s":"3"}}"#,
+        ]),
+        "configmap/c1 patched",
+        &v,
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "cm",
+            "c1",
+            "-o",
+            "jsonpath={.data.a}{.data.m}{.data.j}{.data.s}"
+        ]),
+        "b123",
+        "{v}"
+    );
+    let bad = k.run(&[
+        "-n",
+        n,
+        "patch",
+        "configmap",
+        "c1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/data/a","value":"x"}]"#,
+    ]);
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "{v}: failed json patch test must fail"
+    );
+
+    // label and annotate, then select
+    has(
+        &k.ok(&["-n", n, "label", "configmap", "c1", "tier=fe"]),
+        "configmap/c1 labeled",
+        &v,
+    );
+    has(
+        &k.ok(&["-n", n, "annotate", "configmap", "c1", "note=hello"]),
+        "configmap/c1 annotated",
+        &v,
+    );
+    assert_eq!(
+        k.ok(&["-n", n, "get", "cm", "-l", "tier=fe", "-o", "name"]),
+        "configmap/c1\n",
+        "{v}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "cm",
+            "--field-selector",
+            "metadata.name=applied",
+            "-o",
+            "name"
+        ]),
+        "configmap/applied\n",
+        "{v}"
+    );
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "get",
+            "cm",
+            "-o",
+            "jsonpath={.items[*].metadata.annotations.note}",
+        ]),
+        "hello",
+        &v,
+    );
+    let badsel = k.run(&["-n", n, "get", "cm", "--field-selector", "data.a=b"]);
+    assert_eq!(badsel.status.code(), Some(1), "{v}");
+    has(
+        &String::from_utf8_lossy(&badsel.stderr),
+        "field label not supported",
+        &v,
+    );
+
+    // get -w sees a change arrive
+    let mut watch = k.spawn(&["-n", n, "get", "configmaps", "-w"]);
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(want) => return,
+                Ok(_) => {}
+                Err(_) => panic!("{v}: kubectl get -w never printed {want:?}"),
+            }
+        }
+    };
+    wait_for("c1");
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "create",
+            "configmap",
+            "watched",
+            "--from-literal=x=y",
+        ]),
+        "created",
+        &v,
+    );
+    wait_for("watched");
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    // delete, and what delete leaves behind
+    has(
+        &k.ok(&["-n", n, "delete", "configmap", "c1"]),
+        "configmap \"c1\" deleted",
+        &v,
+    );
+    let gone = k.run(&["-n", n, "get", "configmap", "c1"]);
+    assert_eq!(gone.status.code(), Some(1), "{v}");
+    has(
+        &String::from_utf8_lossy(&gone.stderr),
+        "configmaps \"c1\" not found",
+        &v,
+    );
+    has(
+        &k.ok(&["delete", "namespace", n]),
+        &format!("namespace \"{n}\" deleted"),
+        &v,
+    );
+    let gone = k.run(&["get", "namespace", n]);
+    assert_eq!(gone.status.code(), Some(1), "{v}");
+    has(&String::from_utf8_lossy(&gone.stderr), "not found", &v);
+}
+
+#[test]
+fn every_kubectl_version_works() {
+    let versions = kubectl_versions();
+    assert!(
+        !versions.is_empty(),
+        "no kubectl.1.X binaries next to kubectl; the machine image provides 1.27 … 1.33"
+    );
+    let server = Enclave::start();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = versions
+            .iter()
+            .map(|(v, bin)| {
+                let server = &server;
+                s.spawn(move || scenario(&Kubectl::new(v, bin, server)))
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for (h, (v, _)) in handles.into_iter().zip(&versions) {
+            if h.join().is_err() {
+                failed.push(v.clone());
+            }
+        }
+        assert!(failed.is_empty(), "kubectl versions failing: {failed:?}");
+    });
+}

@@ -1,0 +1,738 @@
+//! Kubernetes object semantics of the generic registry over a real store
+//! in a temporary directory: server-set metadata, conflicts, generation,
+//! pagination, selectors, watch transitions, 410 after compaction,
+//! finalizers, namespace deletion, strict field validation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use enclave::registry::generic::{
+    DeleteOptions, DeleteOutcome, FieldValidation, ListOptions, WriteOptions,
+};
+use enclave::registry::{
+    FieldSelector, LabelSelector, ObjectStore, ResourceInfo, ResourceTable, WatchEvent,
+    WatchOptions, WatchStream, kinds,
+};
+use enclave::store::{FileJournal, StaticKeys, Store, StoreOptions};
+use serde_json::{Value, json};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    objects: ObjectStore,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::open(dir.path().join("journal")).unwrap();
+        let store = Store::open(
+            StoreOptions::new(dir.path().join("index"), *b"registry-test-01"),
+            &StaticKeys::single([9; 32]),
+            Box::new(journal),
+        )
+        .unwrap();
+        let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
+        let f = Fixture { _dir: dir, objects };
+        f.create("namespaces", None, json!({"metadata": {"name": "default"}}))
+            .await
+            .unwrap();
+        f
+    }
+
+    fn info(&self, resource: &str) -> Arc<ResourceInfo> {
+        let group = if resource == "deployments" {
+            "apps"
+        } else {
+            ""
+        };
+        self.objects.table().lookup(group, "v1", resource).unwrap()
+    }
+
+    async fn create(
+        &self,
+        r: &str,
+        ns: Option<&str>,
+        body: Value,
+    ) -> enclave::registry::Result<Value> {
+        Ok(self
+            .objects
+            .create(&self.info(r), ns, body, &WriteOptions::default())
+            .await?
+            .object)
+    }
+}
+
+fn rv(v: &Value) -> u64 {
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn deployment(name: &str, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": image}]}}},
+        "status": {"replicas": 99}})
+}
+
+async fn next(w: &mut WatchStream) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("watch event did not arrive")
+        .expect("watch ended")
+}
+
+#[tokio::test]
+async fn create_sets_server_fields_and_rejects_bad_input() {
+    let f = Fixture::new().await;
+    let cm = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"generateName": "cfg-", "uid": "mine"}, "data": {"a": "b"}}),
+        )
+        .await
+        .unwrap();
+    let name = cm["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
+    assert_ne!(cm["metadata"]["uid"], "mine");
+    assert!(cm["metadata"]["creationTimestamp"].is_string());
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "default");
+
+    let dup = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": name}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!((dup.code(), dup.reason()), (409, "AlreadyExists"));
+    let missing = f
+        .create(
+            "configmaps",
+            Some("nope"),
+            json!({"metadata": {"name": "x"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (missing.code(), missing.message()),
+        (404, "namespaces \"nope\" not found".to_string())
+    );
+    let invalid = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": "Bad_Name"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), 422);
+    assert_eq!(
+        invalid.to_status()["details"]["causes"][0]["field"],
+        "metadata.name"
+    );
+    let noname = f
+        .create("configmaps", Some("default"), json!({"metadata": {}}))
+        .await
+        .unwrap_err();
+    assert_eq!(noname.code(), 422);
+    let wrong_type = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": "t"}, "data": {"a": 1}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_type.code(), 400);
+    let wrong_kind = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"kind": "Secret", "metadata": {"name": "t"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong_kind.code(), 400);
+    let ns_mismatch = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": "t", "namespace": "other"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(ns_mismatch.code(), 400);
+    let bad_b64 = f
+        .create(
+            "secrets",
+            Some("default"),
+            json!({"metadata": {"name": "s"}, "data": {"k": "!!"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad_b64.code(), 400);
+
+    // strict field validation rejects unknown fields; warn accepts with a warning
+    let strict = WriteOptions {
+        field_validation: FieldValidation::Strict,
+        ..Default::default()
+    };
+    let e = f
+        .objects
+        .create(
+            &f.info("configmaps"),
+            Some("default"),
+            json!({"metadata": {"name": "u"}, "bogus": 1}),
+            &strict,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.message(),
+        "strict decoding error: unknown field \"bogus\""
+    );
+    let w = f
+        .objects
+        .create(
+            &f.info("configmaps"),
+            Some("default"),
+            json!({"metadata": {"name": "u"}, "bogus": 1}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.warnings, vec!["unknown field \"bogus\"".to_string()]);
+    assert!(w.object.get("bogus").is_none());
+
+    // nothing was written by any failed request
+    let page = f
+        .objects
+        .list(
+            &f.info("configmaps"),
+            Some("default"),
+            &ListOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+}
+
+#[tokio::test]
+async fn updates_conflict_and_track_generation() {
+    let f = Fixture::new().await;
+    let info = f.info("deployments");
+    let d = f
+        .create("deployments", Some("default"), deployment("web", "nginx:1"))
+        .await
+        .unwrap();
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert!(d.get("status").is_none(), "status is cleared on create");
+    assert_eq!(d["spec"]["replicas"], 1, "defaulted");
+
+    // metadata-only change: generation stays
+    let mut labelled = d.clone();
+    labelled["metadata"]["labels"] = json!({"x": "y"});
+    let l = f
+        .objects
+        .update(
+            &info,
+            Some("default"),
+            "web",
+            labelled,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(l["metadata"]["generation"], 1);
+    assert!(rv(&l) > rv(&d));
+
+    // stale resourceVersion: 409 Conflict with upstream's message
+    let mut stale = d.clone();
+    stale["spec"]["replicas"] = json!(3);
+    let e = f
+        .objects
+        .update(
+            &info,
+            Some("default"),
+            "web",
+            stale,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 409);
+    assert_eq!(
+        e.message(),
+        "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    // spec change: generation bumps; status from the body is ignored
+    let mut changed = l.clone();
+    changed["spec"]["replicas"] = json!(3);
+    changed["status"] = json!({"replicas": 7});
+    let c = f
+        .objects
+        .update(
+            &info,
+            Some("default"),
+            "web",
+            changed,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(c["metadata"]["generation"], 2);
+    assert!(c.get("status").is_none());
+
+    // a no-op update writes nothing
+    let same = f
+        .objects
+        .update(
+            &info,
+            Some("default"),
+            "web",
+            c.clone(),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(rv(&same), rv(&c));
+
+    // immutable selector
+    let mut sel = c.clone();
+    sel["spec"]["selector"] = json!({"matchLabels": {"app": "other"}});
+    sel["spec"]["template"]["metadata"]["labels"] = json!({"app": "other"});
+    assert_eq!(
+        f.objects
+            .update(&info, Some("default"), "web", sel, &WriteOptions::default())
+            .await
+            .unwrap_err()
+            .code(),
+        422
+    );
+
+    // dry run returns the would-be object and writes nothing
+    let mut dry = c.clone();
+    dry["spec"]["replicas"] = json!(9);
+    let opts = WriteOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = f
+        .objects
+        .update(&info, Some("default"), "web", dry, &opts)
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(out["spec"]["replicas"], 9);
+    let now = f.objects.get(&info, Some("default"), "web").await.unwrap();
+    assert_eq!(now["spec"]["replicas"], 3);
+}
+
+#[tokio::test]
+async fn lists_paginate_at_one_revision_and_filter() {
+    let f = Fixture::new().await;
+    let info = f.info("configmaps");
+    for i in 0..5 {
+        let labels = if i % 2 == 0 {
+            json!({"even": "yes"})
+        } else {
+            json!({})
+        };
+        f.create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": format!("c{i}"), "labels": labels}}),
+        )
+        .await
+        .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut token = None;
+    let mut revisions = Vec::new();
+    loop {
+        let opts = ListOptions {
+            limit: 2,
+            continue_token: token.clone(),
+            ..Default::default()
+        };
+        let page = f.objects.list(&info, Some("default"), &opts).await.unwrap();
+        revisions.push(page.revision);
+        names.extend(
+            page.items
+                .iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        // a write between pages must not show up in later pages
+        if token.is_none() {
+            f.create(
+                "configmaps",
+                Some("default"),
+                json!({"metadata": {"name": "c9"}}),
+            )
+            .await
+            .unwrap();
+        }
+        match page.continue_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
+    assert!(revisions.windows(2).all(|w| w[0] == w[1]));
+
+    let even = ListOptions {
+        labels: LabelSelector::parse("even=yes").unwrap(),
+        limit: 2,
+        ..Default::default()
+    };
+    let page = f.objects.list(&info, Some("default"), &even).await.unwrap();
+    assert_eq!(
+        page.items.len(),
+        2,
+        "a filtered page is filled up to the limit"
+    );
+    let by_name = ListOptions {
+        fields: FieldSelector::parse("metadata.name=c3", &*info.strategy).unwrap(),
+        ..Default::default()
+    };
+    assert_eq!(
+        f.objects
+            .list(&info, None, &by_name)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        FieldSelector::parse("data.a=b", &*info.strategy)
+            .unwrap_err()
+            .message(),
+        "field label not supported: data.a"
+    );
+    let bad = ListOptions {
+        continue_token: Some("garbage".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        f.objects.list(&info, None, &bad).await.unwrap_err().code(),
+        400
+    );
+    let future = ListOptions {
+        resource_version: Some("999999".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        f.objects
+            .list(&info, None, &future)
+            .await
+            .unwrap_err()
+            .code(),
+        504
+    );
+}
+
+#[tokio::test]
+async fn watch_delivers_selector_transitions_and_410_after_compaction() {
+    let f = Fixture::new().await;
+    let info = f.info("configmaps");
+    let a = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": "a", "labels": {"app": "x"}}}),
+        )
+        .await
+        .unwrap();
+    let opts = WatchOptions {
+        labels: LabelSelector::parse("app=x").unwrap(),
+        resource_version: None,
+        ..Default::default()
+    };
+    let mut w = f
+        .objects
+        .watch(info.clone(), Some("default"), opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut w).await,
+        WatchEvent::Added(a.clone()),
+        "replay of current state"
+    );
+
+    // leaves the selector: DELETED; comes back: ADDED; then MODIFIED; then a real delete
+    let patch = |labels: Value| {
+        let info = info.clone();
+        let objects = f.objects.clone();
+        async move {
+            objects
+                .patch(
+                    &info,
+                    Some("default"),
+                    "a",
+                    &WriteOptions::default(),
+                    move |cur| {
+                        let mut o = cur.clone();
+                        o["metadata"]["labels"] = labels.clone();
+                        Ok(o)
+                    },
+                )
+                .await
+                .unwrap()
+                .object
+        }
+    };
+    patch(json!({"app": "y"})).await;
+    assert!(
+        matches!(next(&mut w).await, WatchEvent::Deleted(o) if o["metadata"]["labels"]["app"] == "y")
+    );
+    patch(json!({"app": "x"})).await;
+    assert!(matches!(next(&mut w).await, WatchEvent::Added(_)));
+    let m = patch(json!({"app": "x", "more": "1"})).await;
+    assert_eq!(next(&mut w).await, WatchEvent::Modified(m));
+    f.create(
+        "configmaps",
+        Some("default"),
+        json!({"metadata": {"name": "unrelated"}}),
+    )
+    .await
+    .unwrap();
+    let DeleteOutcome::Deleted { .. } = f
+        .objects
+        .delete(&info, Some("default"), "a", &DeleteOptions::default())
+        .await
+        .unwrap()
+    else {
+        panic!("expected deletion");
+    };
+    match next(&mut w).await {
+        WatchEvent::Deleted(o) => assert!(rv(&o) > rv(&a)),
+        other => panic!("expected DELETED, got {other:?}"),
+    }
+
+    // watch from a compacted revision: an ERROR event with 410 Expired
+    let store = f.objects.store().clone();
+    let head = store.revision();
+    tokio::task::spawn_blocking(move || store.compact(head))
+        .await
+        .unwrap()
+        .unwrap();
+    let old = WatchOptions {
+        resource_version: Some(rv(&a).to_string()),
+        ..Default::default()
+    };
+    let mut w = f
+        .objects
+        .watch(info.clone(), Some("default"), old)
+        .await
+        .unwrap();
+    match next(&mut w).await {
+        WatchEvent::Error(st) => {
+            assert_eq!(st["code"], 410);
+            assert_eq!(st["reason"], "Expired");
+        }
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    assert!(w.next().await.is_none(), "the stream ends after ERROR");
+}
+
+#[tokio::test]
+async fn deletes_honour_preconditions_finalizers_and_namespaces() {
+    let f = Fixture::new().await;
+    let info = f.info("configmaps");
+    let c = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": "p", "finalizers": ["example.com/hold"]}}),
+        )
+        .await
+        .unwrap();
+    let wrong = DeleteOptions {
+        uid: Some("other".into()),
+        ..Default::default()
+    };
+    let e = f
+        .objects
+        .delete(&info, Some("default"), "p", &wrong)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 409);
+    assert!(
+        e.message()
+            .starts_with("Precondition failed: UID in precondition: other")
+    );
+    let pending = f
+        .objects
+        .delete(&info, Some("default"), "p", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let DeleteOutcome::Pending(obj) = pending else {
+        panic!("finalizers must hold the object")
+    };
+    assert!(obj["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(obj["metadata"]["uid"], c["metadata"]["uid"]);
+    // removing the last finalizer deletes the object
+    f.objects
+        .patch(
+            &info,
+            Some("default"),
+            "p",
+            &WriteOptions::default(),
+            |cur| {
+                let mut o = cur.clone();
+                o["metadata"]["finalizers"] = json!([]);
+                Ok(o)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.objects
+            .get(&info, Some("default"), "p")
+            .await
+            .unwrap_err()
+            .code(),
+        404
+    );
+
+    // namespace deletion removes its contents
+    f.create("namespaces", None, json!({"metadata": {"name": "doomed"}}))
+        .await
+        .unwrap();
+    f.create(
+        "configmaps",
+        Some("doomed"),
+        json!({"metadata": {"name": "x"}}),
+    )
+    .await
+    .unwrap();
+    f.create(
+        "secrets",
+        Some("doomed"),
+        json!({"metadata": {"name": "y"}}),
+    )
+    .await
+    .unwrap();
+    f.objects
+        .delete(
+            &f.info("namespaces"),
+            None,
+            "doomed",
+            &DeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.objects
+            .get(&f.info("namespaces"), None, "doomed")
+            .await
+            .unwrap_err()
+            .code(),
+        404
+    );
+    assert!(
+        f.objects
+            .list(&info, Some("doomed"), &ListOptions::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        f.create(
+            "configmaps",
+            Some("doomed"),
+            json!({"metadata": {"name": "z"}})
+        )
+        .await
+        .unwrap_err()
+        .code(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn services_get_unique_cluster_ips_released_on_delete() {
+    let f = Fixture::new().await;
+    let svc = |name: &str, ip: Option<&str>| {
+        let mut s = json!({"metadata": {"name": name}, "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}});
+        if let Some(ip) = ip {
+            s["spec"]["clusterIP"] = json!(ip);
+        }
+        s
+    };
+    let a = f
+        .create("services", Some("default"), svc("a", None))
+        .await
+        .unwrap();
+    let b = f
+        .create("services", Some("default"), svc("b", None))
+        .await
+        .unwrap();
+    let ip_a = a["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert!(ip_a.starts_with("10.43."), "{ip_a}");
+    assert_ne!(ip_a, b["spec"]["clusterIP"].as_str().unwrap());
+    assert_eq!(a["spec"]["clusterIPs"], json!([ip_a.clone()]));
+    assert_eq!(a["spec"]["ports"][0]["targetPort"], 80, "defaulted");
+    assert_eq!(a["spec"]["type"], "ClusterIP");
+
+    let taken = f
+        .create("services", Some("default"), svc("c", Some(&ip_a)))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), 422);
+    assert!(
+        taken.message().contains("provided IP is already allocated"),
+        "{}",
+        taken.message()
+    );
+    let outside = f
+        .create("services", Some("default"), svc("c", Some("192.168.1.1")))
+        .await
+        .unwrap_err();
+    assert_eq!(outside.code(), 422);
+
+    // clusterIP is immutable
+    let mut moved = a.clone();
+    moved["spec"]["clusterIP"] = json!("10.43.9.9");
+    let info = f.info("services");
+    assert_eq!(
+        f.objects
+            .update(&info, Some("default"), "a", moved, &WriteOptions::default())
+            .await
+            .unwrap_err()
+            .code(),
+        422
+    );
+
+    f.objects
+        .delete(&info, Some("default"), "a", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let c = f
+        .create("services", Some("default"), svc("c", Some(&ip_a)))
+        .await
+        .unwrap();
+    assert_eq!(
+        c["spec"]["clusterIP"],
+        ip_a.as_str(),
+        "a deleted Service's address is free again"
+    );
+    let headless = f
+        .create("services", Some("default"), svc("h", Some("None")))
+        .await
+        .unwrap();
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+}
