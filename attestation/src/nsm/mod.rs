@@ -77,10 +77,6 @@ impl AttestationRequest {
         }
         Ok(())
     }
-
-    pub(crate) fn into_parts(self) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>) {
-        (self.user_data, self.nonce, self.public_key)
-    }
 }
 
 /// One PCR as the NSM describes it.

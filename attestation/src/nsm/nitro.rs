@@ -75,7 +75,11 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
 impl Nsm for NitroNsm {
     async fn attestation(&self, request: AttestationRequest) -> Result<Vec<u8>> {
         request.validate()?;
-        let (user_data, nonce, public_key) = request.into_parts();
+        let AttestationRequest {
+            user_data,
+            nonce,
+            public_key,
+        } = request;
         let request = Request::Attestation {
             user_data: user_data.map(ByteBuf::from),
             nonce: nonce.map(ByteBuf::from),

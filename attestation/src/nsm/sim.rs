@@ -265,7 +265,11 @@ impl SimNsm {
                 reason: "clock is before the UNIX epoch".to_owned(),
             })?;
         let (cabundle, leaf_der, leaf_key) = issue_chain(&inner.root, at)?;
-        let (user_data, nonce, public_key) = request.into_parts();
+        let AttestationRequest {
+            user_data,
+            nonce,
+            public_key,
+        } = request;
         let opt = |v: Option<Vec<u8>>| v.map_or(Value::Null, Value::Bytes);
         let fields = [
             ("module_id", Value::Text(inner.module_id.clone())),
