@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use host::launcher::{RunEnclaveRequest, supervise_enclave};
-use host::outbound::{Allowlist, OutboundRoute, Target};
+use host::outbound::{Allowlist, ConnectProxy, OutboundRoute, Target};
 use host::{
     DevSupervisor, Endpoint, Listener, NitroCli, OutboundProxy, Relay, RelayConfig, TrafficMetrics,
 };
@@ -81,8 +81,11 @@ enum Handshake {
 #[derive(Debug, clap::Args)]
 struct OutboundArgs {
     /// `LISTEN_ENDPOINT=HOST:PORT`, e.g. `vsock:any:8000=kms.us-east-1.amazonaws.com:443`. Repeatable.
-    #[arg(long = "route", required = true)]
+    #[arg(long = "route", required_unless_present = "connect")]
     routes: Vec<OutboundRoute>,
+    /// Also accept HTTP `CONNECT host:port` requests on this endpoint, checked against the allowlist.
+    #[arg(long)]
+    connect: Option<Endpoint>,
     /// `HOST:PORT` the enclave may reach. Every route's target must be listed. Repeatable.
     #[arg(long = "allow", required = true)]
     allow: Vec<Target>,
@@ -228,13 +231,32 @@ async fn relay(args: RelayArgs, shutdown: CancellationToken) -> anyhow::Result<(
 async fn outbound(args: OutboundArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = TrafficMetrics::register(&mut registry, "outbound");
-    let proxy = OutboundProxy::new(args.routes, &Allowlist::new(args.allow), metrics)?;
-    let bound = proxy.bind().await?;
+    let allow = Allowlist::new(args.allow);
+    let bound = OutboundProxy::new(args.routes, &allow, metrics.clone())?
+        .bind()
+        .await?;
+    let connect = match args.connect {
+        Some(endpoint) => Some(ConnectProxy::new(endpoint, allow, metrics).bind().await?),
+        None => None,
+    };
     start_metrics(args.metrics, registry, &shutdown).await?;
     for (endpoint, target) in bound.endpoints() {
         println!("outbound listening on {endpoint} -> {target}");
     }
+    let connect_task = match connect {
+        Some(c) => {
+            println!(
+                "outbound listening on {} -> CONNECT (allowlist)",
+                c.local_endpoint()?
+            );
+            Some(tokio::spawn(c.serve(shutdown.clone())))
+        }
+        None => None,
+    };
     bound.serve(shutdown).await;
+    if let Some(task) = connect_task {
+        task.await?;
+    }
     Ok(())
 }
 

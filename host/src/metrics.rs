@@ -9,7 +9,7 @@
 //! | `<p>_connections_active` | gauge | |
 //! | `<p>_connections_closed_total` | counter | `reason` = [`CloseReason`] |
 //! | `<p>_bytes_total` | counter | `direction` = `inbound` (toward the enclave side) or `outbound` |
-//! | `<p>_errors_total` | counter | `kind` = `accept`, `connect`, `io`, `protocol`, `timeout` |
+//! | `<p>_errors_total` | counter | `kind` = `accept`, `connect`, `io`, `protocol`, `timeout`, `forbidden` |
 
 use std::sync::Arc;
 
@@ -43,6 +43,10 @@ pub enum CloseReason {
     IoError,
     /// Closed by graceful shutdown before it started relaying.
     Shutdown,
+    /// The outbound proxy refused a destination that is not on the allowlist.
+    Forbidden,
+    /// The outbound proxy could not parse the enclave's CONNECT request.
+    BadRequest,
 }
 
 impl CloseReason {
@@ -58,10 +62,12 @@ impl CloseReason {
             Self::ConnectFailed => "connect_failed",
             Self::IoError => "io_error",
             Self::Shutdown => "shutdown",
+            Self::Forbidden => "forbidden",
+            Self::BadRequest => "bad_request",
         }
     }
 
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 10] = [
         Self::Done,
         Self::ClientSilent,
         Self::HandshakeTimeout,
@@ -70,6 +76,8 @@ impl CloseReason {
         Self::ConnectFailed,
         Self::IoError,
         Self::Shutdown,
+        Self::Forbidden,
+        Self::BadRequest,
     ];
 
     /// The `errors_total{kind}` this close counts as, if it is an error.
@@ -77,7 +85,8 @@ impl CloseReason {
         match self {
             Self::Done | Self::ClientSilent | Self::Shutdown => None,
             Self::HandshakeTimeout | Self::IdleTimeout => Some("timeout"),
-            Self::NotTls => Some("protocol"),
+            Self::NotTls | Self::BadRequest => Some("protocol"),
+            Self::Forbidden => Some("forbidden"),
             Self::ConnectFailed => Some("connect"),
             Self::IoError => Some("io"),
         }
@@ -128,7 +137,14 @@ impl TrafficMetrics {
         for reason in CloseReason::ALL {
             let _ = closed.get_or_create(&[("reason", reason.as_str())]);
         }
-        for kind in ["accept", "connect", "io", "protocol", "timeout"] {
+        for kind in [
+            "accept",
+            "connect",
+            "io",
+            "protocol",
+            "timeout",
+            "forbidden",
+        ] {
             let _ = errors.get_or_create(&[("kind", kind)]);
         }
         let bytes_inbound = bytes.get_or_create(&[("direction", "inbound")]).clone();

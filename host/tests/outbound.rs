@@ -123,3 +123,72 @@ async fn an_unreachable_target_closes_the_enclave_side() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+/// Sends a CONNECT request and returns the status line.
+async fn connect_request(sock: &std::path::Path, authority: &str) -> (UnixStream, String) {
+    let mut s = UnixStream::connect(sock).await.unwrap();
+    s.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    (s, head.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn connect_mode_checks_every_request_against_the_allowlist() {
+    use host::outbound::ConnectProxy;
+    let remote = spawn_upper_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("egress.sock");
+    let metrics = TrafficMetrics::unregistered();
+    let allow = Allowlist::new([remote.to_string().parse().unwrap()]);
+    let bound = ConnectProxy::new(Endpoint::Unix(sock.clone()), allow, metrics.clone())
+        .bind()
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(bound.serve(shutdown.clone()));
+
+    let (mut ok, status) = connect_request(&sock, &remote.to_string()).await;
+    assert_eq!(status, "HTTP/1.1 200 Connection Established");
+    ok.write_all(b"kms:decrypt").await.unwrap();
+    let mut got = [0u8; 11];
+    ok.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"KMS:DECRYPT");
+
+    // Same host, other port; other host: refused, and nothing was dialled.
+    let other_port = format!("127.0.0.1:{}", remote.port().wrapping_add(1).max(1));
+    for authority in [other_port.as_str(), "evil.example:443"] {
+        let (mut refused, status) = connect_request(&sock, authority).await;
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{authority}");
+        let mut rest = [0u8; 1];
+        assert_eq!(
+            refused.read(&mut rest).await.unwrap(),
+            0,
+            "closed after 403"
+        );
+    }
+    assert_eq!(metrics.closed_count(CloseReason::Forbidden), 2);
+
+    let mut garbage = UnixStream::connect(&sock).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut reply = String::new();
+    garbage.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400 Bad Request"), "{reply}");
+
+    // The allowed connection is unaffected by the refusals.
+    ok.write_all(b"again").await.unwrap();
+    let mut again = [0u8; 5];
+    ok.read_exact(&mut again).await.unwrap();
+    assert_eq!(&again, b"AGAIN");
+    shutdown.cancel();
+    task.await.unwrap();
+}

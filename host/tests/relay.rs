@@ -514,3 +514,47 @@ fn invalid_configurations_are_refused() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_backend_that_stops_reading_stalls_the_client_instead_of_growing_a_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_path(&dir, "enclave.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let relay = start_relay(
+        RelayConfig::builder(host::Endpoint::Unix(path))
+            .handshake_rule(HandshakeRule::FirstByte)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut client = TcpStream::connect(relay.addr).await.unwrap();
+    client.write_all(b"x").await.unwrap();
+    // The backend accepts but does not read yet.
+    let (backend, _) = listener.accept().await.unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 1usize;
+    // Write until a write makes no progress for a second: the relay has stopped reading from us.
+    while let Ok(res) = tokio::time::timeout(Duration::from_secs(1), client.write(&chunk)).await {
+        written += res.unwrap();
+        assert!(
+            written < 256 << 20,
+            "256 MiB accepted without the backend reading: no backpressure"
+        );
+    }
+    // What is in flight is kernel socket buffers plus one relay buffer, not a growing queue.
+    assert!(written < 64 << 20, "{written} bytes in flight");
+    // Once the backend reads again, every byte arrives.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut backend = backend;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0usize;
+        while got < written {
+            let n = backend.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got += n;
+        }
+        let _ = tx.send(got);
+    });
+    assert_eq!(rx.await.unwrap(), written);
+}

@@ -35,7 +35,8 @@ pub(crate) fn bench_err(
     }
 }
 
-/// Runs `make()` to completion on a new thread with its own tokio runtime of `workers` threads.
+/// Runs `make()` to completion on a new thread with its own tokio runtime: current-thread for `workers <= 1`,
+/// else multi-thread with `workers` workers.
 pub(crate) fn on_own_runtime<F, Fut>(
     name: &str,
     workers: usize,
@@ -45,8 +46,15 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
+    // One worker: a current-thread runtime, so accept and relaying share one OS thread with no hand-offs.
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = builder
         .thread_name(name)
         .enable_all()
         .build()
@@ -66,10 +74,27 @@ pub struct RelayBenchOptions {
     pub rounds: usize,
     /// Response body bytes.
     pub body_bytes: usize,
-    /// Worker threads of the relay's runtime.
+    /// Worker threads of the relay's runtime (1: a current-thread runtime).
     pub relay_threads: usize,
     /// The socat program.
     pub socat: PathBuf,
+}
+
+impl Default for RelayBenchOptions {
+    /// 4 clients x 2000 GETs (+200 warmup) x 3 rounds, 2 KiB bodies, a 1-thread relay runtime, `socat` on `PATH`.
+    fn default() -> Self {
+        Self {
+            shape: LoadShape {
+                clients: 4,
+                requests: 2000,
+                warmup: 200,
+            },
+            rounds: 3,
+            body_bytes: 2048,
+            relay_threads: 1,
+            socat: PathBuf::from("socat"),
+        }
+    }
 }
 
 /// One target's totals over all rounds.
@@ -142,6 +167,34 @@ impl RelayBenchReport {
         let r = i64::try_from(self.relay.percentile_us(99.0)).unwrap_or(i64::MAX);
         let d = i64::try_from(self.direct.percentile_us(99.0)).unwrap_or(i64::MAX);
         r - d
+    }
+}
+
+impl std::fmt::Display for RelayBenchReport {
+    /// The table and the summary line `relay/socat throughput ratio: X.XX  added p99: N µs`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<8} {:>9} {:>10} {:>9} {:>9}",
+            "target", "requests", "req/s", "p50 µs", "p99 µs"
+        )?;
+        for t in [&self.direct, &self.relay, &self.socat] {
+            writeln!(
+                f,
+                "{:<8} {:>9} {:>10.0} {:>9} {:>9}",
+                t.name,
+                t.requests,
+                t.requests_per_sec(),
+                t.percentile_us(50.0),
+                t.percentile_us(99.0)
+            )?;
+        }
+        write!(
+            f,
+            "relay/socat throughput ratio: {:.2}  added p99: {} µs",
+            self.throughput_ratio(),
+            self.added_p99_us()
+        )
     }
 }
 

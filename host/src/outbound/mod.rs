@@ -6,9 +6,15 @@
 //! The enclave cannot name a destination at all: a port that has no route has no listener. The target host name
 //! is resolved on every connection (DNS answers may change), and the proxy dials the resolved addresses in order.
 //! Unlike `vsock-proxy` (4 worker threads by default), connections are async tasks bounded by `max_connections`.
+//!
+//! [`ConnectProxy`] is the dynamic variant: one endpoint, the enclave names `host:port` in an HTTP `CONNECT`
+//! request, and the allowlist is checked per request (`403 Forbidden` otherwise).
 
+mod connect;
 #[cfg(test)]
 mod tests;
+
+pub use connect::{BoundConnectProxy, ConnectProxy};
 
 use std::collections::BTreeSet;
 use std::fmt;
