@@ -275,7 +275,10 @@ impl Committer {
                         reply,
                     } => {
                         // Commit what came before, then the snapshot, in order.
-                        self.commit_group(std::mem::take(&mut group));
+                        if !self.commit_group(std::mem::take(&mut group)) {
+                            let _ = reply.send(Err(self.shared.closed_error()));
+                            return;
+                        }
                         let r = self
                             .journal
                             .write_snapshot(&sealed, covers_through_seq)

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use attestation::{Mode, Purpose, RootSecret};
+
 /// A key epoch. Every sealed value records the epoch of the key that sealed
 /// it; rotation adds a newer epoch while older ones stay readable.
 pub type KeyEpoch = u32;
@@ -100,5 +102,93 @@ impl SealingKeys for StaticKeys {
         let mut out = [0u8; 32];
         okm.fill(&mut out).ok()?;
         Some(KeyMaterial(out))
+    }
+}
+
+/// Keys derived from the cluster's root secret (the attestation crate's
+/// HKDF-SHA384 purpose keys, labelled dev or production so dev-sealed data
+/// never opens in production). Each epoch's key is a further HKDF expansion
+/// of the purpose key with the epoch number, so rotating is bumping the
+/// epoch: no new secret has to be distributed, and old epochs stay readable.
+#[derive(Clone)]
+pub struct RootSecretKeys {
+    secret: RootSecret,
+    mode: Mode,
+    current: KeyEpoch,
+}
+
+impl fmt::Debug for RootSecretKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RootSecretKeys")
+            .field("mode", &self.mode)
+            .field("current_epoch", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RootSecretKeys {
+    /// Keys of `secret` in `mode`, with `current_epoch` (at least 1) for new writes.
+    pub fn new(secret: RootSecret, mode: Mode, current_epoch: KeyEpoch) -> Self {
+        RootSecretKeys {
+            secret,
+            mode,
+            current: current_epoch.max(1),
+        }
+    }
+}
+
+impl SealingKeys for RootSecretKeys {
+    fn current_epoch(&self) -> KeyEpoch {
+        self.current
+    }
+
+    fn key(&self, purpose: SealPurpose, epoch: KeyEpoch) -> Option<KeyMaterial> {
+        if epoch == 0 || epoch > self.current {
+            return None;
+        }
+        let purpose = match purpose {
+            SealPurpose::Store => Purpose::Store,
+            SealPurpose::Journal => Purpose::Journal,
+        };
+        let base = self.secret.derive(purpose, self.mode);
+        let prk =
+            ring::hkdf::Prk::new_less_safe(ring::hkdf::HKDF_SHA256, base.expose_secret_bytes());
+        let epoch_bytes = epoch.to_be_bytes();
+        let info = [&b"k3s-daas/seal-epoch/v1"[..], &epoch_bytes];
+        let okm = prk.expand(&info, ring::hkdf::HKDF_SHA256).ok()?;
+        let mut out = [0u8; 32];
+        okm.fill(&mut out).ok()?;
+        Some(KeyMaterial(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_secret_keys_differ_by_purpose_epoch_and_mode() {
+        let secret = RootSecret::from_bytes([1; 32]);
+        let dev = RootSecretKeys::new(secret.clone(), Mode::Dev, 2);
+        let prod = RootSecretKeys::new(secret, Mode::Production, 2);
+        let k = |keys: &RootSecretKeys, p, e| keys.key(p, e).map(|m| m.0);
+        let all = [
+            k(&dev, SealPurpose::Store, 1),
+            k(&dev, SealPurpose::Store, 2),
+            k(&dev, SealPurpose::Journal, 1),
+            k(&prod, SealPurpose::Store, 1),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(a.is_some());
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(
+            k(&dev, SealPurpose::Store, 1),
+            k(&dev, SealPurpose::Store, 1)
+        );
+        assert!(dev.key(SealPurpose::Store, 3).is_none());
+        assert!(dev.key(SealPurpose::Store, 0).is_none());
     }
 }

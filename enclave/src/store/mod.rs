@@ -38,7 +38,7 @@ mod tests;
 pub use compact::CompactionOptions;
 pub use error::{Result, StoreError};
 pub use journal::{FileJournal, Journal, JournalError, RecordError};
-pub use keys::{KeyEpoch, KeyMaterial, SealPurpose, SealingKeys, StaticKeys};
+pub use keys::{KeyEpoch, KeyMaterial, RootSecretKeys, SealPurpose, SealingKeys, StaticKeys};
 pub use options::StoreOptions;
 pub use read::{ContinueToken, RangeRequest, RangeResponse};
 pub use types::{Event, EventKind, KeyValue, Revision, TxnOutcome};
