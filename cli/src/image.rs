@@ -55,6 +55,12 @@ pub(crate) struct BuildArgs {
     /// Image version in the (unmeasured) metadata.
     #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
     image_version: String,
+    /// Sign the image with this PKCS#8 PEM ECDSA P-384 key (needs --signing-cert).
+    #[arg(long, requires = "signing_cert")]
+    signing_key: Option<PathBuf>,
+    /// PEM certificate of the signing key; measured into PCR8 (needs --signing-key).
+    #[arg(long, requires = "signing_key")]
+    signing_cert: Option<PathBuf>,
     /// Build time in the (unmeasured) metadata, seconds since the epoch.
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     build_epoch: u64,
@@ -84,13 +90,16 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         Some(p) => p,
         None => sibling("daas-enclave")?,
     };
-    let spec = ImageSpec::new(&args.kernel, init, enclave)
+    let mut spec = ImageSpec::new(&args.kernel, init, enclave)
         .with_cmdline(args.cmdline)
         .with_enclave_args(args.enclave_args)
         .with_env(args.env)
         .with_modules(args.modules)
         .with_identity(args.name, args.image_version)
         .with_build_epoch(args.build_epoch);
+    if let (Some(key), Some(cert)) = (args.signing_key, args.signing_cert) {
+        spec = spec.with_signing(key, cert);
+    }
     let built = spec.build(|step| match step {
         Progress::Read { what, path, bytes } => {
             eprintln!("read {what} {} ({bytes} bytes)", path.display());
@@ -109,6 +118,9 @@ fn measure(path: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let eif = EifImage::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid EIF", path.display()))?;
+    let measurements = eif
+        .measure()
+        .with_context(|| format!("{} has a bad signature section", path.display()))?;
     eprintln!(
         "{}: kernel {} bytes, cmdline {:?}, {} ramdisk(s), {}",
         path.display(),
@@ -116,12 +128,12 @@ fn measure(path: &Path) -> anyhow::Result<()> {
         String::from_utf8_lossy(&eif.cmdline),
         eif.ramdisks.len(),
         if eif.signature.is_some() {
-            "signed"
+            "signed (signature over PCR0 verified)"
         } else {
             "unsigned"
         },
     );
-    println!("{}", serde_json::to_string_pretty(&eif.measurements(None))?);
+    println!("{}", serde_json::to_string_pretty(&measurements)?);
     Ok(())
 }
 

@@ -143,6 +143,24 @@ pub enum Error {
         /// The CRC computed over the file.
         computed: u32,
     },
+    /// The signing key cannot be used.
+    #[error("signing key: {reason}")]
+    SigningKey {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The signing certificate cannot be used.
+    #[error("signing certificate: {reason}")]
+    SigningCert {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The signature section is malformed or does not verify.
+    #[error("signature section: {reason}")]
+    SignatureSection {
+        /// What is wrong.
+        reason: String,
+    },
     /// The metadata section could not be encoded or decoded.
     #[error("EIF metadata JSON")]
     Metadata(#[source] serde_json::Error),

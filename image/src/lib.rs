@@ -16,10 +16,12 @@ pub mod init;
 pub mod kernel;
 pub mod layout;
 pub mod pcr;
+pub mod sign;
 mod spec;
 
 pub use cpio::CpioArchive;
 pub use eif::EifImage;
 pub use error::{Error, Result};
 pub use pcr::{Measurements, Pcr};
+pub use sign::SigningIdentity;
 pub use spec::{BuiltImage, ImageSpec, Progress};

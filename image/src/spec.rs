@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{bzimage_version, check_bzimage};
 use crate::layout;
 use crate::pcr::Measurements;
+use crate::sign::SigningIdentity;
 
 /// Longest kernel command line on x86 (`COMMAND_LINE_SIZE`, including the NUL).
 const MAX_CMDLINE: usize = 2047;
@@ -40,6 +41,7 @@ pub struct ImageSpec {
     name: String,
     version: String,
     build_epoch: u64,
+    signing: Option<(PathBuf, PathBuf)>,
 }
 
 /// A step of [`ImageSpec::build`], for progress output.
@@ -149,7 +151,15 @@ impl ImageSpec {
             name: "daas-enclave".to_owned(),
             version: "0.0.0".to_owned(),
             build_epoch: 0,
+            signing: None,
         }
+    }
+
+    /// Signs the image with a PKCS#8 PEM ECDSA P-384 key and its PEM certificate; the
+    /// certificate is measured into PCR8.
+    pub fn with_signing(mut self, key: impl Into<PathBuf>, cert: impl Into<PathBuf>) -> Self {
+        self.signing = Some((key.into(), cert.into()));
+        self
     }
 
     /// The kernel command line (measured in PCR0 and PCR1).
@@ -247,7 +257,8 @@ impl ImageSpec {
     /// called after each step.
     ///
     /// # Errors
-    /// [`Error::ReadInput`] for a missing input, [`Error::NotBzImage`] for a kernel without
+    /// [`Error::ReadInput`] for a missing input, [`Error::SigningKey`] and
+    /// [`Error::SigningCert`] for signing inputs that cannot be used, [`Error::NotBzImage`] for a kernel without
     /// the x86 boot headers, [`Error::InvalidCmdline`], [`Error::InvalidEnclaveArg`], and the
     /// archive errors of [`CpioArchive`].
     pub fn build(&self, mut progress: impl FnMut(Progress)) -> Result<BuiltImage> {
@@ -269,6 +280,14 @@ impl ImageSpec {
                 bytes: bytes.len(),
             });
             Ok(bytes)
+        };
+        let signer = match &self.signing {
+            Some((key, cert)) => {
+                let key = read("signing key", key)?;
+                let cert = read("signing certificate", cert)?;
+                Some(SigningIdentity::from_pem(&key, cert)?)
+            }
+            None => None,
         };
         let kernel = read("kernel", &self.kernel)?;
         check_bzimage(&self.kernel, &kernel)?;
@@ -312,14 +331,17 @@ impl ImageSpec {
             custom: serde_json::Value::Null,
         };
         let metadata = serde_json::to_vec(&identity).map_err(Error::Metadata)?;
-        let eif = EifImage::new(
+        let mut eif = EifImage::new(
             kernel,
             self.cmdline.clone().into_bytes(),
             metadata,
             vec![rd0, rd1],
         );
+        let measurements = eif.measurements(signer.as_ref().map(SigningIdentity::cert_der));
+        if let Some(signer) = &signer {
+            eif.signature = Some(signer.signature_section(&measurements.pcr0)?);
+        }
         let bytes = eif.to_bytes()?;
-        let measurements = eif.measurements(None);
         progress(Progress::Eif { bytes: bytes.len() });
         Ok(BuiltImage {
             eif,

@@ -159,6 +159,22 @@ impl EifImage {
         Measurements::compute(&self.kernel, &self.cmdline, &ramdisks, signing_cert_der)
     }
 
+    /// PCR0, PCR1, PCR2 and, for a signed image, PCR8 — after checking that the signature
+    /// section signs this image's PCR0 with its certificate's key.
+    ///
+    /// # Errors
+    /// The errors of [`crate::sign::verify_signature_section`] for a signed image.
+    pub fn measure(&self) -> crate::Result<Measurements> {
+        let unsigned = self.measurements(None);
+        match &self.signature {
+            None => Ok(unsigned),
+            Some(section) => {
+                let der = crate::sign::verify_signature_section(section, &unsigned.pcr0)?;
+                Ok(self.measurements(Some(&der)))
+            }
+        }
+    }
+
     /// The sections in file order.
     fn sections(&self) -> Vec<(SectionType, &[u8])> {
         let mut out = vec![
