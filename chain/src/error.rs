@@ -228,6 +228,39 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A transaction could not be built.
+    #[error("cannot build the transaction: {reason}")]
+    Transaction {
+        /// The builder's message.
+        reason: String,
+    },
+    /// A Sui fullnode call failed, or its answer was unusable.
+    #[error("Sui RPC {call}: {reason}")]
+    Rpc {
+        /// Which call.
+        call: &'static str,
+        /// The status or decoding problem.
+        reason: String,
+    },
+    /// A transaction executed on chain but aborted or failed.
+    #[error("transaction {digest} failed on chain: {reason}")]
+    Execution {
+        /// Its digest.
+        digest: String,
+        /// The effects' error (e.g. a Move abort code and module).
+        reason: String,
+    },
+    /// The Sui keystore could not be used.
+    #[error("keystore {path}: {reason}")]
+    Keystore {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `sui:` registry was asked of a build without the `sui` feature.
+    #[error("this build has no Sui backend (chain's `sui` feature is off); use a local: registry")]
+    SuiUnavailable,
     /// A blocking task panicked or was cancelled.
     #[error("registry worker task failed")]
     Task(#[source] tokio::task::JoinError),

@@ -8,6 +8,11 @@
 //! Start with the [`Registry`] trait (and [`RegistryAdmin`] for the cluster admin). Backends:
 //! - [`FileRegistry`]: a local JSON file for dev mode and tests, safe under concurrent
 //!   processes, enforcing the rules of the Move package `k3s_daas` (`Move/`).
+//! - `sui::SuiRegistry` (feature `sui`): the `Cluster` object on a Sui network.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `sui` | the Sui backend, keystore and transaction builders (the Sui Rust SDK 0.4; heavy to compile) |
 //!
 //! The Move package's abort codes map one to one onto [`Error`] variants. Anchor messages are
 //! built by [`anchor_message`], byte for byte what the Move code verifies.
@@ -15,15 +20,20 @@
 //! [`Verifier`]: attestation::Verifier
 
 mod anchor;
+mod any;
 mod clock;
 mod digest;
 mod error;
 mod file;
 mod registry;
 mod rules;
+#[cfg(feature = "sui")]
+pub mod sui;
 mod types;
+mod url;
 
 pub use anchor::{ANCHOR_INTENT, SignedAnchor, anchor_message, verify_anchor_signature};
+pub use any::{AnyRegistry, OpenOptions};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use digest::document_digest;
 pub use error::{Error, Result};
@@ -33,3 +43,4 @@ pub use types::{
     Address, AllowedImage, Anchor, ClusterSettings, ClusterState, HexBytes, LiveEnclave,
     MAX_CLOCK_SKEW_MS, MAX_DOCUMENT_AGE_LIMIT_MS, MAX_NODE_NAME_LEN, Pcrs, StakeInfo,
 };
+pub use url::{RegistryUrl, RegistryUrlError};
