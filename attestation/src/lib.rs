@@ -11,6 +11,17 @@
 //! [`Policy`]. Documents come from an [`Nsm`]: [`NitroNsm`] inside an
 //! enclave, [`SimNsm`] in dev mode and tests. Sealing keys come from
 //! [`RootSecret::derive`].
+//!
+//! | module | what |
+//! |---|---|
+//! | document | [`ParsedDocument::parse`]: untagged COSE_Sign1, payload map (definite or indefinite), field limits |
+//! | verify | [`Verifier`]: root pin, chain order, validity, key usage, webpki path, ES384; [`Policy`] on top |
+//! | nsm | [`Nsm`] trait, [`NitroNsm`] (`/dev/nsm`), [`SimNsm`] + [`DevRoot`] |
+//! | tls | [`spki_sha256`], [`attest_certificate`], [`check_tls_binding`] |
+//! | sealing | [`RootSecret`] (zeroized, redacted), [`RootSecret::derive`] → [`PurposeKey`] |
+//!
+//! The crate has no cargo features: the hardware NSM client is small and
+//! always compiled (it fails cleanly outside an enclave).
 
 mod document;
 mod error;
