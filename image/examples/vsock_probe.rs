@@ -20,6 +20,11 @@ use vsock::{VMADDR_CID_ANY, VMADDR_CID_LOCAL, VsockAddr, VsockListener, VsockStr
 const HEARTBEAT_PORT: u32 = 9000;
 const API_PORT: u32 = 5000;
 
+/// One console line in a single `write` (the console is shared with the init).
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
 fn heartbeat_parent(listener: &VsockListener) -> Result<String, String> {
     let (mut conn, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
     let mut b = [0u8; 1];
@@ -75,14 +80,14 @@ fn get_readyz() -> Result<String, String> {
 }
 
 fn run() -> Result<(), String> {
-    println!("probe: pid {} started", std::process::id());
+    say(&format!("probe: pid {} started", std::process::id()));
     for dir in ["/proc/self", "/sys/kernel", "/dev/null", "/tmp"] {
         if !std::path::Path::new(dir).exists() {
             return Err(format!("{dir} missing: the init did not mount it"));
         }
     }
     std::fs::write("/tmp/probe", b"x").map_err(|e| format!("/tmp not writable: {e}"))?;
-    println!("probe: /proc, /sys, /dev and /tmp are mounted");
+    say("probe: /proc, /sys, /dev and /tmp are mounted");
 
     let hb = VsockListener::bind(&VsockAddr::new(VMADDR_CID_ANY, HEARTBEAT_PORT))
         .map_err(|e| format!("bind heartbeat port: {e}"))?;
@@ -95,7 +100,7 @@ fn run() -> Result<(), String> {
     let server = std::thread::spawn(move || serve_readyz(&api));
 
     let readyz = get_readyz()?;
-    println!("probe: GET /readyz over AF_VSOCK -> {readyz}");
+    say(&format!("probe: GET /readyz over AF_VSOCK -> {readyz}"));
     server
         .join()
         .map_err(|_| "server thread panicked".to_owned())??;
@@ -105,18 +110,18 @@ fn run() -> Result<(), String> {
     let hb = rx
         .recv_timeout(Duration::from_secs(120))
         .map_err(|_| "no heartbeat from the init".to_owned())??;
-    println!("probe: {hb}");
+    say(&format!("probe: {hb}"));
     Ok(())
 }
 
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => {
-            println!("PROBE-RESULT: PASS");
+            say("PROBE-RESULT: PASS");
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            println!("PROBE-RESULT: FAIL {e}");
+            say(&format!("PROBE-RESULT: FAIL {e}"));
             std::process::ExitCode::FAILURE
         }
     }

@@ -25,8 +25,13 @@ const HEARTBEAT_PAUSE: Duration = Duration::from_millis(100);
 /// How long the init waits for the heartbeat's echo.
 const HEARTBEAT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Writes one console line with a single `write`, so lines from the init and the enclave
+/// (which share the console) never interleave mid-line.
 macro_rules! say {
-    ($($arg:tt)*) => { eprintln!("daas-init: {}", format_args!($($arg)*)) };
+    ($($arg:tt)*) => {{
+        let line = format!("daas-init: {}\n", format_args!($($arg)*));
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }};
 }
 
 fn mount_one(source: &str, target: &str, fstype: &str, flags: MsFlags, data: Option<&str>) {
