@@ -14,6 +14,23 @@ pub(crate) enum AttestationCommand {
     /// the AWS Nitro root and a policy. Exits 0 and prints the decoded fields
     /// when valid; exits non-zero with the reason otherwise.
     Verify(VerifyArgs),
+    /// Issue a document from the dev NSM simulator (PCR0..2 measure this
+    /// `daas` binary) under a fresh dev root, for trying `verify --root`.
+    Simulate(SimulateArgs),
+}
+
+/// Arguments of `daas attestation simulate`.
+#[derive(Debug, Args)]
+pub(crate) struct SimulateArgs {
+    /// Where to write the document (raw CBOR).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Where to write the dev root certificate (PEM) to pass as --root.
+    #[arg(long, value_name = "PEM")]
+    root_out: PathBuf,
+    /// Nonce to include, hex.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+    nonce: Option<HexBytes>,
 }
 
 /// Arguments of `daas attestation verify`.
@@ -36,7 +53,7 @@ pub(crate) struct VerifyArgs {
     expect_pcr: Vec<(u8, Pcr)>,
     /// Require the document's nonce to equal HEX.
     #[arg(long, value_name = "HEX", value_parser = parse_hex)]
-    nonce: Option<Vec<u8>>,
+    nonce: Option<HexBytes>,
     /// Reject documents older than this many seconds at --at-ms.
     #[arg(long, value_name = "SECONDS")]
     max_age_secs: Option<u64>,
@@ -64,14 +81,45 @@ fn parse_expected_pcr(s: &str) -> Result<(u8, Pcr), String> {
     Ok((index, pcr))
 }
 
-fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    hex::decode(s).map_err(|e| format!("not hex: {e}"))
+/// Bytes given as hex on the command line (a newtype, so clap does not
+/// read `Vec<u8>` as a list of numbers).
+#[derive(Debug, Clone)]
+pub(crate) struct HexBytes(Vec<u8>);
+
+fn parse_hex(s: &str) -> Result<HexBytes, String> {
+    hex::decode(s)
+        .map(HexBytes)
+        .map_err(|e| format!("not hex: {e}"))
 }
 
 pub(crate) fn run(cmd: AttestationCommand) -> anyhow::Result<()> {
     match cmd {
         AttestationCommand::Verify(args) => verify(&args),
+        AttestationCommand::Simulate(args) => simulate(&args),
     }
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    let nsm = attestation::SimNsm::new(attestation::DevRoot::generate()?)?;
+    let mut request = attestation::AttestationRequest::new();
+    if let Some(nonce) = &args.nonce {
+        request = request.nonce(nonce.0.clone());
+    }
+    let now = std::time::SystemTime::now();
+    let doc = nsm.document_at(request, now)?;
+    std::fs::write(&args.out, &doc).with_context(|| format!("writing {}", args.out.display()))?;
+    let (cert_pem, _key_pem) = nsm.root().to_pem();
+    std::fs::write(&args.root_out, cert_pem)
+        .with_context(|| format!("writing {}", args.root_out.display()))?;
+    let at_ms = now.duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    println!("document:  {} ({} bytes)", args.out.display(), doc.len());
+    println!(
+        "dev root:  {} (sha256 {})",
+        args.root_out.display(),
+        hex::encode(nsm.root().sha256())
+    );
+    println!("timestamp: {at_ms} ms");
+    Ok(())
 }
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
@@ -90,7 +138,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         policy = policy.expect_pcr(*index, *value);
     }
     if let Some(nonce) = &args.nonce {
-        policy = policy.require_nonce(nonce.clone());
+        policy = policy.require_nonce(nonce.0.clone());
     }
     if let Some(secs) = args.max_age_secs {
         policy = policy.max_age(Duration::from_secs(secs));

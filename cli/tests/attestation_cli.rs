@@ -225,3 +225,53 @@ fn bad_arguments_are_clear_errors() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn simulated_documents_verify_only_with_their_dev_root() {
+    let dir = std::env::temp_dir().join(format!("daas-attestation-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = dir.join("sim.cbor");
+    let root = dir.join("dev-root.pem");
+    let out = Command::new(env!("CARGO_BIN_EXE_daas"))
+        .args(["attestation", "simulate", "--nonce", "0102"])
+        .arg("--out")
+        .arg(&doc)
+        .arg("--root-out")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let at = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("timestamp: "))
+        .and_then(|l| l.strip_suffix(" ms"))
+        .unwrap()
+        .to_owned();
+    let (doc, root) = (doc.to_str().unwrap(), root.to_str().unwrap());
+    let out = daas(&[
+        "--document",
+        doc,
+        "--at-ms",
+        &at,
+        "--root",
+        root,
+        "--nonce",
+        "0102",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["aws_root"], false);
+    assert_eq!(v["nonce"], "0102");
+    assert_eq!(v["debug_mode"], false);
+    // The production root refuses it.
+    let out = daas(&["--document", doc, "--at-ms", &at]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is not the trusted root"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
