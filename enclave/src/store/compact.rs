@@ -150,10 +150,9 @@ pub(crate) fn spawn_compactor(
                     samples.pop_front();
                 }
                 if let Some(rev) = target.filter(|&r| r > shared.compacted.load(Ordering::Acquire))
+                    && let Err(e) = compact(&shared, rev)
                 {
-                    if let Err(e) = compact(&shared, rev) {
-                        tracing::warn!(error = %e, revision = rev, "background compaction failed");
-                    }
+                    tracing::warn!(error = %e, revision = rev, "background compaction failed");
                 }
             }
         })?;
