@@ -4,6 +4,7 @@
 //! every read.
 
 mod alloc;
+mod decode;
 mod delete;
 mod list;
 mod write;

@@ -2,10 +2,10 @@
 //! `GuaranteedUpdate`, over compare-and-swap writes. Nothing is written
 //! unless every check passed.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{MAX_RETRIES, ObjectStore};
-use crate::registry::{Canonical, Error, FieldError, ResourceInfo, Result, meta};
+use crate::registry::{Error, ResourceInfo, Result, meta};
 use crate::store::{KeyValue, TxnOutcome};
 
 /// `fieldValidation`: what to do with fields the kind does not have.
@@ -61,111 +61,6 @@ const SERVER_FIELDS: &[&str] = &[
 ];
 
 impl ObjectStore {
-    /// Checks apiVersion and kind, decodes through the typed struct and
-    /// applies `fieldValidation`. Returns the canonical object and warnings.
-    fn decode_body(
-        info: &ResourceInfo,
-        mut obj: Value,
-        fv: FieldValidation,
-    ) -> Result<(Value, Vec<String>)> {
-        let Some(o) = obj.as_object_mut() else {
-            return Err(Error::BadRequest(format!(
-                "{} in version {:?} cannot be handled as a {}: the body is not a JSON object",
-                info.kind, info.version, info.kind
-            )));
-        };
-        let want_av = info.api_version();
-        match o.get("apiVersion").and_then(Value::as_str) {
-            Some(av) if av != want_av => {
-                return Err(Error::BadRequest(format!(
-                    "the API version in the data ({av}) does not match the expected API version ({want_av})"
-                )));
-            }
-            _ => {}
-        }
-        match o.get("kind").and_then(Value::as_str) {
-            Some(k) if k != info.kind => {
-                return Err(Error::BadRequest(format!(
-                    "the kind in the data ({k}) does not match the expected kind ({})",
-                    info.kind
-                )));
-            }
-            _ => {}
-        }
-        o.insert("apiVersion".into(), Value::String(want_av));
-        o.insert("kind".into(), Value::String(info.kind.into()));
-        let Canonical {
-            value,
-            unknown_fields,
-        } = info.strategy.canonicalize(&obj).map_err(|e| {
-            Error::BadRequest(format!(
-                "{} in version {:?} cannot be handled as a {}: {e}",
-                info.kind, info.version, info.kind
-            ))
-        })?;
-        let msgs: Vec<String> = unknown_fields
-            .iter()
-            .map(|f| format!("unknown field {f:?}"))
-            .collect();
-        match fv {
-            FieldValidation::Strict if !msgs.is_empty() => Err(Error::BadRequest(format!(
-                "strict decoding error: {}",
-                msgs.join(", ")
-            ))),
-            FieldValidation::Warn => Ok((value, msgs)),
-            _ => Ok((value, Vec::new())),
-        }
-    }
-
-    /// Checks the body's namespace against the request's and sets it.
-    fn place(info: &ResourceInfo, obj: &mut Value, ns: Option<&str>) -> Result<()> {
-        let Some(m) = meta::metadata_mut(obj) else {
-            return Err(Error::BadRequest("metadata must be an object".into()));
-        };
-        if info.namespaced() {
-            let path_ns = ns.unwrap_or("");
-            match m.get("namespace").and_then(Value::as_str) {
-                Some(body) if !body.is_empty() && body != path_ns => {
-                    return Err(Error::BadRequest(
-                        "the namespace of the provided object does not match the namespace sent on the request".into(),
-                    ));
-                }
-                _ => {}
-            }
-            m.insert("namespace".into(), Value::String(path_ns.into()));
-        } else {
-            m.remove("namespace");
-        }
-        Ok(())
-    }
-
-    fn invalid(info: &ResourceInfo, obj: &Value, causes: Vec<FieldError>) -> Result<()> {
-        if causes.is_empty() {
-            return Ok(());
-        }
-        Err(Error::Invalid {
-            kind: info.kind.to_string(),
-            group: info.group.to_string(),
-            name: meta::name(obj).to_string(),
-            causes,
-        })
-    }
-
-    fn validate_common(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
-        let mut causes = Vec::new();
-        let name = meta::name(obj);
-        if name.is_empty() {
-            causes.push(FieldError::required(
-                "metadata.name",
-                "name or generateName is required",
-            ));
-        } else if let Some(e) = meta::validate_name(name, info.strategy.name_rule()) {
-            causes.push(e);
-        }
-        causes.extend(meta::validate_labels(obj));
-        causes
-    }
-
     /// POST: creates an object in namespace `ns` (None for cluster scope).
     ///
     /// # Errors
@@ -385,7 +280,10 @@ impl ObjectStore {
                         created: false,
                     });
                 }
-                None if precondition.is_some() || own_rv.is_some() => {
+                // An explicit precondition fails for good; otherwise re-read and
+                // re-apply (a resourceVersion the patch set itself then no longer
+                // matches and fails above).
+                None if precondition.is_some() => {
                     return Err(Self::conflict(info, name));
                 }
                 None => continue,
@@ -495,9 +393,4 @@ pub(crate) fn parse_rv(rv: Option<&str>) -> Result<Option<u64>> {
             Error::BadRequest(format!("invalid resourceVersion {s:?}: must be a number"))
         }),
     }
-}
-
-/// An empty JSON object.
-pub(crate) fn empty_object() -> Value {
-    Value::Object(Map::new())
 }
