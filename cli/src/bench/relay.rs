@@ -1,9 +1,55 @@
-//! `daas bench relay`.
+//! `daas bench relay`: our relay against going to the enclave's socket directly and against socat.
+
+use std::path::PathBuf;
+
+use host::bench::{LoadShape, RelayBenchOptions, run_relay_bench};
 
 /// Options for `daas bench relay`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct RelayBenchArgs {}
+pub(crate) struct RelayBenchArgs {
+    /// Concurrent clients, each with one keep-alive TLS connection.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Measured requests per client per round.
+    #[arg(long, default_value_t = 2000)]
+    requests: usize,
+    /// Unmeasured requests per client per round before measuring.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Interleaved rounds over the three targets.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Response body size in bytes (a small `kubectl get` list).
+    #[arg(long, default_value_t = 2048)]
+    body_bytes: usize,
+    /// Worker threads for the relay's runtime.
+    #[arg(long, default_value_t = 1)]
+    relay_threads: usize,
+    /// The socat program.
+    #[arg(long, default_value = "socat")]
+    socat: PathBuf,
+}
 
-pub(crate) fn run(_args: RelayBenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("daas bench relay is not built yet")
+pub(crate) fn run(args: RelayBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.clients > 0 && args.requests > 0,
+        "--clients and --requests must be at least 1"
+    );
+    let opts = RelayBenchOptions {
+        shape: LoadShape {
+            clients: args.clients,
+            requests: args.requests,
+            warmup: args.warmup,
+        },
+        rounds: args.rounds,
+        body_bytes: args.body_bytes,
+        relay_threads: args.relay_threads,
+        socat: args.socat,
+    };
+    eprintln!(
+        "bench relay: {} clients x {} GETs (+{} warmup) x {} rounds, {} B responses, keep-alive TLS",
+        args.clients, args.requests, args.warmup, args.rounds, args.body_bytes
+    );
+    println!("{}", run_relay_bench(&opts)?);
+    Ok(())
 }
