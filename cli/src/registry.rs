@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 
 /// Options every `daas registry` subcommand takes.
 #[derive(Debug, Args)]
-struct Target {
+pub(crate) struct Target {
     /// Where the registry lives: `local:PATH` or `sui:RPC_URL#CLUSTER_OBJECT_ID`.
     #[arg(long, env = "DAAS_REGISTRY")]
     registry: RegistryUrl,

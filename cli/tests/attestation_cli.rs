@@ -1,5 +1,5 @@
 //! `daas attestation verify` on the real AWS documents, through the built binary.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

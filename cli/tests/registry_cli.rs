@@ -1,4 +1,5 @@
 //! `daas registry` end to end against a local registry file, through the built binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

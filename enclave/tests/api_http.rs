@@ -1,6 +1,7 @@
 //! The HTTP surface of the real `daas-enclave` binary, driven with curl:
 //! authentication, discovery negotiation, HTTP/2, status codes for bad
 //! input, and state and credentials surviving a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End to end: the real `daas-enclave --dev` binary driven by every
 //! installed kubectl 1.27 … 1.33, each in its own namespace, in parallel.
 //! Asserts exit codes and output of the commands users type.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! in a temporary directory: server-set metadata, conflicts, generation,
 //! pagination, selectors, watch transitions, 410 after compaction,
 //! finalizers, namespace deletion, strict field validation.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 //! state must come back from the sealed journal alone.
 //!
 //! The child is this same test binary, re-run with an environment variable.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -133,10 +134,9 @@ fn every_acknowledged_write_survives_kill_9() {
             };
             let mut parts = line[at..].split(' ');
             if let (Some("ACK"), Some(key), Some(rev)) = (parts.next(), parts.next(), parts.next())
+                && let Ok(rev) = rev.parse()
             {
-                if let Ok(rev) = rev.parse() {
-                    acked.push((key.to_string(), rev));
-                }
+                acked.push((key.to_string(), rev));
             }
         }
         assert!(

@@ -173,7 +173,7 @@ async fn bench_store(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<Figur
     f.puts = drive(n, args.concurrency, move |i| {
         let s = s.clone();
         async move {
-            s.put(&key(i), &value(size, i)).await?;
+            let _ = s.put(&key(i), &value(size, i)).await?;
             Ok(())
         }
     })
@@ -242,7 +242,7 @@ async fn bench_store(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<Figur
     }
     for i in 0..args.watch_events {
         sent[i].store(epoch.elapsed().as_nanos() as u64, Ordering::Release);
-        store
+        let _ = store
             .put(format!("/watch/{i}").as_bytes(), &value(size, i))
             .await?;
     }
@@ -331,11 +331,11 @@ async fn bench_etcd(args: &StoreBenchArgs, bin: &Path, work: &Path) -> anyhow::R
     let pid = etcd.0.id();
     let mut client = None;
     for _ in 0..100 {
-        if let Ok(mut c) = Client::connect([client_url.as_str()], None).await {
-            if c.status().await.is_ok() {
-                client = Some(c);
-                break;
-            }
+        if let Ok(mut c) = Client::connect([client_url.as_str()], None).await
+            && c.status().await.is_ok()
+        {
+            client = Some(c);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -113,7 +113,7 @@ impl ApiServer {
         req.target.namespace.as_deref()
     }
 
-    fn name<'a>(req: &'a ResourceRequest) -> &'a str {
+    fn name(req: &ResourceRequest) -> &str {
         req.target.name.as_deref().unwrap_or("")
     }
 

@@ -158,10 +158,9 @@ impl ObjectStore {
             .pointer("/spec/clusterIP")
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<Ipv4Addr>().ok())
+            && let Err(e) = self.store.delete(&ip_key(ip), None).await
         {
-            if let Err(e) = self.store.delete(&ip_key(ip), None).await {
-                tracing::warn!(%ip, error = %e, "releasing a ClusterIP failed");
-            }
+            tracing::warn!(%ip, error = %e, "releasing a ClusterIP failed");
         }
     }
 }

@@ -177,10 +177,10 @@ impl ObjectStore {
                     .await
                     .map_err(|e| Error::Store(crate::store::StoreError::Closed(e.to_string())))??;
             for kv in page.kvs {
-                if let TxnOutcome::Committed { .. } = self.store.delete(&kv.key, None).await? {
-                    if let Ok(obj) = Self::decode(&kv) {
-                        self.release_ip(info, &obj).await;
-                    }
+                if let TxnOutcome::Committed { .. } = self.store.delete(&kv.key, None).await?
+                    && let Ok(obj) = Self::decode(&kv)
+                {
+                    self.release_ip(info, &obj).await;
                 }
             }
         }

@@ -31,10 +31,10 @@ impl Strategy for Namespaces {
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
-        if new.pointer("/spec").is_none() {
-            if let Some(spec) = old.get("spec") {
-                new["spec"] = spec.clone();
-            }
+        if new.pointer("/spec").is_none()
+            && let Some(spec) = old.get("spec")
+        {
+            new["spec"] = spec.clone();
         }
     }
     fn selectable_fields(&self) -> &'static [&'static str] {
@@ -76,7 +76,7 @@ fn validate_data_keys(obj: &Value, fields: &[&str]) -> Vec<FieldError> {
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
                 if !ok {
                     out.push(FieldError::invalid(
-                        format!("{f}"),
+                        f.to_string(),
                         k,
                         "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
                     ));
@@ -148,10 +148,10 @@ impl Strategy for Secrets {
         out
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        if new.get("type").is_none() {
-            if let Some(t) = old.get("type") {
-                new["type"] = t.clone();
-            }
+        if new.get("type").is_none()
+            && let Some(t) = old.get("type")
+        {
+            new["type"] = t.clone();
         }
     }
     fn selectable_fields(&self) -> &'static [&'static str] {

@@ -62,10 +62,10 @@ impl Strategy for Services {
         keep_status(new, old);
         for f in ["clusterIP", "clusterIPs"] {
             let ptr = format!("/spec/{f}");
-            if new.pointer(&ptr).is_none() {
-                if let Some(v) = old.pointer(&ptr).cloned() {
-                    default_at(new, &ptr, v);
-                }
+            if new.pointer(&ptr).is_none()
+                && let Some(v) = old.pointer(&ptr).cloned()
+            {
+                default_at(new, &ptr, v);
             }
         }
     }
