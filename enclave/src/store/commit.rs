@@ -22,6 +22,7 @@ use super::journal::record::{ChainHash, JournalOp, chain_hash, seal_record};
 use super::options::StoreOptions;
 use super::seal::Sealer;
 use super::types::{Event, EventKind, KeyValue, Revision, TxnOutcome};
+use super::workers::SignalOnDrop;
 
 pub(crate) const CF_HISTORY: &str = "history";
 pub(crate) const CF_LATEST: &str = "latest";
@@ -46,36 +47,6 @@ pub(crate) struct Shared {
     pub(crate) fatal: Mutex<Option<String>>,
     /// Declared last so it drops after `db`: signals that RocksDB is closed.
     pub(crate) closed: SignalOnDrop,
-}
-
-/// Set once the shared state (and with it RocksDB) has been dropped.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ClosedSignal(Arc<(Mutex<bool>, std::sync::Condvar)>);
-
-impl ClosedSignal {
-    /// Waits up to `timeout` for the signal; true if it came.
-    pub(crate) fn wait(&self, timeout: std::time::Duration) -> bool {
-        let (lock, cvar) = &*self.0;
-        let Ok(guard) = lock.lock() else { return false };
-        match cvar.wait_timeout_while(guard, timeout, |closed| !*closed) {
-            Ok((closed, _)) => *closed,
-            Err(_) => false,
-        }
-    }
-}
-
-/// Owned by [`Shared`]: raises its [`ClosedSignal`] when dropped.
-#[derive(Debug, Default)]
-pub(crate) struct SignalOnDrop(pub(crate) ClosedSignal);
-
-impl Drop for SignalOnDrop {
-    fn drop(&mut self) {
-        let (lock, cvar) = &*(self.0).0;
-        if let Ok(mut closed) = lock.lock() {
-            *closed = true;
-            cvar.notify_all();
-        }
-    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -472,12 +443,10 @@ impl Store {
 
     async fn submit(&self, op: WriteOp) -> Result<TxnOutcome> {
         let (reply, rx) = oneshot::channel();
-        if self
-            .commits
-            .send(Request::Write { op, reply })
-            .await
-            .is_err()
-        {
+        let Some(commits) = self.workers.commits() else {
+            return Err(self.shared.closed_error());
+        };
+        if commits.send(Request::Write { op, reply }).await.is_err() {
             return Err(self.shared.closed_error());
         }
         rx.await.map_err(|_| self.shared.closed_error())?

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
@@ -17,6 +18,7 @@ use super::encoding::{VersionRecord, log_key, split_history_key};
 use super::error::{Result, StoreError};
 use super::read::View;
 use super::types::Revision;
+use super::workers::Signal;
 
 const DELETE_BATCH: usize = 1024;
 
@@ -116,11 +118,12 @@ pub(crate) fn compact(shared: &Shared, revision: Revision) -> Result<CompactStat
 }
 
 /// Runs compaction every `interval`, compacting to the revision that was
-/// current `window` ago. Exits when the store is dropped.
+/// current `window` ago, until `stop` is raised.
 pub(crate) fn spawn_compactor(
     shared: Weak<Shared>,
     opts: CompactionOptions,
-) -> std::io::Result<()> {
+    stop: Signal,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-compactor".into())
         .spawn(move || {
@@ -131,7 +134,9 @@ pub(crate) fn spawn_compactor(
                 .max(Duration::from_millis(1));
             let mut next = Instant::now() + opts.interval;
             loop {
-                std::thread::sleep(tick);
+                if stop.wait(tick) {
+                    return;
+                }
                 let Some(shared): Option<Arc<Shared>> = shared.upgrade() else {
                     return;
                 };
@@ -155,6 +160,5 @@ pub(crate) fn spawn_compactor(
                     tracing::warn!(error = %e, revision = rev, "background compaction failed");
                 }
             }
-        })?;
-    Ok(())
+        })
 }

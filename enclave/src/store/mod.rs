@@ -31,6 +31,7 @@ mod recovery;
 mod seal;
 mod types;
 mod watch;
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -52,5 +53,5 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Store {
     shared: Arc<commit::Shared>,
-    commits: tokio::sync::mpsc::Sender<commit::Request>,
+    workers: Arc<workers::Workers>,
 }

@@ -32,6 +32,7 @@ use super::options::StoreOptions;
 use super::read::decode_applied;
 use super::seal::Sealer;
 use super::types::Revision;
+use super::workers::{Signal, Workers};
 
 fn db_options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     let mut opts = Options::default();
@@ -207,15 +208,21 @@ impl Store {
             seq: pos.seq,
             head: pos.hash,
         };
-        std::thread::Builder::new()
+        let commit_thread = std::thread::Builder::new()
             .name("store-commit".into())
             .spawn(move || committer.run(rx))
             .map_err(|e| StoreError::Closed(format!("cannot start the commit thread: {e}")))?;
+        let mut workers = Workers::new(commits, commit_thread);
         if let Some(c) = opts.compaction {
-            spawn_compactor(Arc::downgrade(&shared), c)
+            let stop = Signal::default();
+            let thread = spawn_compactor(Arc::downgrade(&shared), c, stop.clone())
                 .map_err(|e| StoreError::Closed(format!("cannot start the compactor: {e}")))?;
+            workers = workers.with_compactor(stop, thread);
         }
-        Ok(Store { shared, commits })
+        Ok(Store {
+            shared,
+            workers: Arc::new(workers),
+        })
     }
 
     /// Writes a sealed snapshot of the current state to the journal, which
@@ -244,7 +251,11 @@ impl Store {
         .map_err(|e| StoreError::Closed(format!("snapshot task failed: {e}")))?;
         let (sealed, seq, revision) = built?;
         let (reply, rx) = oneshot::channel();
-        self.commits
+        let commits = self
+            .workers
+            .commits()
+            .ok_or_else(|| self.shared.closed_error())?;
+        commits
             .send(Request::Snapshot {
                 sealed,
                 covers_through_seq: seq,
