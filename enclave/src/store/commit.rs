@@ -1,27 +1,23 @@
-//! The commit path: one thread owns the journal and is the only writer of
-//! new revisions. It takes every write queued since its last fsync as one
-//! group, evaluates each write's condition against the state including the
-//! earlier writes of the group, appends one sealed journal record for the
-//! group, applies it to RocksDB in one atomic batch, publishes the events,
-//! and only then acknowledges the writers.
+//! The write side: the state shared by handles and the commit pipeline,
+//! the writes a handle can queue, and how a write becomes index entries.
+//! The pipeline that commits them is in `pipeline.rs`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{ColumnFamily, DB, WriteBatch};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use super::Store;
 use super::encoding::{
     LatestRecord, VersionRecord, history_key, log_key, value_context, value_meta,
 };
 use super::error::{Result, StoreError, lossy};
-use super::journal::Journal;
-use super::journal::record::{ChainHash, JournalOp, chain_hash, seal_record};
+use super::journal::record::{ChainHash, JournalOp};
 use super::options::StoreOptions;
+use super::pipeline::ChainPosition;
 use super::seal::Sealer;
-use super::types::{Event, EventKind, KeyValue, Revision, TxnOutcome};
+use super::types::{Event, KeyValue, Revision, TxnOutcome};
 use super::workers::SignalOnDrop;
 
 pub(crate) const CF_HISTORY: &str = "history";
@@ -43,7 +39,9 @@ pub(crate) struct Shared {
     /// Oldest revision still readable.
     pub(crate) compacted: AtomicU64,
     pub(crate) events: broadcast::Sender<Arc<[Event]>>,
-    /// Why the commit thread stopped, if it did.
+    /// The last durable journal record, matching `revision`.
+    pub(crate) chain: Mutex<ChainPosition>,
+    /// Why the commit pipeline stopped, if it did.
     pub(crate) fatal: Mutex<Option<String>>,
     /// Declared last so it drops after `db`: signals that RocksDB is closed.
     pub(crate) closed: SignalOnDrop,
@@ -167,8 +165,37 @@ impl Shared {
     }
 
     pub(crate) fn closed_error(&self) -> StoreError {
-        let why = self.fatal.lock().ok().and_then(|g| g.clone());
-        StoreError::Closed(why.unwrap_or_else(|| "commit thread has stopped".into()))
+        StoreError::Closed(
+            self.fatal_reason()
+                .unwrap_or_else(|| "commit thread has stopped".into()),
+        )
+    }
+
+    /// Why the commit pipeline stopped, if it did.
+    pub(crate) fn fatal_reason(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops the commit pipeline for good, with the reason writers will see.
+    pub(crate) fn set_fatal(&self, why: String) {
+        *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// The last durable revision and chain position.
+    pub(crate) fn durable_position(&self) -> (Revision, ChainPosition) {
+        let chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
+        (self.revision.load(Ordering::Acquire), *chain)
+    }
+
+    /// Records a group made durable and applied: readers see it from here on.
+    pub(crate) fn publish(&self, revision: Revision, chain: ChainPosition, events: Vec<Event>) {
+        {
+            let mut c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
+            *c = chain;
+            self.revision.store(revision, Ordering::Release);
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.send(Arc::from(events));
     }
 }
 
@@ -196,12 +223,12 @@ pub(crate) enum WriteOp {
 }
 
 impl WriteOp {
-    fn key(&self) -> &[u8] {
+    pub(crate) fn key(&self) -> &[u8] {
         match self {
             WriteOp::Put { key, .. } | WriteOp::Delete { key, .. } => key,
         }
     }
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match self {
             WriteOp::Put { key, value, .. } => key.len() + value.len(),
             WriteOp::Delete { key, .. } => key.len(),
@@ -221,197 +248,6 @@ pub(crate) enum Request {
         covers_through_seq: u64,
         reply: oneshot::Sender<Result<()>>,
     },
-}
-
-/// The commit thread's own state.
-pub(crate) struct Committer {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) journal: Box<dyn Journal>,
-    pub(crate) next_revision: Revision,
-    pub(crate) seq: u64,
-    pub(crate) head: ChainHash,
-}
-
-impl Committer {
-    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let mut group = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
-            let mut bytes = 0;
-            let mut pending = Some(first);
-            while let Some(req) = pending.take() {
-                match req {
-                    Request::Snapshot {
-                        sealed,
-                        covers_through_seq,
-                        reply,
-                    } => {
-                        // Commit what came before, then the snapshot, in order.
-                        if !self.commit_group(std::mem::take(&mut group)) {
-                            let _ = reply.send(Err(self.shared.closed_error()));
-                            return;
-                        }
-                        let r = self
-                            .journal
-                            .write_snapshot(&sealed, covers_through_seq)
-                            .map_err(StoreError::from);
-                        let _ = reply.send(r);
-                        bytes = 0;
-                    }
-                    Request::Write { op, reply } => {
-                        bytes += op.size();
-                        group.push((op, reply));
-                    }
-                }
-                if group.len() < self.shared.opts.max_group_writes
-                    && bytes < self.shared.opts.max_group_bytes
-                {
-                    pending = rx.try_recv().ok();
-                }
-            }
-            if !self.commit_group(std::mem::take(&mut group)) {
-                return;
-            }
-        }
-    }
-
-    /// Commits one group. Returns false if the store must stop.
-    fn commit_group(&mut self, group: Vec<(WriteOp, oneshot::Sender<Result<TxnOutcome>>)>) -> bool {
-        if group.is_empty() {
-            return true;
-        }
-        let mut overlay: HashMap<Vec<u8>, Option<KeyValue>> = HashMap::new();
-        let mut ops = Vec::new();
-        let mut events = Vec::new();
-        let mut outcomes = Vec::with_capacity(group.len());
-        let mut rev = self.next_revision;
-        for (op, _) in &group {
-            let current = match overlay.get(op.key()) {
-                Some(v) => Ok(v.clone()),
-                None => self.shared.load_latest(op.key()),
-            };
-            let current = match current {
-                Ok(c) => c,
-                Err(e) => {
-                    outcomes.push(Err(e));
-                    continue;
-                }
-            };
-            let cur_mod = current.as_ref().map_or(0, |kv| kv.mod_revision);
-            let passes = |cond: Condition| match cond {
-                Condition::Always => true,
-                Condition::ModRevision(r) => r == cur_mod,
-            };
-            match op {
-                WriteOp::Put { key, value, cond } if passes(*cond) => {
-                    let (create, version) = current
-                        .as_ref()
-                        .map_or((rev, 1), |kv| (kv.create_revision, kv.version + 1));
-                    let kv = KeyValue {
-                        key: key.clone(),
-                        value: value.clone(),
-                        create_revision: create,
-                        mod_revision: rev,
-                        version,
-                    };
-                    ops.push(JournalOp {
-                        revision: rev,
-                        key: key.clone(),
-                        put: Some((value.clone(), create, version)),
-                    });
-                    events.push(Event {
-                        kind: EventKind::Put,
-                        kv: kv.clone(),
-                        prev: current.clone(),
-                    });
-                    overlay.insert(key.clone(), Some(kv));
-                    outcomes.push(Ok(TxnOutcome::Committed {
-                        revision: rev,
-                        prev: current,
-                    }));
-                    rev += 1;
-                }
-                WriteOp::Delete { key, cond } if current.is_some() && passes(*cond) => {
-                    ops.push(JournalOp {
-                        revision: rev,
-                        key: key.clone(),
-                        put: None,
-                    });
-                    let kv = KeyValue {
-                        key: key.clone(),
-                        value: Vec::new(),
-                        create_revision: 0,
-                        mod_revision: rev,
-                        version: 0,
-                    };
-                    events.push(Event {
-                        kind: EventKind::Delete,
-                        kv,
-                        prev: current.clone(),
-                    });
-                    overlay.insert(key.clone(), None);
-                    outcomes.push(Ok(TxnOutcome::Committed {
-                        revision: rev,
-                        prev: current,
-                    }));
-                    rev += 1;
-                }
-                _ => outcomes.push(Ok(TxnOutcome::Failed { current })),
-            }
-        }
-        if !ops.is_empty() {
-            let record = seal_record(&self.shared.journal_sealer, self.seq + 1, self.head, &ops);
-            if let Err(e) = self.journal.append(&record) {
-                // Nothing is durable: refuse the whole group (later writes in it
-                // were evaluated against earlier ones) and keep the old head.
-                let msg = e.to_string();
-                tracing::error!(error = %msg, "journal append failed; group of {} writes refused", group.len());
-                for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Journal(
-                        super::journal::JournalError::Remote(format!(
-                            "append failed, write not committed: {msg}"
-                        )),
-                    )));
-                }
-                return true;
-            }
-            let hash = chain_hash(&record);
-            let last = rev - 1;
-            let applied = (|| {
-                let mut batch = WriteBatch::default();
-                self.shared.stage_ops(&mut batch, &ops)?;
-                self.shared
-                    .stage_applied(&mut batch, last, self.seq + 1, &hash)?;
-                self.shared.db.write(batch)?;
-                Ok::<_, StoreError>(())
-            })();
-            if let Err(e) = applied {
-                // The journal has the group but the index does not: the
-                // in-memory view is now behind. Stop; reopening replays it.
-                let msg = format!(
-                    "index write failed after the journal made revisions {}..={last} durable: {e}",
-                    self.next_revision
-                );
-                tracing::error!("{msg}");
-                if let Ok(mut f) = self.shared.fatal.lock() {
-                    *f = Some(msg.clone());
-                }
-                for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Closed(msg.clone())));
-                }
-                return false;
-            }
-            self.seq += 1;
-            self.head = hash;
-            self.next_revision = rev;
-            self.shared.revision.store(last, Ordering::Release);
-            // No receivers is fine: nobody is watching.
-            let _ = self.shared.events.send(Arc::from(events));
-        }
-        for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
-            let _ = reply.send(outcome);
-        }
-        true
-    }
 }
 
 impl Store {

@@ -97,6 +97,10 @@ pub enum StoreError {
     /// The options are inconsistent.
     #[error("invalid store options: {0}")]
     InvalidOptions(&'static str),
+    /// The write was refused as a whole and nothing of it is stored; the
+    /// store stays usable.
+    #[error("write not committed: {0}")]
+    NotCommitted(String),
     /// The store's commit thread has stopped (after a fatal error); restart the store.
     #[error("store is closed: {0}")]
     Closed(String),

@@ -26,6 +26,7 @@ mod error;
 pub mod journal;
 mod keys;
 mod options;
+mod pipeline;
 mod read;
 mod recovery;
 mod seal;

@@ -14,8 +14,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::Store;
 use super::commit::{
-    CF_HISTORY, CF_LATEST, CF_LOG, CF_META, Committer, META_APPLIED, META_CLUSTER, META_COMPACTED,
-    Request, Shared,
+    CF_HISTORY, CF_LATEST, CF_LOG, CF_META, META_APPLIED, META_CLUSTER, META_COMPACTED, Request,
+    Shared,
 };
 use super::compact::spawn_compactor;
 use super::encoding::{
@@ -29,6 +29,7 @@ use super::journal::record::{
 use super::journal::{Journal, JournalError};
 use super::keys::{SealPurpose, SealingKeys};
 use super::options::StoreOptions;
+use super::pipeline::{self, ChainPosition};
 use super::read::decode_applied;
 use super::seal::Sealer;
 use super::types::Revision;
@@ -98,6 +99,10 @@ impl Store {
             revision: AtomicU64::new(0),
             compacted: AtomicU64::new(0),
             events,
+            chain: Mutex::new(ChainPosition {
+                seq: 0,
+                head: GENESIS,
+            }),
             fatal: Mutex::new(None),
             closed: Default::default(),
         });
@@ -200,19 +205,23 @@ impl Store {
             .compacted
             .store(compacted, std::sync::atomic::Ordering::Release);
 
-        let (commits, rx) = mpsc::channel(opts.queue_depth);
-        let committer = Committer {
-            shared: shared.clone(),
-            journal,
-            next_revision: pos.revision + 1,
+        *shared.chain.lock().unwrap_or_else(|p| p.into_inner()) = ChainPosition {
             seq: pos.seq,
             head: pos.hash,
         };
-        let commit_thread = std::thread::Builder::new()
-            .name("store-commit".into())
-            .spawn(move || committer.run(rx))
-            .map_err(|e| StoreError::Closed(format!("cannot start the commit thread: {e}")))?;
-        let mut workers = Workers::new(commits, commit_thread);
+        let (commits, rx) = mpsc::channel(opts.queue_depth);
+        let (evaluator, durability) = pipeline::start(
+            shared.clone(),
+            journal,
+            pos.revision + 1,
+            ChainPosition {
+                seq: pos.seq,
+                head: pos.hash,
+            },
+            rx,
+        )
+        .map_err(|e| StoreError::Closed(format!("cannot start the commit threads: {e}")))?;
+        let mut workers = Workers::new(commits, evaluator, durability);
         if let Some(c) = opts.compaction {
             let stop = Signal::default();
             let thread = spawn_compactor(Arc::downgrade(&shared), c, stop.clone())

@@ -1,6 +1,6 @@
 //! The store's background threads and their orderly shutdown.
 //!
-//! The last [`Store`](super::Store) handle to go joins the commit thread and
+//! The last [`Store`](super::Store) handle to go joins the commit threads and
 //! the compactor before it returns, so RocksDB is closed by the time the
 //! owner moves on. Letting those threads finish on their own raced with
 //! process exit (RocksDB aborts with "pthread lock: Invalid argument" when
@@ -55,15 +55,21 @@ impl Drop for SignalOnDrop {
 #[derive(Debug)]
 pub(crate) struct Workers {
     commits: Option<mpsc::Sender<Request>>,
-    commit_thread: Option<JoinHandle<()>>,
+    evaluator: Option<JoinHandle<()>>,
+    durability: Option<JoinHandle<()>>,
     compactor: Option<(Signal, JoinHandle<()>)>,
 }
 
 impl Workers {
-    pub(crate) fn new(commits: mpsc::Sender<Request>, commit_thread: JoinHandle<()>) -> Self {
+    pub(crate) fn new(
+        commits: mpsc::Sender<Request>,
+        evaluator: JoinHandle<()>,
+        durability: JoinHandle<()>,
+    ) -> Self {
         Workers {
             commits: Some(commits),
-            commit_thread: Some(commit_thread),
+            evaluator: Some(evaluator),
+            durability: Some(durability),
             compactor: None,
         }
     }
@@ -82,13 +88,17 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        // Closing the queue ends the commit thread after what is queued.
+        // Closing the queue ends the commit pipeline after what is queued:
+        // the evaluator first, then the durability thread it feeds.
         drop(self.commits.take());
         if let Some((stop, thread)) = self.compactor.take() {
             stop.raise();
             join(thread);
         }
-        if let Some(thread) = self.commit_thread.take() {
+        for thread in [self.evaluator.take(), self.durability.take()]
+            .into_iter()
+            .flatten()
+        {
             join(thread);
         }
     }
