@@ -171,6 +171,17 @@ impl Shared {
         )
     }
 
+    /// Writes to the index without RocksDB's own write-ahead log: the
+    /// journal is the log. After a crash RocksDB reopens at its last
+    /// (atomic, all column families) flush, a consistent earlier state, and
+    /// recovery replays the journal records after it.
+    pub(crate) fn write_index(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.disable_wal(true);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
     /// Why the commit pipeline stopped, if it did.
     pub(crate) fn fatal_reason(&self) -> Option<String> {
         self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()

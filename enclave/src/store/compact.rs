@@ -108,11 +108,11 @@ pub(crate) fn compact(shared: &Shared, revision: Revision) -> Result<CompactStat
         batch.delete_cf(history, &k);
         stats.versions_removed += 1;
         if batch.len() >= DELETE_BATCH {
-            shared.db.write(std::mem::take(&mut batch))?;
+            shared.write_index(std::mem::take(&mut batch))?;
         }
     }
     batch.delete_range_cf(shared.cf(CF_LOG)?, log_key(0), log_key(revision));
-    shared.db.write(batch)?;
+    shared.write_index(batch)?;
     tracing::debug!(revision, removed = stats.versions_removed, "compacted");
     Ok(stats)
 }

@@ -39,7 +39,7 @@ mod tests;
 
 pub use compact::CompactionOptions;
 pub use error::{Result, StoreError};
-pub use journal::{FileJournal, Journal, JournalError, RecordError};
+pub use journal::{FileJournal, Journal, JournalError, PartialAppend, RecordError};
 pub use keys::{KeyEpoch, KeyMaterial, RootSecretKeys, SealPurpose, SealingKeys, StaticKeys};
 pub use options::StoreOptions;
 pub use read::{ContinueToken, RangeRequest, RangeResponse};

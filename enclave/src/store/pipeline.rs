@@ -31,9 +31,12 @@ use super::journal::Journal;
 use super::journal::record::{ChainHash, JournalOp, chain_hash, seal_record};
 use super::types::{Event, EventKind, KeyValue, Revision, TxnOutcome};
 
-/// Groups handed to the durability thread but not yet finished. Two keep
-/// the journal busy while the evaluator prepares the next one.
-const PIPELINE_DEPTH: usize = 2;
+/// Groups handed to the durability thread but not yet finished: enough to
+/// keep the journal busy while the evaluator prepares the next one.
+const PIPELINE_DEPTH: usize = 4;
+
+/// Most queued groups folded into one journal append.
+const MAX_FOLD: usize = 8;
 
 type Reply = oneshot::Sender<Result<TxnOutcome>>;
 
@@ -406,9 +409,35 @@ struct Durability {
 
 impl Durability {
     fn run(mut self, stages: std_mpsc::Receiver<Stage>) {
-        while let Ok(stage) = stages.recv() {
-            let durable = match stage {
-                Stage::Group(group) => self.commit(group),
+        let mut next = None;
+        loop {
+            let stage = match next.take() {
+                Some(stage) => stage,
+                None => match stages.recv() {
+                    Ok(stage) => stage,
+                    Err(_) => return,
+                },
+            };
+            match stage {
+                Stage::Group(group) => {
+                    // Fold the groups queued behind this one into the same
+                    // append, so they share one wait for durability.
+                    let mut groups = vec![group];
+                    while groups.len() < MAX_FOLD {
+                        match stages.try_recv() {
+                            Ok(Stage::Group(g)) => groups.push(g),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    for durable in self.commit(groups) {
+                        // The evaluator may be gone already (shutting down).
+                        let _ = self.finished.send(Finished { durable });
+                    }
+                }
                 Stage::Snapshot {
                     sealed,
                     covers_through_seq,
@@ -422,69 +451,119 @@ impl Durability {
                             .map_err(StoreError::from)
                     };
                     let _ = reply.send(result);
-                    true
+                    let _ = self.finished.send(Finished { durable: true });
                 }
-            };
-            // The evaluator may be gone already (shutting down).
-            let _ = self.finished.send(Finished { durable });
+            }
         }
     }
 
-    /// Makes one group durable and visible, then answers its writers.
-    /// Returns false if the group was refused.
-    fn commit(&mut self, group: PreparedGroup) -> bool {
-        let PreparedGroup {
-            base,
-            commit,
-            replies,
-        } = group;
+    /// Makes groups durable with one append, applies them in order and
+    /// answers their writers. Returns, per group, whether it was committed.
+    fn commit(&mut self, groups: Vec<PreparedGroup>) -> Vec<bool> {
         if self.shared.fatal_reason().is_some() {
-            refuse(replies, || self.shared.closed_error());
-            return false;
+            return groups
+                .into_iter()
+                .map(|g| {
+                    refuse(g.replies, || self.shared.closed_error());
+                    false
+                })
+                .collect();
         }
-        if base != self.durable {
-            // Built on a group that was refused.
-            refuse(replies, || {
-                StoreError::NotCommitted(
-                    "an earlier write in the same commit pipeline failed; retry".into(),
-                )
-            });
-            return false;
+        // Groups not built on what is durable (an earlier group was refused)
+        // are refused; the rest form a chain from `self.durable`.
+        let mut verdicts = vec![false; groups.len()];
+        let mut chained = Vec::new();
+        let mut expected = self.durable;
+        for (i, group) in groups.into_iter().enumerate() {
+            if group.base != expected {
+                refuse(group.replies, || {
+                    StoreError::NotCommitted(
+                        "an earlier write in the same commit pipeline failed; retry".into(),
+                    )
+                });
+                continue;
+            }
+            if let Some(commit) = &group.commit {
+                expected = ChainPosition {
+                    seq: group.base.seq + 1,
+                    head: chain_hash(&commit.record),
+                };
+            }
+            chained.push((i, group));
         }
-        let Some(commit) = commit else {
+        let records: Vec<&[u8]> = chained
+            .iter()
+            .filter_map(|(_, g)| g.commit.as_ref().map(|c| c.record.as_slice()))
+            .collect();
+        let (durable_records, failure) = match self.journal.append_batch(&records) {
+            Ok(()) => (records.len(), None),
+            Err(partial) => (partial.durable, Some(partial.error.to_string())),
+        };
+        drop(records);
+        let mut appended = 0;
+        // Set once a group fails: everything after it was built on it.
+        let mut broken = false;
+        for (i, group) in chained {
+            let PreparedGroup {
+                base,
+                commit,
+                replies,
+            } = group;
+            if let Some(why) = self.shared.fatal_reason() {
+                refuse(replies, || StoreError::Closed(why.clone()));
+                continue;
+            }
+            let Some(commit) = commit else {
+                // Only failed compares; they stand if everything before them did.
+                if !broken {
+                    answer(replies);
+                    verdicts[i] = true;
+                } else {
+                    refuse(replies, || {
+                        StoreError::NotCommitted(
+                            "an earlier write in the same commit pipeline failed; retry".into(),
+                        )
+                    });
+                }
+                continue;
+            };
+            if broken || appended >= durable_records {
+                broken = true;
+                let msg = format!(
+                    "journal append of revisions {}..={} failed, not committed: {}",
+                    commit.first,
+                    commit.last,
+                    failure.as_deref().unwrap_or("unknown error")
+                );
+                tracing::error!("{msg}");
+                refuse(replies, || StoreError::NotCommitted(msg.clone()));
+                continue;
+            }
+            appended += 1;
+            let head = chain_hash(&commit.record);
+            if let Err(e) = self.shared.write_index(commit.batch) {
+                // The journal has the group but the index does not: the
+                // in-memory view is now behind. Stop; reopening replays it.
+                let msg = format!(
+                    "index write failed after the journal made revisions {}..={} durable: {e}",
+                    commit.first, commit.last
+                );
+                tracing::error!("{msg}");
+                self.shared.set_fatal(msg.clone());
+                refuse(replies, || StoreError::Closed(msg.clone()));
+                broken = true;
+                continue;
+            }
+            self.durable = ChainPosition {
+                seq: base.seq + 1,
+                head,
+            };
+            self.shared
+                .publish(commit.last, self.durable, commit.events);
             answer(replies);
-            return true;
-        };
-        if let Err(e) = self.journal.append(&commit.record) {
-            let msg = format!(
-                "journal append of revisions {}..={} failed, not committed: {e}",
-                commit.first, commit.last
-            );
-            tracing::error!("{msg}");
-            refuse(replies, || StoreError::NotCommitted(msg.clone()));
-            return false;
+            verdicts[i] = true;
         }
-        let head = chain_hash(&commit.record);
-        if let Err(e) = self.shared.db.write(commit.batch) {
-            // The journal has the group but the index does not: the
-            // in-memory view is now behind. Stop; reopening replays it.
-            let msg = format!(
-                "index write failed after the journal made revisions {}..={} durable: {e}",
-                commit.first, commit.last
-            );
-            tracing::error!("{msg}");
-            self.shared.set_fatal(msg.clone());
-            refuse(replies, || StoreError::Closed(msg.clone()));
-            return false;
-        }
-        self.durable = ChainPosition {
-            seq: base.seq + 1,
-            head,
-        };
-        self.shared
-            .publish(commit.last, self.durable, commit.events);
-        answer(replies);
-        true
+        verdicts
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::record::peek_header;
-use super::{Journal, JournalError};
+use super::{Journal, JournalError, PartialAppend};
 
 const JOURNAL: &str = "journal";
 const SNAPSHOT: &str = "snapshot";
@@ -101,25 +101,36 @@ impl FileJournal {
 
 impl Journal for FileJournal {
     fn append(&mut self, record: &[u8]) -> Result<(), JournalError> {
+        self.append_batch(&[record]).map_err(|p| p.error)
+    }
+
+    fn append_batch(&mut self, records: &[&[u8]]) -> Result<(), PartialAppend> {
+        let refused = |error| PartialAppend { durable: 0, error };
         if let Some(why) = &self.poisoned {
-            return Err(JournalError::Poisoned(why.clone()));
+            return Err(refused(JournalError::Poisoned(why.clone())));
         }
         let path = self.journal_path();
-        let len = u32::try_from(record.len()).map_err(|_| JournalError::Framing {
-            offset: self.len,
-            reason: format!("record of {} bytes is too large to frame", record.len()),
-        })?;
-        let mut frame = Vec::with_capacity(4 + record.len());
-        frame.extend_from_slice(&len.to_be_bytes());
-        frame.extend_from_slice(record);
+        let mut frames = Vec::with_capacity(records.iter().map(|r| 4 + r.len()).sum());
+        for record in records {
+            let len = u32::try_from(record.len()).map_err(|_| {
+                refused(JournalError::Framing {
+                    offset: self.len,
+                    reason: format!("record of {} bytes is too large to frame", record.len()),
+                })
+            })?;
+            frames.extend_from_slice(&len.to_be_bytes());
+            frames.extend_from_slice(record);
+        }
+        // One write and one fsync for the whole batch: either all of it is
+        // acknowledged or none (a torn tail is cut on the next open).
         let result = self
             .file
-            .write_all(&frame)
+            .write_all(&frames)
             .map_err(io("append", &path))
             .and_then(|()| self.file.sync_data().map_err(io("fsync", &path)));
         match result {
             Ok(()) => {
-                self.len += frame.len() as u64;
+                self.len += frames.len() as u64;
                 Ok(())
             }
             Err(err) => {
@@ -131,7 +142,7 @@ impl Journal for FileJournal {
                 if let Err(e) = rolled_back {
                     self.poisoned = Some(format!("could not roll back a failed append: {e}"));
                 }
-                Err(err)
+                Err(refused(err))
             }
         }
     }

@@ -27,6 +27,19 @@ pub trait Journal: Send + 'static {
     /// append), because the store will not acknowledge the write.
     fn append(&mut self, record: &[u8]) -> Result<(), JournalError>;
 
+    /// Appends several records in order with one wait for durability where
+    /// the implementation can (the store folds queued commit groups into one
+    /// call). On error, reports how many leading records are durable; the
+    /// rest must be left out as with [`Journal::append`]. The default
+    /// appends one at a time.
+    fn append_batch(&mut self, records: &[&[u8]]) -> Result<(), PartialAppend> {
+        for (durable, record) in records.iter().enumerate() {
+            self.append(record)
+                .map_err(|error| PartialAppend { durable, error })?;
+        }
+        Ok(())
+    }
+
     /// Every record appended after the current snapshot, oldest first.
     fn read_records(&mut self) -> Result<Vec<Vec<u8>>, JournalError>;
 
@@ -40,6 +53,17 @@ pub trait Journal: Send + 'static {
 
     /// The latest sealed snapshot, if any.
     fn read_snapshot(&mut self) -> Result<Option<Vec<u8>>, JournalError>;
+}
+
+/// A batch append that failed after its first `durable` records.
+#[derive(Debug, thiserror::Error)]
+#[error("journal append failed after {durable} durable record(s): {error}")]
+pub struct PartialAppend {
+    /// How many leading records of the batch are durable.
+    pub durable: usize,
+    /// Why the next one failed.
+    #[source]
+    pub error: JournalError,
 }
 
 /// Errors from a [`Journal`] implementation.
