@@ -3,6 +3,7 @@
 //! `tx.build()`), and the BCS bytes, transaction digests and Ed25519 signatures must be equal.
 //! Needs `node` and `npm install` in `chain/tests/ts` (done by `scripts/setup`).
 #![cfg(feature = "sui")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::process::Command;
