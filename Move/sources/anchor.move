@@ -74,10 +74,10 @@ public fun record_anchor(
     assert!(cluster.is_image_allowed(enclave.enclave_image_version()), EImageRetired);
     let message = anchor_message(object::id(cluster), revision, chain_hash, timestamp_ms);
     assert!(
-        ed25519::ed25519_verify(&signature, enclave.enclave_public_key(), &message),
+        ed25519::ed25519_verify(&signature, enclave.enclave_anchor_key(), &message),
         EBadSignature,
     );
-    record(cluster, revision, chain_hash, timestamp_ms, *enclave.enclave_public_key(), clock);
+    record(cluster, revision, chain_hash, timestamp_ms, *enclave.enclave_anchor_key(), clock);
 }
 
 /// The state rules of `record_anchor` after the signature check. Test scenarios cannot choose
@@ -96,7 +96,7 @@ public fun record_for_testing(
     assert!(live.is_some(), ENoLiveEnclave);
     let enclave = *live.borrow();
     assert!(cluster.is_image_allowed(enclave.enclave_image_version()), EImageRetired);
-    record(cluster, revision, chain_hash, timestamp_ms, *enclave.enclave_public_key(), clock);
+    record(cluster, revision, chain_hash, timestamp_ms, *enclave.enclave_anchor_key(), clock);
 }
 
 /// The BCS bytes an enclave signs for an anchor.

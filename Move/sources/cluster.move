@@ -87,10 +87,11 @@ public struct AllowedImage has copy, drop, store {
 
 /// The registered enclave instance.
 public struct LiveEnclave has copy, drop, store {
-    /// Raw 32-byte Ed25519 key from the document's `public_key`; it signs anchors.
-    public_key: vector<u8>,
-    /// The document's `user_data` (the enclave puts the SHA-256 of its TLS key there).
-    user_data: Option<vector<u8>>,
+    /// Raw 32-byte Ed25519 key from the document's `user_data`; it signs anchors.
+    anchor_key: vector<u8>,
+    /// The document's `public_key`: SHA-256 of the enclave's TLS SubjectPublicKeyInfo, which
+    /// clients compare with the certificate the enclave serves.
+    tls_key_digest: vector<u8>,
     pcrs: Pcrs,
     /// Version of the allowed image the PCRs matched.
     image_version: u64,
@@ -290,8 +291,11 @@ public fun image_label(image: &AllowedImage): &String { &image.label }
 /// An allowed image's version.
 public fun image_version(image: &AllowedImage): u64 { image.version }
 
-/// The live enclave's Ed25519 key.
-public fun enclave_public_key(enclave: &LiveEnclave): &vector<u8> { &enclave.public_key }
+/// The live enclave's Ed25519 anchor key.
+public fun enclave_anchor_key(enclave: &LiveEnclave): &vector<u8> { &enclave.anchor_key }
+
+/// SHA-256 of the live enclave's TLS SubjectPublicKeyInfo.
+public fun enclave_tls_key_digest(enclave: &LiveEnclave): &vector<u8> { &enclave.tls_key_digest }
 
 /// The live enclave's PCRs.
 public fun enclave_pcrs(enclave: &LiveEnclave): &Pcrs { &enclave.pcrs }
@@ -309,9 +313,6 @@ public fun enclave_document_digest(enclave: &LiveEnclave): &vector<u8> {
     &enclave.document_digest
 }
 
-/// The live enclave's `user_data`.
-public fun enclave_user_data(enclave: &LiveEnclave): &Option<vector<u8>> { &enclave.user_data }
-
 /// An anchor's revision.
 public fun anchor_revision(anchor: &Anchor): u64 { anchor.revision }
 
@@ -325,8 +326,8 @@ public(package) fun assert_admin(cluster: &Cluster, cap: &AdminCap) {
 }
 
 public(package) fun new_live_enclave(
-    public_key: vector<u8>,
-    user_data: Option<vector<u8>>,
+    anchor_key: vector<u8>,
+    tls_key_digest: vector<u8>,
     pcrs: Pcrs,
     image_version: u64,
     document_timestamp_ms: u64,
@@ -335,8 +336,8 @@ public(package) fun new_live_enclave(
     registered_by: address,
 ): LiveEnclave {
     LiveEnclave {
-        public_key,
-        user_data,
+        anchor_key,
+        tls_key_digest,
         pcrs,
         image_version,
         document_timestamp_ms,

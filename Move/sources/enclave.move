@@ -22,6 +22,8 @@ use sui::nitro_attestation::{NitroAttestationDocument, PCREntry};
 
 /// Length of a raw Ed25519 public key.
 const ED25519_PUBLIC_KEY_LENGTH: u64 = 32;
+/// Length of a SHA-256 digest.
+const SHA256_LENGTH: u64 = 32;
 /// How far a document's timestamp may run ahead of the `Clock` (clock skew between AWS and Sui).
 const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 
@@ -31,9 +33,9 @@ const EDebugEnclave: u64 = 0;
 const EPcrsNotAllowed: u64 = 1;
 /// The document lacks PCR0, PCR1 or PCR2.
 const EMissingPcr: u64 = 2;
-/// The document has no `public_key`.
+/// The document has no `public_key` (the binding of the enclave's TLS key).
 const EMissingPublicKey: u64 = 3;
-/// The `public_key` is not a 32-byte Ed25519 key.
+/// The `public_key` is not a 32-byte SHA-256 digest.
 const EBadPublicKey: u64 = 4;
 /// The document is older than the cluster's freshness bound.
 const EDocumentTooOld: u64 = 5;
@@ -41,23 +43,34 @@ const EDocumentTooOld: u64 = 5;
 const EDocumentFromFuture: u64 = 6;
 /// The document is not newer than the live enclave's.
 const ENotNewer: u64 = 7;
+/// The document has no `user_data` (the enclave's Ed25519 anchor key).
+const EMissingAnchorKey: u64 = 8;
+/// The `user_data` is not a 32-byte Ed25519 key.
+const EBadAnchorKey: u64 = 9;
 
-/// Emitted when an enclave becomes live. The previous live enclave, if any, is in `replaced_key`.
+/// Emitted when an enclave becomes live. The previous live enclave's anchor key, if any, is in
+/// `replaced_anchor_key`.
 public struct EnclaveRegistered has copy, drop {
     cluster_id: ID,
-    public_key: vector<u8>,
+    anchor_key: vector<u8>,
+    tls_key_digest: vector<u8>,
     pcrs: Pcrs,
     image_version: u64,
     document_timestamp_ms: u64,
     document_digest: vector<u8>,
-    replaced_key: Option<vector<u8>>,
+    replaced_anchor_key: Option<vector<u8>>,
     registered_by: address,
 }
 
 /// Makes the enclave that produced `document` the cluster's live enclave.
 ///
+/// The document binds two keys: `public_key` is the SHA-256 of the enclave's TLS
+/// SubjectPublicKeyInfo (what kubectl users and workers check against the served certificate),
+/// `user_data` is the enclave's Ed25519 key that signs state anchors.
+///
 /// Aborts with `EMissingPcr`, `EDebugEnclave`, `EPcrsNotAllowed`, `EMissingPublicKey`,
-/// `EBadPublicKey`, `EDocumentTooOld`, `EDocumentFromFuture` or `ENotNewer`.
+/// `EBadPublicKey`, `EMissingAnchorKey`, `EBadAnchorKey`, `EDocumentTooOld`,
+/// `EDocumentFromFuture` or `ENotNewer`.
 public fun register_enclave(
     cluster: &mut Cluster,
     document: NitroAttestationDocument,
@@ -128,9 +141,6 @@ fun register(
     assert!(!pcrs.is_debug(), EDebugEnclave);
     let version = cluster.image_version_for(&pcrs);
     assert!(version.is_some(), EPcrsNotAllowed);
-    assert!(public_key.is_some(), EMissingPublicKey);
-    let public_key = public_key.destroy_some();
-    assert!(public_key.length() == ED25519_PUBLIC_KEY_LENGTH, EBadPublicKey);
 
     let now = clock.timestamp_ms();
     assert!(document_timestamp_ms <= now + MAX_CLOCK_SKEW_MS, EDocumentFromFuture);
@@ -139,20 +149,28 @@ fun register(
         EDocumentTooOld,
     );
     let live = cluster.live_enclave();
-    let replaced_key = if (live.is_some()) {
+    let replaced_anchor_key = if (live.is_some()) {
         let previous = live.borrow();
         assert!(
             document_timestamp_ms > previous.enclave_document_timestamp_ms(),
             ENotNewer,
         );
-        option::some(*previous.enclave_public_key())
+        option::some(*previous.enclave_anchor_key())
     } else option::none();
+    // The document binds two keys: `public_key` the TLS key (SHA-256 of its
+    // SubjectPublicKeyInfo, checked by clients), `user_data` the Ed25519 key signing anchors.
+    assert!(public_key.is_some(), EMissingPublicKey);
+    let tls_key_digest = public_key.destroy_some();
+    assert!(tls_key_digest.length() == SHA256_LENGTH, EBadPublicKey);
+    assert!(user_data.is_some(), EMissingAnchorKey);
+    let anchor_key = user_data.destroy_some();
+    assert!(anchor_key.length() == ED25519_PUBLIC_KEY_LENGTH, EBadAnchorKey);
 
     let image_version = version.destroy_some();
     cluster.set_live_enclave(
         cluster::new_live_enclave(
-            public_key,
-            user_data,
+            anchor_key,
+            tls_key_digest,
             pcrs,
             image_version,
             document_timestamp_ms,
@@ -163,12 +181,13 @@ fun register(
     );
     event::emit(EnclaveRegistered {
         cluster_id: object::id(cluster),
-        public_key,
+        anchor_key,
+        tls_key_digest,
         pcrs,
         image_version,
         document_timestamp_ms,
         document_digest,
-        replaced_key,
+        replaced_anchor_key,
         registered_by: sender,
     });
 }

@@ -14,6 +14,7 @@ use k3s_daas::test_helpers::{
     pcr,
     enclave_key,
     other_key,
+    tls_digest,
     digest,
     register_v1,
     now_ms,
@@ -27,11 +28,11 @@ fun register_records_live_enclave() {
     let mut cluster = scenario.take_shared_by_id<Cluster>(cluster_id);
     register_v1(&mut cluster, enclave_key(), now_ms() - 1_000, &clock, &mut scenario);
     let live = cluster.live_enclave().borrow();
-    assert!(*live.enclave_public_key() == enclave_key());
+    assert!(*live.enclave_anchor_key() == enclave_key());
+    assert!(*live.enclave_tls_key_digest() == tls_digest());
     assert!(live.enclave_image_version() == 1);
     assert!(live.enclave_document_timestamp_ms() == now_ms() - 1_000);
     assert!(*live.enclave_document_digest() == digest());
-    assert!(*live.enclave_user_data() == option::some(x"aa"));
     assert!(*live.enclave_pcrs().pcr2() == pcr(0x13));
     ts::return_shared(cluster);
     finish(scenario, clock);
@@ -54,7 +55,7 @@ fun newer_registration_replaces_live_enclave() {
     register_v1(&mut cluster, enclave_key(), now_ms() - 1_000, &clock, &mut scenario);
     clock.increment_for_testing(10_000);
     register_v1(&mut cluster, other_key(), now_ms() + 5_000, &clock, &mut scenario);
-    assert!(*cluster.live_enclave().borrow().enclave_public_key() == other_key());
+    assert!(*cluster.live_enclave().borrow().enclave_anchor_key() == other_key());
     ts::return_shared(cluster);
     finish(scenario, clock);
 }
@@ -70,8 +71,8 @@ fun registration_under_a_second_image_records_its_version() {
         pcr(0x21),
         pcr(0x22),
         pcr(0x23),
+        option::some(tls_digest()),
         option::some(enclave_key()),
-        option::none(),
         now_ms(),
         digest(),
         &clock,
@@ -92,8 +93,8 @@ fun register_rejects_debug_pcrs() {
         pcr(0),
         pcr(0),
         pcr(0),
+        option::some(tls_digest()),
         option::some(enclave_key()),
-        option::none(),
         now_ms(),
         digest(),
         &clock,
@@ -111,8 +112,8 @@ fun register_rejects_unknown_pcrs() {
         pcr(0x11),
         pcr(0x12),
         pcr(0x99),
+        option::some(tls_digest()),
         option::some(enclave_key()),
-        option::none(),
         now_ms(),
         digest(),
         &clock,
@@ -141,7 +142,7 @@ fun register_rejects_missing_public_key() {
         pcr(0x12),
         pcr(0x13),
         option::none(),
-        option::none(),
+        option::some(enclave_key()),
         now_ms(),
         digest(),
         &clock,
@@ -152,6 +153,44 @@ fun register_rejects_missing_public_key() {
 
 #[test, expected_failure(abort_code = enclave::EBadPublicKey)]
 fun register_rejects_public_key_of_wrong_length() {
+    let (mut scenario, clock, cluster_id, _cap_id) = setup();
+    let mut cluster = scenario.take_shared_by_id<Cluster>(cluster_id);
+    enclave::register_for_testing(
+        &mut cluster,
+        pcr(0x11),
+        pcr(0x12),
+        pcr(0x13),
+        option::some(x"0102030405"),
+        option::some(enclave_key()),
+        now_ms(),
+        digest(),
+        &clock,
+        scenario.ctx(),
+    );
+    abort 99
+}
+
+#[test, expected_failure(abort_code = enclave::EMissingAnchorKey)]
+fun register_rejects_missing_anchor_key() {
+    let (mut scenario, clock, cluster_id, _cap_id) = setup();
+    let mut cluster = scenario.take_shared_by_id<Cluster>(cluster_id);
+    enclave::register_for_testing(
+        &mut cluster,
+        pcr(0x11),
+        pcr(0x12),
+        pcr(0x13),
+        option::some(tls_digest()),
+        option::none(),
+        now_ms(),
+        digest(),
+        &clock,
+        scenario.ctx(),
+    );
+    abort 99
+}
+
+#[test, expected_failure(abort_code = enclave::EBadAnchorKey)]
+fun register_rejects_anchor_key_of_wrong_length() {
     let (mut scenario, clock, cluster_id, _cap_id) = setup();
     let mut cluster = scenario.take_shared_by_id<Cluster>(cluster_id);
     register_v1(&mut cluster, x"0102030405", now_ms(), &clock, &mut scenario);

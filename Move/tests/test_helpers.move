@@ -52,6 +52,11 @@ public fun other_key(): vector<u8> {
     x"1111111111111111111111111111111111111111111111111111111111111111"
 }
 
+/// SHA-256 of a TLS SubjectPublicKeyInfo (the document's `public_key`).
+public fun tls_digest(): vector<u8> {
+    x"5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+}
+
 /// A document digest placeholder.
 public fun digest(): vector<u8> {
     x"d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1"
@@ -104,8 +109,8 @@ public fun register_v1(
         pcr(0x11),
         pcr(0x12),
         pcr(0x13),
+        option::some(tls_digest()),
         option::some(key),
-        option::some(x"aa"),
         timestamp_ms,
         digest(),
         clock,

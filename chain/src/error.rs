@@ -71,12 +71,23 @@ pub enum Error {
         /// Hex of the offending PCR0, for the operator.
         pcr0: String,
     },
-    /// The document carries no public key (`enclave::EMissingPublicKey`).
-    #[error("the document carries no public key")]
+    /// The document carries no `public_key`, the binding of the enclave's TLS key
+    /// (`enclave::EMissingPublicKey`).
+    #[error("the document carries no public_key (the SHA-256 of the enclave's TLS key)")]
     MissingPublicKey,
-    /// The public key is not a raw 32-byte Ed25519 key (`enclave::EBadPublicKey`).
-    #[error("the document's public key is {len} bytes, not a 32-byte Ed25519 key")]
+    /// The `public_key` is not a 32-byte SHA-256 digest (`enclave::EBadPublicKey`).
+    #[error("the document's public_key is {len} bytes, not a 32-byte SHA-256 digest")]
     BadPublicKey {
+        /// Its length.
+        len: usize,
+    },
+    /// The document carries no `user_data`, the enclave's Ed25519 anchor key
+    /// (`enclave::EMissingAnchorKey`).
+    #[error("the document carries no user_data (the enclave's Ed25519 anchor key)")]
+    MissingAnchorKey,
+    /// The `user_data` is not a raw 32-byte Ed25519 key (`enclave::EBadAnchorKey`).
+    #[error("the document's user_data is {len} bytes, not a 32-byte Ed25519 anchor key")]
+    BadAnchorKey {
         /// Its length.
         len: usize,
     },

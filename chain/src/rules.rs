@@ -83,10 +83,6 @@ pub(crate) fn register_enclave(
         .ok_or_else(|| Error::PcrsNotAllowed {
             pcr0: hex::encode(pcrs.pcr0.as_bytes()),
         })?;
-    let key = document.public_key().ok_or(Error::MissingPublicKey)?;
-    let public_key: [u8; 32] = key
-        .try_into()
-        .map_err(|_| Error::BadPublicKey { len: key.len() })?;
     let timestamp_ms = document.timestamp_ms();
     if timestamp_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
         return Err(Error::DocumentFromFuture {
@@ -108,11 +104,19 @@ pub(crate) fn register_enclave(
             live_ms: live.document_timestamp_ms,
         });
     }
+    // The document binds two keys: `public_key` the TLS key (as a SHA-256 digest of its
+    // SubjectPublicKeyInfo, checked by clients), `user_data` the Ed25519 key signing anchors.
+    let digest = document.public_key().ok_or(Error::MissingPublicKey)?;
+    let tls_key_digest: [u8; 32] = digest
+        .try_into()
+        .map_err(|_| Error::BadPublicKey { len: digest.len() })?;
+    let key = document.user_data().ok_or(Error::MissingAnchorKey)?;
+    let anchor_key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| Error::BadAnchorKey { len: key.len() })?;
     let live = LiveEnclave {
-        public_key,
-        user_data: document
-            .user_data()
-            .map(|u| crate::types::HexBytes(u.to_vec())),
+        anchor_key,
+        tls_key_digest,
         pcrs,
         image_version,
         document_timestamp_ms: timestamp_ms,
@@ -260,7 +264,7 @@ pub(crate) fn record_anchor(
             version: live.image_version,
         });
     }
-    if !verify_anchor_signature(&live.public_key, state.id, anchor) {
+    if !verify_anchor_signature(&live.anchor_key, state.id, anchor) {
         return Err(Error::BadSignature);
     }
     if let Some(latest) = &state.latest_anchor

@@ -180,11 +180,13 @@ pub struct AllowedImage {
 /// The registered enclave instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveEnclave {
-    /// Raw Ed25519 key from the document's `public_key`; it signs anchors.
+    /// Raw Ed25519 key from the document's `user_data`; it signs anchors.
     #[serde(with = "hex::serde")]
-    pub public_key: [u8; 32],
-    /// The document's `user_data`.
-    pub user_data: Option<HexBytes>,
+    pub anchor_key: [u8; 32],
+    /// The document's `public_key`: SHA-256 of the enclave's TLS SubjectPublicKeyInfo, which
+    /// clients compare with the certificate the enclave serves.
+    #[serde(with = "hex::serde")]
+    pub tls_key_digest: [u8; 32],
     /// Its PCRs.
     pub pcrs: Pcrs,
     /// Version of the allowed image the PCRs matched.

@@ -320,8 +320,8 @@ async fn act<R: RegistryAdmin>(registry: &R, action: Action) -> anyhow::Result<(
                 .with_context(|| format!("reading {}", document.display()))?;
             let live = registry.register_enclave(&bytes).await?;
             println!(
-                "enclave {} is live (image v{})",
-                hex::encode(live.public_key),
+                "enclave with anchor key {} is live (image v{})",
+                hex::encode(live.anchor_key),
                 live.image_version
             );
         }

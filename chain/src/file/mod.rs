@@ -55,12 +55,14 @@ pub enum LocalEventKind {
     },
     /// `EnclaveRegistered`.
     EnclaveRegistered {
-        /// The new key (hex).
-        public_key: String,
+        /// The new anchor key (hex).
+        anchor_key: String,
+        /// SHA-256 of the new enclave's TLS key (hex).
+        tls_key_digest: String,
         /// Its image.
         image_version: u64,
-        /// The key it replaced (hex).
-        replaced_key: Option<String>,
+        /// The anchor key it replaced (hex).
+        replaced_anchor_key: Option<String>,
     },
     /// `Staked`.
     Staked {
@@ -302,15 +304,16 @@ impl<C: Clock> Registry for FileRegistry<C> {
         let verifier = self.verifier.clone();
         self.mutate(move |state, now, caller| {
             let verified = verifier.verify(&document, now)?;
-            let replaced_key = state
+            let replaced_anchor_key = state
                 .live_enclave
                 .as_ref()
-                .map(|l| hex::encode(l.public_key));
+                .map(|l| hex::encode(l.anchor_key));
             let live = rules::register_enclave(state, &verified, now, caller)?;
             let event = LocalEventKind::EnclaveRegistered {
-                public_key: hex::encode(live.public_key),
+                anchor_key: hex::encode(live.anchor_key),
+                tls_key_digest: hex::encode(live.tls_key_digest),
                 image_version: live.image_version,
-                replaced_key,
+                replaced_anchor_key,
             };
             tracing::info!(image_version = live.image_version, "enclave registered");
             Ok((live, vec![event]))

@@ -69,11 +69,26 @@ impl TestCa {
         Verifier::dangerous_trust_root_der(&self.root_der)
     }
 
-    /// A signed document with PCR0..2 (and zero PCR3..4, 8), the given key and timestamp.
+    /// SHA-256 of a TLS key, as an enclave puts it in `public_key`.
+    pub(super) const TLS_KEY_DIGEST: [u8; 32] = [0x5e; 32];
+
+    /// A signed document with PCR0..2 (and zero PCR3..4, 8), a TLS key digest, the given
+    /// anchor key and timestamp.
     pub(super) fn document(
         &self,
         pcrs: [Pcr; 3],
+        anchor_key: Option<&[u8]>,
+        timestamp_ms: u64,
+    ) -> Vec<u8> {
+        self.document_with_keys(pcrs, Some(&Self::TLS_KEY_DIGEST), anchor_key, timestamp_ms)
+    }
+
+    /// A signed document with the given `public_key` and `user_data`.
+    pub(super) fn document_with_keys(
+        &self,
+        pcrs: [Pcr; 3],
         public_key: Option<&[u8]>,
+        user_data: Option<&[u8]>,
         timestamp_ms: u64,
     ) -> Vec<u8> {
         let mut pcr_entries: Vec<(Value, Value)> = pcrs
@@ -99,7 +114,7 @@ impl TestCa {
                 Value::Array(vec![Value::Bytes(self.root_der.clone())]),
             ),
             (Value::from("public_key"), field(public_key)),
-            (Value::from("user_data"), field(Some(b"tls-binding"))),
+            (Value::from("user_data"), field(user_data)),
             (Value::from("nonce"), Value::Null),
         ]);
         let mut payload_bytes = Vec::new();

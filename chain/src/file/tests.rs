@@ -17,7 +17,6 @@ const WEATHER_TS: u64 = 1_744_683_923_696;
 const DEBUG_TS: u64 = 1_731_627_989_450;
 const WEATHER_PCR01: &str = "cbe1afb6ed0ff89f10295af0b802247ec5670da8f886e71a4226373b032c322f4e42c9c98288e7211682b258684505a2";
 const WEATHER_PCR2: &str = "21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c10edb30948c90ba67310f7b964fc500a";
-const WEATHER_KEY: &str = "e8e62201dbe293b703c759f653107acbc2c911fa1d2e66f2c747bec95971a2af";
 
 const MAX_AGE_MS: u64 = 300_000;
 const COOLDOWN_MS: u64 = 86_400_000;
@@ -105,23 +104,19 @@ fn enclave_key(seed: u8) -> (Ed25519KeyPair, [u8; 32]) {
 
 // ---- real AWS documents, production root ----
 
+/// The Nautilus weather enclave puts its Ed25519 key in `public_key` and no `user_data`: it
+/// passes the chain, PCR and freshness checks and is then refused, because a K3s-DaaS
+/// enclave binds its TLS key digest in `public_key` and its anchor key in `user_data`.
 #[tokio::test]
-async fn real_document_registers_with_its_key_pcrs_and_digest() {
+async fn real_document_passes_every_check_but_is_not_a_daas_enclave() {
     let f = Fixture::new(Verifier::aws_nitro(), WEATHER_TS + 1_000, weather_pcrs()).await;
-    let live = f
+    let err = f
         .as_(stranger())
         .register_enclave(WEATHER_DOC)
         .await
-        .unwrap();
-    assert_eq!(hex::encode(live.public_key), WEATHER_KEY);
-    assert_eq!(live.pcrs, weather_pcrs());
-    assert_eq!(live.image_version, 1);
-    assert_eq!(live.document_timestamp_ms, WEATHER_TS);
-    assert_eq!(live.registered_by, stranger());
-    assert_eq!(live.registered_at_ms, WEATHER_TS + 1_000);
-    assert_ne!(live.document_digest, [0; 32]);
-    let state = f.admin.cluster().await.unwrap();
-    assert_eq!(state.live_enclave, Some(live));
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingAnchorKey), "{err:?}");
+    assert!(f.admin.cluster().await.unwrap().live_enclave.is_none());
 }
 
 #[tokio::test]
@@ -155,16 +150,28 @@ async fn real_document_older_than_the_bound_is_stale() {
         matches!(err, Error::DocumentTooOld { age_ms, max_ms: MAX_AGE_MS } if age_ms == MAX_AGE_MS + 1),
         "{err:?}"
     );
-    // Exactly at the bound it is still fresh.
+    // Exactly at the bound it is still fresh: it gets as far as the key checks.
     f.clock.set(WEATHER_TS + MAX_AGE_MS);
-    f.admin.register_enclave(WEATHER_DOC).await.unwrap();
+    let err = f.admin.register_enclave(WEATHER_DOC).await.unwrap_err();
+    assert!(matches!(err, Error::MissingAnchorKey), "{err:?}");
 }
 
 #[tokio::test]
 async fn the_same_document_cannot_register_twice() {
-    let f = Fixture::new(Verifier::aws_nitro(), WEATHER_TS + 1_000, weather_pcrs()).await;
-    f.admin.register_enclave(WEATHER_DOC).await.unwrap();
-    let err = f.admin.register_enclave(WEATHER_DOC).await.unwrap_err();
+    let ca = TestCa::new(NOW);
+    let f = Fixture::new(ca.verifier(), NOW, pcrs(0x11)).await;
+    let (_, pk) = enclave_key(3);
+    let doc = ca.document(as_array(&pcrs(0x11)), Some(&pk), NOW);
+    let live = f.as_(stranger()).register_enclave(&doc).await.unwrap();
+    assert_eq!(live.anchor_key, pk);
+    assert_eq!(live.tls_key_digest, TestCa::TLS_KEY_DIGEST);
+    assert_eq!(live.pcrs, pcrs(0x11));
+    assert_eq!(live.image_version, 1);
+    assert_eq!(live.document_timestamp_ms, NOW);
+    assert_eq!(live.registered_by, stranger());
+    assert_ne!(live.document_digest, [0; 32]);
+    assert_eq!(f.admin.cluster().await.unwrap().live_enclave, Some(live));
+    let err = f.admin.register_enclave(&doc).await.unwrap_err();
     assert!(matches!(err, Error::NotNewer { .. }), "{err:?}");
 }
 
@@ -201,18 +208,31 @@ async fn document_without_key_with_bad_key_or_from_the_future_is_refused() {
     let ca = TestCa::new(NOW);
     let f = Fixture::new(ca.verifier(), NOW, pcrs(0x11)).await;
     let image = as_array(&pcrs(0x11));
+    let anchor = [7u8; 32];
     let err = f
         .admin
-        .register_enclave(&ca.document(image, None, NOW))
+        .register_enclave(&ca.document_with_keys(image, None, Some(&anchor), NOW))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::MissingPublicKey), "{err:?}");
     let err = f
         .admin
+        .register_enclave(&ca.document_with_keys(image, Some(&[5; 48]), Some(&anchor), NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadPublicKey { len: 48 }), "{err:?}");
+    let err = f
+        .admin
+        .register_enclave(&ca.document(image, None, NOW))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingAnchorKey), "{err:?}");
+    let err = f
+        .admin
         .register_enclave(&ca.document(image, Some(&[7; 65]), NOW))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::BadPublicKey { len: 65 }), "{err:?}");
+    assert!(matches!(err, Error::BadAnchorKey { len: 65 }), "{err:?}");
     let err = f
         .admin
         .register_enclave(&ca.document(image, Some(&[7; 32]), NOW + MAX_CLOCK_SKEW_MS + 1))
@@ -340,7 +360,7 @@ async fn a_newer_enclave_replaces_the_live_one_and_inherits_the_anchor_floor() {
     let events = f.admin.events().await.unwrap();
     let replaced = events.iter().find_map(|e| match &e.kind {
         LocalEventKind::EnclaveRegistered {
-            replaced_key: Some(k),
+            replaced_anchor_key: Some(k),
             ..
         } => Some(k.clone()),
         _ => None,

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::types::{
-    Address, AllowedImage, Anchor, ClusterSettings, ClusterState, HexBytes, LiveEnclave, Pcrs,
-    StakeInfo,
+    Address, AllowedImage, Anchor, ClusterSettings, ClusterState, LiveEnclave, Pcrs, StakeInfo,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,8 +34,8 @@ pub(super) struct MoveAllowedImage {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct MoveLiveEnclave {
-    pub(super) public_key: Vec<u8>,
-    pub(super) user_data: Option<Vec<u8>>,
+    pub(super) anchor_key: Vec<u8>,
+    pub(super) tls_key_digest: Vec<u8>,
     pub(super) pcrs: MovePcrs,
     pub(super) image_version: u64,
     pub(super) document_timestamp_ms: u64,
@@ -157,8 +156,8 @@ impl MoveCluster {
         let live_enclave = match &self.live_enclave {
             None => None,
             Some(l) => Some(LiveEnclave {
-                public_key: array32(&l.public_key, "public key length")?,
-                user_data: l.user_data.clone().map(HexBytes),
+                anchor_key: array32(&l.anchor_key, "anchor key length")?,
+                tls_key_digest: array32(&l.tls_key_digest, "TLS key digest length")?,
                 pcrs: pcrs(&l.pcrs)?,
                 image_version: l.image_version,
                 document_timestamp_ms: l.document_timestamp_ms,

@@ -59,7 +59,8 @@ pub(super) fn render(state: &ClusterState) -> String {
             } else {
                 " (RETIRED: it can no longer anchor)"
             };
-            let _ = writeln!(out, "  key            {}", hex::encode(live.public_key));
+            let _ = writeln!(out, "  anchor key     {}", hex::encode(live.anchor_key));
+            let _ = writeln!(out, "  TLS key sha256 {}", hex::encode(live.tls_key_digest));
             let _ = writeln!(out, "  image          v{}{retired}", live.image_version);
             let _ = writeln!(out, "  document time  {} ms", live.document_timestamp_ms);
             let _ = writeln!(
@@ -67,9 +68,6 @@ pub(super) fn render(state: &ClusterState) -> String {
                 "  document hash  {}",
                 hex::encode(live.document_digest)
             );
-            if let Some(user_data) = &live.user_data {
-                let _ = writeln!(out, "  user data      {}", hex::encode(&user_data.0));
-            }
             let _ = writeln!(
                 out,
                 "  registered     at {} ms by {}",
