@@ -118,7 +118,7 @@ impl Shared {
             match &op.put {
                 Some((value, create, version)) => {
                     let meta = value_meta(op.revision, *create, *version);
-                    let sealed = self.sealer.seal(&value_context(&op.key, &meta), value);
+                    let sealed = self.sealer.seal(&value_context(&op.key, &meta), value)?;
                     let latest_rec = LatestRecord {
                         create_revision: *create,
                         mod_revision: op.revision,

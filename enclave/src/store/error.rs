@@ -97,6 +97,9 @@ pub enum StoreError {
     /// The options are inconsistent.
     #[error("invalid store options: {0}")]
     InvalidOptions(&'static str),
+    /// Sealing failed (no fresh randomness, or a value beyond AES-GCM's limit).
+    #[error("sealing failed: {0}")]
+    Seal(String),
     /// The write was refused as a whole and nothing of it is stored; the
     /// store stays usable.
     #[error("write not committed: {0}")]

@@ -382,7 +382,7 @@ impl Evaluator {
         events: Vec<Event>,
     ) -> Result<SealedCommit> {
         let seq = base.seq + 1;
-        let record = seal_record(&self.shared.journal_sealer, seq, base.head, ops);
+        let record = seal_record(&self.shared.journal_sealer, seq, base.head, ops)?;
         let head = chain_hash(&record);
         let mut batch = WriteBatch::default();
         self.shared.stage_ops(&mut batch, ops)?;

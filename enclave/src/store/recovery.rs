@@ -18,13 +18,11 @@ use super::commit::{
     Shared,
 };
 use super::compact::spawn_compactor;
-use super::encoding::{
-    LatestRecord, VersionRecord, be_u64, history_key, value_context, value_meta,
-};
+use super::encoding::be_u64;
 use super::error::{Result, StoreError};
 use super::journal::record::{
-    ChainHash, GENESIS, RecordError, chain_hash, open_record, open_snapshot, peek_header,
-    seal_snapshot,
+    ChainHash, GENESIS, JournalOp, RecordError, chain_hash, open_record, open_snapshot,
+    peek_header, seal_snapshot,
 };
 use super::journal::{Journal, JournalError};
 use super::keys::{SealPurpose, SealingKeys};
@@ -159,28 +157,18 @@ impl Store {
                     "rebuilding the index from the sealed snapshot"
                 );
                 clear_index(&shared)?;
+                // The snapshot's entries become index entries exactly as
+                // committed writes do (latest value, one history version).
+                let ops: Vec<JournalOp> = entries
+                    .into_iter()
+                    .map(|e| JournalOp {
+                        revision: e.mod_revision,
+                        key: e.key,
+                        put: Some((e.value, e.create_revision, e.version)),
+                    })
+                    .collect();
                 let mut batch = WriteBatch::default();
-                for e in &entries {
-                    let meta = value_meta(e.mod_revision, e.create_revision, e.version);
-                    let sealed = shared.sealer.seal(&value_context(&e.key, &meta), &e.value);
-                    let latest = LatestRecord {
-                        create_revision: e.create_revision,
-                        mod_revision: e.mod_revision,
-                        version: e.version,
-                        sealed,
-                    };
-                    batch.put_cf(shared.cf(CF_LATEST)?, &e.key, latest.encode());
-                    let hist = VersionRecord {
-                        create_revision: e.create_revision,
-                        version: e.version,
-                        sealed: Some(latest.sealed),
-                    };
-                    batch.put_cf(
-                        shared.cf(CF_HISTORY)?,
-                        history_key(&e.key, e.mod_revision),
-                        hist.encode(),
-                    );
-                }
+                shared.stage_ops(&mut batch, &ops)?;
                 shared.stage_applied(&mut batch, base.revision, base.seq, &base.hash)?;
                 batch.put_cf(meta, META_COMPACTED, base.revision.to_be_bytes());
                 shared.db.write(batch)?;
@@ -251,7 +239,7 @@ impl Store {
                 })
                 .collect();
             Ok::<_, StoreError>((
-                seal_snapshot(&store.shared.journal_sealer, seq, revision, hash, &entries),
+                seal_snapshot(&store.shared.journal_sealer, seq, revision, hash, &entries)?,
                 seq,
                 revision,
             ))

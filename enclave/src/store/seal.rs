@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use super::error::StoreError;
 use super::keys::{KeyEpoch, SealPurpose, SealingKeys};
 
 /// Overhead of a sealed blob over its plaintext.
@@ -97,40 +98,45 @@ impl Sealer {
     }
 
     /// Seals `plaintext` under the current epoch, appending the sealed blob to `out`.
-    pub(crate) fn seal_into(&self, context: &[&[u8]], plaintext: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn seal_into(
+        &self,
+        context: &[&[u8]],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
-        // SystemRandom only fails if the OS has no entropy source, which would
-        // make every key in this process worthless anyway.
-        if self.rng.fill(&mut nonce).is_err() {
-            panic!("operating system random source failed");
-        }
+        // SystemRandom only fails if the OS has no entropy source; never
+        // seal with a nonce that is not fresh.
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| StoreError::Seal("the operating system's random source failed".into()))?;
         let start = out.len();
         out.extend_from_slice(&self.current.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
         let aad = self.aad(self.current, context);
-        let key = &self.keys[&self.current];
+        let key = self.keys.get(&self.current).ok_or_else(|| {
+            StoreError::Seal(format!("no key for the current epoch {}", self.current))
+        })?;
         let mut body = out.split_off(start + 4 + NONCE_LEN);
-        // Sealing in place cannot fail for AES-GCM below its length limit
-        // (64 GiB), far above any value the store accepts.
-        if key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut body,
-            )
-            .is_err()
-        {
-            panic!("AES-GCM seal failed on a {} byte value", plaintext.len());
-        }
+        // AES-GCM refuses only messages over its length limit (64 GiB).
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
+        )
+        .map_err(|_| {
+            StoreError::Seal(format!("AES-GCM refused a {} byte value", plaintext.len()))
+        })?;
         out.extend_from_slice(&body);
+        Ok(())
     }
 
     /// Seals into a fresh vector.
-    pub(crate) fn seal(&self, context: &[&[u8]], plaintext: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(&self, context: &[&[u8]], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
-        self.seal_into(context, plaintext, &mut out);
-        out
+        self.seal_into(context, plaintext, &mut out)?;
+        Ok(out)
     }
 
     /// Opens a sealed blob produced by [`Sealer::seal`] with the same context.

@@ -15,6 +15,7 @@ use ring::digest::{SHA256, digest};
 
 use crate::store::Revision;
 use crate::store::encoding::be_u64;
+use crate::store::error::StoreError;
 use crate::store::seal::{OpenError, Sealer};
 
 const RECORD_MAGIC: &[u8; 4] = b"KDJ1";
@@ -165,7 +166,7 @@ pub(crate) fn seal_record(
     seq: u64,
     prev_hash: ChainHash,
     ops: &[JournalOp],
-) -> Vec<u8> {
+) -> Result<Vec<u8>, StoreError> {
     let header = RecordHeader {
         seq,
         first_revision: ops.first().map_or(0, |o| o.revision),
@@ -192,8 +193,8 @@ pub(crate) fn seal_record(
         }
     }
     let mut out = header.to_vec();
-    sealer.seal_into(&[b"journal", &header], &payload, &mut out);
-    out
+    sealer.seal_into(&[b"journal", &header], &payload, &mut out)?;
+    Ok(out)
 }
 
 /// A bounds-checked reader over a decrypted payload.
@@ -302,7 +303,7 @@ pub(crate) fn seal_snapshot(
     revision: Revision,
     chain: ChainHash,
     entries: &[SnapshotEntry],
-) -> Vec<u8> {
+) -> Result<Vec<u8>, StoreError> {
     let header = RecordHeader {
         seq,
         first_revision: revision,
@@ -319,8 +320,8 @@ pub(crate) fn seal_snapshot(
         put_bytes(&mut payload, &e.value);
     }
     let mut out = header.to_vec();
-    sealer.seal_into(&[b"snapshot", &header], &payload, &mut out);
-    out
+    sealer.seal_into(&[b"snapshot", &header], &payload, &mut out)?;
+    Ok(out)
 }
 
 /// Opens a snapshot: `(seq, revision, chain hash, entries)`.
