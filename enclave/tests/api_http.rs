@@ -198,3 +198,67 @@ fn state_and_credentials_survive_a_restart() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(status(&body)["data"]["a"], "b");
 }
+
+#[test]
+fn delete_collection_over_http() {
+    let e = Enclave::start();
+    for (name, app) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        let body = format!(r#"{{"metadata":{{"name":"{name}","labels":{{"app":"{app}"}}}}}}"#);
+        let (code, out) = e.curl_admin(
+            "/api/v1/namespaces/default/configmaps",
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ],
+        );
+        assert_eq!(code, 201, "{out}");
+    }
+    let (code, out) = e.curl_admin(
+        "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dx",
+        &[
+            "-X",
+            "DELETE",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"propagationPolicy":"Background"}"#,
+        ],
+    );
+    assert_eq!(code, 200, "{out}");
+    let list = status(&out);
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let (_, out) = e.curl_admin("/api/v1/namespaces/default/configmaps", &[]);
+    let remaining = status(&out);
+    let names: Vec<&str> = remaining["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c"]);
+    let (code, out) = e.curl_admin(
+        "/api/v1/namespaces/default/configmaps?labelSelector=app%3D%3D%3D",
+        &["-X", "DELETE"],
+    );
+    assert_eq!(code, 400, "{out}");
+    let (_, out) = e.curl_admin("/api/v1", &[]);
+    let cm = status(&out)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "configmaps")
+        .cloned()
+        .unwrap();
+    assert!(
+        cm["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "deletecollection")
+    );
+}

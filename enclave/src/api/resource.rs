@@ -269,35 +269,21 @@ impl ApiServer {
     async fn delete_collection(&self, req: &ResourceRequest) -> Result<Response<Body>> {
         let opts = Self::delete_options(req)?;
         let info = &req.target.info;
-        let mut lo = Self::list_options(req)?;
-        lo.limit = 0;
-        let page = self.objects.list(info, self.ns(req), &lo).await?;
-        let mut deleted = Vec::new();
-        for item in &page.items {
-            let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
-            let name = item
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            match self
-                .objects
-                .delete(info, ns.or(self.ns(req)), name, &opts)
-                .await
-            {
-                Ok(DeleteOutcome::Deleted { object, .. }) => deleted.push(object),
-                Ok(DeleteOutcome::Pending(o)) => deleted.push(o),
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(http::json(
-            200,
-            &json!({
+        let list = Self::list_options(req)?;
+        let deleted = self
+            .objects
+            .delete_collection(info, self.ns(req), &list, &opts)
+            .await?;
+        let meta = json!({"resourceVersion": self.objects.store().revision().to_string()});
+        let body = if req.negotiated.table {
+            table::table(info, &deleted, meta, req.query.include_object, true)
+        } else {
+            json!({
                 "kind": info.list_kind(), "apiVersion": info.api_version(),
-                "metadata": {"resourceVersion": self.objects.store().revision().to_string()},
-                "items": deleted,
-            }),
-        ))
+                "metadata": meta, "items": deleted,
+            })
+        };
+        Ok(http::json(200, &body))
     }
 
     async fn watch(&self, req: ResourceRequest) -> Response<Body> {

@@ -172,7 +172,14 @@ impl fmt::Debug for ResourceInfo {
 
 /// Verbs every table resource supports.
 pub const VERBS: &[&str] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
 ];
 
 impl ResourceInfo {
