@@ -262,3 +262,89 @@ fn delete_collection_over_http() {
             .any(|v| v == "deletecollection")
     );
 }
+
+#[test]
+fn self_subject_reviews_are_answered_not_stored() {
+    let e = Enclave::start();
+    let post = |path: &str, body: &str| {
+        e.curl_admin(
+            path,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+            ],
+        )
+    };
+    for v in ["v1", "v1beta1"] {
+        let (code, out) = post(
+            &format!("/apis/authentication.k8s.io/{v}/selfsubjectreviews"),
+            &format!(r#"{{"apiVersion":"authentication.k8s.io/{v}","kind":"SelfSubjectReview"}}"#),
+        );
+        assert_eq!(code, 201, "{out}");
+        let r = status(&out);
+        assert_eq!(r["apiVersion"], format!("authentication.k8s.io/{v}"));
+        assert_eq!(r["status"]["userInfo"]["username"], "admin");
+        assert!(
+            r["status"]["userInfo"]["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == "system:authenticated")
+        );
+    }
+    let (code, out) = post(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        r#"{"spec":{"resourceAttributes":{"namespace":"default","verb":"create","resource":"pods"}}}"#,
+    );
+    assert_eq!(code, 201, "{out}");
+    let r = status(&out);
+    assert_eq!(r["status"]["allowed"], true);
+    assert!(
+        r["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("every authenticated user is allowed")
+    );
+    assert_eq!(r["spec"]["resourceAttributes"]["verb"], "create");
+
+    let (code, out) = post(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        r#"{"spec":{}}"#,
+    );
+    assert_eq!(code, 422, "{out}");
+    assert_eq!(
+        status(&out)["details"]["causes"][0]["field"],
+        "spec.resourceAttributes"
+    );
+
+    let (code, out) = post(
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        r#"{"spec":{"namespace":"default"}}"#,
+    );
+    assert_eq!(code, 201, "{out}");
+    assert_eq!(status(&out)["status"]["resourceRules"][0]["verbs"][0], "*");
+
+    // Create-only: no list, get or delete, and nothing was stored.
+    let (code, _) = e.curl_admin(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &[],
+    );
+    assert_eq!(code, 405);
+    let (code, _) = e.curl_admin(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/x",
+        &["-X", "DELETE"],
+    );
+    assert_eq!(code, 405);
+    let (_, out) = e.curl_admin("/apis/authorization.k8s.io/v1", &[]);
+    let doc = status(&out);
+    for r in doc["resources"].as_array().unwrap() {
+        assert_eq!(r["verbs"], serde_json::json!(["create"]), "{r}");
+        assert_eq!(r["namespaced"], false, "{r}");
+    }
+    let (code, _) = post("/apis/authentication.k8s.io/v1/selfsubjectreviews", "{");
+    assert_eq!(code, 400);
+}

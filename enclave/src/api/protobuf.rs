@@ -1,11 +1,14 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), as
 //! kubectl 1.32+ sends them for `create namespace|configmap|secret|
-//! serviceaccount`. The wire format is decoded by the generated `k8s-pb`
+//! serviceaccount` and `auth whoami|can-i`. The wire format is decoded by the generated `k8s-pb`
 //! types; each supported kind is then mapped to its JSON form field by
 //! field (with a round-trip test per kind so no field is dropped). Kinds
 //! without a mapping get 415 with a message naming the kind.
 
 use base64::Engine;
+use k8s_pb::api::authentication::v1 as authn;
+use k8s_pb::api::authentication::v1beta1 as authn_beta;
+use k8s_pb::api::authorization::v1 as authz;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
@@ -167,6 +170,103 @@ fn service_account(x: core::ServiceAccount) -> Value {
     Value::Object(o)
 }
 
+fn self_subject_review(api_version: &str, m: &Option<meta::ObjectMeta>) -> Value {
+    // The request carries no spec; a status sent by a client is ignored
+    // (the server answers it), so only the metadata is mapped.
+    Value::Object(top(api_version, "SelfSubjectReview", m))
+}
+
+fn selector_requirements<'a>(
+    reqs: impl Iterator<Item = (&'a Option<String>, &'a Option<String>, &'a Vec<String>)>,
+) -> Value {
+    Value::Array(
+        reqs.map(|(key, op, values)| {
+            let mut r = Map::new();
+            put(&mut r, "key", opt(key));
+            put(&mut r, "operator", opt(op));
+            put(&mut r, "values", json!(values));
+            Value::Object(r)
+        })
+        .collect(),
+    )
+}
+
+fn access_review(x: authz::SelfSubjectAccessReview) -> Value {
+    let mut o = top(
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        &x.metadata,
+    );
+    let mut spec = Map::new();
+    if let Some(sp) = &x.spec {
+        if let Some(ra) = &sp.resource_attributes {
+            let mut a = Map::new();
+            for (k, v) in [
+                ("namespace", &ra.namespace),
+                ("verb", &ra.verb),
+                ("group", &ra.group),
+                ("version", &ra.version),
+                ("resource", &ra.resource),
+                ("subresource", &ra.subresource),
+                ("name", &ra.name),
+            ] {
+                put(&mut a, k, opt(v));
+            }
+            if let Some(fs) = &ra.field_selector {
+                let mut f = Map::new();
+                put(&mut f, "rawSelector", opt(&fs.raw_selector));
+                put(
+                    &mut f,
+                    "requirements",
+                    selector_requirements(
+                        fs.requirements
+                            .iter()
+                            .map(|r| (&r.key, &r.operator, &r.values)),
+                    ),
+                );
+                a.insert("fieldSelector".into(), Value::Object(f));
+            }
+            if let Some(ls) = &ra.label_selector {
+                let mut l = Map::new();
+                put(&mut l, "rawSelector", opt(&ls.raw_selector));
+                put(
+                    &mut l,
+                    "requirements",
+                    selector_requirements(
+                        ls.requirements
+                            .iter()
+                            .map(|r| (&r.key, &r.operator, &r.values)),
+                    ),
+                );
+                a.insert("labelSelector".into(), Value::Object(l));
+            }
+            spec.insert("resourceAttributes".into(), Value::Object(a));
+        }
+        if let Some(na) = &sp.non_resource_attributes {
+            let mut a = Map::new();
+            put(&mut a, "path", opt(&na.path));
+            put(&mut a, "verb", opt(&na.verb));
+            spec.insert("nonResourceAttributes".into(), Value::Object(a));
+        }
+    }
+    o.insert("spec".into(), Value::Object(spec));
+    Value::Object(o)
+}
+
+fn rules_review(x: authz::SelfSubjectRulesReview) -> Value {
+    let mut o = top(
+        "authorization.k8s.io/v1",
+        "SelfSubjectRulesReview",
+        &x.metadata,
+    );
+    let mut spec = Map::new();
+    if let Some(sp) = &x.spec {
+        put(&mut spec, "namespace", opt(&sp.namespace));
+    }
+    o.insert("spec".into(), Value::Object(spec));
+    Value::Object(o)
+}
+
 /// Decodes a protobuf request body into the object's JSON form.
 ///
 /// # Errors
@@ -190,6 +290,22 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
         ("v1", "Secret") => Ok(secret(core::Secret::decode(raw).map_err(bad)?)),
         ("v1", "ServiceAccount") => Ok(service_account(
             core::ServiceAccount::decode(raw).map_err(bad)?,
+        )),
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => Ok(self_subject_review(
+            &av,
+            &authn::SelfSubjectReview::decode(raw).map_err(bad)?.metadata,
+        )),
+        ("authentication.k8s.io/v1beta1", "SelfSubjectReview") => Ok(self_subject_review(
+            &av,
+            &authn_beta::SelfSubjectReview::decode(raw)
+                .map_err(bad)?
+                .metadata,
+        )),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Ok(access_review(
+            authz::SelfSubjectAccessReview::decode(raw).map_err(bad)?,
+        )),
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => Ok(rules_review(
+            authz::SelfSubjectRulesReview::decode(raw).map_err(bad)?,
         )),
         _ => Err(Error::UnsupportedMediaType(format!(
             "protobuf bodies of {av}/{kind} are not supported yet; send application/json"
@@ -315,6 +431,78 @@ mod tests {
         assert_eq!(v["secrets"], json!([{"name": "t"}]));
         assert_eq!(v["imagePullSecrets"], json!([{"name": "r"}]));
         assert_eq!(v["automountServiceAccountToken"], false);
+    }
+
+    #[test]
+    fn reviews_round_trip() {
+        let ssar = authz::SelfSubjectAccessReview {
+            metadata: Some(meta::ObjectMeta::default()),
+            spec: Some(authz::SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(authz::ResourceAttributes {
+                    namespace: Some("ns".into()),
+                    verb: Some("create".into()),
+                    group: Some("apps".into()),
+                    version: Some("v1".into()),
+                    resource: Some("deployments".into()),
+                    subresource: Some("scale".into()),
+                    name: Some("web".into()),
+                    field_selector: Some(authz::FieldSelectorAttributes {
+                        raw_selector: Some("a=b".into()),
+                        requirements: vec![],
+                    }),
+                    label_selector: Some(authz::LabelSelectorAttributes {
+                        raw_selector: None,
+                        requirements: vec![meta::LabelSelectorRequirement {
+                            key: Some("k".into()),
+                            operator: Some("In".into()),
+                            values: vec!["v".into()],
+                        }],
+                    }),
+                }),
+                non_resource_attributes: Some(authz::NonResourceAttributes {
+                    path: Some("/healthz".into()),
+                    verb: Some("get".into()),
+                }),
+            }),
+            status: None,
+        };
+        let v = decode(&envelope(
+            "authorization.k8s.io/v1",
+            "SelfSubjectAccessReview",
+            ssar.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"resourceAttributes": {"namespace": "ns", "verb": "create", "group": "apps",
+                    "version": "v1", "resource": "deployments", "subresource": "scale", "name": "web",
+                    "fieldSelector": {"rawSelector": "a=b"},
+                    "labelSelector": {"requirements": [{"key": "k", "operator": "In", "values": ["v"]}]}},
+                   "nonResourceAttributes": {"path": "/healthz", "verb": "get"}})
+        );
+        let rules = authz::SelfSubjectRulesReview {
+            metadata: None,
+            spec: Some(authz::SelfSubjectRulesReviewSpec {
+                namespace: Some("default".into()),
+            }),
+            status: None,
+        };
+        let v = decode(&envelope(
+            "authorization.k8s.io/v1",
+            "SelfSubjectRulesReview",
+            rules.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(v["spec"], json!({"namespace": "default"}));
+        for av in ["authentication.k8s.io/v1", "authentication.k8s.io/v1beta1"] {
+            let ssr = authn::SelfSubjectReview {
+                metadata: full_meta(),
+                status: None,
+            };
+            let v = decode(&envelope(av, "SelfSubjectReview", ssr.encode_to_vec())).unwrap();
+            assert_eq!(v["apiVersion"], av);
+            assert_eq!(v["metadata"], expected_meta());
+        }
     }
 
     #[test]

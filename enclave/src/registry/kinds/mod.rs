@@ -10,11 +10,12 @@ mod pods;
 mod policy;
 mod quota;
 mod rbac;
+mod reviews;
 mod services;
 
 use serde_json::{Map, Value};
 
-use super::{FieldError, ResourceInfo, Scope, Strategy, Subresource};
+use super::{FieldError, Persistence, ResourceInfo, Scope, Strategy, Subresource};
 
 /// Implements `Strategy::canonicalize` through a `k8s-openapi` type.
 macro_rules! typed {
@@ -294,6 +295,7 @@ fn res(
         categories: &[],
         return_deleted_object: false,
         subresources: &[],
+        persistence: Persistence::Stored,
         strategy,
     }
 }
@@ -311,6 +313,12 @@ impl ResourceInfo {
         self
     }
 
+    /// Create-only and not stored.
+    fn answered(mut self) -> Self {
+        self.persistence = Persistence::Virtual;
+        self
+    }
+
     /// With subresources.
     fn subs(mut self, subs: &'static [Subresource]) -> Self {
         self.subresources = subs;
@@ -325,6 +333,9 @@ pub fn builtin() -> Vec<ResourceInfo> {
     const APPS: (&str, &str) = ("apps", "v1");
     const BATCH: (&str, &str) = ("batch", "v1");
     const RBAC: (&str, &str) = ("rbac.authorization.k8s.io", "v1");
+    const AUTHN: (&str, &str) = ("authentication.k8s.io", "v1");
+    const AUTHN_BETA: (&str, &str) = ("authentication.k8s.io", "v1beta1");
+    const AUTHZ: (&str, &str) = ("authorization.k8s.io", "v1");
     vec![
         res(
             CORE,
@@ -551,5 +562,37 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(policy::PriorityClasses),
         )
         .short(&["pc"]),
+        res(
+            AUTHN,
+            "SelfSubjectReview",
+            ("selfsubjectreviews", "selfsubjectreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectReviews::V1),
+        )
+        .answered(),
+        res(
+            AUTHN_BETA,
+            "SelfSubjectReview",
+            ("selfsubjectreviews", "selfsubjectreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectReviews::V1Beta1),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "SelfSubjectAccessReview",
+            ("selfsubjectaccessreviews", "selfsubjectaccessreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectAccessReviews),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "SelfSubjectRulesReview",
+            ("selfsubjectrulesreviews", "selfsubjectrulesreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectRulesReviews),
+        )
+        .answered(),
     ]
 }
