@@ -258,6 +258,72 @@ spec:
         "{v}: everything deleted"
     );
 
+    // Typed-client creates: protobuf bodies from kubectl 1.32 on, JSON before.
+    let pc = format!("pc-{}", v.replace('.', "-"));
+    for (args, want) in [
+        (
+            vec!["create", "role", "r1", "--verb=get", "--resource=pods"],
+            "role.rbac.authorization.k8s.io/r1 created",
+        ),
+        (
+            vec!["create", "rolebinding", "rb1", "--role=r1", "--user=bob"],
+            "rolebinding.rbac.authorization.k8s.io/rb1 created",
+        ),
+        (
+            vec!["create", "quota", "q1", "--hard=pods=3"],
+            "resourcequota/q1 created",
+        ),
+        (
+            vec![
+                "create",
+                "pdb",
+                "p2",
+                "--selector=app=x",
+                "--min-available=50%",
+            ],
+            "poddisruptionbudget.policy/p2 created",
+        ),
+        (
+            vec!["create", "ingress", "i2", "--rule=foo.com/bar=svc:80"],
+            "ingress.networking.k8s.io/i2 created",
+        ),
+        (
+            vec!["create", "priorityclass", pc.as_str(), "--value=100"],
+            "created",
+        ),
+    ] {
+        let mut a = vec!["-n", n];
+        a.extend(args);
+        has(&k.ok(&a), want, &v);
+    }
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "rolebinding",
+            "rb1",
+            "-o",
+            "jsonpath={.roleRef.name}/{.subjects[0].name}"
+        ]),
+        "r1/bob",
+        "{v}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "pdb",
+            "p2",
+            "-o",
+            "jsonpath={.spec.minAvailable}"
+        ]),
+        "50%",
+        "{v}"
+    );
+    has(&k.ok(&["delete", "priorityclass", &pc]), "deleted", &v);
+
     let out = k.ok(&["auth", "whoami"]);
     has(&out, "admin", &v);
     has(&out, "system:masters", &v);

@@ -1,15 +1,23 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), as
 //! kubectl 1.32+ sends them for `create namespace|configmap|secret|
-//! serviceaccount` and `auth whoami|can-i`. The wire format is decoded by the generated `k8s-pb`
+//! serviceaccount|role|rolebinding|clusterrole|clusterrolebinding|quota|
+//! pdb|priorityclass|ingress` and `auth whoami|can-i` ([`kinds`] has the
+//! mappings of the newer kinds). The wire format is decoded by the generated `k8s-pb`
 //! types; each supported kind is then mapped to its JSON form field by
 //! field (with a round-trip test per kind so no field is dropped). Kinds
 //! without a mapping get 415 with a message naming the kind.
+
+mod kinds;
 
 use base64::Engine;
 use k8s_pb::api::authentication::v1 as authn;
 use k8s_pb::api::authentication::v1beta1 as authn_beta;
 use k8s_pb::api::authorization::v1 as authz;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::api::networking::v1 as net;
+use k8s_pb::api::policy::v1 as policy;
+use k8s_pb::api::rbac::v1 as rbac;
+use k8s_pb::api::scheduling::v1 as sched;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
@@ -291,6 +299,30 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
         ("v1", "ServiceAccount") => Ok(service_account(
             core::ServiceAccount::decode(raw).map_err(bad)?,
         )),
+        ("v1", "ResourceQuota") => Ok(kinds::resource_quota(
+            core::ResourceQuota::decode(raw).map_err(bad)?,
+        )),
+        ("rbac.authorization.k8s.io/v1", "Role") => {
+            Ok(kinds::role(rbac::Role::decode(raw).map_err(bad)?))
+        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => Ok(kinds::cluster_role(
+            rbac::ClusterRole::decode(raw).map_err(bad)?,
+        )),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => Ok(kinds::role_binding(
+            rbac::RoleBinding::decode(raw).map_err(bad)?,
+        )),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => Ok(kinds::cluster_role_binding(
+            rbac::ClusterRoleBinding::decode(raw).map_err(bad)?,
+        )),
+        ("policy/v1", "PodDisruptionBudget") => Ok(kinds::pod_disruption_budget(
+            policy::PodDisruptionBudget::decode(raw).map_err(bad)?,
+        )),
+        ("scheduling.k8s.io/v1", "PriorityClass") => Ok(kinds::priority_class(
+            sched::PriorityClass::decode(raw).map_err(bad)?,
+        )),
+        ("networking.k8s.io/v1", "Ingress") => {
+            Ok(kinds::ingress(net::Ingress::decode(raw).map_err(bad)?))
+        }
         ("authentication.k8s.io/v1", "SelfSubjectReview") => Ok(self_subject_review(
             &av,
             &authn::SelfSubjectReview::decode(raw).map_err(bad)?.metadata,
@@ -503,6 +535,237 @@ mod tests {
             assert_eq!(v["apiVersion"], av);
             assert_eq!(v["metadata"], expected_meta());
         }
+    }
+
+    #[test]
+    fn rbac_quota_pdb_priorityclass_ingress_round_trip() {
+        let rule = rbac::PolicyRule {
+            verbs: vec!["get".into()],
+            api_groups: vec!["".into()],
+            resources: vec!["pods".into()],
+            resource_names: vec!["p".into()],
+            non_resource_ur_ls: vec![],
+        };
+        let r = rbac::Role {
+            metadata: full_meta(),
+            rules: vec![rule.clone()],
+        };
+        let v = decode(&envelope(
+            "rbac.authorization.k8s.io/v1",
+            "Role",
+            r.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(v["metadata"], expected_meta());
+        assert_eq!(
+            v["rules"],
+            json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["p"]}])
+        );
+        let cr = rbac::ClusterRole {
+            metadata: full_meta(),
+            rules: vec![rbac::PolicyRule {
+                verbs: vec!["get".into()],
+                non_resource_ur_ls: vec!["/healthz".into()],
+                ..Default::default()
+            }],
+            aggregation_rule: Some(rbac::AggregationRule {
+                cluster_role_selectors: vec![meta::LabelSelector {
+                    match_labels: std::collections::BTreeMap::from([("a".into(), "b".into())]),
+                    match_expressions: vec![],
+                }],
+            }),
+        };
+        let v = decode(&envelope(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            cr.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(
+            v["rules"],
+            json!([{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}])
+        );
+        assert_eq!(
+            v["aggregationRule"],
+            json!({"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]})
+        );
+        let subject = rbac::Subject {
+            kind: Some("ServiceAccount".into()),
+            api_group: Some("".into()),
+            name: Some("sa".into()),
+            namespace: Some("ns".into()),
+        };
+        let role_ref = Some(rbac::RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: Some("ClusterRole".into()),
+            name: Some("view".into()),
+        });
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            let bytes = if kind == "RoleBinding" {
+                rbac::RoleBinding {
+                    metadata: full_meta(),
+                    subjects: vec![subject.clone()],
+                    role_ref: role_ref.clone(),
+                }
+                .encode_to_vec()
+            } else {
+                rbac::ClusterRoleBinding {
+                    metadata: full_meta(),
+                    subjects: vec![subject.clone()],
+                    role_ref: role_ref.clone(),
+                }
+                .encode_to_vec()
+            };
+            let v = decode(&envelope("rbac.authorization.k8s.io/v1", kind, bytes)).unwrap();
+            assert_eq!(v["kind"], kind);
+            assert_eq!(
+                v["subjects"],
+                json!([{"kind": "ServiceAccount", "name": "sa", "namespace": "ns"}])
+            );
+            assert_eq!(
+                v["roleRef"],
+                json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"})
+            );
+        }
+
+        let q = core::ResourceQuota {
+            metadata: full_meta(),
+            spec: Some(core::ResourceQuotaSpec {
+                hard: std::collections::BTreeMap::from([(
+                    "pods".into(),
+                    k8s_pb::apimachinery::pkg::api::resource::Quantity {
+                        string: Some("3".into()),
+                    },
+                )]),
+                scopes: vec!["BestEffort".into()],
+                scope_selector: Some(core::ScopeSelector {
+                    match_expressions: vec![core::ScopedResourceSelectorRequirement {
+                        scope_name: Some("PriorityClass".into()),
+                        operator: Some("In".into()),
+                        values: vec!["high".into()],
+                    }],
+                }),
+            }),
+            status: None,
+        };
+        let v = decode(&envelope("v1", "ResourceQuota", q.encode_to_vec())).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"hard": {"pods": "3"}, "scopes": ["BestEffort"],
+                   "scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}})
+        );
+
+        let pdb = policy::PodDisruptionBudget {
+            metadata: full_meta(),
+            spec: Some(policy::PodDisruptionBudgetSpec {
+                min_available: Some(k8s_pb::apimachinery::pkg::util::intstr::IntOrString {
+                    r#type: Some(1),
+                    int_val: None,
+                    str_val: Some("50%".into()),
+                }),
+                selector: Some(meta::LabelSelector {
+                    match_labels: std::collections::BTreeMap::from([("app".into(), "x".into())]),
+                    match_expressions: vec![meta::LabelSelectorRequirement {
+                        key: Some("tier".into()),
+                        operator: Some("Exists".into()),
+                        values: vec![],
+                    }],
+                }),
+                max_unavailable: None,
+                unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
+            }),
+            status: None,
+        };
+        let v = decode(&envelope(
+            "policy/v1",
+            "PodDisruptionBudget",
+            pdb.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"minAvailable": "50%", "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                   "selector": {"matchLabels": {"app": "x"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]}})
+        );
+
+        let pc = sched::PriorityClass {
+            metadata: full_meta(),
+            value: Some(100),
+            global_default: Some(true),
+            description: Some("d".into()),
+            preemption_policy: Some("Never".into()),
+        };
+        let v = decode(&envelope(
+            "scheduling.k8s.io/v1",
+            "PriorityClass",
+            pc.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                &v["value"],
+                &v["globalDefault"],
+                &v["description"],
+                &v["preemptionPolicy"]
+            ),
+            (&json!(100), &json!(true), &json!("d"), &json!("Never"))
+        );
+
+        let svc = |port: net::ServiceBackendPort| net::IngressBackend {
+            service: Some(net::IngressServiceBackend {
+                name: Some("web".into()),
+                port: Some(port),
+            }),
+            resource: None,
+        };
+        let ing = net::Ingress {
+            metadata: full_meta(),
+            spec: Some(net::IngressSpec {
+                ingress_class_name: Some("nginx".into()),
+                default_backend: Some(net::IngressBackend {
+                    service: None,
+                    resource: Some(core::TypedLocalObjectReference {
+                        api_group: Some("k8s.example.com".into()),
+                        kind: Some("Bucket".into()),
+                        name: Some("b".into()),
+                    }),
+                }),
+                tls: vec![net::IngressTls {
+                    hosts: vec!["a.example.com".into()],
+                    secret_name: Some("tls".into()),
+                }],
+                rules: vec![net::IngressRule {
+                    host: Some("a.example.com".into()),
+                    ingress_rule_value: Some(net::IngressRuleValue {
+                        http: Some(net::HttpIngressRuleValue {
+                            paths: vec![net::HttpIngressPath {
+                                path: Some("/".into()),
+                                path_type: Some("Prefix".into()),
+                                backend: Some(svc(net::ServiceBackendPort {
+                                    name: None,
+                                    number: Some(80),
+                                })),
+                            }],
+                        }),
+                    }),
+                }],
+            }),
+            status: None,
+        };
+        let v = decode(&envelope(
+            "networking.k8s.io/v1",
+            "Ingress",
+            ing.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"ingressClassName": "nginx",
+                   "defaultBackend": {"resource": {"apiGroup": "k8s.example.com", "kind": "Bucket", "name": "b"}},
+                   "tls": [{"hosts": ["a.example.com"], "secretName": "tls"}],
+                   "rules": [{"host": "a.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                       "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]})
+        );
     }
 
     #[test]
