@@ -575,3 +575,123 @@ fn discovery_names_match_upstream() {
         false,
     );
 }
+
+#[tokio::test]
+async fn quota_status_is_split_and_v1_events_are_their_own_resource() {
+    use enclave::registry::generic::Endpoint;
+    let f = Fixture::new().await;
+    let q = f
+        .create(
+            "",
+            "resourcequotas",
+            json!({"metadata": {"name": "q"},
+            "spec": {"hard": {"pods": "3"}}, "status": {"hard": {"pods": "99"}}}),
+        )
+        .await
+        .unwrap();
+    assert!(q.get("status").is_none(), "status is cleared on create");
+    let info = f.info("", "resourcequotas");
+    let status = json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "100"}},
+        "status": {"hard": {"pods": "3"}, "used": {"pods": "1"}}});
+    let w = f
+        .objects
+        .update_at(
+            Endpoint::Status,
+            &info,
+            Some("default"),
+            "q",
+            status,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        w.object["spec"]["hard"]["pods"], "3",
+        "spec kept by /status"
+    );
+    assert_eq!(w.object["status"]["used"]["pods"], "1");
+    let t = table::table(
+        &info,
+        &[w.object],
+        json!({}),
+        table::IncludeObject::None,
+        true,
+    );
+    assert_eq!(t["rows"][0]["cells"][1], "pods: 1/3");
+    let q = f
+        .update(
+            "",
+            "resourcequotas",
+            "q",
+            json!({"metadata": {"name": "q"}, "spec": {"hard": {"pods": "4"}}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        q["status"]["used"]["pods"], "1",
+        "status kept by the main endpoint"
+    );
+
+    let info = f
+        .objects
+        .table()
+        .lookup("events.k8s.io", "v1", "events")
+        .unwrap();
+    let e = f
+        .objects
+        .create(
+            &info,
+            Some("default"),
+            json!({"metadata": {"name": "e1"}, "type": "Normal"}),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = causes(&e).into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        fields,
+        [
+            "eventTime",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason"
+        ]
+    );
+    let ev = json!({"metadata": {"name": "e1"}, "eventTime": "2026-11-21T10:00:00.000000Z",
+        "reportingController": "ctl", "reportingInstance": "ctl-1", "action": "Test",
+        "reason": "Tested", "type": "Normal", "note": "hello", "regarding": {"kind": "Pod", "name": "p1"}});
+    let created = f
+        .objects
+        .create(&info, Some("default"), ev, &WriteOptions::default())
+        .await
+        .unwrap()
+        .object;
+    let t = table::table(
+        &info,
+        &[created],
+        json!({}),
+        table::IncludeObject::None,
+        true,
+    );
+    let cells = &t["rows"][0]["cells"];
+    assert_eq!(
+        (&cells[2], &cells[3], &cells[5], &cells[6]),
+        (
+            &json!("Tested"),
+            &json!("pod/p1"),
+            &json!("ctl, ctl-1"),
+            &json!("hello")
+        )
+    );
+    let core = f.info("", "events");
+    let listed = f
+        .objects
+        .list(&core, Some("default"), &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        listed.items.is_empty(),
+        "events.k8s.io events are stored apart from core events"
+    );
+}
