@@ -291,6 +291,38 @@ spec:
             vec!["create", "priorityclass", pc.as_str(), "--value=100"],
             "created",
         ),
+        (
+            vec![
+                "create",
+                "job",
+                "j3",
+                "--image=busybox:1.36",
+                "--",
+                "echo",
+                "hi",
+            ],
+            "job.batch/j3 created",
+        ),
+        (
+            vec![
+                "create",
+                "cronjob",
+                "c3",
+                "--image=busybox:1.36",
+                "--schedule=*/1 * * * *",
+            ],
+            "cronjob.batch/c3 created",
+        ),
+        (
+            vec![
+                "create",
+                "deployment",
+                "d3",
+                "--image=nginx:1.27",
+                "--replicas=2",
+            ],
+            "deployment.apps/d3 created",
+        ),
     ] {
         let mut a = vec!["-n", n];
         a.extend(args);
@@ -320,6 +352,19 @@ spec:
             "jsonpath={.spec.minAvailable}"
         ]),
         "50%",
+        "{v}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "job",
+            "j3",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command}"
+        ]),
+        r#"["echo","hi"]"#,
         "{v}"
     );
     has(&k.ok(&["delete", "priorityclass", &pc]), "deleted", &v);

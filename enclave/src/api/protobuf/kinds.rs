@@ -55,7 +55,8 @@ pub(super) fn label_selector(s: &Option<meta::LabelSelector>) -> Value {
     Value::Object(m)
 }
 
-fn int_or_string(v: &Option<IntOrString>) -> Value {
+/// An `IntOrString` as JSON: a number or a string.
+pub(super) fn int_or_string(v: &Option<IntOrString>) -> Value {
     match v {
         None => Value::Null,
         Some(x) if x.r#type == Some(1) => opt(&x.str_val),

@@ -8,11 +8,14 @@
 //! without a mapping get 415 with a message naming the kind.
 
 mod kinds;
+mod workloads;
 
 use base64::Engine;
+use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::authentication::v1 as authn;
 use k8s_pb::api::authentication::v1beta1 as authn_beta;
 use k8s_pb::api::authorization::v1 as authz;
+use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::core::v1 as core;
 use k8s_pb::api::networking::v1 as net;
 use k8s_pb::api::policy::v1 as policy;
@@ -299,6 +302,11 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
         ("v1", "ServiceAccount") => Ok(service_account(
             core::ServiceAccount::decode(raw).map_err(bad)?,
         )),
+        ("apps/v1", "Deployment") => {
+            workloads::deployment(apps::Deployment::decode(raw).map_err(bad)?)
+        }
+        ("batch/v1", "Job") => workloads::job(batch::Job::decode(raw).map_err(bad)?),
+        ("batch/v1", "CronJob") => workloads::cron_job(batch::CronJob::decode(raw).map_err(bad)?),
         ("v1", "ResourceQuota") => Ok(kinds::resource_quota(
             core::ResourceQuota::decode(raw).map_err(bad)?,
         )),
@@ -768,12 +776,130 @@ mod tests {
         );
     }
 
+    fn pod_template() -> core::PodTemplateSpec {
+        core::PodTemplateSpec {
+            metadata: Some(meta::ObjectMeta {
+                labels: BTreeMap::from([("app".into(), "web".into())]),
+                ..Default::default()
+            }),
+            spec: Some(core::PodSpec {
+                containers: vec![core::Container {
+                    name: Some("c".into()),
+                    image: Some("nginx:1.27".into()),
+                    command: vec!["sh".into()],
+                    args: vec!["-c".into(), "true".into()],
+                    ports: vec![core::ContainerPort {
+                        container_port: Some(80),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    }],
+                    env: vec![core::EnvVar {
+                        name: Some("A".into()),
+                        value: Some("b".into()),
+                        value_from: None,
+                    }],
+                    resources: Some(core::ResourceRequirements::default()),
+                    ..Default::default()
+                }],
+                restart_policy: Some("Never".into()),
+                security_context: Some(core::PodSecurityContext::default()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn workloads_round_trip_and_refuse_unmapped_fields() {
+        let template_json = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.27", "command": ["sh"], "args": ["-c", "true"],
+                                     "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                                     "env": [{"name": "A", "value": "b"}], "resources": {}}],
+                     "restartPolicy": "Never", "securityContext": {}}});
+        let job = batch::Job {
+            metadata: full_meta(),
+            spec: Some(batch::JobSpec {
+                backoff_limit: Some(2),
+                completions: Some(3),
+                template: Some(pod_template()),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode(&envelope("batch/v1", "Job", job.encode_to_vec())).unwrap();
+        assert_eq!(v["metadata"], expected_meta());
+        assert_eq!(
+            v["spec"],
+            json!({"backoffLimit": 2, "completions": 3, "template": template_json})
+        );
+        let cj = batch::CronJob {
+            metadata: full_meta(),
+            spec: Some(batch::CronJobSpec {
+                schedule: Some("*/1 * * * *".into()),
+                suspend: Some(false),
+                job_template: Some(batch::JobTemplateSpec {
+                    metadata: None,
+                    spec: Some(batch::JobSpec {
+                        template: Some(pod_template()),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode(&envelope("batch/v1", "CronJob", cj.encode_to_vec())).unwrap();
+        assert_eq!(v["spec"]["schedule"], "*/1 * * * *");
+        assert_eq!(v["spec"]["suspend"], false);
+        assert_eq!(v["spec"]["jobTemplate"]["spec"]["template"], template_json);
+        let d = apps::Deployment {
+            metadata: full_meta(),
+            spec: Some(apps::DeploymentSpec {
+                replicas: Some(2),
+                selector: Some(meta::LabelSelector {
+                    match_labels: BTreeMap::from([("app".into(), "web".into())]),
+                    match_expressions: vec![],
+                }),
+                template: Some(pod_template()),
+                strategy: Some(apps::DeploymentStrategy::default()),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode(&envelope("apps/v1", "Deployment", d.encode_to_vec())).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template_json})
+        );
+        // A field the mapping does not cover is refused, not dropped.
+        let mut t = pod_template();
+        if let Some(spec) = t.spec.as_mut() {
+            spec.tolerations = vec![
+                core::Toleration::default(),
+                core::Toleration {
+                    key: Some("k".into()),
+                    ..Default::default()
+                },
+            ];
+        }
+        let job = batch::Job {
+            metadata: None,
+            spec: Some(batch::JobSpec {
+                template: Some(t),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let e = decode(&envelope("batch/v1", "Job", job.encode_to_vec())).unwrap_err();
+        assert_eq!(e.code(), 415);
+        assert!(e.to_string().contains("PodSpec"), "{e}");
+    }
+
     #[test]
     fn bad_bodies() {
         assert_eq!(decode(b"{}").unwrap_err().code(), 400);
         assert_eq!(decode(b"k8s\0\xff\xff\xff").unwrap_err().code(), 400);
-        let e = decode(&envelope("apps/v1", "Deployment", vec![])).unwrap_err();
+        let e = decode(&envelope("apps/v1", "StatefulSet", vec![])).unwrap_err();
         assert_eq!(e.code(), 415);
-        assert!(e.to_string().contains("apps/v1/Deployment"));
+        assert!(e.to_string().contains("apps/v1/StatefulSet"));
     }
 }
