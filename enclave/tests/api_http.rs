@@ -198,3 +198,153 @@ fn state_and_credentials_survive_a_restart() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(status(&body)["data"]["a"], "b");
 }
+
+#[test]
+fn delete_collection_over_http() {
+    let e = Enclave::start();
+    for (name, app) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        let body = format!(r#"{{"metadata":{{"name":"{name}","labels":{{"app":"{app}"}}}}}}"#);
+        let (code, out) = e.curl_admin(
+            "/api/v1/namespaces/default/configmaps",
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ],
+        );
+        assert_eq!(code, 201, "{out}");
+    }
+    let (code, out) = e.curl_admin(
+        "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dx",
+        &[
+            "-X",
+            "DELETE",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"propagationPolicy":"Background"}"#,
+        ],
+    );
+    assert_eq!(code, 200, "{out}");
+    let list = status(&out);
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    let (_, out) = e.curl_admin("/api/v1/namespaces/default/configmaps", &[]);
+    let remaining = status(&out);
+    let names: Vec<&str> = remaining["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["c"]);
+    let (code, out) = e.curl_admin(
+        "/api/v1/namespaces/default/configmaps?labelSelector=app%3D%3D%3D",
+        &["-X", "DELETE"],
+    );
+    assert_eq!(code, 400, "{out}");
+    let (_, out) = e.curl_admin("/api/v1", &[]);
+    let cm = status(&out)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "configmaps")
+        .cloned()
+        .unwrap();
+    assert!(
+        cm["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "deletecollection")
+    );
+}
+
+#[test]
+fn self_subject_reviews_are_answered_not_stored() {
+    let e = Enclave::start();
+    let post = |path: &str, body: &str| {
+        e.curl_admin(
+            path,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+            ],
+        )
+    };
+    for v in ["v1", "v1beta1"] {
+        let (code, out) = post(
+            &format!("/apis/authentication.k8s.io/{v}/selfsubjectreviews"),
+            &format!(r#"{{"apiVersion":"authentication.k8s.io/{v}","kind":"SelfSubjectReview"}}"#),
+        );
+        assert_eq!(code, 201, "{out}");
+        let r = status(&out);
+        assert_eq!(r["apiVersion"], format!("authentication.k8s.io/{v}"));
+        assert_eq!(r["status"]["userInfo"]["username"], "admin");
+        assert!(
+            r["status"]["userInfo"]["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == "system:authenticated")
+        );
+    }
+    let (code, out) = post(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        r#"{"spec":{"resourceAttributes":{"namespace":"default","verb":"create","resource":"pods"}}}"#,
+    );
+    assert_eq!(code, 201, "{out}");
+    let r = status(&out);
+    assert_eq!(r["status"]["allowed"], true);
+    assert!(
+        r["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("every authenticated user is allowed")
+    );
+    assert_eq!(r["spec"]["resourceAttributes"]["verb"], "create");
+
+    let (code, out) = post(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        r#"{"spec":{}}"#,
+    );
+    assert_eq!(code, 422, "{out}");
+    assert_eq!(
+        status(&out)["details"]["causes"][0]["field"],
+        "spec.resourceAttributes"
+    );
+
+    let (code, out) = post(
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        r#"{"spec":{"namespace":"default"}}"#,
+    );
+    assert_eq!(code, 201, "{out}");
+    assert_eq!(status(&out)["status"]["resourceRules"][0]["verbs"][0], "*");
+
+    // Create-only: no list, get or delete, and nothing was stored.
+    let (code, _) = e.curl_admin(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        &[],
+    );
+    assert_eq!(code, 405);
+    let (code, _) = e.curl_admin(
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/x",
+        &["-X", "DELETE"],
+    );
+    assert_eq!(code, 405);
+    let (_, out) = e.curl_admin("/apis/authorization.k8s.io/v1", &[]);
+    let doc = status(&out);
+    for r in doc["resources"].as_array().unwrap() {
+        assert_eq!(r["verbs"], serde_json::json!(["create"]), "{r}");
+        assert_eq!(r["namespaced"], false, "{r}");
+    }
+    let (code, _) = post("/apis/authentication.k8s.io/v1/selfsubjectreviews", "{");
+    assert_eq!(code, 400);
+}

@@ -32,6 +32,350 @@ data:
   keep: same
 ";
 
+/// A representative set of the kinds beyond the core ones; `{v}` is the
+/// kubectl version label, so cluster-scoped names do not collide.
+fn more_kinds(v: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: web}}
+spec:
+  serviceName: web
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: c, image: nginx:1.27}}]}}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {{name: front}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: front}}}}
+  template:
+    metadata: {{labels: {{app: front}}}}
+    spec: {{containers: [{{name: c, image: nginx:1.27}}]}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: pi, labels: {{tier: batch}}}}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{{name: pi, image: perl:5.34}}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {{name: tick, labels: {{tier: batch}}}}
+spec:
+  schedule: '*/5 * * * *'
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{{name: c, image: busybox:1.36}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: ing1}}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: a.example.com
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {{name: pdb1}}
+spec:
+  minAvailable: 1
+  selector: {{matchLabels: {{app: web}}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: reader-{v}, labels: {{e2e: rbac-{v}}}}}
+rules:
+- {{apiGroups: [''], resources: [pods], verbs: [get, list]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: reader-{v}, labels: {{e2e: rbac-{v}}}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader-{v}}}
+subjects:
+- {{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}
+"
+    )
+}
+
+/// apply/get/describe/scale/delete of the kinds beyond the core set, and
+/// the auth commands, in namespace `n`.
+fn scenario_more_kinds(k: &Kubectl<'_>, n: &str) {
+    let v = k.version.clone();
+    let yaml = more_kinds(&v);
+    let out = k.ok_stdin(&["-n", n, "apply", "-f", "-"], Some(&yaml));
+    for want in [
+        "statefulset.apps/web created",
+        "replicaset.apps/front created",
+        "job.batch/pi created",
+        "cronjob.batch/tick created",
+        "ingress.networking.k8s.io/ing1 created",
+        "poddisruptionbudget.policy/pdb1 created",
+        &format!("clusterrole.rbac.authorization.k8s.io/reader-{v} created"),
+        &format!("clusterrolebinding.rbac.authorization.k8s.io/reader-{v} created"),
+    ] {
+        has(&out, want, &format!("{v} apply"));
+    }
+    let out = k.ok_stdin(&["-n", n, "apply", "-f", "-"], Some(&yaml));
+    has(&out, "statefulset.apps/web unchanged", &v);
+    has(&out, "job.batch/pi unchanged", &v);
+
+    let out = k.ok(&["-n", n, "get", "sts,rs,job,cj,ing,pdb"]);
+    for want in [
+        "statefulset.apps/web",
+        "0/1",
+        "DESIRED",
+        "COMPLETIONS",
+        "SCHEDULE",
+        "*/5 * * * *",
+        "CLASS",
+        "a.example.com",
+        "MIN AVAILABLE",
+    ] {
+        has(&out, want, &format!("{v} get"));
+    }
+    has(
+        &k.ok(&["get", "clusterrole", &format!("reader-{v}")]),
+        "CREATED AT",
+        &v,
+    );
+    let out = k.ok(&[
+        "get",
+        "clusterrolebinding",
+        &format!("reader-{v}"),
+        "-o",
+        "wide",
+    ]);
+    has(&out, &format!("ClusterRole/reader-{v}"), &v);
+    has(&out, "alice", &v);
+    let job: serde_json::Value =
+        serde_json::from_str(&k.ok(&["-n", n, "get", "job", "pi", "-o", "json"])).unwrap();
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        job["metadata"]["uid"],
+        "{v}: generated job selector"
+    );
+
+    for (what, name) in [
+        ("sts", "web"),
+        ("job", "pi"),
+        ("cronjob", "tick"),
+        ("ingress", "ing1"),
+        ("pdb", "pdb1"),
+    ] {
+        has(&k.ok(&["-n", n, "describe", what, name]), name, &v);
+    }
+    has(
+        &k.ok(&["describe", "clusterrole", &format!("reader-{v}")]),
+        "PolicyRule",
+        &v,
+    );
+
+    has(
+        &k.ok(&["-n", n, "scale", "sts", "web", "--replicas=3"]),
+        "statefulset.apps/web scaled",
+        &v,
+    );
+    has(
+        &k.ok(&["-n", n, "scale", "rs", "front", "--replicas=0"]),
+        "replicaset.apps/front scaled",
+        &v,
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "sts,rs",
+            "-o",
+            "jsonpath={.items[*].spec.replicas}"
+        ]),
+        "3 0",
+        "{v}"
+    );
+
+    let bad = k.run_stdin(
+        &["-n", n, "apply", "-f", "-"],
+        Some(
+            "apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: bad}
+spec:
+  selector: {matchLabels: {app: one}}
+  template:
+    metadata: {labels: {app: two}}
+    spec: {containers: [{name: c, image: nginx}]}
+",
+        ),
+    );
+    assert_eq!(bad.status.code(), Some(1), "{v}: invalid replicaset");
+    has(
+        &String::from_utf8_lossy(&bad.stderr),
+        "spec.template.metadata.labels: Invalid value",
+        &v,
+    );
+
+    let out = k.ok(&["-n", n, "delete", "job,cronjob", "-l", "tier=batch"]);
+    has(&out, "job.batch \"pi\" deleted", &v);
+    has(&out, "cronjob.batch \"tick\" deleted", &v);
+    let out = k.ok(&[
+        "delete",
+        "clusterrole,clusterrolebinding",
+        "-l",
+        &format!("e2e=rbac-{v}"),
+    ]);
+    has(
+        &out,
+        &format!("clusterrole.rbac.authorization.k8s.io \"reader-{v}\" deleted"),
+        &v,
+    );
+    has(
+        &out,
+        &format!("clusterrolebinding.rbac.authorization.k8s.io \"reader-{v}\" deleted"),
+        &v,
+    );
+    let out = k.ok(&[
+        "-n", n, "delete", "sts/web", "rs/front", "ing/ing1", "pdb/pdb1",
+    ]);
+    has(&out, "statefulset.apps \"web\" deleted", &v);
+    has(&out, "poddisruptionbudget.policy \"pdb1\" deleted", &v);
+    assert_eq!(
+        k.ok(&["-n", n, "get", "sts,rs,job,cj,ing,pdb", "-o", "name"]),
+        "",
+        "{v}: everything deleted"
+    );
+
+    // Typed-client creates: protobuf bodies from kubectl 1.32 on, JSON before.
+    let pc = format!("pc-{}", v.replace('.', "-"));
+    for (args, want) in [
+        (
+            vec!["create", "role", "r1", "--verb=get", "--resource=pods"],
+            "role.rbac.authorization.k8s.io/r1 created",
+        ),
+        (
+            vec!["create", "rolebinding", "rb1", "--role=r1", "--user=bob"],
+            "rolebinding.rbac.authorization.k8s.io/rb1 created",
+        ),
+        (
+            vec!["create", "quota", "q1", "--hard=pods=3"],
+            "resourcequota/q1 created",
+        ),
+        (
+            vec![
+                "create",
+                "pdb",
+                "p2",
+                "--selector=app=x",
+                "--min-available=50%",
+            ],
+            "poddisruptionbudget.policy/p2 created",
+        ),
+        (
+            vec!["create", "ingress", "i2", "--rule=foo.com/bar=svc:80"],
+            "ingress.networking.k8s.io/i2 created",
+        ),
+        (
+            vec!["create", "priorityclass", pc.as_str(), "--value=100"],
+            "created",
+        ),
+        (
+            vec![
+                "create",
+                "job",
+                "j3",
+                "--image=busybox:1.36",
+                "--",
+                "echo",
+                "hi",
+            ],
+            "job.batch/j3 created",
+        ),
+        (
+            vec![
+                "create",
+                "cronjob",
+                "c3",
+                "--image=busybox:1.36",
+                "--schedule=*/1 * * * *",
+            ],
+            "cronjob.batch/c3 created",
+        ),
+        (
+            vec![
+                "create",
+                "deployment",
+                "d3",
+                "--image=nginx:1.27",
+                "--replicas=2",
+            ],
+            "deployment.apps/d3 created",
+        ),
+    ] {
+        let mut a = vec!["-n", n];
+        a.extend(args);
+        has(&k.ok(&a), want, &v);
+    }
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "rolebinding",
+            "rb1",
+            "-o",
+            "jsonpath={.roleRef.name}/{.subjects[0].name}"
+        ]),
+        "r1/bob",
+        "{v}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "pdb",
+            "p2",
+            "-o",
+            "jsonpath={.spec.minAvailable}"
+        ]),
+        "50%",
+        "{v}"
+    );
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "job",
+            "j3",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].command}"
+        ]),
+        r#"["echo","hi"]"#,
+        "{v}"
+    );
+    has(&k.ok(&["delete", "priorityclass", &pc]), "deleted", &v);
+
+    let out = k.ok(&["auth", "whoami"]);
+    has(&out, "admin", &v);
+    has(&out, "system:masters", &v);
+    assert_eq!(k.ok(&["auth", "can-i", "create", "pods"]), "yes\n", "{v}");
+    has(&k.ok(&["-n", n, "auth", "can-i", "--list"]), "*.*", &v);
+}
+
 fn has(out: &str, want: &str, what: &str) {
     assert!(out.contains(want), "{what}: expected {want:?} in:\n{out}");
 }
@@ -54,6 +398,17 @@ fn scenario(k: &Kubectl<'_>) {
         "apps/v1",
         "namespaces",
         "leases",
+        "statefulsets",
+        "sts",
+        "cronjobs",
+        "batch/v1",
+        "ingresses",
+        "poddisruptionbudgets",
+        "priorityclasses",
+        "clusterrolebindings",
+        "resourcequotas",
+        "events.k8s.io/v1",
+        "selfsubjectaccessreviews",
     ] {
         has(&out, want, &format!("{v} api-resources"));
     }
@@ -304,6 +659,8 @@ fn scenario(k: &Kubectl<'_>) {
     wait_for("watched");
     let _ = watch.kill();
     let _ = watch.wait();
+
+    scenario_more_kinds(k, n);
 
     // delete, and what delete leaves behind
     has(

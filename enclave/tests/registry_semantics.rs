@@ -737,3 +737,154 @@ async fn services_get_unique_cluster_ips_released_on_delete() {
         .unwrap();
     assert_eq!(headless["spec"]["clusterIP"], "None");
 }
+
+#[tokio::test]
+async fn delete_collection_follows_selectors_and_scope() {
+    let f = Fixture::new().await;
+    f.create("namespaces", None, json!({"metadata": {"name": "other"}}))
+        .await
+        .unwrap();
+    for (ns, name, app) in [
+        ("default", "a", "x"),
+        ("default", "b", "x"),
+        ("default", "c", "y"),
+        ("other", "d", "x"),
+    ] {
+        f.create(
+            "configmaps",
+            Some(ns),
+            json!({"metadata": {"name": name, "labels": {"app": app}}}),
+        )
+        .await
+        .unwrap();
+    }
+    f.create(
+        "configmaps",
+        Some("default"),
+        json!({"metadata": {"name": "held", "labels": {"app": "x"}, "finalizers": ["example.com/keep"]}}),
+    )
+    .await
+    .unwrap();
+    let cms = f.info("configmaps");
+    let names = |items: &[Value]| -> Vec<String> {
+        let mut v: Vec<String> = items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let by_label = |sel: &str| ListOptions {
+        labels: LabelSelector::parse(sel).unwrap(),
+        ..Default::default()
+    };
+
+    // Dry run: reported, nothing deleted.
+    let dry = DeleteOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = f
+        .objects
+        .delete_collection(&cms, Some("default"), &by_label("app=x"), &dry)
+        .await
+        .unwrap();
+    assert_eq!(names(&out), ["a", "b", "held"]);
+    let left = |ns: Option<&'static str>| {
+        let f = &f;
+        let cms = cms.clone();
+        async move {
+            f.objects
+                .list(&cms, ns, &ListOptions::default())
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    assert_eq!(left(Some("default")).await.len(), 4);
+
+    // In one namespace, by label; the finalizer holds one object back.
+    let out = f
+        .objects
+        .delete_collection(
+            &cms,
+            Some("default"),
+            &by_label("app=x"),
+            &DeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&out), ["a", "b", "held"]);
+    let rest = left(Some("default")).await;
+    assert_eq!(names(&rest), ["c", "held"]);
+    let held = rest
+        .iter()
+        .find(|o| o["metadata"]["name"] == "held")
+        .unwrap();
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(names(&left(Some("other")).await), ["d"]);
+
+    // Across namespaces, by field.
+    let by_name = ListOptions {
+        fields: FieldSelector::parse("metadata.name=d", &*cms.strategy).unwrap(),
+        ..Default::default()
+    };
+    let out = f
+        .objects
+        .delete_collection(&cms, None, &by_name, &DeleteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(names(&out), ["d"]);
+    assert!(left(Some("other")).await.is_empty());
+
+    // Cluster-scoped.
+    let nodes = f.info("nodes");
+    for (n, role) in [("n1", "worker"), ("n2", "edge")] {
+        f.create(
+            "nodes",
+            None,
+            json!({"metadata": {"name": n, "labels": {"role": role}}}),
+        )
+        .await
+        .unwrap();
+    }
+    let out = f
+        .objects
+        .delete_collection(
+            &nodes,
+            None,
+            &by_label("role=worker"),
+            &DeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&out), ["n1"]);
+    let rest = f
+        .objects
+        .list(&nodes, None, &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(names(&rest.items), ["n2"]);
+
+    // Preconditions make no sense on a collection.
+    let pre = DeleteOptions {
+        resource_version: Some("1".into()),
+        ..Default::default()
+    };
+    let e = f
+        .objects
+        .delete_collection(&nodes, None, &ListOptions::default(), &pre)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 400);
+    assert_eq!(
+        names(
+            &f.objects
+                .list(&nodes, None, &ListOptions::default())
+                .await
+                .unwrap()
+                .items
+        ),
+        ["n2"]
+    );
+}

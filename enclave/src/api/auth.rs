@@ -5,14 +5,7 @@
 use rustls_pki_types::CertificateDer;
 use x509_cert::der::{Decode, asn1::PrintableStringRef, asn1::Utf8StringRef};
 
-/// Who made a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserInfo {
-    /// User name (`admin`, `system:node:x`, ...).
-    pub name: String,
-    /// Groups (`system:masters`, ...).
-    pub groups: Vec<String>,
-}
+pub use crate::registry::UserInfo;
 
 /// The identities the server accepts.
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::registry::{ResourceInfo, ResourceTable, Subresource, VERBS};
+use crate::registry::{ResourceInfo, ResourceTable, Subresource};
 
 const SUB_VERBS: &[&str] = &["get", "patch", "update"];
 
@@ -141,7 +141,7 @@ pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Optio
             "singularName": r.singular,
             "namespaced": r.namespaced(),
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs(),
         });
         if !r.short_names.is_empty() {
             e["shortNames"] = json!(r.short_names);
@@ -188,7 +188,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced() { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": VERBS,
+        "verbs": r.verbs(),
     });
     if !r.short_names.is_empty() {
         e["shortNames"] = json!(r.short_names);

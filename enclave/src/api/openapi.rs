@@ -47,11 +47,18 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
                 "responses": {"200": {"description": "OK"}},
             })
         };
+        let json_body = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
+        if r.is_virtual() {
+            // Create-only: a POST on the collection, nothing else.
+            let mut post = op("post");
+            post["requestBody"] = json_body;
+            paths.insert(format!("{base}/{}", r.resource), json!({"post": post}));
+            continue;
+        }
         let mut patch = op("patch");
         patch["requestBody"] = body;
         let mut put = op("put");
-        put["requestBody"] =
-            json!({"content": {"application/json": {"schema": {"type": "object"}}}});
+        put["requestBody"] = json_body;
         paths.insert(item, json!({"patch": patch, "put": put}));
     }
     if paths.is_empty() {

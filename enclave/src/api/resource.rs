@@ -13,11 +13,13 @@ use super::{ApiServer, Negotiated};
 use crate::registry::generic::{DeleteOptions, DeleteOutcome, ListOptions, WriteOptions};
 use crate::registry::patch::{self, PatchType};
 use crate::registry::table::{self, IncludeObject};
-use crate::registry::{Error, FieldSelector, LabelSelector, Result, WatchOptions};
+use crate::registry::{Error, FieldSelector, LabelSelector, Result, UserInfo, WatchOptions};
 
 /// Everything a resource handler needs from the request.
 #[derive(Debug)]
 pub struct ResourceRequest {
+    /// The authenticated user (None only for public paths).
+    pub user: Option<UserInfo>,
     /// Method.
     pub method: Method,
     /// What the path names.
@@ -86,6 +88,9 @@ pub(super) fn object_response(
 impl ApiServer {
     /// Dispatches a resource request by method.
     pub(crate) async fn resource(&self, req: ResourceRequest) -> Response<Body> {
+        if req.target.info.is_virtual() {
+            return self.review(&req).unwrap_or_else(|e| http::error(&e));
+        }
         if let Some(sub) = req.target.subresource.clone() {
             return self.subresource(&req, &sub).await;
         }
@@ -152,6 +157,26 @@ impl ApiServer {
             })
         };
         Ok(http::json(200, &body))
+    }
+
+    /// POST to a create-only virtual resource (the self-subject reviews).
+    fn review(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let t = &req.target;
+        if req.method != Method::POST || t.name.is_some() || t.subresource.is_some() {
+            return Err(Error::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({})",
+                req.method
+            )));
+        }
+        let user = req
+            .user
+            .as_ref()
+            .ok_or_else(|| Error::BadRequest("no authenticated user".into()))?;
+        let body = json_body(req)?;
+        let w = self
+            .objects
+            .review(&t.info, body, user, &write_opts(&req.query))?;
+        Ok(object_response(req, 201, &w.object, &w.warnings))
     }
 
     async fn create(&self, req: &ResourceRequest) -> Result<Response<Body>> {
@@ -269,35 +294,21 @@ impl ApiServer {
     async fn delete_collection(&self, req: &ResourceRequest) -> Result<Response<Body>> {
         let opts = Self::delete_options(req)?;
         let info = &req.target.info;
-        let mut lo = Self::list_options(req)?;
-        lo.limit = 0;
-        let page = self.objects.list(info, self.ns(req), &lo).await?;
-        let mut deleted = Vec::new();
-        for item in &page.items {
-            let ns = item.pointer("/metadata/namespace").and_then(Value::as_str);
-            let name = item
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            match self
-                .objects
-                .delete(info, ns.or(self.ns(req)), name, &opts)
-                .await
-            {
-                Ok(DeleteOutcome::Deleted { object, .. }) => deleted.push(object),
-                Ok(DeleteOutcome::Pending(o)) => deleted.push(o),
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(http::json(
-            200,
-            &json!({
+        let list = Self::list_options(req)?;
+        let deleted = self
+            .objects
+            .delete_collection(info, self.ns(req), &list, &opts)
+            .await?;
+        let meta = json!({"resourceVersion": self.objects.store().revision().to_string()});
+        let body = if req.negotiated.table {
+            table::table(info, &deleted, meta, req.query.include_object, true)
+        } else {
+            json!({
                 "kind": info.list_kind(), "apiVersion": info.api_version(),
-                "metadata": {"resourceVersion": self.objects.store().revision().to_string()},
-                "items": deleted,
-            }),
-        ))
+                "metadata": meta, "items": deleted,
+            })
+        };
+        Ok(http::json(200, &body))
     }
 
     async fn watch(&self, req: ResourceRequest) -> Response<Body> {

@@ -208,13 +208,13 @@ impl ApiServer {
             if user.is_none() && !is_public(&path) {
                 return http::unauthorized();
             }
-            self.route(req).await
+            self.route(req, user).await
         }
         .instrument(span)
         .await
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn route(&self, req: Request<Incoming>, user: Option<UserInfo>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let accept = req
             .headers()
@@ -279,6 +279,7 @@ impl ApiServer {
                     Err(e) => return http::error(&e),
                 };
                 self.resource(ResourceRequest {
+                    user,
                     method,
                     target,
                     query,

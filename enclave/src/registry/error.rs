@@ -17,12 +17,26 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    /// `field: Required value: detail`.
+    /// The message without its leading `field: `, as upstream's
+    /// `ErrorBody` puts it in `details.causes` (kubectl prefixes the field).
+    pub fn body(&self) -> &str {
+        self.message
+            .strip_prefix(self.field.as_str())
+            .and_then(|m| m.strip_prefix(": "))
+            .unwrap_or(&self.message)
+    }
+
+    /// `field: Required value: detail` (just `Required value` without a detail).
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
         let field = field.into();
+        let message = if detail.is_empty() {
+            format!("{field}: Required value")
+        } else {
+            format!("{field}: Required value: {detail}")
+        };
         FieldError {
             reason: "FieldValueRequired",
-            message: format!("{field}: Required value: {detail}"),
+            message,
             field,
         }
     }
@@ -243,7 +257,7 @@ impl Error {
                 "group": group,
                 "kind": kind,
                 "causes": causes.iter().map(|c| json!({
-                    "reason": c.reason, "message": c.message, "field": c.field,
+                    "reason": c.reason, "message": c.body(), "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
             _ => None,

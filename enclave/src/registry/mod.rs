@@ -113,6 +113,32 @@ pub trait Strategy: Send + Sync + fmt::Debug {
 
     /// One Table row's cells, in [`Strategy::columns`] order.
     fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value>;
+
+    /// For [`Persistence::Virtual`] kinds (the self-subject reviews): the
+    /// object a create returns, with its `status` filled in for `user`.
+    /// Nothing is stored. Stored kinds return `None`.
+    fn answer(&self, _obj: &Value, _user: &UserInfo) -> Option<Value> {
+        None
+    }
+}
+
+/// Who made a request, as authentication established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name (`admin`, `system:node:x`, ...).
+    pub name: String,
+    /// Groups (`system:masters`, ...).
+    pub groups: Vec<String>,
+}
+
+/// Whether a resource's objects are kept in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Objects are stored; every verb of [`VERBS`] is served.
+    Stored,
+    /// Create-only: a POST is answered by [`Strategy::answer`] and nothing
+    /// is stored (SelfSubjectReview, SelfSubjectAccessReview, ...).
+    Virtual,
 }
 
 /// A subresource served for a resource.
@@ -156,6 +182,8 @@ pub struct ResourceInfo {
     pub return_deleted_object: bool,
     /// Subresources served.
     pub subresources: &'static [Subresource],
+    /// Stored, or create-only and answered on the fly.
+    pub persistence: Persistence,
     /// Per-kind rules.
     pub strategy: Box<dyn Strategy>,
 }
@@ -172,8 +200,18 @@ impl fmt::Debug for ResourceInfo {
 
 /// Verbs every table resource supports.
 pub const VERBS: &[&str] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
 ];
+
+/// Verbs of a [`Persistence::Virtual`] resource.
+pub const CREATE_ONLY: &[&str] = &["create"];
 
 impl ResourceInfo {
     /// `group/version`, or `version` for core.
@@ -197,6 +235,19 @@ impl ResourceInfo {
     /// Whether objects live in namespaces.
     pub fn namespaced(&self) -> bool {
         self.scope == Scope::Namespaced
+    }
+
+    /// The verbs served, as discovery lists them.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        match self.persistence {
+            Persistence::Stored => VERBS,
+            Persistence::Virtual => CREATE_ONLY,
+        }
+    }
+
+    /// Whether objects are answered rather than stored.
+    pub fn is_virtual(&self) -> bool {
+        self.persistence == Persistence::Virtual
     }
 
     /// Whether `sub` is served for this resource.

@@ -68,6 +68,18 @@ impl Column {
     };
 }
 
+impl Column {
+    /// The `Created At` column of upstream's default table convertor, for
+    /// kinds without a printer (roles, limitranges, ...).
+    pub const CREATED_AT: Column = Column {
+        name: "Created At",
+        kind: "date",
+        format: "",
+        priority: 0,
+        description: Column::AGE.description,
+    };
+}
+
 /// What each row's `object` holds (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IncludeObject {
@@ -148,6 +160,15 @@ pub fn age(ts: Option<&str>, now: jiff::Timestamp) -> Value {
 /// The `Age` cell of `obj`.
 pub fn age_cell(obj: &Value, now: jiff::Timestamp) -> Value {
     age(meta::meta_str(obj, "creationTimestamp"), now)
+}
+
+/// The `Created At` cell of `obj`: its creationTimestamp in RFC 3339.
+pub fn created_at_cell(obj: &Value) -> Value {
+    Value::String(
+        meta::meta_str(obj, "creationTimestamp")
+            .unwrap_or("")
+            .to_string(),
+    )
 }
 
 /// The `Name` cell of `obj`.

@@ -1,8 +1,8 @@
-//! DELETE: preconditions, finalizers, and the namespace lifecycle.
+//! DELETE: preconditions, finalizers, deletecollection and the namespace lifecycle.
 
 use serde_json::{Value, json};
 
-use super::{ObjectStore, write::parse_rv};
+use super::{ListOptions, ObjectStore, write::parse_rv};
 use crate::registry::{Error, ResourceInfo, Result, meta};
 use crate::store::{RangeRequest, TxnOutcome};
 
@@ -140,6 +140,52 @@ impl ObjectStore {
                 TxnOutcome::Failed { .. } => continue,
             }
         }
+    }
+
+    /// DELETE on a collection (`deletecollection`): lists what `list`
+    /// selects in `ns` (None: every namespace, or a cluster-scoped kind) at
+    /// one revision, then deletes each object with `opts`, as upstream's
+    /// `Store.DeleteCollection`. Objects already gone are skipped; objects
+    /// held by finalizers are marked and returned as they now are. Returns
+    /// the deleted (or marked) objects.
+    ///
+    /// # Errors
+    /// 400 for bad selectors or a resourceVersion precondition (upstream
+    /// rejects preconditions on collections), the first delete error other
+    /// than NotFound, 500 if the store fails.
+    pub async fn delete_collection(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Value>> {
+        if opts.uid.is_some() || opts.resource_version.is_some() {
+            return Err(Error::BadRequest(
+                "preconditions are not supported on a collection delete".into(),
+            ));
+        }
+        let all = ListOptions {
+            limit: 0,
+            continue_token: None,
+            ..list.clone()
+        };
+        let page = self.list(info, ns, &all).await?;
+        let mut deleted = Vec::with_capacity(page.items.len());
+        for item in &page.items {
+            let item_ns = info
+                .namespaced()
+                .then(|| meta::namespace(item))
+                .filter(|n| !n.is_empty());
+            match self.delete(info, item_ns, meta::name(item), opts).await {
+                Ok(DeleteOutcome::Deleted { object, .. } | DeleteOutcome::Pending(object)) => {
+                    deleted.push(object);
+                }
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
     }
 
     /// Namespace deletion: marks the namespace Terminating (so creates in it

@@ -7,6 +7,7 @@ mod alloc;
 mod decode;
 mod delete;
 mod list;
+mod review;
 mod write;
 
 pub use alloc::ServiceCidr;

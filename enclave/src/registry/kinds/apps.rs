@@ -1,44 +1,104 @@
-//! `deployments` (apps/v1): defaults, selector validation, generation and
-//! the status split, upstream columns.
+//! apps/v1 workloads: `deployments`, `replicasets`, `daemonsets` and
+//! `statefulsets`. Defaults, selector and template validation, generation
+//! and the status split, upstream columns.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use serde_json::{Value, json};
 
 use super::pods::{default_pod_spec, validate_pod_spec};
-use super::{default_at, keep_status, typed};
-use crate::registry::table::{Column, age_cell, name_cell, or_none};
+use super::{
+    containers_images, default_at, forbidden, format_selector, immutable, int, keep_status, s,
+    typed, unsupported, validate_non_negative, validate_selector,
+};
+use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
+
+const CONTAINERS: &str = "Names of each container in the template.";
+const IMAGES: &str = "Images referenced by each container in the template.";
+
+/// Clears `status` on create and applies the pod-template defaults.
+fn prepare_workload(obj: &mut Value) {
+    if let Some(o) = obj.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+        default_pod_spec(spec);
+    }
+}
+
+/// Keeps `status` from the stored object and defaults the new template.
+fn prepare_workload_update(new: &mut Value, old: &Value) {
+    keep_status(new, old);
+    if let Some(spec) = new.pointer_mut("/spec/template/spec") {
+        default_pod_spec(spec);
+    }
+}
+
+/// Replicas, selector and the pod template: what every workload validates.
+fn validate_workload(obj: &Value, what: &str) -> Vec<FieldError> {
+    let mut out = validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
+    out.extend(validate_non_negative(obj, "/spec/replicas"));
+    out.extend(validate_selector(obj, "spec", "/spec/template", what));
+    out
+}
+
+fn selector_column(description: &'static str) -> Column {
+    Column::text("Selector", description).wide()
+}
 
 /// `deployments`.
 #[derive(Debug)]
 pub(crate) struct Deployments;
 
-fn containers_images(obj: &Value) -> (String, String) {
-    let cs = obj
-        .pointer("/spec/template/spec/containers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let names: Vec<&str> = cs.iter().filter_map(|c| c.get("name")?.as_str()).collect();
-    let images: Vec<&str> = cs.iter().filter_map(|c| c.get("image")?.as_str()).collect();
-    (names.join(","), images.join(","))
-}
-
-fn selector_string(obj: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(m) = obj
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-    {
-        for (k, v) in m {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
-        }
+/// Upstream's `SetDefaults_Deployment` (applied on create and update, as
+/// upstream defaults every decoded object).
+fn deployment_defaults(obj: &mut Value) {
+    default_at(obj, "/spec/replicas", json!(1));
+    default_at(obj, "/spec/revisionHistoryLimit", json!(10));
+    default_at(obj, "/spec/progressDeadlineSeconds", json!(600));
+    default_at(obj, "/spec/strategy/type", json!("RollingUpdate"));
+    if obj.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
+        default_at(
+            obj,
+            "/spec/strategy/rollingUpdate/maxUnavailable",
+            json!("25%"),
+        );
+        default_at(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
     }
-    parts.join(",")
 }
 
-fn int(obj: &Value, ptr: &str) -> i64 {
-    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+/// Upstream's `SetDefaults_DaemonSet`.
+fn daemonset_defaults(obj: &mut Value) {
+    default_at(obj, "/spec/revisionHistoryLimit", json!(10));
+    default_at(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
+    if obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
+        default_at(
+            obj,
+            "/spec/updateStrategy/rollingUpdate/maxUnavailable",
+            json!(1),
+        );
+        default_at(obj, "/spec/updateStrategy/rollingUpdate/maxSurge", json!(0));
+    }
+}
+
+/// Upstream's `SetDefaults_StatefulSet`.
+fn statefulset_defaults(obj: &mut Value) {
+    default_at(obj, "/spec/replicas", json!(1));
+    default_at(obj, "/spec/podManagementPolicy", json!("OrderedReady"));
+    default_at(obj, "/spec/revisionHistoryLimit", json!(10));
+    default_at(obj, "/spec/updateStrategy/type", json!("RollingUpdate"));
+    if obj.pointer("/spec/updateStrategy/type") == Some(&json!("RollingUpdate")) {
+        default_at(
+            obj,
+            "/spec/updateStrategy/rollingUpdate/partition",
+            json!(0),
+        );
+    }
+    default_at(
+        obj,
+        "/spec/persistentVolumeClaimRetentionPolicy",
+        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+    );
 }
 
 impl Strategy for Deployments {
@@ -47,99 +107,44 @@ impl Strategy for Deployments {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
-        default_at(obj, "/spec/replicas", json!(1));
-        default_at(obj, "/spec/revisionHistoryLimit", json!(10));
-        default_at(obj, "/spec/progressDeadlineSeconds", json!(600));
-        default_at(obj, "/spec/strategy/type", json!("RollingUpdate"));
-        if obj.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
-            default_at(
-                obj,
-                "/spec/strategy/rollingUpdate/maxUnavailable",
-                json!("25%"),
-            );
-            default_at(obj, "/spec/strategy/rollingUpdate/maxSurge", json!("25%"));
-        }
-        if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
-            default_pod_spec(spec);
-        }
+        prepare_workload(obj);
+        deployment_defaults(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        keep_status(new, old);
-        if let Some(spec) = new.pointer_mut("/spec/template/spec") {
-            default_pod_spec(spec);
-        }
+        prepare_workload_update(new, old);
+        deployment_defaults(new);
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let mut out = validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
-        if obj
-            .pointer("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            < 0
-        {
-            out.push(FieldError::invalid(
-                "spec.replicas",
-                &int(obj, "/spec/replicas").to_string(),
-                "must be greater than or equal to 0",
-            ));
-        }
-        let selector = obj
-            .pointer("/spec/selector/matchLabels")
-            .and_then(Value::as_object);
-        let has_exprs = obj
-            .pointer("/spec/selector/matchExpressions")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty());
-        match selector {
-            None if !has_exprs => out.push(FieldError::required("spec.selector", "")),
-            Some(sel) => {
-                let labels = obj
-                    .pointer("/spec/template/metadata/labels")
-                    .and_then(Value::as_object);
-                let ok = sel
-                    .iter()
-                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
-                if !ok {
-                    out.push(FieldError::invalid(
-                        "spec.template.metadata.labels",
-                        &labels
-                            .map(|l| Value::Object(l.clone()).to_string())
-                            .unwrap_or_default(),
-                        "`selector` does not match template `labels`",
-                    ));
-                }
-            }
-            None => {}
-        }
-        out
+        validate_workload(obj, "deployment")
     }
+
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut out = self.validate(new);
-        if new.pointer("/spec/selector") != old.pointer("/spec/selector") {
-            out.push(FieldError::immutable(
-                "spec.selector",
-                new.pointer("/spec/selector").unwrap_or(&Value::Null),
-            ));
-        }
+        out.extend(immutable(new, old, "/spec/selector"));
         out
     }
     fn columns(&self) -> Vec<Column> {
         vec![
             Column::NAME,
             Column::text("Ready", "Number of the pod with ready state"),
-            Column::integer("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            Column::integer("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            Column::integer(
+                "Up-to-date",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            Column::integer(
+                "Available",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
             Column::AGE,
-            Column::text("Containers", "Names of each container in the template.").wide(),
-            Column::text("Images", "Images referenced by each container in the template.").wide(),
-            Column::text("Selector", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.").wide(),
+            Column::text("Containers", CONTAINERS).wide(),
+            Column::text("Images", IMAGES).wide(),
+            selector_column(
+                "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+            ),
         ]
     }
     fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
-        let (containers, images) = containers_images(obj);
+        let (containers, images) = containers_images(obj, "/spec/template");
         vec![
             name_cell(obj),
             json!(format!(
@@ -150,9 +155,268 @@ impl Strategy for Deployments {
             json!(int(obj, "/status/updatedReplicas")),
             json!(int(obj, "/status/availableReplicas")),
             age_cell(obj, now),
-            json!(containers),
-            json!(images),
-            or_none(Some(&selector_string(obj))),
+            containers,
+            images,
+            format_selector(obj.pointer("/spec/selector")),
+        ]
+    }
+}
+
+/// `replicasets`: `status.replicas` is selectable.
+#[derive(Debug)]
+pub(crate) struct ReplicaSets;
+
+impl Strategy for ReplicaSets {
+    typed!(ReplicaSet);
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        prepare_workload(obj);
+        default_at(obj, "/spec/replicas", json!(1));
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        prepare_workload_update(new, old);
+        default_at(new, "/spec/replicas", json!(1));
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        // Upstream's ReplicaSet validation also says "for deployment".
+        validate_workload(obj, "deployment")
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut out = self.validate(new);
+        out.extend(immutable(new, old, "/spec/selector"));
+        out
+    }
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.replicas"]
+    }
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        (field == "status.replicas").then(|| int(obj, "/status/replicas").to_string())
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::integer(
+                "Desired",
+                "Replicas is the number of desired pods. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset/#how-a-replicaset-works",
+            ),
+            Column::integer(
+                "Current",
+                "Replicas is the most recently observed number of non-terminating pods. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset/#how-a-replicaset-works",
+            ),
+            Column::integer(
+                "Ready",
+                "The number of non-terminating pods targeted by this ReplicaSet with a Ready Condition.",
+            ),
+            Column::AGE,
+            Column::text("Containers", CONTAINERS).wide(),
+            Column::text("Images", IMAGES).wide(),
+            selector_column(
+                "Selector is a label query over pods that should match the replica count. Label keys and values that must match in order to be controlled by this replica set. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+            ),
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let (containers, images) = containers_images(obj, "/spec/template");
+        vec![
+            name_cell(obj),
+            json!(int(obj, "/spec/replicas")),
+            json!(int(obj, "/status/replicas")),
+            json!(int(obj, "/status/readyReplicas")),
+            age_cell(obj, now),
+            containers,
+            images,
+            format_selector(obj.pointer("/spec/selector")),
+        ]
+    }
+}
+
+/// `daemonsets`: template pods must restart `Always`.
+#[derive(Debug)]
+pub(crate) struct DaemonSets;
+
+impl Strategy for DaemonSets {
+    typed!(DaemonSet);
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        prepare_workload(obj);
+        daemonset_defaults(obj);
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        prepare_workload_update(new, old);
+        daemonset_defaults(new);
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut out = validate_workload(obj, "daemonset");
+        let policy = s(obj, "/spec/template/spec/restartPolicy");
+        if policy != "Always" {
+            out.push(unsupported(
+                "spec.template.spec.restartPolicy",
+                policy,
+                &["Always"],
+            ));
+        }
+        out
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut out = self.validate(new);
+        out.extend(immutable(new, old, "/spec/selector"));
+        out
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::integer(
+                "Desired",
+                "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod). More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/",
+            ),
+            Column::integer(
+                "Current",
+                "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod. More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/",
+            ),
+            Column::integer(
+                "Ready",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+            ),
+            Column::integer(
+                "Up-to-date",
+                "The total number of nodes that are running updated daemon pod",
+            ),
+            Column::integer(
+                "Available",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)",
+            ),
+            Column::text(
+                "Node Selector",
+                "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node. More info: https://kubernetes.io/docs/concepts/configuration/assign-pod-node/",
+            ),
+            Column::AGE,
+            Column::text("Containers", CONTAINERS).wide(),
+            Column::text("Images", IMAGES).wide(),
+            selector_column(
+                "A label query over pods that are managed by the daemon set. Must match in order to be controlled. It must match the pod template's labels. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+            ),
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let (containers, images) = containers_images(obj, "/spec/template");
+        let node_selector = obj
+            .pointer("/spec/template/spec/nodeSelector")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "<none>".into());
+        vec![
+            name_cell(obj),
+            json!(int(obj, "/status/desiredNumberScheduled")),
+            json!(int(obj, "/status/currentNumberScheduled")),
+            json!(int(obj, "/status/numberReady")),
+            json!(int(obj, "/status/updatedNumberScheduled")),
+            json!(int(obj, "/status/numberAvailable")),
+            json!(node_selector),
+            age_cell(obj, now),
+            containers,
+            images,
+            format_selector(obj.pointer("/spec/selector")),
+        ]
+    }
+}
+
+/// `statefulsets`: only some spec fields may change after create.
+#[derive(Debug)]
+pub(crate) struct StatefulSets;
+
+/// The spec fields upstream lets an update change.
+const STS_MUTABLE: &[&str] = &[
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
+
+impl Strategy for StatefulSets {
+    typed!(StatefulSet);
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        prepare_workload(obj);
+        statefulset_defaults(obj);
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        prepare_workload_update(new, old);
+        statefulset_defaults(new);
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut out = validate_workload(obj, "statefulset");
+        let policy = s(obj, "/spec/podManagementPolicy");
+        if !policy.is_empty() && policy != "OrderedReady" && policy != "Parallel" {
+            out.push(unsupported(
+                "spec.podManagementPolicy",
+                policy,
+                &["OrderedReady", "Parallel"],
+            ));
+        }
+        let restart = s(obj, "/spec/template/spec/restartPolicy");
+        if restart != "Always" {
+            out.push(unsupported(
+                "spec.template.spec.restartPolicy",
+                restart,
+                &["Always"],
+            ));
+        }
+        out
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut out = self.validate(new);
+        let rest = |v: &Value| {
+            let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+            if let Some(o) = spec.as_object_mut() {
+                for f in STS_MUTABLE {
+                    o.remove(*f);
+                }
+            }
+            spec
+        };
+        if rest(new) != rest(old) {
+            out.push(forbidden(
+                "spec",
+                "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+            ));
+        }
+        out
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::text("Ready", "Number of the pod with ready state"),
+            Column::AGE,
+            Column::text("Containers", CONTAINERS).wide(),
+            Column::text("Images", IMAGES).wide(),
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let (containers, images) = containers_images(obj, "/spec/template");
+        vec![
+            name_cell(obj),
+            json!(format!(
+                "{}/{}",
+                int(obj, "/status/readyReplicas"),
+                int(obj, "/spec/replicas")
+            )),
+            age_cell(obj, now),
+            containers,
+            images,
         ]
     }
 }

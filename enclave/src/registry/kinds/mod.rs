@@ -2,13 +2,20 @@
 //! [`builtin`], the resource table they are served from.
 
 mod apps;
+mod batch;
 mod core;
+mod events;
+mod networking;
 mod pods;
+mod policy;
+mod quota;
+mod rbac;
+mod reviews;
 mod services;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{ResourceInfo, Scope, Subresource};
+use super::{FieldError, Persistence, ResourceInfo, Scope, Strategy, Subresource};
 
 /// Implements `Strategy::canonicalize` through a `k8s-openapi` type.
 macro_rules! typed {
@@ -74,157 +81,518 @@ pub(crate) fn default_at(obj: &mut Value, ptr: &str, v: Value) {
     }
 }
 
-/// Every built-in resource, in discovery order.
-pub fn builtin() -> Vec<ResourceInfo> {
-    let r = |group,
-             version,
-             kind,
-             resource,
-             singular,
-             scope,
-             short_names,
-             categories,
-             strategy: Box<dyn super::Strategy>| ResourceInfo {
+/// An integer at a JSON pointer, or 0.
+pub(crate) fn int(obj: &Value, ptr: &str) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// The `Containers` and `Images` cells of a pod template at `ptr`
+/// (e.g. `/spec/template`), comma-joined as upstream's `layoutContainerCells`.
+pub(crate) fn containers_images(obj: &Value, ptr: &str) -> (Value, Value) {
+    let cs = obj
+        .pointer(&format!("{ptr}/spec/containers"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let names: Vec<&str> = cs
+        .iter()
+        .map(|c| c.get("name").and_then(Value::as_str).unwrap_or(""))
+        .collect();
+    let images: Vec<&str> = cs
+        .iter()
+        .map(|c| c.get("image").and_then(Value::as_str).unwrap_or(""))
+        .collect();
+    (
+        Value::String(names.join(",")),
+        Value::String(images.join(",")),
+    )
+}
+
+/// `metav1.FormatLabelSelector`: `k=v,k in (a,b),!k`, or `<none>`.
+pub(crate) fn format_selector(sel: Option<&Value>) -> Value {
+    let Some(sel) = sel.filter(|s| !s.is_null()) else {
+        return Value::String("<none>".into());
+    };
+    let mut parts = Vec::new();
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+        }
+    }
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => parts.push(format!("{key} in ({})", values.join(","))),
+            "NotIn" => parts.push(format!("{key} notin ({})", values.join(","))),
+            "Exists" => parts.push(key.to_string()),
+            "DoesNotExist" => parts.push(format!("!{key}")),
+            op => parts.push(format!("{key} {op} ({})", values.join(","))),
+        }
+    }
+    if parts.is_empty() {
+        return Value::String("<none>".into());
+    }
+    Value::String(parts.join(","))
+}
+
+/// Whether a `metav1.LabelSelector` selects `labels`.
+pub(crate) fn selector_matches(sel: &Value, labels: Option<&Map<String, Value>>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    let by_labels = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.iter().all(|(k, v)| get(k) == v.as_str()));
+    let by_exprs = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .is_none_or(|es| {
+            es.iter().all(|e| {
+                let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+                let has = |v: &str| {
+                    e.get("values")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(v)))
+                };
+                match (e.get("operator").and_then(Value::as_str), get(key)) {
+                    (Some("In"), Some(v)) => has(v),
+                    (Some("In"), None) => false,
+                    (Some("NotIn"), Some(v)) => !has(v),
+                    (Some("NotIn"), None) => true,
+                    (Some("Exists"), v) => v.is_some(),
+                    (Some("DoesNotExist"), v) => v.is_none(),
+                    _ => false,
+                }
+            })
+        });
+    by_labels && by_exprs
+}
+
+/// Upstream's checks of a workload's `spec.selector` against its pod
+/// template at `template` (e.g. `/spec/template`), with field paths under
+/// `path` (e.g. `spec`): the selector is required and not empty, and must
+/// select the template's labels.
+pub(crate) fn validate_selector(
+    obj: &Value,
+    path: &str,
+    template: &str,
+    what: &str,
+) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    let ptr = format!("/{}/selector", path.replace('.', "/"));
+    let sel = obj.pointer(&ptr).filter(|s| !s.is_null());
+    let empty =
+        sel.is_none_or(|s| count(s, "/matchLabels") == 0 && count(s, "/matchExpressions") == 0);
+    if sel.is_none() {
+        out.push(FieldError::required(format!("{path}.selector"), ""));
+        return out;
+    }
+    if empty {
+        out.push(FieldError::invalid(
+            format!("{path}.selector"),
+            "{}",
+            &format!("empty selector is invalid for {what}"),
+        ));
+        return out;
+    }
+    let labels = obj
+        .pointer(&format!("{template}/metadata/labels"))
+        .and_then(Value::as_object);
+    if let Some(sel) = sel
+        && !selector_matches(sel, labels)
+    {
+        let field = format!(
+            "{}.metadata.labels",
+            template.trim_start_matches('/').replace('/', ".")
+        );
+        out.push(FieldError::invalid(
+            field,
+            &labels
+                .map(|l| Value::Object(l.clone()).to_string())
+                .unwrap_or_default(),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    out
+}
+
+/// The integer at `ptr` (e.g. `/spec/replicas`) must not be negative.
+pub(crate) fn validate_non_negative(obj: &Value, ptr: &str) -> Option<FieldError> {
+    let v = obj.pointer(ptr).and_then(Value::as_i64)?;
+    (v < 0).then(|| {
+        FieldError::invalid(
+            ptr.trim_start_matches('/').replace('/', "."),
+            &v.to_string(),
+            "must be greater than or equal to 0",
+        )
+    })
+}
+
+/// `field: Unsupported value: "v": supported values: "a", "b"`.
+pub(crate) fn unsupported(field: impl Into<String>, value: &str, supported: &[&str]) -> FieldError {
+    let field = field.into();
+    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    FieldError {
+        reason: "FieldValueNotSupported",
+        message: format!(
+            "{field}: Unsupported value: {value:?}: supported values: {}",
+            list.join(", ")
+        ),
+        field,
+    }
+}
+
+/// `field: Forbidden: detail`.
+pub(crate) fn forbidden(field: impl Into<String>, detail: &str) -> FieldError {
+    let field = field.into();
+    FieldError {
+        reason: "FieldValueForbidden",
+        message: format!("{field}: Forbidden: {detail}"),
+        field,
+    }
+}
+
+/// `field` must be unchanged between `old` and `new` (JSON pointer `ptr`).
+pub(crate) fn immutable(new: &Value, old: &Value, ptr: &str) -> Option<FieldError> {
+    (new.pointer(ptr) != old.pointer(ptr)).then(|| {
+        FieldError::immutable(
+            ptr.trim_start_matches('/').replace('/', "."),
+            new.pointer(ptr).unwrap_or(&Value::Null),
+        )
+    })
+}
+
+/// Upstream's category of the workloads and pods `kubectl get all` lists.
+const ALL: &[&str] = &["all"];
+const STATUS: &[Subresource] = &[Subresource::Status];
+const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+
+/// A stored resource without short names, categories or subresources.
+fn res(
+    (group, version): (&'static str, &'static str),
+    kind: &'static str,
+    (resource, singular): (&'static str, &'static str),
+    scope: Scope,
+    strategy: Box<dyn Strategy>,
+) -> ResourceInfo {
+    ResourceInfo {
         group,
         version,
         kind,
         resource,
         singular,
         scope,
-        short_names,
-        categories,
+        short_names: &[],
+        categories: &[],
         return_deleted_object: false,
         subresources: &[],
+        persistence: Persistence::Stored,
         strategy,
-    };
-    const STATUS: &[Subresource] = &[Subresource::Status];
+    }
+}
+
+impl ResourceInfo {
+    /// With short names.
+    fn short(mut self, names: &'static [&'static str]) -> Self {
+        self.short_names = names;
+        self
+    }
+
+    /// In the `all` category.
+    fn in_all(mut self) -> Self {
+        self.categories = ALL;
+        self
+    }
+
+    /// Create-only and not stored.
+    fn answered(mut self) -> Self {
+        self.persistence = Persistence::Virtual;
+        self
+    }
+
+    /// With subresources.
+    fn subs(mut self, subs: &'static [Subresource]) -> Self {
+        self.subresources = subs;
+        self
+    }
+}
+
+/// Every built-in resource, in discovery order.
+pub fn builtin() -> Vec<ResourceInfo> {
     use Scope::{Cluster, Namespaced};
+    const CORE: (&str, &str) = ("", "v1");
+    const APPS: (&str, &str) = ("apps", "v1");
+    const BATCH: (&str, &str) = ("batch", "v1");
+    const RBAC: (&str, &str) = ("rbac.authorization.k8s.io", "v1");
+    const AUTHN: (&str, &str) = ("authentication.k8s.io", "v1");
+    const AUTHN_BETA: (&str, &str) = ("authentication.k8s.io", "v1beta1");
+    const AUTHZ: (&str, &str) = ("authorization.k8s.io", "v1");
     vec![
-        ResourceInfo {
-            subresources: STATUS,
-            ..r(
-                "",
-                "v1",
-                "Namespace",
-                "namespaces",
-                "namespace",
-                Cluster,
-                &["ns"],
-                &[],
-                Box::new(core::Namespaces),
-            )
-        },
-        r(
-            "",
-            "v1",
+        res(
+            CORE,
+            "Namespace",
+            ("namespaces", "namespace"),
+            Cluster,
+            Box::new(core::Namespaces),
+        )
+        .short(&["ns"])
+        .subs(STATUS),
+        res(
+            CORE,
             "ConfigMap",
-            "configmaps",
-            "configmap",
+            ("configmaps", "configmap"),
             Namespaced,
-            &["cm"],
-            &[],
             Box::new(core::ConfigMaps),
-        ),
-        r(
-            "",
-            "v1",
+        )
+        .short(&["cm"]),
+        res(
+            CORE,
             "Secret",
-            "secrets",
-            "secret",
+            ("secrets", "secret"),
             Namespaced,
-            &[],
-            &[],
             Box::new(core::Secrets),
         ),
-        r(
-            "",
-            "v1",
+        res(
+            CORE,
             "ServiceAccount",
-            "serviceaccounts",
-            "serviceaccount",
+            ("serviceaccounts", "serviceaccount"),
             Namespaced,
-            &["sa"],
-            &[],
             Box::new(core::ServiceAccounts),
-        ),
-        ResourceInfo {
-            subresources: STATUS,
-            ..r(
-                "",
-                "v1",
-                "Service",
-                "services",
-                "service",
-                Namespaced,
-                &["svc"],
-                &["all"],
-                Box::new(services::Services),
-            )
-        },
+        )
+        .short(&["sa"]),
+        res(
+            CORE,
+            "Service",
+            ("services", "service"),
+            Namespaced,
+            Box::new(services::Services),
+        )
+        .short(&["svc"])
+        .in_all()
+        .subs(STATUS),
         ResourceInfo {
             return_deleted_object: true,
-            subresources: STATUS,
-            ..r(
-                "",
-                "v1",
+            ..res(
+                CORE,
                 "Pod",
-                "pods",
-                "pod",
+                ("pods", "pod"),
                 Namespaced,
-                &["po"],
-                &["all"],
                 Box::new(pods::Pods),
             )
+            .short(&["po"])
+            .in_all()
+            .subs(STATUS)
         },
-        ResourceInfo {
-            subresources: STATUS,
-            ..r(
-                "",
-                "v1",
-                "Node",
-                "nodes",
-                "node",
-                Cluster,
-                &["no"],
-                &[],
-                Box::new(core::Nodes),
-            )
-        },
-        r(
-            "",
-            "v1",
+        res(
+            CORE,
+            "Node",
+            ("nodes", "node"),
+            Cluster,
+            Box::new(core::Nodes),
+        )
+        .short(&["no"])
+        .subs(STATUS),
+        res(
+            CORE,
             "Event",
-            "events",
-            "event",
+            ("events", "event"),
             Namespaced,
-            &["ev"],
-            &[],
             Box::new(core::Events),
-        ),
-        ResourceInfo {
-            subresources: &[Subresource::Status, Subresource::Scale],
-            ..r(
-                "apps",
-                "v1",
-                "Deployment",
-                "deployments",
-                "deployment",
-                Namespaced,
-                &["deploy"],
-                &["all"],
-                Box::new(apps::Deployments),
-            )
-        },
-        r(
-            "coordination.k8s.io",
-            "v1",
-            "Lease",
-            "leases",
-            "lease",
+        )
+        .short(&["ev"]),
+        res(
+            CORE,
+            "Endpoints",
+            ("endpoints", "endpoints"),
             Namespaced,
-            &[],
-            &[],
+            Box::new(services::Endpoints),
+        )
+        .short(&["ep"]),
+        res(
+            CORE,
+            "ResourceQuota",
+            ("resourcequotas", "resourcequota"),
+            Namespaced,
+            Box::new(quota::ResourceQuotas),
+        )
+        .short(&["quota"])
+        .subs(STATUS),
+        res(
+            CORE,
+            "LimitRange",
+            ("limitranges", "limitrange"),
+            Namespaced,
+            Box::new(quota::LimitRanges),
+        )
+        .short(&["limits"]),
+        res(
+            APPS,
+            "Deployment",
+            ("deployments", "deployment"),
+            Namespaced,
+            Box::new(apps::Deployments),
+        )
+        .short(&["deploy"])
+        .in_all()
+        .subs(STATUS_SCALE),
+        res(
+            APPS,
+            "ReplicaSet",
+            ("replicasets", "replicaset"),
+            Namespaced,
+            Box::new(apps::ReplicaSets),
+        )
+        .short(&["rs"])
+        .in_all()
+        .subs(STATUS_SCALE),
+        res(
+            APPS,
+            "DaemonSet",
+            ("daemonsets", "daemonset"),
+            Namespaced,
+            Box::new(apps::DaemonSets),
+        )
+        .short(&["ds"])
+        .in_all()
+        .subs(STATUS),
+        res(
+            APPS,
+            "StatefulSet",
+            ("statefulsets", "statefulset"),
+            Namespaced,
+            Box::new(apps::StatefulSets),
+        )
+        .short(&["sts"])
+        .in_all()
+        .subs(STATUS_SCALE),
+        res(
+            BATCH,
+            "Job",
+            ("jobs", "job"),
+            Namespaced,
+            Box::new(batch::Jobs),
+        )
+        .in_all()
+        .subs(STATUS),
+        res(
+            BATCH,
+            "CronJob",
+            ("cronjobs", "cronjob"),
+            Namespaced,
+            Box::new(batch::CronJobs),
+        )
+        .short(&["cj"])
+        .in_all()
+        .subs(STATUS),
+        res(
+            ("coordination.k8s.io", "v1"),
+            "Lease",
+            ("leases", "lease"),
+            Namespaced,
             Box::new(core::Leases),
         ),
+        res(
+            ("events.k8s.io", "v1"),
+            "Event",
+            ("events", "event"),
+            Namespaced,
+            Box::new(events::Events),
+        )
+        .short(&["ev"]),
+        res(
+            RBAC,
+            "ClusterRoleBinding",
+            ("clusterrolebindings", "clusterrolebinding"),
+            Cluster,
+            Box::new(rbac::ClusterRoleBindings),
+        ),
+        res(
+            RBAC,
+            "ClusterRole",
+            ("clusterroles", "clusterrole"),
+            Cluster,
+            Box::new(rbac::ClusterRoles),
+        ),
+        res(
+            RBAC,
+            "RoleBinding",
+            ("rolebindings", "rolebinding"),
+            Namespaced,
+            Box::new(rbac::RoleBindings),
+        ),
+        res(
+            RBAC,
+            "Role",
+            ("roles", "role"),
+            Namespaced,
+            Box::new(rbac::Roles),
+        ),
+        res(
+            ("networking.k8s.io", "v1"),
+            "Ingress",
+            ("ingresses", "ingress"),
+            Namespaced,
+            Box::new(networking::Ingresses),
+        )
+        .short(&["ing"])
+        .subs(STATUS),
+        res(
+            ("policy", "v1"),
+            "PodDisruptionBudget",
+            ("poddisruptionbudgets", "poddisruptionbudget"),
+            Namespaced,
+            Box::new(policy::PodDisruptionBudgets),
+        )
+        .short(&["pdb"])
+        .subs(STATUS),
+        res(
+            ("scheduling.k8s.io", "v1"),
+            "PriorityClass",
+            ("priorityclasses", "priorityclass"),
+            Cluster,
+            Box::new(policy::PriorityClasses),
+        )
+        .short(&["pc"]),
+        res(
+            AUTHN,
+            "SelfSubjectReview",
+            ("selfsubjectreviews", "selfsubjectreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectReviews::V1),
+        )
+        .answered(),
+        res(
+            AUTHN_BETA,
+            "SelfSubjectReview",
+            ("selfsubjectreviews", "selfsubjectreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectReviews::V1Beta1),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "SelfSubjectAccessReview",
+            ("selfsubjectaccessreviews", "selfsubjectaccessreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectAccessReviews),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "SelfSubjectRulesReview",
+            ("selfsubjectrulesreviews", "selfsubjectrulesreview"),
+            Cluster,
+            Box::new(reviews::SelfSubjectRulesReviews),
+        )
+        .answered(),
     ]
 }

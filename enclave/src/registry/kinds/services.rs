@@ -1,6 +1,7 @@
-//! `services`: defaults, port validation, immutable clusterIP, columns.
+//! `services`: defaults, port validation, immutable clusterIP, columns;
+//! and `endpoints` (stored as written; no endpoints controller yet).
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Endpoints as CoreEndpoints, Service};
 use serde_json::{Value, json};
 
 use super::{default_at, keep_status, s, typed};
@@ -155,6 +156,94 @@ impl Strategy for Services {
             json!(ports_cell(obj)),
             age_cell(obj, now),
             or_none(selector.as_deref()),
+        ]
+    }
+}
+
+/// `endpoints`.
+#[derive(Debug)]
+pub(crate) struct Endpoints;
+
+/// Upstream's `formatEndpoints`: up to three `ip:port` entries, then `+ N more...`.
+fn endpoints_cell(obj: &Value) -> String {
+    const MAX: usize = 3;
+    let subsets = obj
+        .get("subsets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if subsets.is_empty() {
+        return "<none>".into();
+    }
+    let mut list: Vec<String> = Vec::new();
+    let mut count = 0;
+    let ips = |ss: &Value| -> Vec<String> {
+        ss.get("addresses")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|x| {
+                        x.get("ip")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for ss in subsets {
+        let addrs = ips(ss);
+        let ports = ss
+            .get("ports")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if ports.is_empty() {
+            count += addrs.len();
+            list.extend(addrs.iter().take(MAX.saturating_sub(list.len())).cloned());
+            continue;
+        }
+        for p in ports {
+            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+            count += addrs.len();
+            for ip in &addrs {
+                if list.len() == MAX {
+                    break;
+                }
+                if ip.contains(':') {
+                    list.push(format!("[{ip}]:{port}"));
+                } else {
+                    list.push(format!("{ip}:{port}"));
+                }
+            }
+        }
+    }
+    let joined = list.join(",");
+    if count > MAX {
+        format!("{joined} + {} more...", count - MAX)
+    } else {
+        joined
+    }
+}
+
+impl Strategy for Endpoints {
+    typed!(CoreEndpoints);
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::text(
+                "Endpoints",
+                "The set of all endpoints is the union of all subsets. Addresses are placed into subsets according to the IPs they share. A single address with multiple ports, some of which are ready and some of which are not (because they come from different containers) will result in the address being displayed in different subsets for the different ports. No address will appear in both Addresses and NotReadyAddresses in the same subset. Sets of addresses and ports that comprise a service.",
+            ),
+            Column::AGE,
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        vec![
+            name_cell(obj),
+            json!(endpoints_cell(obj)),
+            age_cell(obj, now),
         ]
     }
 }
