@@ -10,9 +10,12 @@
 
 mod file;
 pub(crate) mod record;
+mod remote;
+mod wire;
 
 pub use file::FileJournal;
 pub use record::RecordError;
+pub use remote::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
 
 use std::path::PathBuf;
 
@@ -72,6 +75,51 @@ pub enum JournalError {
     /// A remote journal refused or failed the request.
     #[error("journal service: {0}")]
     Remote(String),
+    /// The journal service could not be reached, or the connection failed
+    /// during a request (nothing is known to have been written).
+    #[error("journal service {endpoint}: {op}: {source}")]
+    Connection {
+        /// The service's endpoint.
+        endpoint: String,
+        /// The request, e.g. `READ_RECORDS`.
+        op: &'static str,
+        /// The transport error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An append reached the connection but its acknowledgement never came
+    /// back: the write is not committed. The journal settles it (asks the
+    /// service to discard the record) before the next write.
+    #[error(
+        "journal service {endpoint}: append of record seq {seq} was not acknowledged: {source}"
+    )]
+    Unacknowledged {
+        /// The service's endpoint.
+        endpoint: String,
+        /// Sequence number of the record.
+        seq: u64,
+        /// Why no acknowledgement arrived.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The journal service answered with an error message.
+    #[error("journal service {endpoint} refused {op}: {message}")]
+    Refused {
+        /// The service's endpoint.
+        endpoint: String,
+        /// The request, e.g. `APPEND`.
+        op: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// The journal service broke the protocol (unexpected or oversize frame).
+    #[error("journal service {endpoint}: protocol violation: {reason}")]
+    Protocol {
+        /// The service's endpoint.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// The snapshot failed verification on restore.
     #[error("journal snapshot: {0}")]
     Snapshot(#[source] RecordError),
