@@ -1,5 +1,5 @@
 //! The real `daas-enclave --dev --journal unix:...` against the real `daas-host journal`, driven by the real
-//! `kubectl`: the host's files never contain a secret's bytes, and a SIGKILLed enclave restarted by the host's
+//! `kubectl`: the host's files (journal and snapshot) never contain a secret's bytes, and a SIGKILLed enclave restarted by the host's
 //! dev launcher (`daas-host launch-dev`) keeps every acknowledged write.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
@@ -105,6 +105,7 @@ fn the_host_cannot_read_a_secret_written_through_kubectl() {
     let mut enclave = Terminated(
         Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
             .args(enclave_command(&data, "tcp:127.0.0.1:0", &host.sock))
+            .args(["--snapshot-interval", "1"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -137,23 +138,78 @@ fn the_host_cannot_read_a_secret_written_through_kubectl() {
         after > before,
         "the secret's write reached the host journal"
     );
+    // ...and into a sealed snapshot on the host (the enclave writes one each second while the store changes):
+    // wait until one covers the secret's revision (`KDS1 | seq | revision | ...`).
+    let rv: u64 = kubectl
+        .ok(&[
+            "get",
+            "secret",
+            &name,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .parse()
+        .unwrap();
+    let snapshot = host.dir.join("snapshot");
+    loop {
+        if let Ok(b) = std::fs::read(&snapshot)
+            && b.len() > 20
+            && u64::from_be_bytes(b[12..20].try_into().unwrap()) >= rv
+        {
+            break;
+        }
+        assert!(
+            enclave.0.try_wait().unwrap().is_none(),
+            "the enclave exited before writing a snapshot"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        after > before,
+        "the secret's write reached the host journal"
+    );
     // ...and not one of the host's files holds the value, its base64 form, or even the object's name.
-    let all = files(&host.dir);
-    assert!(!all.is_empty());
-    for file in all {
+    let needles = [
+        ("secret value", secret.as_bytes()),
+        ("base64 of the secret value", b64.as_bytes()),
+        ("secret name", name.as_bytes()),
+    ];
+    let names: Vec<_> = files(&host.dir)
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"journal".into()) && names.contains(&"snapshot".into()),
+        "{names:?}"
+    );
+    let found = holders(&host.dir, &needles);
+    assert!(
+        found.is_empty(),
+        "the host can read cluster state: {found:?}"
+    );
+    // Control: the same scan does find plaintext when it is there.
+    let control = tempfile::tempdir().unwrap();
+    std::fs::create_dir(control.path().join("sub")).unwrap();
+    std::fs::write(
+        control.path().join("sub/f"),
+        format!("{{\"password\":\"{b64}\"}}"),
+    )
+    .unwrap();
+    assert_eq!(holders(control.path(), &needles).len(), 1);
+}
+
+/// `(file, what)` for every file under `dir` that contains one of the needles.
+fn holders(dir: &Path, needles: &[(&'static str, &[u8])]) -> Vec<(PathBuf, &'static str)> {
+    let mut out = Vec::new();
+    for file in files(dir) {
         let bytes = std::fs::read(&file).unwrap();
-        for (what, needle) in [
-            ("secret value", secret.as_bytes()),
-            ("base64 of the secret value", b64.as_bytes()),
-            ("secret name", name.as_bytes()),
-        ] {
-            assert!(
-                !contains(&bytes, needle),
-                "{} contains the {what}",
-                file.display()
-            );
+        for (what, needle) in needles {
+            if contains(&bytes, needle) {
+                out.push((file.clone(), *what));
+            }
         }
     }
+    out
 }
 
 /// The PID of `parent`'s (only) child process.

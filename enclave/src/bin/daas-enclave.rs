@@ -45,6 +45,33 @@ struct Args {
     /// Seconds to keep trying to reach the journal service at startup.
     #[arg(long, default_value_t = 30)]
     journal_connect_timeout: u64,
+    /// Seconds between sealed snapshots (written only if the store changed
+    /// since the last one); each snapshot lets the journal drop the records
+    /// it covers. 0 disables them.
+    #[arg(long, default_value_t = 300)]
+    snapshot_interval: u64,
+}
+
+/// Writes a sealed snapshot every `every` if the store has new revisions.
+async fn snapshot_loop(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = store.revision();
+    loop {
+        tick.tick().await;
+        let now = store.revision();
+        if now == last {
+            continue;
+        }
+        match store.write_snapshot().await {
+            Ok(revision) => {
+                tracing::info!(revision, "sealed snapshot written");
+                last = revision;
+            }
+            Err(e) => tracing::warn!(error = %e, "writing a sealed snapshot failed"),
+        }
+    }
 }
 
 /// Connects to the journal service, retrying until `timeout` (it may start
@@ -61,6 +88,12 @@ async fn connect_journal(endpoint: &JournalEndpoint, timeout: Duration) -> Resul
         .context("journal connect task")?;
         match attempt {
             Ok(j) => return Ok(j),
+            // A transport this build cannot use will not appear by waiting.
+            Err(enclave::store::JournalError::Connection { source, .. })
+                if source.kind() == std::io::ErrorKind::Unsupported =>
+            {
+                bail!("journal service {endpoint}: {source}");
+            }
             Err(e) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::info!(%endpoint, error = %e, "journal service not reachable yet; retrying");
                 tokio::time::sleep(delay).await;
@@ -150,6 +183,12 @@ async fn main() -> Result<()> {
         )
     })
     .context("opening the store")?;
+    let snapshots = (args.snapshot_interval > 0).then(|| {
+        tokio::spawn(snapshot_loop(
+            store.clone(),
+            Duration::from_secs(args.snapshot_interval),
+        ))
+    });
     let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
     ensure_namespaces(&objects).await?;
 
@@ -198,5 +237,8 @@ async fn main() -> Result<()> {
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
     serving.abort();
+    if let Some(task) = snapshots {
+        task.abort();
+    }
     Ok(())
 }
