@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use journal_support::{HostJournal, host_bin, lines, wait_for};
+use journal_support::{HostJournal, enclave_bin, host_bin, lines, wait_for};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// kubectl with its own cache directory, against the kubeconfig the enclave wrote.
@@ -103,7 +103,7 @@ fn the_host_cannot_read_a_secret_written_through_kubectl() {
     let host = HostJournal::start(&tmp.path().join("host"), &tmp.path().join("journal.sock"));
     let data = tmp.path().join("enclave");
     let mut enclave = Terminated(
-        Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+        Command::new(enclave_bin())
             .args(enclave_command(&data, "tcp:127.0.0.1:0", &host.sock))
             .args(["--snapshot-interval", "1"])
             .env("RUST_LOG", "warn")
@@ -243,7 +243,7 @@ fn a_sigkilled_enclave_restarted_by_the_launcher_keeps_every_acknowledged_write(
         Command::new(host_bin())
             .arg("launch-dev")
             .arg("--program")
-            .arg(env!("CARGO_BIN_EXE_daas-enclave"))
+            .arg(enclave_bin())
             .arg("--")
             .args(enclave_command(&data, &listen, &host.sock))
             .env("RUST_LOG", "warn")

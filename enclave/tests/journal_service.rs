@@ -137,6 +137,71 @@ async fn a_killed_host_fails_unacknowledged_writes_and_keeps_acknowledged_ones()
     close(store);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_under_concurrent_load_keeps_exactly_the_acknowledged_writes() {
+    const WRITERS: usize = 6;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut host = HostJournal::start(&tmp.path().join("host"), &tmp.path().join("j.sock"));
+    let store = open_store(&tmp.path().join("index"), host.endpoint()).unwrap();
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let (store, acked, failed, stop) =
+            (store.clone(), acked.clone(), failed.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0u64.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let key = format!("/k/{w}/{i}");
+                match store.create(key.as_bytes(), &value(i as usize)).await {
+                    Ok(TxnOutcome::Committed { .. }) => acked.lock().unwrap().push(key),
+                    Ok(other) => panic!("create of a fresh key failed its condition: {other:?}"),
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }));
+    }
+    let acks = || acked.lock().unwrap().len();
+    let wait_for_acks = |n: usize| async move {
+        while acks() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    wait_for_acks(200).await;
+    host.kill9();
+    // Writers keep trying while the service is down: every one of those writes fails.
+    let failed_before = failed.load(Ordering::SeqCst);
+    while failed.load(Ordering::SeqCst) < failed_before + 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    host.restart();
+    let after_restart = acks();
+    wait_for_acks(after_restart + 200).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    close(store);
+
+    // Every acknowledged write is there, and nothing else: a record the service kept without acknowledging it
+    // was discarded before the next write.
+    let store = open_store(&tmp.path().join("fresh-index"), host.endpoint()).unwrap();
+    let mut present = keys(&store);
+    let mut acked = acked.lock().unwrap().clone();
+    present.sort();
+    acked.sort();
+    assert_eq!(present.len(), acked.len(), "present vs acknowledged");
+    assert_eq!(present, acked);
+    assert!(failed.load(Ordering::SeqCst) >= 20);
+    close(store);
+}
+
 /// A proxy between the store and the service that can swallow the acknowledgement of the next APPEND (the
 /// service has made the record durable; the enclave never hears so) and then cut the connection.
 struct AckEater {

@@ -41,6 +41,26 @@ pub fn host_bin() -> PathBuf {
     bin
 }
 
+/// The `daas-enclave` binary: `$DAAS_ENCLAVE_BIN`, or the one cargo built for these tests. Checked for the
+/// `--journal` flag, since other checkouts sharing the target directory may have replaced it.
+pub fn enclave_bin() -> PathBuf {
+    let bin = std::env::var_os("DAAS_ENCLAVE_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_daas-enclave")),
+        PathBuf::from,
+    );
+    let help = Command::new(&bin)
+        .arg("--help")
+        .output()
+        .expect("daas-enclave runs");
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("--journal"),
+        "{} has no --journal flag (a stale build from another checkout?): rebuild it with \
+         `cargo build -p enclave --bin daas-enclave`, or point DAAS_ENCLAVE_BIN at it",
+        bin.display()
+    );
+    bin
+}
+
 /// Waits for a line starting with `prefix` on `child`'s stdout, in a thread; later lines are sent on the
 /// returned channel. Panics if the process ends first or nothing comes for a generous while (a hang guard, not
 /// a timing assertion).
