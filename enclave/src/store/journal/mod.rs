@@ -1,9 +1,11 @@
 //! The sealed journal: the source of truth for the store's state.
 //!
-//! Every committed batch of writes becomes one [`record`] — sealed with the
-//! journal key and hash-chained to the record before it — and is handed to a
-//! [`Journal`] implementation, which keeps it somewhere durable (a local file
-//! here; the host's journal service over vsock in enclave mode). A write is
+//! Every committed batch of writes becomes one record (format in
+//! `record.rs`) — sealed with the journal key and hash-chained to the record
+//! before it — and is handed to a [`Journal`] implementation, which keeps it
+//! somewhere durable: a local file ([`FileJournal`], dev mode and tests) or
+//! the host's journal service `daas-host journal` ([`RemoteJournal`], over
+//! vsock in enclave mode or a Unix socket in dev mode). A write is
 //! acknowledged only after [`Journal::append`] returns. The journal never
 //! sees plaintext: it can drop, reorder or alter records, and the store
 //! detects each of these when it restores.
