@@ -177,20 +177,25 @@ impl Conn {
     /// True if the service has closed its end (e.g. it restarted), so a request would certainly fail. Checked
     /// before an append, so a restarted service does not cost a refused write.
     fn peer_closed(&self) -> bool {
-        match self {
-            Self::Unix(s) => {
-                // Between requests nothing may arrive: a non-blocking read that would block means the connection
-                // is alive; end of stream, an error, or unsolicited bytes mean it must be replaced.
-                let mut b = [0u8; 1];
-                if s.set_nonblocking(true).is_err() {
-                    return true;
-                }
-                let mut reader: &UnixStream = s;
-                let alive = matches!(reader.read(&mut b), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
-                s.set_nonblocking(false).is_err() || !alive
+        // Between requests nothing may arrive: a non-blocking read that would block means the connection is
+        // alive; end of stream, an error, or unsolicited bytes mean it must be replaced.
+        fn closed<S>(s: &S, set_nonblocking: impl Fn(&S, bool) -> io::Result<()>) -> bool
+        where
+            for<'a> &'a S: Read,
+        {
+            let mut b = [0u8; 1];
+            if set_nonblocking(s, true).is_err() {
+                return true;
             }
+            let mut reader = s;
+            let alive =
+                matches!(reader.read(&mut b), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+            set_nonblocking(s, false).is_err() || !alive
+        }
+        match self {
+            Self::Unix(s) => closed(s, UnixStream::set_nonblocking),
             #[cfg(feature = "vsock")]
-            Self::Vsock(_) => false,
+            Self::Vsock(s) => closed(s, vsock::VsockStream::set_nonblocking),
         }
     }
 }
