@@ -529,27 +529,5 @@ impl Journal for RemoteJournal {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_parse_and_display() {
-        for s in ["unix:/run/daas/journal.sock", "vsock:3:7000"] {
-            assert_eq!(s.parse::<JournalEndpoint>().unwrap().to_string(), s);
-        }
-        for bad in ["unix:", "vsock:3", "vsock:x:1", "tcp:1.2.3.4:5", "/tmp/x"] {
-            assert!(bad.parse::<JournalEndpoint>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn an_unreachable_service_is_a_connection_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = RemoteJournal::connect(
-            JournalEndpoint::Unix(dir.path().join("nobody.sock")),
-            RemoteJournalOptions::default(),
-        )
-        .unwrap_err();
-        assert!(matches!(err, JournalError::Connection { .. }), "{err}");
-    }
-}
+#[path = "remote_tests.rs"]
+mod tests;
