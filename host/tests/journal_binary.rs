@@ -10,10 +10,28 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_daas-host");
+/// `$DAAS_HOST_BIN` or the binary cargo built; checked for the `journal` subcommand, because checkouts that share
+/// the target directory replace `target/debug/daas-host` with their own build.
+fn bin() -> std::path::PathBuf {
+    let bin = std::env::var_os("DAAS_HOST_BIN").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_BIN_EXE_daas-host")),
+        std::path::PathBuf::from,
+    );
+    let help = std::process::Command::new(&bin)
+        .args(["journal", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        help.status.success(),
+        "{} has no `journal` subcommand (replaced by another checkout's build?): rebuild it with \
+         `cargo build -p host --bin daas-host`, or point DAAS_HOST_BIN at it",
+        bin.display()
+    );
+    bin
+}
 
 async fn start(dir: &Path, sock: &Path, extra: &[&str]) -> Child {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .arg("journal")
         .arg("--dir")
         .arg(dir)
@@ -126,7 +144,7 @@ async fn a_second_service_on_the_same_directory_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let _first = start(&dir, &tmp.path().join("a.sock"), &[]).await;
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .arg("journal")
         .arg("--dir")
         .arg(&dir)
