@@ -85,6 +85,40 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A journal file operation failed (`daas-host journal`).
+    #[error("journal: {op} {path}")]
+    JournalIo {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The journal file's own length framing is damaged (not a sealed-record check: the host cannot do those).
+    #[error("journal file framing damaged at byte {offset}: {reason}")]
+    JournalFraming {
+        /// Byte offset in the journal file.
+        offset: u64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Another journal service holds the directory's lock.
+    #[error("journal directory {path} is in use by another journal service")]
+    JournalLocked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// An earlier failed append could not be rolled back; the journal refuses writes until the service restarts.
+    #[error("journal is poisoned by an earlier failure: {0}")]
+    JournalPoisoned(String),
+    /// A journal request is out of order or inconsistent (e.g. a snapshot chunk without a begin).
+    #[error("journal request refused: {reason}")]
+    JournalRequest {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),

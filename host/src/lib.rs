@@ -10,12 +10,15 @@
 //! - [`relay`]: [`Relay`], public TCP to the enclave with limits, timeouts, drain and PROXY v2.
 //! - [`outbound`]: [`OutboundProxy`], the enclave's allowlisted way out (compare AWS `vsock-proxy`).
 //! - [`metrics`]: Prometheus counters and the `/metrics` admin endpoint.
+//! - [`journal`]: [`JournalService`], sealed journal storage for the enclave's store (opaque records, fsync before
+//!   acknowledging, atomic snapshots).
 //! - [`launcher`]: `nitro-cli` driving ([`NitroCli`]) and the dev-mode child supervisor ([`DevSupervisor`]).
 //! - [`bench`]: the load behind `daas bench relay` (relay vs direct vs socat).
 //! - The binary `daas-host` wires these to flags.
 
 pub mod bench;
 pub mod error;
+pub mod journal;
 pub mod launcher;
 pub mod metrics;
 pub mod outbound;
@@ -25,6 +28,7 @@ mod tls_watch;
 pub mod transport;
 
 pub use error::{Error, Result};
+pub use journal::{JournalConfig, JournalService};
 pub use launcher::{DevSupervisor, NitroCli};
 pub use metrics::{CloseReason, TrafficMetrics};
 pub use outbound::{Allowlist, OutboundProxy, OutboundRoute};

@@ -1,4 +1,4 @@
-//! `daas-host`: the untrusted host's services — relay, outbound proxy, enclave launcher.
+//! `daas-host`: the untrusted host's services — relay, outbound proxy, sealed journal storage, enclave launcher.
 //!
 //! Each service prints one line `<service> listening on <endpoint>` to standard output once it is bound (so
 //! scripts and tests can use port 0), logs to standard error, and stops gracefully on SIGTERM or SIGINT.
@@ -37,6 +37,24 @@ enum Command {
     Launch(LaunchArgs),
     /// Dev mode: run the enclave binary as a child process and restart it whenever it exits.
     LaunchDev(LaunchDevArgs),
+    /// Keep the enclave's sealed journal and snapshots durably in a directory (the host cannot read them).
+    Journal(JournalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct JournalArgs {
+    /// Directory for the journal and snapshot files (created if missing; locked while served).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Where the enclave connects: `vsock:any:PORT` (production) or `unix:PATH` (dev).
+    #[arg(long)]
+    listen: Endpoint,
+    /// Largest accepted frame in bytes (one record must fit in one frame).
+    #[arg(long, default_value_t = host::journal::DEFAULT_MAX_FRAME_BYTES)]
+    max_frame_bytes: u32,
+    /// Largest accepted snapshot in bytes.
+    #[arg(long, default_value_t = host::journal::DEFAULT_MAX_SNAPSHOT_BYTES)]
+    max_snapshot_bytes: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,7 +180,24 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(starts, "dev launcher stopped");
             Ok(())
         }
+        Command::Journal(args) => journal(args, shutdown).await,
     }
+}
+
+async fn journal(args: JournalArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = host::JournalConfig::new(&args.dir)
+        .max_frame_bytes(args.max_frame_bytes)
+        .max_snapshot_bytes(args.max_snapshot_bytes);
+    let service = tokio::task::spawn_blocking(move || host::JournalService::open(&config))
+        .await
+        .context("opening the journal directory")?
+        .with_context(|| format!("opening the journal in {}", args.dir.display()))?;
+    let listener = Listener::bind(&args.listen).await?;
+    println!("journal listening on {}", listener.local_endpoint()?);
+    tracing::info!(dir = %args.dir.display(), "journal service started");
+    service.serve(listener, shutdown).await;
+    tracing::info!("journal service stopped");
+    Ok(())
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -2,6 +2,8 @@
 //!
 //! Dev mode (`--dev`) keeps everything under `--data-dir`: the store index
 //! and journal, a dev sealing key, the dev PKI, and `admin.kubeconfig`.
+//! With `--journal unix:PATH|vsock:CID:PORT` the journal is kept by the
+//! host's journal service (`daas-host journal`) instead of a local file.
 //! It prints `ready <url>` on stdout once it accepts connections.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +16,8 @@ use enclave::api::{
     ApiConfig, ApiServer, Authenticator, DevPki, ListenAddr, Listener, UserInfo, pki, tls_config,
 };
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
-use enclave::store::{FileJournal, StaticKeys, Store, StoreOptions};
+use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
+use enclave::store::{FileJournal, Journal, StaticKeys, Store, StoreOptions};
 use ring::rand::{SecureRandom, SystemRandom};
 
 #[derive(Debug, Parser)]
@@ -35,6 +38,73 @@ struct Args {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 60)]
     bookmark_interval: u64,
+    /// The host's journal service, `unix:PATH` or `vsock:CID:PORT`; default:
+    /// a local journal file under the data directory.
+    #[arg(long)]
+    journal: Option<JournalEndpoint>,
+    /// Seconds to keep trying to reach the journal service at startup.
+    #[arg(long, default_value_t = 30)]
+    journal_connect_timeout: u64,
+    /// Seconds between sealed snapshots (written only if the store changed
+    /// since the last one); each snapshot lets the journal drop the records
+    /// it covers. 0 disables them.
+    #[arg(long, default_value_t = 300)]
+    snapshot_interval: u64,
+}
+
+/// Writes a sealed snapshot every `every` if the store has new revisions.
+async fn snapshot_loop(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = store.revision();
+    loop {
+        tick.tick().await;
+        let now = store.revision();
+        if now == last {
+            continue;
+        }
+        match store.write_snapshot().await {
+            Ok(revision) => {
+                tracing::info!(revision, "sealed snapshot written");
+                last = revision;
+            }
+            Err(e) => tracing::warn!(error = %e, "writing a sealed snapshot failed"),
+        }
+    }
+}
+
+/// Connects to the journal service, retrying until `timeout` (it may start
+/// after the enclave).
+async fn connect_journal(endpoint: &JournalEndpoint, timeout: Duration) -> Result<RemoteJournal> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let ep = endpoint.clone();
+        let attempt = tokio::task::spawn_blocking(move || {
+            RemoteJournal::connect(ep, RemoteJournalOptions::default())
+        })
+        .await
+        .context("journal connect task")?;
+        match attempt {
+            Ok(j) => return Ok(j),
+            // A transport this build cannot use will not appear by waiting.
+            Err(enclave::store::JournalError::Connection { source, .. })
+                if source.kind() == std::io::ErrorKind::Unsupported =>
+            {
+                bail!("journal service {endpoint}: {source}");
+            }
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::info!(%endpoint, error = %e, "journal service not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("connecting to the journal service {endpoint}"));
+            }
+        }
+    }
 }
 
 /// Reads `path`, or creates it with `n` random bytes (mode 0600).
@@ -95,13 +165,30 @@ async fn main() -> Result<()> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("cluster id length"))?;
     let keys = StaticKeys::single(key);
-    let journal = FileJournal::open(dir.join("journal")).context("opening the journal")?;
-    let store = Store::open(
-        StoreOptions::new(dir.join("index"), cluster),
-        &keys,
-        Box::new(journal),
-    )
+    let journal: Box<dyn Journal> = match &args.journal {
+        Some(endpoint) => {
+            let timeout = Duration::from_secs(args.journal_connect_timeout);
+            let j = connect_journal(endpoint, timeout).await?;
+            tracing::info!(%endpoint, "journal kept by the host's journal service");
+            Box::new(j)
+        }
+        None => Box::new(FileJournal::open(dir.join("journal")).context("opening the journal")?),
+    };
+    // Restoring reads the whole journal (possibly over a socket): blocking work.
+    let store = tokio::task::block_in_place(|| {
+        Store::open(
+            StoreOptions::new(dir.join("index"), cluster),
+            &keys,
+            journal,
+        )
+    })
     .context("opening the store")?;
+    let snapshots = (args.snapshot_interval > 0).then(|| {
+        tokio::spawn(snapshot_loop(
+            store.clone(),
+            Duration::from_secs(args.snapshot_interval),
+        ))
+    });
     let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
     ensure_namespaces(&objects).await?;
 
@@ -150,5 +237,8 @@ async fn main() -> Result<()> {
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
     serving.abort();
+    if let Some(task) = snapshots {
+        task.abort();
+    }
     Ok(())
 }

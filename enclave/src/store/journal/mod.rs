@@ -1,18 +1,23 @@
 //! The sealed journal: the source of truth for the store's state.
 //!
-//! Every committed batch of writes becomes one [`record`] — sealed with the
-//! journal key and hash-chained to the record before it — and is handed to a
-//! [`Journal`] implementation, which keeps it somewhere durable (a local file
-//! here; the host's journal service over vsock in enclave mode). A write is
+//! Every committed batch of writes becomes one record (format in
+//! `record.rs`) — sealed with the journal key and hash-chained to the record
+//! before it — and is handed to a [`Journal`] implementation, which keeps it
+//! somewhere durable: a local file ([`FileJournal`], dev mode and tests) or
+//! the host's journal service `daas-host journal` ([`RemoteJournal`], over
+//! vsock in enclave mode or a Unix socket in dev mode). A write is
 //! acknowledged only after [`Journal::append`] returns. The journal never
 //! sees plaintext: it can drop, reorder or alter records, and the store
 //! detects each of these when it restores.
 
 mod file;
 pub(crate) mod record;
+mod remote;
+mod wire;
 
 pub use file::FileJournal;
 pub use record::RecordError;
+pub use remote::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
 
 use std::path::PathBuf;
 
@@ -96,6 +101,51 @@ pub enum JournalError {
     /// A remote journal refused or failed the request.
     #[error("journal service: {0}")]
     Remote(String),
+    /// The journal service could not be reached, or the connection failed
+    /// during a request (nothing is known to have been written).
+    #[error("journal service {endpoint}: {op}: {source}")]
+    Connection {
+        /// The service's endpoint.
+        endpoint: String,
+        /// The request, e.g. `READ_RECORDS`.
+        op: &'static str,
+        /// The transport error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An append reached the connection but its acknowledgement never came
+    /// back: the write is not committed. The journal settles it (asks the
+    /// service to discard the record) before the next write.
+    #[error(
+        "journal service {endpoint}: append of record seq {seq} was not acknowledged: {source}"
+    )]
+    Unacknowledged {
+        /// The service's endpoint.
+        endpoint: String,
+        /// Sequence number of the record.
+        seq: u64,
+        /// Why no acknowledgement arrived.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The journal service answered with an error message.
+    #[error("journal service {endpoint} refused {op}: {message}")]
+    Refused {
+        /// The service's endpoint.
+        endpoint: String,
+        /// The request, e.g. `APPEND`.
+        op: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// The journal service broke the protocol (unexpected or oversize frame).
+    #[error("journal service {endpoint}: protocol violation: {reason}")]
+    Protocol {
+        /// The service's endpoint.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// The snapshot failed verification on restore.
     #[error("journal snapshot: {0}")]
     Snapshot(#[source] RecordError),

@@ -1,0 +1,407 @@
+//! Sealed journal storage: the enclave's store keeps its source of truth here, on the host's disk, in bytes the
+//! host cannot read.
+//!
+//! The enclave seals every committed batch (AES-256-GCM) and hash-chains it to the previous one before sending it;
+//! [`JournalService`] only makes those bytes durable and hands them back. It may drop, reorder or alter them — the
+//! enclave detects each when it restores — but it cannot read or forge them. The service reads exactly one thing
+//! out of a record: the cleartext sequence number in its header, to prune records a snapshot covers and to
+//! discard an unacknowledged tail (see `storage`).
+//!
+//! # Protocol
+//!
+//! One enclave connection at a time, over vsock (production) or a Unix socket (dev). A newer connection replaces
+//! the older one (a restarted enclave must not wait for its predecessor's dead connection); the older one is
+//! closed between requests, never in the middle of one. Every message is a frame `u32 BE length | kind u8 |
+//! body`, with `length` (kind + body) between 1 and the frame limit ([`JournalConfig::max_frame_bytes`]).
+//! Requests and their responses:
+//!
+//! | request | body | response |
+//! |---|---|---|
+//! | `0x01 HELLO` (first) | `"KDJP" | u16 version` | `OK u16 version | u32 frame limit` |
+//! | `0x02 APPEND` | one sealed record | `OK`, sent only after write + fsync |
+//! | `0x03 READ_RECORDS` | — | `RECORD record`… then `END u64 count` |
+//! | `0x04 READ_SNAPSHOT` | — | `NONE`, or `CHUNK bytes`… then `END u64 total length` |
+//! | `0x05 SNAPSHOT_BEGIN` | — | `OK` |
+//! | `0x06 SNAPSHOT_CHUNK` | bytes | `OK` |
+//! | `0x07 SNAPSHOT_COMMIT` | `u64 total length | u64 covers_through_seq` | `OK` after tmp fsync, rename, directory fsync and pruning |
+//! | `0x08 DISCARD_FROM` | `u64 seq` | `OK u64 dropped`: trailing records with seq ≥ `seq` removed |
+//!
+//! Response kinds: `0x80 OK`, `0x81 RECORD`, `0x82 CHUNK`, `0x83 END`, `0x84 NONE`, `0xFF ERROR utf-8 message`.
+//! A request that is malformed (unknown kind, wrong body, out of order) gets `ERROR` and the connection stays
+//! usable; a frame over the limit or with length 0 gets `ERROR` and the connection is closed, since its body was
+//! not read. A connection that drops in the middle of a frame changes nothing: a record is written only once
+//! its whole frame has arrived, and a torn write left by a crash is cut when the directory is opened again.
+
+mod storage;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::transport::{Listener, PeerAddr, Stream};
+use storage::JournalDir;
+use wire::FrameError;
+
+/// Default frame limit: 64 MiB, enough for the store's largest record (a 16 MiB group plus one 3 MiB value, keys
+/// and framing).
+pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
+/// Default snapshot size limit: 16 GiB.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Where and how to keep the journal. Build with [`JournalConfig::new`].
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    dir: PathBuf,
+    max_frame_bytes: u32,
+    max_snapshot_bytes: u64,
+}
+
+impl JournalConfig {
+    /// The journal in `dir` with default limits.
+    #[must_use]
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+        }
+    }
+
+    /// Largest accepted frame (kind byte + body). Default [`DEFAULT_MAX_FRAME_BYTES`]; at least 64 bytes.
+    #[must_use]
+    pub fn max_frame_bytes(mut self, n: u32) -> Self {
+        self.max_frame_bytes = n;
+        self
+    }
+
+    /// Largest accepted snapshot. Default [`DEFAULT_MAX_SNAPSHOT_BYTES`].
+    #[must_use]
+    pub fn max_snapshot_bytes(mut self, n: u64) -> Self {
+        self.max_snapshot_bytes = n;
+        self
+    }
+
+    /// The journal directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The host's journal service. See the module documentation for the protocol.
+#[derive(Debug)]
+pub struct JournalService {
+    storage: Arc<Mutex<JournalDir>>,
+    max_frame_bytes: u32,
+}
+
+impl JournalService {
+    /// Validates `config`, then opens its directory: takes its lock, cuts a torn final record (an append that was
+    /// never acknowledged) and removes temporary files. Blocking file I/O; call it before serving or from a
+    /// blocking context.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a frame limit under 64 bytes, [`Error::JournalLocked`] if another service
+    /// holds the directory, [`Error::JournalIo`] if it cannot be created or read.
+    pub fn open(config: &JournalConfig) -> Result<Self> {
+        if config.max_frame_bytes < 64 {
+            return Err(Error::InvalidConfig {
+                field: "max_frame_bytes",
+                reason: "must be at least 64",
+            });
+        }
+        let storage = JournalDir::open(&config.dir, config.max_snapshot_bytes)?;
+        Ok(Self {
+            storage: Arc::new(Mutex::new(storage)),
+            max_frame_bytes: config.max_frame_bytes,
+        })
+    }
+
+    /// Accepts enclave connections on `listener` and serves each until a newer one arrives, it closes, or
+    /// `shutdown` fires. A request being handled when shutdown fires is finished first.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), host::Error> {
+    /// use host::journal::{JournalConfig, JournalService};
+    /// let service = JournalService::open(&JournalConfig::new("/var/lib/daas/journal"))?;
+    /// let listener = host::Listener::bind(&"vsock:any:7000".parse()?).await?;
+    /// service.serve(listener, tokio_util::sync::CancellationToken::new()).await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve(self, listener: Listener, shutdown: CancellationToken) {
+        let mut current: Option<(CancellationToken, JoinHandle<()>)> = None;
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "journal service: accept failed");
+                    // Out of descriptors and the like: do not spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if let Some((token, task)) = current.take() {
+                tracing::info!("a new enclave connection replaces the current one");
+                token.cancel();
+                let _ = task.await;
+            }
+            let token = shutdown.child_token();
+            let conn = Connection {
+                stream,
+                storage: Arc::clone(&self.storage),
+                limit: self.max_frame_bytes,
+                token: token.clone(),
+                hello: false,
+            };
+            current = Some((token, tokio::spawn(conn.run(peer))));
+        }
+        if let Some((token, task)) = current {
+            token.cancel();
+            let _ = task.await;
+        }
+    }
+}
+
+/// One enclave connection.
+struct Connection {
+    stream: Stream,
+    storage: Arc<Mutex<JournalDir>>,
+    limit: u32,
+    token: CancellationToken,
+    hello: bool,
+}
+
+/// Writes `frames` and flushes.
+async fn send(stream: &mut Stream, frames: &[(u8, Vec<u8>)]) -> std::io::Result<()> {
+    for (kind, body) in frames {
+        wire::write_frame(stream, *kind, body).await?;
+    }
+    stream.flush().await
+}
+
+/// What a request handler wants sent back.
+enum Reply {
+    /// One frame.
+    One(u8, Vec<u8>),
+    /// Several frames (a streamed read).
+    Many(Vec<(u8, Vec<u8>)>),
+}
+
+/// A refused request: the message sent in the `ERROR` frame.
+struct Refusal(String);
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Self(error_chain(&e))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+fn refuse(reason: impl Into<String>) -> Refusal {
+    Refusal(reason.into())
+}
+
+impl Connection {
+    async fn run(mut self, peer: PeerAddr) {
+        tracing::info!(?peer, "enclave connected to the journal service");
+        loop {
+            let frame = tokio::select! {
+                () = self.token.cancelled() => break,
+                f = wire::read_frame(&mut self.stream, self.limit) => f,
+            };
+            let (kind, body) = match frame {
+                Ok(f) => f,
+                Err(FrameError::Closed) => break,
+                Err(FrameError::Io(e)) => {
+                    tracing::warn!(error = %e, "journal connection failed mid-frame; the partial request is dropped");
+                    break;
+                }
+                Err(FrameError::Oversize { len, limit }) => {
+                    let msg = format!(
+                        "frame of {len} bytes exceeds the journal service's limit of {limit} bytes (--max-frame-bytes)"
+                    );
+                    tracing::warn!("{msg}; closing the connection");
+                    let _ = send(&mut self.stream, &[(wire::ERROR, msg.into_bytes())]).await;
+                    break;
+                }
+                Err(FrameError::Empty) => {
+                    let msg = "malformed frame: length 0 (a frame carries at least its kind byte)";
+                    tracing::warn!("{msg}; closing the connection");
+                    let _ = send(&mut self.stream, &[(wire::ERROR, msg.into())]).await;
+                    break;
+                }
+            };
+            let reply = match self.handle(kind, body).await {
+                Ok(Reply::One(k, b)) => vec![(k, b)],
+                Ok(Reply::Many(frames)) => frames,
+                Err(Refusal(msg)) => {
+                    tracing::warn!(kind, error = %msg, "journal request refused");
+                    vec![(wire::ERROR, msg.into_bytes())]
+                }
+            };
+            let sent = tokio::select! {
+                () = self.token.cancelled() => break,
+                r = send(&mut self.stream, &reply) => r,
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "journal connection failed while replying");
+                break;
+            }
+        }
+        // A snapshot upload this connection started can never be committed now.
+        let storage = Arc::clone(&self.storage);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut s) = storage.lock() {
+                s.abort_snapshot();
+            }
+        })
+        .await;
+        tracing::info!(?peer, "enclave connection to the journal service closed");
+    }
+
+    /// Runs `op` on the storage in a blocking thread.
+    async fn storage<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut JournalDir) -> Result<T> + Send + 'static,
+    ) -> Result<T, Refusal> {
+        let storage = Arc::clone(&self.storage);
+        tokio::task::spawn_blocking(move || {
+            let mut s = storage
+                .lock()
+                .map_err(|_| refuse("journal storage lock poisoned by a panic"))?;
+            op(&mut s).map_err(Refusal::from)
+        })
+        .await
+        .map_err(|e| refuse(format!("journal storage task failed: {e}")))?
+    }
+
+    async fn handle(&mut self, kind: u8, body: Vec<u8>) -> Result<Reply, Refusal> {
+        if kind == wire::HELLO {
+            return self.hello(&body);
+        }
+        if !self.hello {
+            return Err(refuse(format!(
+                "request kind {kind:#04x} before HELLO; send HELLO first"
+            )));
+        }
+        let ok = || Reply::One(wire::OK, Vec::new());
+        match kind {
+            wire::APPEND => {
+                if body.is_empty() {
+                    return Err(refuse("APPEND of an empty record"));
+                }
+                self.storage(move |s| s.append(&body)).await?;
+                Ok(ok())
+            }
+            wire::READ_RECORDS => {
+                no_body(kind, &body)?;
+                let records = self.storage(|s| s.read_records()).await?;
+                let count = records.len() as u64;
+                let mut frames: Vec<_> = records.into_iter().map(|r| (wire::RECORD, r)).collect();
+                frames.push((wire::END, count.to_be_bytes().to_vec()));
+                Ok(Reply::Many(frames))
+            }
+            wire::READ_SNAPSHOT => {
+                no_body(kind, &body)?;
+                let Some(snapshot) = self.storage(|s| s.read_snapshot()).await? else {
+                    return Ok(Reply::One(wire::NONE, Vec::new()));
+                };
+                let chunk = (self.limit as usize - 1).min(1024 * 1024);
+                let mut frames: Vec<_> = snapshot
+                    .chunks(chunk)
+                    .map(|c| (wire::CHUNK, c.to_vec()))
+                    .collect();
+                frames.push((wire::END, (snapshot.len() as u64).to_be_bytes().to_vec()));
+                Ok(Reply::Many(frames))
+            }
+            wire::SNAPSHOT_BEGIN => {
+                no_body(kind, &body)?;
+                self.storage(|s| s.begin_snapshot()).await?;
+                Ok(ok())
+            }
+            wire::SNAPSHOT_CHUNK => {
+                self.storage(move |s| s.snapshot_chunk(&body)).await?;
+                Ok(ok())
+            }
+            wire::SNAPSHOT_COMMIT => {
+                let (total, covers) = match (
+                    body.get(..8).and_then(wire::body_u64),
+                    body.get(8..).and_then(wire::body_u64),
+                ) {
+                    (Some(t), Some(c)) => (t, c),
+                    _ => {
+                        return Err(refuse(
+                            "SNAPSHOT_COMMIT body must be u64 total length | u64 covers_through_seq",
+                        ));
+                    }
+                };
+                self.storage(move |s| s.commit_snapshot(total, covers))
+                    .await?;
+                Ok(ok())
+            }
+            wire::DISCARD_FROM => {
+                let seq = wire::body_u64(&body)
+                    .ok_or_else(|| refuse("DISCARD_FROM body must be a u64 sequence number"))?;
+                let dropped = self.storage(move |s| s.discard_from(seq)).await?;
+                Ok(Reply::One(wire::OK, dropped.to_be_bytes().to_vec()))
+            }
+            other => Err(refuse(format!("unknown request kind {other:#04x}"))),
+        }
+    }
+
+    fn hello(&mut self, body: &[u8]) -> Result<Reply, Refusal> {
+        let magic = body.get(..4);
+        let version = body
+            .get(4..)
+            .and_then(|v| <[u8; 2]>::try_from(v).ok())
+            .map(u16::from_be_bytes);
+        match (magic, version) {
+            (Some(m), Some(wire::VERSION)) if m == wire::MAGIC => {
+                self.hello = true;
+                let mut out = wire::VERSION.to_be_bytes().to_vec();
+                out.extend_from_slice(&self.limit.to_be_bytes());
+                Ok(Reply::One(wire::OK, out))
+            }
+            (Some(m), Some(v)) if m == wire::MAGIC => Err(refuse(format!(
+                "protocol version {v} is not supported (this service speaks {})",
+                wire::VERSION
+            ))),
+            _ => Err(refuse(
+                "HELLO body must be \"KDJP\" followed by a u16 version",
+            )),
+        }
+    }
+}
+
+fn no_body(kind: u8, body: &[u8]) -> Result<(), Refusal> {
+    if body.is_empty() {
+        Ok(())
+    } else {
+        Err(refuse(format!(
+            "request kind {kind:#04x} takes no body, got {} bytes",
+            body.len()
+        )))
+    }
+}
