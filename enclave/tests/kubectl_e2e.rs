@@ -323,6 +323,10 @@ spec:
             ],
             "deployment.apps/d3 created",
         ),
+        (
+            vec!["create", "service", "clusterip", "s3", "--tcp=80:8080"],
+            "service/s3 created",
+        ),
     ] {
         let mut a = vec!["-n", n];
         a.extend(args);

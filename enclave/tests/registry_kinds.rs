@@ -522,6 +522,37 @@ async fn tables_use_upstream_columns() {
         t["rows"][0]["cells"][1],
         "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 1 more..."
     );
+
+    let info = f.info("discovery.k8s.io", "endpointslices");
+    let slice = f
+        .create(
+            "discovery.k8s.io",
+            "endpointslices",
+            json!({"metadata": {"name": "web-abc"},
+            "addressType": "IPv4", "ports": [{"port": 80}, {"name": "https"}],
+            "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2"]}]}),
+        )
+        .await
+        .unwrap();
+    let t = table::table(&info, &[slice], json!({}), table::IncludeObject::None, true);
+    let cells = &t["rows"][0]["cells"];
+    assert_eq!(
+        (&cells[1], &cells[2], &cells[3]),
+        (
+            &json!("IPv4"),
+            &json!("80,https"),
+            &json!("10.0.0.1,10.0.0.2")
+        )
+    );
+    let e = f
+        .create(
+            "discovery.k8s.io",
+            "endpointslices",
+            json!({"metadata": {"name": "bad"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(causes(&e)[0].0, "addressType");
 }
 
 #[test]
@@ -543,6 +574,7 @@ fn discovery_names_match_upstream() {
     check("batch", "jobs", true, &[], true);
     check("batch", "cronjobs", true, &["cj"], true);
     check("events.k8s.io", "events", true, &["ev"], false);
+    check("discovery.k8s.io", "endpointslices", true, &[], false);
     check("rbac.authorization.k8s.io", "roles", true, &[], false);
     check(
         "rbac.authorization.k8s.io",

@@ -1,11 +1,13 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), as
-//! kubectl 1.32+ sends them for `create namespace|configmap|secret|
-//! serviceaccount|role|rolebinding|clusterrole|clusterrolebinding|quota|
-//! pdb|priorityclass|ingress` and `auth whoami|can-i` ([`kinds`] has the
-//! mappings of the newer kinds). The wire format is decoded by the generated `k8s-pb`
+//! kubectl 1.32+ sends them for typed creates (`create namespace|configmap|
+//! secret|serviceaccount|service|deployment|job|cronjob|role|rolebinding|
+//! clusterrole|clusterrolebinding|quota|pdb|priorityclass|ingress`) and for
+//! `auth whoami|can-i`. The wire format is decoded by the generated `k8s-pb`
 //! types; each supported kind is then mapped to its JSON form field by
-//! field (with a round-trip test per kind so no field is dropped). Kinds
-//! without a mapping get 415 with a message naming the kind.
+//! field, with a round-trip test per kind so no field is dropped
+//! ([`kinds`] for the rbac, policy and networking kinds, [`workloads`] for
+//! workloads and services, whose mappers refuse fields they do not map).
+//! Kinds without a mapping get 415 with a message naming the kind.
 
 mod kinds;
 mod workloads;
@@ -302,6 +304,7 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
         ("v1", "ServiceAccount") => Ok(service_account(
             core::ServiceAccount::decode(raw).map_err(bad)?,
         )),
+        ("v1", "Service") => workloads::service(core::Service::decode(raw).map_err(bad)?),
         ("apps/v1", "Deployment") => {
             workloads::deployment(apps::Deployment::decode(raw).map_err(bad)?)
         }
@@ -869,6 +872,32 @@ mod tests {
         assert_eq!(
             v["spec"],
             json!({"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template_json})
+        );
+        let svc = core::Service {
+            metadata: full_meta(),
+            spec: Some(core::ServiceSpec {
+                ports: vec![core::ServicePort {
+                    name: Some("80-8080".into()),
+                    protocol: Some("TCP".into()),
+                    port: Some(80),
+                    target_port: Some(k8s_pb::apimachinery::pkg::util::intstr::IntOrString {
+                        r#type: Some(0),
+                        int_val: Some(8080),
+                        str_val: None,
+                    }),
+                    ..Default::default()
+                }],
+                selector: BTreeMap::from([("app".into(), "web".into())]),
+                r#type: Some("ClusterIP".into()),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode(&envelope("v1", "Service", svc.encode_to_vec())).unwrap();
+        assert_eq!(
+            v["spec"],
+            json!({"ports": [{"name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080}],
+                   "selector": {"app": "web"}, "type": "ClusterIP"})
         );
         // A field the mapping does not cover is refused, not dropped.
         let mut t = pod_template();

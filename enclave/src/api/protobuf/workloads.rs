@@ -1,6 +1,6 @@
 //! Protobuf-to-JSON mappings of the workloads kubectl 1.32+ creates through
-//! typed clients (`create deployment|job|cronjob`): Deployment, Job and
-//! CronJob with their pod templates.
+//! typed clients (`create deployment|job|cronjob|service`): Deployment,
+//! Job and CronJob with their pod templates, and Service.
 //!
 //! A pod spec has far more fields than are mapped here, so every mapper
 //! takes the fields it maps out of the message and then requires the rest
@@ -313,6 +313,95 @@ pub(super) fn deployment(x: apps::Deployment) -> Res<Value> {
             opt(&take(&mut s.progress_deadline_seconds)),
         );
         nothing_left(&s, "DeploymentSpec")?;
+        o.insert("spec".into(), Value::Object(m));
+    }
+    Ok(Value::Object(o))
+}
+
+/// `v1 Service` (`create service clusterip|nodeport|loadbalancer|externalname`).
+pub(super) fn service(x: core::Service) -> Res<Value> {
+    let mut o = top("v1", "Service", &x.metadata);
+    if let Some(mut s) = x.spec {
+        let mut m = Map::new();
+        let mut ports = Vec::new();
+        for mut p in take(&mut s.ports) {
+            let mut pm = Map::new();
+            put(&mut pm, "name", opt(&take(&mut p.name)));
+            put(&mut pm, "protocol", opt(&take(&mut p.protocol)));
+            put(&mut pm, "appProtocol", opt(&take(&mut p.app_protocol)));
+            put(&mut pm, "port", opt(&take(&mut p.port)));
+            put(
+                &mut pm,
+                "targetPort",
+                int_or_string(&take(&mut p.target_port)),
+            );
+            put(&mut pm, "nodePort", opt(&take(&mut p.node_port)));
+            ports.push(Value::Object(pm));
+        }
+        put(&mut m, "ports", Value::Array(ports));
+        put(&mut m, "selector", json!(take(&mut s.selector)));
+        put(&mut m, "clusterIP", opt(&take(&mut s.cluster_ip)));
+        put(&mut m, "clusterIPs", json!(take(&mut s.cluster_ips)));
+        put(&mut m, "type", opt(&take(&mut s.r#type)));
+        put(&mut m, "externalIPs", json!(take(&mut s.external_ips)));
+        put(
+            &mut m,
+            "sessionAffinity",
+            opt(&take(&mut s.session_affinity)),
+        );
+        put(
+            &mut m,
+            "loadBalancerIP",
+            opt(&take(&mut s.load_balancer_ip)),
+        );
+        put(
+            &mut m,
+            "loadBalancerSourceRanges",
+            json!(take(&mut s.load_balancer_source_ranges)),
+        );
+        put(&mut m, "externalName", opt(&take(&mut s.external_name)));
+        put(
+            &mut m,
+            "externalTrafficPolicy",
+            opt(&take(&mut s.external_traffic_policy)),
+        );
+        put(
+            &mut m,
+            "healthCheckNodePort",
+            opt(&take(&mut s.health_check_node_port)),
+        );
+        put(
+            &mut m,
+            "publishNotReadyAddresses",
+            opt(&take(&mut s.publish_not_ready_addresses)),
+        );
+        put(&mut m, "ipFamilies", json!(take(&mut s.ip_families)));
+        put(
+            &mut m,
+            "ipFamilyPolicy",
+            opt(&take(&mut s.ip_family_policy)),
+        );
+        put(
+            &mut m,
+            "allocateLoadBalancerNodePorts",
+            opt(&take(&mut s.allocate_load_balancer_node_ports)),
+        );
+        put(
+            &mut m,
+            "loadBalancerClass",
+            opt(&take(&mut s.load_balancer_class)),
+        );
+        put(
+            &mut m,
+            "internalTrafficPolicy",
+            opt(&take(&mut s.internal_traffic_policy)),
+        );
+        put(
+            &mut m,
+            "trafficDistribution",
+            opt(&take(&mut s.traffic_distribution)),
+        );
+        nothing_left(&s, "ServiceSpec")?;
         o.insert("spec".into(), Value::Object(m));
     }
     Ok(Value::Object(o))

@@ -501,6 +501,13 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(core::Leases),
         ),
         res(
+            ("discovery.k8s.io", "v1"),
+            "EndpointSlice",
+            ("endpointslices", "endpointslice"),
+            Namespaced,
+            Box::new(services::EndpointSlices),
+        ),
+        res(
             ("events.k8s.io", "v1"),
             "Event",
             ("events", "event"),
