@@ -1,0 +1,359 @@
+//! `daas dev`: one command to a working dev cluster.
+//!
+//! Starts the enclave (`daas-enclave --dev`) as its own process on a Unix
+//! socket and the host relay (`daas-host relay`) on the public TCP address,
+//! each kept running by a [`host::DevSupervisor`]; verifies the enclave's
+//! attestation through the relay exactly as a production client verifies
+//! the AWS root, only with the dev root and the PCRs measured from the
+//! `daas-enclave` binary it launched; writes a kubeconfig pinned to the
+//! attested certificate; and runs until Ctrl-C or SIGTERM, then stops the
+//! children. Everything lives under `--data-dir`, so running it again
+//! resumes the same cluster.
+//!
+//! Layout of the data directory:
+//!
+//! | path | what |
+//! |---|---|
+//! | `enclave/` | the enclave's `--data-dir` (store, dev keys, PKI, dev attestation root) |
+//! | `enclave.sock` | the enclave's Unix socket, relayed to `--listen` |
+//! | `kubeconfig` | the attested kubeconfig (unless `--kubeconfig`) |
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use host::DevSupervisor;
+use host::launcher::RestartPolicy;
+use tokio_util::sync::CancellationToken;
+
+use crate::attested::{self, ServerUrl, TrustArgs};
+use crate::kubeconfig::{self, Credentials};
+
+/// Arguments of `daas dev`.
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Where the cluster lives. Default: `$XDG_DATA_HOME/k3s-daas/dev`, or
+    /// `~/.local/share/k3s-daas/dev`.
+    #[arg(long, env = "DAAS_DEV_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Public address of the API server (the relay's TCP listener).
+    #[arg(long, default_value = "127.0.0.1:6443", value_name = "HOST:PORT")]
+    listen: SocketAddr,
+    /// Where to write the attested kubeconfig. Default: `DATA_DIR/kubeconfig`.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+}
+
+/// The programs `daas dev` runs.
+#[derive(Debug)]
+struct Binaries {
+    enclave: PathBuf,
+    host: PathBuf,
+}
+
+/// One supervised child process.
+#[derive(Debug)]
+struct ChildSpec {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<OsString>,
+    policy: RestartPolicy,
+}
+
+/// Paths under the data directory.
+#[derive(Debug)]
+struct Layout {
+    enclave_dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Layout {
+    fn new(data_dir: &Path) -> Self {
+        Self {
+            enclave_dir: data_dir.join("enclave"),
+            socket: data_dir.join("enclave.sock"),
+        }
+    }
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("k3s-daas/dev"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("neither --data-dir, XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/k3s-daas/dev"))
+}
+
+/// Finds `name` next to the running `daas`, then on `PATH`.
+fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .filter(|p| p.is_file());
+    if let Some(path) = beside {
+        return Ok(path);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    on_path.with_context(|| {
+        format!(
+            "cannot find `{name}` next to this `daas` executable or on PATH; build it with \
+             `cargo build --release -p enclave -p host -p cli` and run the `daas` from the same \
+             target directory"
+        )
+    })
+}
+
+/// Every child `daas dev` runs, in start order. New host services (the
+/// journal) are one more entry here.
+fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSpec> {
+    let socket = format!("unix:{}", layout.socket.display());
+    let quick_stop = RestartPolicy {
+        stop_grace: Duration::from_secs(10),
+        ..RestartPolicy::default()
+    };
+    vec![
+        ChildSpec {
+            name: "enclave",
+            program: bins.enclave.clone(),
+            args: vec![
+                "--dev".into(),
+                "--data-dir".into(),
+                layout.enclave_dir.clone().into(),
+                "--listen".into(),
+                socket.clone().into(),
+                "--advertise".into(),
+                format!("https://{listen}").into(),
+            ],
+            policy: quick_stop,
+        },
+        ChildSpec {
+            name: "relay",
+            program: bins.host.clone(),
+            args: vec![
+                "relay".into(),
+                "--listen".into(),
+                listen.to_string().into(),
+                "--enclave".into(),
+                socket.into(),
+                "--drain-timeout".into(),
+                "2".into(),
+            ],
+            policy: quick_stop,
+        },
+    ]
+}
+
+/// Starts every child under its own supervisor; returns the join handles.
+fn start_children(
+    specs: Vec<ChildSpec>,
+    shutdown: &CancellationToken,
+) -> Vec<(&'static str, tokio::task::JoinHandle<host::Result<u64>>)> {
+    specs
+        .into_iter()
+        .map(|spec| {
+            eprintln!(
+                "daas dev: starting {} ({} {})",
+                spec.name,
+                spec.program.display(),
+                spec.args
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            let supervisor = DevSupervisor::new(spec.program, spec.args).with_policy(spec.policy);
+            let token = shutdown.clone();
+            (
+                spec.name,
+                tokio::spawn(async move { supervisor.run(token).await }),
+            )
+        })
+        .collect()
+}
+
+/// Stops the children and waits for them.
+async fn stop_children(
+    shutdown: &CancellationToken,
+    handles: Vec<(&'static str, tokio::task::JoinHandle<host::Result<u64>>)>,
+) {
+    shutdown.cancel();
+    for (name, handle) in handles {
+        match handle.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("daas dev: {name}: {e}"),
+            Err(e) => eprintln!("daas dev: {name} supervisor: {e}"),
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// What `daas dev` expects the enclave to attest: the dev root it created
+/// and the measurements of the binary it launched.
+fn dev_trust(layout: &Layout, enclave_bin: &Path) -> anyhow::Result<TrustArgs> {
+    let binary = std::fs::read(enclave_bin)
+        .with_context(|| format!("reading {} to measure it", enclave_bin.display()))?;
+    let [pcr0, pcr1, pcr2] = attestation::measure_binary(&binary);
+    Ok(TrustArgs {
+        root: None,
+        dev_root: Some(
+            layout
+                .enclave_dir
+                .join(enclave::api::attestation::DEV_ROOT_CERT),
+        ),
+        registry: None,
+        expect_pcr: vec![(0, pcr0), (1, pcr1), (2, pcr2)],
+        max_age_secs: 300,
+    })
+}
+
+/// Retries first contact until the enclave answers through the relay, then
+/// requires every check to pass. A document that arrived but failed a check
+/// is fatal at once; only "not up yet" is retried.
+async fn wait_attested(
+    server: &ServerUrl,
+    layout: &Layout,
+    trust: &TrustArgs,
+    handles: &[(&'static str, tokio::task::JoinHandle<host::Result<u64>>)],
+) -> anyhow::Result<attested::Attested> {
+    let mut last = String::new();
+    for attempt in 0u32.. {
+        if let Some((name, _)) = handles.iter().find(|(_, h)| h.is_finished()) {
+            bail!("the {name} process could not be started (see its error above)");
+        }
+        let root_ready = layout
+            .enclave_dir
+            .join(enclave::api::attestation::DEV_ROOT_CERT)
+            .is_file();
+        if root_ready {
+            match attested::attest(server, trust).await {
+                Ok(a) => return Ok(a),
+                Err(report) if report.has_document() => {
+                    report.print();
+                    bail!(
+                        "the dev enclave's attestation did not verify: {}",
+                        report.error.as_deref().unwrap_or("unknown failure")
+                    );
+                }
+                Err(report) => last = report.error.clone().unwrap_or_default(),
+            }
+        }
+        if attempt % 25 == 0 {
+            let why = if root_ready {
+                format!(" ({last})")
+            } else {
+                String::new()
+            };
+            eprintln!("daas dev: waiting for the enclave at {server}{why}");
+        }
+        // A 20-minute bound only so a broken setup does not hang forever.
+        if attempt > 6000 {
+            bail!("the enclave did not answer at {server}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("unreachable: the wait loop ended")
+}
+
+/// Runs `daas dev`.
+pub(crate) fn run(args: &DevArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => default_data_dir()?,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&data_dir)
+        .with_context(|| format!("resolving {}", data_dir.display()))?;
+    let layout = Layout::new(&data_dir);
+    let kubeconfig_path = args
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| data_dir.join("kubeconfig"));
+    let bins = Binaries {
+        enclave: find_binary("daas-enclave")?,
+        host: find_binary("daas-host")?,
+    };
+    // Refuse early when the address is taken (another `daas dev`?): the relay
+    // would otherwise be restarted forever.
+    drop(std::net::TcpListener::bind(args.listen).with_context(|| {
+        format!(
+            "{} is not free (is another `daas dev` running?)",
+            args.listen
+        )
+    })?);
+    let server: ServerUrl = format!("https://{}", args.listen)
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let trust = dev_trust(&layout, &bins.enclave)?;
+
+    let shutdown = CancellationToken::new();
+    let handles = start_children(children(&bins, &layout, args.listen), &shutdown);
+    let attested = tokio::select! {
+        a = wait_attested(&server, &layout, &trust, &handles) => a,
+        s = stop_signal() => s.and_then(|()| Err(anyhow::anyhow!("interrupted before the cluster was ready"))),
+    };
+    let attested = match attested {
+        Ok(a) => a,
+        Err(e) => {
+            stop_children(&shutdown, handles).await;
+            return Err(e);
+        }
+    };
+    let written = Credentials::client_certificate(
+        &layout.enclave_dir.join("pki/admin.crt"),
+        &layout.enclave_dir.join("pki/admin.key"),
+    )
+    .and_then(|credentials| {
+        let text = kubeconfig::render("k3s-daas-dev", &server, &attested.certificate, &credentials);
+        kubeconfig::write_private(&kubeconfig_path, &text)
+    });
+    if let Err(e) = written {
+        stop_children(&shutdown, handles).await;
+        return Err(e.context("writing the kubeconfig"));
+    }
+    attested.report.print();
+    println!();
+    println!("dev cluster ready at {server} (attestation verified with the dev root)");
+    println!("kubeconfig: {}", kubeconfig_path.display());
+    println!();
+    println!("next, in another terminal:");
+    println!("  export KUBECONFIG={}", kubeconfig_path.display());
+    println!("  kubectl get namespaces");
+    println!("  kubectl create configmap hello --from-literal=greeting=hi");
+    println!();
+    println!(
+        "Ctrl-C stops the cluster; `daas dev --data-dir {}` resumes it.",
+        data_dir.display()
+    );
+    let signal = stop_signal().await;
+    eprintln!("daas dev: stopping");
+    stop_children(&shutdown, handles).await;
+    signal
+}
