@@ -116,10 +116,6 @@ fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
 /// journal) are one more entry here.
 fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSpec> {
     let socket = format!("unix:{}", layout.socket.display());
-    let quick_stop = RestartPolicy {
-        stop_grace: Duration::from_secs(10),
-        ..RestartPolicy::default()
-    };
     vec![
         ChildSpec {
             name: "enclave",
@@ -133,7 +129,7 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
                 "--advertise".into(),
                 format!("https://{listen}").into(),
             ],
-            policy: quick_stop,
+            policy: RestartPolicy::default(),
         },
         ChildSpec {
             name: "relay",
@@ -147,7 +143,7 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
                 "--drain-timeout".into(),
                 "2".into(),
             ],
-            policy: quick_stop,
+            policy: RestartPolicy::default(),
         },
     ]
 }

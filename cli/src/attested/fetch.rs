@@ -4,6 +4,7 @@
 //! connection.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use http_body_util::{BodyExt as _, Empty, Limited};
@@ -143,14 +144,29 @@ pub(crate) struct Fetched {
     pub(crate) peer_chain: Vec<CertificateDer<'static>>,
 }
 
+/// Longest first contact (connect, handshake, request, response) before
+/// giving up on a server that accepts but never answers.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Connects to `server`, then asks for `/attestation?nonce=<hex>` on that
 /// connection.
 ///
 /// # Errors
 ///
-/// Connection, TLS or HTTP failures, or a non-200 answer (with the server's
-/// Status message).
+/// Connection, TLS or HTTP failures, a non-200 answer (with the server's
+/// Status message), or no answer within 30 s.
 pub(crate) async fn fetch_attestation(server: &ServerUrl, nonce: &[u8]) -> anyhow::Result<Fetched> {
+    tokio::time::timeout(FETCH_TIMEOUT, fetch(server, nonce))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{server} did not answer /attestation within {} s",
+                FETCH_TIMEOUT.as_secs()
+            )
+        })?
+}
+
+async fn fetch(server: &ServerUrl, nonce: &[u8]) -> anyhow::Result<Fetched> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -131,6 +131,27 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    fn new(server: &ServerUrl, root: RootKind, root_sha256: String, nonce: &[u8]) -> Self {
+        Self {
+            valid: true,
+            server: server.url.clone(),
+            error: None,
+            root,
+            root_sha256,
+            module_id: None,
+            timestamp_ms: None,
+            timestamp: None,
+            verified_at_ms: now_ms(),
+            nonce: hex::encode(nonce),
+            debug_mode: None,
+            tls_spki_sha256: None,
+            tls_certificate_subject: None,
+            pcrs: vec![],
+            chain: vec![],
+            checks: vec![],
+        }
+    }
+
     /// True when a document arrived and passed the signature check (so a
     /// failure is a verdict, not "the server is not up yet").
     pub(crate) fn has_document(&self) -> bool {
@@ -221,6 +242,13 @@ pub(crate) struct Attested {
     pub(crate) certificate: CertificateDer<'static>,
 }
 
+/// How far ahead of ours the server's clock may run.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -277,45 +305,11 @@ pub(crate) async fn attest(server: &ServerUrl, trust: &TrustArgs) -> Result<Atte
     let (verifier, root) = match trust.verifier() {
         Ok(v) => v,
         Err(e) => {
-            let report = Report {
-                valid: false,
-                server: server.url.clone(),
-                error: Some(format!("{e:#}")),
-                root: RootKind::Other,
-                root_sha256: String::new(),
-                module_id: None,
-                timestamp_ms: None,
-                timestamp: None,
-                verified_at_ms: now_ms(),
-                nonce: hex::encode(&nonce),
-                debug_mode: None,
-                tls_spki_sha256: None,
-                tls_certificate_subject: None,
-                pcrs: vec![],
-                chain: vec![],
-                checks: vec![],
-            };
-            return Err(Box::new(report));
+            let report = Report::new(server, RootKind::Other, String::new(), &nonce);
+            return Err(Box::new(report.fail(format!("{e:#}"))));
         }
     };
-    let mut report = Report {
-        valid: true,
-        server: server.url.clone(),
-        error: None,
-        root,
-        root_sha256: hex::encode(verifier.root_sha256()),
-        module_id: None,
-        timestamp_ms: None,
-        timestamp: None,
-        verified_at_ms: 0,
-        nonce: hex::encode(&nonce),
-        debug_mode: None,
-        tls_spki_sha256: None,
-        tls_certificate_subject: None,
-        pcrs: vec![],
-        chain: vec![],
-        checks: vec![],
-    };
+    let mut report = Report::new(server, root, hex::encode(verifier.root_sha256()), &nonce);
     if nonce.is_empty() {
         return Err(Box::new(
             report.fail("no system randomness for the nonce".into()),
@@ -371,22 +365,28 @@ pub(crate) async fn attest(server: &ServerUrl, trust: &TrustArgs) -> Result<Atte
     );
     fill_document(&mut report, &doc);
 
-    let policy_result = |policy: Policy| policy.check(&doc, at_ms).map_err(|e| e.to_string());
+    // Each policy below checks one rule, so the report names the one that
+    // failed; debug mode is rejected by its own check ("production mode").
+    let policy_result = |policy: Policy, at: u64| policy.check(&doc, at).map_err(|e| e.to_string());
     report.check(
         "nonce",
         policy_result(
             Policy::new()
                 .dangerous_allow_debug()
                 .require_nonce(nonce.clone()),
+            at_ms,
         )
         .map(|()| "the document carries our fresh nonce".to_owned()),
     );
+    // The nonce already proves the document is new; the age check guards
+    // against a server clock that is off, allowing it to run a little ahead.
     report.check(
         "freshness",
         policy_result(
             Policy::new()
                 .dangerous_allow_debug()
-                .max_age(Duration::from_secs(trust.max_age_secs)),
+                .max_age(Duration::from_secs(trust.max_age_secs) + MAX_CLOCK_SKEW),
+            at_ms.saturating_add(duration_ms(MAX_CLOCK_SKEW)),
         )
         .map(|()| {
             format!(
@@ -398,7 +398,7 @@ pub(crate) async fn attest(server: &ServerUrl, trust: &TrustArgs) -> Result<Atte
     );
     report.check(
         "production mode",
-        policy_result(Policy::new())
+        policy_result(Policy::new(), at_ms)
             .map(|()| "PCR0..2 are not zero (not a debug-mode enclave)".to_owned()),
     );
     check_pcrs(&mut report, &doc, &trust.expect_pcr, images.as_deref());

@@ -8,10 +8,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The directory holding `daas`, after making sure `daas-enclave` and
-/// `daas-host` next to it are built from this workspace (cargo builds only
-/// the `cli` package's binaries for its tests; cargo releases the build lock
-/// before running tests, so the nested build does not deadlock).
+/// A directory holding this workspace's `daas`, `daas-enclave` and
+/// `daas-host`. Cargo builds only the `cli` package's binaries for its tests,
+/// so the other two are built here (cargo releases the build lock before it
+/// runs tests, so the nested build does not deadlock). The target directory
+/// may be shared with other checkouts whose builds replace `target/debug/*`
+/// at any moment, so the fresh binaries are hard-linked (same inode, however
+/// the originals are replaced) into a directory of this test executable's
+/// own, next to each other as `daas dev` expects.
 pub fn bin_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -23,6 +27,7 @@ pub fn bin_dir() -> &'static Path {
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
             .arg("--target-dir")
             .arg(target_dir)
+            .args(["-p", "cli", "--bin", "daas"])
             .args(["-p", "enclave", "--bin", "daas-enclave"])
             .args(["-p", "host", "--bin", "daas-host"]);
         if dir.ends_with("release") {
@@ -31,9 +36,18 @@ pub fn bin_dir() -> &'static Path {
         let status = cmd.status().unwrap();
         assert!(
             status.success(),
-            "building daas-enclave and daas-host failed"
+            "building daas, daas-enclave and daas-host failed"
         );
-        dir
+        let me = std::env::current_exe().unwrap();
+        let own = dir.join("daas-test-bins").join(me.file_name().unwrap());
+        let _ = std::fs::remove_dir_all(&own);
+        std::fs::create_dir_all(&own).unwrap();
+        for name in ["daas", "daas-enclave", "daas-host"] {
+            std::fs::hard_link(dir.join(name), own.join(name))
+                .or_else(|_| std::fs::copy(dir.join(name), own.join(name)).map(drop))
+                .unwrap();
+        }
+        own
     })
 }
 
@@ -44,7 +58,7 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// Runs `daas args...`.
 pub fn daas(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_daas"))
+    Command::new(bin("daas"))
         .args(args)
         .env("RUST_BACKTRACE", "0")
         .output()

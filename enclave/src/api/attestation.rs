@@ -223,6 +223,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dev_root_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dev_nsm(dir.path()).unwrap();
+        let again = dev_nsm(dir.path()).unwrap();
+        assert_eq!(first.root().cert_der(), again.root().cert_der());
+        let key = std::fs::metadata(dir.path().join(DEV_ROOT_KEY)).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+
+        // Half a root is refused rather than silently replaced.
+        std::fs::remove_file(dir.path().join(DEV_ROOT_KEY)).unwrap();
+        assert!(matches!(dev_nsm(dir.path()), Err(ServeError::Config(_))));
+        // So is a key that does not belong to the certificate.
+        let (_, other_key) = DevRoot::generate().unwrap().to_pem();
+        std::fs::write(dir.path().join(DEV_ROOT_KEY), other_key).unwrap();
+        assert!(matches!(
+            dev_nsm(dir.path()),
+            Err(ServeError::Certificate(m)) if m.contains("dev root")
+        ));
+    }
+
+    #[test]
     fn nonce_parameter_rules() {
         assert_eq!(nonce(Some("nonce=00ff")).ok(), Some(vec![0, 255]));
         assert_eq!(nonce(Some("a=b&nonce=01")).ok(), Some(vec![1]));
