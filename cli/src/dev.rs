@@ -27,6 +27,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use host::DevSupervisor;
 use host::launcher::RestartPolicy;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::attested::{self, ServerUrl, TrustArgs};
@@ -148,58 +149,102 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
     ]
 }
 
-/// Starts every child under its own supervisor; returns the join handles.
-fn start_children(
-    specs: Vec<ChildSpec>,
-    shutdown: &CancellationToken,
-) -> Vec<(&'static str, tokio::task::JoinHandle<host::Result<u64>>)> {
-    specs
-        .into_iter()
-        .map(|spec| {
-            eprintln!(
-                "daas dev: starting {} ({} {})",
-                spec.name,
-                spec.program.display(),
-                spec.args
-                    .iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            let supervisor = DevSupervisor::new(spec.program, spec.args).with_policy(spec.policy);
-            let token = shutdown.clone();
-            (
-                spec.name,
-                tokio::spawn(async move { supervisor.run(token).await }),
-            )
-        })
-        .collect()
+/// One supervised child, running.
+#[derive(Debug)]
+struct Running {
+    name: &'static str,
+    starts: watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<host::Result<u64>>,
 }
 
-/// Stops the children and waits for them.
-async fn stop_children(
-    shutdown: &CancellationToken,
-    handles: Vec<(&'static str, tokio::task::JoinHandle<host::Result<u64>>)>,
-) {
-    shutdown.cancel();
-    for (name, handle) in handles {
-        match handle.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => eprintln!("daas dev: {name}: {e}"),
-            Err(e) => eprintln!("daas dev: {name} supervisor: {e}"),
+/// The children `daas dev` runs, each under its own [`DevSupervisor`].
+#[derive(Debug)]
+struct Children {
+    shutdown: CancellationToken,
+    running: Vec<Running>,
+}
+
+impl Children {
+    /// Starts every child in `specs`, in order.
+    fn start(specs: Vec<ChildSpec>) -> Self {
+        let shutdown = CancellationToken::new();
+        let running = specs
+            .into_iter()
+            .map(|spec| {
+                eprintln!(
+                    "daas dev: starting {} ({} {})",
+                    spec.name,
+                    spec.program.display(),
+                    spec.args
+                        .iter()
+                        .map(|a| a.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                let supervisor =
+                    DevSupervisor::new(spec.program, spec.args).with_policy(spec.policy);
+                let starts = supervisor.starts();
+                let token = shutdown.clone();
+                Running {
+                    name: spec.name,
+                    starts,
+                    task: tokio::spawn(async move { supervisor.run(token).await }),
+                }
+            })
+            .collect();
+        Self { shutdown, running }
+    }
+
+    /// A child whose supervisor gave up (the program could not be started).
+    fn failed(&self) -> Option<&'static str> {
+        self.running
+            .iter()
+            .find(|r| r.task.is_finished())
+            .map(|r| r.name)
+    }
+
+    /// Observes how often the child `name` has been started.
+    fn starts(&self, name: &str) -> Option<watch::Receiver<u64>> {
+        self.running
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.starts.clone())
+    }
+
+    /// Stops every child (SIGTERM, then SIGKILL after the grace period) and
+    /// waits for them.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for Running { name, task, .. } in self.running {
+            match task.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => eprintln!("daas dev: {name}: {e}"),
+                Err(e) => eprintln!("daas dev: {name} supervisor: {e}"),
+            }
         }
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn stop_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
+/// SIGINT (Ctrl-C) or SIGTERM.
+#[derive(Debug)]
+struct StopSignal {
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> anyhow::Result<Self> {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        Ok(Self { term })
     }
-    Ok(())
+
+    async fn recv(&mut self) -> anyhow::Result<()> {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = self.term.recv() => {}
+        }
+        Ok(())
+    }
 }
 
 /// What `daas dev` expects the enclave to attest: the dev root it created
@@ -219,54 +264,6 @@ fn dev_trust(layout: &Layout, enclave_bin: &Path) -> anyhow::Result<TrustArgs> {
         expect_pcr: vec![(0, pcr0), (1, pcr1), (2, pcr2)],
         max_age_secs: 300,
     })
-}
-
-/// Retries first contact until the enclave answers through the relay, then
-/// requires every check to pass. A document that arrived but failed a check
-/// is fatal at once; only "not up yet" is retried.
-async fn wait_attested(
-    server: &ServerUrl,
-    layout: &Layout,
-    trust: &TrustArgs,
-    handles: &[(&'static str, tokio::task::JoinHandle<host::Result<u64>>)],
-) -> anyhow::Result<attested::Attested> {
-    let mut last = String::new();
-    for attempt in 0u32.. {
-        if let Some((name, _)) = handles.iter().find(|(_, h)| h.is_finished()) {
-            bail!("the {name} process could not be started (see its error above)");
-        }
-        let root_ready = layout
-            .enclave_dir
-            .join(enclave::api::attestation::DEV_ROOT_CERT)
-            .is_file();
-        if root_ready {
-            match attested::attest(server, trust).await {
-                Ok(a) => return Ok(a),
-                Err(report) if report.has_document() => {
-                    report.print();
-                    bail!(
-                        "the dev enclave's attestation did not verify: {}",
-                        report.error.as_deref().unwrap_or("unknown failure")
-                    );
-                }
-                Err(report) => last = report.error.clone().unwrap_or_default(),
-            }
-        }
-        if attempt % 25 == 0 {
-            let why = if root_ready {
-                format!(" ({last})")
-            } else {
-                String::new()
-            };
-            eprintln!("daas dev: waiting for the enclave at {server}{why}");
-        }
-        // A 20-minute bound only so a broken setup does not hang forever.
-        if attempt > 6000 {
-            bail!("the enclave did not answer at {server}: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("unreachable: the wait loop ended")
 }
 
 /// Runs `daas dev`.
@@ -308,48 +305,160 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let trust = dev_trust(&layout, &bins.enclave)?;
+    let session = Session {
+        data_dir,
+        layout,
+        server,
+        trust,
+        kubeconfig: kubeconfig_path,
+    };
 
-    let shutdown = CancellationToken::new();
-    let handles = start_children(children(&bins, &layout, args.listen), &shutdown);
-    let attested = tokio::select! {
-        a = wait_attested(&server, &layout, &trust, &handles) => a,
-        s = stop_signal() => s.and_then(|()| Err(anyhow::anyhow!("interrupted before the cluster was ready"))),
-    };
-    let attested = match attested {
-        Ok(a) => a,
-        Err(e) => {
-            stop_children(&shutdown, handles).await;
-            return Err(e);
-        }
-    };
-    let written = Credentials::client_certificate(
-        &layout.enclave_dir.join("pki/admin.crt"),
-        &layout.enclave_dir.join("pki/admin.key"),
-    )
-    .and_then(|credentials| {
-        let text = kubeconfig::render("k3s-daas-dev", &server, &attested.certificate, &credentials);
-        kubeconfig::write_private(&kubeconfig_path, &text)
-    });
-    if let Err(e) = written {
-        stop_children(&shutdown, handles).await;
-        return Err(e.context("writing the kubeconfig"));
-    }
-    attested.report.print();
-    println!();
-    println!("dev cluster ready at {server} (attestation verified with the dev root)");
-    println!("kubeconfig: {}", kubeconfig_path.display());
-    println!();
-    println!("next, in another terminal:");
-    println!("  export KUBECONFIG={}", kubeconfig_path.display());
-    println!("  kubectl get namespaces");
-    println!("  kubectl create configmap hello --from-literal=greeting=hi");
-    println!();
-    println!(
-        "Ctrl-C stops the cluster; `daas dev --data-dir {}` resumes it.",
-        data_dir.display()
-    );
-    let signal = stop_signal().await;
+    let mut stop = StopSignal::install()?;
+    let children = Children::start(children(&bins, &session.layout, args.listen));
+    let outcome = session.serve(&children, &mut stop).await;
     eprintln!("daas dev: stopping");
-    stop_children(&shutdown, handles).await;
-    signal
+    children.stop().await;
+    outcome
+}
+
+/// What one `daas dev` run works with.
+#[derive(Debug)]
+struct Session {
+    data_dir: PathBuf,
+    layout: Layout,
+    server: ServerUrl,
+    trust: TrustArgs,
+    kubeconfig: PathBuf,
+}
+
+impl Session {
+    /// Verifies the enclave, writes the kubeconfig, then keeps the cluster
+    /// up until a stop signal, verifying the enclave again whenever its
+    /// supervisor restarted it.
+    async fn serve(&self, children: &Children, stop: &mut StopSignal) -> anyhow::Result<()> {
+        let attested = tokio::select! {
+            a = self.wait_attested(children) => a?,
+            s = stop.recv() => {
+                s?;
+                bail!("interrupted before the cluster was ready");
+            }
+        };
+        self.write_kubeconfig(&attested.certificate)?;
+        attested.report.print();
+        self.print_next_steps();
+        let mut enclave_starts = children.starts("enclave");
+        if let Some(starts) = enclave_starts.as_mut() {
+            starts.borrow_and_update();
+        }
+        let mut pinned = attested.certificate;
+        loop {
+            tokio::select! {
+                s = stop.recv() => return s,
+                Some(Ok(())) = restarted(&mut enclave_starts) => {
+                    eprintln!("daas dev: the enclave was restarted; verifying its attestation again");
+                    let again = tokio::select! {
+                        a = self.wait_attested(children) => a?,
+                        s = stop.recv() => return s,
+                    };
+                    if again.certificate != pinned {
+                        self.write_kubeconfig(&again.certificate)?;
+                        println!(
+                            "the enclave has a new TLS key: {} rewritten",
+                            self.kubeconfig.display()
+                        );
+                        pinned = again.certificate;
+                    }
+                    println!("the restarted enclave verified again");
+                }
+            }
+        }
+    }
+
+    fn print_next_steps(&self) {
+        let kubeconfig = self.kubeconfig.display();
+        println!();
+        println!(
+            "dev cluster ready at {} (attestation verified with the dev root)",
+            self.server
+        );
+        println!("kubeconfig: {kubeconfig}");
+        println!();
+        println!("next, in another terminal:");
+        println!("  export KUBECONFIG={kubeconfig}");
+        println!("  kubectl get namespaces");
+        println!("  kubectl create configmap hello --from-literal=greeting=hi");
+        println!();
+        println!(
+            "Ctrl-C stops the cluster; `daas dev --data-dir {}` resumes it.",
+            self.data_dir.display()
+        );
+    }
+
+    /// Writes the kubeconfig pinned to `certificate` with the enclave's dev
+    /// admin credentials.
+    fn write_kubeconfig(
+        &self,
+        certificate: &rustls_pki_types::CertificateDer<'_>,
+    ) -> anyhow::Result<()> {
+        let pki = self.layout.enclave_dir.join("pki");
+        let credentials =
+            Credentials::client_certificate(&pki.join("admin.crt"), &pki.join("admin.key"))?;
+        let text = kubeconfig::render("k3s-daas-dev", &self.server, certificate, &credentials);
+        kubeconfig::write_private(&self.kubeconfig, &text).context("writing the kubeconfig")
+    }
+
+    /// Retries first contact until the enclave answers through the relay,
+    /// then requires every check to pass. A document that arrived but failed
+    /// a check is fatal at once; only "not up yet" is retried.
+    async fn wait_attested(&self, children: &Children) -> anyhow::Result<attested::Attested> {
+        let server = &self.server;
+        let root = self
+            .layout
+            .enclave_dir
+            .join(enclave::api::attestation::DEV_ROOT_CERT);
+        let mut last = String::new();
+        for attempt in 0u32.. {
+            if let Some(name) = children.failed() {
+                bail!("the {name} process could not be started (see its error above)");
+            }
+            let root_ready = root.is_file();
+            if root_ready {
+                match attested::attest(server, &self.trust).await {
+                    Ok(a) => return Ok(a),
+                    Err(report) if report.has_document() => {
+                        report.print();
+                        bail!(
+                            "the dev enclave's attestation did not verify: {}",
+                            report.error.as_deref().unwrap_or("unknown failure")
+                        );
+                    }
+                    Err(report) => last = report.error.clone().unwrap_or_default(),
+                }
+            }
+            if attempt % 25 == 0 {
+                let why = if root_ready {
+                    format!(" ({last})")
+                } else {
+                    String::new()
+                };
+                eprintln!("daas dev: waiting for the enclave at {server}{why}");
+            }
+            // A 20-minute bound only so a broken setup does not hang forever.
+            if attempt > 6000 {
+                bail!("the enclave did not answer at {server}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("unreachable: the wait loop ended")
+    }
+}
+
+/// Waits for the next start of the watched child (`None` when not watched).
+async fn restarted(
+    starts: &mut Option<watch::Receiver<u64>>,
+) -> Option<Result<(), watch::error::RecvError>> {
+    match starts {
+        Some(rx) => Some(rx.changed().await),
+        None => std::future::pending().await,
+    }
 }

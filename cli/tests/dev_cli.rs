@@ -48,16 +48,22 @@ impl Dev {
 
     /// Waits for the "ready" line; returns everything printed up to it.
     fn wait_ready(&self) -> String {
+        self.wait_for("dev cluster ready")
+    }
+
+    /// Waits for a line starting with `prefix`; returns everything printed
+    /// up to it.
+    fn wait_for(&self, prefix: &str) -> String {
         let mut seen = String::new();
         loop {
             // A generous bound only so a broken build cannot hang CI.
             let line = self
                 .output
                 .recv_timeout(Duration::from_secs(600))
-                .unwrap_or_else(|e| panic!("daas dev never became ready ({e}):\n{seen}"));
+                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e}):\n{seen}"));
             seen.push_str(&line);
             seen.push('\n');
-            if line.starts_with("dev cluster ready") {
+            if line.starts_with(prefix) {
                 return seen;
             }
         }
@@ -77,6 +83,20 @@ impl Drop for Dev {
             self.terminate();
         }
     }
+}
+
+/// The pid of the `daas-enclave` running on data directory `dir`.
+fn enclave_pid(dir: &Path) -> u32 {
+    let needle = format!("{}/enclave", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains("daas-enclave") && cmdline.contains(&needle)
+        })
+        .expect("no daas-enclave process for this data directory")
 }
 
 fn free_port() -> u16 {
@@ -114,6 +134,19 @@ fn dev_brings_up_an_attested_cluster_and_resumes_it() {
             "--from-literal=greeting=hi",
         ],
     );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The supervisor restarts a killed enclave, daas dev verifies it again,
+    // and the acknowledged write is still there.
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let pid = enclave_pid(&dir_path);
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    dev.wait_for("the restarted enclave verified again");
+    let out = kubectl(&kubeconfig, &["get", "configmap", "survivor"]);
     assert!(out.status.success(), "{}", text(&out));
 
     let status = dev.terminate();
