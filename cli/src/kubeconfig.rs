@@ -89,7 +89,11 @@ pub(crate) fn render(
     let pinned = pem::encode(&pem::Pem::new("CERTIFICATE", certificate.to_vec()));
     let user = match credentials {
         Credentials::None => "  user: {}\n".to_owned(),
-        Credentials::Token(token) => format!("  user:\n    token: {token}\n"),
+        // A JSON string is a valid YAML double-quoted scalar, whatever the token holds.
+        Credentials::Token(token) => format!(
+            "  user:\n    token: {}\n",
+            serde_json::Value::from(token.as_str())
+        ),
         Credentials::ClientCertificate { cert_pem, key_pem } => format!(
             "  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
             b64(cert_pem.as_bytes()),
@@ -177,4 +181,20 @@ pub(crate) fn run(args: &KubeconfigArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_quoted() {
+        let server: ServerUrl = "https://127.0.0.1:6443"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cert = CertificateDer::from(vec![1u8, 2, 3]);
+        let text = render("c", &server, &cert, &Credentials::Token("a: b\"#".into()));
+        assert!(text.contains(r##"    token: "a: b\"#""##), "{text}");
+        assert!(text.contains("current-context: c"), "{text}");
+    }
 }
