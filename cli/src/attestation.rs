@@ -65,7 +65,7 @@ pub(crate) struct VerifyArgs {
     json: bool,
 }
 
-fn parse_expected_pcr(s: &str) -> Result<(u8, Pcr), String> {
+pub(crate) fn parse_expected_pcr(s: &str) -> Result<(u8, Pcr), String> {
     let (index, value) = s
         .split_once('=')
         .ok_or_else(|| format!("expected N=HEX, got {s:?}"))?;

@@ -1,9 +1,13 @@
 //! `daas`: the one command people type.
 
 mod attestation;
+mod attested;
 mod bench;
+mod dev;
 mod image;
+mod kubeconfig;
 mod registry;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +21,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Bring up a dev cluster: the enclave in dev mode, the relay, an attested kubeconfig.
+    Dev(dev::DevArgs),
+    /// Verify a running server's attestation and TLS key binding, and report.
+    Verify(verify::VerifyArgs),
+    /// Verify a running server, then write a kubeconfig pinned to its attested certificate.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Inspect and verify Nitro attestation documents.
     #[command(subcommand)]
     Attestation(attestation::AttestationCommand),
@@ -41,6 +51,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Dev(args) => dev::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Attestation(cmd) => attestation::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Registry(cmd) => registry::run(cmd),

@@ -3,10 +3,12 @@
 //! [`Listener`]. Requests are authenticated ([`auth`]), routed against the
 //! resource table ([`route`]), and served by generic handlers over the
 //! [`ObjectStore`](crate::registry::ObjectStore): discovery, OpenAPI, and
-//! get/list/watch/create/update/patch/delete for every table resource.
+//! get/list/watch/create/update/patch/delete for every table resource, and
+//! attested first contact (`GET /attestation?nonce=<hex>`, [`attestation`]).
 //!
 //! Start with [`ApiServer::new`] and [`ApiServer::serve`].
 
+pub mod attestation;
 pub mod auth;
 pub mod discovery;
 pub mod http;
@@ -21,6 +23,7 @@ mod server;
 mod subresource;
 mod watch;
 
+pub use attestation::Attestor;
 pub use auth::{Authenticator, UserInfo};
 pub use listener::{ListenAddr, Listener};
 pub use pki::DevPki;

@@ -11,6 +11,8 @@ pub enum Route {
     Version,
     /// `/healthz`, `/livez`, `/readyz` (and their sub-paths).
     Health,
+    /// `/attestation`: attested first contact.
+    Attestation,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -50,6 +52,7 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
     match segs.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
+        ["attestation"] => Route::Attestation,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::attestation::{self, Attestor};
 use super::http::{self, Body};
 use super::query::Query;
 use super::resource::ResourceRequest;
@@ -35,6 +36,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// `host:port` advertised in `/api`'s `serverAddressByClientCIDRs`.
     pub server_address: String,
+    /// What answers `GET /attestation`; `None` (the default) answers 503.
+    pub attestor: Option<Attestor>,
 }
 
 impl Default for ApiConfig {
@@ -43,6 +46,7 @@ impl Default for ApiConfig {
             bookmark_interval: Duration::from_secs(60),
             max_body_bytes: 3 * 1024 * 1024,
             server_address: "127.0.0.1:6443".into(),
+            attestor: None,
         }
     }
 }
@@ -111,10 +115,12 @@ pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
 
 /// Paths anonymous clients may read.
 fn is_public(path: &str) -> bool {
-    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
-        || ["/healthz/", "/livez/", "/readyz/"]
-            .iter()
-            .any(|p| path.starts_with(p))
+    matches!(
+        path,
+        "/version" | "/healthz" | "/livez" | "/readyz" | "/attestation"
+    ) || ["/healthz/", "/livez/", "/readyz/"]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 impl ApiServer {
@@ -228,6 +234,14 @@ impl ApiServer {
         match route::parse(&path, table) {
             Route::Version if get => http::json(200, &discovery::version()),
             Route::Health => text(200, "ok"),
+            Route::Attestation => {
+                attestation::serve(
+                    self.config.attestor.as_ref(),
+                    req.method(),
+                    req.uri().query(),
+                )
+                .await
+            }
             Route::CoreVersions if get => match negotiated.aggregated {
                 Some(a) => http::json_with(
                     200,

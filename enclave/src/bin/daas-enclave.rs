@@ -1,9 +1,11 @@
 //! `daas-enclave`: the trusted control plane process.
 //!
 //! Dev mode (`--dev`) keeps everything under `--data-dir`: the store index
-//! and journal, a dev sealing key, the dev PKI, and `admin.kubeconfig`.
-//! With `--journal unix:PATH|vsock:CID:PORT` the journal is kept by the
-//! host's journal service (`daas-host journal`) instead of a local file.
+//! and journal, a dev sealing key, the dev PKI, `admin.kubeconfig`, and the
+//! simulated NSM's dev root (`attestation/dev-root.crt`, which `daas verify
+//! --dev-root` pins) for `GET /attestation`. With `--journal
+//! unix:PATH|vsock:CID:PORT` the journal is kept by the host's journal
+//! service (`daas-host journal`) instead of a local file.
 //! It prints `ready <url>` on stdout once it accepts connections.
 
 use std::path::{Path, PathBuf};
@@ -13,12 +15,15 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use enclave::api::{
-    ApiConfig, ApiServer, Authenticator, DevPki, ListenAddr, Listener, UserInfo, pki, tls_config,
+    ApiConfig, ApiServer, Attestor, Authenticator, DevPki, ListenAddr, Listener, UserInfo,
+    attestation, pki, tls_config,
 };
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
 use enclave::store::{FileJournal, Journal, StaticKeys, Store, StoreOptions};
 use ring::rand::{SecureRandom, SystemRandom};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 #[derive(Debug, Parser)]
 #[command(name = "daas-enclave", about = "The K3s-DaaS control plane")]
@@ -219,9 +224,19 @@ async fn main() -> Result<()> {
         groups: vec!["system:masters".into(), "system:authenticated".into()],
     };
     let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
+    let serving_cert = CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
+        .context("parsing the server certificate")?;
+    let nsm = attestation::dev_nsm(dir).context("starting the simulated NSM")?;
+    tracing::info!(
+        pcr0 = %nsm.pcrs().get(0).map(ToString::to_string).unwrap_or_default(),
+        root_sha256 = %hex::encode(nsm.root().sha256()),
+        "dev attestation (simulated NSM)"
+    );
+    let attestor = Attestor::new(nsm, &serving_cert)?;
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: host,
+        attestor: Some(attestor),
         ..Default::default()
     };
     let server = ApiServer::new(objects, auth, config);

@@ -1,0 +1,141 @@
+//! Shared by the CLI tests that run real processes: the workspace binaries
+//! `daas dev` needs, a running `daas-enclave --dev`, and `daas` itself.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A directory holding this workspace's `daas`, `daas-enclave` and
+/// `daas-host`. Cargo builds only the `cli` package's binaries for its tests,
+/// so the other two are built here (cargo releases the build lock before it
+/// runs tests, so the nested build does not deadlock). The target directory
+/// may be shared with other checkouts whose builds replace `target/debug/*`
+/// at any moment, so the fresh binaries are hard-linked (same inode, however
+/// the originals are replaced) into a directory of this test executable's
+/// own, next to each other as `daas dev` expects.
+pub fn bin_dir() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let daas = PathBuf::from(env!("CARGO_BIN_EXE_daas"));
+        let dir = daas.parent().unwrap().to_path_buf();
+        let target_dir = dir.parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--manifest-path"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir)
+            .args(["-p", "cli", "--bin", "daas"])
+            .args(["-p", "enclave", "--bin", "daas-enclave"])
+            .args(["-p", "host", "--bin", "daas-host"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().unwrap();
+        assert!(
+            status.success(),
+            "building daas, daas-enclave and daas-host failed"
+        );
+        let me = std::env::current_exe().unwrap();
+        let own = dir.join("daas-test-bins").join(me.file_name().unwrap());
+        let _ = std::fs::remove_dir_all(&own);
+        std::fs::create_dir_all(&own).unwrap();
+        for name in ["daas", "daas-enclave", "daas-host"] {
+            std::fs::hard_link(dir.join(name), own.join(name))
+                .or_else(|_| std::fs::copy(dir.join(name), own.join(name)).map(drop))
+                .unwrap();
+        }
+        own
+    })
+}
+
+/// `DIR/name` of [`bin_dir`].
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Runs `daas args...`.
+pub fn daas(args: &[&str]) -> Output {
+    Command::new(bin("daas"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+/// Stdout and stderr of `out`, for assertions and failure messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A running `daas-enclave --dev` on a loopback port; killed on drop.
+pub struct Enclave {
+    child: Child,
+    /// Its data directory.
+    pub dir: tempfile::TempDir,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Enclave {
+    /// Starts it and waits for its `ready <url>` line.
+    pub fn start() -> Enclave {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(bin("daas-enclave"))
+            .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("ready ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("daas-enclave did not report ready");
+        Enclave { child, dir, url }
+    }
+
+    /// `DIR/rel`.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `DIR/rel` as a string argument.
+    pub fn arg(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Enclave {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `kubectl --kubeconfig KC args...`.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--request-timeout", "30s"])
+        .args(args)
+        .output()
+        .expect("kubectl is not on PATH")
+}

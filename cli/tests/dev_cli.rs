@@ -1,0 +1,191 @@
+//! `daas dev` end to end: one command brings up the enclave (its own
+//! process, on a Unix socket) and the relay, verifies the attestation with
+//! the dev root, and writes a pinned kubeconfig that the real kubectl uses;
+//! SIGTERM stops everything; a second `daas dev` on the same data directory
+//! resumes the same cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use common::{bin, kubectl, text};
+
+/// A running `daas dev`; SIGTERMed and reaped on drop.
+struct Dev {
+    child: Child,
+    output: std::sync::mpsc::Receiver<String>,
+}
+
+impl Dev {
+    fn start(dir: &Path, port: u16) -> Dev {
+        let mut child = Command::new(bin("daas"))
+            .arg("dev")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--kubeconfig")
+            .arg(dir.join("admin.yaml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                println!("daas dev| {line}");
+                let _ = tx.send(line);
+            }
+        });
+        Dev { child, output }
+    }
+
+    /// Waits for the "ready" line; returns everything printed up to it.
+    fn wait_ready(&self) -> String {
+        self.wait_for("dev cluster ready")
+    }
+
+    /// Waits for a line starting with `prefix`; returns everything printed
+    /// up to it.
+    fn wait_for(&self, prefix: &str) -> String {
+        let mut seen = String::new();
+        loop {
+            // A generous bound only so a broken build cannot hang CI.
+            let line = self
+                .output
+                .recv_timeout(Duration::from_secs(600))
+                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e}):\n{seen}"));
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with(prefix) {
+                return seen;
+            }
+        }
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
+
+/// The pid of the `daas-enclave` running on data directory `dir`.
+fn enclave_pid(dir: &Path) -> u32 {
+    let needle = format!("{}/enclave", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains("daas-enclave") && cmdline.contains(&needle)
+        })
+        .expect("no daas-enclave process for this data directory")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn dev_brings_up_an_attested_cluster_and_resumes_it() {
+    common::bin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let kubeconfig = dir.path().join("admin.yaml");
+
+    let mut dev = Dev::start(dir.path(), port);
+    let shown = dev.wait_ready();
+    assert!(shown.contains(": VERIFIED"), "{shown}");
+    assert!(shown.contains("dev simulator root"), "{shown}");
+    assert!(shown.contains("[ok  ] TLS binding"), "{shown}");
+    assert!(shown.contains("[ok  ] expected PCRs"), "{shown}");
+    assert!(kubeconfig.is_file());
+
+    let out = kubectl(&kubeconfig, &["get", "namespaces", "-o", "name"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
+    let out = kubectl(
+        &kubeconfig,
+        &[
+            "create",
+            "configmap",
+            "survivor",
+            "--from-literal=greeting=hi",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The supervisor restarts a killed enclave, daas dev verifies it again,
+    // and the acknowledged write is still there.
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let pid = enclave_pid(&dir_path);
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    dev.wait_for("the restarted enclave verified again");
+    let out = kubectl(&kubeconfig, &["get", "configmap", "survivor"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let status = dev.terminate();
+    assert!(status.success(), "daas dev exited with {status}");
+    // The relay is gone with it: the port is free again.
+    std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    assert!(kubectl(&kubeconfig, &["get", "namespaces"]).status.code() != Some(0));
+
+    let mut dev = Dev::start(dir.path(), port);
+    dev.wait_ready();
+    let out = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "configmap",
+            "survivor",
+            "-o",
+            "jsonpath={.data.greeting}",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi");
+    let status = dev.terminate();
+    assert!(status.success(), "daas dev exited with {status}");
+}
+
+#[test]
+fn dev_refuses_an_address_in_use() {
+    common::bin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(bin("daas"))
+        .arg("dev")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("is not free"), "{}", text(&out));
+}
