@@ -17,7 +17,7 @@
 //! | document | [`ParsedDocument::parse`]: untagged COSE_Sign1, payload map (definite or indefinite), field limits |
 //! | verify | [`Verifier`]: root pin, chain order, validity, key usage, webpki path, ES384; [`Policy`] on top |
 //! | nsm | [`Nsm`] trait, [`NitroNsm`] (`/dev/nsm`), [`SimNsm`] + [`DevRoot`] |
-//! | tls | [`spki_sha256`], [`attest_certificate`], [`check_tls_binding`] |
+//! | tls | [`spki_sha256`], [`attest_certificate`], [`attest_enclave`], [`check_tls_binding`] |
 //! | sealing | [`RootSecret`] (zeroized, redacted), [`RootSecret::derive`] → [`PurposeKey`] |
 //!
 //! The crate has no cargo features: the hardware NSM client is small and
@@ -40,5 +40,5 @@ pub use nsm::{
     measure_binary,
 };
 pub use sealing::{KEY_LEN, Mode, Purpose, PurposeKey, RootSecret};
-pub use tls::{attest_certificate, check_tls_binding, spki_sha256};
+pub use tls::{attest_certificate, attest_enclave, check_tls_binding, spki_sha256};
 pub use verify::{AWS_NITRO_ROOT_G1_SHA256, Policy, VerifiedDocument, Verifier};

@@ -47,6 +47,29 @@ pub async fn attest_certificate<N: Nsm>(
     .await
 }
 
+/// Like [`attest_certificate`], and also binds the enclave's Ed25519 anchor
+/// key (the key that signs state anchors) in `user_data`, as the registry's
+/// `register_enclave` requires.
+///
+/// # Errors
+///
+/// As [`attest_certificate`].
+pub async fn attest_enclave<N: Nsm>(
+    nsm: &N,
+    cert_der: &[u8],
+    anchor_public_key: [u8; 32],
+    nonce: Vec<u8>,
+) -> Result<Vec<u8>> {
+    let binding = spki_sha256(cert_der)?;
+    nsm.attestation(
+        AttestationRequest::new()
+            .public_key(binding.to_vec())
+            .user_data(anchor_public_key.to_vec())
+            .nonce(nonce),
+    )
+    .await
+}
+
 /// Client side: confirms that `peer_cert_der` (the certificate the live TLS
 /// connection presented) is the one `doc` binds. Verify the document (root,
 /// policy with the caller's nonce, freshness) first; this only checks the

@@ -1,5 +1,6 @@
 //! `daas verify --server URL`: attested first contact, reported.
 
+use anyhow::Context as _;
 use clap::Args;
 
 use crate::attested::{self, ServerUrl, TrustArgs};
@@ -15,6 +16,10 @@ pub(crate) struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// After a successful verification, write the attestation document
+    /// (COSE_Sign1) here, e.g. for `daas registry register-enclave`.
+    #[arg(long, value_name = "PATH")]
+    save_document: Option<std::path::PathBuf>,
 }
 
 /// Runs `daas verify`: prints the report; fails with the first failed check.
@@ -33,7 +38,13 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         report.print();
     }
     match outcome {
-        Ok(_) => Ok(()),
+        Ok(attested) => {
+            if let Some(path) = &args.save_document {
+                std::fs::write(path, &attested.document)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
         Err(report) => Err(anyhow::anyhow!(
             "{} is NOT verified: {}",
             report.server,

@@ -11,7 +11,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chain::{Address, ClusterSettings, FileRegistry, Pcrs, RegistryAdmin};
+use chain::{Address, ClusterSettings, FileRegistry, Pcrs, Registry, RegistryAdmin};
 use common::{Enclave, bin, daas, kubectl, text};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -287,4 +287,51 @@ fn kubeconfig_pins_the_attested_certificate_for_kubectl() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("no kubeconfig written"));
     assert!(!refused.exists());
+}
+
+/// The document `daas verify --save-document` keeps is what the registry's
+/// `register_enclave` takes: it binds the TLS key digest in `public_key` and
+/// the enclave's Ed25519 anchor key in `user_data`, and registers under the
+/// registry's rules (here with the dev root trusted explicitly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_document_registers_the_enclave() {
+    let enclave = tokio::task::spawn_blocking(Enclave::start).await.unwrap();
+    let root = dev_root(&enclave);
+    let dir = tempfile::tempdir().unwrap();
+    let doc_path = dir.path().join("doc.cbor");
+    let doc_arg = doc_path.display().to_string();
+    let out = verify(
+        &enclave,
+        &["--dev-root", &root, "--save-document", &doc_arg, "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let anchor_key = report["anchor_key"].as_str().unwrap().to_owned();
+    let tls_key = report["tls_spki_sha256"].as_str().unwrap().to_owned();
+
+    let settings = ClusterSettings {
+        min_stake: 1,
+        unstake_cooldown_ms: 0,
+        max_document_age_ms: 300_000,
+    };
+    let verifier =
+        attestation::Verifier::dangerous_trust_root_pem(&std::fs::read(&root).unwrap()).unwrap();
+    let admin: Address = "0xad".parse().unwrap();
+    let registry = FileRegistry::init(
+        dir.path().join("registry.json"),
+        "dev",
+        settings,
+        admin,
+        verifier,
+    )
+    .unwrap();
+    registry
+        .allow_image(enclave_pcrs(), "daas-enclave dev", 1)
+        .await
+        .unwrap();
+    let document = std::fs::read(&doc_path).unwrap();
+    let live = registry.register_enclave(&document).await.unwrap();
+    assert_eq!(hex::encode(live.anchor_key), anchor_key);
+    assert_eq!(hex::encode(live.tls_key_digest), tls_key);
+    assert_eq!(live.pcrs, enclave_pcrs());
 }

@@ -34,6 +34,9 @@ pub enum Purpose {
     ServiceAccountSigning,
     /// The node client-certificate CA.
     NodeCa,
+    /// The Ed25519 seed of the enclave's anchor key, which signs state
+    /// anchors on the registry and is bound in the document's `user_data`.
+    AnchorSigning,
 }
 
 impl Purpose {
@@ -45,6 +48,7 @@ impl Purpose {
             Self::Journal => "journal",
             Self::ServiceAccountSigning => "service-account-signing",
             Self::NodeCa => "node-ca",
+            Self::AnchorSigning => "anchor-signing",
         }
     }
 }

@@ -2,11 +2,12 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
-const ALL_PURPOSES: [Purpose; 4] = [
+const ALL_PURPOSES: [Purpose; 5] = [
     Purpose::Store,
     Purpose::Journal,
     Purpose::ServiceAccountSigning,
     Purpose::NodeCa,
+    Purpose::AnchorSigning,
 ];
 
 #[test]

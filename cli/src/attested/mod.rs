@@ -125,6 +125,8 @@ pub(crate) struct Report {
     debug_mode: Option<bool>,
     tls_spki_sha256: Option<String>,
     tls_certificate_subject: Option<String>,
+    /// The document's `user_data` when it is a 32-byte Ed25519 anchor key.
+    anchor_key: Option<String>,
     pcrs: Vec<PcrRow>,
     chain: Vec<String>,
     checks: Vec<Check>,
@@ -146,6 +148,7 @@ impl Report {
             debug_mode: None,
             tls_spki_sha256: None,
             tls_certificate_subject: None,
+            anchor_key: None,
             pcrs: vec![],
             chain: vec![],
             checks: vec![],
@@ -203,6 +206,9 @@ impl Report {
         if let Some(subject) = &self.tls_certificate_subject {
             println!("tls cert:    {subject}");
         }
+        if let Some(key) = &self.anchor_key {
+            println!("anchor key:  {key} (Ed25519, in user_data; signs registry anchors)");
+        }
         if !self.pcrs.is_empty() {
             println!("PCRs:");
             for row in &self.pcrs {
@@ -240,6 +246,8 @@ pub(crate) struct Attested {
     pub(crate) report: Report,
     /// The server's leaf certificate on the attested connection.
     pub(crate) certificate: CertificateDer<'static>,
+    /// The verified attestation document, as served (COSE_Sign1).
+    pub(crate) document: Vec<u8>,
 }
 
 /// How far ahead of ours the server's clock may run.
@@ -422,6 +430,7 @@ pub(crate) async fn attest(server: &ServerUrl, trust: &TrustArgs) -> Result<Atte
         Ok(Attested {
             report,
             certificate: leaf,
+            document: fetched.document,
         })
     } else {
         Err(Box::new(report))
@@ -436,6 +445,7 @@ fn fill_document(report: &mut Report, doc: &VerifiedDocument) {
             .to_string(),
     );
     report.debug_mode = Some(doc.is_debug_mode());
+    report.anchor_key = doc.user_data().filter(|u| u.len() == 32).map(hex::encode);
     report.chain = doc.chain_subjects().to_vec();
 }
 

@@ -52,12 +52,25 @@ type DocumentFuture<'a> = Pin<Box<dyn Future<Output = attestation::Result<Vec<u8
 /// An NSM seen through a trait object (the [`Nsm`] trait returns `impl
 /// Future`, so it is not object safe).
 trait CertificateAttester: Send + Sync + fmt::Debug {
-    fn attest<'a>(&'a self, cert_der: &'a [u8], nonce: Vec<u8>) -> DocumentFuture<'a>;
+    fn attest<'a>(
+        &'a self,
+        cert_der: &'a [u8],
+        anchor_key: Option<[u8; 32]>,
+        nonce: Vec<u8>,
+    ) -> DocumentFuture<'a>;
 }
 
 impl<N: Nsm + fmt::Debug> CertificateAttester for N {
-    fn attest<'a>(&'a self, cert_der: &'a [u8], nonce: Vec<u8>) -> DocumentFuture<'a> {
-        Box::pin(attestation::attest_certificate(self, cert_der, nonce))
+    fn attest<'a>(
+        &'a self,
+        cert_der: &'a [u8],
+        anchor_key: Option<[u8; 32]>,
+        nonce: Vec<u8>,
+    ) -> DocumentFuture<'a> {
+        match anchor_key {
+            Some(key) => Box::pin(attestation::attest_enclave(self, cert_der, key, nonce)),
+            None => Box::pin(attestation::attest_certificate(self, cert_der, nonce)),
+        }
     }
 }
 
@@ -67,6 +80,7 @@ impl<N: Nsm + fmt::Debug> CertificateAttester for N {
 pub struct Attestor {
     nsm: Arc<dyn CertificateAttester>,
     cert_der: Arc<[u8]>,
+    anchor_key: Option<[u8; 32]>,
     permits: Arc<Semaphore>,
 }
 
@@ -84,8 +98,17 @@ impl Attestor {
         Ok(Self {
             nsm: Arc::new(nsm),
             cert_der: serving_cert_der.into(),
+            anchor_key: None,
             permits: Arc::new(Semaphore::new(CONCURRENT_DOCUMENTS)),
         })
+    }
+
+    /// Also binds the enclave's Ed25519 anchor key (raw public key) in each
+    /// document's `user_data`, which the registry requires to register it.
+    #[must_use]
+    pub fn with_anchor_key(mut self, anchor_public_key: [u8; 32]) -> Self {
+        self.anchor_key = Some(anchor_public_key);
+        self
     }
 
     /// A fresh document binding the serving certificate, carrying `nonce`.
@@ -97,7 +120,9 @@ impl Attestor {
     pub async fn document(&self, nonce: Vec<u8>) -> attestation::Result<Vec<u8>> {
         // The semaphore is never closed, so acquiring only fails if it were.
         let _permit = self.permits.acquire().await.ok();
-        self.nsm.attest(&self.cert_der, nonce).await
+        self.nsm
+            .attest(&self.cert_der, self.anchor_key, nonce)
+            .await
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::attestation::{Mode, Purpose, RootSecret};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use enclave::api::{
@@ -20,10 +21,14 @@ use enclave::api::{
 };
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
-use enclave::store::{FileJournal, Journal, StaticKeys, Store, StoreOptions};
+use enclave::store::{FileJournal, Journal, RootSecretKeys, Store, StoreOptions};
 use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+
+/// The dev root secret under the data directory (0600).
+const ROOT_SECRET_FILE: &str = "root-secret.dev";
 
 #[derive(Debug, Parser)]
 #[command(name = "daas-enclave", about = "The K3s-DaaS control plane")]
@@ -163,13 +168,25 @@ async fn main() -> Result<()> {
     }
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let key: [u8; 32] = secret_file(&dir.join("dev-root.key"), 32)?
+    // The dev root secret: in enclave mode it is created inside the enclave
+    // and kept wrapped by KMS; here it is a 0600 file, and its keys carry the
+    // dev label so dev-sealed data never opens in production.
+    let root = RootSecret::load_or_create_dev_file(&dir.join(ROOT_SECRET_FILE))
+        .context("loading the dev root secret")?;
+    let anchor = Ed25519KeyPair::from_seed_unchecked(
+        root.derive(Purpose::AnchorSigning, Mode::Dev)
+            .expose_secret_bytes(),
+    )
+    .map_err(|_| anyhow::anyhow!("deriving the anchor key"))?;
+    let anchor_public_key: [u8; 32] = anchor
+        .public_key()
+        .as_ref()
         .try_into()
-        .map_err(|_| anyhow::anyhow!("dev key length"))?;
+        .context("anchor public key length")?;
     let cluster: [u8; 16] = secret_file(&dir.join("cluster-id"), 16)?
         .try_into()
         .map_err(|_| anyhow::anyhow!("cluster id length"))?;
-    let keys = StaticKeys::single(key);
+    let keys = RootSecretKeys::new(root, Mode::Dev, 1);
     let journal: Box<dyn Journal> = match &args.journal {
         Some(endpoint) => {
             let timeout = Duration::from_secs(args.journal_connect_timeout);
@@ -232,7 +249,8 @@ async fn main() -> Result<()> {
         root_sha256 = %hex::encode(nsm.root().sha256()),
         "dev attestation (simulated NSM)"
     );
-    let attestor = Attestor::new(nsm, &serving_cert)?;
+    let attestor = Attestor::new(nsm, &serving_cert)?.with_anchor_key(anchor_public_key);
+    tracing::info!(anchor_key = %hex::encode(anchor_public_key), "anchor key bound in user_data");
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: host,
