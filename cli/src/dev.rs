@@ -69,6 +69,9 @@ struct ChildSpec {
 struct Layout {
     enclave_dir: PathBuf,
     socket: PathBuf,
+    /// What the host keeps for the enclave: sealed journal records and snapshots.
+    journal_dir: PathBuf,
+    journal_socket: PathBuf,
 }
 
 impl Layout {
@@ -76,6 +79,8 @@ impl Layout {
         Self {
             enclave_dir: data_dir.join("enclave"),
             socket: data_dir.join("enclave.sock"),
+            journal_dir: data_dir.join("host-journal"),
+            journal_socket: data_dir.join("journal.sock"),
         }
     }
 }
@@ -117,7 +122,22 @@ fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
 /// journal) are one more entry here.
 fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSpec> {
     let socket = format!("unix:{}", layout.socket.display());
+    let journal = format!("unix:{}", layout.journal_socket.display());
     vec![
+        // The host's sealed journal: the enclave's source of truth, which
+        // the host stores but cannot read.
+        ChildSpec {
+            name: "journal",
+            program: bins.host.clone(),
+            args: vec![
+                "journal".into(),
+                "--dir".into(),
+                layout.journal_dir.clone().into(),
+                "--listen".into(),
+                journal.clone().into(),
+            ],
+            policy: RestartPolicy::default(),
+        },
         ChildSpec {
             name: "enclave",
             program: bins.enclave.clone(),
@@ -129,6 +149,8 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
                 socket.clone().into(),
                 "--advertise".into(),
                 format!("https://{listen}").into(),
+                "--journal".into(),
+                journal.into(),
             ],
             policy: RestartPolicy::default(),
         },

@@ -135,6 +135,14 @@ fn dev_brings_up_an_attested_cluster_and_resumes_it() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
+    // The write went to the host's journal service, sealed: the host holds
+    // records but not the value.
+    let journal = std::fs::read(dir.path().join("host-journal/journal")).unwrap();
+    assert!(!journal.is_empty(), "the host journal has no records");
+    assert!(
+        !journal.windows(b"survivor".len()).any(|w| w == b"survivor"),
+        "the host journal holds plaintext"
+    );
 
     // The supervisor restarts a killed enclave, daas dev verifies it again,
     // and the acknowledged write is still there.
