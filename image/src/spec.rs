@@ -38,10 +38,19 @@ pub struct ImageSpec {
     enclave_args: Vec<String>,
     env: Vec<String>,
     modules: Vec<PathBuf>,
+    files: Vec<ExtraFile>,
     name: String,
     version: String,
     build_epoch: u64,
     signing: Option<(PathBuf, PathBuf)>,
+}
+
+/// A file added to the application ramdisk besides the enclave binary.
+#[derive(Debug, Clone)]
+struct ExtraFile {
+    path: String,
+    source: PathBuf,
+    perm: u32,
 }
 
 /// A step of [`ImageSpec::build`], for progress output.
@@ -148,6 +157,7 @@ impl ImageSpec {
             enclave_args: Vec::new(),
             env: Vec::new(),
             modules: Vec::new(),
+            files: Vec::new(),
             name: "daas-enclave".to_owned(),
             version: "0.0.0".to_owned(),
             build_epoch: 0,
@@ -183,6 +193,24 @@ impl ImageSpec {
     /// Kernel modules the init loads, in this order (measured in PCR0 and PCR1).
     pub fn with_modules(mut self, modules: Vec<PathBuf>) -> Self {
         self.modules = modules;
+        self
+    }
+
+    /// Adds the contents of `source` to the application ramdisk at `path` (relative, e.g.
+    /// `opt/tools/helper`) with permission bits `perm` (measured in PCR0 and PCR2): helper
+    /// programs or data the enclave binary uses. The paths of the enclave binary, its
+    /// command line and environment are refused when the image is built.
+    pub fn with_file(
+        mut self,
+        path: impl Into<String>,
+        source: impl Into<PathBuf>,
+        perm: u32,
+    ) -> Self {
+        self.files.push(ExtraFile {
+            path: path.into(),
+            source: source.into(),
+            perm,
+        });
         self
     }
 
@@ -259,8 +287,9 @@ impl ImageSpec {
     /// # Errors
     /// [`Error::ReadInput`] for a missing input, [`Error::SigningKey`] and
     /// [`Error::SigningCert`] for signing inputs that cannot be used, [`Error::NotBzImage`] for a kernel without
-    /// the x86 boot headers, [`Error::InvalidCmdline`], [`Error::InvalidEnclaveArg`], and the
-    /// archive errors of [`CpioArchive`].
+    /// the x86 boot headers, [`Error::InvalidCmdline`], [`Error::InvalidEnclaveArg`],
+    /// [`Error::InvalidArchivePath`] for an extra file at a reserved path, and the archive
+    /// errors of [`CpioArchive`].
     pub fn build(&self, mut progress: impl FnMut(Progress)) -> Result<BuiltImage> {
         if self.cmdline.contains('\0') {
             return Err(Error::InvalidCmdline {
@@ -305,12 +334,27 @@ impl ImageSpec {
             modules.push((name.to_owned(), bytes));
         }
 
+        let mut extra = Vec::with_capacity(self.files.len());
+        for file in &self.files {
+            if [layout::ENCLAVE, layout::CMD_FILE, layout::ENV_FILE].contains(&file.path.as_str()) {
+                return Err(Error::InvalidArchivePath {
+                    path: file.path.clone(),
+                    reason: "reserved for the enclave binary, its command line or environment",
+                });
+            }
+            extra.push(read("extra file", &file.source)?);
+        }
+
         let rd0 = Self::bootstrap_ramdisk(init, &modules)?.to_bytes()?;
         progress(Progress::Ramdisk {
             index: 0,
             bytes: rd0.len(),
         });
-        let rd1 = Self::app_ramdisk(enclave, &self.enclave_args, &self.env)?.to_bytes()?;
+        let mut app = Self::app_ramdisk(enclave, &self.enclave_args, &self.env)?;
+        for (file, bytes) in self.files.iter().zip(extra) {
+            app.add_file(&file.path, file.perm, bytes)?;
+        }
+        let rd1 = app.to_bytes()?;
         progress(Progress::Ramdisk {
             index: 1,
             bytes: rd1.len(),

@@ -340,3 +340,43 @@ fn missing_inputs_and_non_bzimage_kernels_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn extra_files_go_to_the_application_ramdisk_and_move_pcr0_and_pcr2_only() {
+    let i = inputs();
+    let helper = i.root.join("helper");
+    std::fs::write(&helper, b"\x7fELF helper").unwrap();
+    let base = ImageSpec::new(&i.kernel, &i.init, &i.enclave);
+    let m = base.clone().build(|_| {}).unwrap().measurements;
+    let with = base
+        .clone()
+        .with_file("opt/tools/helper", &helper, 0o755)
+        .build(|_| {})
+        .unwrap();
+    let w = &with.measurements;
+    assert!(w.pcr0 != m.pcr0 && w.pcr1 == m.pcr1 && w.pcr2 != m.pcr2);
+    let back = EifImage::from_bytes(&with.bytes).unwrap();
+    let rd1 = &back.ramdisks[1];
+    let at = rd1
+        .windows(b"opt/tools/helper\0".len())
+        .position(|w| w == b"opt/tools/helper\0")
+        .expect("helper entry in ramdisk 1");
+    // newc header: mode is the second 8-hex-digit field after the 6-byte magic.
+    let header = at - 110;
+    let mode = std::str::from_utf8(&rd1[header + 14..header + 22]).unwrap();
+    assert_eq!(u32::from_str_radix(mode, 16).unwrap(), 0o100755);
+
+    for reserved in ["bin/daas-enclave", "etc/daas/cmd", "etc/daas/env"] {
+        let err = base
+            .clone()
+            .with_file(reserved, &helper, 0o644)
+            .build(|_| {})
+            .unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{reserved}: {err}");
+    }
+    let err = base
+        .with_file("opt/x", i.root.join("missing"), 0o644)
+        .build(|_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("extra file"), "{err}");
+}

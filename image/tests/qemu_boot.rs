@@ -1,7 +1,17 @@
 //! Boot smoke test: a real kernel boots our EIF's sections under QEMU (software
-//! emulation), `daas-init` runs as PID 1, loads the vsock modules, starts the payload and
-//! sends the boot heartbeat over real `AF_VSOCK` (guest-internal `vsock_loopback`), and the
-//! payload answers `GET /readyz` over vsock. The result is read from the serial console.
+//! emulation), `daas-init` runs as PID 1, loads the vsock modules and starts the payload,
+//! `examples/enclave_smoke.rs`. That driver starts the real static `daas-enclave` in dev
+//! mode listening on vsock `1:6443` (guest-internal `vsock_loopback`) with its data
+//! directory on a tmpfs, and the real static `daas-host relay` forwarding TCP
+//! `127.0.0.1:6443` to it; then, as a client trusting the dev CA the enclave wrote, it
+//! requests `GET /readyz` straight over `AF_VSOCK` and through the relay, and
+//! `GET /api/v1/namespaces` through the relay anonymously (refused), with the admin bearer
+//! token and with the admin client certificate. It also plays the Nitro parent for the
+//! init's boot heartbeat. The results are read from the serial console.
+//!
+//! `daas-init` and `daas-enclave` are built exactly as a release is
+//! (`scripts/build-enclave-static` with its default selection); the driver and `daas-host`
+//! by the same script in a second run.
 //!
 //! Needs `qemu-system-x86_64` and Debian's `linux-image-cloud-amd64` (scripts/setup
 //! installs both). Without them the test says so and passes, except under CI (`CI` set),
@@ -16,8 +26,14 @@ use std::time::{Duration, Instant};
 use image::{EifImage, ImageSpec, layout};
 
 /// Upper bound on one boot, only so a hung guest cannot hang the suite. Not a performance
-/// check: a boot takes seconds.
-const HANG_GUARD: Duration = Duration::from_secs(600);
+/// check: under software emulation a boot with the enclave takes a few minutes at most.
+const HANG_GUARD: Duration = Duration::from_secs(1800);
+/// Guest memory, MiB: the unpacked ramdisks, the enclave's RocksDB and its tmpfs data.
+const GUEST_MEMORY_MIB: &str = "1536";
+/// Where the driver finds the two binaries it starts (extra files of the application
+/// ramdisk).
+const GUEST_ENCLAVE: &str = "smoke/daas-enclave";
+const GUEST_HOST: &str = "smoke/daas-host";
 
 /// The newest Debian cloud kernel and its vsock modules, in load order.
 fn debian_kernel() -> Option<(PathBuf, Vec<PathBuf>)> {
@@ -69,29 +85,55 @@ fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// Builds `daas-init` and the probe payload with the documented static build.
-fn static_binaries(out: &Path) -> (PathBuf, PathBuf) {
+/// Runs `scripts/build-enclave-static --unlocked --out OUT` with `selection`.
+fn build_static(out: &Path, selection: &[&str]) {
     let started = Instant::now();
     // --unlocked: the smoke test checks the image, not the lock file (a release build
     // keeps --locked).
     let status = Command::new(repo_root().join("scripts/build-enclave-static"))
         .args(["--unlocked", "--out"])
         .arg(out)
-        .args([
-            "-p",
-            "image",
-            "--bin",
-            "daas-init",
-            "--example",
-            "vsock_probe",
-        ])
+        .args(selection)
         .status()
         .unwrap();
     assert!(status.success(), "scripts/build-enclave-static failed");
-    eprintln!("static build took {:.1?}", started.elapsed());
-    let init = out.join("daas-init");
-    let probe = out.join("vsock_probe");
-    for bin in [&init, &probe] {
+    eprintln!(
+        "static build of {selection:?} took {:.1?}",
+        started.elapsed()
+    );
+}
+
+/// The static binaries the guest runs, in `out`: `daas-init` and `daas-enclave` from the
+/// release selection, then the driver and `daas-host`.
+struct StaticBinaries {
+    init: PathBuf,
+    enclave: PathBuf,
+    driver: PathBuf,
+    host: PathBuf,
+}
+
+fn static_binaries(out: &Path) -> StaticBinaries {
+    build_static(out, &[]);
+    build_static(
+        out,
+        &[
+            "-p",
+            "image",
+            "--example",
+            "enclave_smoke",
+            "-p",
+            "host",
+            "--bin",
+            "daas-host",
+        ],
+    );
+    let bins = StaticBinaries {
+        init: out.join("daas-init"),
+        enclave: out.join("daas-enclave"),
+        driver: out.join("enclave_smoke"),
+        host: out.join("daas-host"),
+    };
+    for bin in [&bins.init, &bins.enclave, &bins.driver, &bins.host] {
         let file = Command::new("file").arg(bin).output();
         if let Ok(file) = file {
             let text = String::from_utf8_lossy(&file.stdout).into_owned();
@@ -102,7 +144,7 @@ fn static_binaries(out: &Path) -> (PathBuf, PathBuf) {
             );
         }
     }
-    (init, probe)
+    bins
 }
 
 #[test]
@@ -114,16 +156,19 @@ fn eif_boots_under_qemu_with_real_vsock() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (init, probe) = static_binaries(&dir.path().join("bin"));
+    let bins = static_binaries(&dir.path().join("bin"));
 
     let cmdline = format!(
         "{} {}=1:9000 quiet",
         layout::NITRO_CMDLINE,
         layout::HEARTBEAT_PARAM
     );
-    let built = ImageSpec::new(&kernel, &init, &probe)
+    let built = ImageSpec::new(&kernel, &bins.init, &bins.driver)
         .with_modules(modules)
         .with_cmdline(cmdline)
+        .with_enclave_args(vec![format!("/{GUEST_ENCLAVE}"), format!("/{GUEST_HOST}")])
+        .with_file(GUEST_ENCLAVE, &bins.enclave, 0o755)
+        .with_file(GUEST_HOST, &bins.host, 0o755)
         .build(|_| {})
         .unwrap();
     let eif_path = dir.path().join("smoke.eif");
@@ -140,7 +185,8 @@ fn eif_boots_under_qemu_with_real_vsock() {
 
     let started = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1"])
+        .args(["-accel", "tcg", "-cpu", "max", "-smp", "1"])
+        .args(["-m", GUEST_MEMORY_MIB])
         .args([
             "-nographic",
             "-no-reboot",
@@ -165,27 +211,38 @@ fn eif_boots_under_qemu_with_real_vsock() {
         std::io::Read::read_to_string(&mut { stdout }, &mut s).unwrap();
         s
     });
+    let mut hung = false;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > HANG_GUARD {
+        if started.elapsed() > HANG_GUARD && !hung {
+            hung = true;
             let _ = child.kill();
-            panic!("guest still running after {HANG_GUARD:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     let elapsed = started.elapsed();
     let console = reader.join().unwrap();
     eprintln!("--- serial console ---\n{console}--- end ({elapsed:.1?}, {status}) ---");
+    assert!(!hung, "guest still running after {HANG_GUARD:?}; killed");
 
     for expected in [
         "daas-init: loaded /lib/daas-modules/02-vsock_loopback.ko",
-        "probe: /proc, /sys, /dev and /tmp are mounted",
-        "probe: GET /readyz over AF_VSOCK -> \"HTTP/1.1 200 OK",
+        "smoke: /proc, /sys, /dev and /tmp are mounted; data dir /tmp/daas is on tmpfs",
+        "smoke: lo is up",
+        "smoke: daas-enclave says \"ready https://127.0.0.1:6443\"",
+        "smoke: daas-host relay says \"relay listening on tcp:127.0.0.1:6443\"",
+        "smoke: readyz over AF_VSOCK: 200 ok",
+        "smoke: readyz through the relay: 200 ok",
+        "smoke: anonymous namespaces refused: 40",
+        "smoke: namespaces with the admin token: 200 NamespaceList [\"default\", \"kube-node-lease\", \"kube-public\", \"kube-system\"]",
+        "smoke: namespaces with the admin certificate: 200 NamespaceList [\"default\", \"kube-node-lease\", \"kube-public\", \"kube-system\"]",
         "daas-init: heartbeat to 1:9000 ok",
-        "probe: heartbeat 0xb7 from cid 1",
-        "PROBE-RESULT: PASS",
+        "smoke: heartbeat 0xb7 from cid 1",
+        "smoke: daas-host relay stopped by SIGTERM: exit status: 0",
+        "smoke: daas-enclave stopped by SIGTERM: exit status: 0",
+        "SMOKE-RESULT: PASS",
         "daas-init: enclave exited with status 0",
     ] {
         assert!(console.contains(expected), "console lacks {expected:?}");
