@@ -59,6 +59,8 @@ struct PreparedGroup {
 
 struct SealedCommit {
     record: Vec<u8>,
+    /// Where the chain stands once `record` is durable.
+    position: ChainPosition,
     batch: WriteBatch,
     first: Revision,
     last: Revision,
@@ -390,6 +392,7 @@ impl Evaluator {
         self.position = ChainPosition { seq, head };
         Ok(SealedCommit {
             record,
+            position: self.position,
             batch,
             first,
             last,
@@ -484,10 +487,7 @@ impl Durability {
                 continue;
             }
             if let Some(commit) = &group.commit {
-                expected = ChainPosition {
-                    seq: group.base.seq + 1,
-                    head: chain_hash(&commit.record),
-                };
+                expected = commit.position;
             }
             chained.push((i, group));
         }
@@ -505,7 +505,7 @@ impl Durability {
         let mut broken = false;
         for (i, group) in chained {
             let PreparedGroup {
-                base,
+                base: _,
                 commit,
                 replies,
             } = group;
@@ -540,7 +540,6 @@ impl Durability {
                 continue;
             }
             appended += 1;
-            let head = chain_hash(&commit.record);
             if let Err(e) = self.shared.write_index(commit.batch) {
                 // The journal has the group but the index does not: the
                 // in-memory view is now behind. Stop; reopening replays it.
@@ -554,10 +553,7 @@ impl Durability {
                 broken = true;
                 continue;
             }
-            self.durable = ChainPosition {
-                seq: base.seq + 1,
-                head,
-            };
+            self.durable = commit.position;
             self.shared
                 .publish(commit.last, self.durable, commit.events);
             answer(replies);

@@ -89,19 +89,45 @@ async fn invalid_revisions_and_continue_tokens_are_errors() {
     ));
 }
 
-/// A journal whose disk fills up: appends fail once `fail` is set.
-struct FullDisk {
+/// A journal that fails appends on demand: while `fail` is set (a full
+/// disk), and on the `failing` append numbers (a flaky disk, slowed by
+/// `delay` so groups queue behind a failing one).
+struct FaultyDisk {
     inner: FileJournal,
     fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    appends: usize,
+    failing: &'static [usize],
+    delay: std::time::Duration,
 }
 
-impl Journal for FullDisk {
+impl FaultyDisk {
+    fn new(dir: &std::path::Path) -> Self {
+        FaultyDisk {
+            inner: FileJournal::open(dir.join("journal")).unwrap(),
+            fail: Default::default(),
+            appends: 0,
+            failing: &[],
+            delay: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl Journal for FaultyDisk {
     fn append(&mut self, record: &[u8]) -> Result<(), JournalError> {
+        self.appends += 1;
+        std::thread::sleep(self.delay);
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(JournalError::Io {
                 op: "append",
                 path: "journal".into(),
                 source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        if self.failing.contains(&self.appends) {
+            return Err(JournalError::Io {
+                op: "append",
+                path: "journal".into(),
+                source: std::io::Error::from_raw_os_error(5), // EIO
             });
         }
         self.inner.append(record)
@@ -120,11 +146,8 @@ impl Journal for FullDisk {
 #[tokio::test]
 async fn a_full_disk_fails_the_write_and_leaves_the_store_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let journal = FullDisk {
-        inner: FileJournal::open(dir.path().join("journal")).unwrap(),
-        fail: fail.clone(),
-    };
+    let journal = FaultyDisk::new(dir.path());
+    let fail = journal.fail.clone();
     let s = Store::open(
         options(dir.path()),
         &StaticKeys::single(KEY),
@@ -147,45 +170,13 @@ async fn a_full_disk_fails_the_write_and_leaves_the_store_consistent() {
     super::restore_check(s, dir.path()).await;
 }
 
-/// A slow journal whose appends fail on a fixed schedule, so groups are in
-/// flight behind a failing one.
-struct FlakyDisk {
-    inner: FileJournal,
-    appends: usize,
-    failing: &'static [usize],
-}
-
-impl Journal for FlakyDisk {
-    fn append(&mut self, record: &[u8]) -> Result<(), JournalError> {
-        self.appends += 1;
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        if self.failing.contains(&self.appends) {
-            return Err(JournalError::Io {
-                op: "append",
-                path: "journal".into(),
-                source: std::io::Error::from_raw_os_error(5), // EIO
-            });
-        }
-        self.inner.append(record)
-    }
-    fn read_records(&mut self) -> Result<Vec<Vec<u8>>, JournalError> {
-        self.inner.read_records()
-    }
-    fn write_snapshot(&mut self, s: &[u8], c: u64) -> Result<(), JournalError> {
-        self.inner.write_snapshot(s, c)
-    }
-    fn read_snapshot(&mut self) -> Result<Option<Vec<u8>>, JournalError> {
-        self.inner.read_snapshot()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_append_refuses_the_groups_built_on_it_and_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let journal = FlakyDisk {
-        inner: FileJournal::open(dir.path().join("journal")).unwrap(),
-        appends: 0,
+    let journal = FaultyDisk {
         failing: &[3, 4, 9, 20, 21, 22, 40],
+        delay: std::time::Duration::from_millis(2),
+        ..FaultyDisk::new(dir.path())
     };
     let s = Store::open(
         options(dir.path()),
