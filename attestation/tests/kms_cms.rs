@@ -221,6 +221,70 @@ fn public_key_is_rsa_2048_spki_that_fits_the_document() {
 }
 
 #[test]
+fn pkcs8_key_made_by_openssl_opens_its_envelopes() {
+    // The doc-hidden constructor the fuzz target uses: a PKCS#8 key (not the
+    // PKCS#1 `genpkey -outform DER` writes) loads and opens envelopes made for
+    // it; other key sizes and non-keys are refused.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "k.pem",
+        ],
+    );
+    let pkcs8 = openssl(
+        d,
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "k.pem", "-outform", "DER",
+        ],
+    );
+    let key = RecipientKey::from_pkcs8_der(&pkcs8).unwrap();
+    let spki = openssl(d, &["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"]);
+    assert_eq!(key.public_key_spki_der(), spki);
+    let secret = random_bytes(32);
+    let envelope = Recipient::for_spki(&spki).kms_like(&secret);
+    assert_eq!(&*key.decrypt_envelope(&envelope).unwrap(), &secret[..]);
+
+    let pkcs1 = openssl(
+        d,
+        &["rsa", "-in", "k.pem", "-traditional", "-outform", "DER"],
+    );
+    assert!(matches!(
+        RecipientKey::from_pkcs8_der(&pkcs1),
+        Err(Error::RecipientKeyRejected)
+    ));
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:3072",
+            "-out",
+            "k3.pem",
+        ],
+    );
+    let rsa3072 = openssl(
+        d,
+        &[
+            "pkcs8", "-topk8", "-nocrypt", "-in", "k3.pem", "-outform", "DER",
+        ],
+    );
+    assert!(matches!(
+        RecipientKey::from_pkcs8_der(&rsa3072),
+        Err(Error::RecipientKeyRejected)
+    ));
+}
+
+#[test]
 fn debug_does_not_print_key_material() {
     let key = RecipientKey::generate().unwrap();
     let printed = format!("{key:?}");
