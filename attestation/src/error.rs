@@ -1,5 +1,6 @@
-//! The crate's error types: [`Error`] for everything, [`VerifyError`] for the
-//! one thing callers match on in detail, a rejected attestation document.
+//! The crate's error types: [`Error`] for everything, [`VerifyError`] for a
+//! rejected attestation document and [`EnvelopeError`] for a rejected KMS
+//! `CiphertextForRecipient`, the two things callers match on in detail.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -268,6 +269,135 @@ pub enum VerifyError {
     },
 }
 
+/// Why a KMS `CiphertextForRecipient` (CMS EnvelopedData) was not opened.
+/// Structure errors come first, then the algorithm checks, then the
+/// cryptographic failures.
+///
+/// The cryptographic variants ([`Self::KeyUnwrap`], [`Self::Padding`]) tell
+/// an attacker who can submit envelopes and see the error something about the
+/// plaintext: never send them back to the host, and open one envelope per
+/// [`crate::RecipientKey`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The input ends inside an element.
+    #[error("envelope is truncated ({context})")]
+    Truncated {
+        /// The element being read.
+        context: &'static str,
+    },
+    /// Bytes follow the outer ContentInfo or the last field of a structure.
+    #[error("{count} unexpected trailing bytes after {context}")]
+    TrailingBytes {
+        /// The structure they follow.
+        context: &'static str,
+        /// Number of extra bytes.
+        count: usize,
+    },
+    /// Elements are nested deeper than any CMS envelope needs.
+    #[error("envelope nests more than {max} levels deep")]
+    TooDeep {
+        /// The nesting limit.
+        max: usize,
+    },
+    /// A field is missing, has the wrong ASN.1 tag, or its encoding is not
+    /// valid BER (reserved length octet, indefinite length on a primitive,
+    /// high tag number, an over-long length, ...).
+    #[error("envelope field {field} is malformed")]
+    Malformed {
+        /// The field being read.
+        field: &'static str,
+    },
+    /// A content type is not the one KMS uses: `id-envelopedData` for the
+    /// outer ContentInfo, `id-data` for the encrypted content.
+    #[error("{which} content type is {oid}, expected {expected}")]
+    ContentType {
+        /// `"outer"` or `"encrypted"`.
+        which: &'static str,
+        /// The OID found, dotted.
+        oid: String,
+        /// The OID required, dotted.
+        expected: &'static str,
+    },
+    /// A version number is not one this structure can have with a
+    /// key-transport recipient.
+    #[error("{structure} version {version} is not supported")]
+    Version {
+        /// `"EnvelopedData"` or `"KeyTransRecipientInfo"`.
+        structure: &'static str,
+        /// The version found (`u64::MAX` if it does not fit).
+        version: u64,
+    },
+    /// The envelope has no recipient or more than one; KMS makes exactly one.
+    #[error("envelope has {count} recipients; exactly one expected")]
+    RecipientCount {
+        /// Number of RecipientInfos.
+        count: usize,
+    },
+    /// The recipient is not a KeyTransRecipientInfo (key agreement, KEK,
+    /// password or other).
+    #[error("recipient is not a key-transport (RSA) recipient")]
+    RecipientKind,
+    /// The key-encryption algorithm is not RSAES-OAEP (PKCS#1 v1.5, for
+    /// example).
+    #[error("key-encryption algorithm {oid} is not RSAES-OAEP (1.2.840.113549.1.1.7)")]
+    KeyEncryptionAlgorithm {
+        /// The OID found, dotted.
+        oid: String,
+    },
+    /// The RSAES-OAEP parameters are not SHA-256, MGF1 with SHA-256 and an
+    /// empty label.
+    #[error("RSAES-OAEP parameters: {problem}")]
+    OaepParameters {
+        /// What differs.
+        problem: &'static str,
+    },
+    /// The content cipher is not AES-256-CBC.
+    #[error("content cipher {oid} is not AES-256-CBC (2.16.840.1.101.3.4.1.42)")]
+    ContentCipher {
+        /// The OID found, dotted.
+        oid: String,
+    },
+    /// The AES-CBC IV is not 16 bytes.
+    #[error("content IV is {len} bytes; AES-CBC IVs are 16")]
+    IvLength {
+        /// Actual length.
+        len: usize,
+    },
+    /// The envelope carries no encrypted content (detached content).
+    #[error("envelope has no encrypted content")]
+    MissingContent,
+    /// The encrypted content is empty or not a whole number of AES blocks.
+    #[error("encrypted content is {len} bytes, not a positive multiple of 16")]
+    CiphertextLength {
+        /// Actual length.
+        len: usize,
+    },
+    /// RSA-OAEP decryption of the content key failed: the envelope was made
+    /// for another key, or the encrypted key was altered.
+    #[error("the content key does not decrypt with this recipient key")]
+    KeyUnwrap,
+    /// The unwrapped content key is not a 32-byte AES-256 key.
+    #[error("content key is {len} bytes; AES-256 keys are 32")]
+    ContentKeyLength {
+        /// Actual length.
+        len: usize,
+    },
+    /// AES-256-CBC decryption produced invalid PKCS#7 padding: wrong key, IV
+    /// or ciphertext.
+    #[error("content does not decrypt (bad PKCS#7 padding)")]
+    Padding,
+    /// The plaintext does not have the length the caller needs (32 bytes
+    /// for a root secret).
+    #[error("plaintext is {len} bytes, expected {expected}")]
+    PlaintextLength {
+        /// Actual length.
+        len: usize,
+        /// Required length.
+        expected: usize,
+    },
+}
+
 /// Every error this crate returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -275,6 +405,15 @@ pub enum Error {
     /// An attestation document was rejected.
     #[error("attestation document rejected")]
     Verify(#[from] VerifyError),
+    /// A KMS `CiphertextForRecipient` envelope was rejected.
+    #[error("KMS recipient envelope rejected")]
+    Envelope(#[from] EnvelopeError),
+    /// Generating the RSA recipient key failed.
+    #[error("generating the RSA-2048 recipient key failed")]
+    RecipientKeyGeneration,
+    /// A recipient key given as PKCS#8 is not a valid RSA-2048 private key.
+    #[error("recipient key is not a valid RSA-2048 PKCS#8 private key")]
+    RecipientKeyRejected,
     /// The NSM (hardware or simulator) failed a request.
     #[error("NSM request {request} failed: {reason}")]
     Nsm {

@@ -10,8 +10,13 @@
 //! `mode` is `"dev"` or `"production"`, so a key derived in dev mode never
 //! equals the production key for the same purpose, even from the same secret:
 //! dev-sealed data never opens in production.
+//!
+//! In production the root secret comes from KMS, encrypted to the enclave's
+//! attested [`RecipientKey`] (module `kms`, BER reading in `ber`).
 
+mod ber;
 mod file;
+mod kms;
 
 use std::fmt;
 
@@ -19,6 +24,8 @@ use ring::hkdf;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, Result};
+
+pub use kms::RecipientKey;
 
 /// Length of the root secret and of every purpose key.
 pub const KEY_LEN: usize = 32;
