@@ -469,3 +469,31 @@ async fn a_replayed_older_snapshot_is_refused_by_sequence_number() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_enclave_fences_off_the_first_which_can_no_longer_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = HostJournal::start(&tmp.path().join("host"), &tmp.path().join("j.sock"));
+    let first = open_store(&tmp.path().join("first-index"), host.endpoint()).unwrap();
+    put(&first, b"/k/first-1", &value(1)).await;
+
+    // A second enclave on the same journal (a restart whose predecessor is still alive) restores and writes.
+    let second = open_store(&tmp.path().join("second-index"), host.endpoint()).unwrap();
+    assert_eq!(keys(&second), ["/k/first-1"]);
+    put(&second, b"/k/second-1", &value(2)).await;
+
+    // The first one's writes now fail, naming the reason; it cannot fork or truncate the journal.
+    let err = first.put(b"/k/first-2", &value(3)).await.unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(chain.contains("fenced"), "{chain}");
+    close(first);
+    put(&second, b"/k/second-2", &value(4)).await;
+    close(second);
+
+    let restored = open_store(&tmp.path().join("fresh-index"), host.endpoint()).unwrap();
+    assert_eq!(
+        keys(&restored),
+        ["/k/first-1", "/k/second-1", "/k/second-2"]
+    );
+    close(restored);
+}

@@ -76,7 +76,8 @@ async fn response(s: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
 
 async fn hello(sock: &Path) -> UnixStream {
     let mut s = UnixStream::connect(sock).await.unwrap();
-    frame(&mut s, 0x01, b"KDJP\x00\x01").await;
+    // "KDJP", version 2, a 16-byte session id.
+    frame(&mut s, 0x01, b"KDJP\x00\x02session-id-16-by").await;
     let (kind, body) = response(&mut s).await.unwrap();
     assert_eq!(kind, 0x80);
     assert_eq!(body.len(), 6, "version and frame limit");
@@ -91,7 +92,8 @@ async fn hostile_frames_get_errors_and_the_binary_keeps_serving() {
 
     // The limit given on the command line is the one announced and enforced.
     let mut s = UnixStream::connect(&sock).await.unwrap();
-    frame(&mut s, 0x01, b"KDJP\x00\x01").await;
+    // "KDJP", version 2, a 16-byte session id.
+    frame(&mut s, 0x01, b"KDJP\x00\x02session-id-16-by").await;
     let (_, body) = response(&mut s).await.unwrap();
     assert_eq!(&body[2..], &128u32.to_be_bytes());
     frame(&mut s, 0x02, &[0xAB; 200]).await;

@@ -9,15 +9,13 @@
 //!
 //! # Protocol
 //!
-//! One enclave connection at a time, over vsock (production) or a Unix socket (dev). A newer connection replaces
-//! the older one (a restarted enclave must not wait for its predecessor's dead connection); the older one is
-//! closed between requests, never in the middle of one. Every message is a frame `u32 BE length | kind u8 |
-//! body`, with `length` (kind + body) between 1 and the frame limit ([`JournalConfig::max_frame_bytes`]).
-//! Requests and their responses:
+//! Over vsock (production) or a Unix socket (dev). Every message is a frame `u32 BE length | kind u8 | body`, with
+//! `length` (kind + body) between 1 and the frame limit ([`JournalConfig::max_frame_bytes`]). Requests and their
+//! responses:
 //!
 //! | request | body | response |
 //! |---|---|---|
-//! | `0x01 HELLO` (first) | `"KDJP" | u16 version` | `OK u16 version | u32 frame limit` |
+//! | `0x01 HELLO` (first) | `"KDJP" | u16 version | 16-byte session id` | `OK u16 version | u32 frame limit` |
 //! | `0x02 APPEND` | one sealed record | `OK`, sent only after write + fsync |
 //! | `0x03 READ_RECORDS` | — | `RECORD record`… then `END u64 count` |
 //! | `0x04 READ_SNAPSHOT` | — | `NONE`, or `CHUNK bytes`… then `END u64 total length` |
@@ -31,17 +29,31 @@
 //! usable; a frame over the limit or with length 0 gets `ERROR` and the connection is closed, since its body was
 //! not read. A connection that drops in the middle of a frame changes nothing: a record is written only once
 //! its whole frame has arrived, and a torn write left by a crash is cut when the directory is opened again.
+//!
+//! # One writer: sessions and fencing
+//!
+//! Each enclave process picks a random session id and sends it in every `HELLO`. Only one session owns the
+//! journal at a time: a `HELLO` from a new session makes it the owner, closes the previous owner's connection
+//! (between requests, never in the middle of one) and **retires** the previous session for as long as the service
+//! runs. A retired session's `HELLO` is refused and its connection closed, so an enclave that was replaced (a
+//! restart whose predecessor is still alive, or a second enclave by mistake) can neither append after the new
+//! owner's records nor `DISCARD_FROM` them: its writes fail instead of forking or truncating the journal. The
+//! same session may reconnect at will (its newer connection replaces its older one), so a restarted enclave never
+//! waits for its predecessor's dead connection. Connections that have not said `HELLO` own nothing; at most
+//! [`MAX_PENDING_CONNECTIONS`] may wait, each for at most [`HELLO_TIMEOUT`].
 
 mod storage;
 #[cfg(test)]
 mod tests;
 mod wire;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -54,6 +66,78 @@ use wire::FrameError;
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 /// Default snapshot size limit: 16 GiB.
 pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+/// How long a new connection may take to say `HELLO` before it is closed.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections beyond the owner's that may be open at once (waiting to say `HELLO`, or just replaced); more are
+/// closed on accept.
+pub const MAX_PENDING_CONNECTIONS: usize = 16;
+
+/// An enclave process's random journal session id (see "One writer" in the module documentation).
+type SessionId = [u8; 16];
+
+/// The session that owns the journal, through which connection.
+#[derive(Debug)]
+struct Owner {
+    session: SessionId,
+    connection: u64,
+    token: CancellationToken,
+}
+
+/// Which session owns the journal, and which were replaced.
+#[derive(Debug, Default)]
+struct Sessions {
+    owner: Option<Owner>,
+    /// Sessions that were replaced by a newer one; refused from then on.
+    retired: HashSet<SessionId>,
+}
+
+impl Sessions {
+    /// Makes `id` the owner through `connection` (whose token is `token`), closing the owner's previous
+    /// connection; returns whether there was one. Refuses a retired session.
+    fn claim(
+        &mut self,
+        id: SessionId,
+        connection: u64,
+        token: &CancellationToken,
+    ) -> Result<bool, Refusal> {
+        if self.retired.contains(&id) {
+            return Err(Refusal {
+                message: format!(
+                    "fenced: journal session {} was replaced by a newer enclave session and may no longer use \
+                     this journal; restart the enclave to restore from the journal",
+                    hex::encode(id)
+                ),
+                close: true,
+            });
+        }
+        let replaced = self.owner.take().map(|previous| {
+            if previous.session != id {
+                tracing::warn!(
+                    retired = %hex::encode(previous.session),
+                    owner = %hex::encode(id),
+                    "a new enclave session owns the journal; the previous one is fenced off"
+                );
+                self.retired.insert(previous.session);
+            } else {
+                tracing::info!("the enclave session reconnected; its older connection is closed");
+            }
+            previous.token.cancel();
+        });
+        self.owner = Some(Owner {
+            session: id,
+            connection,
+            token: token.clone(),
+        });
+        Ok(replaced.is_some())
+    }
+
+    /// Whether `connection` is the owner's current connection.
+    fn is_owner(&self, connection: u64) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|o| o.connection == connection)
+    }
+}
 
 /// Where and how to keep the journal. Build with [`JournalConfig::new`].
 #[derive(Debug, Clone)]
@@ -99,6 +183,7 @@ impl JournalConfig {
 #[derive(Debug)]
 pub struct JournalService {
     storage: Arc<Mutex<JournalDir>>,
+    sessions: Arc<Mutex<Sessions>>,
     max_frame_bytes: u32,
 }
 
@@ -121,12 +206,14 @@ impl JournalService {
         let storage = JournalDir::open(&config.dir, config.max_snapshot_bytes)?;
         Ok(Self {
             storage: Arc::new(Mutex::new(storage)),
+            sessions: Arc::new(Mutex::new(Sessions::default())),
             max_frame_bytes: config.max_frame_bytes,
         })
     }
 
-    /// Accepts enclave connections on `listener` and serves each until a newer one arrives, it closes, or
-    /// `shutdown` fires. A request being handled when shutdown fires is finished first.
+    /// Accepts enclave connections on `listener` and serves each until it is replaced (see "One writer" in the
+    /// module documentation), it closes, or `shutdown` fires. A request being handled when shutdown fires is
+    /// finished first.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), host::Error> {
@@ -137,49 +224,55 @@ impl JournalService {
     /// # Ok(()) }
     /// ```
     pub async fn serve(self, listener: Listener, shutdown: CancellationToken) {
-        let mut current: Option<(CancellationToken, JoinHandle<()>)> = None;
+        let mut connections = JoinSet::new();
+        let mut next_id = 0u64;
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
                 a = listener.accept() => a,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let (stream, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "journal service: accept failed");
                     // Out of descriptors and the like: do not spin.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
-            if let Some((token, task)) = current.take() {
-                tracing::info!("a new enclave connection replaces the current one");
-                token.cancel();
-                let _ = task.await;
+            // The owner's connection plus the pending ones.
+            if connections.len() > MAX_PENDING_CONNECTIONS {
+                tracing::warn!(?peer, "too many journal connections; closing the new one");
+                continue;
             }
-            let token = shutdown.child_token();
+            next_id += 1;
             let conn = Connection {
+                id: next_id,
                 stream,
                 storage: Arc::clone(&self.storage),
+                sessions: Arc::clone(&self.sessions),
                 limit: self.max_frame_bytes,
-                token: token.clone(),
+                token: shutdown.child_token(),
                 hello: false,
             };
-            current = Some((token, tokio::spawn(conn.run(peer))));
+            connections.spawn(conn.run(peer));
         }
-        if let Some((token, task)) = current {
-            token.cancel();
-            let _ = task.await;
-        }
+        while connections.join_next().await.is_some() {}
     }
 }
 
 /// One enclave connection.
 struct Connection {
+    /// Unique among this service's connections.
+    id: u64,
     stream: Stream,
     storage: Arc<Mutex<JournalDir>>,
+    sessions: Arc<Mutex<Sessions>>,
     limit: u32,
+    /// Cancelled on shutdown, or when this connection is replaced.
     token: CancellationToken,
+    /// Whether this connection's session owns the journal.
     hello: bool,
 }
 
@@ -199,12 +292,15 @@ enum Reply {
     Many(Vec<(u8, Vec<u8>)>),
 }
 
-/// A refused request: the message sent in the `ERROR` frame.
-struct Refusal(String);
+/// A refused request: the message sent in the `ERROR` frame, and whether the connection is closed after it.
+struct Refusal {
+    message: String,
+    close: bool,
+}
 
 impl From<Error> for Refusal {
     fn from(e: Error) -> Self {
-        Self(error_chain(&e))
+        refuse(error_chain(&e))
     }
 }
 
@@ -220,15 +316,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn refuse(reason: impl Into<String>) -> Refusal {
-    Refusal(reason.into())
+    Refusal {
+        message: reason.into(),
+        close: false,
+    }
 }
 
 impl Connection {
     async fn run(mut self, peer: PeerAddr) {
         tracing::info!(?peer, "enclave connected to the journal service");
+        let hello_deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
         loop {
             let frame = tokio::select! {
                 () = self.token.cancelled() => break,
+                () = tokio::time::sleep_until(hello_deadline), if !self.hello => {
+                    tracing::warn!(?peer, "no HELLO within {HELLO_TIMEOUT:?}; closing the connection");
+                    break;
+                }
                 f = wire::read_frame(&mut self.stream, self.limit) => f,
             };
             let (kind, body) = match frame {
@@ -253,12 +357,14 @@ impl Connection {
                     break;
                 }
             };
+            let mut close = false;
             let reply = match self.handle(kind, body).await {
                 Ok(Reply::One(k, b)) => vec![(k, b)],
                 Ok(Reply::Many(frames)) => frames,
-                Err(Refusal(msg)) => {
-                    tracing::warn!(kind, error = %msg, "journal request refused");
-                    vec![(wire::ERROR, msg.into_bytes())]
+                Err(refusal) => {
+                    tracing::warn!(kind, error = %refusal.message, "journal request refused");
+                    close = refusal.close;
+                    vec![(wire::ERROR, refusal.message.into_bytes())]
                 }
             };
             let sent = tokio::select! {
@@ -269,37 +375,57 @@ impl Connection {
                 tracing::warn!(error = %e, "journal connection failed while replying");
                 break;
             }
-        }
-        // A snapshot upload this connection started can never be committed now.
-        let storage = Arc::clone(&self.storage);
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Ok(mut s) = storage.lock() {
-                s.abort_snapshot();
+            if close {
+                break;
             }
-        })
-        .await;
+        }
+        // A snapshot upload this connection started can never be committed now. (A replaced connection is
+        // refused here: its successor dropped the upload when it took over.)
+        if self.hello {
+            let _ = self.abort_snapshot().await;
+        }
         tracing::info!(?peer, "enclave connection to the journal service closed");
     }
 
-    /// Runs `op` on the storage in a blocking thread.
+    /// Runs `op` on the storage in a blocking thread, if this connection is the owner's current one. Ownership
+    /// is checked under the storage lock, so once another connection has claimed the journal nothing this one
+    /// started can land after the new owner's first read.
     async fn storage<T: Send + 'static>(
         &self,
         op: impl FnOnce(&mut JournalDir) -> Result<T> + Send + 'static,
     ) -> Result<T, Refusal> {
         let storage = Arc::clone(&self.storage);
+        let sessions = Arc::clone(&self.sessions);
+        let id = self.id;
         tokio::task::spawn_blocking(move || {
             let mut s = storage
                 .lock()
                 .map_err(|_| refuse("journal storage lock poisoned by a panic"))?;
+            if !sessions.lock().is_ok_and(|sessions| sessions.is_owner(id)) {
+                return Err(Refusal {
+                    message: "this connection was replaced by a newer one; the request was not carried out"
+                        .into(),
+                    close: true,
+                });
+            }
             op(&mut s).map_err(Refusal::from)
         })
         .await
         .map_err(|e| refuse(format!("journal storage task failed: {e}")))?
     }
 
+    /// Drops a snapshot upload in progress, if any.
+    async fn abort_snapshot(&self) -> Result<(), Refusal> {
+        self.storage(|s| {
+            s.abort_snapshot();
+            Ok(())
+        })
+        .await
+    }
+
     async fn handle(&mut self, kind: u8, body: Vec<u8>) -> Result<Reply, Refusal> {
         if kind == wire::HELLO {
-            return self.hello(&body);
+            return self.hello(&body).await;
         }
         if !self.hello {
             return Err(refuse(format!(
@@ -371,25 +497,40 @@ impl Connection {
         }
     }
 
-    fn hello(&mut self, body: &[u8]) -> Result<Reply, Refusal> {
+    async fn hello(&mut self, body: &[u8]) -> Result<Reply, Refusal> {
         let magic = body.get(..4);
         let version = body
-            .get(4..)
+            .get(4..6)
             .and_then(|v| <[u8; 2]>::try_from(v).ok())
             .map(u16::from_be_bytes);
-        match (magic, version) {
-            (Some(m), Some(wire::VERSION)) if m == wire::MAGIC => {
+        let session = body.get(6..).and_then(|id| SessionId::try_from(id).ok());
+        match (magic, version, session) {
+            (Some(m), Some(wire::VERSION), Some(id)) if m == wire::MAGIC => {
+                if self.hello {
+                    return Err(refuse("HELLO was already said on this connection"));
+                }
+                let replaced = self
+                    .sessions
+                    .lock()
+                    .map_err(|_| refuse("journal session table poisoned by a panic"))?
+                    .claim(id, self.id, &self.token)?;
                 self.hello = true;
+                if replaced {
+                    // The replaced connection's unfinished snapshot upload can never be committed.
+                    self.abort_snapshot().await?;
+                }
                 let mut out = wire::VERSION.to_be_bytes().to_vec();
                 out.extend_from_slice(&self.limit.to_be_bytes());
                 Ok(Reply::One(wire::OK, out))
             }
-            (Some(m), Some(v)) if m == wire::MAGIC => Err(refuse(format!(
-                "protocol version {v} is not supported (this service speaks {})",
-                wire::VERSION
-            ))),
+            (Some(m), Some(v), _) if m == wire::MAGIC && v != wire::VERSION => {
+                Err(refuse(format!(
+                    "protocol version {v} is not supported (this service speaks {})",
+                    wire::VERSION
+                )))
+            }
             _ => Err(refuse(
-                "HELLO body must be \"KDJP\" followed by a u16 version",
+                "HELLO body must be \"KDJP\", a u16 version and a 16-byte session id",
             )),
         }
     }

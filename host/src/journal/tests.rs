@@ -196,12 +196,26 @@ async fn recv(s: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
     Some((kind, frame))
 }
 
+/// The session id the tests' enclave uses unless a test needs two.
+const SESSION: [u8; 16] = [0xA1; 16];
+
+fn hello_body(session: [u8; 16]) -> Vec<u8> {
+    let mut body = b"KDJP".to_vec();
+    body.extend_from_slice(&wire::VERSION.to_be_bytes());
+    body.extend_from_slice(&session);
+    body
+}
+
 async fn hello(sock: &Path) -> UnixStream {
+    hello_as(sock, SESSION).await
+}
+
+async fn hello_as(sock: &Path, session: [u8; 16]) -> UnixStream {
     let mut s = UnixStream::connect(sock).await.unwrap();
-    send(&mut s, wire::HELLO, b"KDJP\x00\x01").await;
+    send(&mut s, wire::HELLO, &hello_body(session)).await;
     let (kind, body) = recv(&mut s).await.unwrap();
     assert_eq!(kind, wire::OK, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(&body[..2], &[0, 1]);
+    assert_eq!(&body[..2], &wire::VERSION.to_be_bytes());
     s
 }
 
@@ -277,8 +291,12 @@ async fn malformed_requests_get_errors_and_the_connection_stays_usable() {
     assert!(error_text(recv(&mut s).await).contains("version 9"));
     send(&mut s, wire::HELLO, b"nope").await;
     assert!(error_text(recv(&mut s).await).contains("HELLO body"));
-    send(&mut s, wire::HELLO, b"KDJP\x00\x01").await;
+    send(&mut s, wire::HELLO, b"KDJP\x00\x02").await;
+    assert!(error_text(recv(&mut s).await).contains("16-byte session id"));
+    send(&mut s, wire::HELLO, &hello_body(SESSION)).await;
     assert_eq!(recv(&mut s).await.unwrap().0, wire::OK);
+    send(&mut s, wire::HELLO, &hello_body(SESSION)).await;
+    assert!(error_text(recv(&mut s).await).contains("already said"));
     for (kind, body, want) in [
         (0x42u8, &b""[..], "unknown request kind 0x42"),
         (wire::APPEND, b"", "empty record"),
@@ -386,7 +404,7 @@ async fn an_append_torn_by_a_dropped_connection_is_not_kept() {
 }
 
 #[tokio::test]
-async fn a_newer_connection_replaces_the_older_one() {
+async fn a_reconnecting_session_replaces_its_older_connection() {
     let served = serve(1024).await;
     let mut old = hello(&served.sock).await;
     let mut new = hello(&served.sock).await;
@@ -395,5 +413,41 @@ async fn a_newer_connection_replaces_the_older_one() {
     send(&mut new, wire::APPEND, &record(1, b"x")).await;
     assert_eq!(recv(&mut new).await.unwrap().0, wire::OK);
     drop(new);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn a_replaced_session_is_fenced_off_and_cannot_touch_the_new_owners_records() {
+    let served = serve(1024).await;
+    let (a, b) = ([0xAA; 16], [0xBB; 16]);
+    let mut first = hello_as(&served.sock, a).await;
+    send(&mut first, wire::APPEND, &record(1, b"from a")).await;
+    assert_eq!(recv(&mut first).await.unwrap().0, wire::OK);
+
+    // A second enclave takes over: the first one's connection is closed.
+    let mut second = hello_as(&served.sock, b).await;
+    assert!(recv(&mut first).await.is_none());
+    send(&mut second, wire::APPEND, &record(2, b"from b")).await;
+    assert_eq!(recv(&mut second).await.unwrap().0, wire::OK);
+
+    // The first enclave comes back, e.g. to discard what it thinks is its unacknowledged tail: refused, and
+    // closed, before it can send anything else.
+    let mut again = UnixStream::connect(&served.sock).await.unwrap();
+    send(&mut again, wire::HELLO, &hello_body(a)).await;
+    let refusal = error_text(recv(&mut again).await);
+    assert!(refusal.contains("fenced"), "{refusal}");
+    assert!(refusal.contains(&hex::encode(a)), "{refusal}");
+    assert!(recv(&mut again).await.is_none());
+    // Nor can it act without HELLO.
+    let mut sneaky = UnixStream::connect(&served.sock).await.unwrap();
+    send(&mut sneaky, wire::DISCARD_FROM, &2u64.to_be_bytes()).await;
+    assert!(error_text(recv(&mut sneaky).await).contains("before HELLO"));
+
+    // The owner was not disturbed: same connection, both records.
+    assert_eq!(
+        read_records(&mut second).await,
+        vec![record(1, b"from a"), record(2, b"from b")]
+    );
+    drop(second);
     served.stop().await;
 }

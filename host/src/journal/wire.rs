@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Protocol magic sent in `HELLO`.
 pub(crate) const MAGIC: &[u8; 4] = b"KDJP";
 /// Protocol version spoken by this service.
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 
 // Requests (enclave -> host).
 pub(crate) const HELLO: u8 = 0x01;

@@ -14,6 +14,10 @@
 //!   have kept the record. Before the next write, the journal reconnects and asks the service to discard any
 //!   trailing records from that sequence number on (`DISCARD_FROM`), so the journal is again exactly as it was
 //!   before the failed append, as [`Journal::append`] requires. Until that succeeds, every write fails.
+//! - **One writer**: every `HELLO` carries this journal's random session id. When another enclave's session
+//!   takes the journal over, the service closes this one's connection and refuses its `HELLO` from then on, so
+//!   every later write fails (the error says "fenced") instead of appending after, or discarding, records that
+//!   are not its own.
 //! - **Snapshots** are uploaded in chunks and committed in one step; a failed upload leaves the previous
 //!   snapshot and the records in place, which is a consistent state.
 
@@ -210,6 +214,9 @@ pub struct RemoteJournal {
     service_limit: u32,
     /// Sequence number of an append whose acknowledgement never arrived.
     unacknowledged: Option<u64>,
+    /// This journal's random session id, sent in every `HELLO`: the service lets one session own the journal
+    /// and refuses a session once a newer one has taken over, so two live enclaves can never both write.
+    session: [u8; 16],
 }
 
 impl RemoteJournal {
@@ -223,12 +230,17 @@ impl RemoteJournal {
         endpoint: JournalEndpoint,
         options: RemoteJournalOptions,
     ) -> Result<Self, JournalError> {
+        let mut session = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut session).map_err(
+            |_| JournalError::Remote("no random bytes for the journal session id".into()),
+        )?;
         let mut journal = Self {
             endpoint,
             options,
             conn: None,
             service_limit: 0,
             unacknowledged: None,
+            session,
         };
         journal.ensure_connected()?;
         Ok(journal)
@@ -268,6 +280,7 @@ impl RemoteJournal {
         self.conn = Some(conn);
         let mut hello = wire::MAGIC.to_vec();
         hello.extend_from_slice(&wire::VERSION.to_be_bytes());
+        hello.extend_from_slice(&self.session);
         let (kind, body) = self.exchange("HELLO", wire::HELLO, &hello)?;
         let parsed = (kind == wire::OK)
             .then(|| {
