@@ -8,7 +8,8 @@
 //! `daas-enclave` binary it launched; writes a kubeconfig pinned to the
 //! attested certificate; and runs until Ctrl-C or SIGTERM, then stops the
 //! children. Everything lives under `--data-dir`, so running it again
-//! resumes the same cluster.
+//! resumes the same cluster. Each child gets `--exit-with-parent PID` and
+//! stops by itself if `daas dev` dies without stopping it (SIGKILL).
 //!
 //! Layout of the data directory:
 //!
@@ -17,6 +18,7 @@
 //! | `enclave/` | the enclave's `--data-dir` (store, dev keys, PKI, dev attestation root) |
 //! | `enclave.sock` | the enclave's Unix socket, relayed to `--listen` |
 //! | `kubeconfig` | the attested kubeconfig (unless `--kubeconfig`) |
+//! | `daas-dev.lock` | held (`flock`) by the running `daas dev`; a second one on the same directory is refused |
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use host::DevSupervisor;
 use host::launcher::RestartPolicy;
+use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -96,7 +99,7 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// Finds `name` next to the running `daas`, then on `PATH`.
-fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
@@ -192,7 +195,11 @@ impl Children {
         let shutdown = CancellationToken::new();
         let running = specs
             .into_iter()
-            .map(|spec| {
+            .map(|mut spec| {
+                // Every child polls for its parent, so that `daas dev` killed
+                // by SIGKILL (no chance to stop them) leaves nothing running.
+                spec.args.push("--exit-with-parent".into());
+                spec.args.push(std::process::id().to_string().into());
                 eprintln!(
                     "daas dev: starting {} ({} {})",
                     spec.name,
@@ -306,6 +313,7 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&data_dir)
         .with_context(|| format!("resolving {}", data_dir.display()))?;
+    let _lock = lock_data_dir(&data_dir)?;
     let layout = Layout::new(&data_dir);
     let kubeconfig_path = args
         .kubeconfig
@@ -341,6 +349,30 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
     eprintln!("daas dev: stopping");
     children.stop().await;
     outcome
+}
+
+/// Takes `DATA_DIR/daas-dev.lock` with `flock` for as long as the returned
+/// value lives, so that two `daas dev` never run one cluster; the kernel
+/// releases it when the process dies, however it dies.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
+    let path = data_dir.join("daas-dev.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            anyhow::anyhow!(
+                "{} is in use by another `daas dev` (it holds {})",
+                data_dir.display(),
+                path.display()
+            )
+        } else {
+            anyhow::anyhow!("locking {}: {errno}", path.display())
+        }
+    })
 }
 
 /// What one `daas dev` run works with.

@@ -85,18 +85,26 @@ impl Drop for Dev {
     }
 }
 
-/// The pid of the `daas-enclave` running on data directory `dir`.
-fn enclave_pid(dir: &Path) -> u32 {
-    let needle = format!("{}/enclave", dir.display());
+/// Every process whose command line mentions `needle`, as (pid, command line).
+fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            cmdline.contains("daas-enclave") && cmdline.contains(&needle)
+            cmdline.contains(needle).then_some((pid, cmdline))
         })
+        .collect()
+}
+
+/// The pid of the `daas-enclave` running on data directory `dir`.
+fn enclave_pid(dir: &Path) -> u32 {
+    processes_mentioning(&format!("{}/enclave", dir.display()))
+        .into_iter()
+        .find(|(_, cmdline)| cmdline.contains("daas-enclave"))
         .expect("no daas-enclave process for this data directory")
+        .0
 }
 
 fn free_port() -> u16 {
@@ -196,4 +204,62 @@ fn dev_refuses_an_address_in_use() {
         .unwrap();
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("is not free"), "{}", text(&out));
+}
+
+#[test]
+fn a_second_dev_on_the_same_directory_is_refused_and_a_killed_dev_leaves_nothing_running() {
+    common::bin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let mut dev = Dev::start(dir.path(), free_port());
+    dev.wait_ready();
+
+    // One cluster, one `daas dev`: a second one on the same directory stops
+    // before touching anything, even on a free port.
+    let out = Command::new(bin("daas"))
+        .arg("dev")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("in use by another `daas dev`"),
+        "{}",
+        text(&out)
+    );
+
+    // SIGKILL gives daas dev no chance to stop its children; they notice
+    // their parent is gone and stop by themselves.
+    let needle = dir_path.display().to_string();
+    let children = processes_mentioning(&needle);
+    assert!(
+        children.len() >= 3,
+        "expected journal, enclave and relay: {children:?}"
+    );
+    let killed = Command::new("kill")
+        .args(["-KILL", &dev.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    dev.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = processes_mentioning(&needle);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 30 s after daas dev was killed: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // And the directory is free for the next `daas dev`, which resumes it.
+    let mut dev = Dev::start(dir.path(), free_port());
+    dev.wait_ready();
+    let status = dev.terminate();
+    assert!(status.success(), "daas dev exited with {status}");
 }

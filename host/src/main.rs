@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Shut down (as on SIGTERM) once the process with this pid is no longer our parent: a supervisor such as
+    /// `daas dev` passes its own pid, so that killing it with SIGKILL does not leave this process running.
+    #[arg(long, global = true, value_name = "PID")]
+    exit_with_parent: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
+    spawn_signal_handler(shutdown.clone(), cli.exit_with_parent)?;
     match cli.command {
         Command::Relay(args) => relay(args, shutdown).await,
         Command::Outbound(args) => outbound(args, shutdown).await,
@@ -200,17 +204,33 @@ async fn journal(args: JournalArgs, shutdown: CancellationToken) -> anyhow::Resu
     Ok(())
 }
 
-fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+fn spawn_signal_handler(shutdown: CancellationToken, parent: Option<u32>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            () = parent_gone(parent) => tracing::warn!("parent process is gone: shutting down"),
         }
         shutdown.cancel();
     });
     Ok(())
+}
+
+/// Resolves once the parent process is no longer `pid` (it died and we were reparented); never without a pid.
+/// Polled, because a parent killed by SIGKILL sends nothing.
+async fn parent_gone(pid: Option<u32>) {
+    let Some(pid) = pid else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if std::os::unix::process::parent_id() != pid {
+            return;
+        }
+    }
 }
 
 async fn start_metrics(

@@ -74,6 +74,46 @@ impl<N: Nsm + fmt::Debug> CertificateAttester for N {
     }
 }
 
+/// The shared outcome of setting an NSM up in the background: `None` while it is being set up.
+type Setup<N> = tokio::sync::watch::Receiver<Option<Result<Arc<N>, String>>>;
+
+/// An NSM still being set up (the dev simulator hashes the running binary, which takes a second or more for a
+/// large binary). Requests wait for it; the server does not, so it is ready to serve before it can attest.
+#[derive(Debug)]
+struct Deferred<N> {
+    setup: Setup<N>,
+}
+
+impl<N: Nsm + fmt::Debug + Send + Sync + 'static> CertificateAttester for Deferred<N> {
+    fn attest<'a>(
+        &'a self,
+        cert_der: &'a [u8],
+        anchor_key: Option<[u8; 32]>,
+        nonce: Vec<u8>,
+    ) -> DocumentFuture<'a> {
+        Box::pin(async move {
+            let mut setup = self.setup.clone();
+            let outcome = setup
+                .wait_for(Option::is_some)
+                .await
+                .map(|ready| ready.clone())
+                .ok()
+                .flatten();
+            match outcome {
+                Some(Ok(nsm)) => nsm.attest(cert_der, anchor_key, nonce).await,
+                Some(Err(reason)) => Err(attestation::Error::Nsm {
+                    request: "setup",
+                    reason,
+                }),
+                None => Err(attestation::Error::Nsm {
+                    request: "setup",
+                    reason: "the NSM setup task ended without a result".into(),
+                }),
+            }
+        })
+    }
+}
+
 /// Issues documents that bind the serving certificate: what
 /// `GET /attestation` answers with. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -97,6 +137,43 @@ impl Attestor {
             .map_err(|e| ServeError::Certificate(format!("serving certificate: {e}")))?;
         Ok(Self {
             nsm: Arc::new(nsm),
+            cert_der: serving_cert_der.into(),
+            anchor_key: None,
+            permits: Arc::new(Semaphore::new(CONCURRENT_DOCUMENTS)),
+        })
+    }
+
+    /// Like [`Attestor::new`], with the NSM set up by `setup` on a blocking thread in the background: documents
+    /// are issued once it is done (requests wait), or fail with its error. `on_ready` runs on that thread with
+    /// the NSM once it is set up (e.g. to log its PCRs).
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Certificate`] when `serving_cert_der` is not a certificate the binding can be computed for.
+    pub fn set_up_in_background<N, E>(
+        setup: impl FnOnce() -> Result<N, E> + Send + 'static,
+        on_ready: impl FnOnce(&N) + Send + 'static,
+        serving_cert_der: &[u8],
+    ) -> Result<Self, ServeError>
+    where
+        N: Nsm + fmt::Debug + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        attestation::spki_sha256(serving_cert_der)
+            .map_err(|e| ServeError::Certificate(format!("serving certificate: {e}")))?;
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        tokio::task::spawn_blocking(move || {
+            let outcome = setup().map(Arc::new).map_err(|e| e.to_string());
+            match &outcome {
+                Ok(nsm) => on_ready(nsm),
+                Err(reason) => {
+                    tracing::error!(%reason, "the NSM could not be set up; attestation will fail")
+                }
+            }
+            let _ = tx.send(Some(outcome));
+        });
+        Ok(Self {
+            nsm: Arc::new(Deferred { setup: rx }),
             cert_der: serving_cert_der.into(),
             anchor_key: None,
             permits: Arc::new(Semaphore::new(CONCURRENT_DOCUMENTS)),
@@ -137,6 +214,18 @@ impl Attestor {
 /// damaged or mismatched root, [`ServeError::Config`] when only one of the
 /// two files exists.
 pub fn dev_nsm(dir: &Path) -> Result<SimNsm, ServeError> {
+    SimNsm::new(dev_root(dir)?)
+        .map_err(|e| ServeError::Certificate(format!("measuring the running binary: {e}")))
+}
+
+/// The dev attestation root of the data directory `dir`, created on first start under `dir/`[`DEV_ROOT_CERT`]
+/// and [`DEV_ROOT_KEY`] and reused afterwards. Quick (no measurement): a server that sets its NSM up in the
+/// background calls this first, so the root certificate is on disk before it says it is ready.
+///
+/// # Errors
+///
+/// As [`dev_nsm`], but for the measurement.
+pub fn dev_root(dir: &Path) -> Result<DevRoot, ServeError> {
     let cert_path = dir.join(DEV_ROOT_CERT);
     let key_path = dir.join(DEV_ROOT_KEY);
     let io = |path: &PathBuf| {
@@ -170,8 +259,7 @@ pub fn dev_nsm(dir: &Path) -> Result<SimNsm, ServeError> {
             )));
         }
     };
-    SimNsm::new(root)
-        .map_err(|e| ServeError::Certificate(format!("measuring the running binary: {e}")))
+    Ok(root)
 }
 
 /// Parses the query's `nonce` parameter.

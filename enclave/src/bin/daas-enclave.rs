@@ -60,6 +60,27 @@ struct Args {
     /// it covers. 0 disables them.
     #[arg(long, default_value_t = 300)]
     snapshot_interval: u64,
+    /// Shut down (as on SIGTERM) once the process with this pid is no longer
+    /// our parent: a supervisor such as `daas dev` passes its own pid, so that
+    /// killing it with SIGKILL does not leave the enclave running.
+    #[arg(long, value_name = "PID")]
+    exit_with_parent: Option<u32>,
+}
+
+/// Resolves once the parent process is no longer `pid` (it died and we were
+/// reparented). Polled: a parent killed by SIGKILL sends nothing.
+async fn parent_gone(pid: Option<u32>) {
+    let Some(pid) = pid else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if std::os::unix::process::parent_id() != pid {
+            tracing::warn!(parent = pid, "parent process is gone");
+            return;
+        }
+    }
 }
 
 /// Writes a sealed snapshot every `every` if the store has new revisions.
@@ -243,13 +264,21 @@ async fn main() -> Result<()> {
     let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
     let serving_cert = CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
         .context("parsing the server certificate")?;
-    let nsm = attestation::dev_nsm(dir).context("starting the simulated NSM")?;
-    tracing::info!(
-        pcr0 = %nsm.pcrs().get(0).map(ToString::to_string).unwrap_or_default(),
-        root_sha256 = %hex::encode(nsm.root().sha256()),
-        "dev attestation (simulated NSM)"
-    );
-    let attestor = Attestor::new(nsm, &serving_cert)?.with_anchor_key(anchor_public_key);
+    // The simulated NSM measures this executable (PCR0..2), a second or more for a large binary: it is set up
+    // in the background, and only attestation requests wait for it.
+    let dev_root = attestation::dev_root(dir).context("loading the dev attestation root")?;
+    let attestor = Attestor::set_up_in_background(
+        move || ::attestation::SimNsm::new(dev_root),
+        |nsm| {
+            tracing::info!(
+                pcr0 = %nsm.pcrs().get(0).map(ToString::to_string).unwrap_or_default(),
+                root_sha256 = %hex::encode(nsm.root().sha256()),
+                "dev attestation (simulated NSM)"
+            );
+        },
+        &serving_cert,
+    )?
+    .with_anchor_key(anchor_public_key);
     tracing::info!(anchor_key = %hex::encode(anchor_public_key), "anchor key bound in user_data");
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
@@ -266,6 +295,7 @@ async fn main() -> Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        () = parent_gone(args.exit_with_parent) => {}
     }
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
