@@ -16,6 +16,9 @@ pub(crate) struct RelayBenchArgs {
     /// Unmeasured requests per client per round before measuring.
     #[arg(long, default_value_t = 200)]
     warmup: usize,
+    /// Sequential requests per round of the latency phase (one client, one request at a time, as kubectl).
+    #[arg(long, default_value_t = 3000)]
+    latency_requests: usize,
     /// Interleaved rounds over the three targets.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -41,14 +44,20 @@ pub(crate) fn run(args: RelayBenchArgs) -> anyhow::Result<()> {
             requests: args.requests,
             warmup: args.warmup,
         },
+        latency_requests: args.latency_requests,
         rounds: args.rounds,
         body_bytes: args.body_bytes,
         relay_threads: args.relay_threads,
         socat: args.socat,
     };
     eprintln!(
-        "bench relay: {} clients x {} GETs (+{} warmup) x {} rounds, {} B responses, keep-alive TLS",
-        args.clients, args.requests, args.warmup, args.rounds, args.body_bytes
+        "bench relay: {} clients x {} GETs (+{} warmup), then 1 client x {} sequential GETs, x {} rounds, {} B responses, keep-alive TLS",
+        args.clients,
+        args.requests,
+        args.warmup,
+        args.latency_requests,
+        args.rounds,
+        args.body_bytes
     );
     println!("{}", run_relay_bench(&opts)?);
     Ok(())

@@ -5,6 +5,14 @@
 //! thread and tokio runtime; `socat` runs as `socat TCP-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr
 //! UNIX-CONNECT:PATH` (one process per connection). Targets are measured in interleaved rounds so that noise
 //! from other work on the machine spreads over all three.
+//!
+//! Each round has two phases per target:
+//!
+//! - **throughput**: several concurrent clients, each with its own keep-alive connection, as many requests as
+//!   they can; requests/s comes from this phase.
+//! - **latency**: one client sending one request at a time, as kubectl does. Latency percentiles come from this
+//!   phase, so that "added latency" is what one more hop costs a request, not the queueing of concurrent
+//!   clients on a 2-core machine (which would otherwise swamp a few tens of microseconds).
 
 mod backend;
 mod load;
@@ -68,8 +76,10 @@ where
 /// Options for [`run_relay_bench`].
 #[derive(Debug, Clone)]
 pub struct RelayBenchOptions {
-    /// The load per round and target.
+    /// The throughput phase's load per round and target.
     pub shape: LoadShape,
+    /// The latency phase's sequential requests per round and target (one client; 0 skips the phase).
+    pub latency_requests: usize,
     /// Interleaved rounds (direct, relay, socat, direct, ...).
     pub rounds: usize,
     /// Response body bytes.
@@ -81,7 +91,8 @@ pub struct RelayBenchOptions {
 }
 
 impl Default for RelayBenchOptions {
-    /// 4 clients x 2000 GETs (+200 warmup) x 3 rounds, 2 KiB bodies, a 1-thread relay runtime, `socat` on `PATH`.
+    /// 4 clients x 2000 GETs (+200 warmup), then 1 client x 3000 GETs, x 3 rounds, 2 KiB bodies, a 1-thread
+    /// relay runtime, `socat` on `PATH`.
     fn default() -> Self {
         Self {
             shape: LoadShape {
@@ -89,6 +100,7 @@ impl Default for RelayBenchOptions {
                 requests: 2000,
                 warmup: 200,
             },
+            latency_requests: 3000,
             rounds: 3,
             body_bytes: 2048,
             relay_threads: 1,
@@ -102,16 +114,16 @@ impl Default for RelayBenchOptions {
 pub struct TargetReport {
     /// `direct`, `relay` or `socat`.
     pub name: &'static str,
-    /// Measured requests.
+    /// Measured requests of the throughput phase.
     pub requests: u64,
-    /// Sum of the rounds' measured wall times.
+    /// Sum of the rounds' measured wall times of the throughput phase.
     pub elapsed: Duration,
-    /// All latencies, nanoseconds, sorted.
+    /// All latencies of the latency phase (one client, one request at a time), nanoseconds, sorted.
     pub latencies_ns: Vec<u64>,
 }
 
 impl TargetReport {
-    /// Requests per second.
+    /// Requests per second in the throughput phase.
     #[must_use]
     pub fn requests_per_sec(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -175,9 +187,14 @@ impl std::fmt::Display for RelayBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
+            "req/s: concurrent clients; p50/p99: one client, one request at a time"
+        )?;
+        writeln!(
+            f,
             "{:<8} {:>9} {:>10} {:>9} {:>9}",
             "target", "requests", "req/s", "p50 µs", "p99 µs"
         )?;
+
         for t in [&self.direct, &self.relay, &self.socat] {
             writeln!(
                 f,
@@ -242,7 +259,15 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
                 let sample = run_load(target, &identity.connector, opts.shape).await?;
                 report.requests += sample.requests;
                 report.elapsed += sample.elapsed;
-                report.latencies_ns.extend(sample.latencies_ns);
+                if opts.latency_requests > 0 {
+                    let sequential = LoadShape {
+                        clients: 1,
+                        requests: opts.latency_requests,
+                        warmup: opts.shape.warmup,
+                    };
+                    let sample = run_load(target, &identity.connector, sequential).await?;
+                    report.latencies_ns.extend(sample.latencies_ns);
+                }
             }
         }
         Ok::<_, Error>(())
