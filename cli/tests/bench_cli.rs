@@ -1,0 +1,71 @@
+//! The benchmarks run end to end on tiny workloads: `daas bench relay` and `daas bench api` start their real
+//! peers, finish, and print their summary lines. Figures are not checked (benchmarks are not timed tests).
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod common;
+
+use common::{daas, text};
+
+#[test]
+fn bench_relay_runs_against_direct_and_socat_and_prints_its_ratio_line() {
+    common::bin_dir();
+    let out = daas(&[
+        "bench",
+        "relay",
+        "--clients",
+        "2",
+        "--requests",
+        "50",
+        "--warmup",
+        "5",
+        "--latency-requests",
+        "50",
+        "--rounds",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for target in ["direct", "relay", "socat"] {
+        assert!(stdout.contains(target), "{stdout}");
+    }
+    assert!(
+        stdout.contains("relay/socat throughput ratio: ") && stdout.contains("added p99: "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bench_api_drives_the_real_enclave_and_prints_its_summary_line() {
+    common::bin_dir();
+    let out = daas(&[
+        "bench",
+        "api",
+        "--concurrency",
+        "4",
+        "--gets",
+        "100",
+        "--list-objects",
+        "30",
+        "--lists",
+        "10",
+        "--creates",
+        "40",
+        "--watchers",
+        "25",
+        "--watch-changes",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "GET one configmap",
+        "LIST 30 (JSON)",
+        "LIST 30 (Table)",
+        "create configmap",
+        "delete configmap",
+        "watch: 25 watchers x 3 changes",
+        "api: GET ",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+}
