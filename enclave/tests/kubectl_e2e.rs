@@ -417,6 +417,21 @@ fn scenario(k: &Kubectl<'_>) {
         has(&out, want, &format!("{v} api-resources"));
     }
     has(&k.ok(&["api-versions"]), "coordination.k8s.io/v1", &v);
+    // explain reads the OpenAPI v3 schemas (found by their GVK).
+    has(
+        &k.ok(&["explain", "pods.spec.containers.image"]),
+        "Container image name",
+        &v,
+    );
+    let deployment = k.ok(&["explain", "deployment"]);
+    has(&deployment, "apps", &v);
+    has(&deployment, "Deployment enables declarative updates", &v);
+    assert!(!deployment.contains("-required-"), "{v}: {deployment}");
+    has(
+        &k.ok(&["explain", "cronjob.spec.schedule"]),
+        "Cron format",
+        &v,
+    );
 
     let out = k.ok(&["get", "namespaces"]);
     has(&out, "STATUS", &v);

@@ -1,10 +1,15 @@
-//! OpenAPI, as far as kubectl needs it to write objects: a v3 index and
-//! per-group-version documents whose PATCH operations carry
-//! `x-kubernetes-group-version-kind` and the `fieldValidation`, `dryRun`
-//! and `fieldManager` parameters (kubectl then validates server-side), and
-//! an empty gnostic-protobuf v2 document (kubectl 1.27/1.28 insist on
-//! downloading one). Full schemas for `kubectl explain` are not served yet.
+//! OpenAPI: a v3 index and per-group-version documents whose PATCH operations carry
+//! `x-kubernetes-group-version-kind` and the `fieldValidation`, `dryRun` and `fieldManager` parameters (kubectl
+//! then validates server-side), with the full schema of every kind that has a `k8s-openapi` type (descriptions
+//! included, generated through `schemars`) under `components.schemas`, each kind's schema tagged with its
+//! `x-kubernetes-group-version-kind`, which is how `kubectl explain` finds it; and an empty gnostic-protobuf v2
+//! document (kubectl 1.27/1.28 insist on downloading one). [`V3Documents`] serializes them all once.
 
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use schemars::SchemaGenerator;
+use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::registry::ResourceTable;
@@ -23,7 +28,23 @@ fn gv_path(group: &str, version: &str) -> String {
 /// The v3 document of one group-version, if served.
 pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
+    let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+    // (definition name, GVK) of each kind whose schema is served.
+    let mut kinds = Vec::new();
     for r in table.in_group_version(group, version) {
+        let kind_schema = r.strategy.schema(&mut generator).map(Value::from);
+        if let Some(name) = kind_schema
+            .as_ref()
+            .and_then(|s| s.get("$ref"))
+            .and_then(Value::as_str)
+            .and_then(|reference| reference.rsplit('/').next())
+        {
+            kinds.push((
+                name.to_string(),
+                json!({"group": r.group, "version": r.version, "kind": r.kind}),
+            ));
+        }
+        let object_schema = kind_schema.unwrap_or_else(|| json!({"type": "object"}));
         let base = format!("/{}", gv_path(group, version));
         let item = if r.namespaced() {
             format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.resource)
@@ -47,7 +68,7 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
                 "responses": {"200": {"description": "OK"}},
             })
         };
-        let json_body = json!({"content": {"application/json": {"schema": {"type": "object"}}}});
+        let json_body = json!({"content": {"application/json": {"schema": object_schema}}});
         if r.is_virtual() {
             // Create-only: a POST on the collection, nothing else.
             let mut post = op("post");
@@ -64,12 +85,129 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
     if paths.is_empty() {
         return None;
     }
+    let mut schemas = generator.take_definitions(true);
+    for (name, schema) in &mut schemas {
+        annotate_patch_strategies(name, schema);
+    }
+    for (name, gvk) in kinds {
+        if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
+            schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
+            // `k8s-openapi` types carry `metadata` as a plain field, so it comes out required; upstream's
+            // schemas do not require it (generateName, or the name from the URL, may stand in for it).
+            if let Some(Value::Array(required)) = schema.get_mut("required") {
+                required.retain(|field| field != "metadata");
+                if required.is_empty() {
+                    schema.remove("required");
+                }
+            }
+        }
+    }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
+}
+
+/// Upstream's `patchMergeKey` / `patchStrategy` tags of a list property of the definition `definition`: what
+/// kubectl's strategic merge patch (computed from these schemas by kubectl 1.29+) and the server's own
+/// (`registry::patch`) merge list items by. `None` for atomic lists.
+fn patch_strategy(
+    definition: &str,
+    property: &str,
+) -> Option<(Option<&'static str>, &'static str)> {
+    let short = definition.rsplit('.').next().unwrap_or(definition);
+    Some(match property {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims" => (Some("name"), "merge"),
+        "volumes" => (Some("name"), "merge,retainKeys"),
+        "ports" if matches!(short, "Container" | "EphemeralContainer") => {
+            (Some("containerPort"), "merge")
+        }
+        "ports" if short == "ServiceSpec" => (Some("port"), "merge"),
+        "volumeMounts" => (Some("mountPath"), "merge"),
+        "volumeDevices" => (Some("devicePath"), "merge"),
+        "readinessGates" => (Some("conditionType"), "merge"),
+        "conditions" => (Some("type"), "merge"),
+        "hostAliases" => (Some("ip"), "merge"),
+        "topologySpreadConstraints" => (Some("topologyKey"), "merge"),
+        "ownerReferences" => (Some("uid"), "merge"),
+        "finalizers" => (None, "merge"),
+        _ => return None,
+    })
+}
+
+/// Adds `x-kubernetes-patch-merge-key` / `x-kubernetes-patch-strategy` to the list properties of `schema` that
+/// upstream merges by key.
+fn annotate_patch_strategies(definition: &str, schema: &mut Value) {
+    let Some(Value::Object(properties)) = schema.get_mut("properties") else {
+        return;
+    };
+    for (property, prop_schema) in properties.iter_mut() {
+        let Some(prop) = prop_schema.as_object_mut() else {
+            continue;
+        };
+        if prop.get("type").and_then(Value::as_str) != Some("array") {
+            continue;
+        }
+        if let Some((key, strategy)) = patch_strategy(definition, property) {
+            if let Some(key) = key {
+                prop.insert("x-kubernetes-patch-merge-key".into(), key.into());
+            }
+            prop.insert("x-kubernetes-patch-strategy".into(), strategy.into());
+        }
+    }
+}
+
+/// Every `/openapi/v3` document of a resource table, serialized once (the table does not change while the server
+/// runs, and kubectl fetches the index and a document for every `apply` and `explain`).
+#[derive(Debug)]
+pub struct V3Documents {
+    index: Bytes,
+    /// By path (`api/v1`, `apis/apps/v1`).
+    documents: HashMap<String, Bytes>,
+}
+
+impl V3Documents {
+    /// Builds and serializes every group-version's document of `table`, and the index pointing at them.
+    #[must_use]
+    pub fn build(table: &ResourceTable) -> Self {
+        let mut index = Map::new();
+        let mut documents = HashMap::new();
+        for (g, vs) in table.groups() {
+            for v in vs {
+                if let Some(doc) = v3_document(table, g, v) {
+                    let path = gv_path(g, v);
+                    index.insert(
+                        path.clone(),
+                        json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(&doc))}),
+                    );
+                    documents.insert(path, Bytes::from(doc.to_string()));
+                }
+            }
+        }
+        Self {
+            index: Bytes::from(json!({"paths": index}).to_string()),
+            documents,
+        }
+    }
+
+    /// The serialized index (`/openapi/v3`).
+    #[must_use]
+    pub fn index(&self) -> Bytes {
+        self.index.clone()
+    }
+
+    /// The serialized document of `group`/`version`, if served.
+    #[must_use]
+    pub fn document(&self, group: &str, version: &str) -> Option<Bytes> {
+        self.documents.get(&gv_path(group, version)).cloned()
+    }
 }
 
 /// A stable hash of a document, for `?hash=` cache keys.
@@ -80,19 +218,7 @@ pub fn hash(doc: &Value) -> String {
 
 /// `/openapi/v3`: the index of group-version documents.
 pub fn v3_index(table: &ResourceTable) -> Value {
-    let mut paths = Map::new();
-    for (g, vs) in table.groups() {
-        for v in vs {
-            if let Some(doc) = v3_document(table, g, v) {
-                let p = gv_path(g, v);
-                paths.insert(
-                    p.clone(),
-                    json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
-                );
-            }
-        }
-    }
-    json!({"paths": paths})
+    serde_json::from_slice(&V3Documents::build(table).index()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -112,6 +238,43 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|p| p["name"] == "fieldValidation")
+        );
+        // Full schemas, found by GVK as kubectl explain does, with $refs into components.
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let (_, pod) = schemas
+            .iter()
+            .find(|(_, s)| s["x-kubernetes-group-version-kind"][0]["kind"] == "Pod")
+            .expect("a schema tagged with the Pod GVK");
+        assert!(pod["description"].as_str().unwrap().contains("containers"));
+        // A described reference is `allOf: [$ref]`, as upstream's v3 documents have it.
+        let spec_ref = pod["properties"]["spec"]["allOf"][0]["$ref"]
+            .as_str()
+            .unwrap();
+        let spec = &schemas[spec_ref.trim_start_matches("#/components/schemas/")];
+        assert!(spec["properties"]["containers"]["description"].is_string());
+        assert_eq!(
+            spec["properties"]["containers"]["x-kubernetes-patch-merge-key"],
+            "name"
+        );
+        assert_eq!(
+            spec["properties"]["volumes"]["x-kubernetes-patch-strategy"],
+            "merge,retainKeys"
+        );
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.Container"]["properties"]["ports"]["x-kubernetes-patch-merge-key"],
+            "containerPort"
+        );
+        assert_eq!(
+            schemas["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"]["x-kubernetes-patch-merge-key"],
+            "port"
+        );
+        let apps = v3_document(&t, "apps", "v1").unwrap();
+        assert!(
+            apps["components"]["schemas"]
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == "Deployment")
         );
         let idx = v3_index(&t);
         assert!(

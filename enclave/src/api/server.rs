@@ -77,6 +77,8 @@ impl Negotiated {
 #[derive(Debug)]
 pub struct ApiServer {
     pub(crate) objects: ObjectStore,
+    /// The OpenAPI v3 documents, built on first request.
+    openapi: std::sync::OnceLock<openapi::V3Documents>,
     auth: Authenticator,
     pub(crate) config: ApiConfig,
     pub(crate) tasks: TaskTracker,
@@ -128,11 +130,18 @@ impl ApiServer {
     pub fn new(objects: ObjectStore, auth: Authenticator, config: ApiConfig) -> Arc<Self> {
         Arc::new(ApiServer {
             objects,
+            openapi: std::sync::OnceLock::new(),
             auth,
             config,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         })
+    }
+
+    /// The OpenAPI v3 documents of the served table, built on first use.
+    fn openapi_v3(&self) -> &openapi::V3Documents {
+        self.openapi
+            .get_or_init(|| openapi::V3Documents::build(self.objects.table()))
     }
 
     /// Stops accepting, ends watches, and waits for in-flight work.
@@ -271,9 +280,11 @@ impl ApiServer {
                 .header(header::CONTENT_TYPE, openapi::V2_CONTENT_TYPE)
                 .body(http::full(Bytes::new()))
                 .unwrap_or_else(|_| http::path_not_found()),
-            Route::OpenApiV3Index if get => http::json(200, &openapi::v3_index(table)),
-            Route::OpenApiV3(g, v) if get => openapi::v3_document(table, &g, &v)
-                .map(|d| http::json(200, &d))
+            Route::OpenApiV3Index if get => json_bytes(self.openapi_v3().index()),
+            Route::OpenApiV3(g, v) if get => self
+                .openapi_v3()
+                .document(&g, &v)
+                .map(json_bytes)
                 .unwrap_or_else(http::path_not_found),
             Route::Resource(target) => {
                 let query = match Query::parse(&route::query_pairs(req.uri().query().unwrap_or("")))
@@ -335,4 +346,13 @@ fn text(code: u16, body: &'static str) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(http::full(body))
         .unwrap_or_else(|_| http::json(500, &json!({})))
+}
+
+/// A 200 response with an already serialized JSON body.
+fn json_bytes(body: Bytes) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(http::full(body))
+        .unwrap_or_else(|_| http::path_not_found())
 }

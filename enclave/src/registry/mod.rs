@@ -67,6 +67,12 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     /// base64, ...); it becomes a 400 BadRequest.
     fn canonicalize(&self, obj: &Value) -> std::result::Result<Canonical, String>;
 
+    /// The kind's OpenAPI schema, generated into `generator`'s definitions (what `/openapi/v3` serves and
+    /// `kubectl explain` reads): a `$ref` to its definition. `None` for kinds without a `k8s-openapi` type.
+    fn schema(&self, _generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+        None
+    }
+
     /// Resets fields users may not set on create (e.g. `status`).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 

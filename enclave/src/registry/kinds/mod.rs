@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::{FieldError, Persistence, ResourceInfo, Scope, Strategy, Subresource};
 
-/// Implements `Strategy::canonicalize` through a `k8s-openapi` type.
+/// Implements `Strategy::canonicalize` and `Strategy::schema` through a `k8s-openapi` type.
 macro_rules! typed {
     ($t:ty) => {
         fn canonicalize(
@@ -25,6 +25,10 @@ macro_rules! typed {
             obj: &serde_json::Value,
         ) -> std::result::Result<$crate::registry::Canonical, String> {
             $crate::registry::typed::roundtrip::<$t>(obj)
+        }
+
+        fn schema(&self, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+            Some(generator.subschema_for::<$t>())
         }
     };
 }
