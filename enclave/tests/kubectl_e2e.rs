@@ -380,6 +380,129 @@ spec:
     has(&k.ok(&["-n", n, "auth", "can-i", "--list"]), "*.*", &v);
 }
 
+/// The image of the first container of deployment `name`.
+fn image(k: &Kubectl<'_>, n: &str, name: &str) -> String {
+    k.ok(&[
+        "-n",
+        n,
+        "get",
+        "deployment",
+        name,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])
+}
+
+/// Everyday edits of a deployment: set image, diff, replace, edit, wait, events, cascading deletes.
+fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
+    let v = k.version.clone();
+    has(
+        &k.ok(&["-n", n, "create", "deployment", "wf", "--image=nginx:1.25"]),
+        "deployment.apps/wf created",
+        &v,
+    );
+    has(
+        &k.ok(&["-n", n, "set", "image", "deployment/wf", "nginx=nginx:1.26"]),
+        "image updated",
+        &v,
+    );
+    assert_eq!(image(k, n, "wf"), "nginx:1.26", "{v}");
+
+    // diff shows the change and exits 1; nothing is written.
+    let yaml = k
+        .ok(&["-n", n, "get", "deployment", "wf", "-o", "yaml"])
+        .replace("nginx:1.26", "nginx:1.27");
+    let diff = k.run_stdin(&["-n", n, "diff", "-f", "-"], Some(&yaml));
+    assert_eq!(diff.status.code(), Some(1), "{v}: {diff:?}");
+    has(
+        &String::from_utf8_lossy(&diff.stdout),
+        "+      - image: nginx:1.27",
+        &v,
+    );
+    assert_eq!(image(k, n, "wf"), "nginx:1.26", "{v}");
+
+    has(
+        &k.ok_stdin(&["-n", n, "replace", "-f", "-"], Some(&yaml)),
+        "deployment.apps/wf replaced",
+        &v,
+    );
+    assert_eq!(image(k, n, "wf"), "nginx:1.27", "{v}");
+
+    // edit, with an editor that changes the image in place.
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/nginx:1.27/nginx:1.28/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    has(
+        &k.ok_env(
+            &["-n", n, "edit", "deployment", "wf"],
+            &[
+                ("EDITOR", editor.as_path()),
+                ("KUBE_EDITOR", editor.as_path()),
+            ],
+        ),
+        "deployment.apps/wf edited",
+        &v,
+    );
+    assert_eq!(image(k, n, "wf"), "nginx:1.28", "{v}");
+
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "wait",
+            "--for=jsonpath={.spec.replicas}=1",
+            "deployment/wf",
+            "--timeout=10s",
+        ]),
+        "condition met",
+        &v,
+    );
+    k.ok(&["-n", n, "events"]);
+
+    // wait --for=delete returns once another client deletes the object.
+    k.ok(&["-n", n, "create", "configmap", "doomed"]);
+    let waiter = k.spawn(&[
+        "-n",
+        n,
+        "wait",
+        "--for=delete",
+        "configmap/doomed",
+        "--timeout=30s",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    k.ok(&["-n", n, "delete", "configmap", "doomed"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success(), "{v}: {out:?}");
+    has(&String::from_utf8_lossy(&out.stdout), "condition met", &v);
+
+    has(
+        &k.ok(&["-n", n, "delete", "deployment", "wf", "--cascade=orphan"]),
+        "deployment.apps \"wf\" deleted",
+        &v,
+    );
+    k.ok(&["-n", n, "create", "deployment", "fg", "--image=nginx"]);
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "delete",
+            "deployment",
+            "fg",
+            "--cascade=foreground",
+            "--wait",
+        ]),
+        "deployment.apps \"fg\" deleted",
+        &v,
+    );
+    let gone = k.run(&["-n", n, "get", "deployment", "fg"]);
+    assert_eq!(gone.status.code(), Some(1), "{v}");
+}
+
 fn has(out: &str, want: &str, what: &str) {
     assert!(out.contains(want), "{what}: expected {want:?} in:\n{out}");
 }
@@ -680,6 +803,7 @@ fn scenario(k: &Kubectl<'_>) {
     let _ = watch.wait();
 
     scenario_more_kinds(k, n);
+    scenario_workflows(k, n);
 
     // delete, and what delete leaves behind
     has(

@@ -236,6 +236,34 @@ impl<'a> Kubectl<'a> {
         stdout
     }
 
+    /// Runs kubectl with extra environment variables (e.g. `EDITOR`) and asserts success; returns stdout.
+    pub fn ok_env(&self, args: &[&str], env: &[(&str, &Path)]) -> String {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_bounded(
+            child,
+            Duration::from_secs(60),
+            &format!("kubectl {} {args:?}", self.version),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {} {args:?} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{}",
+            self.version,
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     /// Spawns kubectl in the background (for `get -w`).
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
