@@ -132,18 +132,7 @@ impl Recipient {
     /// A certificate for a fresh RSA-2048 key made by openssl, not ours.
     fn foreign() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        openssl(
-            dir.path(),
-            &[
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-                "k.pem",
-            ],
-        );
+        genrsa(dir.path(), 2048, "k.pem");
         let spki = openssl(
             dir.path(),
             &["pkey", "-in", "k.pem", "-pubout", "-outform", "DER"],
@@ -189,6 +178,23 @@ fn same_secret(a: &RootSecret, b: &RootSecret) -> bool {
             .expose_secret_bytes()
 }
 
+/// A fresh RSA key of `bits` made by openssl, as PEM in `dir/out`.
+fn genrsa(dir: &Path, bits: u32, out: &str) {
+    let bits = format!("rsa_keygen_bits:{bits}");
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            &bits,
+            "-out",
+            out,
+        ],
+    );
+}
+
 fn random_bytes(len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     aws_lc_rs::rand::fill(&mut out).unwrap();
@@ -227,18 +233,7 @@ fn pkcs8_key_made_by_openssl_opens_its_envelopes() {
     // it; other key sizes and non-keys are refused.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            "k.pem",
-        ],
-    );
+    genrsa(d, 2048, "k.pem");
     let pkcs8 = openssl(
         d,
         &[
@@ -260,18 +255,7 @@ fn pkcs8_key_made_by_openssl_opens_its_envelopes() {
         RecipientKey::from_pkcs8_der(&pkcs1),
         Err(Error::RecipientKeyRejected)
     ));
-    openssl(
-        d,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:3072",
-            "-out",
-            "k3.pem",
-        ],
-    );
+    genrsa(d, 3072, "k3.pem");
     let rsa3072 = openssl(
         d,
         &[

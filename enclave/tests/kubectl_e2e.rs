@@ -474,7 +474,8 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
         "configmap/doomed",
         "--timeout=30s",
     ]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Time for kubectl to start and begin watching on a loaded machine.
+    std::thread::sleep(std::time::Duration::from_secs(2));
     k.ok(&["-n", n, "delete", "configmap", "doomed"]);
     let out = waiter.wait_with_output().unwrap();
     assert!(out.status.success(), "{v}: {out:?}");

@@ -390,15 +390,25 @@ fn is_sha256_algorithm(alg: Element<'_>, field: &'static str) -> Result<bool, En
     Ok(id.contents == oid::SHA256)
 }
 
+/// An EXPLICIT-tagged AlgorithmIdentifier: its OID's contents and a reader
+/// positioned at its parameters.
+fn explicit_algorithm<'a>(
+    explicit: Element<'a>,
+    field: &'static str,
+) -> Result<(&'a [u8], Reader<'a>), EnvelopeError> {
+    let mut outer = explicit.children(field)?;
+    let alg = outer.read(tag::SEQUENCE, field)?;
+    outer.finish(field)?;
+    let mut a = alg.children(field)?;
+    let id = a.read(tag::OID, field)?;
+    Ok((id.contents, a))
+}
+
 /// Whether `[1] EXPLICIT AlgorithmIdentifier` is id-mgf1 with SHA-256.
 fn is_mgf1_sha256(explicit: Element<'_>) -> Result<bool, EnvelopeError> {
     const FIELD: &str = "RSAES-OAEP-params.maskGenFunc";
-    let mut outer = explicit.children(FIELD)?;
-    let alg = outer.read(tag::SEQUENCE, FIELD)?;
-    outer.finish(FIELD)?;
-    let mut a = alg.children(FIELD)?;
-    let id = a.read(tag::OID, FIELD)?;
-    if id.contents != oid::MGF1 {
+    let (id, mut a) = explicit_algorithm(explicit, FIELD)?;
+    if id != oid::MGF1 {
         return Ok(false);
     }
     let Some(hash) = a.read_optional(tag::SEQUENCE, FIELD)? else {
@@ -412,12 +422,8 @@ fn is_mgf1_sha256(explicit: Element<'_>) -> Result<bool, EnvelopeError> {
 /// empty OCTET STRING.
 fn is_empty_label(explicit: Element<'_>) -> Result<bool, EnvelopeError> {
     const FIELD: &str = "RSAES-OAEP-params.pSourceFunc";
-    let mut outer = explicit.children(FIELD)?;
-    let alg = outer.read(tag::SEQUENCE, FIELD)?;
-    outer.finish(FIELD)?;
-    let mut a = alg.children(FIELD)?;
-    let id = a.read(tag::OID, FIELD)?;
-    if id.contents != oid::P_SPECIFIED {
+    let (id, mut a) = explicit_algorithm(explicit, FIELD)?;
+    if id != oid::P_SPECIFIED {
         return Ok(false);
     }
     let label = a.read_octet_string(FIELD)?;

@@ -21,6 +21,8 @@ use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::{percentiles, proc_status_kib};
+
 /// Options for `daas bench api`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ApiBenchArgs {
@@ -118,12 +120,7 @@ impl Enclave {
 
     /// `field` (`VmRSS`, `VmHWM`) of the enclave process, in KiB.
     fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {field} for the enclave"))
+        proc_status_kib(self.child.id(), field)
     }
 }
 
@@ -265,15 +262,6 @@ async fn drive(
         p50,
         p99,
     })
-}
-
-fn percentiles(mut lat: Vec<Duration>) -> (Duration, Duration) {
-    if lat.is_empty() {
-        return (Duration::ZERO, Duration::ZERO);
-    }
-    lat.sort_unstable();
-    let at = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1];
-    (at(0.50), at(0.99))
 }
 
 fn configmap(name: &str) -> Vec<u8> {

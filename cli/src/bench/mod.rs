@@ -4,6 +4,9 @@ mod api;
 mod relay;
 mod store;
 
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Subcommand;
 
 /// Benchmark subcommands.
@@ -23,4 +26,24 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Api(args) => api::run(args),
     }
+}
+
+/// The 50th and 99th percentiles of `lat` (zero when empty).
+fn percentiles(mut lat: Vec<Duration>) -> (Duration, Duration) {
+    if lat.is_empty() {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    lat.sort_unstable();
+    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    (at(0.50), at(0.99))
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }

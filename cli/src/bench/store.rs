@@ -15,6 +15,8 @@ use anyhow::{Context, bail};
 use enclave::store::{FileJournal, RangeRequest, StaticKeys, Store, StoreOptions, WatchTarget};
 use etcd_client::{Client, GetOptions, WatchOptions};
 
+use super::{percentiles, proc_status_kib};
+
 /// Options for `daas bench store`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StoreBenchArgs {
@@ -149,15 +151,6 @@ fn spread(i: usize, n: usize) -> usize {
     (i.wrapping_mul(2_654_435_761)) % n
 }
 
-fn percentiles(mut lat: Vec<Duration>) -> (Duration, Duration) {
-    if lat.is_empty() {
-        return (Duration::ZERO, Duration::ZERO);
-    }
-    lat.sort_unstable();
-    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    (at(0.50), at(0.99))
-}
-
 async fn bench_store(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<Figures> {
     let dir = work.join("store");
     let journal = FileJournal::open(dir.join("journal"))?;
@@ -255,7 +248,7 @@ async fn bench_store(args: &StoreBenchArgs, work: &Path) -> anyhow::Result<Figur
         );
     }
     (f.watch_p50, f.watch_p99) = percentiles(all);
-    f.peak_rss_kib = peak_rss_kib(std::process::id())?;
+    f.peak_rss_kib = proc_status_kib(std::process::id(), "VmHWM")?;
     if !store.close(Duration::from_secs(30)) {
         bail!("store did not shut down");
     }
@@ -428,21 +421,7 @@ async fn bench_etcd(args: &StoreBenchArgs, bin: &Path, work: &Path) -> anyhow::R
         );
     }
     (f.watch_p50, f.watch_p99) = percentiles(all);
-    f.peak_rss_kib = peak_rss_kib(pid)?;
+    f.peak_rss_kib = proc_status_kib(pid, "VmHWM")?;
     drop(etcd);
     Ok(f)
-}
-
-/// VmHWM (peak resident set) of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc status")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM value")?
-        .parse()?)
 }

@@ -32,6 +32,7 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
     // (definition name, GVK) of each kind whose schema is served.
     let mut kinds = Vec::new();
     for r in table.in_group_version(group, version) {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let kind_schema = r.strategy.schema(&mut generator).map(Value::from);
         if let Some(name) = kind_schema
             .as_ref()
@@ -39,10 +40,7 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
             .and_then(Value::as_str)
             .and_then(|reference| reference.rsplit('/').next())
         {
-            kinds.push((
-                name.to_string(),
-                json!({"group": r.group, "version": r.version, "kind": r.kind}),
-            ));
+            kinds.push((name.to_string(), gvk.clone()));
         }
         let object_schema = kind_schema.unwrap_or_else(|| json!({"type": "object"}));
         let base = format!("/{}", gv_path(group, version));
@@ -51,7 +49,6 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
         } else {
             format!("{base}/{}/{{name}}", r.resource)
         };
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
         let body = json!({"content": {
             "application/json-patch+json": {"schema": {"type": "object"}},
@@ -183,11 +180,12 @@ impl V3Documents {
             for v in vs {
                 if let Some(doc) = v3_document(table, g, v) {
                     let path = gv_path(g, v);
+                    let serialized = Bytes::from(doc.to_string());
                     index.insert(
                         path.clone(),
-                        json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(&doc))}),
+                        json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", hash(&serialized))}),
                     );
-                    documents.insert(path, Bytes::from(doc.to_string()));
+                    documents.insert(path, serialized);
                 }
             }
         }
@@ -210,15 +208,10 @@ impl V3Documents {
     }
 }
 
-/// A stable hash of a document, for `?hash=` cache keys.
-pub fn hash(doc: &Value) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, doc.to_string().as_bytes());
+/// A stable hash of a serialized document, for `?hash=` cache keys.
+fn hash(serialized: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, serialized);
     hex::encode(d.as_ref()).to_uppercase()
-}
-
-/// `/openapi/v3`: the index of group-version documents.
-pub fn v3_index(table: &ResourceTable) -> Value {
-    serde_json::from_slice(&V3Documents::build(table).index()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -276,7 +269,7 @@ mod tests {
                 .values()
                 .any(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == "Deployment")
         );
-        let idx = v3_index(&t);
+        let idx: Value = serde_json::from_slice(&V3Documents::build(&t).index()).unwrap();
         assert!(
             idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
                 .as_str()
