@@ -436,10 +436,15 @@ impl Durability {
                             Err(_) => break,
                         }
                     }
-                    for durable in self.commit(groups) {
+                    let mut outbox = Vec::new();
+                    for durable in self.commit(groups, &mut outbox) {
                         // The evaluator may be gone already (shutting down).
                         let _ = self.finished.send(Finished { durable });
                     }
+                    // Writers hear their outcome only after the evaluator was told: a writer that
+                    // saw its write fail and writes again must find the evaluator rewound, not
+                    // building on the failed group.
+                    deliver(outbox);
                 }
                 Stage::Snapshot {
                     sealed,
@@ -462,12 +467,12 @@ impl Durability {
 
     /// Makes groups durable with one append, applies them in order and
     /// answers their writers. Returns, per group, whether it was committed.
-    fn commit(&mut self, groups: Vec<PreparedGroup>) -> Vec<bool> {
+    fn commit(&mut self, groups: Vec<PreparedGroup>, outbox: &mut Outbox) -> Vec<bool> {
         if self.shared.fatal_reason().is_some() {
             return groups
                 .into_iter()
                 .map(|g| {
-                    refuse(g.replies, || self.shared.closed_error());
+                    refuse(g.replies, outbox, || self.shared.closed_error());
                     false
                 })
                 .collect();
@@ -479,7 +484,7 @@ impl Durability {
         let mut expected = self.durable;
         for (i, group) in groups.into_iter().enumerate() {
             if group.base != expected {
-                refuse(group.replies, || {
+                refuse(group.replies, outbox, || {
                     StoreError::NotCommitted(
                         "an earlier write in the same commit pipeline failed; retry".into(),
                     )
@@ -510,16 +515,16 @@ impl Durability {
                 replies,
             } = group;
             if let Some(why) = self.shared.fatal_reason() {
-                refuse(replies, || StoreError::Closed(why.clone()));
+                refuse(replies, outbox, || StoreError::Closed(why.clone()));
                 continue;
             }
             let Some(commit) = commit else {
                 // Only failed compares; they stand if everything before them did.
                 if !broken {
-                    answer(replies);
+                    answer(replies, outbox);
                     verdicts[i] = true;
                 } else {
-                    refuse(replies, || {
+                    refuse(replies, outbox, || {
                         StoreError::NotCommitted(
                             "an earlier write in the same commit pipeline failed; retry".into(),
                         )
@@ -536,7 +541,7 @@ impl Durability {
                     failure.as_deref().unwrap_or("unknown error")
                 );
                 tracing::error!("{msg}");
-                refuse(replies, || StoreError::NotCommitted(msg.clone()));
+                refuse(replies, outbox, || StoreError::NotCommitted(msg.clone()));
                 continue;
             }
             appended += 1;
@@ -549,28 +554,37 @@ impl Durability {
                 );
                 tracing::error!("{msg}");
                 self.shared.set_fatal(msg.clone());
-                refuse(replies, || StoreError::Closed(msg.clone()));
+                refuse(replies, outbox, || StoreError::Closed(msg.clone()));
                 broken = true;
                 continue;
             }
             self.durable = commit.position;
             self.shared
                 .publish(commit.last, self.durable, commit.events);
-            answer(replies);
+            answer(replies, outbox);
             verdicts[i] = true;
         }
         verdicts
     }
 }
 
-fn answer(replies: Vec<(Reply, Result<TxnOutcome>)>) {
-    for (reply, outcome) in replies {
+/// Outcomes decided by a commit, delivered once the evaluator has the verdicts.
+type Outbox = Vec<(Reply, Result<TxnOutcome>)>;
+
+fn deliver(outbox: Outbox) {
+    for (reply, outcome) in outbox {
         let _ = reply.send(outcome);
     }
 }
 
-fn refuse(replies: Vec<(Reply, Result<TxnOutcome>)>, error: impl Fn() -> StoreError) {
-    for (reply, _) in replies {
-        let _ = reply.send(Err(error()));
-    }
+fn answer(replies: Vec<(Reply, Result<TxnOutcome>)>, outbox: &mut Outbox) {
+    outbox.extend(replies);
+}
+
+fn refuse(
+    replies: Vec<(Reply, Result<TxnOutcome>)>,
+    outbox: &mut Outbox,
+    error: impl Fn() -> StoreError,
+) {
+    outbox.extend(replies.into_iter().map(|(reply, _)| (reply, Err(error()))));
 }
