@@ -504,6 +504,165 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
     assert_eq!(gone.status.code(), Some(1), "{v}");
 }
 
+/// A Deployment for `apply --server-side` with `replicas` and `image`.
+fn ssa_deployment(replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ssa
+  labels: {{app: ssa}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: ssa}}}}
+  template:
+    metadata: {{labels: {{app: ssa}}}}
+    spec:
+      containers:
+      - name: c
+        image: {image}
+        ports: [{{containerPort: 80}}]
+"
+    )
+}
+
+/// `apply --server-side`: create, a no-op re-apply, a conflict with the
+/// manager of `kubectl scale`, `--force-conflicts`, and managedFields as
+/// `--show-managed-fields` prints them.
+fn scenario_server_side_apply(k: &Kubectl<'_>, n: &str) {
+    let v = k.version.clone();
+    let apply = ["-n", n, "apply", "--server-side", "-f", "-"];
+    let rv = |k: &Kubectl<'_>| {
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "deploy",
+            "ssa",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    has(
+        &k.ok_stdin(&apply, Some(&ssa_deployment(2, "nginx:1.27"))),
+        "deployment.apps/ssa serverside-applied",
+        &v,
+    );
+    let created = rv(k);
+    has(
+        &k.ok_stdin(&apply, Some(&ssa_deployment(2, "nginx:1.27"))),
+        "deployment.apps/ssa serverside-applied",
+        &v,
+    );
+    assert_eq!(rv(k), created, "{v}: an identical apply writes nothing");
+    // Managed fields are hidden unless asked for.
+    let plain = k.ok(&["-n", n, "get", "deploy", "ssa", "-o", "yaml"]);
+    assert!(!plain.contains("managedFields"), "{v}: {plain}");
+
+    has(
+        &k.ok(&["-n", n, "scale", "deploy", "ssa", "--replicas=5"]),
+        "deployment.apps/ssa scaled",
+        &v,
+    );
+    let shown = k.ok(&[
+        "-n",
+        n,
+        "get",
+        "deploy",
+        "ssa",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    for want in [
+        "managedFields:",
+        "operation: Apply",
+        "operation: Update",
+        "subresource: scale",
+        "fieldsType: FieldsV1",
+        "f:replicas: {}",
+        "k:{\"name\":\"c\"}:",
+        "k:{\"containerPort\":80,\"protocol\":\"TCP\"}:",
+    ] {
+        has(&shown, want, &format!("{v} --show-managed-fields"));
+    }
+
+    // Another replicas: the scaler owns it, so the apply fails and writes nothing.
+    let out = k.run_stdin(&apply, Some(&ssa_deployment(3, "nginx:1.28")));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "{v}: the conflicting apply succeeded"
+    );
+    for want in [
+        "error: Apply failed with 1 conflict: conflict with \"kubectl",
+        "with subresource \"scale\" using apps/v1: .spec.replicas",
+        "--force-conflicts",
+    ] {
+        has(&stderr, want, &format!("{v} conflict"));
+    }
+    let replicas = |k: &Kubectl<'_>| {
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "deploy",
+            "ssa",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+    };
+    assert_eq!(replicas(k), "5", "{v}");
+
+    // Forced: the applied value wins and the applier owns it.
+    has(
+        &k.ok_stdin(
+            &[
+                "-n",
+                n,
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&ssa_deployment(3, "nginx:1.28")),
+        ),
+        "deployment.apps/ssa serverside-applied",
+        &v,
+    );
+    assert_eq!(replicas(k), "3", "{v}");
+    // A label from another manager: both show up.
+    k.ok(&["-n", n, "label", "deploy", "ssa", "tier=web"]);
+    let shown = k.ok(&[
+        "-n",
+        n,
+        "get",
+        "deploy",
+        "ssa",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    for want in [
+        "manager: kubectl",
+        "operation: Apply",
+        "manager: kubectl-label",
+        "f:tier: {}",
+    ] {
+        has(&shown, want, &format!("{v} managers after force"));
+    }
+    assert!(
+        !shown.contains("subresource: scale"),
+        "{v}: the scaler lost its only field\n{shown}"
+    );
+    has(
+        &k.ok(&["-n", n, "delete", "deploy", "ssa"]),
+        "deployment.apps \"ssa\" deleted",
+        &v,
+    );
+}
+
 fn has(out: &str, want: &str, what: &str) {
     assert!(out.contains(want), "{what}: expected {want:?} in:\n{out}");
 }
@@ -805,6 +964,7 @@ fn scenario(k: &Kubectl<'_>) {
 
     scenario_more_kinds(k, n);
     scenario_workflows(k, n);
+    scenario_server_side_apply(k, n);
 
     // delete, and what delete leaves behind
     has(

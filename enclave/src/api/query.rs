@@ -35,6 +35,10 @@ pub struct Query {
     pub propagation: Option<Propagation>,
     /// `gracePeriodSeconds` (DELETE).
     pub grace_period_seconds: Option<i64>,
+    /// `fieldManager` (writes).
+    pub field_manager: Option<String>,
+    /// `force` (apply patches only).
+    pub force: Option<bool>,
 }
 
 fn boolean(k: &str, v: &str) -> Result<bool> {
@@ -129,6 +133,8 @@ impl Query {
                         ))
                     })?)
                 }
+                "fieldManager" => q.field_manager = Some(v.clone()),
+                "force" => q.force = Some(boolean(k, v)?),
                 _ => {}
             }
         }

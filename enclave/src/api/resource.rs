@@ -10,10 +10,15 @@ use super::query::{self, Query};
 use super::route::ResourceTarget;
 use super::watch;
 use super::{ApiServer, Negotiated};
-use crate::registry::generic::{DeleteOptions, DeleteOutcome, ListOptions, WriteOptions};
+use crate::registry::generic::{
+    ApplyConflicts, DeleteOptions, DeleteOutcome, Endpoint, ListOptions, WriteOptions,
+};
+use crate::registry::managed;
 use crate::registry::patch::{self, PatchType};
 use crate::registry::table::{self, IncludeObject};
-use crate::registry::{Error, FieldSelector, LabelSelector, Result, UserInfo, WatchOptions};
+use crate::registry::{
+    Error, FieldError, FieldSelector, LabelSelector, Result, UserInfo, WatchOptions,
+};
 
 /// Everything a resource handler needs from the request.
 #[derive(Debug)]
@@ -30,15 +35,80 @@ pub struct ResourceRequest {
     pub negotiated: Negotiated,
     /// Request Content-Type.
     pub content_type: String,
+    /// Request User-Agent (the field manager when `fieldManager` is absent).
+    pub user_agent: String,
     /// The whole request body (already size-checked).
     pub body: Bytes,
 }
 
-pub(super) fn write_opts(q: &Query) -> WriteOptions {
+pub(super) fn write_opts(req: &ResourceRequest) -> WriteOptions {
+    let q = &req.query;
     WriteOptions {
         dry_run: q.dry_run,
         field_validation: q.field_validation,
+        manager: Some(managed::manager_name(
+            q.field_manager.as_deref(),
+            &req.user_agent,
+        )),
+        subresource: None,
     }
+}
+
+/// The Content-Type of server-side apply.
+const APPLY_CONTENT_TYPE: &str = "application/apply-patch+yaml";
+
+/// Whether the request is an apply patch.
+pub(super) fn is_apply(req: &ResourceRequest) -> bool {
+    req.content_type.split(';').next().unwrap_or("").trim() == APPLY_CONTENT_TYPE
+}
+
+/// Checks the patch options (upstream's `ValidatePatchOptions`): an apply
+/// needs a field manager; only an apply may say `force`.
+///
+/// # Errors
+/// 422 Invalid `PatchOptions`.
+pub(super) fn check_patch_options(req: &ResourceRequest) -> Result<ApplyConflicts> {
+    let q = &req.query;
+    if !is_apply(req) {
+        if q.force.is_some() {
+            return Err(Error::InvalidOptions {
+                kind: "PatchOptions",
+                causes: vec![FieldError {
+                    reason: "FieldValueForbidden",
+                    field: "force".into(),
+                    message: "force: Forbidden: may not be specified for non-apply patch".into(),
+                }],
+            });
+        }
+        return Ok(ApplyConflicts::Fail);
+    }
+    if q.field_manager.as_deref().unwrap_or("").is_empty() {
+        return Err(managed::manager_required());
+    }
+    Ok(if q.force == Some(true) {
+        ApplyConflicts::Force
+    } else {
+        ApplyConflicts::Fail
+    })
+}
+
+/// Decodes an apply patch: JSON (what kubectl sends) or YAML, one object.
+///
+/// # Errors
+/// 400 BadRequest `error decoding YAML: …`.
+pub(super) fn apply_body(req: &ResourceRequest) -> Result<Value> {
+    let bad = |why: String| Error::BadRequest(format!("error decoding YAML: {why}"));
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("the apply patch is empty".into()));
+    }
+    let value: Value = match serde_json::from_slice(&req.body) {
+        Ok(v) => v,
+        Err(_) => serde_norway::from_slice(&req.body).map_err(|e| bad(e.to_string()))?,
+    };
+    if !value.is_object() {
+        return Err(bad("the apply patch is not an object".into()));
+    }
+    Ok(value)
 }
 
 /// Parses a JSON or protobuf request body (YAML is not accepted yet).
@@ -173,9 +243,7 @@ impl ApiServer {
             .as_ref()
             .ok_or_else(|| Error::BadRequest("no authenticated user".into()))?;
         let body = json_body(req)?;
-        let w = self
-            .objects
-            .review(&t.info, body, user, &write_opts(&req.query))?;
+        let w = self.objects.review(&t.info, body, user, &write_opts(req))?;
         Ok(object_response(req, 201, &w.object, &w.warnings))
     }
 
@@ -183,12 +251,7 @@ impl ApiServer {
         let body = json_body(req)?;
         let w = self
             .objects
-            .create(
-                &req.target.info,
-                self.ns(req),
-                body,
-                &write_opts(&req.query),
-            )
+            .create(&req.target.info, self.ns(req), body, &write_opts(req))
             .await?;
         Ok(object_response(req, 201, &w.object, &w.warnings))
     }
@@ -202,13 +265,31 @@ impl ApiServer {
                 self.ns(req),
                 Self::name(req),
                 body,
-                &write_opts(&req.query),
+                &write_opts(req),
             )
             .await?;
         Ok(object_response(req, 200, &w.object, &w.warnings))
     }
 
     async fn patch(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        let conflicts = check_patch_options(req)?;
+        if is_apply(req) {
+            let config = apply_body(req)?;
+            let w = self
+                .objects
+                .apply(
+                    Endpoint::Main,
+                    &req.target.info,
+                    self.ns(req),
+                    Self::name(req),
+                    config,
+                    &write_opts(req),
+                    conflicts,
+                )
+                .await?;
+            let code = if w.created { 201 } else { 200 };
+            return Ok(object_response(req, code, &w.object, &w.warnings));
+        }
         let Some(ty) = PatchType::from_content_type(&req.content_type) else {
             return Err(Error::UnsupportedMediaType(format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {:?})",
@@ -225,7 +306,7 @@ impl ApiServer {
                 &req.target.info,
                 self.ns(req),
                 Self::name(req),
-                &write_opts(&req.query),
+                &write_opts(req),
                 |cur| patch::apply(ty, cur, &body),
             )
             .await?;

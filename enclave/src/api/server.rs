@@ -299,6 +299,12 @@ impl ApiServer {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
+                let user_agent = req
+                    .headers()
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
                 let body = match self.read_body(req).await {
                     Ok(b) => b,
                     Err(e) => return http::error(&e),
@@ -310,6 +316,7 @@ impl ApiServer {
                     query,
                     negotiated,
                     content_type,
+                    user_agent,
                     body,
                 })
                 .await

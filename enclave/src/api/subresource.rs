@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 
 use super::ApiServer;
 use super::http::{self, Body};
-use super::resource::{ResourceRequest, json_body, object_response, write_opts};
+use super::resource::{
+    ResourceRequest, apply_body, check_patch_options, is_apply, json_body, object_response,
+    write_opts,
+};
 use crate::registry::generic::Endpoint;
 use crate::registry::patch::{self, PatchType};
 use crate::registry::{Error, ResourceInfo, Result, Subresource};
@@ -74,8 +77,26 @@ impl ApiServer {
         };
         let ns = req.target.namespace.as_deref();
         let name = req.target.name.as_deref().unwrap_or("");
-        let opts = write_opts(&req.query);
+        let mut opts = write_opts(req);
+        if which == Subresource::Scale {
+            opts.subresource = Some("scale".into());
+        }
+        if req.method == Method::PATCH
+            && let Err(e) = check_patch_options(req)
+        {
+            return http::error(&e);
+        }
         let result = match (which, &req.method) {
+            (Subresource::Status, &Method::PATCH) if is_apply(req) => {
+                match (apply_body(req), check_patch_options(req)) {
+                    (Ok(config), Ok(conflicts)) => self
+                        .objects
+                        .apply(Endpoint::Status, info, ns, name, config, &opts, conflicts)
+                        .await
+                        .map(|w| object_response(req, 200, &w.object, &w.warnings)),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
             (Subresource::Status, &Method::GET) => self
                 .objects
                 .get(info, ns, name)

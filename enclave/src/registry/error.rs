@@ -114,6 +114,23 @@ pub enum Error {
         /// The invalid fields.
         causes: Vec<FieldError>,
     },
+    /// 409 Conflict of a server-side apply: fields other managers own.
+    #[error("{message}")]
+    ApplyConflict {
+        /// `Apply failed with N conflict(s): …`, as upstream words it.
+        message: String,
+        /// One per conflicting field, for `details.causes`.
+        conflicts: Vec<super::managed::Conflict>,
+    },
+    /// 422 Invalid request options, e.g. an apply patch without a
+    /// `fieldManager`: `PatchOptions.meta.k8s.io "" is invalid: …`.
+    #[error("{kind}.meta.k8s.io \"\" is invalid: {}", causes.iter().map(|c| c.message.as_str()).collect::<Vec<_>>().join(", "))]
+    InvalidOptions {
+        /// `PatchOptions`, `CreateOptions` or `UpdateOptions`.
+        kind: &'static str,
+        /// The invalid options.
+        causes: Vec<FieldError>,
+    },
     /// 400 BadRequest: malformed body, selector or parameter.
     #[error("{0}")]
     BadRequest(String),
@@ -168,8 +185,10 @@ impl Error {
     pub fn code(&self) -> u16 {
         match self {
             Error::NotFound { .. } => 404,
-            Error::AlreadyExists { .. } | Error::Conflict { .. } => 409,
-            Error::Invalid { .. } => 422,
+            Error::AlreadyExists { .. } | Error::Conflict { .. } | Error::ApplyConflict { .. } => {
+                409
+            }
+            Error::Invalid { .. } | Error::InvalidOptions { .. } => 422,
             Error::BadRequest(_) => 400,
             Error::Forbidden { .. } => 403,
             Error::Expired(_) => 410,
@@ -186,8 +205,8 @@ impl Error {
         match self {
             Error::NotFound { .. } => "NotFound",
             Error::AlreadyExists { .. } => "AlreadyExists",
-            Error::Conflict { .. } => "Conflict",
-            Error::Invalid { .. } => "Invalid",
+            Error::Conflict { .. } | Error::ApplyConflict { .. } => "Conflict",
+            Error::Invalid { .. } | Error::InvalidOptions { .. } => "Invalid",
             Error::BadRequest(_) => "BadRequest",
             Error::Forbidden { .. } => "Forbidden",
             Error::Expired(_) => "Expired",
@@ -255,6 +274,20 @@ impl Error {
             } => Some(json!({
                 "name": name,
                 "group": group,
+                "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.body(), "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            Error::ApplyConflict { conflicts, .. } => Some(json!({
+                "causes": conflicts.iter().map(|c| json!({
+                    "type": "FieldManagerConflict",
+                    "message": format!("conflict with {}", c.manager),
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            Error::InvalidOptions { kind, causes } => Some(json!({
+                "group": "meta.k8s.io",
                 "kind": kind,
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason, "message": c.body(), "field": c.field,

@@ -10,6 +10,7 @@
 mod error;
 pub mod generic;
 pub mod kinds;
+pub mod managed;
 pub mod meta;
 pub mod patch;
 pub mod selector;

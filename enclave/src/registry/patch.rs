@@ -75,8 +75,9 @@ pub fn apply(ty: PatchType, current: &Value, patch: &[u8]) -> Result<Value> {
 }
 
 /// The merge key of a list field, by field name (upstream's
-/// `patchMergeKey` tags of the built-in types).
-fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
+/// `patchMergeKey` tags of the built-in types). Server-side apply keys
+/// associative lists by the same fields (`registry::managed`).
+pub(crate) fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"
@@ -107,7 +108,7 @@ fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
 }
 
 /// Lists of primitives merged as sets.
-fn is_primitive_set(field: &str) -> bool {
+pub(crate) fn is_primitive_set(field: &str) -> bool {
     field == "finalizers"
 }
 

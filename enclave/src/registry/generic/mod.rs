@@ -4,6 +4,7 @@
 //! every read.
 
 mod alloc;
+mod apply;
 mod decode;
 mod delete;
 mod list;
@@ -11,6 +12,7 @@ mod review;
 mod write;
 
 pub use alloc::ServiceCidr;
+pub use apply::ApplyConflicts;
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use list::ListOptions;

@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 use super::{MAX_RETRIES, ObjectStore};
-use crate::registry::{Error, ResourceInfo, Result, meta};
+use crate::registry::managed::{self, FieldSet, Scope, Writer};
+use crate::registry::{Error, ResourceInfo, Result, Subresource, meta};
 use crate::store::{KeyValue, TxnOutcome};
 
 /// `fieldValidation`: what to do with fields the kind does not have.
@@ -36,6 +37,53 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldValidation`.
     pub field_validation: FieldValidation,
+    /// The field manager the write is recorded under in
+    /// `metadata.managedFields` (`?fieldManager=` or the User-Agent's
+    /// prefix). `None` (the default, for the server's own writers) keeps
+    /// the stored managedFields as they are.
+    pub manager: Option<String>,
+    /// The subresource written through when it is not the endpoint's own
+    /// (`scale`); recorded with the manager.
+    pub subresource: Option<String>,
+}
+
+impl WriteOptions {
+    /// The writer to record, if any.
+    fn writer(&self, endpoint: Endpoint) -> Option<Writer> {
+        let manager = self.manager.clone()?;
+        let subresource = self.subresource.clone().or(match endpoint {
+            Endpoint::Main => None,
+            Endpoint::Status => Some("status".to_string()),
+        });
+        Some(Writer {
+            manager,
+            subresource,
+        })
+    }
+}
+
+/// How a write changes field ownership.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum FieldsOp<'a> {
+    /// Create, update or a non-apply patch: the writer owns what it changed.
+    Update,
+    /// Server-side apply of a configuration setting `config`.
+    Apply {
+        /// The fields the applied configuration sets.
+        config: &'a FieldSet,
+        /// `force=true`: take conflicting fields instead of failing.
+        force: bool,
+    },
+}
+
+/// What `endpoint` of `info` may own.
+pub(super) fn scope(info: &ResourceInfo, endpoint: Endpoint) -> Scope {
+    match endpoint {
+        Endpoint::Main => Scope::Main {
+            status_subresource: info.has(Subresource::Status),
+        },
+        Endpoint::Status => Scope::Status,
+    }
 }
 
 /// The result of a write.
@@ -80,6 +128,7 @@ impl ObjectStore {
             for f in SERVER_FIELDS {
                 m.remove(*f);
             }
+            let now = now.clone();
             let name = m.get("name").and_then(Value::as_str).unwrap_or("");
             let generate = m.get("generateName").and_then(Value::as_str).unwrap_or("");
             if name.is_empty() && !generate.is_empty() {
@@ -93,6 +142,12 @@ impl ObjectStore {
             }
         }
         info.strategy.prepare_for_create(&mut obj);
+        if let Some(writer) = opts.writer(Endpoint::Main) {
+            let empty = Value::Object(serde_json::Map::new());
+            let scope = scope(info, Endpoint::Main);
+            let av = info.api_version();
+            managed::record_update(&empty, &mut obj, &writer, &av, scope, &now);
+        }
         let mut causes = Self::validate_common(info, &obj);
         causes.extend(info.strategy.validate(&obj));
         Self::invalid(info, &obj, causes)?;
@@ -191,6 +246,7 @@ impl ObjectStore {
             name,
             precondition,
             opts,
+            FieldsOp::Update,
             warnings,
             |_| Ok(obj.clone()),
         )
@@ -228,18 +284,29 @@ impl ObjectStore {
         opts: &WriteOptions,
         patch_fn: impl Fn(&Value) -> Result<Value>,
     ) -> Result<Written> {
-        self.guaranteed_update(endpoint, info, ns, name, None, opts, Vec::new(), |cur| {
-            let patched = patch_fn(cur)?;
-            let (mut obj, _) = Self::decode_body(info, patched, opts.field_validation)?;
-            Self::place(info, &mut obj, ns)?;
-            if meta::name(&obj) != name {
-                return Err(Error::BadRequest(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    meta::name(&obj)
-                )));
-            }
-            Ok(obj)
-        })
+        let fields = FieldsOp::Update;
+        self.guaranteed_update(
+            endpoint,
+            info,
+            ns,
+            name,
+            None,
+            opts,
+            fields,
+            Vec::new(),
+            |cur| {
+                let patched = patch_fn(cur)?;
+                let (mut obj, _) = Self::decode_body(info, patched, opts.field_validation)?;
+                Self::place(info, &mut obj, ns)?;
+                if meta::name(&obj) != name {
+                    return Err(Error::BadRequest(format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        meta::name(&obj)
+                    )));
+                }
+                Ok(obj)
+            },
+        )
         .await
     }
 
@@ -252,6 +319,7 @@ impl ObjectStore {
         name: &str,
         precondition: Option<u64>,
         opts: &WriteOptions,
+        fields: FieldsOp<'_>,
         warnings: Vec<String>,
         next: impl Fn(&Value) -> Result<Value>,
     ) -> Result<Written> {
@@ -270,7 +338,7 @@ impl ObjectStore {
                 return Err(Self::conflict(info, name));
             }
             match self
-                .commit_update(endpoint, info, ns, &kv, old, new, opts)
+                .commit_update(endpoint, info, ns, &kv, old, new, opts, fields)
                 .await?
             {
                 Some(object) => {
@@ -303,6 +371,7 @@ impl ObjectStore {
         old: Value,
         mut new: Value,
         opts: &WriteOptions,
+        fields: FieldsOp<'_>,
     ) -> Result<Option<Value>> {
         let name = meta::name(&old).to_string();
         let old_uid = meta::meta_str(&old, "uid").unwrap_or("").to_string();
@@ -350,6 +419,19 @@ impl ObjectStore {
                 .unwrap_or(0);
             if let Some(m) = meta::metadata_mut(&mut new) {
                 m.insert("generation".into(), Value::from(g + 1));
+            }
+        }
+        let scope = scope(info, endpoint);
+        let av = info.api_version();
+        let now = meta::format_time(meta::now());
+        match (opts.writer(endpoint), fields) {
+            (None, _) => managed::carry_over(&old, &mut new),
+            (Some(w), FieldsOp::Update) => {
+                managed::record_update(&old, &mut new, &w, &av, scope, &now);
+            }
+            (Some(w), FieldsOp::Apply { config, force }) => {
+                managed::record_apply(&old, &mut new, config, &w, &av, scope, &now, force)
+                    .map_err(managed::conflict_error)?;
             }
         }
         let mut causes = Self::validate_common(info, &new);

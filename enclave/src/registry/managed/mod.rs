@@ -1,0 +1,526 @@
+//! Field ownership (`metadata.managedFields`) and server-side apply, with
+//! upstream's semantics (`apiserver/pkg/endpoints/handlers/fieldmanager`,
+//! `structured-merge-diff`):
+//!
+//! - every create, update and patch records which fields its *manager*
+//!   changed ([`record_update`]): an `Update` entry per manager and
+//!   subresource, taking those fields from every other manager;
+//! - an apply ([`apply_merge`], then [`record_apply`]) owns exactly the
+//!   fields of its configuration, conflicts with other managers that own a
+//!   field it would change (409 unless forced), and removes the fields it
+//!   set last time but no longer does, unless someone else owns them.
+//!
+//! Sets are [`FieldSet`]s, encoded as `fieldsV1`. Server-set metadata,
+//! `apiVersion` and `kind` are never owned; `status` is owned only through
+//! `/status`, and `/status` writers own only `status`.
+
+mod fieldset;
+mod merge;
+mod shape;
+#[cfg(test)]
+mod tests;
+
+pub use fieldset::{Comparison, FieldSet, Path, PathElement, fields_of, path_string};
+pub use merge::{merge, prune};
+
+use serde_json::{Map, Value};
+
+use super::{Error, FieldError};
+
+/// The 422 upstream gives an apply patch without a field manager:
+/// `PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: …`.
+#[must_use]
+pub fn manager_required() -> Error {
+    Error::InvalidOptions {
+        kind: "PatchOptions",
+        causes: vec![FieldError::required(
+            "fieldManager",
+            "is required for apply patch",
+        )],
+    }
+}
+
+/// A write's kind of ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    /// Server-side apply.
+    Apply,
+    /// Create, update or a non-apply patch.
+    Update,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "Apply",
+            Operation::Update => "Update",
+        }
+    }
+}
+
+/// Who writes: the field manager and the subresource written through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    /// `?fieldManager=`, or the User-Agent up to its first `/`.
+    pub manager: String,
+    /// `status`, `scale`, or `None` for the object itself.
+    pub subresource: Option<String>,
+}
+
+/// Which part of the object a write may own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The object itself; `status` is excluded when the kind has a status
+    /// subresource.
+    Main {
+        /// Whether the kind serves `/status`.
+        status_subresource: bool,
+    },
+    /// `/status`: only `status`.
+    Status,
+}
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    manager: String,
+    operation: Operation,
+    api_version: String,
+    subresource: Option<String>,
+    time: Option<String>,
+    set: FieldSet,
+}
+
+impl Entry {
+    /// Upstream's manager identifier: appliers are one manager whatever
+    /// apiVersion they used.
+    fn same_manager(&self, manager: &str, op: Operation, sub: Option<&str>, av: &str) -> bool {
+        self.manager == manager
+            && self.operation == op
+            && self.subresource.as_deref() == sub
+            && (op == Operation::Apply || self.api_version == av)
+    }
+
+    /// How conflicts name this manager: `"m" with subresource "s" using v`.
+    fn describe(&self) -> String {
+        let mut s = format!("{:?}", self.manager);
+        if let Some(sub) = &self.subresource {
+            s.push_str(&format!(" with subresource {sub:?}"));
+        }
+        if self.operation == Operation::Update {
+            s.push_str(&format!(" using {}", self.api_version));
+        }
+        s
+    }
+
+    fn encode(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("manager".into(), Value::String(self.manager.clone()));
+        m.insert("operation".into(), self.operation.as_str().into());
+        m.insert("apiVersion".into(), Value::String(self.api_version.clone()));
+        if let Some(t) = &self.time {
+            m.insert("time".into(), Value::String(t.clone()));
+        }
+        m.insert("fieldsType".into(), "FieldsV1".into());
+        m.insert("fieldsV1".into(), self.set.to_fields_v1());
+        if let Some(s) = &self.subresource {
+            m.insert("subresource".into(), Value::String(s.clone()));
+        }
+        Value::Object(m)
+    }
+
+    fn decode(v: &Value) -> Result<Entry, String> {
+        let Value::Object(m) = v else {
+            return Err("an entry is not an object".into());
+        };
+        let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let operation = match text("operation").as_str() {
+            "Apply" => Operation::Apply,
+            "Update" => Operation::Update,
+            // `[{}]` resets managedFields: an entry that owns nothing.
+            "" if m.get("fieldsV1").is_none() => Operation::Update,
+            other => return Err(format!("unsupported operation {other:?}")),
+        };
+        match m.get("fieldsType").and_then(Value::as_str) {
+            None | Some("FieldsV1") => {}
+            Some(other) => return Err(format!("unsupported fieldsType {other:?}")),
+        }
+        let set = match m.get("fieldsV1") {
+            Some(f) => FieldSet::from_fields_v1(f)?,
+            None => FieldSet::new(),
+        };
+        Ok(Entry {
+            manager: text("manager"),
+            operation,
+            api_version: text("apiVersion"),
+            subresource: Some(text("subresource")).filter(|s| !s.is_empty()),
+            time: Some(text("time")).filter(|s| !s.is_empty()),
+            set,
+        })
+    }
+}
+
+/// The `managedFields` of an object, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Managers(Vec<Entry>);
+
+impl Managers {
+    /// Decodes `metadata.managedFields`; `Ok(None)` if there is none.
+    fn decode(obj: &Value) -> Result<Option<Managers>, String> {
+        match obj.pointer("/metadata/managedFields") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(Entry::decode)
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| Some(Managers(v))),
+            Some(_) => Err("managedFields is not a list".into()),
+        }
+    }
+
+    /// Stores the entries in `obj` (dropping empty ones), sorted as upstream
+    /// sorts them: appliers first, then by time, manager, apiVersion and
+    /// subresource.
+    fn encode_into(mut self, obj: &mut Value) {
+        self.0.retain(|e| !e.set.is_empty());
+        self.0.sort_by(|a, b| {
+            (
+                a.operation,
+                &a.time,
+                &a.manager,
+                &a.api_version,
+                &a.subresource,
+            )
+                .cmp(&(
+                    b.operation,
+                    &b.time,
+                    &b.manager,
+                    &b.api_version,
+                    &b.subresource,
+                ))
+        });
+        let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return;
+        };
+        if self.0.is_empty() {
+            m.remove("managedFields");
+        } else {
+            let list = self.0.iter().map(Entry::encode).collect();
+            m.insert("managedFields".into(), Value::Array(list));
+        }
+    }
+
+    fn position(&self, w: &Writer, op: Operation, av: &str) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|e| e.same_manager(&w.manager, op, w.subresource.as_deref(), av))
+    }
+}
+
+/// Metadata only the server sets, never owned.
+const SERVER_META: &[&str] = &[
+    "name",
+    "namespace",
+    "creationTimestamp",
+    "selfLink",
+    "uid",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// `obj` without what `scope` never owns.
+fn ownable(obj: &Value, scope: Scope) -> Value {
+    let mut out = obj.clone();
+    let Some(o) = out.as_object_mut() else {
+        return out;
+    };
+    o.remove("apiVersion");
+    o.remove("kind");
+    match scope {
+        Scope::Main { status_subresource } => {
+            if status_subresource {
+                o.remove("status");
+            }
+            if let Some(Value::Object(m)) = o.get_mut("metadata") {
+                for f in SERVER_META {
+                    m.remove(*f);
+                }
+            }
+        }
+        Scope::Status => o.retain(|k, _| k == "status"),
+    }
+    out
+}
+
+/// Struct fields Go always serializes (non-pointer structs, lists without
+/// `omitempty`): upstream compares against a zero-valued object in which
+/// they exist, so a write never owns these nodes themselves (no `.`),
+/// only what is under them, when reached from the root through such fields.
+const ALWAYS_PRESENT: &[&str] = &[
+    "metadata",
+    "spec",
+    "status",
+    "template",
+    "strategy",
+    "updateStrategy",
+    "jobTemplate",
+    "containers",
+];
+
+fn unmark_always_present(set: &mut FieldSet) {
+    let mut paths = Vec::new();
+    collect_always_present(set, &mut Vec::new(), &mut paths);
+    for p in paths {
+        set.unmark(&p);
+    }
+}
+
+fn collect_always_present(set: &FieldSet, prefix: &mut Path, out: &mut Vec<Path>) {
+    for (pe, child) in set.children() {
+        let PathElement::Field(f) = pe else { continue };
+        if !ALWAYS_PRESENT.contains(&f.as_str()) {
+            continue;
+        }
+        prefix.push(pe.clone());
+        if child.is_member() {
+            out.push(prefix.clone());
+        }
+        collect_always_present(child, prefix, out);
+        prefix.pop();
+    }
+}
+
+/// What changed from `old` to `new` in the part `scope` may own.
+fn compare(old: &Value, new: &Value, scope: Scope) -> Comparison {
+    let mut c = Comparison::of(&ownable(old, scope), &ownable(new, scope));
+    unmark_always_present(&mut c.added);
+    unmark_always_present(&mut c.removed);
+    c
+}
+
+/// Records an `Update` by `writer` from `old` to `new` in
+/// `new.metadata.managedFields` (`now` is the entry's time).
+///
+/// The starting entries are those `new` carries when `client_entries`
+/// allows it (the object itself, not a subresource) and they decode and are
+/// not empty (so a client may rewrite them, or reset them with `[{}]`);
+/// otherwise `old`'s, so clients that drop them lose nothing.
+pub fn record_update(
+    old: &Value,
+    new: &mut Value,
+    writer: &Writer,
+    api_version: &str,
+    scope: Scope,
+    now: &str,
+) {
+    let from_client = match (scope, Managers::decode(new)) {
+        (Scope::Main { .. }, Ok(Some(m))) if !m.0.is_empty() && writer.subresource.is_none() => {
+            Some(m)
+        }
+        _ => None,
+    };
+    let mut managers =
+        from_client.unwrap_or_else(|| Managers::decode(old).ok().flatten().unwrap_or_default());
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    let c = compare(old, new, scope);
+    let changed = c.changed();
+    let lost = changed.union(&c.removed);
+    for e in &mut managers.0 {
+        e.set = e.set.difference(&lost);
+    }
+    if !changed.is_empty() {
+        match managers.position(writer, Operation::Update, api_version) {
+            Some(i) => {
+                if let Some(e) = managers.0.get_mut(i) {
+                    e.set.union_with(&changed);
+                    e.time = Some(now.to_string());
+                }
+            }
+            None => managers.0.push(Entry {
+                manager: writer.manager.clone(),
+                operation: Operation::Update,
+                api_version: api_version.to_string(),
+                subresource: writer.subresource.clone(),
+                time: Some(now.to_string()),
+                set: changed,
+            }),
+        }
+    }
+    managers.encode_into(new);
+}
+
+/// Keeps `old`'s managedFields on `new` (a write with no field manager).
+pub fn carry_over(old: &Value, new: &mut Value) {
+    let entries = old.pointer("/metadata/managedFields").cloned();
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        match entries {
+            Some(e) => m.insert("managedFields".into(), e),
+            None => m.remove("managedFields"),
+        };
+    }
+}
+
+/// The fields an applied configuration sets that `scope` may own.
+#[must_use]
+pub fn applied_fields(config: &Value, scope: Scope) -> FieldSet {
+    fields_of(&ownable(config, scope))
+}
+
+/// The managers of `live` as an apply sees them: an object that has none
+/// is first given to `before-first-apply`, as upstream does, so the first
+/// applier does not silently take fields it never set.
+fn managers_for_apply(live: &Value, api_version: &str, scope: Scope) -> Managers {
+    match Managers::decode(live) {
+        Ok(Some(m)) if !m.0.is_empty() => m,
+        _ => {
+            let set = compare(&Value::Object(Map::new()), live, scope).changed();
+            Managers(vec![Entry {
+                manager: "before-first-apply".into(),
+                operation: Operation::Update,
+                api_version: api_version.to_string(),
+                subresource: None,
+                time: None,
+                set,
+            }])
+        }
+    }
+}
+
+/// The object an apply of `config` by `writer` makes of `live`: merged,
+/// then without the fields `writer` applied last time, dropped from
+/// `config`, and owned by no one else.
+#[must_use]
+pub fn apply_merge(
+    live: &Value,
+    config: &Value,
+    writer: &Writer,
+    api_version: &str,
+    scope: Scope,
+) -> Value {
+    let managers = managers_for_apply(live, api_version, scope);
+    let mut merged = merge(live, config);
+    let mine = managers.position(writer, Operation::Apply, api_version);
+    if let Some(last) = mine.and_then(|i| managers.0.get(i)) {
+        let mut owned = applied_fields(config, scope);
+        for (i, e) in managers.0.iter().enumerate() {
+            if Some(i) != mine {
+                owned.union_with(&e.set);
+            }
+        }
+        prune(&mut merged, &last.set, &owned);
+    }
+    merged
+}
+
+/// One apply conflict: another manager owns a field the apply changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The manager, as upstream prints it (`"kubectl" using apps/v1`).
+    pub manager: String,
+    /// The field, as upstream prints it (`.spec.replicas`).
+    pub field: String,
+}
+
+/// Records an `Apply` by `writer` of `config_set` from `old` to `new`.
+///
+/// # Errors
+/// The conflicts, unless `force`: fields another manager owns that the
+/// apply changes. With `force`, those move to `writer`.
+#[allow(clippy::too_many_arguments)]
+pub fn record_apply(
+    old: &Value,
+    new: &mut Value,
+    config_set: &FieldSet,
+    writer: &Writer,
+    api_version: &str,
+    scope: Scope,
+    now: &str,
+    force: bool,
+) -> Result<(), Vec<Conflict>> {
+    let mut managers = managers_for_apply(old, api_version, scope);
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    let c = compare(old, new, scope);
+    let changed = c.changed();
+    let mine = managers.position(writer, Operation::Apply, api_version);
+    let mut conflicts = Vec::new();
+    for (i, e) in managers.0.iter_mut().enumerate() {
+        if Some(i) == mine {
+            continue;
+        }
+        let taken = e.set.intersection(&changed);
+        conflicts.extend(taken.paths().iter().map(|p| Conflict {
+            manager: e.describe(),
+            field: path_string(p),
+        }));
+        e.set = e.set.difference(&taken).difference(&c.removed);
+    }
+    if !force && !conflicts.is_empty() {
+        conflicts.sort_by(|a, b| (&a.manager, &a.field).cmp(&(&b.manager, &b.field)));
+        return Err(conflicts);
+    }
+    let now = Some(now.to_string());
+    match mine.and_then(|i| managers.0.get_mut(i)) {
+        Some(e) => {
+            if !c.is_empty() || e.set != *config_set || e.api_version != api_version {
+                e.time = now;
+            }
+            e.set = config_set.clone();
+            e.api_version = api_version.to_string();
+        }
+        None => managers.0.push(Entry {
+            manager: writer.manager.clone(),
+            operation: Operation::Apply,
+            api_version: api_version.to_string(),
+            subresource: writer.subresource.clone(),
+            time: now,
+            set: config_set.clone(),
+        }),
+    }
+    managers.encode_into(new);
+    Ok(())
+}
+
+/// The 409 for apply conflicts, worded as upstream words it.
+#[must_use]
+pub fn conflict_error(conflicts: Vec<Conflict>) -> Error {
+    let message = match conflicts.as_slice() {
+        [one] => format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            one.manager, one.field
+        ),
+        many => {
+            let mut lines = Vec::new();
+            let mut last: Option<&str> = None;
+            for c in many {
+                if last != Some(c.manager.as_str()) {
+                    lines.push(format!("conflicts with {}:", c.manager));
+                    last = Some(&c.manager);
+                }
+                lines.push(format!("- {}", c.field));
+            }
+            format!(
+                "Apply failed with {} conflicts: {}",
+                many.len(),
+                lines.join("\n")
+            )
+        }
+    };
+    Error::ApplyConflict { message, conflicts }
+}
+
+/// A field manager from `?fieldManager=` or, failing that, the User-Agent
+/// up to its first `/` (upstream's `prefixFromUserAgent`).
+#[must_use]
+pub fn manager_name(field_manager: Option<&str>, user_agent: &str) -> String {
+    match field_manager {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => user_agent.split('/').next().unwrap_or("").to_string(),
+    }
+}
