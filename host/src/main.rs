@@ -90,6 +90,10 @@ struct RelayArgs {
     /// Send a PROXY protocol v2 header to the enclave before the client's bytes.
     #[arg(long)]
     proxy_protocol: bool,
+    /// After a connection moved a byte, poll it this many microseconds before sleeping (0: off, at most 1000).
+    /// Saves a thread wake-up per reply on hosts with a core to spare.
+    #[arg(long, default_value_t = 0)]
+    busy_poll_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -262,6 +266,7 @@ async fn relay(args: RelayArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .handshake_timeout(args.handshake_timeout)
         .idle_timeout(args.idle_timeout)
         .drain_timeout(args.drain_timeout)
+        .busy_poll(Duration::from_micros(args.busy_poll_us))
         .proxy_protocol(if args.proxy_protocol {
             host::ProxyProtocol::V2
         } else {

@@ -39,6 +39,15 @@ async fn hash_to_eof(mut r: impl tokio::io::AsyncRead + Unpin) -> (Vec<u8>, usiz
 
 #[tokio::test]
 async fn relays_large_random_payloads_exactly_both_ways() {
+    relay_large_random_payloads(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn relays_large_random_payloads_exactly_both_ways_while_busy_polling() {
+    relay_large_random_payloads(Duration::from_micros(200)).await;
+}
+
+async fn relay_large_random_payloads(busy_poll: Duration) {
     const LEN: usize = 8 * 1024 * 1024 + 13;
     let dir = tempfile::tempdir().unwrap();
     let path = socket_path(&dir, "enclave.sock");
@@ -59,6 +68,7 @@ async fn relays_large_random_payloads_exactly_both_ways() {
     let relay = start_relay(
         RelayConfig::builder(host::Endpoint::Unix(path))
             .handshake_rule(HandshakeRule::FirstByte)
+            .busy_poll(busy_poll)
             .build()
             .unwrap(),
     )
@@ -507,6 +517,7 @@ fn invalid_configurations_are_refused() {
         (up().idle_timeout(Duration::ZERO), "idle_timeout"),
         (up().buffer_size(10), "buffer_size"),
         (up().buffer_size(2 << 20), "buffer_size"),
+        (up().busy_poll(Duration::from_millis(2)), "busy_poll"),
     ] {
         match builder.build() {
             Err(host::Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),

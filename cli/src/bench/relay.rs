@@ -28,6 +28,9 @@ pub(crate) struct RelayBenchArgs {
     /// Worker threads for the relay's runtime.
     #[arg(long, default_value_t = 1)]
     relay_threads: usize,
+    /// The relay's busy-poll window in microseconds (`daas-host relay --busy-poll-us`; 0: off).
+    #[arg(long, default_value_t = 0)]
+    busy_poll_us: u64,
     /// The socat program.
     #[arg(long, default_value = "socat")]
     socat: PathBuf,
@@ -48,6 +51,7 @@ pub(crate) fn run(args: RelayBenchArgs) -> anyhow::Result<()> {
         rounds: args.rounds,
         body_bytes: args.body_bytes,
         relay_threads: args.relay_threads,
+        relay_busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
         socat: args.socat,
     };
     eprintln!(

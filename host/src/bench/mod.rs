@@ -86,6 +86,8 @@ pub struct RelayBenchOptions {
     pub body_bytes: usize,
     /// Worker threads of the relay's runtime (1: a current-thread runtime).
     pub relay_threads: usize,
+    /// The relay's [`busy_poll`](crate::relay::RelayConfigBuilder::busy_poll) window.
+    pub relay_busy_poll: Duration,
     /// The socat program.
     pub socat: PathBuf,
 }
@@ -104,6 +106,7 @@ impl Default for RelayBenchOptions {
             rounds: 3,
             body_bytes: 2048,
             relay_threads: 1,
+            relay_busy_poll: Duration::ZERO,
             socat: PathBuf::from("socat"),
         }
     }
@@ -232,7 +235,11 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
     let socket = dir.join("enclave.sock");
     let identity = bench_identity()?;
     let _backend = start_https_backend(&socket, identity.acceptor.clone(), opts.body_bytes)?;
-    let relay = RunningRelay::start(Endpoint::Unix(socket.clone()), opts.relay_threads)?;
+    let relay = RunningRelay::start(
+        Endpoint::Unix(socket.clone()),
+        opts.relay_threads,
+        opts.relay_busy_poll,
+    )?;
     let socat = Socat::start(&opts.socat, &socket)?;
 
     let client_rt = tokio::runtime::Builder::new_current_thread()
@@ -297,8 +304,10 @@ struct RunningRelay {
 }
 
 impl RunningRelay {
-    fn start(upstream: Endpoint, workers: usize) -> Result<Self> {
-        let config = RelayConfig::builder(upstream).build()?;
+    fn start(upstream: Endpoint, workers: usize, busy_poll: Duration) -> Result<Self> {
+        let config = RelayConfig::builder(upstream)
+            .busy_poll(busy_poll)
+            .build()?;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -171,6 +171,7 @@ async fn handle(proxy: &ConnectProxy, mut enclave: Stream) -> CloseReason {
         handshake_deadline: Instant::now(),
         inbound: &proxy.metrics.bytes_inbound,
         outbound: &proxy.metrics.bytes_outbound,
+        busy_poll: Duration::ZERO,
     };
     splice(enclave, remote, rules).await
 }

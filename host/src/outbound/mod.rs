@@ -285,6 +285,7 @@ async fn accept_loop(
                         handshake_deadline: Instant::now(),
                         inbound: &metrics.bytes_inbound,
                         outbound: &metrics.bytes_outbound,
+                        busy_poll: Duration::ZERO,
                     };
                     splice(enclave, remote, rules).await
                 }

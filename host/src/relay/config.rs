@@ -40,6 +40,7 @@ pub struct RelayConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) proxy_protocol: ProxyProtocol,
     pub(crate) buffer_size: usize,
+    pub(crate) busy_poll: Duration,
 }
 
 impl RelayConfig {
@@ -57,6 +58,7 @@ impl RelayConfig {
                 drain_timeout: Duration::from_secs(30),
                 proxy_protocol: ProxyProtocol::Off,
                 buffer_size: 16 * 1024,
+                busy_poll: Duration::ZERO,
             },
         }
     }
@@ -125,6 +127,14 @@ impl RelayConfigBuilder {
         self
     }
 
+    /// After a connection moved a byte, keep polling it this long before the relay thread parks (at most 1 ms).
+    /// A reply that arrives within the window is forwarded without a thread wake-up, which saves tens of
+    /// microseconds per request on a virtual machine, at the price of that much CPU per request. Default zero: off.
+    pub fn busy_poll(mut self, d: Duration) -> Self {
+        self.config.busy_poll = d;
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// # Errors
@@ -148,6 +158,9 @@ impl RelayConfigBuilder {
         }
         if !(1024..=1024 * 1024).contains(&c.buffer_size) {
             return bad("buffer_size", "must be between 1 KiB and 1 MiB");
+        }
+        if c.busy_poll > Duration::from_millis(1) {
+            return bad("busy_poll", "must be at most 1 ms");
         }
         Ok(self.config)
     }

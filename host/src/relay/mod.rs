@@ -201,6 +201,7 @@ impl Connection {
                 handshake_deadline: deadline,
                 inbound: &self.metrics.bytes_inbound,
                 outbound: &self.metrics.bytes_outbound,
+                busy_poll: self.config.busy_poll,
             },
         )
         .await
