@@ -139,6 +139,40 @@ fn apply_checks_options_and_bodies_before_writing() {
     assert_eq!(code, 201, "{obj}");
     assert_eq!(obj["spec"]["replicas"], 2);
     assert_eq!(managers(&obj), [triple("t", "Apply", "")]);
+    // fieldManager is at most 128 bytes, on every write.
+    let long = "m".repeat(129);
+    let (code, st) = apply(&e, &format!("?fieldManager={long}"), &body);
+    assert_eq!(code, 422, "{st}");
+    assert_eq!(
+        st["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes"
+    );
+    let (code, out) = e.curl_admin(
+        &format!("/api/v1/namespaces/default/configmaps?fieldManager={long}"),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"metadata":{"name":"x"}}"#,
+        ],
+    );
+    assert_eq!(code, 422, "{out}");
+    assert!(
+        parse(&out)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("CreateOptions.meta.k8s.io")
+    );
+    // Unknown fields under fieldValidation=Strict: 400, nothing written.
+    let unknown = body.replace("  replicas: 2\n", "  replicas: 2\n  bogus: 1\n");
+    let (code, st) = apply(&e, "?fieldManager=t&fieldValidation=Strict", &unknown);
+    assert_eq!(code, 400, "{st}");
+    assert!(
+        st["message"].as_str().unwrap().contains("unknown field"),
+        "{st}"
+    );
     // A namespace that does not exist: 404, as create.
     let (code, out) = e.curl_admin(
         "/apis/apps/v1/namespaces/nope/deployments/web?fieldManager=t",
@@ -276,6 +310,19 @@ fn apply_creates_owns_conflicts_and_forces() {
             .contains("the object has been modified")
     );
 
+    // Apply through /status owns status only, recorded with the subresource.
+    let status_cfg = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"status":{"observedGeneration":3}}"#;
+    let (code, out) = e.curl_admin(
+        &format!("{DEPLOY}/status?fieldManager=ctrl"),
+        &["-X", "PATCH", "-H", APPLY_CT, "--data-binary", status_cfg],
+    );
+    assert_eq!(code, 200, "{out}");
+    let obj = parse(&out);
+    assert_eq!(obj["status"]["observedGeneration"], 3);
+    assert!(
+        managers(&obj).contains(&triple("ctrl", "Apply", "status")),
+        "{obj}"
+    );
     // Dropping a label it applied removes it; a label someone else set stays.
     let (code, out) = e.curl_admin(
         &format!("{DEPLOY}?fieldManager=labeller"),

@@ -92,6 +92,48 @@ pub(super) fn check_patch_options(req: &ResourceRequest) -> Result<ApplyConflict
     })
 }
 
+/// The longest `fieldManager` upstream accepts, in bytes.
+const FIELD_MANAGER_MAX_BYTES: usize = 128;
+
+/// Checks `fieldManager` as upstream's `ValidateFieldManager` does: at most
+/// 128 bytes, printable characters only.
+///
+/// # Errors
+/// 422 Invalid `CreateOptions`, `UpdateOptions` or `PatchOptions`.
+pub(super) fn check_field_manager(req: &ResourceRequest) -> Result<()> {
+    let Some(m) = req.query.field_manager.as_deref() else {
+        return Ok(());
+    };
+    let mut causes = Vec::new();
+    if m.len() > FIELD_MANAGER_MAX_BYTES {
+        causes.push(FieldError {
+            reason: "FieldValueTooLong",
+            field: "fieldManager".into(),
+            message: format!(
+                "fieldManager: Too long: may not be more than {FIELD_MANAGER_MAX_BYTES} bytes"
+            ),
+        });
+    }
+    for (i, c) in m.char_indices() {
+        if c.is_control() {
+            causes.push(FieldError::invalid(
+                "fieldManager",
+                m,
+                &format!("invalid character U+{:04X} (at position {i})", u32::from(c)),
+            ));
+        }
+    }
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let kind = match req.method {
+        Method::POST => "CreateOptions",
+        Method::PUT => "UpdateOptions",
+        _ => "PatchOptions",
+    };
+    Err(Error::InvalidOptions { kind, causes })
+}
+
 /// Decodes an apply patch: JSON (what kubectl sends) or YAML, one object.
 ///
 /// # Errors
@@ -158,6 +200,11 @@ pub(super) fn object_response(
 impl ApiServer {
     /// Dispatches a resource request by method.
     pub(crate) async fn resource(&self, req: ResourceRequest) -> Response<Body> {
+        if matches!(req.method, Method::POST | Method::PUT | Method::PATCH)
+            && let Err(e) = check_field_manager(&req)
+        {
+            return http::error(&e);
+        }
         if req.target.info.is_virtual() {
             return self.review(&req).unwrap_or_else(|e| http::error(&e));
         }

@@ -14,18 +14,23 @@
 //! `apiVersion` and `kind` are never owned; `status` is owned only through
 //! `/status`, and `/status` writers own only `status`.
 
+mod compare;
+mod entries;
 mod fieldset;
 mod merge;
 mod shape;
 #[cfg(test)]
 mod tests;
 
-pub use fieldset::{Comparison, FieldSet, Path, PathElement, fields_of, path_string};
+pub use compare::Comparison;
+pub use fieldset::{FieldSet, Path, PathElement, fields_of, path_string};
 pub use merge::{merge, prune};
 
 use serde_json::{Map, Value};
 
 use super::{Error, FieldError};
+pub use entries::Operation;
+use entries::{Entry, Managers};
 
 /// The 422 upstream gives an apply patch without a field manager:
 /// `PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: …`.
@@ -37,24 +42,6 @@ pub fn manager_required() -> Error {
             "fieldManager",
             "is required for apply patch",
         )],
-    }
-}
-
-/// A write's kind of ownership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Operation {
-    /// Server-side apply.
-    Apply,
-    /// Create, update or a non-apply patch.
-    Update,
-}
-
-impl Operation {
-    fn as_str(self) -> &'static str {
-        match self {
-            Operation::Apply => "Apply",
-            Operation::Update => "Update",
-        }
     }
 }
 
@@ -78,143 +65,6 @@ pub enum Scope {
     },
     /// `/status`: only `status`.
     Status,
-}
-
-/// One `managedFields` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    manager: String,
-    operation: Operation,
-    api_version: String,
-    subresource: Option<String>,
-    time: Option<String>,
-    set: FieldSet,
-}
-
-impl Entry {
-    /// Upstream's manager identifier: appliers are one manager whatever
-    /// apiVersion they used.
-    fn same_manager(&self, manager: &str, op: Operation, sub: Option<&str>, av: &str) -> bool {
-        self.manager == manager
-            && self.operation == op
-            && self.subresource.as_deref() == sub
-            && (op == Operation::Apply || self.api_version == av)
-    }
-
-    /// How conflicts name this manager: `"m" with subresource "s" using v`.
-    fn describe(&self) -> String {
-        let mut s = format!("{:?}", self.manager);
-        if let Some(sub) = &self.subresource {
-            s.push_str(&format!(" with subresource {sub:?}"));
-        }
-        if self.operation == Operation::Update {
-            s.push_str(&format!(" using {}", self.api_version));
-        }
-        s
-    }
-
-    fn encode(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("manager".into(), Value::String(self.manager.clone()));
-        m.insert("operation".into(), self.operation.as_str().into());
-        m.insert("apiVersion".into(), Value::String(self.api_version.clone()));
-        if let Some(t) = &self.time {
-            m.insert("time".into(), Value::String(t.clone()));
-        }
-        m.insert("fieldsType".into(), "FieldsV1".into());
-        m.insert("fieldsV1".into(), self.set.to_fields_v1());
-        if let Some(s) = &self.subresource {
-            m.insert("subresource".into(), Value::String(s.clone()));
-        }
-        Value::Object(m)
-    }
-
-    fn decode(v: &Value) -> Result<Entry, String> {
-        let Value::Object(m) = v else {
-            return Err("an entry is not an object".into());
-        };
-        let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let operation = match text("operation").as_str() {
-            "Apply" => Operation::Apply,
-            "Update" => Operation::Update,
-            // `[{}]` resets managedFields: an entry that owns nothing.
-            "" if m.get("fieldsV1").is_none() => Operation::Update,
-            other => return Err(format!("unsupported operation {other:?}")),
-        };
-        match m.get("fieldsType").and_then(Value::as_str) {
-            None | Some("FieldsV1") => {}
-            Some(other) => return Err(format!("unsupported fieldsType {other:?}")),
-        }
-        let set = match m.get("fieldsV1") {
-            Some(f) => FieldSet::from_fields_v1(f)?,
-            None => FieldSet::new(),
-        };
-        Ok(Entry {
-            manager: text("manager"),
-            operation,
-            api_version: text("apiVersion"),
-            subresource: Some(text("subresource")).filter(|s| !s.is_empty()),
-            time: Some(text("time")).filter(|s| !s.is_empty()),
-            set,
-        })
-    }
-}
-
-/// The `managedFields` of an object, decoded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Managers(Vec<Entry>);
-
-impl Managers {
-    /// Decodes `metadata.managedFields`; `Ok(None)` if there is none.
-    fn decode(obj: &Value) -> Result<Option<Managers>, String> {
-        match obj.pointer("/metadata/managedFields") {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(Entry::decode)
-                .collect::<Result<Vec<_>, _>>()
-                .map(|v| Some(Managers(v))),
-            Some(_) => Err("managedFields is not a list".into()),
-        }
-    }
-
-    /// Stores the entries in `obj` (dropping empty ones), sorted as upstream
-    /// sorts them: appliers first, then by time, manager, apiVersion and
-    /// subresource.
-    fn encode_into(mut self, obj: &mut Value) {
-        self.0.retain(|e| !e.set.is_empty());
-        self.0.sort_by(|a, b| {
-            (
-                a.operation,
-                &a.time,
-                &a.manager,
-                &a.api_version,
-                &a.subresource,
-            )
-                .cmp(&(
-                    b.operation,
-                    &b.time,
-                    &b.manager,
-                    &b.api_version,
-                    &b.subresource,
-                ))
-        });
-        let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
-            return;
-        };
-        if self.0.is_empty() {
-            m.remove("managedFields");
-        } else {
-            let list = self.0.iter().map(Entry::encode).collect();
-            m.insert("managedFields".into(), Value::Array(list));
-        }
-    }
-
-    fn position(&self, w: &Writer, op: Operation, av: &str) -> Option<usize> {
-        self.0
-            .iter()
-            .position(|e| e.same_manager(&w.manager, op, w.subresource.as_deref(), av))
-    }
 }
 
 /// Metadata only the server sets, never owned.
@@ -304,9 +154,8 @@ fn compare(old: &Value, new: &Value, scope: Scope) -> Comparison {
 /// Records an `Update` by `writer` from `old` to `new` in
 /// `new.metadata.managedFields` (`now` is the entry's time).
 ///
-/// The starting entries are those `new` carries when `client_entries`
-/// allows it (the object itself, not a subresource) and they decode and are
-/// not empty (so a client may rewrite them, or reset them with `[{}]`);
+/// The starting entries are those `new` carries, when the write is to the
+/// object itself (not a subresource) and they decode and are not empty (so a client may rewrite them, or reset them with `[{}]`);
 /// otherwise `old`'s, so clients that drop them lose nothing.
 pub fn record_update(
     old: &Value,

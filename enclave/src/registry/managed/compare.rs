@@ -1,0 +1,146 @@
+//! [`Comparison`]: what changed between two objects, path by path, as
+//! upstream's `Compare` reports it (added, modified and removed fields).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::fieldset::{FieldSet, Path, PathElement, item_element};
+use super::shape::{self, ListShape};
+
+/// Every node of `v` at and under `path` (what a newly added subtree
+/// contributes to a comparison).
+fn all_nodes(v: &Value, field: Option<&str>, path: &mut Path, set: &mut FieldSet) {
+    set.insert(path);
+    match v {
+        Value::Object(m) if !field.is_some_and(shape::is_atomic) => {
+            for (k, c) in m {
+                path.push(PathElement::Field(k.clone()));
+                all_nodes(c, Some(k), path, set);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let name = field.unwrap_or("");
+            let shape = shape::list_shape(name, items);
+            for item in items {
+                let Some(pe) = item_element(name, item, shape) else {
+                    continue;
+                };
+                path.push(pe);
+                if shape == ListShape::Map {
+                    all_nodes(item, None, path, set);
+                } else {
+                    set.insert(path);
+                }
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What changed from one object to another (upstream's `Compare`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Paths present only in the new object (with every node under them).
+    pub added: FieldSet,
+    /// Paths whose value changed.
+    pub modified: FieldSet,
+    /// Paths present only in the old object (with every node under them).
+    pub removed: FieldSet,
+}
+
+impl Comparison {
+    /// Compares `old` with `new`.
+    #[must_use]
+    pub fn of(old: &Value, new: &Value) -> Comparison {
+        let mut c = Comparison::default();
+        c.walk(old, new, None, &mut Vec::new());
+        c
+    }
+
+    /// Whether nothing changed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.modified.is_empty() && self.removed.is_empty()
+    }
+
+    /// Added and modified paths: what a writer takes ownership of.
+    #[must_use]
+    pub fn changed(&self) -> FieldSet {
+        self.added.union(&self.modified)
+    }
+
+    fn walk(&mut self, old: &Value, new: &Value, field: Option<&str>, path: &mut Path) {
+        match (old, new) {
+            (Value::Object(a), Value::Object(b)) if !field.is_some_and(shape::is_atomic) => {
+                for (k, bv) in b {
+                    path.push(PathElement::Field(k.clone()));
+                    match a.get(k) {
+                        Some(av) => self.walk(av, bv, Some(k), path),
+                        None => all_nodes(bv, Some(k), path, &mut self.added),
+                    }
+                    path.pop();
+                }
+                for (k, av) in a {
+                    if !b.contains_key(k) {
+                        path.push(PathElement::Field(k.clone()));
+                        all_nodes(av, Some(k), path, &mut self.removed);
+                        path.pop();
+                    }
+                }
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                let name = field.unwrap_or("");
+                let all: Vec<Value> = a.iter().chain(b).cloned().collect();
+                let shape = shape::list_shape(name, &all);
+                if shape == ListShape::Atomic {
+                    if a != b {
+                        self.modified.insert(path);
+                    }
+                    return;
+                }
+                let index = |items: &[Value]| -> BTreeMap<PathElement, Value> {
+                    let mut m = BTreeMap::new();
+                    for i in items {
+                        if let Some(pe) = item_element(name, i, shape) {
+                            m.entry(pe).or_insert_with(|| i.clone());
+                        }
+                    }
+                    m
+                };
+                let (ia, ib) = (index(a), index(b));
+                for (pe, bv) in &ib {
+                    path.push(pe.clone());
+                    match (ia.get(pe), shape) {
+                        (Some(av), ListShape::Map) => self.walk(av, bv, None, path),
+                        (Some(_), _) => {}
+                        (None, ListShape::Map) => all_nodes(bv, None, path, &mut self.added),
+                        (None, _) => self.added.insert(path),
+                    }
+                    path.pop();
+                }
+                for (pe, av) in &ia {
+                    if !ib.contains_key(pe) {
+                        path.push(pe.clone());
+                        match shape {
+                            ListShape::Map => all_nodes(av, None, path, &mut self.removed),
+                            _ => self.removed.insert(path),
+                        }
+                        path.pop();
+                    }
+                }
+            }
+            (a, b) if a == b => {}
+            (_, b) => {
+                self.modified.insert(path);
+                if b.is_object() || b.is_array() {
+                    let mut under = FieldSet::new();
+                    all_nodes(b, field, path, &mut under);
+                    self.added.union_with(&under.difference(&self.modified));
+                }
+            }
+        }
+    }
+}
