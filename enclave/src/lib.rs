@@ -1,8 +1,9 @@
 //! The trusted K3s-DaaS control plane.
 //!
 //! Start with [`store`]: the sealed, revisioned key-value store every API
-//! request stands on.
+//! request stands on. [`boot`] obtains the root secret its keys derive from.
 
 pub mod api;
+pub mod boot;
 pub mod registry;
 pub mod store;

@@ -119,6 +119,20 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The key broker could not read or store its KMS-wrapped root secret (`daas-host keybroker`).
+    #[error("key broker: {op} {path}")]
+    KeyBrokerIo {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A KMS call failed or was refused.
+    #[error(transparent)]
+    Kms(#[from] crate::kms::KmsError),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),

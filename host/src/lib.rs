@@ -12,6 +12,9 @@
 //! - [`metrics`]: Prometheus counters and the `/metrics` admin endpoint.
 //! - [`journal`]: [`JournalService`], sealed journal storage for the enclave's store (opaque records, fsync before
 //!   acknowledging, atomic snapshots).
+//! - [`keybroker`]: [`KeyBroker`], the host's half of releasing the root secret to an attested enclave: it calls
+//!   AWS KMS ([`kms`], [`KmsClient`]: JSON 1.1 + SigV4) with the enclave's attestation document as `Recipient` and
+//!   stores the KMS-wrapped copy; it only ever handles ciphertext.
 //! - [`launcher`]: `nitro-cli` driving ([`NitroCli`]) and the dev-mode child supervisor ([`DevSupervisor`]).
 //! - [`bench`]: the load behind `daas bench relay` (relay vs direct vs socat).
 //! - The binary `daas-host` wires these to flags.
@@ -19,6 +22,8 @@
 pub mod bench;
 pub mod error;
 pub mod journal;
+pub mod keybroker;
+pub mod kms;
 pub mod launcher;
 pub mod metrics;
 pub mod outbound;
@@ -29,6 +34,8 @@ pub mod transport;
 
 pub use error::{Error, Result};
 pub use journal::{JournalConfig, JournalService};
+pub use keybroker::KeyBroker;
+pub use kms::{KmsClient, KmsEndpoint};
 pub use launcher::{DevSupervisor, NitroCli};
 pub use metrics::{CloseReason, TrafficMetrics};
 pub use outbound::{Allowlist, OutboundProxy, OutboundRoute};

@@ -43,6 +43,28 @@ enum Command {
     LaunchDev(LaunchDevArgs),
     /// Keep the enclave's sealed journal and snapshots durably in a directory (the host cannot read them).
     Journal(JournalArgs),
+    /// Release the cluster's root secret to the attested enclave through AWS KMS (`Recipient`), keeping only the
+    /// KMS-wrapped copy. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN.
+    Keybroker(KeybrokerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct KeybrokerArgs {
+    /// Where the enclave connects: `vsock:any:PORT` (production) or `unix:PATH` (dev).
+    #[arg(long)]
+    listen: Endpoint,
+    /// Directory for the KMS-wrapped root secret (`CiphertextBlob`); created if missing.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// The KMS endpoint URL [default: https://kms.REGION.amazonaws.com].
+    #[arg(long)]
+    kms_endpoint: Option<String>,
+    /// AWS region, e.g. us-east-1.
+    #[arg(long, env = "AWS_REGION")]
+    region: String,
+    /// The KMS key: id, ARN or alias (its policy must allow this role only with RecipientAttestation conditions).
+    #[arg(long)]
+    key_id: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -189,7 +211,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Journal(args) => journal(args, shutdown).await,
+        Command::Keybroker(args) => keybroker(args, shutdown).await,
     }
+}
+
+async fn keybroker(args: KeybrokerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let url = args
+        .kms_endpoint
+        .unwrap_or_else(|| format!("https://kms.{}.amazonaws.com", args.region));
+    let endpoint: host::KmsEndpoint = url.parse()?;
+    let credentials = host::KmsClient::credentials_from_env()?;
+    let kms = host::KmsClient::new(endpoint.clone(), args.region, credentials)?;
+    let broker = Arc::new(host::KeyBroker::new(kms, args.key_id, &args.state_dir)?);
+    let listener = Listener::bind(&args.listen).await?;
+    println!("keybroker listening on {}", listener.local_endpoint()?);
+    tracing::info!(kms = %endpoint, state_dir = %args.state_dir.display(), "key broker started");
+    broker.serve(listener, shutdown).await;
+    tracing::info!("key broker stopped");
+    Ok(())
 }
 
 async fn journal(args: JournalArgs, shutdown: CancellationToken) -> anyhow::Result<()> {

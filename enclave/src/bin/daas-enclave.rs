@@ -7,18 +7,25 @@
 //! unix:PATH|vsock:CID:PORT` the journal is kept by the host's journal
 //! service (`daas-host journal`) instead of a local file.
 //! It prints `ready <url>` on stdout once it accepts connections.
+//!
+//! The root secret comes from `--root-secret-source`: `file` (the default;
+//! `root-secret.dev` under the data directory) or `kms` (AWS KMS releases it
+//! to this process's attested key through the host's key broker, `daas-host
+//! keybroker`, at `--key-broker`). In dev mode the simulated NSM signs the
+//! document KMS checks, and the keys keep the dev label either way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::attestation::{Mode, Purpose, RootSecret};
+use ::attestation::{Mode, Purpose, RootSecret, SimNsm};
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use enclave::api::{
     ApiConfig, ApiServer, Attestor, Authenticator, DevPki, ListenAddr, Listener, UserInfo,
     attestation, pki, tls_config,
 };
+use enclave::boot::{KeyBrokerEndpoint, root_secret_from_kms};
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
 use enclave::store::{FileJournal, Journal, RootSecretKeys, Store, StoreOptions};
@@ -65,6 +72,25 @@ struct Args {
     /// killing it with SIGKILL does not leave the enclave running.
     #[arg(long, value_name = "PID")]
     exit_with_parent: Option<u32>,
+    /// Where the cluster's root secret comes from.
+    #[arg(long, value_enum, default_value_t = RootSecretSource::File)]
+    root_secret_source: RootSecretSource,
+    /// The host's key broker (`daas-host keybroker`), `unix:PATH` or
+    /// `vsock:CID:PORT`; required with `--root-secret-source kms`.
+    #[arg(long, required_if_eq("root_secret_source", "kms"))]
+    key_broker: Option<KeyBrokerEndpoint>,
+    /// Seconds to keep trying to reach the key broker at startup.
+    #[arg(long, default_value_t = 30)]
+    key_broker_connect_timeout: u64,
+}
+
+/// Where the root secret comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RootSecretSource {
+    /// A 0600 file under the data directory, created on first start (dev).
+    File,
+    /// AWS KMS, released to this enclave's attested key through the host's key broker.
+    Kms,
 }
 
 /// Resolves once the parent process is no longer `pid` (it died and we were
@@ -155,6 +181,14 @@ fn secret_file(path: &Path, n: usize) -> Result<Vec<u8>> {
     Ok(b)
 }
 
+fn log_dev_nsm(nsm: &SimNsm) {
+    tracing::info!(
+        pcr0 = %nsm.pcrs().get(0).map(ToString::to_string).unwrap_or_default(),
+        root_sha256 = %hex::encode(nsm.root().sha256()),
+        "dev attestation (simulated NSM)"
+    );
+}
+
 async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
     let info = objects
         .table()
@@ -189,11 +223,44 @@ async fn main() -> Result<()> {
     }
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // The dev root secret: in enclave mode it is created inside the enclave
-    // and kept wrapped by KMS; here it is a 0600 file, and its keys carry the
-    // dev label so dev-sealed data never opens in production.
-    let root = RootSecret::load_or_create_dev_file(&dir.join(ROOT_SECRET_FILE))
-        .context("loading the dev root secret")?;
+    // The simulated NSM measures this executable (PCR0..2), a second or more
+    // for a large binary. With a KMS root secret its document is needed
+    // before anything else; otherwise it is set up in the background, and
+    // only attestation requests wait for it.
+    let (root, nsm) = match args.root_secret_source {
+        // The dev root secret is a 0600 file; its keys carry the dev label
+        // so dev-sealed data never opens in production.
+        RootSecretSource::File => (
+            RootSecret::load_or_create_dev_file(&dir.join(ROOT_SECRET_FILE))
+                .context("loading the dev root secret")?,
+            None,
+        ),
+        RootSecretSource::Kms => {
+            let broker = args
+                .key_broker
+                .as_ref()
+                .context("--key-broker is required with --root-secret-source kms")?;
+            let dev_root =
+                attestation::dev_root(dir).context("loading the dev attestation root")?;
+            let nsm = tokio::task::spawn_blocking(move || SimNsm::new(dev_root))
+                .await
+                .context("setting up the simulated NSM")?
+                .context("setting up the simulated NSM")?;
+            log_dev_nsm(&nsm);
+            tracing::info!(key_broker = %broker, "asking KMS for the root secret");
+            let root = root_secret_from_kms(
+                &nsm,
+                broker,
+                Duration::from_secs(args.key_broker_connect_timeout),
+            )
+            .await
+            .with_context(|| {
+                format!("obtaining the root secret from KMS through the key broker at {broker}")
+            })?;
+            tracing::info!("root secret released by KMS to this enclave's attested key");
+            (root, Some(nsm))
+        }
+    };
     let anchor = Ed25519KeyPair::from_seed_unchecked(
         root.derive(Purpose::AnchorSigning, Mode::Dev)
             .expose_secret_bytes(),
@@ -264,20 +331,20 @@ async fn main() -> Result<()> {
     let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
     let serving_cert = CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
         .context("parsing the server certificate")?;
-    // The simulated NSM measures this executable (PCR0..2), a second or more for a large binary: it is set up
-    // in the background, and only attestation requests wait for it.
-    let dev_root = attestation::dev_root(dir).context("loading the dev attestation root")?;
-    let attestor = Attestor::set_up_in_background(
-        move || ::attestation::SimNsm::new(dev_root),
-        |nsm| {
-            tracing::info!(
-                pcr0 = %nsm.pcrs().get(0).map(ToString::to_string).unwrap_or_default(),
-                root_sha256 = %hex::encode(nsm.root().sha256()),
-                "dev attestation (simulated NSM)"
-            );
-        },
-        &serving_cert,
-    )?
+    let attestor = match nsm {
+        Some(nsm) => {
+            Attestor::set_up_in_background(move || Ok::<_, String>(nsm), |_| {}, &serving_cert)?
+        }
+        None => {
+            let dev_root =
+                attestation::dev_root(dir).context("loading the dev attestation root")?;
+            Attestor::set_up_in_background(
+                move || SimNsm::new(dev_root),
+                log_dev_nsm,
+                &serving_cert,
+            )?
+        }
+    }
     .with_anchor_key(anchor_public_key);
     tracing::info!(anchor_key = %hex::encode(anchor_public_key), "anchor key bound in user_data");
     let config = ApiConfig {

@@ -26,6 +26,11 @@ impl Enclave {
 
     /// Starts the binary on an existing data directory.
     pub fn start_in(dir: tempfile::TempDir) -> Enclave {
+        Self::start_in_with(dir, &[])
+    }
+
+    /// Starts the binary on an existing data directory with extra flags.
+    pub fn start_in_with(dir: tempfile::TempDir, extra: &[&str]) -> Enclave {
         let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
             .args([
                 "--dev",
@@ -36,6 +41,7 @@ impl Enclave {
                 "--data-dir",
             ])
             .arg(dir.path())
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

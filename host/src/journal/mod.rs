@@ -45,7 +45,7 @@
 mod storage;
 #[cfg(test)]
 mod tests;
-mod wire;
+pub(crate) mod wire;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

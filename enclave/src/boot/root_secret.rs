@@ -1,0 +1,311 @@
+//! The root secret from AWS KMS, released to this enclave's attested key.
+//!
+//! 1. Make a fresh [`RecipientKey`] (ephemeral RSA-2048), used for this one request only.
+//! 2. Ask the NSM for an attestation document whose `public_key` is the key's SPKI.
+//! 3. Send the document to the host's key broker (`daas-host keybroker`), which calls KMS `Decrypt` (or
+//!    `GenerateDataKey` on first boot) with it as `Recipient`. KMS checks the document against the key policy.
+//! 4. Open the broker's reply, KMS's `CiphertextForRecipient`, with the key: the root secret.
+//!
+//! The host sees the document and the envelope, neither of which reveals the secret. CMS content encryption is
+//! not authenticated, so a failure to open the envelope is reported as one fact, "could not open the KMS
+//! envelope", with no detail that would make a padding oracle, and the key is dropped after one attempt.
+//!
+//! The protocol (host side: `host/src/keybroker`) is one request per connection: `u32 BE length | kind u8 |
+//! body`; request `0x01` with `"KDKB" | u16 version | document`, reply `0x80` with the envelope or `0xFF` with a
+//! UTF-8 message. Frames are at most 64 KiB.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use attestation::{AttestationRequest, Nsm, RecipientKey, RootSecret};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest frame sent or accepted, as the broker's limit.
+pub(super) const MAX_FRAME_BYTES: u32 = 64 * 1024;
+const MAGIC: &[u8; 4] = b"KDKB";
+const VERSION: u16 = 1;
+const ROOT_SECRET: u8 = 0x01;
+const OK: u8 = 0x80;
+const ERROR: u8 = 0xFF;
+/// How long one exchange with the broker may take (the broker's KMS call times out after 30 s).
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest broker message kept for the log.
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// Where the host's key broker listens: `unix:PATH` (dev) or `vsock:CID:PORT` (enclave mode, CID 3 is the
+/// parent; connecting needs the `vsock` feature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyBrokerEndpoint {
+    /// A Unix stream socket.
+    Unix(PathBuf),
+    /// AF_VSOCK.
+    Vsock {
+        /// Context id.
+        cid: u32,
+        /// Port.
+        port: u32,
+    },
+}
+
+impl FromStr for KeyBrokerEndpoint {
+    type Err = String;
+
+    /// Parses `unix:PATH` or `vsock:CID:PORT`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        if let Some((cid, port)) = s.strip_prefix("vsock:").and_then(|r| r.split_once(':'))
+            && let (Ok(cid), Ok(port)) = (cid.parse(), port.parse())
+        {
+            return Ok(Self::Vsock { cid, port });
+        }
+        Err(format!("{s:?}: expected unix:PATH or vsock:CID:PORT"))
+    }
+}
+
+impl fmt::Display for KeyBrokerEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+            Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+        }
+    }
+}
+
+/// Why the root secret could not be obtained from KMS.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RootSecretError {
+    /// The broker could not be reached before the connect timeout.
+    #[error("cannot reach the key broker at {endpoint}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// The last cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The exchange with the broker failed or timed out.
+    #[error("key broker at {endpoint}: {op} failed")]
+    Io {
+        /// The endpoint.
+        endpoint: String,
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The ephemeral recipient key could not be made.
+    #[error("could not make the ephemeral KMS recipient key")]
+    RecipientKey(#[source] attestation::Error),
+    /// A blocking step (key generation) panicked or was cancelled.
+    #[error("a blocking step of the KMS request failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The NSM did not produce the attestation document.
+    #[error("the NSM did not produce an attestation document for KMS")]
+    Attestation(#[source] attestation::Error),
+    /// The broker (or KMS behind it) refused; `message` is the host's text, shown as received (sanitized).
+    #[error("the key broker refused to release the root secret: {message}")]
+    Refused {
+        /// The broker's message.
+        message: String,
+    },
+    /// The broker's reply is not a reply of this protocol.
+    #[error("the key broker's reply is malformed: {reason}")]
+    Protocol {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The reply did not open with this request's key. Deliberately without detail (padding oracle).
+    #[error("could not open the KMS envelope")]
+    Envelope,
+}
+
+/// Obtains the root secret from KMS through the key broker at `broker`, retrying the connection for up to
+/// `connect_timeout` (the broker may start after the enclave). The request itself is made once: on any failure
+/// after connecting, the recipient key is dropped and the error returned.
+///
+/// # Errors
+///
+/// A [`RootSecretError`] that says which step failed; [`RootSecretError::Refused`] carries KMS's refusal as the
+/// broker reported it (e.g. `AccessDeniedException` when the attestation does not match the key policy).
+pub async fn root_secret_from_kms<N: Nsm>(
+    nsm: &N,
+    broker: &KeyBrokerEndpoint,
+    connect_timeout: Duration,
+) -> Result<RootSecret, RootSecretError> {
+    let key = tokio::task::spawn_blocking(RecipientKey::generate)
+        .await
+        .map_err(RootSecretError::Task)?
+        .map_err(RootSecretError::RecipientKey)?;
+    let document = nsm
+        .attestation(AttestationRequest::new().public_key(key.public_key_spki_der()))
+        .await
+        .map_err(RootSecretError::Attestation)?;
+    let endpoint = broker.to_string();
+    let mut conn = connect(broker, connect_timeout).await?;
+    let reply = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&mut conn, &document))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time")))
+        .map_err(|source| RootSecretError::Io {
+            endpoint,
+            op: "the root secret request",
+            source,
+        })?;
+    let envelope = match reply {
+        (OK, body) => body,
+        (ERROR, body) => {
+            return Err(RootSecretError::Refused {
+                message: sanitize(&body),
+            });
+        }
+        (kind, _) => {
+            return Err(RootSecretError::Protocol {
+                reason: format!("unknown reply kind {kind:#04x}"),
+            });
+        }
+    };
+    let opened = tokio::task::spawn_blocking(move || {
+        key.open_root_secret(&envelope)
+            .map_err(|_| RootSecretError::Envelope)
+    })
+    .await
+    .map_err(|_| RootSecretError::Envelope)??;
+    Ok(opened)
+}
+
+/// One connected stream of either transport.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+async fn connect(
+    endpoint: &KeyBrokerEndpoint,
+    timeout: Duration,
+) -> Result<Box<dyn Conn>, RootSecretError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let error = match connect_once(endpoint).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => e,
+        };
+        if error.kind() == io::ErrorKind::Unsupported
+            || tokio::time::Instant::now() + delay >= deadline
+        {
+            return Err(RootSecretError::Connect {
+                endpoint: endpoint.to_string(),
+                source: error,
+            });
+        }
+        tracing::info!(%endpoint, error = %error, "key broker not reachable yet; retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn connect_once(endpoint: &KeyBrokerEndpoint) -> io::Result<Box<dyn Conn>> {
+    match endpoint {
+        KeyBrokerEndpoint::Unix(path) => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
+        #[cfg(feature = "vsock")]
+        KeyBrokerEndpoint::Vsock { cid, port } => Ok(Box::new(
+            tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port)).await?,
+        )),
+        #[cfg(not(feature = "vsock"))]
+        KeyBrokerEndpoint::Vsock { .. } => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "connecting over vsock needs the enclave's `vsock` feature",
+        )),
+    }
+}
+
+/// Sends the request and reads the one reply frame `(kind, body)`.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    stream: &mut S,
+    document: &[u8],
+) -> io::Result<(u8, Vec<u8>)> {
+    let len = u32::try_from(1 + MAGIC.len() + 2 + document.len())
+        .ok()
+        .filter(|len| *len <= MAX_FRAME_BYTES)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "attestation document too large",
+            )
+        })?;
+    let mut request = Vec::with_capacity(4 + len as usize);
+    request.extend_from_slice(&len.to_be_bytes());
+    request.push(ROOT_SECRET);
+    request.extend_from_slice(MAGIC);
+    request.extend_from_slice(&VERSION.to_be_bytes());
+    request.extend_from_slice(document);
+    stream.write_all(&request).await?;
+    stream.flush().await?;
+
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes(head);
+    if len == 0 || len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("reply frame of {len} bytes (limit {MAX_FRAME_BYTES})"),
+        ));
+    }
+    let mut kind = [0u8; 1];
+    stream.read_exact(&mut kind).await?;
+    let mut body = vec![0u8; len as usize - 1];
+    stream.read_exact(&mut body).await?;
+    Ok((kind[0], body))
+}
+
+/// The host's message, made safe for a log line: printable characters only, bounded.
+fn sanitize(message: &[u8]) -> String {
+    String::from_utf8_lossy(message)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE_CHARS)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            "unix:/run/kb.sock".parse::<KeyBrokerEndpoint>(),
+            Ok(KeyBrokerEndpoint::Unix("/run/kb.sock".into()))
+        );
+        assert_eq!(
+            "vsock:3:7000".parse::<KeyBrokerEndpoint>(),
+            Ok(KeyBrokerEndpoint::Vsock { cid: 3, port: 7000 })
+        );
+        for bad in ["unix:", "vsock:3", "vsock:x:1", "tcp:1.2.3.4:5"] {
+            assert!(bad.parse::<KeyBrokerEndpoint>().is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_or_empty_replies_are_refused_unread() {
+        for reply in [
+            (MAX_FRAME_BYTES + 1).to_be_bytes().to_vec(),
+            vec![0, 0, 0, 0],
+        ] {
+            let (mut ours, mut theirs) = tokio::io::duplex(1 << 20);
+            theirs.write_all(&reply).await.unwrap();
+            let err = exchange(&mut ours, b"doc").await.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
+    }
+
+    #[test]
+    fn broker_messages_are_sanitized() {
+        assert_eq!(sanitize(b"denied\n\x1b[31mred"), "denied  [31mred");
+        assert_eq!(sanitize(&[b'x'; 5000]).len(), MAX_MESSAGE_CHARS);
+    }
+}

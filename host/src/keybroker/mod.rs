@@ -1,0 +1,293 @@
+//! The key broker: the host makes the KMS call that releases the cluster's root secret to an attested enclave,
+//! and keeps the KMS-wrapped copy of it (`CiphertextBlob`) on disk. It never sees the secret: KMS encrypts its
+//! answer to the RSA key in the enclave's attestation document (`CiphertextForRecipient`).
+//!
+//! # Protocol
+//!
+//! One request per connection, over vsock (production) or a Unix socket (dev), framed like the journal protocol
+//! (`u32 BE length | kind u8 | body`, length counting kind and body, at most [`MAX_FRAME_BYTES`]):
+//!
+//! | request | body | response |
+//! |---|---|---|
+//! | `0x01 ROOT_SECRET` | `"KDKB" | u16 version | attestation document` | `0x80 OK CiphertextForRecipient` or `0xFF ERROR utf-8 message` |
+//!
+//! A frame over the limit, with length 0, of another kind, or with a wrong magic or version gets `ERROR` and the
+//! connection is closed. A request must arrive within [`REQUEST_TIMEOUT`].
+//!
+//! # What the broker does
+//!
+//! If the state directory holds a stored `CiphertextBlob`, it calls KMS `Decrypt{CiphertextBlob, KeyId,
+//! Recipient}`. Otherwise it calls `GenerateDataKey{KeyId, NumberOfBytes: 32, Recipient}` and stores the returned
+//! `CiphertextBlob` durably (temporary file, fsync, rename, directory fsync) before it replies: the enclave must
+//! never seal data under a secret that could be lost. A failed `Decrypt` is reported, never answered with a new
+//! key. Requests are handled one at a time, so two first boots cannot create two secrets.
+//!
+//! The KMS key policy decides who gets the secret (`kms:RecipientAttestation:PCR0` and friends); the broker
+//! checks nothing about the document: it cannot be trusted to, and does not need to be.
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::journal::wire::{self, FrameError};
+use crate::kms::KmsClient;
+use crate::transport::{Listener, PeerAddr, Stream};
+
+/// Largest frame accepted or sent (an attestation document is at most about 16 KiB; a `CiphertextForRecipient`
+/// well under 1 KiB).
+pub const MAX_FRAME_BYTES: u32 = 64 * 1024;
+/// How long a connection may take to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Protocol magic at the start of a request body.
+pub const MAGIC: &[u8; 4] = b"KDKB";
+/// Protocol version.
+pub const VERSION: u16 = 1;
+/// Request kind: release the root secret to the attested key in the document.
+pub const ROOT_SECRET: u8 = 0x01;
+/// Response kind: the body is `CiphertextForRecipient`.
+pub const OK: u8 = 0x80;
+/// Response kind: the body is a UTF-8 message.
+pub const ERROR: u8 = 0xFF;
+/// The stored `CiphertextBlob` under the state directory.
+pub const STORED_BLOB_FILE: &str = "root-secret.kms-blob";
+/// Largest stored blob read back (a KMS `CiphertextBlob` is at most 6144 bytes).
+const MAX_BLOB_BYTES: u64 = 64 * 1024;
+/// Length of the root secret KMS generates.
+const ROOT_SECRET_BYTES: u32 = 32;
+
+/// Serves root-secret requests; see the module documentation.
+#[derive(Debug)]
+pub struct KeyBroker {
+    kms: KmsClient,
+    key_id: String,
+    state_dir: PathBuf,
+    /// One KMS exchange (and blob write) at a time.
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl KeyBroker {
+    /// A broker that keeps its blob in `state_dir` (created if missing) and asks `kms` about `key_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyBrokerIo`] if the directory cannot be created.
+    pub fn new(kms: KmsClient, key_id: String, state_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(state_dir).map_err(|source| Error::KeyBrokerIo {
+            op: "creating",
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            kms,
+            key_id,
+            state_dir: state_dir.to_owned(),
+            serial: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Accepts enclave connections on `listener` until `shutdown`, then lets open requests finish.
+    pub async fn serve(self: Arc<Self>, listener: Listener, shutdown: CancellationToken) {
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "key broker: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if connections.len() >= MAX_CONNECTIONS {
+                tracing::warn!(
+                    ?peer,
+                    "too many key broker connections; closing the new one"
+                );
+                continue;
+            }
+            connections.spawn(Arc::clone(&self).connection(stream, peer));
+        }
+        while connections.join_next().await.is_some() {}
+    }
+
+    async fn connection(self: Arc<Self>, mut stream: Stream, peer: PeerAddr) {
+        let reply = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
+            Err(_) => Err("no request within the time limit".to_owned()),
+            Ok(Err(message)) => Err(message),
+            Ok(Ok(document)) => self
+                .ciphertext_for_recipient(&document)
+                .await
+                .map_err(|e| error_chain(&e)),
+        };
+        let (kind, body) = match &reply {
+            Ok(envelope) => {
+                tracing::info!(?peer, "root secret released to the attested enclave key");
+                (OK, envelope.as_slice())
+            }
+            Err(message) => {
+                tracing::warn!(?peer, error = %message, "root secret request failed");
+                (ERROR, message.as_bytes())
+            }
+        };
+        let sent = async {
+            wire::write_frame(&mut stream, kind, body).await?;
+            stream.flush().await?;
+            stream.shutdown().await
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(?peer, error = %e, "key broker: sending the reply failed");
+        }
+    }
+
+    /// Asks KMS for the root secret encrypted to the key in `document`: `Decrypt` of the stored blob, or
+    /// `GenerateDataKey` (storing its blob durably first) when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Kms`] when KMS refuses or cannot be reached, [`Error::KeyBrokerIo`] when the blob cannot be read
+    /// or stored.
+    pub async fn ciphertext_for_recipient(&self, document: &[u8]) -> Result<Vec<u8>> {
+        let _serial = self.serial.lock().await;
+        let path = self.state_dir.join(STORED_BLOB_FILE);
+        let stored = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || read_blob(&path))
+                .await
+                .map_err(|e| Error::KeyBrokerIo {
+                    op: "reading",
+                    path: self.state_dir.join(STORED_BLOB_FILE),
+                    source: std::io::Error::other(e),
+                })??
+        };
+        match stored {
+            Some(blob) => {
+                tracing::info!(key_id = %self.key_id, "KMS Decrypt of the stored root secret");
+                Ok(self.kms.decrypt(&self.key_id, &blob, document).await?)
+            }
+            None => {
+                tracing::info!(key_id = %self.key_id, "no stored root secret: KMS GenerateDataKey");
+                let generated = self
+                    .kms
+                    .generate_data_key(&self.key_id, ROOT_SECRET_BYTES, document)
+                    .await?;
+                let dir = self.state_dir.clone();
+                let blob = generated.ciphertext_blob;
+                tokio::task::spawn_blocking(move || store_blob(&dir, &blob))
+                    .await
+                    .map_err(|e| Error::KeyBrokerIo {
+                        op: "storing",
+                        path: path.clone(),
+                        source: std::io::Error::other(e),
+                    })??;
+                tracing::info!(path = %path.display(), "stored the KMS-wrapped root secret");
+                Ok(generated.ciphertext_for_recipient)
+            }
+        }
+    }
+}
+
+/// Reads and checks one request; the error is the message for the `ERROR` reply.
+async fn read_request(stream: &mut Stream) -> Result<Vec<u8>, String> {
+    let (kind, body) = match wire::read_frame(stream, MAX_FRAME_BYTES).await {
+        Ok(frame) => frame,
+        Err(FrameError::Closed) => return Err("connection closed before a request".into()),
+        Err(FrameError::Empty) => return Err("empty frame".into()),
+        Err(FrameError::Oversize { len, limit }) => {
+            return Err(format!("frame of {len} bytes is over the limit of {limit}"));
+        }
+        Err(FrameError::Io(e)) => return Err(format!("reading the request: {e}")),
+    };
+    parse_request(kind, &body).map(<[u8]>::to_vec)
+}
+
+/// The attestation document of a `ROOT_SECRET` request body.
+fn parse_request(kind: u8, body: &[u8]) -> Result<&[u8], String> {
+    if kind != ROOT_SECRET {
+        return Err(format!("unknown request kind {kind:#04x}"));
+    }
+    let (magic, rest) = body
+        .split_at_checked(MAGIC.len())
+        .ok_or("request too short")?;
+    if magic != MAGIC {
+        return Err("not a key broker request (bad magic)".into());
+    }
+    let (version, document) = rest.split_first_chunk::<2>().ok_or("request too short")?;
+    let version = u16::from_be_bytes(*version);
+    if version != VERSION {
+        return Err(format!(
+            "protocol version {version} is not supported (this broker speaks {VERSION})"
+        ));
+    }
+    if document.is_empty() {
+        return Err("no attestation document".into());
+    }
+    Ok(document)
+}
+
+fn error_chain(e: &Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// The stored blob, or `None` if there is none yet.
+fn read_blob(path: &Path) -> Result<Option<Vec<u8>>> {
+    let io = |source| Error::KeyBrokerIo {
+        op: "reading",
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    if meta.len() == 0 || meta.len() > MAX_BLOB_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes is no KMS CiphertextBlob (1..={MAX_BLOB_BYTES} bytes)",
+                meta.len()
+            ),
+        )));
+    }
+    std::fs::read(path).map(Some).map_err(io)
+}
+
+/// Writes the blob durably: temporary file, fsync, rename, directory fsync.
+fn store_blob(dir: &Path, blob: &[u8]) -> Result<()> {
+    let path = dir.join(STORED_BLOB_FILE);
+    let tmp = dir.join(format!("{STORED_BLOB_FILE}.tmp"));
+    let io = |op, path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::KeyBrokerIo { op, path, source }
+    };
+    let mut file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
+    file.write_all(blob).map_err(io("writing", &tmp))?;
+    file.sync_all().map_err(io("syncing", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io("renaming into", &path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing", dir))
+}
