@@ -12,19 +12,26 @@ use tokio::time::Instant;
 use crate::metrics::CloseReason;
 use crate::tls_watch::{TlsProgress, TlsWatch};
 
-/// When the connection last moved a byte, as nanoseconds since `start`.
+/// When the connection last moved a byte, as nanoseconds since `start`, and how long to busy-poll after that.
 #[derive(Debug)]
 pub(crate) struct Activity {
     start: Instant,
     last_nanos: AtomicU64,
+    busy_poll: Duration,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(busy_poll: Duration) -> Self {
         Self {
             start: Instant::now(),
             last_nanos: AtomicU64::new(0),
+            busy_poll,
         }
+    }
+
+    /// Until when a read should spin rather than park, if busy-polling is on.
+    fn spin_until(&self) -> Option<Instant> {
+        (!self.busy_poll.is_zero()).then(|| self.last() + self.busy_poll)
     }
 
     fn touch(&self) {
@@ -74,7 +81,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let activity = Activity::new();
+    let activity = Activity::new(rules.busy_poll);
     let handshake_done = AtomicBool::new(rules.tls.is_none());
     let (client_r, client_w) = tokio::io::split(client);
     let (up_r, up_w) = tokio::io::split(upstream);
@@ -84,7 +91,6 @@ where
         rules.buffer_size,
         rules.inbound,
         &activity,
-        rules.busy_poll,
         rules.tls,
         &handshake_done,
     );
@@ -94,7 +100,6 @@ where
         rules.buffer_size,
         rules.outbound,
         &activity,
-        rules.busy_poll,
         None,
         &handshake_done,
     );
@@ -137,7 +142,6 @@ async fn pump<R, W>(
     buffer_size: usize,
     counter: &Counter,
     activity: &Activity,
-    busy_poll: Duration,
     mut tls: Option<TlsWatch>,
     handshake_done: &AtomicBool,
 ) -> Result<(), PumpError>
@@ -147,8 +151,7 @@ where
 {
     let mut buf = vec![0u8; buffer_size];
     loop {
-        let spin_until = (!busy_poll.is_zero()).then(|| activity.last() + busy_poll);
-        let n = spin_then_await(from.read(&mut buf), spin_until).await?;
+        let n = spin_then_await(from.read(&mut buf), activity.spin_until()).await?;
         let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
             // EOF: pass the half-close on and let the other direction finish.
             to.shutdown().await?;
