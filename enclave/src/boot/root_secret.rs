@@ -14,10 +14,7 @@
 //! body`; request `0x01` with `"KDKB" | u16 version | document`, reply `0x80` with the envelope or `0xFF` with a
 //! UTF-8 message. Frames are at most 64 KiB.
 
-use std::fmt;
 use std::io;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use attestation::{AttestationRequest, Nsm, RecipientKey, RootSecret};
@@ -36,45 +33,8 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// Where the host's key broker listens: `unix:PATH` (dev) or `vsock:CID:PORT` (enclave mode, CID 3 is the
-/// parent; connecting needs the `vsock` feature).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyBrokerEndpoint {
-    /// A Unix stream socket.
-    Unix(PathBuf),
-    /// AF_VSOCK.
-    Vsock {
-        /// Context id.
-        cid: u32,
-        /// Port.
-        port: u32,
-    },
-}
-
-impl FromStr for KeyBrokerEndpoint {
-    type Err = String;
-
-    /// Parses `unix:PATH` or `vsock:CID:PORT`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
-            return Ok(Self::Unix(PathBuf::from(path)));
-        }
-        if let Some((cid, port)) = s.strip_prefix("vsock:").and_then(|r| r.split_once(':'))
-            && let (Ok(cid), Ok(port)) = (cid.parse(), port.parse())
-        {
-            return Ok(Self::Vsock { cid, port });
-        }
-        Err(format!("{s:?}: expected unix:PATH or vsock:CID:PORT"))
-    }
-}
-
-impl fmt::Display for KeyBrokerEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unix(p) => write!(f, "unix:{}", p.display()),
-            Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
-        }
-    }
-}
+/// parent; connecting needs the `vsock` feature). The same addresses as the journal service's.
+pub type KeyBrokerEndpoint = crate::store::journal::JournalEndpoint;
 
 /// Why the root secret could not be obtained from KMS.
 #[derive(Debug, thiserror::Error)]
