@@ -5,5 +5,6 @@
 
 pub mod api;
 pub mod boot;
+pub mod controllers;
 pub mod registry;
 pub mod store;

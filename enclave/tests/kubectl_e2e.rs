@@ -409,9 +409,16 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
     assert_eq!(image(k, n, "wf"), "nginx:1.26", "{v}");
 
     // diff shows the change and exits 1; nothing is written.
-    let yaml = k
+    // Without its resourceVersion: the deployment controller updates the
+    // object (revision annotation, status) as it rolls out, which would
+    // make a conditional replace conflict, as on a real cluster.
+    let yaml: String = k
         .ok(&["-n", n, "get", "deployment", "wf", "-o", "yaml"])
-        .replace("nginx:1.26", "nginx:1.27");
+        .replace("nginx:1.26", "nginx:1.27")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("resourceVersion:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let diff = k.run_stdin(&["-n", n, "diff", "-f", "-"], Some(&yaml));
     assert_eq!(diff.status.code(), Some(1), "{v}: {diff:?}");
     has(
@@ -504,6 +511,188 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
     assert_eq!(gone.status.code(), Some(1), "{v}");
 }
 
+/// Runs kubectl until `check` accepts its output (30 s at most).
+fn eventually_ok(
+    k: &Kubectl<'_>,
+    args: &[&str],
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let out = k.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && check(&stdout) {
+            return stdout;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{} {args:?}: timed out waiting for {what}; last output:\n{stdout}\n{}",
+            k.version,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// The REVISION column of `rollout history`, with each CHANGE-CAUSE.
+fn revisions(history: &str) -> Vec<(String, String)> {
+    history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| {
+            let (rev, cause) = l.trim().split_once(char::is_whitespace)?;
+            Some((rev.to_string(), cause.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The deployment and replicaset controllers through kubectl: replica
+/// sets with the pod-template hash, rollout history and undo, change
+/// causes, pods, scaling to zero and cascading deletion.
+fn scenario_rollout(k: &Kubectl<'_>, n: &str) {
+    let v = k.version.clone();
+    has(
+        &k.ok(&["-n", n, "create", "deployment", "ro", "--image=nginx:1.25"]),
+        "deployment.apps/ro created",
+        &v,
+    );
+    let rs = eventually_ok(
+        k,
+        &["-n", n, "get", "rs", "-l", "app=ro", "-o", "name"],
+        "one replica set",
+        |o| o.lines().count() == 1,
+    );
+    let rs = rs.trim().trim_start_matches("replicaset.apps/").to_string();
+    let hash = rs
+        .strip_prefix("ro-")
+        .unwrap_or_else(|| panic!("{v}: replica set {rs}"));
+    assert!(
+        !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{v}: {rs}"
+    );
+    let table = eventually_ok(
+        k,
+        &["-n", n, "get", "rs", "-l", "app=ro"],
+        "one current replica",
+        |o| {
+            o.lines().any(|l| {
+                l.split_whitespace().take(3).collect::<Vec<_>>() == [rs.as_str(), "1", "1"]
+            })
+        },
+    );
+    has(&table, "DESIRED", &v);
+    let labels = k.ok(&[
+        "-n",
+        n,
+        "get",
+        "rs",
+        &rs,
+        "-o",
+        "jsonpath={.metadata.labels.pod-template-hash}",
+    ]);
+    assert_eq!(labels, hash, "{v}");
+
+    has(
+        &k.ok(&["-n", n, "set", "image", "deployment/ro", "nginx=nginx:1.26"]),
+        "image updated",
+        &v,
+    );
+    let history = ["-n", n, "rollout", "history", "deployment/ro"];
+    eventually_ok(k, &history, "revisions 1 and 2", |o| {
+        revisions(o)
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect::<Vec<_>>()
+            == ["1", "2"]
+    });
+    let first = k.ok(&[
+        "-n",
+        n,
+        "rollout",
+        "history",
+        "deployment/ro",
+        "--revision=1",
+    ]);
+    has(&first, "nginx:1.25", &v);
+    has(&first, &format!("pod-template-hash={hash}"), &v);
+
+    has(
+        &k.ok(&["-n", n, "rollout", "undo", "deployment/ro"]),
+        "rolled back",
+        &v,
+    );
+    assert_eq!(image(k, n, "ro"), "nginx:1.25", "{v}");
+    eventually_ok(k, &history, "revisions 2 and 3", |o| {
+        revisions(o)
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect::<Vec<_>>()
+            == ["2", "3"]
+    });
+    // The rolled-back-to replica set is the first one, re-stamped.
+    eventually_ok(
+        k,
+        &[
+            "-n",
+            n,
+            "get",
+            "rs",
+            &rs,
+            "-o",
+            "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+        ],
+        "revision 3 on the first replica set",
+        |o| o == "3",
+    );
+
+    k.ok(&[
+        "-n",
+        n,
+        "annotate",
+        "deployment/ro",
+        "kubernetes.io/change-cause=undo to 1.25",
+    ]);
+    eventually_ok(k, &history, "the change cause", |o| {
+        revisions(o).contains(&("3".to_string(), "undo to 1.25".to_string()))
+    });
+
+    let pods = eventually_ok(
+        k,
+        &["-n", n, "get", "pods", "-l", "app=ro"],
+        "pending pods",
+        |o| o.lines().skip(1).count() >= 1,
+    );
+    for line in pods.lines().skip(1) {
+        assert!(line.starts_with("ro-"), "{v}: {line}");
+        assert!(line.contains("Pending"), "{v}: {line}");
+    }
+
+    has(
+        &k.ok(&["-n", n, "scale", "deployment/ro", "--replicas=0"]),
+        "deployment.apps/ro scaled",
+        &v,
+    );
+    eventually_ok(
+        k,
+        &["-n", n, "get", "pods", "-l", "app=ro", "-o", "name"],
+        "no pods",
+        |o| o.trim().is_empty(),
+    );
+    has(
+        &k.ok(&["-n", n, "delete", "deployment", "ro"]),
+        "deployment.apps \"ro\" deleted",
+        &v,
+    );
+    eventually_ok(
+        k,
+        &["-n", n, "get", "rs", "-l", "app=ro", "-o", "name"],
+        "no replica sets",
+        |o| o.trim().is_empty(),
+    );
+}
+
 /// A Deployment for `apply --server-side` with `replicas` and `image`.
 fn ssa_deployment(replicas: u32, image: &str) -> String {
     format!(
@@ -547,6 +736,23 @@ fn scenario_server_side_apply(k: &Kubectl<'_>, n: &str) {
         &k.ok_stdin(&apply, Some(&ssa_deployment(2, "nginx:1.27"))),
         "deployment.apps/ssa serverside-applied",
         &v,
+    );
+    // The deployment controller writes the revision annotation and status
+    // after a create, as upstream's does; wait until it has reported both
+    // pods before measuring.
+    eventually_ok(
+        k,
+        &[
+            "-n",
+            n,
+            "get",
+            "deploy",
+            "ssa",
+            "-o",
+            "jsonpath={.status.replicas}",
+        ],
+        "the controller's status",
+        |o| o == "2",
     );
     let created = rv(k);
     has(
@@ -965,6 +1171,7 @@ fn scenario(k: &Kubectl<'_>) {
     scenario_more_kinds(k, n);
     scenario_workflows(k, n);
     scenario_server_side_apply(k, n);
+    scenario_rollout(k, n);
 
     // delete, and what delete leaves behind
     has(

@@ -406,6 +406,7 @@ async fn main() -> Result<()> {
     });
     let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
     ensure_namespaces(&objects).await?;
+    let controllers = enclave::controllers::spawn(&objects)?;
 
     let admin = UserInfo {
         name: "admin".into(),
@@ -425,6 +426,7 @@ async fn main() -> Result<()> {
     stop_requested(args.exit_with_parent).await?;
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
+    controllers.shutdown().await;
     serving.abort();
     if let Some(task) = snapshots {
         task.abort();

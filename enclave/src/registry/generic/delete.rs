@@ -12,9 +12,12 @@ pub enum Propagation {
     /// Delete now; dependents are collected afterwards (the default).
     #[default]
     Background,
-    /// Dependents first.
+    /// Dependents first: the object gets the `foregroundDeletion`
+    /// finalizer and stays until the garbage collector has deleted its
+    /// blocking dependents.
     Foreground,
-    /// Leave dependents.
+    /// Leave dependents: the object gets the `orphan` finalizer and stays
+    /// until the garbage collector has removed it from their ownerReferences.
     Orphan,
 }
 
@@ -46,6 +49,21 @@ pub enum DeleteOutcome {
     },
     /// The object is marked for deletion (finalizers pending); respond 200 with it.
     Pending(Value),
+}
+
+/// The finalizer upstream's API server adds for the garbage collector
+/// (`orphan` or `foregroundDeletion`); the collector in
+/// `crate::controllers` removes it once the dependents are orphaned or
+/// deleted. Namespaces keep their own lifecycle.
+fn gc_finalizer(info: &ResourceInfo, propagation: Propagation) -> Option<&'static str> {
+    if info.group.is_empty() && info.resource == "namespaces" {
+        return None;
+    }
+    match propagation {
+        Propagation::Background => None,
+        Propagation::Orphan => Some("orphan"),
+        Propagation::Foreground => Some("foregroundDeletion"),
+    }
 }
 
 impl ObjectStore {
@@ -88,7 +106,8 @@ impl ObjectStore {
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
-            if has_finalizers {
+            let gc_finalizer = gc_finalizer(info, opts.propagation);
+            if has_finalizers || gc_finalizer.is_some() {
                 if meta::meta_str(&obj, "deletionTimestamp").is_some() || opts.dry_run {
                     return Ok(DeleteOutcome::Pending(obj));
                 }
@@ -99,6 +118,14 @@ impl ObjectStore {
                         Value::String(meta::format_time(meta::now())),
                     );
                     m.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+                    if let Some(f) = gc_finalizer {
+                        let list = m.entry("finalizers").or_insert_with(|| json!([]));
+                        if let Some(list) = list.as_array_mut()
+                            && !list.iter().any(|x| x.as_str() == Some(f))
+                        {
+                            list.push(Value::String(f.to_string()));
+                        }
+                    }
                 }
                 let bytes = Self::encode(&marked)?;
                 let key = info.key(ns, name);

@@ -1,0 +1,154 @@
+//! Controllers that run inside the enclave, as kube-controller-manager's do
+//! on a real cluster: the deployment and replicaset controllers and the
+//! garbage collector.
+//!
+//! They sit above [`crate::registry`]: every read and write goes through
+//! the same [`ObjectStore`] paths as API requests (validation, generation,
+//! managedFields under the manager `kube-controller-manager`, optimistic
+//! concurrency), so watches and kubectl see their work. [`runtime`] is the
+//! small reconciler runtime they share; start with [`spawn`].
+//!
+//! Pods stay `Pending`: there are no nodes or kubelets yet, so no pod ever
+//! becomes ready. The deployment controller's rolling-update arithmetic is
+//! upstream's and counts a pod as available only when its ReplicaSet's
+//! status says so; a rolling update therefore waits, as on a real cluster
+//! whose pods never start, unless `maxUnavailable` allows old pods to go.
+
+mod client;
+mod deployment;
+mod garbage_collector;
+mod owner;
+mod pod_template;
+mod replicaset;
+mod runtime;
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{self, ObjectStore};
+
+/// The field manager the controllers' writes are recorded under, as
+/// upstream's kube-controller-manager (its User-Agent's first segment).
+pub const FIELD_MANAGER: &str = "kube-controller-manager";
+
+/// What went wrong in a reconcile. Every error is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A read or write of `resource` `namespace/name` failed (a conflict
+    /// with another writer is expected now and then and retried).
+    #[error("{verb} {resource} {namespace}/{name}")]
+    Api {
+        /// `get`, `list`, `create`, `update`, `delete`.
+        verb: &'static str,
+        /// The resource (plural).
+        resource: &'static str,
+        /// The namespace.
+        namespace: String,
+        /// The object's name (empty for lists and generated names).
+        name: String,
+        /// The registry's error (boxed: it is large and rare).
+        #[source]
+        source: Box<registry::Error>,
+    },
+    /// A ReplicaSet with the new ReplicaSet's name exists but is not the
+    /// deployment's with the same template; the collision count was raised.
+    #[error("replica set {namespace}/{name} already exists with another template")]
+    HashCollision {
+        /// The namespace.
+        namespace: String,
+        /// The taken name.
+        name: String,
+    },
+    /// A resource the controllers need is not in the resource table.
+    #[error("resource {0} is not served")]
+    MissingResource(&'static str),
+}
+
+impl Error {
+    /// Whether the cause is a 404 NotFound.
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::NotFound { .. }))
+    }
+
+    /// Whether the cause is a 409 AlreadyExists.
+    pub(crate) fn is_already_exists(&self) -> bool {
+        matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::AlreadyExists { .. }))
+    }
+
+    /// Whether the cause is a 403 Forbidden (e.g. a terminating namespace).
+    pub(crate) fn is_forbidden(&self) -> bool {
+        matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::Forbidden { .. }))
+    }
+}
+
+/// Running controllers; stop them with [`Controllers::shutdown`].
+#[derive(Debug)]
+pub struct Controllers {
+    tasks: JoinSet<()>,
+    stop: CancellationToken,
+}
+
+/// Starts the deployment, replicaset and garbage-collector controllers on
+/// `objects`. Each lists and watches what it needs, so it resumes after a
+/// restart from the stored state.
+///
+/// # Errors
+/// [`Error::MissingResource`] if the resource table lacks pods,
+/// replicasets or deployments.
+pub fn spawn(objects: &ObjectStore) -> Result<Controllers, Error> {
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let lookup = |group, resource| {
+        objects
+            .table()
+            .lookup(group, "v1", resource)
+            .ok_or(Error::MissingResource(resource))
+    };
+    let kinds = client::Kinds {
+        pods: lookup("", "pods")?,
+        replicasets: lookup("apps", "replicasets")?,
+        deployments: lookup("apps", "deployments")?,
+    };
+    let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
+    tasks.spawn(runtime::run(
+        rs,
+        objects.clone(),
+        vec![kinds.replicasets.clone(), kinds.pods.clone()],
+        stop.child_token(),
+    ));
+    let deploy = deployment::DeploymentController::new(objects.clone(), kinds.clone());
+    tasks.spawn(runtime::run(
+        deploy,
+        objects.clone(),
+        vec![kinds.deployments.clone(), kinds.replicasets.clone()],
+        stop.child_token(),
+    ));
+    let (gc, watched) = garbage_collector::GarbageCollector::new(objects.clone());
+    tasks.spawn(runtime::run(
+        gc,
+        objects.clone(),
+        watched,
+        stop.child_token(),
+    ));
+    tracing::info!("controllers started: deployment, replicaset, garbagecollector");
+    Ok(Controllers { tasks, stop })
+}
+
+impl Controllers {
+    /// Stops taking work, lets reconciles in flight finish for up to 5 s,
+    /// then aborts what is left.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("controllers did not stop within 5 s; aborting them");
+            self.tasks.abort_all();
+        }
+    }
+}
