@@ -7,6 +7,7 @@ mod dev;
 mod image;
 mod kubeconfig;
 mod registry;
+mod unseal;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Verify a running server, then write a kubeconfig pinned to its attested certificate.
     Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Verify a sealed enclave, then give it the cluster's root secret over its attested TLS key.
+    Unseal(unseal::UnsealArgs),
     /// Inspect and verify Nitro attestation documents.
     #[command(subcommand)]
     Attestation(attestation::AttestationCommand),
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
+        Command::Unseal(args) => unseal::run(&args),
         Command::Attestation(cmd) => attestation::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Registry(cmd) => registry::run(cmd),

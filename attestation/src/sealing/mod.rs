@@ -153,6 +153,23 @@ impl RootSecret {
             mode,
         }
     }
+    /// The raw Ed25519 public key of the anchor signing key
+    /// ([`Purpose::AnchorSigning`]): what an enclave binds in its attestation
+    /// documents' `user_data` and signs registry anchors with. Whoever holds
+    /// the secret can recompute it, e.g. to confirm an enclave took theirs.
+    #[must_use]
+    pub fn anchor_public_key(&self, mode: Mode) -> [u8; 32] {
+        use ring::signature::KeyPair as _;
+        let seed = self.derive(Purpose::AnchorSigning, mode);
+        // A 32-byte seed is the only input Ed25519 key generation rejects
+        // by length, and its public key is always 32 bytes.
+        #[allow(clippy::expect_used)]
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.expose_secret_bytes())
+            .expect("invariant: a 32-byte seed is a valid Ed25519 seed");
+        let mut public = [0u8; 32];
+        public.copy_from_slice(pair.public_key().as_ref());
+        public
+    }
 }
 
 struct KeyLen;

@@ -143,3 +143,19 @@ fn missing_dev_file_is_an_io_error() {
         RootSecret::load_or_create_dev_file(&dir.path().join("no-such-dir/secret")).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
 }
+
+#[test]
+fn the_anchor_public_key_is_the_ed25519_key_of_the_anchor_seed_and_depends_on_secret_and_label() {
+    use ring::signature::KeyPair as _;
+    let secret = RootSecret::from_bytes([3; 32]);
+    let seed = secret.derive(Purpose::AnchorSigning, Mode::Dev);
+    let pair =
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.expose_secret_bytes()).unwrap();
+    let public = secret.anchor_public_key(Mode::Dev);
+    assert_eq!(public.as_slice(), pair.public_key().as_ref());
+    assert_ne!(public, secret.anchor_public_key(Mode::Production));
+    assert_ne!(
+        public,
+        RootSecret::from_bytes([4; 32]).anchor_public_key(Mode::Dev)
+    );
+}

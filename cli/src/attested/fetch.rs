@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
@@ -82,21 +82,30 @@ impl std::fmt::Display for ServerUrl {
 /// certificate's key, so the peer proves it holds that key; that is what
 /// makes the later binding check mean "this connection ends at the attested
 /// key".
+///
+/// With `pinned`, only that exact certificate is accepted: a later
+/// connection to a server whose certificate was already attested.
 #[derive(Debug)]
 struct AttestLater {
     provider: Arc<CryptoProvider>,
+    pinned: Option<CertificateDer<'static>>,
 }
 
 impl ServerCertVerifier for AttestLater {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match &self.pinned {
+            Some(pinned) if pinned.as_ref() != end_entity.as_ref() => Err(rustls::Error::General(
+                "the server presented another certificate than the attested one".into(),
+            )),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -166,13 +175,33 @@ pub(crate) async fn fetch_attestation(server: &ServerUrl, nonce: &[u8]) -> anyho
         })?
 }
 
-async fn fetch(server: &ServerUrl, nonce: &[u8]) -> anyhow::Result<Fetched> {
+/// An HTTP/1.1 connection over TLS to `server`.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<hyper::Result<()>>,
+    peer_chain: Vec<CertificateDer<'static>>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Connects to `server`, accepting any certificate unless one is `pinned`.
+async fn connect(
+    server: &ServerUrl,
+    pinned: Option<&CertificateDer<'static>>,
+) -> anyhow::Result<Connection> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS configuration")?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AttestLater { provider }))
+        .with_custom_certificate_verifier(Arc::new(AttestLater {
+            provider,
+            pinned: pinned.cloned(),
+        }))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from(server.host.clone())
@@ -193,40 +222,99 @@ async fn fetch(server: &ServerUrl, nonce: &[u8]) -> anyhow::Result<Fetched> {
     if peer_chain.is_empty() {
         bail!("{server} presented no certificate");
     }
-
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .context("HTTP/1.1 over the TLS connection")?;
-    let driver = tokio::spawn(connection);
+    Ok(Connection {
+        sender,
+        driver: tokio::spawn(connection),
+        peer_chain,
+    })
+}
+
+impl Connection {
+    /// Sends `request`; the status and the body (at most 64 KiB).
+    async fn send(
+        &mut self,
+        server: &ServerUrl,
+        request: Request<Full<Bytes>>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let what = format!("{} {}", request.method(), request.uri());
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .with_context(|| format!("{what} to {server}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_RESPONSE)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer to {what}: {e}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// The `message` of a `metav1.Status` body, or the body as text.
+pub(crate) fn status_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+async fn fetch(server: &ServerUrl, nonce: &[u8]) -> anyhow::Result<Fetched> {
+    let mut conn = connect(server, None).await?;
     let path = format!("/attestation?nonce={}", hex::encode(nonce));
     let request = Request::get(path.as_str())
         .header(header::HOST, format!("{}:{}", server.host, server.port))
         .header(header::ACCEPT, "application/cbor, application/json")
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::new()))
         .context("building the request")?;
-    let response = sender
-        .send_request(request)
-        .await
-        .with_context(|| format!("GET {path} from {server}"))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_RESPONSE)
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the /attestation response: {e}"))?
-        .to_bytes();
-    drop(sender);
-    driver.abort();
+    let (status, body) = conn.send(server, request).await?;
     if status != StatusCode::OK {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        bail!("{server} answered /attestation with {status}: {message}");
+        bail!(
+            "{server} answered /attestation with {status}: {}",
+            status_message(&body)
+        );
     }
     Ok(Fetched {
         document: body.to_vec(),
-        peer_chain,
+        peer_chain: std::mem::take(&mut conn.peer_chain),
     })
+}
+
+/// POSTs `body` (JSON) to `path` on a new connection that accepts only the
+/// already attested `certificate`; the answer's status and body.
+///
+/// # Errors
+///
+/// Connection or TLS failures (including another certificate), HTTP
+/// errors, or no answer within 30 s.
+pub(crate) async fn post_json_to_attested(
+    server: &ServerUrl,
+    certificate: &CertificateDer<'static>,
+    path: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let exchange = async {
+        let mut conn = connect(server, Some(certificate)).await?;
+        let request = Request::post(path)
+            .header(header::HOST, format!("{}:{}", server.host, server.port))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .context("building the request")?;
+        conn.send(server, request).await
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{server} did not answer {path} within {} s",
+                FETCH_TIMEOUT.as_secs()
+            )
+        })?
 }
 
 #[cfg(test)]

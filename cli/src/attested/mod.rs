@@ -157,6 +157,11 @@ impl Report {
 
     /// True when a document arrived and passed the signature check (so a
     /// failure is a verdict, not "the server is not up yet").
+    /// The document's 32-byte `user_data` (the enclave's anchor key), hex.
+    pub(crate) fn anchor_key(&self) -> Option<&str> {
+        self.anchor_key.as_deref()
+    }
+
     pub(crate) fn has_document(&self) -> bool {
         self.module_id.is_some()
     }

@@ -28,8 +28,8 @@ pub(crate) struct RelayBenchArgs {
     /// Worker threads for the relay's runtime.
     #[arg(long, default_value_t = 1)]
     relay_threads: usize,
-    /// The relay's busy-poll window in microseconds (`daas-host relay --busy-poll-us`; 0: off).
-    #[arg(long, default_value_t = 0)]
+    /// The relay's busy-poll window in microseconds (`daas-host relay --busy-poll-us`, whose default this is; 0: off).
+    #[arg(long, default_value_t = 50)]
     busy_poll_us: u64,
     /// The socat program.
     #[arg(long, default_value = "socat")]

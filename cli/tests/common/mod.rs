@@ -77,6 +77,8 @@ pub fn text(out: &Output) -> String {
 /// A running `daas-enclave --dev` on a loopback port; killed on drop.
 pub struct Enclave {
     child: Child,
+    /// Its stdout, line by line.
+    lines: std::sync::mpsc::Receiver<String>,
     /// Its data directory.
     pub dir: tempfile::TempDir,
     /// `https://127.0.0.1:PORT`.
@@ -86,29 +88,48 @@ pub struct Enclave {
 impl Enclave {
     /// Starts it and waits for its `ready <url>` line.
     pub fn start() -> Enclave {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(bin("daas-enclave"))
-            .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("ready ") {
-                    let _ = tx.send(url.to_string());
+        Self::start_in(tempfile::tempdir().unwrap(), &[], "ready ")
+    }
+
+    /// Starts it on `dir` with `extra` arguments and waits for the stdout
+    /// line starting with `announce` (`"ready "`, or `"sealed "` while it
+    /// waits for `daas unseal`).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str], announce: &str) -> Enclave {
+        let (child, lines) = spawn_enclave(dir.path(), extra);
+        let mut enclave = Enclave {
+            child,
+            lines,
+            dir,
+            url: String::new(),
+        };
+        enclave.url = enclave.wait_for(announce);
+        enclave
+    }
+
+    /// Waits for the next stdout line starting with `prefix`; the rest of it.
+    pub fn wait_for(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_string();
+                    }
                 }
+                Err(e) => panic!("daas-enclave did not print {prefix:?}: {e}"),
             }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("daas-enclave did not report ready");
-        Enclave { child, dir, url }
+        }
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same directory.
+    pub fn restart(&mut self, extra: &[&str], announce: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, lines) = spawn_enclave(self.dir.path(), extra);
+        self.child = child;
+        self.lines = lines;
+        self.url = self.wait_for(announce);
     }
 
     /// `DIR/rel`.
@@ -120,6 +141,29 @@ impl Enclave {
     pub fn arg(&self, rel: &str) -> String {
         self.path(rel).to_str().unwrap().to_owned()
     }
+}
+
+fn spawn_enclave(dir: &Path, extra: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(bin("daas-enclave"))
+        .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
 
 impl Drop for Enclave {

@@ -49,13 +49,10 @@ pub fn error(e: &Error) -> Response<Body> {
 
 /// 404 for a path nothing serves, worded as upstream.
 pub fn path_not_found() -> Response<Body> {
-    json(
+    status(
         404,
-        &serde_json::json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "the server could not find the requested resource",
-            "reason": "NotFound", "details": {}, "code": 404,
-        }),
+        "NotFound",
+        "the server could not find the requested resource",
     )
 }
 
@@ -68,4 +65,25 @@ pub fn unauthorized() -> Response<Body> {
             "message": "Unauthorized", "reason": "Unauthorized", "code": 401,
         }),
     )
+}
+
+/// A `metav1.Status` failure with `reason` and `message`, outside the
+/// registry's [`Error`]s (e.g. the sealed phase's 503).
+pub fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    json(
+        code,
+        &serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "details": {}, "code": code,
+        }),
+    )
+}
+
+/// A plain-text response (health endpoints).
+pub fn text(code: u16, body: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(full(body))
+        .unwrap_or_else(|_| json(500, &serde_json::json!({})))
 }

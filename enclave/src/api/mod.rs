@@ -8,6 +8,7 @@
 //!
 //! Start with [`ApiServer::new`] and [`ApiServer::serve`].
 
+mod accept;
 pub mod attestation;
 pub mod auth;
 pub mod discovery;
@@ -19,6 +20,7 @@ pub mod protobuf;
 pub mod query;
 pub mod resource;
 pub mod route;
+pub mod sealed;
 mod server;
 mod subresource;
 mod watch;

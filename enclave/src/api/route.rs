@@ -13,6 +13,9 @@ pub enum Route {
     Health,
     /// `/attestation`: attested first contact.
     Attestation,
+    /// `/unseal`: the operator's root secret (see [`super::sealed`]); only
+    /// the sealed phase takes it.
+    Unseal,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -53,6 +56,7 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["version"] => Route::Version,
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["attestation"] => Route::Attestation,
+        ["unseal"] => Route::Unseal,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

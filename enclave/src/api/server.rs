@@ -1,7 +1,6 @@
 //! The server: TLS accept loop, per-request authentication, routing and
 //! content negotiation.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,16 +8,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::accept::{self, OnStop};
 use super::attestation::{self, Attestor};
 use super::http::{self, Body};
 use super::query::Query;
@@ -120,10 +118,16 @@ pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/version" | "/healthz" | "/livez" | "/readyz" | "/attestation"
+        "/version" | "/healthz" | "/livez" | "/readyz" | "/attestation" | "/unseal"
     ) || ["/healthz/", "/livez/", "/readyz/"]
         .iter()
         .any(|p| path.starts_with(p))
+}
+
+impl accept::Handler for ApiServer {
+    async fn handle(&self, req: Request<Incoming>, cert_user: Option<UserInfo>) -> Response<Body> {
+        ApiServer::handle(self, req, cert_user).await
+    }
 }
 
 impl ApiServer {
@@ -165,55 +169,8 @@ impl ApiServer {
 
     /// Accepts TLS connections on `listener` until [`ApiServer::shutdown`].
     pub async fn serve(self: Arc<Self>, listener: Listener, tls: Arc<ServerConfig>) {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                () = self.shutdown.cancelled() => break,
-            };
-            let (conn, peer) = match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let server = self.clone();
-            let acceptor = acceptor.clone();
-            self.tasks.spawn(async move {
-                let handshake =
-                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(conn));
-                let tls = match handshake.await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let cert_user = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .and_then(Authenticator::client_certificate);
-                let svc_server = server.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let s = svc_server.clone();
-                    let user = cert_user.clone();
-                    async move { Ok::<_, Infallible>(s.handle(req, user).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                tokio::select! {
-                    r = conn => if let Err(e) = r {
-                        tracing::debug!(peer, error = %e, "connection ended with an error");
-                    },
-                    () = server.shutdown.cancelled() => {}
-                }
-            });
-        }
+        let (tasks, stop) = (self.tasks.clone(), self.shutdown.clone());
+        accept::serve_tls(&listener, tls, self, &tasks, &stop, OnStop::Cut).await;
     }
 
     /// Serves one request from `cert_user` (the TLS client certificate's user, if any).
@@ -255,7 +212,8 @@ impl ApiServer {
         let get = req.method() == Method::GET;
         match route::parse(&path, table) {
             Route::Version if get => http::json(200, &discovery::version()),
-            Route::Health => text(200, "ok"),
+            Route::Health => http::text(200, "ok"),
+            Route::Unseal => http::status(409, "Conflict", "the cluster is already unsealed"),
             Route::Attestation => {
                 attestation::serve(
                     self.config.attestor.as_ref(),
@@ -358,14 +316,6 @@ impl ApiServer {
             Err(e) => Err(Error::BadRequest(format!("reading the request body: {e}"))),
         }
     }
-}
-
-fn text(code: u16, body: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(http::full(body))
-        .unwrap_or_else(|_| http::json(500, &json!({})))
 }
 
 /// A 200 response with an already serialized JSON body.

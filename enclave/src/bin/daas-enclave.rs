@@ -11,16 +11,21 @@
 //! The root secret comes from `--root-secret-source`: `file` (the default;
 //! `root-secret.dev` under the data directory) or `kms` (AWS KMS releases it
 //! to this process's attested key through the host's key broker, `daas-host
-//! keybroker`, at `--key-broker`). In dev mode the simulated NSM signs the
-//! document KMS checks, and the keys keep the dev label either way.
+//! keybroker`, at `--key-broker`) or `operator` (the enclave serves only
+//! `/attestation` and health, prints `sealed <url>`, and waits for `daas
+//! unseal` to send the secret to its attested TLS key; a secret that does not
+//! open the sealed journal is refused and the enclave keeps waiting). In dev
+//! mode the simulated NSM signs the documents, and the keys keep the dev
+//! label whatever the source.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::attestation::{Mode, Purpose, RootSecret, SimNsm};
+use ::attestation::{Mode, RootSecret, SimNsm};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use enclave::api::sealed::{UnsealRefused, Unsealed, serve_until_unsealed};
 use enclave::api::{
     ApiConfig, ApiServer, Attestor, Authenticator, DevPki, ListenAddr, Listener, UserInfo,
     attestation, pki, tls_config,
@@ -28,9 +33,8 @@ use enclave::api::{
 use enclave::boot::{KeyBrokerEndpoint, root_secret_from_kms};
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
-use enclave::store::{FileJournal, Journal, RootSecretKeys, Store, StoreOptions};
+use enclave::store::{FileJournal, Journal, RootSecretKeys, Store, StoreError, StoreOptions};
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -91,6 +95,10 @@ enum RootSecretSource {
     File,
     /// AWS KMS, released to this enclave's attested key through the host's key broker.
     Kms,
+    /// The operator, after verifying this enclave's attestation: `daas unseal`
+    /// sends it over TLS to the attested key (`POST /unseal`). Until then the
+    /// enclave serves only attestation and health, and says it is sealed.
+    Operator,
 }
 
 /// Resolves once the parent process is no longer `pid` (it died and we were
@@ -207,6 +215,65 @@ async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
     Ok(())
 }
 
+/// Opens the sealed store with the keys of `root`: restores the index from
+/// the journal (local file or the host's journal service) and checks that
+/// the keys open it. Returns the store and the anchor public key.
+async fn open_cluster(
+    args: &Args,
+    cluster: [u8; 16],
+    root: RootSecret,
+) -> Result<(Store, [u8; 32])> {
+    let dir = &args.data_dir;
+    let anchor = root.anchor_public_key(Mode::Dev);
+    let keys = RootSecretKeys::new(root, Mode::Dev, 1);
+    let journal: Box<dyn Journal> = match &args.journal {
+        Some(endpoint) => {
+            let timeout = Duration::from_secs(args.journal_connect_timeout);
+            let j = connect_journal(endpoint, timeout).await?;
+            tracing::info!(%endpoint, "journal kept by the host's journal service");
+            Box::new(j)
+        }
+        None => Box::new(FileJournal::open(dir.join("journal")).context("opening the journal")?),
+    };
+    let options = StoreOptions::new(dir.join("index"), cluster);
+    // Restoring reads the whole journal (possibly over a socket): blocking work.
+    let store = tokio::task::spawn_blocking(move || Store::open(options, &keys, journal))
+        .await
+        .context("store open task")?
+        .context("opening the store")?;
+    Ok((store, anchor))
+}
+
+/// How `daas unseal` hears about a secret `open_cluster` refused.
+fn refusal(e: &anyhow::Error) -> UnsealRefused {
+    let wrong_key = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<StoreError>())
+        .any(StoreError::is_unopenable_with_these_keys);
+    if wrong_key {
+        UnsealRefused {
+            code: 422,
+            message: format!("this root secret does not open the cluster's sealed state ({e:#})"),
+        }
+    } else {
+        UnsealRefused {
+            code: 503,
+            message: format!("opening the cluster failed: {e:#}"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or the supervising parent's death.
+async fn stop_requested(exit_with_parent: Option<u32>) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        () = parent_gone(exit_with_parent) => {}
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -218,23 +285,56 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if !args.dev {
         bail!(
-            "only --dev mode is available yet: enclave mode needs the attestation-derived root secret"
+            "only --dev mode is available yet: enclave mode needs the hardware NSM and the production key label"
         );
     }
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    // The TLS identity and the listener come first: with an operator-supplied
+    // root secret the enclave serves attestation on them before its store opens.
+    let addr: ListenAddr = args.listen.parse()?;
+    let listener = Listener::bind(&addr).await?;
+    let url = match (&args.advertise, listener.tcp_addr()) {
+        (Some(u), _) => u.clone(),
+        (None, Some(a)) => format!("https://{a}"),
+        (None, None) => bail!("--advertise is required when not listening on TCP"),
+    };
+    let host = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let san_host = host
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+        .unwrap_or_else(|| host.clone());
+    let pki = DevPki::load_or_create(dir, &[san_host])?;
+    pki::write_private(
+        &dir.join("admin.kubeconfig"),
+        pki.admin_kubeconfig(&url).as_bytes(),
+    )?;
+    let serving_cert = CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
+        .context("parsing the server certificate")?;
+    let tls = tls_config(&pki)?;
+    let cluster: [u8; 16] = secret_file(&dir.join("cluster-id"), 16)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("cluster id length"))?;
+
     // The simulated NSM measures this executable (PCR0..2), a second or more
     // for a large binary. With a KMS root secret its document is needed
     // before anything else; otherwise it is set up in the background, and
     // only attestation requests wait for it.
-    let (root, nsm) = match args.root_secret_source {
+    let (store, anchor_key, attestor) = match args.root_secret_source {
         // The dev root secret is a 0600 file; its keys carry the dev label
         // so dev-sealed data never opens in production.
-        RootSecretSource::File => (
-            RootSecret::load_or_create_dev_file(&dir.join(ROOT_SECRET_FILE))
-                .context("loading the dev root secret")?,
-            None,
-        ),
+        RootSecretSource::File => {
+            let root = RootSecret::load_or_create_dev_file(&dir.join(ROOT_SECRET_FILE))
+                .context("loading the dev root secret")?;
+            let (store, anchor) = open_cluster(&args, cluster, root).await?;
+            (store, anchor, background_attestor(dir, &serving_cert)?)
+        }
         RootSecretSource::Kms => {
             let broker = args
                 .key_broker
@@ -258,41 +358,46 @@ async fn main() -> Result<()> {
                 format!("obtaining the root secret from KMS through the key broker at {broker}")
             })?;
             tracing::info!("root secret released by KMS to this enclave's attested key");
-            (root, Some(nsm))
+            let (store, anchor) = open_cluster(&args, cluster, root).await?;
+            let attestor = Attestor::set_up_in_background(
+                move || Ok::<_, String>(nsm),
+                |_| {},
+                &serving_cert,
+            )?;
+            (store, anchor, attestor)
+        }
+        RootSecretSource::Operator => {
+            let attestor = background_attestor(dir, &serving_cert)?;
+            tracing::info!(listen = %listener.local_addr(), %url, "sealed: waiting for the operator's root secret (daas unseal)");
+            println!("sealed {url}");
+            let args = &args;
+            let unsealed = serve_until_unsealed(
+                &listener,
+                Arc::clone(&tls),
+                Some(attestor.clone()),
+                move |root| async move {
+                    match open_cluster(args, cluster, root).await {
+                        Ok((store, anchor_key)) => Ok(Unsealed {
+                            opened: store,
+                            anchor_key,
+                        }),
+                        Err(e) => Err(refusal(&e)),
+                    }
+                },
+            );
+            let (store, anchor) = tokio::select! {
+                u = unsealed => (u.opened, u.anchor_key),
+                stop = stop_requested(args.exit_with_parent) => {
+                    stop?;
+                    tracing::info!("shutting down while sealed");
+                    return Ok(());
+                }
+            };
+            (store, anchor, attestor)
         }
     };
-    let anchor = Ed25519KeyPair::from_seed_unchecked(
-        root.derive(Purpose::AnchorSigning, Mode::Dev)
-            .expose_secret_bytes(),
-    )
-    .map_err(|_| anyhow::anyhow!("deriving the anchor key"))?;
-    let anchor_public_key: [u8; 32] = anchor
-        .public_key()
-        .as_ref()
-        .try_into()
-        .context("anchor public key length")?;
-    let cluster: [u8; 16] = secret_file(&dir.join("cluster-id"), 16)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("cluster id length"))?;
-    let keys = RootSecretKeys::new(root, Mode::Dev, 1);
-    let journal: Box<dyn Journal> = match &args.journal {
-        Some(endpoint) => {
-            let timeout = Duration::from_secs(args.journal_connect_timeout);
-            let j = connect_journal(endpoint, timeout).await?;
-            tracing::info!(%endpoint, "journal kept by the host's journal service");
-            Box::new(j)
-        }
-        None => Box::new(FileJournal::open(dir.join("journal")).context("opening the journal")?),
-    };
-    // Restoring reads the whole journal (possibly over a socket): blocking work.
-    let store = tokio::task::block_in_place(|| {
-        Store::open(
-            StoreOptions::new(dir.join("index"), cluster),
-            &keys,
-            journal,
-        )
-    })
-    .context("opening the store")?;
+    let attestor = attestor.with_anchor_key(anchor_key);
+    tracing::info!(anchor_key = %hex::encode(anchor_key), "anchor key bound in user_data");
     let snapshots = (args.snapshot_interval > 0).then(|| {
         tokio::spawn(snapshot_loop(
             store.clone(),
@@ -307,51 +412,11 @@ async fn main() -> Result<()> {
         .await
         .context("serving the stored custom resource definitions")?;
 
-    let addr: ListenAddr = args.listen.parse()?;
-    let listener = Listener::bind(&addr).await?;
-    let url = match (&args.advertise, listener.tcp_addr()) {
-        (Some(u), _) => u.clone(),
-        (None, Some(a)) => format!("https://{a}"),
-        (None, None) => bail!("--advertise is required when not listening on TCP"),
-    };
-    let host = url
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let san_host = host
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
-        .unwrap_or_else(|| host.clone());
-    let pki = DevPki::load_or_create(dir, &[san_host])?;
-    pki::write_private(
-        &dir.join("admin.kubeconfig"),
-        pki.admin_kubeconfig(&url).as_bytes(),
-    )?;
     let admin = UserInfo {
         name: "admin".into(),
         groups: vec!["system:masters".into(), "system:authenticated".into()],
     };
     let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
-    let serving_cert = CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
-        .context("parsing the server certificate")?;
-    let attestor = match nsm {
-        Some(nsm) => {
-            Attestor::set_up_in_background(move || Ok::<_, String>(nsm), |_| {}, &serving_cert)?
-        }
-        None => {
-            let dev_root =
-                attestation::dev_root(dir).context("loading the dev attestation root")?;
-            Attestor::set_up_in_background(
-                move || SimNsm::new(dev_root),
-                log_dev_nsm,
-                &serving_cert,
-            )?
-        }
-    }
-    .with_anchor_key(anchor_public_key);
-    tracing::info!(anchor_key = %hex::encode(anchor_public_key), "anchor key bound in user_data");
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: host,
@@ -359,16 +424,10 @@ async fn main() -> Result<()> {
         ..Default::default()
     };
     let server = ApiServer::new(objects, auth, config);
-    let tls = tls_config(&pki)?;
     tracing::info!(listen = %listener.local_addr(), %url, "serving");
     println!("ready {url}");
     let serving = tokio::spawn(Arc::clone(&server).serve(listener, tls));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        () = parent_gone(args.exit_with_parent) => {}
-    }
+    stop_requested(args.exit_with_parent).await?;
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
     serving.abort();
@@ -376,4 +435,15 @@ async fn main() -> Result<()> {
         task.abort();
     }
     Ok(())
+}
+
+/// Documents from the simulated NSM, set up in the background (measuring
+/// the binary takes a while); only attestation requests wait for it.
+fn background_attestor(dir: &Path, serving_cert: &CertificateDer<'_>) -> Result<Attestor> {
+    let dev_root = attestation::dev_root(dir).context("loading the dev attestation root")?;
+    Ok(Attestor::set_up_in_background(
+        move || SimNsm::new(dev_root),
+        log_dev_nsm,
+        serving_cert,
+    )?)
 }

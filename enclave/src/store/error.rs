@@ -118,3 +118,25 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub(crate) fn lossy(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }
+
+impl StoreError {
+    /// Whether opening failed because the sealed state does not open under
+    /// the keys given (another root secret), as opposed to damage or I/O.
+    /// Tampering also fails authentication, so this cannot tell the two
+    /// apart; it says the keys did not open what the host served.
+    pub fn is_unopenable_with_these_keys(&self) -> bool {
+        use super::journal::{JournalError, RecordError};
+        let sealed = |e: &RecordError| {
+            matches!(
+                e,
+                RecordError::Unseal { .. } | RecordError::UnknownEpoch { .. }
+            )
+        };
+        match self {
+            StoreError::Journal(JournalError::Snapshot(e)) => sealed(e),
+            StoreError::Journal(JournalError::Record { source, .. }) => sealed(source),
+            StoreError::Unseal { .. } | StoreError::UnknownEpoch { .. } => true,
+            _ => false,
+        }
+    }
+}

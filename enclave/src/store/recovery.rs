@@ -290,6 +290,7 @@ fn replay(
     let (mut seq, mut hash, mut next_rev) = (base.seq, base.hash, base.revision + 1);
     let mut leading = true;
     let mut applied = 0usize;
+    let mut last_chained = None;
     for (i, record) in records.iter().enumerate() {
         let refuse = |source| {
             StoreError::Journal(JournalError::Record {
@@ -342,12 +343,27 @@ fn replay(
         seq = header.seq;
         hash = this_hash;
         next_rev = header.last_revision + 1;
+        last_chained = Some((i, record));
     }
     if seq < pos.seq {
         return Err(StoreError::JournalBehindIndex {
             journal: next_rev - 1,
             index: pos.revision,
         });
+    }
+    // With an up-to-date index nothing above was decrypted, so the keys were
+    // never tried: open the newest record, so that a wrong root secret is
+    // refused here instead of sealing new writes under a key the rest of the
+    // journal does not open.
+    if applied == 0
+        && let Some((i, record)) = last_chained
+    {
+        open_record(&shared.journal_sealer, record).map_err(|source| {
+            StoreError::Journal(JournalError::Record {
+                position: i as u64,
+                source,
+            })
+        })?;
     }
     if applied > 0 {
         tracing::info!(

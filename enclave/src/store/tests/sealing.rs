@@ -183,3 +183,41 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn another_root_secret_is_refused_at_open_even_when_the_index_is_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    s.create(b"/a", b"sealed under the right key")
+        .await
+        .unwrap();
+    assert!(
+        s.close(std::time::Duration::from_secs(10)),
+        "store did not shut down"
+    );
+    // The index already holds every record, so opening replays nothing; the
+    // wrong key must still be caught before anything is written with it.
+    match open_with(
+        dir.path(),
+        options(dir.path()),
+        &StaticKeys::single([8; 32]),
+    ) {
+        Err(StoreError::Journal(crate::store::JournalError::Record { source, .. })) => {
+            assert!(
+                matches!(
+                    source,
+                    crate::store::journal::RecordError::Unseal { seq: 1 }
+                ),
+                "{source:?}"
+            );
+        }
+        Err(other) => panic!("wrong error: {other:?}"),
+        Ok(_) => panic!("a store opened under another root secret"),
+    }
+    // Nothing was lost: the right key still opens it, with the value.
+    let s = open(dir.path());
+    assert_eq!(
+        s.get(b"/a").unwrap().0.unwrap().value,
+        b"sealed under the right key"
+    );
+}
