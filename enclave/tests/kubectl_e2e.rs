@@ -869,6 +869,167 @@ fn scenario_server_side_apply(k: &Kubectl<'_>, n: &str) {
     );
 }
 
+/// A CustomResourceDefinition unique to kubectl `v` (every version runs at
+/// once against one server, and definitions are cluster-scoped): kind
+/// `GizmoNN`, plural `gizmosNN`, short name `gzNN`.
+fn gizmo_crd(m: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: gizmos{m}.e2e.example.com}}
+spec:
+  group: e2e.example.com
+  scope: Namespaced
+  names: {{plural: gizmos{m}, singular: gizmo{m}, kind: Gizmo{m}, shortNames: [gz{m}]}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {{}}
+      scale: {{specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}}
+    additionalPrinterColumns:
+    - {{name: Color, type: string, jsonPath: .spec.color}}
+    - {{name: Replicas, type: integer, jsonPath: .spec.replicas}}
+    - {{name: Size, type: string, jsonPath: .spec.size, priority: 1}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: The gizmo's desired shape, for e2e tests.
+            required: [color]
+            properties:
+              color: {{type: string, enum: [red, blue], description: The paint.}}
+              replicas: {{type: integer, minimum: 0, default: 1}}
+              size: {{type: string, default: M}}
+          status:
+            type: object
+            properties:
+              replicas: {{type: integer}}
+"
+    )
+}
+
+fn gizmo(m: &str, color: &str, replicas: &str) -> String {
+    format!(
+        "apiVersion: e2e.example.com/v1
+kind: Gizmo{m}
+metadata: {{name: g1}}
+spec: {{color: {color}, replicas: {replicas}}}
+"
+    )
+}
+
+/// Custom resources: apply a definition, wait until established, find it
+/// in api-resources and explain, apply/get/patch/scale its objects with the
+/// printer columns, an invalid object, and deleting the definition.
+fn scenario_custom_resources(k: &Kubectl<'_>, n: &str) {
+    let v = k.version.clone();
+    let m = v.trim_start_matches("1.").to_string();
+    let crd = format!("crd/gizmos{m}.e2e.example.com");
+    has(
+        &k.ok_stdin(&["apply", "-f", "-"], Some(&gizmo_crd(&m))),
+        &format!("customresourcedefinition.apiextensions.k8s.io/gizmos{m}.e2e.example.com created"),
+        &v,
+    );
+    has(
+        &k.ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            &crd,
+            "--timeout=30s",
+        ]),
+        "condition met",
+        &v,
+    );
+    let out = k.ok(&["api-resources", "--api-group=e2e.example.com"]);
+    has(&out, &format!("gizmos{m}"), &v);
+    has(&out, &format!("gz{m}"), &v);
+    has(&out, &format!("Gizmo{m}"), &v);
+    has(
+        &k.ok(&["explain", &format!("gizmo{m}.spec")]),
+        "The gizmo's desired shape, for e2e tests.",
+        &v,
+    );
+    let apply = ["-n", n, "apply", "-f", "-"];
+    has(
+        &k.ok_stdin(&apply, Some(&gizmo(&m, "red", "2"))),
+        &format!("gizmo{m}.e2e.example.com/g1 created"),
+        &v,
+    );
+    has(
+        &k.ok_stdin(&apply, Some(&gizmo(&m, "blue", "2"))),
+        &format!("gizmo{m}.e2e.example.com/g1 configured"),
+        &v,
+    );
+    let out = k.ok(&["-n", n, "get", &format!("gizmos{m}")]);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "COLOR", "REPLICAS"], "{v}: {out}");
+    let row: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(row, ["g1", "blue", "2"], "{v}: {out}");
+    let wide = k.ok(&["-n", n, "get", &format!("gizmos{m}"), "-o", "wide"]);
+    has(wide.lines().next().unwrap_or(""), "SIZE", &v);
+    has(&wide, "M", &v);
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "patch",
+            &format!("gz{m}"),
+            "g1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"color":"red"}}"#,
+        ]),
+        &format!("gizmo{m}.e2e.example.com/g1 patched"),
+        &v,
+    );
+    has(
+        &k.ok(&["-n", n, "scale", &format!("gizmo{m}"), "g1", "--replicas=4"]),
+        &format!("gizmo{m}.e2e.example.com/g1 scaled"),
+        &v,
+    );
+    let got = k.ok(&[
+        "-n",
+        n,
+        "get",
+        &format!("gz{m}"),
+        "g1",
+        "-o",
+        "jsonpath={.spec.color} {.spec.replicas} {.metadata.generation}",
+    ]);
+    assert_eq!(got, "red 4 4", "{v}");
+    let bad = k.run_stdin(&apply, Some(&gizmo(&m, "green", "2")));
+    assert_ne!(bad.status.code(), Some(0), "{v}");
+    has(
+        &String::from_utf8_lossy(&bad.stderr),
+        "spec.color: Unsupported value: \"green\"",
+        &v,
+    );
+    has(
+        &k.ok(&["delete", &crd]),
+        &format!(
+            "customresourcedefinition.apiextensions.k8s.io \"gizmos{m}.e2e.example.com\" deleted"
+        ),
+        &v,
+    );
+    let gone = k.run(&["-n", n, "get", &format!("gizmos{m}")]);
+    assert_ne!(gone.status.code(), Some(0), "{v}");
+    // A fresh discovery says the type is unknown; a cached one gets a 404 for the list.
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        err.contains(&format!(
+            "the server doesn't have a resource type \"gizmos{m}\""
+        )) || err.contains("the server could not find the requested resource"),
+        "{v}: {err}"
+    );
+}
+
 fn has(out: &str, want: &str, what: &str) {
     assert!(out.contains(want), "{what}: expected {want:?} in:\n{out}");
 }
@@ -1172,6 +1333,7 @@ fn scenario(k: &Kubectl<'_>) {
     scenario_workflows(k, n);
     scenario_server_side_apply(k, n);
     scenario_rollout(k, n);
+    scenario_custom_resources(k, n);
 
     // delete, and what delete leaves behind
     has(

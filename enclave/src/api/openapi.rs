@@ -50,12 +50,17 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
             format!("{base}/{}/{{name}}", r.resource)
         };
         let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-        let body = json!({"content": {
+        let mut body = json!({"content": {
             "application/json-patch+json": {"schema": {"type": "object"}},
             "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/strategic-merge-patch+json": {"schema": {"type": "object"}},
             "application/apply-patch+yaml": {"schema": {"type": "object"}},
         }});
+        // kubectl 1.29+ computes a strategic merge patch for `apply` only when the PATCH operation lists its
+        // content type, which upstream's custom resource documents do not.
+        if r.strategy.accepts_strategic_merge() {
+            body["content"]["application/strategic-merge-patch+json"] =
+                json!({"schema": {"type": "object"}});
+        }
         let op = |action: &str| {
             json!({
                 "operationId": format!("{action}{}", r.kind),
@@ -161,10 +166,12 @@ fn annotate_patch_strategies(definition: &str, schema: &mut Value) {
     }
 }
 
-/// Every `/openapi/v3` document of a resource table, serialized once (the table does not change while the server
-/// runs, and kubectl fetches the index and a document for every `apply` and `explain`).
+/// Every `/openapi/v3` document of a resource table, serialized once per table generation (kubectl
+/// fetches the index and a document for every `apply` and `explain`).
 #[derive(Debug)]
 pub struct V3Documents {
+    /// The generation of the table they were built from.
+    generation: u64,
     index: Bytes,
     /// By path (`api/v1`, `apis/apps/v1`).
     documents: HashMap<String, Bytes>,
@@ -190,9 +197,16 @@ impl V3Documents {
             }
         }
         Self {
+            generation: table.generation(),
             index: Bytes::from(json!({"paths": index}).to_string()),
             documents,
         }
+    }
+
+    /// The generation of the resource table these documents describe.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The serialized index (`/openapi/v3`).

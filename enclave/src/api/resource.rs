@@ -13,6 +13,7 @@ use super::{ApiServer, Negotiated};
 use crate::registry::generic::{
     ApplyConflicts, DeleteOptions, DeleteOutcome, Endpoint, ListOptions, WriteOptions,
 };
+use crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
 use crate::registry::managed;
 use crate::registry::patch::{self, PatchType};
 use crate::registry::table::{self, IncludeObject};
@@ -175,6 +176,35 @@ pub(super) fn json_body(req: &ResourceRequest) -> Result<Value> {
     })
 }
 
+/// Whether the request writes `customresourcedefinitions`.
+fn defines_custom_resources(req: &ResourceRequest) -> bool {
+    let (g, v, r) = CRD_GROUP_VERSION_RESOURCE;
+    let info = &req.target.info;
+    info.group == g && info.version == v && info.resource == r
+}
+
+/// The PATCH type of the request's Content-Type, among those the resource
+/// accepts (custom resources have no strategic merge patch, as upstream).
+///
+/// # Errors
+/// 415 UnsupportedMediaType, listing the accepted types.
+pub(super) fn patch_type(req: &ResourceRequest) -> Result<PatchType> {
+    let strategic = req.target.info.strategy.accepts_strategic_merge();
+    match PatchType::from_content_type(&req.content_type) {
+        Some(PatchType::Strategic) if !strategic => {}
+        Some(ty) => return Ok(ty),
+        None => {}
+    }
+    let accepted = if strategic {
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+    } else {
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    };
+    Err(Error::UnsupportedMediaType(format!(
+        "the body of the request was in an unknown format - accepted media types include: {accepted}"
+    )))
+}
+
 pub(super) fn object_response(
     req: &ResourceRequest,
     code: u16,
@@ -208,6 +238,19 @@ impl ApiServer {
         if req.target.info.is_virtual() {
             return self.review(&req).unwrap_or_else(|e| http::error(&e));
         }
+        let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
+        let response = self.dispatch(req).await;
+        if defines_resources && response.status().is_success() {
+            // A definition changed: serve (or stop serving) its resources.
+            if let Err(e) = self.objects.sync_custom_resources().await {
+                tracing::error!(error = %e, "rebuilding the custom resources' table failed");
+            }
+        }
+        response
+    }
+
+    /// Dispatches a stored resource's request by subresource and method.
+    async fn dispatch(&self, req: ResourceRequest) -> Response<Body> {
         if let Some(sub) = req.target.subresource.clone() {
             return self.subresource(&req, &sub).await;
         }
@@ -337,12 +380,7 @@ impl ApiServer {
             let code = if w.created { 201 } else { 200 };
             return Ok(object_response(req, code, &w.object, &w.warnings));
         }
-        let Some(ty) = PatchType::from_content_type(&req.content_type) else {
-            return Err(Error::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {:?})",
-                req.content_type
-            )));
-        };
+        let ty = patch_type(req)?;
         // Reject a malformed patch before touching the store.
         serde_json::from_slice::<Value>(&req.body)
             .map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?;

@@ -23,7 +23,7 @@ use super::query::Query;
 use super::resource::ResourceRequest;
 use super::route::{self, Route};
 use super::{Authenticator, DevPki, Listener, ServeError, UserInfo, discovery, openapi};
-use crate::registry::{Error, ObjectStore};
+use crate::registry::{Error, ObjectStore, ResourceTable};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -75,8 +75,9 @@ impl Negotiated {
 #[derive(Debug)]
 pub struct ApiServer {
     pub(crate) objects: ObjectStore,
-    /// The OpenAPI v3 documents, built on first request.
-    openapi: std::sync::OnceLock<openapi::V3Documents>,
+    /// The OpenAPI v3 documents of the latest table seen, built on first
+    /// request and rebuilt when the table changes (custom resources).
+    openapi: std::sync::Mutex<Option<Arc<openapi::V3Documents>>>,
     auth: Authenticator,
     pub(crate) config: ApiConfig,
     pub(crate) tasks: TaskTracker,
@@ -134,7 +135,7 @@ impl ApiServer {
     pub fn new(objects: ObjectStore, auth: Authenticator, config: ApiConfig) -> Arc<Self> {
         Arc::new(ApiServer {
             objects,
-            openapi: std::sync::OnceLock::new(),
+            openapi: std::sync::Mutex::new(None),
             auth,
             config,
             tasks: TaskTracker::new(),
@@ -142,10 +143,21 @@ impl ApiServer {
         })
     }
 
-    /// The OpenAPI v3 documents of the served table, built on first use.
-    fn openapi_v3(&self) -> &openapi::V3Documents {
-        self.openapi
-            .get_or_init(|| openapi::V3Documents::build(self.objects.table()))
+    /// The OpenAPI v3 documents of `table`, built on first use and again
+    /// whenever the table's generation changes.
+    fn openapi_v3(&self, table: &ResourceTable) -> Arc<openapi::V3Documents> {
+        let mut cached = match self.openapi.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match cached.as_ref() {
+            Some(docs) if docs.generation() == table.generation() => docs.clone(),
+            _ => {
+                let docs = Arc::new(openapi::V3Documents::build(table));
+                *cached = Some(docs.clone());
+                docs
+            }
+        }
     }
 
     /// Stops accepting, ends watches, and waits for in-flight work.
@@ -195,7 +207,8 @@ impl ApiServer {
             .unwrap_or("")
             .to_string();
         let negotiated = Negotiated::from_accept(&accept);
-        let table = self.objects.table();
+        let snapshot = self.objects.table();
+        let table = &snapshot;
         let get = req.method() == Method::GET;
         match route::parse(&path, table) {
             Route::Version if get => http::json(200, &discovery::version()),
@@ -238,9 +251,9 @@ impl ApiServer {
                 .header(header::CONTENT_TYPE, openapi::V2_CONTENT_TYPE)
                 .body(http::full(Bytes::new()))
                 .unwrap_or_else(|_| http::path_not_found()),
-            Route::OpenApiV3Index if get => json_bytes(self.openapi_v3().index()),
+            Route::OpenApiV3Index if get => json_bytes(self.openapi_v3(table).index()),
             Route::OpenApiV3(g, v) if get => self
-                .openapi_v3()
+                .openapi_v3(table)
                 .document(&g, &v)
                 .map(json_bytes)
                 .unwrap_or_else(http::path_not_found),

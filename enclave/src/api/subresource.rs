@@ -7,24 +7,31 @@ use super::ApiServer;
 use super::http::{self, Body};
 use super::resource::{
     ResourceRequest, apply_body, check_patch_options, is_apply, json_body, object_response,
-    write_opts,
+    patch_type, write_opts,
 };
 use crate::registry::generic::Endpoint;
-use crate::registry::patch::{self, PatchType};
-use crate::registry::{Error, ResourceInfo, Result, Subresource};
+use crate::registry::patch;
+use crate::registry::{Error, ResourceInfo, Result, ScalePaths, Subresource};
 
-/// The `autoscaling/v1 Scale` view of an object with `spec.replicas`.
-fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
+/// The `autoscaling/v1 Scale` view of an object, its replicas at `paths`.
+fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
+    let selector = match &paths.label_selector {
+        Some(ptr) => obj
+            .pointer(ptr)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        None => obj
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+    };
     let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);
     json!({
         "kind": "Scale",
@@ -33,12 +40,34 @@ fn scale_of(obj: &Value) -> Value {
             "name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid"),
             "resourceVersion": meta.get("resourceVersion"), "creationTimestamp": meta.get("creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": obj.pointer(&paths.spec_replicas).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": obj.pointer(&paths.status_replicas).cloned().unwrap_or(json!(0)),
             "selector": selector,
         },
     })
+}
+
+/// Sets the value at JSON pointer `ptr`, creating objects on the way.
+fn set_at(obj: &mut Value, ptr: &str, v: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    for p in parents {
+        let Some(o) = cur.as_object_mut() else {
+            return;
+        };
+        let next = o.entry((*p).to_string()).or_insert_with(|| json!({}));
+        if !next.is_object() {
+            *next = json!({});
+        }
+        cur = next;
+    }
+    if let Some(o) = cur.as_object_mut() {
+        o.insert((*last).to_string(), v);
+    }
 }
 
 fn replicas_of(scale: &Value, info: &ResourceInfo) -> Result<i64> {
@@ -77,6 +106,7 @@ impl ApiServer {
         };
         let ns = req.target.namespace.as_deref();
         let name = req.target.name.as_deref().unwrap_or("");
+        let paths = info.strategy.scale_paths();
         let mut opts = write_opts(req);
         if which == Subresource::Scale {
             opts.subresource = Some("scale".into());
@@ -126,7 +156,7 @@ impl ApiServer {
                 .objects
                 .get(info, ns, name)
                 .await
-                .map(|o| http::json(200, &scale_of(&o))),
+                .map(|o| http::json(200, &scale_of(&o, &paths))),
             (Subresource::Scale, &Method::PUT | &Method::PATCH) => {
                 let put = req.method == Method::PUT;
                 let parsed = if put {
@@ -141,14 +171,18 @@ impl ApiServer {
                         let ty = if put { None } else { patch_type(req).ok() };
                         self.objects
                             .patch(info, ns, name, &opts, |cur| {
-                                let current = scale_of(cur);
+                                let current = scale_of(cur, &paths);
                                 let wanted = match (&put_body, ty) {
                                     (Some(b), _) => b.clone(),
                                     (None, Some(ty)) => patch::apply(ty, &current, &body)?,
                                     (None, None) => current.clone(),
                                 };
                                 let mut out = cur.clone();
-                                out["spec"]["replicas"] = json!(replicas_of(&wanted, info)?);
+                                set_at(
+                                    &mut out,
+                                    &paths.spec_replicas,
+                                    json!(replicas_of(&wanted, info)?),
+                                );
                                 // A resourceVersion in a PUT Scale is a precondition on the object.
                                 if let Some(rv) = wanted
                                     .pointer("/metadata/resourceVersion")
@@ -159,7 +193,7 @@ impl ApiServer {
                                 Ok(out)
                             })
                             .await
-                            .map(|w| http::json(200, &scale_of(&w.object)))
+                            .map(|w| http::json(200, &scale_of(&w.object, &paths)))
                     }
                 }
             }
@@ -169,13 +203,4 @@ impl ApiServer {
         };
         result.unwrap_or_else(|e| http::error(&e))
     }
-}
-
-fn patch_type(req: &ResourceRequest) -> Result<PatchType> {
-    PatchType::from_content_type(&req.content_type).ok_or_else(|| {
-        Error::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {:?})",
-            req.content_type
-        ))
-    })
 }

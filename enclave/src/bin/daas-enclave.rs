@@ -406,6 +406,11 @@ async fn main() -> Result<()> {
     });
     let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
     ensure_namespaces(&objects).await?;
+    // Custom resources defined before a restart are served again.
+    objects
+        .sync_custom_resources()
+        .await
+        .context("serving the stored custom resource definitions")?;
     let controllers = enclave::controllers::spawn(&objects)?;
 
     let admin = UserInfo {

@@ -7,6 +7,7 @@
 //! Layering: `api → registry → store`. This module knows Kubernetes object
 //! semantics but nothing about HTTP.
 
+pub mod custom;
 mod error;
 pub mod generic;
 pub mod kinds;
@@ -95,6 +96,24 @@ pub trait Strategy: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether an update changed what `metadata.generation` counts (upstream
+    /// bumps it on spec changes; custom resources count everything but
+    /// metadata, and status when it is a subresource).
+    fn generation_changed(&self, new: &Value, old: &Value) -> bool {
+        new.get("spec") != old.get("spec")
+    }
+
+    /// Whether strategic merge patch is accepted (built-in kinds); custom
+    /// resources have no patch strategies and reject it with 415.
+    fn accepts_strategic_merge(&self) -> bool {
+        true
+    }
+
+    /// Where `/scale` reads and writes replicas.
+    fn scale_paths(&self) -> ScalePaths {
+        ScalePaths::default()
+    }
+
     /// Whether objects get a ClusterIP (`spec.clusterIP`) allocated on create.
     fn allocates_cluster_ip(&self) -> bool {
         false
@@ -126,6 +145,29 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     /// Nothing is stored. Stored kinds return `None`.
     fn answer(&self, _obj: &Value, _user: &UserInfo) -> Option<Value> {
         None
+    }
+}
+
+/// JSON pointers of the fields a `/scale` subresource maps (upstream's
+/// `CustomResourceSubresourceScale`; the built-in workloads use the default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// `spec.replicas` of the Scale, e.g. `/spec/replicas`.
+    pub spec_replicas: String,
+    /// `status.replicas` of the Scale, e.g. `/status/replicas`.
+    pub status_replicas: String,
+    /// Where `status.selector` comes from: `None` for the built-in
+    /// workloads' `spec.selector.matchLabels`, else a pointer to a string.
+    pub label_selector: Option<String>,
+}
+
+impl Default for ScalePaths {
+    fn default() -> Self {
+        ScalePaths {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            label_selector: None,
+        }
     }
 }
 
@@ -291,9 +333,15 @@ impl ResourceInfo {
 }
 
 /// Every served resource, the single source for routing, discovery and tables.
+///
+/// A table is an immutable snapshot: when custom resources come and go, the
+/// [`ObjectStore`] swaps in a new table (with a higher
+/// [`ResourceTable::generation`]), and a request keeps the snapshot it
+/// started with.
 #[derive(Debug, Clone)]
 pub struct ResourceTable {
     entries: Arc<Vec<Arc<ResourceInfo>>>,
+    generation: u64,
 }
 
 impl ResourceTable {
@@ -301,7 +349,26 @@ impl ResourceTable {
     pub fn new(entries: Vec<ResourceInfo>) -> Self {
         ResourceTable {
             entries: Arc::new(entries.into_iter().map(Arc::new).collect()),
+            generation: 0,
         }
+    }
+
+    /// The table that replaces this one: `base`'s entries followed by
+    /// `more` (the custom resources), one generation later.
+    #[must_use]
+    pub fn extended(&self, base: &ResourceTable, more: Vec<ResourceInfo>) -> Self {
+        let mut entries: Vec<Arc<ResourceInfo>> = base.entries.iter().cloned().collect();
+        entries.extend(more.into_iter().map(Arc::new));
+        ResourceTable {
+            entries: Arc::new(entries),
+            generation: self.generation + 1,
+        }
+    }
+
+    /// Counts the swaps that produced this table (0 for the built-in one):
+    /// caches derived from a table (OpenAPI documents) are keyed by it.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Every resource, in table order.

@@ -218,7 +218,7 @@ impl ObjectStore {
     /// Namespace deletion: marks the namespace Terminating (so creates in it
     /// fail with 403), then deletes every namespaced object in it.
     async fn empty_namespace(&self, ns: &str) -> Result<()> {
-        let Some(nsinfo) = self.table.lookup("", "v1", "namespaces") else {
+        let Some(nsinfo) = self.table().lookup("", "v1", "namespaces") else {
             return Ok(());
         };
         // Written directly: the namespace strategy keeps `status` on ordinary updates.
@@ -242,7 +242,7 @@ impl ObjectStore {
                 break;
             }
         }
-        for info in self.table.iter().filter(|r| r.namespaced()) {
+        for info in self.table().iter().filter(|r| r.namespaced()) {
             let prefix = info.key_prefix(Some(ns));
             let store = self.store.clone();
             let page =

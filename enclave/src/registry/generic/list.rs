@@ -98,7 +98,7 @@ impl ObjectStore {
         let limit = opts.limit;
         let (labels, fields) = (opts.labels.clone(), opts.fields.clone());
         let strategy_info = self
-            .table
+            .table()
             .lookup(info.group, info.version, info.resource)
             .ok_or_else(|| Error::BadRequest(format!("unknown resource {}", info.resource)))?;
         let resuming = token.is_some();

@@ -18,6 +18,8 @@ pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use list::ListOptions;
 pub use write::{Endpoint, FieldValidation, WriteOptions, Written};
 
+use std::sync::{Arc, RwLock};
+
 use serde_json::Value;
 
 use super::{Error, ResourceInfo, ResourceTable, Result, meta};
@@ -27,8 +29,21 @@ use crate::store::{KeyValue, Store, StoreError};
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
     store: Store,
-    table: ResourceTable,
+    tables: Arc<Tables>,
     service_cidr: ServiceCidr,
+}
+
+/// The served resource table, swapped whole when custom resources change.
+#[derive(Debug)]
+pub(crate) struct Tables {
+    /// The built-in resources every table starts with.
+    pub(crate) base: ResourceTable,
+    /// The table requests are served from. A `std` lock: it is held only to
+    /// clone or replace an `Arc`, never across an `.await`.
+    pub(crate) current: RwLock<ResourceTable>,
+    /// Serializes rebuilds, so the last swap reflects the latest stored
+    /// definitions (held across the store reads of a rebuild).
+    pub(crate) rebuild: tokio::sync::Mutex<()>,
 }
 
 /// Tries of an unconditional update or patch before giving up with 409.
@@ -39,7 +54,11 @@ impl ObjectStore {
     pub fn new(store: Store, table: ResourceTable) -> Self {
         ObjectStore {
             store,
-            table,
+            tables: Arc::new(Tables {
+                base: table.clone(),
+                current: RwLock::new(table),
+                rebuild: tokio::sync::Mutex::new(()),
+            }),
             service_cidr: ServiceCidr::DEFAULT,
         }
     }
@@ -51,9 +70,28 @@ impl ObjectStore {
         self
     }
 
-    /// The resource table.
-    pub fn table(&self) -> &ResourceTable {
-        &self.table
+    /// A snapshot of the resource table (cheap: an `Arc` clone). Custom
+    /// resources may replace the table at any time; a request should take
+    /// one snapshot and use it throughout.
+    pub fn table(&self) -> ResourceTable {
+        match self.tables.current.read() {
+            Ok(t) => t.clone(),
+            // A writer panicked mid-swap; the table itself is still whole.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the served table.
+    pub(crate) fn set_table(&self, table: ResourceTable) {
+        match self.tables.current.write() {
+            Ok(mut t) => *t = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+    }
+
+    /// The table shared by every clone of this store.
+    pub(crate) fn tables(&self) -> &Tables {
+        &self.tables
     }
 
     /// The underlying store.
@@ -132,7 +170,7 @@ impl ObjectStore {
 
     /// Checks that namespace `ns` exists and is not terminating (for creates).
     async fn check_namespace(&self, ns: &str) -> Result<()> {
-        let Some(nsinfo) = self.table.lookup("", "v1", "namespaces") else {
+        let Some(nsinfo) = self.table().lookup("", "v1", "namespaces") else {
             return Ok(());
         };
         let Some(kv) = self.get_kv(&nsinfo, None, ns).await? else {

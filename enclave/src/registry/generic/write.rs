@@ -412,7 +412,7 @@ impl ObjectStore {
                 }
             }
         }
-        if info.strategy.tracks_generation() && new.get("spec") != old.get("spec") {
+        if info.strategy.tracks_generation() && info.strategy.generation_changed(&new, &old) {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)

@@ -4,6 +4,7 @@
 mod apps;
 mod batch;
 mod core;
+mod crd;
 mod events;
 mod networking;
 mod pods;
@@ -277,8 +278,16 @@ pub(crate) fn immutable(new: &Value, old: &Value, ptr: &str) -> Option<FieldErro
 
 /// Upstream's category of the workloads and pods `kubectl get all` lists.
 const ALL: &[&str] = &["all"];
-const STATUS: &[Subresource] = &[Subresource::Status];
-const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+/// `/status` only.
+pub(crate) const STATUS: &[Subresource] = &[Subresource::Status];
+/// `/scale` only.
+pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
+/// `/status` and `/scale`.
+pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+
+/// The group, version and resource of the definitions of custom resources.
+pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
+    ("apiextensions.k8s.io", "v1", "customresourcedefinitions");
 
 /// A stored resource without short names, categories or subresources.
 fn res(
@@ -573,6 +582,18 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(policy::PriorityClasses),
         )
         .short(&["pc"]),
+        ResourceInfo {
+            categories: &["api-extensions"],
+            ..res(
+                (CRD_GROUP_VERSION_RESOURCE.0, CRD_GROUP_VERSION_RESOURCE.1),
+                "CustomResourceDefinition",
+                (CRD_GROUP_VERSION_RESOURCE.2, "customresourcedefinition"),
+                Cluster,
+                Box::new(crd::CustomResourceDefinitions),
+            )
+            .short(&["crd", "crds"])
+            .subs(STATUS)
+        },
         res(
             AUTHN,
             "SelfSubjectReview",

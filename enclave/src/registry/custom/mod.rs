@@ -1,0 +1,300 @@
+//! Custom resources: serving what `customresourcedefinitions` define.
+//!
+//! Every served version of an established definition becomes a
+//! [`ResourceInfo`] with a [`strategy::CustomResources`] strategy; the
+//! generic registry and handlers then serve it like any built-in kind.
+//! [`ObjectStore::sync_custom_resources`] rebuilds the resource table from
+//! the stored definitions (after each definition write, and at boot) and
+//! deletes the objects of resources whose definition is gone.
+//!
+//! Start with [`resources_of`] (definition → table entries) and
+//! [`structural`] / [`schema`] (pruning, defaulting, validation).
+
+pub mod jsonpath;
+pub mod schema;
+mod strategy;
+pub mod structural;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+use super::generic::ListOptions;
+use super::kinds::{CRD_GROUP_VERSION_RESOURCE, SCALE, STATUS, STATUS_SCALE};
+use super::{
+    Error, ObjectStore, Persistence, ResourceInfo, Result, ScalePaths, Scope, Subresource,
+};
+use crate::store::{RangeRequest, StoreError, TxnOutcome};
+use strategy::{CustomResources, pointer, printer_columns};
+
+/// Interns `s`: resource tables hold `&'static str` names, and custom
+/// resources' names arrive at run time. Each distinct string is leaked once,
+/// so memory grows with the number of distinct names ever defined, not with
+/// the number of definition writes.
+pub(crate) fn intern(s: &str) -> &'static str {
+    static STRINGS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let set = STRINGS.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut set = match set.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = set.get(s) {
+        return *found;
+    }
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// Interns a list of names, as [`intern`] does strings.
+fn intern_list(items: &[&str]) -> &'static [&'static str] {
+    static LISTS: OnceLock<Mutex<HashMap<Vec<String>, &'static [&'static str]>>> = OnceLock::new();
+    if items.is_empty() {
+        return &[];
+    }
+    let key: Vec<String> = items.iter().map(|s| (*s).to_string()).collect();
+    let lists = LISTS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut lists = match lists.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = lists.get(&key) {
+        return *found;
+    }
+    let leaked: &'static [&'static str] = Box::leak(
+        items
+            .iter()
+            .map(|s| intern(s))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    lists.insert(key, leaked);
+    leaked
+}
+
+/// `vN`, `vNbetaM`, `vNalphaM` as (class, -N, -M): GA 0, beta 1, alpha 2.
+fn kube_version(v: &str) -> Option<(u8, i64, i64)> {
+    let rest = v.strip_prefix('v')?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let (major, tail) = rest.split_at(digits);
+    let major: i64 = major.parse().ok()?;
+    if tail.is_empty() {
+        return Some((0, -major, 0));
+    }
+    let (class, minor) = if let Some(m) = tail.strip_prefix("beta") {
+        (1, m)
+    } else if let Some(m) = tail.strip_prefix("alpha") {
+        (2, m)
+    } else {
+        return None;
+    };
+    Some((class, -major, -minor.parse::<i64>().ok()?))
+}
+
+/// Upstream's `version.CompareKubeAwareVersionStrings` order key: GA before
+/// beta before alpha before anything else (by name), then higher numbers first.
+fn version_priority(v: &str) -> (u8, i64, i64, String) {
+    match kube_version(v) {
+        Some((c, major, minor)) => (c, major, minor, String::new()),
+        None => (3, 0, 0, v.to_string()),
+    }
+}
+
+/// Whether a definition's `Established` condition is true.
+fn established(crd: &Value) -> bool {
+    crd.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Established")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// The table entries of a definition: one per served version, in
+/// upstream's version priority order; none unless established.
+pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
+    if !established(crd) {
+        return Vec::new();
+    }
+    let text = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let list = |p: &str| -> Vec<&str> {
+        crd.pointer(p)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    };
+    let group = text("/spec/group");
+    let kind = text("/spec/names/kind");
+    let plural = text("/spec/names/plural");
+    let singular = match text("/spec/names/singular") {
+        "" => kind.to_lowercase(),
+        s => s.to_string(),
+    };
+    let scope = match text("/spec/scope") {
+        "Cluster" => Scope::Cluster,
+        _ => Scope::Namespaced,
+    };
+    let short_names = intern_list(&list("/spec/names/shortNames"));
+    let categories = intern_list(&list("/spec/names/categories"));
+    let reversed_group: Vec<&str> = group.rsplit('.').collect();
+    let mut versions: Vec<&Value> = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by_key(|v| version_priority(v.get("name").and_then(Value::as_str).unwrap_or("")));
+    versions
+        .into_iter()
+        .map(|v| {
+            let version = v.get("name").and_then(Value::as_str).unwrap_or("");
+            let status = v
+                .pointer("/subresources/status")
+                .is_some_and(Value::is_object);
+            let scale = v
+                .pointer("/subresources/scale")
+                .filter(|s| s.is_object())
+                .map(|s| ScalePaths {
+                    spec_replicas: pointer(
+                        s.get("specReplicasPath")
+                            .and_then(Value::as_str)
+                            .unwrap_or(".spec.replicas"),
+                    ),
+                    status_replicas: pointer(
+                        s.get("statusReplicasPath")
+                            .and_then(Value::as_str)
+                            .unwrap_or(".status.replicas"),
+                    ),
+                    label_selector: s
+                        .get("labelSelectorPath")
+                        .and_then(Value::as_str)
+                        .map(pointer),
+                });
+            let subresources: &'static [Subresource] = match (status, scale.is_some()) {
+                (true, true) => STATUS_SCALE,
+                (true, false) => STATUS,
+                (false, true) => SCALE,
+                (false, false) => &[],
+            };
+            ResourceInfo {
+                group: intern(group),
+                version: intern(version),
+                kind: intern(kind),
+                resource: intern(plural),
+                singular: intern(&singular),
+                scope,
+                short_names,
+                categories,
+                return_deleted_object: false,
+                subresources,
+                persistence: Persistence::Stored,
+                strategy: Box::new(CustomResources {
+                    schema: v
+                        .pointer("/schema/openAPIV3Schema")
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+                    status,
+                    scale,
+                    columns: printer_columns(v),
+                    definition: format!("{}.{version}.{kind}", reversed_group.join(".")),
+                }),
+            }
+        })
+        .collect()
+}
+
+impl ObjectStore {
+    /// Rebuilds the served table from the stored definitions and swaps it
+    /// in; then deletes the objects of custom resources no longer defined.
+    /// A resource a built-in already serves is never replaced.
+    ///
+    /// # Errors
+    /// The store's errors reading definitions or deleting objects.
+    pub async fn sync_custom_resources(&self) -> Result<()> {
+        let tables = self.tables();
+        let _one_at_a_time = tables.rebuild.lock().await;
+        let base = tables.base.clone();
+        let (g, v, r) = CRD_GROUP_VERSION_RESOURCE;
+        let Some(crd_info) = base.lookup(g, v, r) else {
+            return Ok(());
+        };
+        let crds = self.list(&crd_info, None, &ListOptions::default()).await?;
+        let mut custom = Vec::new();
+        for crd in &crds.items {
+            for info in resources_of(crd) {
+                let taken = base
+                    .lookup(info.group, info.version, info.resource)
+                    .is_some()
+                    || custom.iter().any(|c: &ResourceInfo| {
+                        c.group == info.group
+                            && c.version == info.version
+                            && c.resource == info.resource
+                    });
+                if !taken {
+                    custom.push(info);
+                }
+            }
+        }
+        let old = self.table();
+        let new = old.extended(&base, custom);
+        let gone: Vec<Vec<u8>> = old
+            .iter()
+            .filter(|o| base.lookup(o.group, o.version, o.resource).is_none())
+            .filter(|o| {
+                !new.iter()
+                    .any(|n| n.group == o.group && n.resource == o.resource)
+            })
+            .map(|o| o.key_prefix(None))
+            .collect();
+        self.set_table(new);
+        for prefix in gone {
+            self.delete_prefix(prefix).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every object under a key prefix (watchers see DELETED).
+    async fn delete_prefix(&self, prefix: Vec<u8>) -> Result<()> {
+        let store = self.store().clone();
+        let page = tokio::task::spawn_blocking(move || store.range(&RangeRequest::prefix(prefix)))
+            .await
+            .map_err(|e| Error::Store(StoreError::Closed(e.to_string())))??;
+        for kv in page.kvs {
+            match self.store().delete(&kv.key, None).await? {
+                TxnOutcome::Committed { .. } | TxnOutcome::Failed { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_as_upstream() {
+        let mut vs = vec!["v1alpha1", "foo", "v2beta1", "v1", "v2", "v1beta2", "v10"];
+        vs.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            vs,
+            ["v10", "v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]
+        );
+    }
+
+    #[test]
+    fn interned_strings_are_shared() {
+        let a = intern(&String::from("widgets"));
+        let b = intern("widgets");
+        assert!(std::ptr::eq(a, b));
+        assert_eq!(intern_list(&["w", "wd"]), intern_list(&["w", "wd"]));
+    }
+}
