@@ -96,10 +96,37 @@ fn without_hash(template: &Value) -> Value {
     t
 }
 
+/// `v` without nulls, zero values, empty objects and empty arrays, at any
+/// depth: the JSON counterpart of upstream's semantic equality on Go
+/// structs, where an unset field and its zero value are the same. Clients
+/// differ here (kubectl's JSON has `resources: {}` and `creationTimestamp:
+/// null`; a protobuf body carries `stdin: false`, `generation: 0`), and a
+/// rollback must still find its ReplicaSet.
+fn pruned(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null | Value::Bool(false) => None,
+        Value::String(x) if x.is_empty() => None,
+        Value::Number(n) if n.as_f64() == Some(0.0) => None,
+        Value::Object(m) => {
+            let out: Map<String, Value> = m
+                .iter()
+                .filter_map(|(k, x)| pruned(x).map(|x| (k.clone(), x)))
+                .collect();
+            (!out.is_empty()).then_some(Value::Object(out))
+        }
+        Value::Array(a) => {
+            let out: Vec<Value> = a.iter().map(|x| pruned(x).unwrap_or(Value::Null)).collect();
+            (!out.is_empty()).then_some(Value::Array(out))
+        }
+        other => Some(other.clone()),
+    }
+}
+
 /// upstream's `EqualIgnoreHash`: the templates are equal once the
-/// `pod-template-hash` label is dropped from both.
+/// `pod-template-hash` label is dropped from both (and, as upstream's
+/// semantic equality, empty and absent fields are the same).
 pub(crate) fn equal_ignore_hash(a: &Value, b: &Value) -> bool {
-    without_hash(a) == without_hash(b)
+    pruned(&without_hash(a)) == pruned(&without_hash(b))
 }
 
 /// `map` (a label map or null) with `key=value` added.
@@ -169,6 +196,11 @@ mod tests {
         assert!(equal_ignore_hash(&d, &rs));
         rs["spec"]["containers"] = json!([{"name": "c"}]);
         assert!(!equal_ignore_hash(&d, &rs));
+        let with_empties = json!({"metadata": {"labels": {"app": "x"}, "creationTimestamp": null},
+            "spec": {"containers": [{"name": "c", "resources": {}}]}});
+        let without =
+            json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c"}]}});
+        assert!(equal_ignore_hash(&with_empties, &without));
     }
 
     #[test]
