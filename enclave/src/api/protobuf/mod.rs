@@ -58,7 +58,13 @@ fn opt<T: Into<Value> + Clone>(v: &Option<T>) -> Value {
 }
 
 fn time(t: &Option<meta::Time>) -> Value {
-    let Some(t) = t else {
+    // Go marshals a zero metav1.Time as an empty message and reads an empty
+    // message back as the zero time, which JSON shows as null (kubectl 1.32+
+    // sends one as every pod template's creationTimestamp).
+    let Some(t) = t
+        .as_ref()
+        .filter(|t| t.seconds.is_some() || t.nanos.is_some())
+    else {
         return Value::Null;
     };
     jiff::Timestamp::from_second(t.seconds.unwrap_or(0))
@@ -402,6 +408,19 @@ mod tests {
             }],
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn an_empty_time_message_is_the_zero_time_which_is_null() {
+        assert_eq!(super::time(&Some(meta::Time::default())), Value::Null);
+        assert_eq!(super::time(&None), Value::Null);
+        assert_eq!(
+            super::time(&Some(meta::Time {
+                seconds: Some(0),
+                nanos: None
+            })),
+            json!("1970-01-01T00:00:00Z")
+        );
     }
 
     fn expected_meta() -> Value {
