@@ -65,7 +65,7 @@ pub(crate) fn run(args: &UnsealArgs) -> anyhow::Result<()> {
             }
         };
         let body = Zeroizing::new(
-            serde_json::json!({ "rootSecret": hex::encode(&*secret) })
+            serde_json::json!({ "rootSecret": hex::encode(*secret) })
                 .to_string()
                 .into_bytes(),
         );

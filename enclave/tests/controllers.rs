@@ -52,7 +52,7 @@ fn replicasets(e: &Enclave, prefix: &str) -> Vec<Value> {
         .into_iter()
         .filter(|rs| name(rs).starts_with(&format!("{prefix}-")))
         .collect();
-    v.sort_by_key(|rs| revision(rs));
+    v.sort_by_key(revision);
     v
 }
 

@@ -95,9 +95,7 @@ where
     let opening = async {
         loop {
             // The server holds a sender for as long as this loop runs.
-            let Some(attempt) = queue.recv().await else {
-                return None;
-            };
+            let attempt = queue.recv().await?;
             match try_open(attempt.secret).await {
                 Ok(unsealed) => {
                     let _ = attempt.reply.send(Ok(unsealed.anchor_key));

@@ -355,7 +355,7 @@ mod tests {
             pod("scheduled-pending", "2026-01-03T00:00:00Z", "n1", "Pending"),
         ];
         pods.sort_by(deletion_order);
-        let names: Vec<&str> = pods.iter().map(|p| meta::name(p)).collect();
+        let names: Vec<&str> = pods.iter().map(meta::name).collect();
         assert_eq!(
             names,
             [

@@ -40,7 +40,7 @@ pub(crate) fn intern(s: &str) -> &'static str {
         Err(poisoned) => poisoned.into_inner(),
     };
     if let Some(found) = set.get(s) {
-        return *found;
+        return found;
     }
     let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
     set.insert(leaked);
@@ -60,7 +60,7 @@ fn intern_list(items: &[&str]) -> &'static [&'static str] {
         Err(poisoned) => poisoned.into_inner(),
     };
     if let Some(found) = lists.get(&key) {
-        return *found;
+        return found;
     }
     let leaked: &'static [&'static str] = Box::leak(
         items
