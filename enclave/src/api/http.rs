@@ -87,3 +87,29 @@ pub fn text(code: u16, body: &'static str) -> Response<Body> {
         .body(full(body))
         .unwrap_or_else(|_| json(500, &serde_json::json!({})))
 }
+
+/// The request body, at most `limit` bytes: 413 when the declared or the
+/// actual length is over it (checked before reading when declared), 400
+/// when reading fails.
+pub async fn read_body(
+    req: hyper::Request<hyper::body::Incoming>,
+    limit: usize,
+) -> Result<Bytes, Error> {
+    let too_large = || Error::TooLarge(format!("Request entity too large: limit is {limit}"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Error::BadRequest(format!("reading the request body: {e}"))),
+    }
+}

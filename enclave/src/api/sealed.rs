@@ -23,9 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::attestation::RootSecret;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, header};
+use hyper::{Method, Request, Response};
 use rustls::ServerConfig;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -154,30 +153,9 @@ const SEALED: &str =
 
 impl SealedServer {
     async fn unseal(&self, req: Request<Incoming>) -> Response<Body> {
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let too_large = || {
-            http::status(
-                413,
-                "RequestEntityTooLarge",
-                &format!("Request entity too large: limit is {MAX_UNSEAL_BODY}"),
-            )
-        };
-        if declared.is_some_and(|n| n > MAX_UNSEAL_BODY as u64) {
-            return too_large();
-        }
-        let body = match Limited::new(req.into_body(), MAX_UNSEAL_BODY)
-            .collect()
-            .await
-        {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-            Err(e) => {
-                return http::status(400, "BadRequest", &format!("reading the request body: {e}"));
-            }
+        let body = match http::read_body(req, MAX_UNSEAL_BODY).await {
+            Ok(b) => b,
+            Err(e) => return http::error(&e),
         };
         let secret = match parse_unseal_body(&body) {
             Ok(s) => s,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, header};
 use rustls::ServerConfig;
@@ -276,7 +275,7 @@ impl ApiServer {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                let body = match self.read_body(req).await {
+                let body = match http::read_body(req, self.config.max_body_bytes).await {
                     Ok(b) => b,
                     Err(e) => return http::error(&e),
                 };
@@ -296,24 +295,6 @@ impl ApiServer {
             _ => http::error(&Error::MethodNotAllowed(
                 "the server does not allow this method on the requested resource".into(),
             )),
-        }
-    }
-
-    async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Error> {
-        let limit = self.config.max_body_bytes;
-        let too_large = || Error::TooLarge(format!("Request entity too large: limit is {limit}"));
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
-        match Limited::new(req.into_body(), limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(Error::BadRequest(format!("reading the request body: {e}"))),
         }
     }
 }

@@ -10,6 +10,7 @@ use super::resource::{
     patch_type, write_opts,
 };
 use crate::registry::generic::Endpoint;
+use crate::registry::kinds::format_label_map;
 use crate::registry::patch;
 use crate::registry::{Error, ResourceInfo, Result, ScalePaths, Subresource};
 
@@ -21,16 +22,7 @@ fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string(),
-        None => obj
-            .pointer("/spec/selector/matchLabels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default(),
+        None => format_label_map(obj.pointer("/spec/selector/matchLabels")),
     };
     let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);
     json!({

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::client::{Api, is_deleting, uid};
+use super::runtime::ObjectKey;
 use crate::registry::kinds::selector_matches;
 use crate::registry::meta;
 
@@ -128,4 +129,40 @@ pub(crate) async fn claim(
         }
     }
     Ok(claimed)
+}
+
+/// The `owner_kind` objects in `owners` a change to the dependent `obj`
+/// concerns (upstream's `resolveControllerRef` and `getXForY`): its
+/// controller; for a live orphan, every owner whose selector matches it
+/// (each may adopt it); for anything else, none.
+pub(crate) async fn owners_to_notify(
+    owners: &Api,
+    owner_kind: &str,
+    obj: &Value,
+    deleted: bool,
+) -> Vec<ObjectKey> {
+    let ns = meta::namespace(obj);
+    if let Some(owner) = controller_name(obj, owner_kind) {
+        return vec![ObjectKey {
+            namespace: ns.to_string(),
+            name: owner.to_string(),
+        }];
+    }
+    if deleted || is_deleting(obj) || controller_of(obj).is_some() {
+        return Vec::new();
+    }
+    match owners.list(ns).await {
+        Ok(list) => list
+            .iter()
+            .filter(|o| {
+                o.pointer("/spec/selector")
+                    .is_some_and(|sel| selects(sel, obj))
+            })
+            .map(ObjectKey::of)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, owner_kind, "listing possible owners of an orphan");
+            Vec::new()
+        }
+    }
 }

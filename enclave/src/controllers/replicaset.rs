@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::client::{Api, Kinds, annotation, int, is_deleting, text};
-use super::owner::{claim, controller_name};
+use super::owner::{claim, owners_to_notify};
 use super::pod_template::pod_from_template;
 use super::runtime::{Action, ObjectKey, Reconciler};
 use crate::registry::generic::Propagation;
@@ -267,31 +267,7 @@ impl Reconciler for ReplicaSetController {
         if kind == 0 {
             return vec![ObjectKey::of(obj)];
         }
-        let ns = meta::namespace(obj);
-        if let Some(owner) = controller_name(obj, "ReplicaSet") {
-            return vec![ObjectKey {
-                namespace: ns.to_string(),
-                name: owner.to_string(),
-            }];
-        }
-        if deleted || is_deleting(obj) || super::owner::controller_of(obj).is_some() {
-            return Vec::new();
-        }
-        // An orphan: every ReplicaSet that selects it may adopt it.
-        match self.replicasets.list(ns).await {
-            Ok(sets) => sets
-                .iter()
-                .filter(|rs| {
-                    rs.pointer("/spec/selector")
-                        .is_some_and(|sel| super::owner::selects(sel, obj))
-                })
-                .map(ObjectKey::of)
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing replica sets for an orphaned pod");
-                Vec::new()
-            }
-        }
+        owners_to_notify(&self.replicasets, "ReplicaSet", obj, deleted).await
     }
 
     async fn reconcile(&mut self, key: &ObjectKey) -> Result<Action, Error> {

@@ -13,9 +13,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::client::{Api, Kinds, annotation, by_creation, int, is_deleting, set_annotation, text};
-use super::owner::{
-    claim, controller_name, controller_of, controller_ref, is_controlled_by, selects,
-};
+use super::owner::{claim, controller_ref, is_controlled_by, owners_to_notify};
 use super::pod_template::{HASH_LABEL, equal_ignore_hash, template_hash, with_label};
 use super::runtime::{Action, ObjectKey, Reconciler};
 use crate::registry::{ObjectStore, WatchEvent, meta};
@@ -269,28 +267,7 @@ impl Reconciler for DeploymentController {
         if kind == 0 {
             return vec![ObjectKey::of(obj)];
         }
-        let ns = meta::namespace(obj);
-        if let Some(owner) = controller_name(obj, "Deployment") {
-            return vec![ObjectKey {
-                namespace: ns.to_string(),
-                name: owner.to_string(),
-            }];
-        }
-        if deleted || is_deleting(obj) || controller_of(obj).is_some() {
-            return Vec::new();
-        }
-        // An orphaned ReplicaSet: every deployment that selects it may adopt it.
-        match self.deployments.list(ns).await {
-            Ok(ds) => ds
-                .iter()
-                .filter(|d| d.pointer("/spec/selector").is_some_and(|s| selects(s, obj)))
-                .map(ObjectKey::of)
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing deployments for an orphaned replica set");
-                Vec::new()
-            }
-        }
+        owners_to_notify(&self.deployments, "Deployment", obj, deleted).await
     }
 
     async fn reconcile(&mut self, key: &ObjectKey) -> Result<Action, Error> {

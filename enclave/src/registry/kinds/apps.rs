@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::pods::{default_pod_spec, validate_pod_spec};
 use super::{
-    containers_images, default_at, forbidden, format_selector, immutable, int, keep_status, s,
-    typed, unsupported, validate_non_negative, validate_selector,
+    containers_images, default_at, forbidden, format_label_map, format_selector, immutable, int,
+    keep_status, s, typed, unsupported, validate_non_negative, validate_selector,
 };
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
@@ -303,17 +303,11 @@ impl Strategy for DaemonSets {
     }
     fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
         let (containers, images) = containers_images(obj, "/spec/template");
-        let node_selector = obj
-            .pointer("/spec/template/spec/nodeSelector")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "<none>".into());
+        let node_selector = Some(format_label_map(
+            obj.pointer("/spec/template/spec/nodeSelector"),
+        ))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "<none>".into());
         vec![
             name_cell(obj),
             json!(int(obj, "/status/desiredNumberScheduled")),

@@ -113,16 +113,27 @@ pub(crate) fn containers_images(obj: &Value, ptr: &str) -> (Value, Value) {
     )
 }
 
+/// A label map (or `matchLabels`) as `k=v,k2=v2`; "" when absent or empty.
+pub(crate) fn format_label_map(map: Option<&Value>) -> String {
+    map.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 /// `metav1.FormatLabelSelector`: `k=v,k in (a,b),!k`, or `<none>`.
 pub(crate) fn format_selector(sel: Option<&Value>) -> Value {
     let Some(sel) = sel.filter(|s| !s.is_null()) else {
         return Value::String("<none>".into());
     };
     let mut parts = Vec::new();
-    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in m {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
-        }
+    let labels = format_label_map(sel.get("matchLabels"));
+    if !labels.is_empty() {
+        parts.push(labels);
     }
     for e in sel
         .get("matchExpressions")

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{Endpoints as CoreEndpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
-use super::{default_at, keep_status, s, typed};
+use super::{default_at, format_label_map, keep_status, s, typed};
 use crate::registry::table::{Column, age_cell, name_cell, or_none};
 use crate::registry::{FieldError, NameRule, Strategy};
 
@@ -143,13 +143,8 @@ impl Strategy for Services {
         };
         let selector = obj
             .pointer("/spec/selector")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
+            .filter(|m| m.is_object())
+            .map(|m| format_label_map(Some(m)));
         vec![
             name_cell(obj),
             json!(ty),
