@@ -511,6 +511,56 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
     assert_eq!(gone.status.code(), Some(1), "{v}");
 }
 
+/// A 4 MiB configmap (over the 3 MiB body limit) through `create` and
+/// `apply`, over HTTP/2 (ALPN, kubectl's default) and HTTP/1.1
+/// (`DISABLE_HTTP2`): kubectl prints the server's 413 Status, whatever its
+/// Go version does with an answer that comes while it is still writing,
+/// and nothing is written.
+fn scenario_huge_body(k: &Kubectl<'_>, n: &str) {
+    let v = k.version.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("f");
+    std::fs::write(&data, "0123456789abcdef\n".repeat(4 * 1024 * 1024 / 17 + 1)).unwrap();
+    let manifest = dir.path().join("big.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  f: {}\n",
+            "x".repeat(4 * 1024 * 1024)
+        ),
+    )
+    .unwrap();
+    let from_file = format!("--from-file={}", data.display());
+    let manifest = manifest.display().to_string();
+    for (proto, env) in [
+        ("HTTP/2", vec![]),
+        ("HTTP/1.1", vec![("DISABLE_HTTP2", "1")]),
+    ] {
+        for (args, says) in [
+            (
+                vec!["-n", n, "create", "configmap", "big", from_file.as_str()],
+                "error: failed to create configmap: Request entity too large: limit is 3145728",
+            ),
+            (
+                vec!["-n", n, "apply", "-f", manifest.as_str()],
+                "Error from server (RequestEntityTooLarge): error when creating",
+            ),
+        ] {
+            let out = k.run_with_env(&args, &env);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{v} {proto} {args:?}: {stderr}");
+            has(&stderr, says, &format!("{v} {proto} {args:?}"));
+            has(
+                &stderr,
+                "Request entity too large: limit is 3145728",
+                &format!("{v} {proto} {args:?}"),
+            );
+        }
+    }
+    let gone = k.run(&["-n", n, "get", "configmap", "big"]);
+    assert_eq!(gone.status.code(), Some(1), "{v}: nothing was written");
+}
+
 /// Runs kubectl until `check` accepts its output (30 s at most).
 fn eventually_ok(
     k: &Kubectl<'_>,
@@ -1329,6 +1379,7 @@ fn scenario(k: &Kubectl<'_>) {
     let _ = watch.kill();
     let _ = watch.wait();
 
+    scenario_huge_body(k, n);
     scenario_more_kinds(k, n);
     scenario_workflows(k, n);
     scenario_server_side_apply(k, n);

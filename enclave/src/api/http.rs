@@ -88,28 +88,91 @@ pub fn text(code: u16, body: &'static str) -> Response<Body> {
         .unwrap_or_else(|_| json(500, &serde_json::json!({})))
 }
 
+/// How many times the body limit a too-large body may carry and still be
+/// read to its end (and thrown away) before the 413 is sent.
+///
+/// Why read it at all: a server that answers early and then closes the
+/// connection with the body unread makes the kernel reset it, and an
+/// HTTP/1.1 client still writing (Go before 1.22, so kubectl 1.27 … 1.31
+/// with HTTP/2 off, Python's `http.client`) sees a broken pipe instead of
+/// the answer. Upstream reads the limit's worth first and Go's server waits
+/// before closing; reading the rest here gets the same result without
+/// timing, and keeps the connection usable. Beyond this the client is
+/// sending something absurd and gets the early answer.
+const DRAIN_FACTOR: u64 = 4;
+
+/// How long a body being thrown away may pause before the server stops
+/// waiting for the rest of it.
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The request body, at most `limit` bytes: 413 when the declared or the
-/// actual length is over it (checked before reading when declared), 400
-/// when reading fails.
+/// actual length is over it, 400 when reading fails. A too-large body of
+/// up to [`DRAIN_FACTOR`] times the limit is read to its end and discarded
+/// before the error is returned, so every client sees the 413 (see there);
+/// a larger declared one is refused from its headers alone.
+///
+/// # Errors
+/// [`Error::TooLarge`] and [`Error::BadRequest`] as above.
 pub async fn read_body(
     req: hyper::Request<hyper::body::Incoming>,
     limit: usize,
 ) -> Result<Bytes, Error> {
     let too_large = || Error::TooLarge(format!("Request entity too large: limit is {limit}"));
+    let limit_bytes = u64::try_from(limit).unwrap_or(u64::MAX);
+    let drain_budget = limit_bytes.saturating_mul(DRAIN_FACTOR);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let mut body = req.into_body();
+    if let Some(n) = declared.filter(|&n| n > limit_bytes) {
+        if n <= drain_budget {
+            discard(&mut body, drain_budget).await;
+        }
         return Err(too_large());
     }
-    match http_body_util::Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Error::BadRequest(format!("reading the request body: {e}"))),
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Error::BadRequest(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if buf.len().saturating_add(data.len()) > limit {
+            let read = u64::try_from(buf.len().saturating_add(data.len())).unwrap_or(u64::MAX);
+            discard(&mut body, drain_budget.saturating_sub(read)).await;
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and drops the rest of `body`, giving up after `budget` bytes, a
+/// read error or a [`DRAIN_IDLE`] pause (the connection then closes when
+/// the body is dropped unread, as before).
+async fn discard(body: &mut hyper::body::Incoming, budget: u64) {
+    let mut left = budget;
+    loop {
+        let frame = match tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => return,
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "reading a too-large body to its end failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("a too-large body stalled; not waiting for the rest");
+                return;
+            }
+        };
+        if let Some(data) = frame.data_ref() {
+            let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+            if n > left {
+                return;
+            }
+            left -= n;
+        }
     }
 }

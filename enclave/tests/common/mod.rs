@@ -270,6 +270,26 @@ impl<'a> Kubectl<'a> {
         stdout
     }
 
+    /// Runs kubectl with extra environment variables (e.g. `DISABLE_HTTP2`);
+    /// returns the output whatever the exit code.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_bounded(
+            child,
+            Duration::from_secs(60),
+            &format!("kubectl {} {args:?}", self.version),
+        )
+    }
+
     /// Spawns kubectl in the background (for `get -w`).
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
