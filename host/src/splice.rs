@@ -1,12 +1,15 @@
 //! The copy engine shared by the relay and the outbound proxy: two fixed buffers, one per direction, so memory per
 //! connection is bounded and a slow reader slows its writer (backpressure) instead of growing a queue.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::metrics::CloseReason;
@@ -29,9 +32,9 @@ impl Activity {
         }
     }
 
-    /// Until when a read should spin rather than park, if busy-polling is on.
-    fn spin_until(&self) -> Option<Instant> {
-        (!self.busy_poll.is_zero()).then(|| self.last() + self.busy_poll)
+    /// Whether a byte moved within the busy-poll window (never, with busy-polling off).
+    fn spinning(&self) -> bool {
+        !self.busy_poll.is_zero() && Instant::now() < self.last() + self.busy_poll
     }
 
     fn touch(&self) {
@@ -76,6 +79,9 @@ pub(crate) struct SpliceRules<'a> {
 
 /// Copies both ways until both sides have finished, a rule cuts the connection, or an I/O error occurs.
 /// `client_first` are bytes already read from the client; they have already been written upstream.
+///
+/// Both directions are driven by one `copy_bidirectional` over the two streams themselves (no split halves,
+/// so no lock between the directions); [`Watched`] wraps each stream to count, time and watch the bytes.
 pub(crate) async fn splice<C, U>(client: C, upstream: U, rules: SpliceRules<'_>) -> CloseReason
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -83,27 +89,26 @@ where
 {
     let activity = Activity::new(rules.busy_poll);
     let handshake_done = AtomicBool::new(rules.tls.is_none());
-    let (client_r, client_w) = tokio::io::split(client);
-    let (up_r, up_w) = tokio::io::split(upstream);
-    let inbound = pump(
-        client_r,
-        up_w,
+    let mut client = Watched {
+        inner: client,
+        activity: &activity,
+        written: rules.outbound,
+        tls: rules.tls,
+        handshake_done: &handshake_done,
+    };
+    let mut upstream = Watched {
+        inner: upstream,
+        activity: &activity,
+        written: rules.inbound,
+        tls: None,
+        handshake_done: &handshake_done,
+    };
+    let copy = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
         rules.buffer_size,
-        rules.inbound,
-        &activity,
-        rules.tls,
-        &handshake_done,
-    );
-    let outbound = pump(
-        up_r,
-        client_w,
         rules.buffer_size,
-        rules.outbound,
-        &activity,
-        None,
-        &handshake_done,
     );
-    let both = futures::future::try_join(inbound, outbound);
     let handshake = async {
         tokio::time::sleep_until(rules.handshake_deadline).await;
         if handshake_done.load(Ordering::Relaxed) {
@@ -111,10 +116,10 @@ where
         }
     };
     tokio::select! {
-        res = both => match res {
+        res = spin_while_active(copy, &activity) => match res {
             Ok(_) => CloseReason::Done,
-            Err(PumpError::NotTls) => CloseReason::NotTls,
-            Err(PumpError::Io(e)) => {
+            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<NotTlsStream>()) => CloseReason::NotTls,
+            Err(e) => {
                 tracing::debug!(error = %e, "relay i/o error");
                 CloseReason::IoError
             }
@@ -124,72 +129,103 @@ where
     }
 }
 
+/// The client's bytes stopped being a TLS record stream (carried inside an `io::Error`).
 #[derive(Debug)]
-enum PumpError {
-    NotTls,
-    Io(io::Error),
-}
+struct NotTlsStream;
 
-impl From<io::Error> for PumpError {
-    fn from(e: io::Error) -> Self {
-        Self::Io(e)
+impl std::fmt::Display for NotTlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client's bytes are not a TLS record stream")
     }
 }
 
-async fn pump<R, W>(
-    mut from: R,
-    mut to: W,
-    buffer_size: usize,
-    counter: &Counter,
-    activity: &Activity,
-    mut tls: Option<TlsWatch>,
-    handshake_done: &AtomicBool,
-) -> Result<(), PumpError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; buffer_size];
-    loop {
-        let n = spin_then_await(from.read(&mut buf), activity.spin_until()).await?;
-        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-            // EOF: pass the half-close on and let the other direction finish.
-            to.shutdown().await?;
-            return Ok(());
-        };
-        activity.touch();
-        if let Some(watch) = tls.as_mut() {
+impl std::error::Error for NotTlsStream {}
+
+/// One side of a splice: marks activity on every byte read or written, counts the bytes written into it, and
+/// (on the client side, until the handshake is done) feeds the bytes read from it to a [`TlsWatch`].
+struct Watched<'a, S> {
+    inner: S,
+    activity: &'a Activity,
+    /// Bytes written into this side, i.e. relayed towards it.
+    written: &'a Counter,
+    tls: Option<TlsWatch>,
+    handshake_done: &'a AtomicBool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let chunk = buf.filled().get(before..).unwrap_or_default();
+        if chunk.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        this.activity.touch();
+        if let Some(watch) = this.tls.as_mut() {
             match watch.feed(chunk) {
                 Ok(TlsProgress::Handshaking) => {}
                 Ok(TlsProgress::Done) => {
-                    handshake_done.store(true, Ordering::Relaxed);
-                    tls = None;
+                    this.handshake_done.store(true, Ordering::Relaxed);
+                    this.tls = None;
                 }
-                Err(_) => return Err(PumpError::NotTls),
+                Err(_) => return Poll::Ready(Err(io::Error::other(NotTlsStream))),
             }
         }
-        to.write_all(chunk).await?;
-        counter.inc_by(n as u64);
-        activity.touch();
+        Poll::Ready(Ok(()))
     }
 }
 
-/// Awaits `fut`, but until `spin_until` passes, yields instead of letting the thread park: tokio polls its I/O
-/// driver without blocking (epoll with a zero timeout) before it resumes a yielded task, so data that arrives
-/// within the window is picked up without the thread going to sleep and being woken again (a wake-up costs tens
-/// of microseconds on a virtual machine). Request/response traffic spends most of its relay latency there.
-async fn spin_then_await<F: std::future::Future>(fut: F, spin_until: Option<Instant>) -> F::Output {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.written.inc_by(n as u64);
+        this.activity.touch();
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Drives `fut` to completion; while a byte moved within the busy-poll window, yields instead of letting the
+/// thread park: tokio polls its I/O driver without blocking (epoll with a zero timeout) before it resumes a
+/// yielded task, so data that arrives within the window is picked up without the thread going to sleep and being
+/// woken again (a wake-up costs tens of microseconds on a virtual machine). Request/response traffic spends most
+/// of its relay latency there.
+async fn spin_while_active<F: Future>(fut: F, activity: &Activity) -> F::Output {
     let mut fut = std::pin::pin!(fut);
-    if let Some(deadline) = spin_until {
-        loop {
-            if let std::task::Poll::Ready(out) = futures::poll!(fut.as_mut()) {
-                return out;
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
+    loop {
+        if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
+            return out;
+        }
+        if activity.spinning() {
             tokio::task::yield_now().await;
+            continue;
+        }
+        // Park until the copy is woken; once it moves a byte, spin again.
+        let woken = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending if activity.spinning() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        })
+        .await;
+        if let Some(out) = woken {
+            return out;
         }
     }
-    fut.await
 }

@@ -11,8 +11,8 @@
 //!   at the deadline. The enclave is only dialled once the client has sent its first byte, so silent
 //!   connections cost the enclave nothing.
 //! - **Idle timeout.** A connection on which no byte moved in either direction for `idle_timeout` is closed.
-//! - **Backpressure.** Each direction copies through one fixed buffer of `buffer_size` bytes and writes it out
-//!   completely before reading again, so a slow reader stalls its writer; memory per connection is bounded.
+//! - **Backpressure.** Each direction copies through one fixed buffer of `buffer_size` bytes and reads only into
+//!   its free space, so a slow reader stalls its writer; memory per connection is bounded.
 //! - **Graceful drain.** When the shutdown token fires, the listener closes, connections that have not sent a
 //!   byte are closed, the others may finish for up to `drain_timeout`, and whatever remains is cut.
 //! - **PROXY protocol v2** (optional) so the enclave can log client addresses.
