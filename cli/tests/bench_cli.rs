@@ -21,13 +21,19 @@ fn bench_relay_runs_against_direct_and_socat_and_prints_its_ratio_line() {
         "--latency-requests",
         "50",
         "--rounds",
-        "1",
+        "2",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for target in ["direct", "relay", "socat"] {
         assert!(stdout.contains(target), "{stdout}");
     }
+    let rounds = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("relay/socat ratio per round: "))
+        .and_then(|l| l.split(';').next())
+        .unwrap_or_else(|| panic!("no per-round line in {stdout}"));
+    assert_eq!(rounds.split_whitespace().count(), 2, "{stdout}");
     assert!(
         stdout.contains("relay/socat throughput ratio: ") && stdout.contains("added p99: "),
         "{stdout}"

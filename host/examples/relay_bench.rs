@@ -16,6 +16,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(&r) = args.get(2) {
         opts.rounds = r;
     }
+    // Knobs for experiments: DAAS_RELAY_THREADS, DAAS_BUSY_POLL_US.
+    if let Ok(v) = std::env::var("DAAS_RELAY_THREADS") {
+        opts.relay_threads = v.parse()?;
+    }
+    if let Ok(v) = std::env::var("DAAS_BUSY_POLL_US") {
+        opts.relay_busy_poll = std::time::Duration::from_micros(v.parse()?);
+    }
+    if std::env::var_os("DAAS_NO_PIN").is_some() {
+        opts.pin_cpus = false;
+    }
     let report = host::bench::run_relay_bench(&opts)?;
     println!("{report}");
     Ok(())

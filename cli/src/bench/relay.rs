@@ -19,8 +19,8 @@ pub(crate) struct RelayBenchArgs {
     /// Sequential requests per round of the latency phase (one client, one request at a time, as kubectl).
     #[arg(long, default_value_t = 3000)]
     latency_requests: usize,
-    /// Interleaved rounds over the three targets.
-    #[arg(long, default_value_t = 3)]
+    /// Interleaved rounds over the three targets; the throughput ratio is the median of the rounds' ratios.
+    #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// Response body size in bytes (a small `kubectl get` list).
     #[arg(long, default_value_t = 2048)]
@@ -34,6 +34,10 @@ pub(crate) struct RelayBenchArgs {
     /// The socat program.
     #[arg(long, default_value = "socat")]
     socat: PathBuf,
+    /// Let the scheduler place every thread (by default the relay, or socat, runs alone on the last CPU and the
+    /// load generator and backend on the others).
+    #[arg(long)]
+    no_pin_cpus: bool,
 }
 
 pub(crate) fn run(args: RelayBenchArgs) -> anyhow::Result<()> {
@@ -53,6 +57,7 @@ pub(crate) fn run(args: RelayBenchArgs) -> anyhow::Result<()> {
         relay_threads: args.relay_threads,
         relay_busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
         socat: args.socat,
+        pin_cpus: !args.no_pin_cpus,
     };
     eprintln!(
         "bench relay: {} clients x {} GETs (+{} warmup), then 1 client x {} sequential GETs, x {} rounds, {} B responses, keep-alive TLS",

@@ -6,6 +6,14 @@
 //! UNIX-CONNECT:PATH` (one process per connection). Targets are measured in interleaved rounds so that noise
 //! from other work on the machine spreads over all three.
 //!
+//! **CPU placement.** With at least two CPUs allowed, the hop under test (our relay's thread, or socat and every
+//! process it forks) runs alone on the last allowed CPU and the load generator and backend run on the others
+//! (`pin_cpus`, on by default). That is the production shape: an enclave's vCPUs are taken away from the
+//! parent, and clients are on other machines, so the relay competes with nothing but itself. It also compares
+//! like with like (one core each for our one thread and socat's processes) and removes the largest source of
+//! noise on a small machine: the scheduler placing the relay and the load generator on the same core in one
+//! round and not in the next.
+//!
 //! Each round has two phases per target:
 //!
 //! - **throughput**: several concurrent clients, each with its own keep-alive connection, as many requests as
@@ -21,6 +29,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::unistd::Pid;
 use tokio_util::sync::CancellationToken;
 
 pub use backend::{
@@ -48,6 +58,7 @@ pub(crate) fn bench_err(
 pub(crate) fn on_own_runtime<F, Fut>(
     name: &str,
     workers: usize,
+    cpus: Option<CpuSet>,
     make: F,
 ) -> Result<std::thread::JoinHandle<()>>
 where
@@ -62,6 +73,12 @@ where
         b.worker_threads(workers);
         b
     };
+    if let Some(cpus) = cpus {
+        builder.on_thread_start(move || {
+            // Best effort: an unpinned run is still a valid run, only noisier.
+            let _ = sched_setaffinity(Pid::from_raw(0), &cpus);
+        });
+    }
     let rt = builder
         .thread_name(name)
         .enable_all()
@@ -69,7 +86,12 @@ where
         .map_err(|e| bench_err("starting a runtime", e))?;
     std::thread::Builder::new()
         .name(name.to_owned())
-        .spawn(move || rt.block_on(make()))
+        .spawn(move || {
+            if let Some(cpus) = cpus {
+                let _ = sched_setaffinity(Pid::from_raw(0), &cpus);
+            }
+            rt.block_on(make())
+        })
         .map_err(|e| bench_err("starting a thread", e))
 }
 
@@ -90,10 +112,12 @@ pub struct RelayBenchOptions {
     pub relay_busy_poll: Duration,
     /// The socat program.
     pub socat: PathBuf,
+    /// Run the relay (or socat) alone on one CPU and the load on the others (see the module doc).
+    pub pin_cpus: bool,
 }
 
 impl Default for RelayBenchOptions {
-    /// 4 clients x 2000 GETs (+200 warmup), then 1 client x 3000 GETs, x 3 rounds, 2 KiB bodies, a 1-thread
+    /// 4 clients x 2000 GETs (+200 warmup), then 1 client x 3000 GETs, x 7 rounds, 2 KiB bodies, a 1-thread
     /// relay runtime, `socat` on `PATH`.
     fn default() -> Self {
         Self {
@@ -103,11 +127,12 @@ impl Default for RelayBenchOptions {
                 warmup: 200,
             },
             latency_requests: 3000,
-            rounds: 3,
+            rounds: 7,
             body_bytes: 2048,
             relay_threads: 1,
             relay_busy_poll: Duration::ZERO,
             socat: PathBuf::from("socat"),
+            pin_cpus: true,
         }
     }
 }
@@ -121,6 +146,8 @@ pub struct TargetReport {
     pub requests: u64,
     /// Sum of the rounds' measured wall times of the throughput phase.
     pub elapsed: Duration,
+    /// Requests per second of each round's throughput phase, in round order.
+    pub round_rps: Vec<f64>,
     /// All latencies of the latency phase (one client, one request at a time), nanoseconds, sorted.
     pub latencies_ns: Vec<u64>,
 }
@@ -165,14 +192,35 @@ pub struct RelayBenchReport {
 }
 
 impl RelayBenchReport {
-    /// Relay requests/s divided by socat requests/s.
+    /// Each round's relay requests/s divided by the same round's socat requests/s, in round order.
+    #[must_use]
+    pub fn round_ratios(&self) -> Vec<f64> {
+        self.relay
+            .round_rps
+            .iter()
+            .zip(&self.socat.round_rps)
+            .map(|(r, s)| if *s > 0.0 { r / s } else { 0.0 })
+            .collect()
+    }
+
+    /// The median of [`round_ratios`](Self::round_ratios): relay and socat run back to back within a round, so
+    /// a burst of other work on the machine skews one round's ratio, not the result.
     #[must_use]
     pub fn throughput_ratio(&self) -> f64 {
-        let s = self.socat.requests_per_sec();
-        if s > 0.0 {
-            self.relay.requests_per_sec() / s
+        let mut ratios = self.round_ratios();
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let upper = ratios.get(n / 2).copied().unwrap_or_default();
+        if n % 2 == 1 {
+            upper
         } else {
-            0.0
+            // Even count (zero included): the mean of the two middle values.
+            let lower = n
+                .checked_sub(1)
+                .and_then(|_| ratios.get(n / 2 - 1))
+                .copied()
+                .unwrap_or(upper);
+            (lower + upper) / 2.0
         }
     }
 
@@ -209,6 +257,17 @@ impl std::fmt::Display for RelayBenchReport {
                 t.percentile_us(99.0)
             )?;
         }
+        let rounds: Vec<String> = self
+            .round_ratios()
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect();
+        writeln!(
+            f,
+            "relay/socat ratio per round: {}; all rounds pooled: {:.2}",
+            rounds.join(" "),
+            self.relay.requests_per_sec() / self.socat.requests_per_sec().max(f64::MIN_POSITIVE)
+        )?;
         write!(
             f,
             "relay/socat throughput ratio: {:.2}  added p99: {} µs",
@@ -231,16 +290,69 @@ pub fn run_relay_bench(opts: &RelayBenchOptions) -> Result<RelayBenchReport> {
     result
 }
 
+/// CPUs for the hop under test and for the load, when pinning is possible (two or more CPUs allowed).
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    hop: CpuSet,
+    load: CpuSet,
+    /// The calling thread's affinity before the run, restored after it.
+    caller: CpuSet,
+}
+
+impl Placement {
+    /// The last allowed CPU for the hop, the other allowed CPUs for the load.
+    fn split() -> Option<Self> {
+        let caller = sched_getaffinity(Pid::from_raw(0)).ok()?;
+        let allowed: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| caller.is_set(c).unwrap_or(false))
+            .collect();
+        let (&last, rest) = allowed.split_last()?;
+        if rest.is_empty() {
+            return None;
+        }
+        let mut hop = CpuSet::new();
+        hop.set(last).ok()?;
+        let mut load = CpuSet::new();
+        for &c in rest {
+            load.set(c).ok()?;
+        }
+        Some(Self { hop, load, caller })
+    }
+}
+
+/// Puts the calling thread back on its original CPUs when the run ends.
+struct RestoreAffinity(Option<CpuSet>);
+
+impl Drop for RestoreAffinity {
+    fn drop(&mut self) {
+        if let Some(cpus) = &self.0 {
+            let _ = sched_setaffinity(Pid::from_raw(0), cpus);
+        }
+    }
+}
+
 fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchReport> {
+    let placement = opts.pin_cpus.then(Placement::split).flatten();
+    let _restore = RestoreAffinity(placement.map(|p| p.caller));
+    if let Some(p) = &placement {
+        // The client runtime below runs on this thread.
+        let _ = sched_setaffinity(Pid::from_raw(0), &p.load);
+    }
     let socket = dir.join("enclave.sock");
     let identity = bench_identity()?;
-    let _backend = start_https_backend(&socket, identity.acceptor.clone(), opts.body_bytes)?;
+    let _backend = start_https_backend(
+        &socket,
+        identity.acceptor.clone(),
+        opts.body_bytes,
+        placement.map(|p| p.load),
+    )?;
     let relay = RunningRelay::start(
         Endpoint::Unix(socket.clone()),
         opts.relay_threads,
         opts.relay_busy_poll,
+        placement.map(|p| p.hop),
     )?;
-    let socat = Socat::start(&opts.socat, &socket)?;
+    let socat = Socat::start(&opts.socat, &socket, placement.map(|p| p.hop))?;
 
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -257,6 +369,7 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
             name,
             requests: 0,
             elapsed: Duration::ZERO,
+            round_rps: Vec::new(),
             latencies_ns: Vec::new(),
         })
         .collect();
@@ -266,6 +379,9 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
                 let sample = run_load(target, &identity.connector, opts.shape).await?;
                 report.requests += sample.requests;
                 report.elapsed += sample.elapsed;
+                report
+                    .round_rps
+                    .push(sample.requests as f64 / sample.elapsed.as_secs_f64().max(1e-9));
                 if opts.latency_requests > 0 {
                     let sequential = LoadShape {
                         clients: 1,
@@ -304,14 +420,19 @@ struct RunningRelay {
 }
 
 impl RunningRelay {
-    fn start(upstream: Endpoint, workers: usize, busy_poll: Duration) -> Result<Self> {
+    fn start(
+        upstream: Endpoint,
+        workers: usize,
+        busy_poll: Duration,
+        cpus: Option<CpuSet>,
+    ) -> Result<Self> {
         let config = RelayConfig::builder(upstream)
             .busy_poll(busy_poll)
             .build()?;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread = on_own_runtime("bench-relay", workers, move || async move {
+        let thread = on_own_runtime("bench-relay", workers, cpus, move || async move {
             let listener = match Listener::bind(&Endpoint::Tcp(([127, 0, 0, 1], 0).into())).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -360,7 +481,12 @@ struct Socat {
 }
 
 impl Socat {
-    fn start(program: &std::path::Path, socket: &std::path::Path) -> Result<Self> {
+    /// Starts socat, on `cpus` if given (the processes it forks for connections inherit them).
+    fn start(
+        program: &std::path::Path,
+        socket: &std::path::Path,
+        cpus: Option<CpuSet>,
+    ) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| bench_err("finding a free port for socat", e))?
@@ -371,6 +497,9 @@ impl Socat {
             .stdin(std::process::Stdio::null())
             .spawn()
             .map_err(|e| bench_err("starting socat (apt-get install socat)", e))?;
+        if let (Some(cpus), Ok(pid)) = (&cpus, i32::try_from(child.id())) {
+            let _ = sched_setaffinity(Pid::from_raw(pid), cpus);
+        }
         let socat = Self {
             addr: ([127, 0, 0, 1], port).into(),
             child,
@@ -392,5 +521,52 @@ impl Drop for Socat {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &'static str, round_rps: &[f64]) -> TargetReport {
+        TargetReport {
+            name,
+            requests: 0,
+            elapsed: Duration::ZERO,
+            round_rps: round_rps.to_vec(),
+            latencies_ns: Vec::new(),
+        }
+    }
+
+    fn report(relay: &[f64], socat: &[f64]) -> RelayBenchReport {
+        RelayBenchReport {
+            direct: target("direct", &[]),
+            relay: target("relay", relay),
+            socat: target("socat", socat),
+        }
+    }
+
+    #[test]
+    fn the_throughput_ratio_is_the_median_of_the_rounds_ratios() {
+        // Ratios 2.0, 0.5 (a burst hit the relay's round), 1.25: the median ignores the outlier.
+        let r = report(&[200.0, 50.0, 125.0], &[100.0, 100.0, 100.0]);
+        assert_eq!(r.round_ratios(), vec![2.0, 0.5, 1.25]);
+        assert!((r.throughput_ratio() - 1.25).abs() < 1e-9);
+        let even = report(&[120.0, 140.0, 100.0, 300.0], &[100.0; 4]);
+        assert!((even.throughput_ratio() - 1.3).abs() < 1e-9);
+        assert!((report(&[], &[]).throughput_ratio()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_report_lists_every_rounds_ratio_and_the_summary_line() {
+        let text = report(&[150.0, 110.0], &[100.0, 100.0]).to_string();
+        assert!(
+            text.contains("relay/socat ratio per round: 1.50 1.10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("relay/socat throughput ratio: 1.30"),
+            "{text}"
+        );
     }
 }
