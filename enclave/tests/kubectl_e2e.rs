@@ -371,6 +371,15 @@ spec:
         r#"["echo","hi"]"#,
         "{v}"
     );
+    check_generated_job(k, n, "j3");
+    let cj: serde_json::Value =
+        serde_json::from_str(&k.ok(&["-n", n, "get", "cronjob", "c3", "-o", "json"])).unwrap();
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow", "{v}");
+    let template = &cj["spec"]["jobTemplate"]["spec"];
+    assert!(
+        template.get("backoffLimit").is_none() && template.get("manualSelector").is_none(),
+        "{v}: a CronJob's job template gets the Job defaults only in its Jobs: {template}"
+    );
     has(&k.ok(&["delete", "priorityclass", &pc]), "deleted", &v);
 
     let out = k.ok(&["auth", "whoami"]);
@@ -378,6 +387,99 @@ spec:
     has(&out, "system:masters", &v);
     assert_eq!(k.ok(&["auth", "can-i", "create", "pods"]), "yes\n", "{v}");
     has(&k.ok(&["-n", n, "auth", "can-i", "--list"]), "*.*", &v);
+}
+
+/// A Job made by `kubectl create job` looks as upstream's: the generated
+/// selector on the uid, the four generated labels on its template and (it
+/// had none of its own) on the Job, and the spec defaults; `get
+/// --show-labels` and `describe` show them.
+fn check_generated_job(k: &Kubectl<'_>, n: &str, name: &str) {
+    let v = k.version.clone();
+    let job: serde_json::Value =
+        serde_json::from_str(&k.ok(&["-n", n, "get", "job", name, "-o", "json"])).unwrap();
+    let uid = job["metadata"]["uid"].as_str().unwrap();
+    let generated = serde_json::json!({
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    });
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"], generated,
+        "{v}"
+    );
+    assert_eq!(job["metadata"]["labels"], generated, "{v}");
+    assert_eq!(
+        job["spec"]["selector"],
+        serde_json::json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        "{v}"
+    );
+    for (field, want) in [
+        ("completions", serde_json::json!(1)),
+        ("parallelism", serde_json::json!(1)),
+        ("backoffLimit", serde_json::json!(6)),
+        ("completionMode", serde_json::json!("NonIndexed")),
+        ("suspend", serde_json::json!(false)),
+        (
+            "podReplacementPolicy",
+            serde_json::json!("TerminatingOrFailed"),
+        ),
+        ("manualSelector", serde_json::json!(false)),
+    ] {
+        assert_eq!(job["spec"][field], want, "{v}: spec.{field}");
+    }
+    let out = k.ok(&["-n", n, "get", "job", name, "--show-labels"]);
+    has(
+        &out,
+        &format!(
+            "batch.kubernetes.io/controller-uid={uid},batch.kubernetes.io/job-name={name},controller-uid={uid},job-name={name}"
+        ),
+        &v,
+    );
+    let out = k.ok(&[
+        "-n",
+        n,
+        "get",
+        "jobs",
+        "-l",
+        &format!("job-name={name}"),
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        out,
+        format!("job.batch/{name}\n"),
+        "{v}: selecting by the generated label"
+    );
+    let out = k.ok(&["-n", n, "describe", "job", name]);
+    let field = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|rest| rest.trim().to_string())
+            .unwrap_or_else(|| panic!("{v}: describe job shows no {key}\n{out}"))
+    };
+    for (key, want) in [
+        (
+            "Selector:",
+            format!("batch.kubernetes.io/controller-uid={uid}"),
+        ),
+        (
+            "Labels:",
+            format!("batch.kubernetes.io/controller-uid={uid}"),
+        ),
+        ("Parallelism:", "1".to_string()),
+        ("Completions:", "1".to_string()),
+        ("Completion Mode:", "NonIndexed".to_string()),
+    ] {
+        assert_eq!(field(key), want, "{v}: describe job {key}\n{out}");
+    }
+    // kubectl shows these from 1.30 on.
+    let minor: u32 = v.trim_start_matches("1.").parse().unwrap();
+    if minor >= 30 {
+        assert_eq!(field("Suspend:"), "false", "{v}\n{out}");
+        assert_eq!(field("Backoff Limit:"), "6", "{v}\n{out}");
+    }
+    has(&out, &format!("job-name={name}"), &v);
 }
 
 /// The image of the first container of deployment `name`.

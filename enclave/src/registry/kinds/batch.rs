@@ -16,21 +16,83 @@ const CONTAINERS: &str = "Names of each container in the template.";
 const IMAGES: &str = "Images referenced by each container in the template.";
 const SELECTOR: &str = "A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors";
 
-/// Job spec defaults (upstream `SetDefaults_Job`) on the spec at `spec`.
+/// Upstream's `backoffLimit` default when `backoffLimitPerIndex` is set:
+/// the per-index limit governs, so the job-wide one is effectively off.
+const BACKOFF_LIMIT_PER_INDEX_DEFAULT: i64 = i32::MAX as i64;
+
+/// Job defaults as upstream's `SetDefaults_Job` (1.33, its beta features
+/// on): completions and parallelism, backoffLimit, completionMode,
+/// suspend, podReplacementPolicy, manualSelector (defaulted since 1.29),
+/// the Job's labels from its template's when it has none, and the pod
+/// template's defaults.
+fn default_job(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec") {
+        default_job_spec(spec);
+    }
+    default_labels_from_template(obj);
+}
+
+/// The `SetDefaults_Job` defaults that live in the spec.
 fn default_job_spec(spec: &mut Value) {
     let has = |v: &Value, k: &str| v.get(k).is_some_and(|x| !x.is_null());
     if !has(spec, "completions") && !has(spec, "parallelism") {
         default_at(spec, "/completions", json!(1));
     }
     default_at(spec, "/parallelism", json!(1));
-    default_at(spec, "/backoffLimit", json!(6));
+    let backoff = if has(spec, "backoffLimitPerIndex") {
+        BACKOFF_LIMIT_PER_INDEX_DEFAULT
+    } else {
+        6
+    };
+    default_at(spec, "/backoffLimit", json!(backoff));
     default_at(spec, "/completionMode", json!("NonIndexed"));
     default_at(spec, "/suspend", json!(false));
-    if !has(spec, "podFailurePolicy") {
-        default_at(spec, "/podReplacementPolicy", json!("TerminatingOrFailed"));
-    }
+    let replacement = if has(spec, "podFailurePolicy") {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    default_at(spec, "/podReplacementPolicy", json!(replacement));
+    default_at(spec, "/manualSelector", json!(false));
+    default_job_spec_nested(spec);
+}
+
+/// The defaults of the types inside a job spec, which upstream's generated
+/// defaulters apply to a CronJob's job template too (unlike
+/// `SetDefaults_Job`): the pod template's, and `status: "True"` in pod
+/// failure policy condition patterns.
+fn default_job_spec_nested(spec: &mut Value) {
     if let Some(pod) = spec.pointer_mut("/template/spec") {
         default_pod_spec(pod);
+    }
+    if let Some(Value::Array(rules)) = spec.pointer_mut("/podFailurePolicy/rules") {
+        for rule in rules {
+            if let Some(Value::Array(patterns)) = rule.get_mut("onPodConditions") {
+                for pattern in patterns {
+                    default_at(pattern, "/status", json!("True"));
+                }
+            }
+        }
+    }
+}
+
+/// A Job without labels takes its pod template's (upstream applies this
+/// default on every decode, so the labels the selector generation adds to
+/// the template show on the Job as well).
+fn default_labels_from_template(obj: &mut Value) {
+    let Some(Value::Object(template)) = obj.pointer("/spec/template/metadata/labels") else {
+        return;
+    };
+    let has_labels = obj
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .is_some_and(|l| !l.is_empty());
+    if has_labels {
+        return;
+    }
+    let labels = Value::Object(template.clone());
+    if let Some(m) = meta::metadata_mut(obj) {
+        m.insert("labels".into(), labels);
     }
 }
 
@@ -173,12 +235,13 @@ impl Strategy for Jobs {
             default_job_spec(spec);
         }
         generate_selector(obj);
+        // After the generation: upstream defaults the labels again when the
+        // stored Job is read, by then from the generated template labels.
+        default_labels_from_template(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
-        if let Some(spec) = new.get_mut("spec") {
-            default_job_spec(spec);
-        }
+        default_job(new);
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut out = validate_job_spec(obj, "/spec", "spec");
@@ -293,14 +356,16 @@ fn check_schedule(schedule: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Upstream's `SetDefaults_CronJob`, and the job defaults of its template.
+/// Upstream's `SetDefaults_CronJob` and the nested types' defaults of its
+/// job template; not `SetDefaults_Job`, which upstream applies to Jobs
+/// only (a CronJob's template gets those when its Jobs are created).
 fn cronjob_defaults(obj: &mut Value) {
     default_at(obj, "/spec/concurrencyPolicy", json!("Allow"));
     default_at(obj, "/spec/suspend", json!(false));
     default_at(obj, "/spec/successfulJobsHistoryLimit", json!(3));
     default_at(obj, "/spec/failedJobsHistoryLimit", json!(1));
     if let Some(spec) = obj.pointer_mut("/spec/jobTemplate/spec") {
-        default_job_spec(spec);
+        default_job_spec_nested(spec);
     }
 }
 
@@ -418,7 +483,110 @@ impl Strategy for CronJobs {
 
 #[cfg(test)]
 mod tests {
-    use super::check_schedule;
+    use serde_json::json;
+
+    use super::{CronJobs, Jobs, check_schedule};
+    use crate::registry::Strategy;
+
+    fn created_job(
+        labels: serde_json::Value,
+        template_labels: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "x", "namespace": "ns", "uid": "u-1", "labels": labels},
+            "spec": {"template": {"metadata": {"labels": template_labels}, "spec": {
+                "restartPolicy": "Never", "containers": [{"name": "x", "image": "busybox"}]}}},
+        });
+        Jobs.prepare_for_create(&mut job);
+        job
+    }
+
+    #[test]
+    fn a_created_job_gets_upstreams_selector_labels_and_defaults() {
+        let job = created_job(json!(null), json!(null));
+        let generated = json!({
+            "batch.kubernetes.io/controller-uid": "u-1",
+            "batch.kubernetes.io/job-name": "x",
+            "controller-uid": "u-1",
+            "job-name": "x",
+        });
+        assert_eq!(job["spec"]["template"]["metadata"]["labels"], generated);
+        assert_eq!(
+            job["metadata"]["labels"], generated,
+            "labels from the template"
+        );
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+        );
+        for (field, want) in [
+            ("completions", json!(1)),
+            ("parallelism", json!(1)),
+            ("backoffLimit", json!(6)),
+            ("completionMode", json!("NonIndexed")),
+            ("suspend", json!(false)),
+            ("podReplacementPolicy", json!("TerminatingOrFailed")),
+            ("manualSelector", json!(false)),
+        ] {
+            assert_eq!(job["spec"][field], want, "{field}");
+        }
+        assert!(Jobs.validate(&job).is_empty(), "{:?}", Jobs.validate(&job));
+    }
+
+    #[test]
+    fn a_jobs_own_labels_are_kept_and_user_template_labels_stay() {
+        let job = created_job(json!({"tier": "batch"}), json!({"app": "a"}));
+        assert_eq!(job["metadata"]["labels"], json!({"tier": "batch"}));
+        assert_eq!(job["spec"]["template"]["metadata"]["labels"]["app"], "a");
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "x"
+        );
+        let job = created_job(json!({}), json!({"app": "a"}));
+        assert_eq!(
+            job["metadata"]["labels"]["app"], "a",
+            "empty labels default"
+        );
+        assert_eq!(job["metadata"]["labels"]["controller-uid"], "u-1");
+    }
+
+    #[test]
+    fn per_index_backoff_and_a_failure_policy_change_the_defaults() {
+        let mut job = json!({"metadata": {"name": "x", "uid": "u"}, "spec": {
+            "backoffLimitPerIndex": 1, "completionMode": "Indexed", "completions": 2,
+            "podFailurePolicy": {"rules": [{"action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+            "template": {"spec": {}}}});
+        Jobs.prepare_for_create(&mut job);
+        assert_eq!(job["spec"]["backoffLimit"], json!(i32::MAX));
+        assert_eq!(job["spec"]["podReplacementPolicy"], "Failed");
+        assert_eq!(
+            job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["status"],
+            "True"
+        );
+    }
+
+    #[test]
+    fn a_cronjobs_job_template_gets_only_nested_defaults() {
+        let mut cj = json!({"metadata": {"name": "c"}, "spec": {"schedule": "* * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}});
+        CronJobs.prepare_for_create(&mut cj);
+        assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
+        assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
+        let spec = &cj["spec"]["jobTemplate"]["spec"];
+        for field in [
+            "completions",
+            "parallelism",
+            "backoffLimit",
+            "suspend",
+            "manualSelector",
+        ] {
+            assert!(spec.get(field).is_none(), "{field}: {spec}");
+        }
+        assert_eq!(spec["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    }
 
     #[test]
     fn schedules() {
