@@ -539,3 +539,97 @@ fn controllers_resume_after_a_restart() {
     set_image(&e, "keep", "nginx:2");
     wait_for_sets(&e, "keep", &[("nginx:1", 0, 1), ("nginx:2", 2, 2)]);
 }
+
+/// core/v1 events about `kind` `name` in the test namespace, by reason.
+fn events_about(e: &Enclave, kind: &str, name: &str, reason: &str) -> Vec<Value> {
+    items(
+        e,
+        &format!(
+            "/api/v1/namespaces/{NS}/events?fieldSelector=involvedObject.kind%3D{kind},involvedObject.name%3D{name},reason%3D{reason}"
+        ),
+    )
+}
+
+/// The messages of `events`, sorted.
+fn messages(events: &[Value]) -> Vec<String> {
+    let mut m: Vec<String> = events
+        .iter()
+        .map(|ev| ev["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    m.sort();
+    m
+}
+
+#[test]
+fn controllers_record_events_as_kube_controller_manager() {
+    let e = Enclave::start();
+    let d = create_deployment(&e, &deployment("ev", 2, "nginx:1", recreate()));
+    let sets = wait_for_sets(&e, "ev", &[("nginx:1", 2, 1)]);
+    let rs = name(&sets[0]);
+
+    let scaled = eventually("the deployment's ScalingReplicaSet event", || {
+        let evs = events_about(&e, "Deployment", "ev", "ScalingReplicaSet");
+        (!evs.is_empty()).then_some(evs)
+    });
+    assert_eq!(
+        messages(&scaled),
+        [format!("Scaled up replica set {rs} from 0 to 2")]
+    );
+    let ev = &scaled[0];
+    assert_eq!(ev["type"], "Normal");
+    assert_eq!(ev["count"], 1);
+    assert_eq!(ev["source"]["component"], "deployment-controller");
+    assert_eq!(ev["reportingComponent"], "deployment-controller");
+    assert_eq!(ev["involvedObject"]["uid"], d["metadata"]["uid"]);
+    assert_eq!(ev["involvedObject"]["apiVersion"], "apps/v1");
+    assert!(
+        name(ev).starts_with("ev."),
+        "named after the object: {}",
+        name(ev)
+    );
+
+    let mut created: Vec<String> = pods(&e, "ev")
+        .iter()
+        .map(|p| format!("Created pod: {}", name(p)))
+        .collect();
+    created.sort();
+    let creates = eventually("the replica set's SuccessfulCreate events", || {
+        let evs = events_about(&e, "ReplicaSet", &rs, "SuccessfulCreate");
+        (evs.len() == 2).then_some(evs)
+    });
+    assert_eq!(messages(&creates), created);
+    assert!(
+        creates
+            .iter()
+            .all(|ev| ev["source"]["component"] == "replicaset-controller"
+                && ev["involvedObject"]["uid"] == sets[0]["metadata"]["uid"]),
+        "{creates:?}"
+    );
+
+    merge(&e, &deployments("ev"), json!({"spec": {"replicas": 1}}));
+    wait_for_sets(&e, "ev", &[("nginx:1", 1, 1)]);
+    let left: Vec<String> = pods(&e, "ev").iter().map(name).collect();
+    eventually("the scale-down events", || {
+        let down = events_about(&e, "Deployment", "ev", "ScalingReplicaSet");
+        let deleted = events_about(&e, "ReplicaSet", &rs, "SuccessfulDelete");
+        (down.len() == 2 && deleted.len() == 1).then_some(())
+    });
+    assert_eq!(
+        messages(&events_about(&e, "Deployment", "ev", "ScalingReplicaSet")),
+        [
+            format!("Scaled down replica set {rs} from 2 to 1"),
+            format!("Scaled up replica set {rs} from 0 to 2"),
+        ]
+    );
+    let deleted = events_about(&e, "ReplicaSet", &rs, "SuccessfulDelete");
+    let gone = deleted[0]["message"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Deleted pod: ")
+        .unwrap()
+        .to_string();
+    assert!(
+        created.contains(&format!("Created pod: {gone}")) && !left.contains(&gone),
+        "deleted {gone}, left {left:?}"
+    );
+}

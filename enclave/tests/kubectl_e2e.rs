@@ -746,6 +746,41 @@ fn scenario_rollout(k: &Kubectl<'_>, n: &str) {
     ]);
     assert_eq!(labels, hash, "{v}");
 
+    // The controllers' events, as describe and `kubectl events` show them.
+    let scaled_up = format!("Scaled up replica set {rs} from 0 to 1");
+    let described = eventually_ok(
+        k,
+        &["-n", n, "describe", "deployment", "ro"],
+        "the ScalingReplicaSet event in describe",
+        |o| o.contains(&scaled_up),
+    );
+    let line = described
+        .lines()
+        .find(|l| l.contains(&scaled_up))
+        .unwrap_or_default();
+    for want in ["Normal", "ScalingReplicaSet", "deployment-controller"] {
+        has(line, want, &format!("{v} describe deployment events"));
+    }
+    has(&described, "Events:", &v);
+    let pod = k.ok(&["-n", n, "get", "pods", "-l", "app=ro", "-o", "name"]);
+    let created = format!("Created pod: {}", pod.trim().trim_start_matches("pod/"));
+    let described = eventually_ok(
+        k,
+        &["-n", n, "describe", "rs", &rs],
+        "the SuccessfulCreate event in describe",
+        |o| o.contains(&created),
+    );
+    has(&described, "replicaset-controller", &v);
+    let events = k.ok(&["-n", n, "events"]);
+    for want in [
+        "Deployment/ro".to_string(),
+        scaled_up.clone(),
+        format!("ReplicaSet/{rs}"),
+        created.clone(),
+    ] {
+        has(&events, &want, &format!("{v} kubectl events"));
+    }
+
     has(
         &k.ok(&["-n", n, "set", "image", "deployment/ro", "nginx=nginx:1.26"]),
         "image updated",

@@ -19,6 +19,8 @@ pub(crate) struct Kinds {
     pub(crate) replicasets: Arc<ResourceInfo>,
     /// apps/v1 deployments.
     pub(crate) deployments: Arc<ResourceInfo>,
+    /// core/v1 events, which the controllers record.
+    pub(crate) events: Arc<ResourceInfo>,
 }
 
 /// One resource of the store, as the controllers use it.

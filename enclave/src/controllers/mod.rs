@@ -16,6 +16,7 @@
 
 mod client;
 mod deployment;
+mod events;
 mod garbage_collector;
 mod owner;
 mod pod_template;
@@ -82,6 +83,25 @@ impl Error {
     pub(crate) fn is_forbidden(&self) -> bool {
         matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::Forbidden { .. }))
     }
+
+    /// Whether the write was refused because its namespace is being
+    /// deleted (upstream's `NamespaceTerminatingCause`): expected, and not
+    /// worth an event.
+    pub(crate) fn is_namespace_terminating(&self) -> bool {
+        self.is_forbidden()
+            && self
+                .api_message()
+                .contains("because it is being terminated")
+    }
+
+    /// What the API said, as a client would print it (the Status
+    /// message); the error's own words for errors that are not the API's.
+    pub(crate) fn api_message(&self) -> String {
+        match self {
+            Error::Api { source, .. } => source.message(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Running controllers; stop them with [`Controllers::shutdown`].
@@ -97,7 +117,7 @@ pub struct Controllers {
 ///
 /// # Errors
 /// [`Error::MissingResource`] if the resource table lacks pods,
-/// replicasets or deployments.
+/// replicasets, deployments or events.
 pub fn spawn(objects: &ObjectStore) -> Result<Controllers, Error> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -111,6 +131,7 @@ pub fn spawn(objects: &ObjectStore) -> Result<Controllers, Error> {
         pods: lookup("", "pods")?,
         replicasets: lookup("apps", "replicasets")?,
         deployments: lookup("apps", "deployments")?,
+        events: lookup("", "events")?,
     };
     let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
     tasks.spawn(runtime::run(

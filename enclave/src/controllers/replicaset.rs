@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::client::{Api, Kinds, annotation, int, is_deleting, text};
+use super::events::{EventRecorder, EventType};
 use super::owner::{claim, owners_to_notify};
 use super::pod_template::pod_from_template;
 use super::runtime::{Action, ObjectKey, Reconciler};
@@ -25,14 +26,19 @@ const BURST_REPLICAS: usize = 500;
 pub(crate) struct ReplicaSetController {
     pods: Api,
     replicasets: Api,
+    events: EventRecorder,
 }
+
+/// The component the ReplicaSet controller's events come from, as upstream's.
+const COMPONENT: &str = "replicaset-controller";
 
 impl ReplicaSetController {
     /// A controller over `objects`.
     pub(crate) fn new(objects: ObjectStore, kinds: Kinds) -> Self {
         ReplicaSetController {
             pods: Api::new(objects.clone(), kinds.pods),
-            replicasets: Api::new(objects, kinds.replicasets),
+            replicasets: Api::new(objects.clone(), kinds.replicasets),
+            events: EventRecorder::new(Api::new(objects, kinds.events), COMPONENT),
         }
     }
 
@@ -57,7 +63,14 @@ impl ReplicaSetController {
                 let size = batch.min(missing - done);
                 let results =
                     join_all((0..size).map(|_| self.pods.create(ns, pod_from_template(rs)))).await;
-                if let Some(e) = results.into_iter().find_map(Result::err) {
+                let mut failed = None;
+                for result in results {
+                    self.record_create(rs, &result).await;
+                    if let Err(e) = result {
+                        failed.get_or_insert(e);
+                    }
+                }
+                if let Some(e) = failed {
                     return Err(e);
                 }
                 done += size;
@@ -68,7 +81,8 @@ impl ReplicaSetController {
             let mut ranked: Vec<&Value> = pods.iter().collect();
             ranked.sort_by(|a, b| deletion_order(a, b));
             tracing::debug!(rs = meta::name(rs), surplus, "deleting pods");
-            let results = join_all(ranked.into_iter().take(surplus).map(|p| {
+            let doomed: Vec<&Value> = ranked.into_iter().take(surplus).collect();
+            let results = join_all(doomed.iter().map(|p| {
                 self.pods.delete(
                     ns,
                     meta::name(p),
@@ -77,11 +91,51 @@ impl ReplicaSetController {
                 )
             }))
             .await;
-            if let Some(e) = results.into_iter().find_map(Result::err) {
+            let mut failed = None;
+            for (pod, result) in doomed.iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        let message = format!("Deleted pod: {}", meta::name(pod));
+                        self.events
+                            .record(rs, EventType::Normal, "SuccessfulDelete", &message)
+                            .await;
+                    }
+                    Err(e) => {
+                        let message = format!("Error deleting: {}", e.api_message());
+                        self.events
+                            .record(rs, EventType::Warning, "FailedDelete", &message)
+                            .await;
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
                 return Err(e);
             }
         }
         Ok(())
+    }
+}
+
+impl ReplicaSetController {
+    /// upstream's `CreatePods` events: `SuccessfulCreate` per pod made,
+    /// `FailedCreate` per refusal (none when the namespace is going away).
+    async fn record_create(&self, rs: &Value, result: &Result<Value, Error>) {
+        match result {
+            Ok(pod) => {
+                let message = format!("Created pod: {}", meta::name(pod));
+                self.events
+                    .record(rs, EventType::Normal, "SuccessfulCreate", &message)
+                    .await;
+            }
+            Err(e) if e.is_namespace_terminating() => {}
+            Err(e) => {
+                let message = format!("Error creating: {}", e.api_message());
+                self.events
+                    .record(rs, EventType::Warning, "FailedCreate", &message)
+                    .await;
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::client::{Api, Kinds, annotation, by_creation, int, is_deleting, set_annotation, text};
+use super::events::{EventRecorder, EventType};
 use super::owner::{claim, controller_ref, is_controlled_by, owners_to_notify};
 use super::pod_template::{HASH_LABEL, equal_ignore_hash, template_hash, with_label};
 use super::runtime::{Action, ObjectKey, Reconciler};
@@ -24,13 +25,20 @@ use status::{
 };
 use strategy::{max_surge, new_rs_new_replicas, replicas};
 
+/// The reason of the events about scaling a deployment's ReplicaSets.
+const SCALING_REPLICA_SET: &str = "ScalingReplicaSet";
+
 /// The Deployment controller.
 #[derive(Debug)]
 pub(crate) struct DeploymentController {
     deployments: Api,
     replicasets: Api,
     pods: Api,
+    events: EventRecorder,
 }
+
+/// The component the Deployment controller's events come from, as upstream's.
+const COMPONENT: &str = "deployment-controller";
 
 impl DeploymentController {
     /// A controller over `objects`.
@@ -38,7 +46,8 @@ impl DeploymentController {
         DeploymentController {
             deployments: Api::new(objects.clone(), kinds.deployments),
             replicasets: Api::new(objects.clone(), kinds.replicasets),
-            pods: Api::new(objects, kinds.pods),
+            pods: Api::new(objects.clone(), kinds.pods),
+            events: EventRecorder::new(Api::new(objects, kinds.events), COMPONENT),
         }
     }
 }
@@ -234,9 +243,24 @@ impl Rollout<'_> {
                     );
                     self.write_status(status).await?;
                 }
+                let message = format!(
+                    "Failed to create new replica set {name:?}: {}",
+                    e.api_message()
+                );
+                self.c
+                    .events
+                    .record(&self.d, EventType::Warning, FAILED_RS_CREATE, &message)
+                    .await;
                 return Err(e);
             }
         };
+        if created.is_some() && size > 0 {
+            let message = format!("Scaled up replica set {name} from 0 to {size}");
+            self.c
+                .events
+                .record(&self.d, EventType::Normal, SCALING_REPLICA_SET, &message)
+                .await;
+        }
         self.sets.extend(created);
         let i = self.sets.len() - 1;
         self.set_deployment_revision(&new_revision.to_string())
@@ -301,6 +325,15 @@ impl Rollout<'_> {
         if !selects_anything(&self.d) {
             // upstream: an empty selector selects everything, which a
             // deployment must not do; only observedGeneration moves.
+            self.c
+                .events
+                .record(
+                    &self.d,
+                    EventType::Warning,
+                    "SelectingAll",
+                    "This deployment is selecting all pods. A non-empty selector is required.",
+                )
+                .await;
             let mut status = self.d.get("status").cloned().unwrap_or_else(|| json!({}));
             status["observedGeneration"] = json!(int(&self.d, "/metadata/generation"));
             self.write_status(status).await?;

@@ -4,14 +4,15 @@
 
 use serde_json::{Value, json};
 
-use super::Rollout;
 use super::revision::{
     DESIRED_REPLICAS, replicas_annotations_need_update, revision, set_replicas_annotations,
 };
 use super::status::{self, PAUSED, RESUMED, TIMED_OUT, has_progress_deadline, new_condition};
 use super::strategy::{is_rolling, max_surge, max_unavailable, proportion, replicas};
+use super::{Rollout, SCALING_REPLICA_SET};
 use crate::controllers::Error;
 use crate::controllers::client::{annotation, by_creation, int, is_deleting, text, uid};
+use crate::controllers::events::EventType;
 use crate::controllers::owner::is_controlled_by;
 use crate::controllers::runtime::Action;
 use crate::registry::generic::Propagation;
@@ -47,7 +48,19 @@ impl Rollout<'_> {
             to = size,
             "scaling replica set"
         );
+        let from = replicas(rs);
         self.sets[i] = self.c.replicasets.replace(next).await?;
+        if resize {
+            let direction = if from < size { "up" } else { "down" };
+            let message = format!(
+                "Scaled {direction} replica set {} from {from} to {size}",
+                meta::name(&self.sets[i])
+            );
+            self.c
+                .events
+                .record(&self.d, EventType::Normal, SCALING_REPLICA_SET, &message)
+                .await;
+        }
         Ok(resize)
     }
 
