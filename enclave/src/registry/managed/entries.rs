@@ -1,9 +1,20 @@
 //! `metadata.managedFields` entries: decoding what objects carry (or a
 //! client sends), and encoding them back in upstream's order.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::{FieldSet, Writer};
+
+/// At most this many `Update` entries are kept (upstream's
+/// `DefaultMaxUpdateManagers`); older ones are merged into
+/// [`ANCIENT_CHANGES`] entries.
+pub(super) const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager older `Update` entries are merged into, one per apiVersion
+/// (upstream's name).
+pub(super) const ANCIENT_CHANGES: &str = "ancient-changes";
 
 /// A write's kind of ownership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -151,6 +162,80 @@ impl Managers {
             let list = self.0.iter().map(Entry::encode).collect();
             m.insert("managedFields".into(), Value::Array(list));
         }
+    }
+
+    /// Upstream's `capUpdateManagers`: with more than
+    /// [`MAX_UPDATE_MANAGERS`] `Update` entries, walks them oldest first
+    /// (by time, then manager) and merges each one whose apiVersion an
+    /// older entry already has into that version's `ancient-changes`
+    /// bucket (made from the oldest entry of the version when there is
+    /// none yet), taking the newer time, until the cap holds. Appliers are
+    /// never merged.
+    pub(super) fn cap_updates(&mut self) {
+        let updates = self
+            .0
+            .iter()
+            .filter(|e| e.operation == Operation::Update)
+            .count();
+        if updates <= MAX_UPDATE_MANAGERS {
+            return;
+        }
+        let (mut entries, appliers): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|e| e.operation == Operation::Update);
+        entries.sort_by(|a, b| {
+            (
+                a.time.as_deref().unwrap_or(""),
+                &a.manager,
+                &a.api_version,
+                &a.subresource,
+            )
+                .cmp(&(
+                    b.time.as_deref().unwrap_or(""),
+                    &b.manager,
+                    &b.api_version,
+                    &b.subresource,
+                ))
+        });
+        let is_bucket = |e: &Entry, version: &str| {
+            e.manager == ANCIENT_CHANGES && e.subresource.is_none() && e.api_version == version
+        };
+        let mut gone = vec![false; entries.len()];
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        let mut left = updates;
+        for i in 0..entries.len() {
+            if left <= MAX_UPDATE_MANAGERS {
+                break;
+            }
+            let version = entries[i].api_version.clone();
+            let Some(&first) = first_of.get(&version) else {
+                first_of.insert(version, i);
+                continue;
+            };
+            let existing =
+                (0..entries.len()).find(|&j| !gone[j] && is_bucket(&entries[j], &version));
+            let bucket = existing.unwrap_or(first);
+            // The bucket is the newer of the two when an older apply of
+            // this cap made it and it sorts after `first`: take `first`
+            // into it (upstream would drop the bucket's fields here).
+            let (into, from) = if bucket == i { (i, first) } else { (bucket, i) };
+            let merged = entries[from].set.clone();
+            let time = entries[i].time.clone();
+            let target = &mut entries[into];
+            target.manager = ANCIENT_CHANGES.to_string();
+            target.subresource = None;
+            target.set.union_with(&merged);
+            target.time = time;
+            gone[from] = true;
+            left -= 1;
+        }
+        self.0 = appliers;
+        self.0.extend(
+            entries
+                .into_iter()
+                .zip(gone)
+                .filter_map(|(e, gone)| (!gone).then_some(e)),
+        );
     }
 
     pub(super) fn position(&self, w: &Writer, op: Operation, av: &str) -> Option<usize> {

@@ -200,6 +200,7 @@ pub fn record_update(
             }),
         }
     }
+    managers.cap_updates();
     managers.encode_into(new);
 }
 

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use super::*;
 
+const ANCIENT: &str = entries::ANCIENT_CHANGES;
+
 const AV: &str = "apps/v1";
 const MAIN: Scope = Scope::Main {
     status_subresource: true,
@@ -404,4 +406,64 @@ fn first_apply_on_an_unmanaged_object_does_not_take_everything() {
         "kubectl"
     );
     assert_eq!(manager_name(Some("mine"), "kubectl/v1.33.0"), "mine");
+}
+
+#[test]
+fn more_than_ten_updaters_merge_the_oldest_into_ancient_changes() {
+    let scope = Scope::Main {
+        status_subresource: false,
+    };
+    let mut obj =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+    let update = |obj: &Value, i: usize| {
+        let mut next = obj.clone();
+        next["data"][format!("k{i:02}")] = json!("v");
+        let now = format!("2026-01-01T00:00:{i:02}Z");
+        record_update(
+            obj,
+            &mut next,
+            &writer(&format!("m{i:02}")),
+            "v1",
+            scope,
+            &now,
+        );
+        next
+    };
+    for i in 0..10 {
+        obj = update(&obj, i);
+    }
+    assert_eq!(entries(&obj).len(), 10);
+    assert!(entries(&obj).iter().all(|e| e["manager"] != ANCIENT));
+
+    obj = update(&obj, 10);
+    let list = entries(&obj);
+    assert_eq!(list.len(), 10, "{list:?}");
+    let bucket = entry(&list, ANCIENT);
+    assert_eq!(bucket["operation"], "Update");
+    assert_eq!(bucket["apiVersion"], "v1");
+    assert_eq!(bucket["time"], "2026-01-01T00:00:01Z", "the newer time");
+    assert_eq!(
+        bucket["fieldsV1"],
+        json!({"f:data": {"f:k00": {}, "f:k01": {}}})
+    );
+    assert!(
+        list.iter()
+            .all(|e| e["manager"] != "m00" && e["manager"] != "m01")
+    );
+
+    obj = update(&obj, 11);
+    let list = entries(&obj);
+    assert_eq!(list.len(), 10, "{list:?}");
+    let bucket = entry(&list, ANCIENT);
+    assert_eq!(bucket["time"], "2026-01-01T00:00:02Z");
+    assert_eq!(
+        bucket["fieldsV1"],
+        json!({"f:data": {"f:k00": {}, "f:k01": {}, "f:k02": {}}})
+    );
+    assert_eq!(
+        list.iter().filter(|e| e["manager"] == ANCIENT).count(),
+        1,
+        "one bucket per apiVersion"
+    );
+    assert_eq!(entry(&list, "m11")["time"], "2026-01-01T00:00:11Z");
 }
