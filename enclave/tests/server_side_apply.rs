@@ -495,3 +495,100 @@ fn every_write_records_its_manager() {
         .unwrap();
     assert_eq!(kubelet["fieldsV1"], json!({"f:status": {"f:phase": {}}}));
 }
+
+/// What upstream does with client-side apply's annotation when kubectl
+/// applies server-side: fields the annotation says kubectl set (and that
+/// still hold those values) are taken without a conflict, other managers'
+/// fields still conflict, and the annotation is rewritten to the applied
+/// configuration. Other field managers get neither.
+#[test]
+fn kubectl_server_side_apply_keeps_the_last_applied_annotation_in_step() {
+    let e = Enclave::start();
+    let cm = "/api/v1/namespaces/default/configmaps/csa";
+    let last = "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"1\",\"b\":\"2\"},\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{},\"name\":\"csa\"}}\n";
+    let created = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "csa", "annotations": {
+            "kubectl.kubernetes.io/last-applied-configuration": last}},
+        "data": {"a": "1", "b": "2"}});
+    let (code, out) = e.curl_admin(
+        "/api/v1/namespaces/default/configmaps?fieldManager=kubectl-client-side-apply",
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &created.to_string(),
+        ],
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = e.curl_admin(
+        &format!("{cm}?fieldManager=editor"),
+        &[
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/merge-patch+json",
+            "--data-binary",
+            r#"{"data":{"b":"edited"}}"#,
+        ],
+    );
+    assert_eq!(code, 200, "{out}");
+    let apply_as = |manager: &str, data: &str| {
+        let body = format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"csa\"}},\"data\":{data}}}"
+        );
+        let (code, out) = e.curl_admin(
+            &format!("{cm}?fieldManager={manager}"),
+            &["-X", "PATCH", "-H", APPLY_CT, "--data-binary", &body],
+        );
+        (code, parse(&out))
+    };
+    let fields = |st: &Value| -> Vec<String> {
+        st["details"]["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["field"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (code, st) = apply_as("other", r#"{"a":"10"}"#);
+    assert_eq!(code, 409, "another manager conflicts: {st}");
+    assert_eq!(fields(&st), [".data.a"]);
+    let (code, st) = apply_as("kubectl", r#"{"a":"10","b":"20"}"#);
+    assert_eq!(code, 409, "{st}");
+    assert_eq!(
+        fields(&st),
+        [".data.b"],
+        "only the editor's field conflicts"
+    );
+    assert!(
+        st["message"].as_str().unwrap().contains("\"editor\""),
+        "{st}"
+    );
+
+    let (code, obj) = apply_as("kubectl", r#"{"a":"10"}"#);
+    assert_eq!(code, 200, "{obj}");
+    assert_eq!(obj["data"], json!({"a": "10", "b": "edited"}));
+    assert_eq!(
+        obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+        "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"10\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"csa\"}}\n"
+    );
+    let kubectl = obj["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["manager"] == "kubectl")
+        .unwrap();
+    assert_eq!(kubectl["operation"], "Apply");
+    assert_eq!(kubectl["fieldsV1"], json!({"f:data": {"f:a": {}}}));
+
+    // Another manager's apply leaves the annotation as it is.
+    let (code, obj) = apply_as("other", r#"{"c":"3"}"#);
+    assert_eq!(code, 200, "{obj}");
+    assert_eq!(
+        obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+        "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"10\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"csa\"}}\n"
+    );
+}

@@ -83,6 +83,7 @@ impl ObjectStore {
             return self.create(info, ns, obj, &create_opts).await;
         }
         let fields = FieldsOp::Apply {
+            applied: &config,
             config: &config_set,
             force,
         };

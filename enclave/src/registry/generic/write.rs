@@ -69,6 +69,8 @@ pub(super) enum FieldsOp<'a> {
     Update,
     /// Server-side apply of a configuration setting `config`.
     Apply {
+        /// The applied configuration.
+        applied: &'a Value,
         /// The fields the applied configuration sets.
         config: &'a FieldSet,
         /// `force=true`: take conflicting fields instead of failing.
@@ -429,9 +431,39 @@ impl ObjectStore {
             (Some(w), FieldsOp::Update) => {
                 managed::record_update(&old, &mut new, &w, &av, scope, &now);
             }
-            (Some(w), FieldsOp::Apply { config, force }) => {
-                managed::record_apply(&old, &mut new, config, &w, &av, scope, &now, force)
-                    .map_err(managed::conflict_error)?;
+            (
+                Some(w),
+                FieldsOp::Apply {
+                    applied,
+                    config,
+                    force,
+                },
+            ) => {
+                let kubectl = w.manager == managed::KUBECTL;
+                // Kept for a second, forced attempt (record_apply edits `new`).
+                let unrecorded = (kubectl && !force).then(|| new.clone());
+                if let Err(conflicts) =
+                    managed::record_apply(&old, &mut new, config, &w, &av, scope, &now, force)
+                {
+                    // upstream's lastAppliedManager: kubectl may take what
+                    // its client-side apply annotation says it set.
+                    let left = match unrecorded {
+                        Some(_) => managed::conflicts_outside(
+                            conflicts,
+                            &managed::last_applied_fields(&old, &av, scope),
+                        ),
+                        None => conflicts,
+                    };
+                    let Some(unrecorded) = unrecorded.filter(|_| left.is_empty()) else {
+                        return Err(managed::conflict_error(left));
+                    };
+                    new = unrecorded;
+                    managed::record_apply(&old, &mut new, config, &w, &av, scope, &now, true)
+                        .map_err(managed::conflict_error)?;
+                }
+                if kubectl {
+                    managed::sync_last_applied(&old, &mut new, applied);
+                }
             }
         }
         let mut causes = Self::validate_common(info, &new);

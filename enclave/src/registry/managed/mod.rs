@@ -337,6 +337,97 @@ pub fn record_apply(
     Ok(())
 }
 
+/// The annotation client-side `kubectl apply` keeps its configuration in.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The field manager whose applies upstream reconciles with
+/// [`LAST_APPLIED`] (kubectl's server-side apply); others opt out.
+pub const KUBECTL: &str = "kubectl";
+
+fn last_applied_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// upstream's `lastAppliedManager`: the fields `live`'s [`LAST_APPLIED`]
+/// configuration sets (it must be of `api_version`) that still hold the
+/// values it set, which kubectl's server-side apply may take over without
+/// a conflict. Empty when there is no such annotation or it does not
+/// decode.
+#[must_use]
+pub fn last_applied_fields(live: &Value, api_version: &str, scope: Scope) -> FieldSet {
+    let Some(last) = last_applied_of(live).and_then(|t| serde_json::from_str::<Value>(t).ok())
+    else {
+        return FieldSet::new();
+    };
+    if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
+        return FieldSet::new();
+    }
+    let c = Comparison::of(&ownable(&last, scope), &ownable(live, scope));
+    applied_fields(&last, scope)
+        .difference(&c.modified)
+        .difference(&c.added)
+        .difference(&c.removed)
+}
+
+/// The conflicts not on a field of `allowed` (upstream's
+/// `conflictsDifference`): when none are left, kubectl's apply proceeds
+/// as if forced.
+#[must_use]
+pub fn conflicts_outside(conflicts: Vec<Conflict>, allowed: &FieldSet) -> Vec<Conflict> {
+    let allowed: std::collections::HashSet<String> =
+        allowed.paths().iter().map(|p| path_string(p)).collect();
+    conflicts
+        .into_iter()
+        .filter(|c| !allowed.contains(&c.field))
+        .collect()
+}
+
+/// upstream's `lastAppliedUpdater`: after kubectl's server-side apply of
+/// `config` to an object whose `old` state carries [`LAST_APPLIED`], the
+/// annotation on `new` becomes the applied configuration (without the
+/// annotation itself), encoded as Go's JSON encoder writes it, so a later
+/// client-side `kubectl apply` diffs against what was applied last.
+pub fn sync_last_applied(old: &Value, new: &mut Value, config: &Value) {
+    if last_applied_of(old).is_none() {
+        return;
+    }
+    let mut applied = config.clone();
+    if let Some(Value::Object(a)) = applied.pointer_mut("/metadata/annotations") {
+        a.remove(LAST_APPLIED);
+    }
+    let value = go_json(&applied);
+    let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let annotations = m
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(a) = annotations {
+        a.insert(LAST_APPLIED.into(), Value::String(value));
+    }
+}
+
+/// `v` as Go's `json.Encoder` writes it: keys sorted, `<`, `>`, `&`,
+/// U+2028 and U+2029 escaped, and a newline at the end.
+fn go_json(v: &Value) -> String {
+    let mut out = String::new();
+    for ch in v.to_string().chars() {
+        match ch {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// The 409 for apply conflicts, worded as upstream words it.
 #[must_use]
 pub fn conflict_error(conflicts: Vec<Conflict>) -> Error {

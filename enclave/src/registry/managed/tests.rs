@@ -467,3 +467,58 @@ fn more_than_ten_updaters_merge_the_oldest_into_ancient_changes() {
     );
     assert_eq!(entry(&list, "m11")["time"], "2026-01-01T00:00:11Z");
 }
+
+#[test]
+fn kubectl_may_take_fields_its_last_applied_annotation_still_describes() {
+    let scope = Scope::Main {
+        status_subresource: false,
+    };
+    let last = r#"{"apiVersion":"v1","data":{"a":"1","b":"2"},"kind":"ConfigMap","metadata":{"name":"c"}}"#;
+    let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "annotations": {LAST_APPLIED: last}},
+        "data": {"a": "1", "b": "changed", "c": "3"}});
+    let allowed = last_applied_fields(&live, "v1", scope);
+    let a: Path = vec![
+        PathElement::Field("data".into()),
+        PathElement::Field("a".into()),
+    ];
+    let b: Path = vec![
+        PathElement::Field("data".into()),
+        PathElement::Field("b".into()),
+    ];
+    assert!(allowed.has(&a), "{:?}", allowed.to_fields_v1());
+    assert!(!allowed.has(&b), "b no longer has the applied value");
+    let conflict = |field: &str| Conflict {
+        manager: "\"kubectl-client-side-apply\" using v1".into(),
+        field: field.into(),
+    };
+    assert_eq!(
+        conflicts_outside(vec![conflict(".data.a"), conflict(".data.b")], &allowed),
+        vec![conflict(".data.b")]
+    );
+    assert!(
+        last_applied_fields(&live, "v2", scope).is_empty(),
+        "another version"
+    );
+    let mut other = live.clone();
+    other["metadata"]["annotations"][LAST_APPLIED] = json!("not json");
+    assert!(last_applied_fields(&other, "v1", scope).is_empty());
+}
+
+#[test]
+fn kubectl_applies_rewrite_an_existing_last_applied_annotation() {
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "annotations": {"note": "a<b&c", LAST_APPLIED: "stale"}},
+        "data": {"z": "1", "a": "2"}});
+    let old = json!({"metadata": {"name": "c", "annotations": {LAST_APPLIED: "{}"}}});
+    let mut new = json!({"metadata": {"name": "c", "annotations": {LAST_APPLIED: "{}"}}});
+    sync_last_applied(&old, &mut new, &config);
+    assert_eq!(
+        new["metadata"]["annotations"][LAST_APPLIED],
+        "{\"apiVersion\":\"v1\",\"data\":{\"a\":\"2\",\"z\":\"1\"},\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{\"note\":\"a\\u003cb\\u0026c\"},\"name\":\"c\"}}\n"
+    );
+    let old = json!({"metadata": {"name": "c"}});
+    let mut new = old.clone();
+    sync_last_applied(&old, &mut new, &config);
+    assert_eq!(new, old, "no annotation to keep in step");
+}
