@@ -19,6 +19,7 @@
 //! - [`bench`]: the load behind `daas bench relay` (relay vs direct vs socat).
 //! - The binary `daas-host` wires these to flags.
 
+mod accept;
 pub mod bench;
 pub mod error;
 pub mod journal;

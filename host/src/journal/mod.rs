@@ -53,9 +53,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::accept_until_shutdown;
 use crate::error::{Error, Result};
 use crate::transport::{Listener, PeerAddr, Stream};
 use storage::JournalDir;
@@ -224,27 +224,12 @@ impl JournalService {
     /// # Ok(()) }
     /// ```
     pub async fn serve(self, listener: Listener, shutdown: CancellationToken) {
-        let mut connections = JoinSet::new();
         let mut next_id = 0u64;
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                a = listener.accept() => a,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "journal service: accept failed");
-                    // Out of descriptors and the like: do not spin.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        let admit = |stream, peer, open| {
             // The owner's connection plus the pending ones.
-            if connections.len() > MAX_PENDING_CONNECTIONS {
+            if open > MAX_PENDING_CONNECTIONS {
                 tracing::warn!(?peer, "too many journal connections; closing the new one");
-                continue;
+                return None;
             }
             next_id += 1;
             let conn = Connection {
@@ -256,8 +241,11 @@ impl JournalService {
                 token: shutdown.child_token(),
                 hello: false,
             };
-            connections.spawn(conn.run(peer));
-        }
+            Some(conn.run(peer))
+        };
+        let on_error =
+            |e: &std::io::Error| tracing::warn!(error = %e, "journal service: accept failed");
+        let mut connections = accept_until_shutdown(&listener, &shutdown, admit, on_error).await;
         while connections.join_next().await.is_some() {}
     }
 }

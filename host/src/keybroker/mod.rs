@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::accept_until_shutdown;
 use crate::error::{Error, Result};
 use crate::journal::wire::{self, FrameError};
 use crate::kms::KmsClient;
@@ -98,30 +98,18 @@ impl KeyBroker {
 
     /// Accepts enclave connections on `listener` until `shutdown`, then lets open requests finish.
     pub async fn serve(self: Arc<Self>, listener: Listener, shutdown: CancellationToken) {
-        let mut connections = JoinSet::new();
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                a = listener.accept() => a,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "key broker: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if connections.len() >= MAX_CONNECTIONS {
+        let admit = |stream, peer, open| {
+            if open >= MAX_CONNECTIONS {
                 tracing::warn!(
                     ?peer,
                     "too many key broker connections; closing the new one"
                 );
-                continue;
+                return None;
             }
-            connections.spawn(Arc::clone(&self).connection(stream, peer));
-        }
+            Some(Arc::clone(&self).connection(stream, peer))
+        };
+        let on_error = |e: &std::io::Error| tracing::warn!(error = %e, "key broker: accept failed");
+        let mut connections = accept_until_shutdown(&listener, &shutdown, admit, on_error).await;
         while connections.join_next().await.is_some() {}
     }
 

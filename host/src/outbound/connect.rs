@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Allowlist, Target, dial};
+use crate::accept::accept_until_shutdown;
 use crate::error::Result;
 use crate::metrics::{CloseReason, TrafficMetrics};
 use crate::splice::{SpliceRules, splice};
@@ -83,33 +83,24 @@ impl BoundConnectProxy {
     /// Serves until `shutdown` fires; open connections are cut then.
     pub async fn serve(self, shutdown: CancellationToken) {
         let limit = Arc::new(Semaphore::new(self.proxy.max_connections));
-        let mut conns = JoinSet::new();
-        loop {
-            let (stream, _) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        self.proxy.metrics.accept_error();
-                        tracing::warn!(error = %e, "outbound accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
+        let admit = |stream, _peer, _open| {
             let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                 self.proxy.metrics.rejected();
-                continue;
+                return None;
             };
             self.proxy.metrics.accepted();
             let proxy = Arc::clone(&self.proxy);
-            conns.spawn(async move {
+            Some(async move {
                 let reason = handle(&proxy, stream).await;
                 proxy.metrics.closed(reason);
                 drop(permit);
-            });
-        }
+            })
+        };
+        let on_error = |e: &std::io::Error| {
+            self.proxy.metrics.accept_error();
+            tracing::warn!(error = %e, "outbound accept failed");
+        };
+        let mut conns = accept_until_shutdown(&self.listener, &shutdown, admit, on_error).await;
         conns.shutdown().await;
     }
 }

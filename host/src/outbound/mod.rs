@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::accept_until_shutdown;
 use crate::error::{Error, Result};
 use crate::metrics::{CloseReason, TrafficMetrics};
 use crate::splice::{SpliceRules, splice};
@@ -254,28 +255,14 @@ async fn accept_loop(
     (idle_timeout, connect_timeout): (Duration, Duration),
     shutdown: CancellationToken,
 ) {
-    let mut conns = JoinSet::new();
-    loop {
-        let (enclave, _) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    metrics.accept_error();
-                    tracing::warn!(error = %e, "outbound accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    let admit = |enclave, _peer, _open| {
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
             metrics.rejected();
-            continue;
+            return None;
         };
         metrics.accepted();
         let (metrics, target) = (metrics.clone(), Arc::clone(&target));
-        conns.spawn(async move {
+        Some(async move {
             let reason = match dial(&target, connect_timeout).await {
                 Some(remote) => {
                     let rules = SpliceRules {
@@ -293,8 +280,13 @@ async fn accept_loop(
             };
             metrics.closed(reason);
             drop(permit);
-        });
-    }
+        })
+    };
+    let on_error = |e: &std::io::Error| {
+        metrics.accept_error();
+        tracing::warn!(error = %e, "outbound accept failed");
+    };
+    let mut conns = accept_until_shutdown(&listener, &shutdown, admit, on_error).await;
     conns.shutdown().await;
 }
 

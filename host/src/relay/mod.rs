@@ -25,13 +25,13 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use config::{HandshakeRule, ProxyProtocol, RelayConfig, RelayConfigBuilder};
 
+use crate::accept::accept_until_shutdown;
 use crate::metrics::{CloseReason, TrafficMetrics};
 use crate::splice::{SpliceRules, splice};
 use crate::tls_watch::{TlsProgress, TlsWatch};
@@ -80,34 +80,31 @@ impl Relay {
     /// ```
     pub async fn serve(&self, listener: Listener, shutdown: CancellationToken) -> DrainReport {
         let limit = Arc::new(Semaphore::new(self.config.max_connections));
-        let mut tasks = JoinSet::new();
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                            self.metrics.rejected();
-                            tracing::debug!(?peer, "connection limit reached; closing");
-                            continue;
-                        };
-                        self.metrics.accepted();
-                        let guard = CloseGuard { metrics: self.metrics.clone(), reason: CloseReason::Shutdown, _permit: permit };
-                        let conn = Connection { config: Arc::clone(&self.config), metrics: self.metrics.clone(), shutdown: shutdown.clone() };
-                        let span = tracing::debug_span!("relay.conn", peer = ?peer);
-                        tasks.spawn(conn.run(stream, peer, guard).instrument(span));
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning on a listener that stays readable.
-                        self.metrics.accept_error();
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                },
-            }
-        }
+        let admit = |stream, peer, _open| {
+            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                self.metrics.rejected();
+                tracing::debug!(?peer, "connection limit reached; closing");
+                return None;
+            };
+            self.metrics.accepted();
+            let guard = CloseGuard {
+                metrics: self.metrics.clone(),
+                reason: CloseReason::Shutdown,
+                _permit: permit,
+            };
+            let conn = Connection {
+                config: Arc::clone(&self.config),
+                metrics: self.metrics.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let span = tracing::debug_span!("relay.conn", peer = ?peer);
+            Some(conn.run(stream, peer, guard).instrument(span))
+        };
+        let on_error = |e: &std::io::Error| {
+            self.metrics.accept_error();
+            tracing::warn!(error = %e, "accept failed");
+        };
+        let mut tasks = accept_until_shutdown(&listener, &shutdown, admit, on_error).await;
         drop(listener);
         let open_at_shutdown = tasks.len();
         tracing::info!(open = open_at_shutdown, "relay draining");
