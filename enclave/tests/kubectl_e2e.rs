@@ -428,6 +428,25 @@ fn check_generated_job(k: &Kubectl<'_>, n: &str, name: &str) {
     ] {
         assert_eq!(job["spec"][field], want, "{v}: spec.{field}");
     }
+    // Whatever the encoding kubectl used (protobuf from 1.32 on), Go value
+    // fields at their zero value are not shown, as upstream shows none.
+    let template = &job["spec"]["template"];
+    assert!(
+        template["metadata"].get("generation").is_none(),
+        "{v}: {template}"
+    );
+    for gone in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(
+            template["spec"].get(gone).is_none(),
+            "{v}: {gone} in {template}"
+        );
+    }
+    for gone in ["stdin", "stdinOnce", "tty"] {
+        assert!(
+            template["spec"]["containers"][0].get(gone).is_none(),
+            "{v}: {gone} in {template}"
+        );
+    }
     let out = k.ok(&["-n", n, "get", "job", name, "--show-labels"]);
     has(
         &out,

@@ -13,7 +13,7 @@ use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Map, Value, json};
 
-use super::{opt, put, top};
+use super::{nz, opt, put, top};
 
 const RBAC: &str = "rbac.authorization.k8s.io/v1";
 
@@ -187,7 +187,7 @@ pub(super) fn pod_disruption_budget(x: policy::PodDisruptionBudget) -> Value {
 pub(super) fn priority_class(x: sched::PriorityClass) -> Value {
     let mut o = top("scheduling.k8s.io/v1", "PriorityClass", &x.metadata);
     o.insert("value".into(), json!(x.value.unwrap_or(0)));
-    put(&mut o, "globalDefault", opt(&x.global_default));
+    put(&mut o, "globalDefault", nz(&x.global_default));
     put(&mut o, "description", opt(&x.description));
     put(&mut o, "preemptionPolicy", opt(&x.preemption_policy));
     Value::Object(o)
@@ -201,7 +201,7 @@ fn backend(b: &net::IngressBackend) -> Value {
         if let Some(p) = &s.port {
             let mut port = Map::new();
             put(&mut port, "name", opt(&p.name));
-            put(&mut port, "number", opt(&p.number));
+            put(&mut port, "number", nz(&p.number));
             svc.insert("port".into(), Value::Object(port));
         }
         m.insert("service".into(), Value::Object(svc));

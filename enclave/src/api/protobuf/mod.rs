@@ -57,6 +57,18 @@ fn opt<T: Into<Value> + Clone>(v: &Option<T>) -> Value {
     v.clone().map(Into::into).unwrap_or(Value::Null)
 }
 
+/// A Go value (not pointer) field with `omitempty`: Go's protobuf always
+/// writes it, and its zero value (false, 0) reads back as the zero value,
+/// which JSON then omits; so it is not shown, as upstream does not show it.
+/// (Pointer fields keep their zero: `suspend: false` is a value set.)
+fn nz<T: Into<Value> + Clone>(v: &Option<T>) -> Value {
+    match opt(v) {
+        Value::Bool(false) => Value::Null,
+        Value::Number(n) if n.as_i64() == Some(0) => Value::Null,
+        other => other,
+    }
+}
+
 fn time(t: &Option<meta::Time>) -> Value {
     // Go marshals a zero metav1.Time as an empty message and reads an empty
     // message back as the zero time, which JSON shows as null (kubectl 1.32+
@@ -86,7 +98,7 @@ fn object_meta(m: &Option<meta::ObjectMeta>) -> Value {
     put(&mut o, "namespace", opt(&m.namespace));
     put(&mut o, "uid", opt(&m.uid));
     put(&mut o, "resourceVersion", opt(&m.resource_version));
-    put(&mut o, "generation", opt(&m.generation));
+    put(&mut o, "generation", nz(&m.generation));
     put(&mut o, "creationTimestamp", time(&m.creation_timestamp));
     put(&mut o, "deletionTimestamp", time(&m.deletion_timestamp));
     put(
@@ -828,6 +840,63 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    /// What kubectl 1.32+ sends for every pod template: Go value fields
+    /// written with their zero values, which upstream's JSON does not show.
+    #[test]
+    fn go_value_fields_at_zero_are_not_shown_and_pointer_fields_are() {
+        let mut t = pod_template();
+        if let Some(m) = t.metadata.as_mut() {
+            m.generation = Some(0);
+        }
+        if let Some(spec) = t.spec.as_mut() {
+            spec.host_network = Some(false);
+            spec.host_pid = Some(false);
+            spec.host_ipc = Some(true);
+            if let Some(c) = spec.containers.first_mut() {
+                c.stdin = Some(false);
+                c.stdin_once = Some(false);
+                c.tty = Some(false);
+                if let Some(p) = c.ports.first_mut() {
+                    p.host_port = Some(0);
+                }
+            }
+        }
+        let d = apps::Deployment {
+            metadata: full_meta(),
+            spec: Some(apps::DeploymentSpec {
+                replicas: Some(0),
+                min_ready_seconds: Some(0),
+                paused: Some(false),
+                template: Some(t),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let v = decode(&envelope("apps/v1", "Deployment", d.encode_to_vec())).unwrap();
+        let spec = &v["spec"];
+        assert_eq!(spec["replicas"], 0, "a pointer: zero is a value");
+        for gone in ["minReadySeconds", "paused"] {
+            assert!(spec.get(gone).is_none(), "{gone}: {spec}");
+        }
+        let template = &spec["template"];
+        assert!(
+            template["metadata"].get("generation").is_none(),
+            "{template}"
+        );
+        for gone in ["hostNetwork", "hostPID"] {
+            assert!(template["spec"].get(gone).is_none(), "{gone}: {template}");
+        }
+        assert_eq!(template["spec"]["hostIPC"], true);
+        let c = &template["spec"]["containers"][0];
+        for gone in ["stdin", "stdinOnce", "tty"] {
+            assert!(c.get(gone).is_none(), "{gone}: {c}");
+        }
+        assert_eq!(
+            c["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}])
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use k8s_pb::api::core::v1 as core;
 use serde_json::{Map, Value, json};
 
 use super::kinds::{int_or_string, label_selector};
-use super::{object_meta, opt, put, top};
+use super::{nz, object_meta, opt, put, top};
 use crate::registry::Error;
 
 type Res<T> = Result<T, Error>;
@@ -50,7 +50,7 @@ fn container(mut c: core::Container) -> Res<Value> {
     for mut p in take(&mut c.ports) {
         let mut pm = Map::new();
         put(&mut pm, "name", opt(&take(&mut p.name)));
-        put(&mut pm, "hostPort", opt(&take(&mut p.host_port)));
+        put(&mut pm, "hostPort", nz(&take(&mut p.host_port)));
         put(&mut pm, "containerPort", opt(&take(&mut p.container_port)));
         put(&mut pm, "protocol", opt(&take(&mut p.protocol)));
         put(&mut pm, "hostIP", opt(&take(&mut p.host_ip)));
@@ -88,9 +88,9 @@ fn container(mut c: core::Container) -> Res<Value> {
         "imagePullPolicy",
         opt(&take(&mut c.image_pull_policy)),
     );
-    put(&mut m, "stdin", opt(&take(&mut c.stdin)));
-    put(&mut m, "stdinOnce", opt(&take(&mut c.stdin_once)));
-    put(&mut m, "tty", opt(&take(&mut c.tty)));
+    put(&mut m, "stdin", nz(&take(&mut c.stdin)));
+    put(&mut m, "stdinOnce", nz(&take(&mut c.stdin_once)));
+    put(&mut m, "tty", nz(&take(&mut c.tty)));
     nothing_left(&c, "Container")?;
     Ok(Value::Object(m))
 }
@@ -134,9 +134,9 @@ fn pod_spec(mut s: core::PodSpec) -> Res<Value> {
         opt(&take(&mut s.automount_service_account_token)),
     );
     put(&mut m, "nodeName", opt(&take(&mut s.node_name)));
-    put(&mut m, "hostNetwork", opt(&take(&mut s.host_network)));
-    put(&mut m, "hostPID", opt(&take(&mut s.host_pid)));
-    put(&mut m, "hostIPC", opt(&take(&mut s.host_ipc)));
+    put(&mut m, "hostNetwork", nz(&take(&mut s.host_network)));
+    put(&mut m, "hostPID", nz(&take(&mut s.host_pid)));
+    put(&mut m, "hostIPC", nz(&take(&mut s.host_ipc)));
     put(&mut m, "hostname", opt(&take(&mut s.hostname)));
     put(&mut m, "subdomain", opt(&take(&mut s.subdomain)));
     put(&mut m, "schedulerName", opt(&take(&mut s.scheduler_name)));
@@ -299,14 +299,14 @@ pub(super) fn deployment(x: apps::Deployment) -> Res<Value> {
         put(
             &mut m,
             "minReadySeconds",
-            opt(&take(&mut s.min_ready_seconds)),
+            nz(&take(&mut s.min_ready_seconds)),
         );
         put(
             &mut m,
             "revisionHistoryLimit",
             opt(&take(&mut s.revision_history_limit)),
         );
-        put(&mut m, "paused", opt(&take(&mut s.paused)));
+        put(&mut m, "paused", nz(&take(&mut s.paused)));
         put(
             &mut m,
             "progressDeadlineSeconds",
@@ -335,7 +335,7 @@ pub(super) fn service(x: core::Service) -> Res<Value> {
                 "targetPort",
                 int_or_string(&take(&mut p.target_port)),
             );
-            put(&mut pm, "nodePort", opt(&take(&mut p.node_port)));
+            put(&mut pm, "nodePort", nz(&take(&mut p.node_port)));
             ports.push(Value::Object(pm));
         }
         put(&mut m, "ports", Value::Array(ports));
@@ -368,12 +368,12 @@ pub(super) fn service(x: core::Service) -> Res<Value> {
         put(
             &mut m,
             "healthCheckNodePort",
-            opt(&take(&mut s.health_check_node_port)),
+            nz(&take(&mut s.health_check_node_port)),
         );
         put(
             &mut m,
             "publishNotReadyAddresses",
-            opt(&take(&mut s.publish_not_ready_addresses)),
+            nz(&take(&mut s.publish_not_ready_addresses)),
         );
         put(&mut m, "ipFamilies", json!(take(&mut s.ip_families)));
         put(
