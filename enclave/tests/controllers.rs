@@ -633,3 +633,50 @@ fn controllers_record_events_as_kube_controller_manager() {
         "deleted {gone}, left {left:?}"
     );
 }
+
+/// Twelve pods created for one ReplicaSet: nine `SuccessfulCreate` events
+/// of their own, then one combined event counting the other three, as
+/// client-go's event aggregation shows it.
+#[test]
+fn many_similar_events_are_combined() {
+    let e = Enclave::start();
+    let rs = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "many", "namespace": NS},
+        "spec": {
+            "replicas": 12,
+            "selector": {"matchLabels": {"app": "many"}},
+            "template": {"metadata": {"labels": {"app": "many"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+        },
+    });
+    send(
+        &e,
+        "POST",
+        &format!("/apis/apps/v1/namespaces/{NS}/replicasets"),
+        "application/json",
+        &rs,
+    );
+    let created = eventually("twelve pods counted in events", || {
+        let evs = events_about(&e, "ReplicaSet", "many", "SuccessfulCreate");
+        let total: i64 = evs.iter().map(|ev| ev["count"].as_i64().unwrap_or(0)).sum();
+        (total == 12).then_some(evs)
+    });
+    assert_eq!(created.len(), 10, "{created:?}");
+    let (combined, single): (Vec<&Value>, Vec<&Value>) = created.iter().partition(|ev| {
+        ev["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("(combined from similar events): Created pod: many-")
+    });
+    assert_eq!(combined.len(), 1, "{created:?}");
+    assert_eq!(combined[0]["count"], 3);
+    assert_eq!(single.len(), 9);
+    assert!(single.iter().all(|ev| {
+        ev["count"] == 1
+            && ev["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Created pod: many-")
+    }));
+}
