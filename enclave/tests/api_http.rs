@@ -163,7 +163,9 @@ fn bad_requests_get_precise_statuses_and_write_nothing() {
 
 /// Writes the whole request, then reads the answer and sends a second
 /// request on the same connection, as Python's `http.client` (and Go's
-/// HTTP/1.1 client before 1.22) does; prints `[status, body, status]`.
+/// HTTP/1.1 client before 1.22) does; prints `[status, body, status,
+/// reused]`, `reused` saying whether the second request went over the
+/// same socket (http.client reconnects silently when the server closed).
 const WRITE_ALL_THEN_READ: &str = r#"
 import http.client, json, ssl, sys, urllib.parse
 url, ca, token, path, body_file = sys.argv[1:6]
@@ -173,10 +175,30 @@ auth = {"Authorization": "Bearer " + token}
 c.request("POST", path, body=open(body_file, "rb").read(), headers=dict(auth, **{"Content-Type": "application/json"}))
 r = c.getresponse()
 out = [r.status, r.read().decode()]
+first = c.sock
 c.request("GET", "/version", headers=auth)
 out.append(c.getresponse().status)
+out.append(first is not None and c.sock is first)
 print(json.dumps(out))
 "#;
+
+/// Runs [`WRITE_ALL_THEN_READ`] with `token` and the body in `file`.
+fn write_all_then_read(e: &Enclave, token: &str, path: &str, file: &std::path::Path) -> Value {
+    let out = std::process::Command::new("python3")
+        .args(["-c", WRITE_ALL_THEN_READ, &e.url])
+        .arg(e.pki("ca.crt"))
+        .arg(token)
+        .arg(path)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the write-everything-first client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
 
 /// A 4 MiB body (over the 3 MiB limit) gets the 413 Status over HTTP/2,
 /// HTTP/1.1 with a length or chunked, and from a client that writes the
@@ -224,26 +246,30 @@ fn too_large_bodies_get_a_413_every_client_reads() {
         too_large(what, code, &body);
     }
 
-    let out = std::process::Command::new("python3")
-        .args(["-c", WRITE_ALL_THEN_READ, &e.url])
-        .arg(e.pki("ca.crt"))
-        .arg(e.token())
-        .arg(cms)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the write-everything-first client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = write_all_then_read(&e, &e.token(), cms, &file);
     too_large(
         "write everything, then read",
         shown[0].as_u64().unwrap() as u16,
         shown[1].as_str().unwrap(),
     );
-    assert_eq!(shown[2], 200, "the same connection serves the next request");
+    assert_eq!(shown[2], 200);
+    assert_eq!(
+        shown[3], true,
+        "the same connection serves the next request"
+    );
+
+    // Without credentials the answer is 401; a small body is read first
+    // too, so the connection stays usable.
+    let small = e.dir.path().join("small.json");
+    std::fs::write(&small, "x".repeat(200 * 1024)).unwrap();
+    let shown = write_all_then_read(&e, "wrong", cms, &small);
+    assert_eq!(shown[0], 401, "{shown}");
+    assert_eq!(status(shown[1].as_str().unwrap())["reason"], "Unauthorized");
+    assert_eq!(shown[2], 200, "/version needs no credentials");
+    assert_eq!(
+        shown[3], true,
+        "the same connection serves the next request"
+    );
 
     let (code, body) = e.curl_admin(&format!("{cms}/big"), &[]);
     assert_eq!(code, 404, "nothing was written: {body}");

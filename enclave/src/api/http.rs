@@ -149,6 +149,28 @@ pub async fn read_body(
     Ok(buf.freeze())
 }
 
+/// How much of the body of a request answered without reading it (e.g. a
+/// 401) is read and dropped first: 256 KiB, what Go's server reads after a
+/// handler that did not (`maxPostHandlerReadBytes`), so small uploads of
+/// unauthenticated clients get the answer rather than a reset, while they
+/// cannot make the server read much.
+pub const UNREAD_BODY_DRAIN: u64 = 256 * 1024;
+
+/// Reads and drops the body of a request answered without it, unless its
+/// declared length is over `budget` bytes (see [`UNREAD_BODY_DRAIN`]).
+pub async fn discard_body(req: hyper::Request<hyper::body::Incoming>, budget: u64) {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > budget) {
+        return;
+    }
+    let mut body = req.into_body();
+    discard(&mut body, budget).await;
+}
+
 /// Reads and drops the rest of `body`, giving up after `budget` bytes, a
 /// read error or a [`DRAIN_IDLE`] pause (the connection then closes when
 /// the body is dropped unread, as before).

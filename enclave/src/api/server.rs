@@ -189,6 +189,7 @@ impl ApiServer {
                     .and_then(|v| self.auth.bearer(v))
             });
             if user.is_none() && !is_public(&path) {
+                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
                 return http::unauthorized();
             }
             self.route(req, user).await
