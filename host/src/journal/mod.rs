@@ -56,7 +56,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::accept_until_shutdown;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 use crate::transport::{Listener, PeerAddr, Stream};
 use storage::JournalDir;
 use wire::FrameError;
@@ -290,17 +290,6 @@ impl From<Error> for Refusal {
     fn from(e: Error) -> Self {
         refuse(error_chain(&e))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 fn refuse(reason: impl Into<String>) -> Refusal {

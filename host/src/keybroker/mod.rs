@@ -37,7 +37,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::accept_until_shutdown;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 use crate::journal::wire::{self, FrameError};
 use crate::kms::KmsClient;
 use crate::transport::{Listener, PeerAddr, Stream};
@@ -225,17 +225,6 @@ fn parse_request(kind: u8, body: &[u8]) -> Result<&[u8], String> {
         return Err("no attestation document".into());
     }
     Ok(document)
-}
-
-fn error_chain(e: &Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 /// The stored blob, or `None` if there is none yet.
