@@ -218,8 +218,9 @@ pub enum VerifyError {
         usage: &'static str,
     },
     /// Path validation (signatures, basic constraints, path length) failed.
+    /// (The cause is part of the message, so it is not also the `source`: `{:#}` chains would repeat it.)
     #[error("certificate chain does not verify: {0}")]
-    Chain(#[source] webpki::Error),
+    Chain(webpki::Error),
     /// The leaf's key is not an uncompressed P-384 EC point.
     #[error("leaf certificate key is not a P-384 EC key")]
     LeafKey,

@@ -230,7 +230,7 @@ pub fn dev_root(dir: &Path) -> Result<DevRoot, ServeError> {
     let key_path = dir.join(DEV_ROOT_KEY);
     let io = |path: &PathBuf| {
         let path = path.clone();
-        move |source| ServeError::Io { path, source }
+        move |cause| ServeError::Io { path, cause }
     };
     let root = match (cert_path.exists(), key_path.exists()) {
         (true, true) => {

@@ -77,9 +77,9 @@ impl Listener {
     /// # Errors
     /// Bind failures; vsock without the `vsock` feature.
     pub async fn bind(addr: &ListenAddr) -> Result<Self, ServeError> {
-        let io = |source| ServeError::Bind {
+        let io = |cause| ServeError::Bind {
             addr: format!("{addr:?}"),
-            source,
+            cause,
         };
         match addr {
             ListenAddr::Tcp(a) => Ok(Listener::Tcp(

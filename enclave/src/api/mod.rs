@@ -36,32 +36,39 @@ use std::path::PathBuf;
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+///
+/// Causes are part of the messages, so they are not also `source`s: `{:#}` chains would repeat them.
 pub enum ServeError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Binding the listener failed.
-    #[error("bind {addr}: {source}")]
+    #[error("bind {addr}: {cause}")]
     Bind {
         /// The address.
         addr: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Certificate generation or parsing failed.
     #[error("certificate: {0}")]
     Certificate(String),
     /// The TLS configuration was rejected.
+    /// (The cause is part of the message, so it is not also the `source`: `{:#}` chains would repeat it.)
     #[error("tls: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
     /// Inconsistent configuration or state.
     #[error("{0}")]
     Config(String),
+}
+
+impl From<rustls::Error> for ServeError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Tls(e)
+    }
 }

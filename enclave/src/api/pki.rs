@@ -40,9 +40,9 @@ impl std::fmt::Debug for DevPki {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
-    move |source| ServeError::Io {
+    move |cause| ServeError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

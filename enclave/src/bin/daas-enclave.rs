@@ -154,10 +154,10 @@ async fn connect_journal(endpoint: &JournalEndpoint, timeout: Duration) -> Resul
         match attempt {
             Ok(j) => return Ok(j),
             // A transport this build cannot use will not appear by waiting.
-            Err(enclave::store::JournalError::Connection { source, .. })
-                if source.kind() == std::io::ErrorKind::Unsupported =>
+            Err(enclave::store::JournalError::Connection { cause, .. })
+                if cause.kind() == std::io::ErrorKind::Unsupported =>
             {
-                bail!("journal service {endpoint}: {source}");
+                bail!("journal service {endpoint}: {cause}");
             }
             Err(e) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::info!(%endpoint, error = %e, "journal service not reachable yet; retrying");

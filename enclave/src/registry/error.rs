@@ -156,8 +156,9 @@ pub enum Error {
     #[error("{0}")]
     Timeout(String),
     /// 500 InternalError: the store failed.
+    /// (The cause is part of the message, so it is not also the `source`: `{:#}` chains would repeat it.)
     #[error("store: {0}")]
-    Store(#[source] StoreError),
+    Store(StoreError),
 }
 
 /// Result alias for registry operations.

@@ -73,8 +73,10 @@ pub enum StoreError {
     #[error("corrupt index entry: {0}")]
     Corrupt(String),
     /// The journal refused or failed an operation; the write was not acknowledged.
+    /// (Here and in `Rocks` the cause is part of the message, so it is not also the `source`: `{:#}` chains would
+    /// repeat it.)
     #[error("journal: {0}")]
-    Journal(#[from] super::journal::JournalError),
+    Journal(super::journal::JournalError),
     /// The index belongs to another cluster.
     #[error("store belongs to cluster {found}, not {expected}")]
     WrongCluster {
@@ -109,7 +111,19 @@ pub enum StoreError {
     Closed(String),
     /// RocksDB failed.
     #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    Rocks(rocksdb::Error),
+}
+
+impl From<super::journal::JournalError> for StoreError {
+    fn from(e: super::journal::JournalError) -> Self {
+        Self::Journal(e)
+    }
+}
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(e: rocksdb::Error) -> Self {
+        Self::Rocks(e)
+    }
 }
 
 /// Result alias for store operations.
@@ -134,7 +148,7 @@ impl StoreError {
         };
         match self {
             StoreError::Journal(JournalError::Snapshot(e)) => sealed(e),
-            StoreError::Journal(JournalError::Record { source, .. }) => sealed(source),
+            StoreError::Journal(JournalError::Record { reason, .. }) => sealed(reason),
             StoreError::Unseal { .. } | StoreError::UnknownEpoch { .. } => true,
             _ => false,
         }

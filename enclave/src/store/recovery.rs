@@ -292,10 +292,10 @@ fn replay(
     let mut applied = 0usize;
     let mut last_chained = None;
     for (i, record) in records.iter().enumerate() {
-        let refuse = |source| {
+        let refuse = |reason| {
             StoreError::Journal(JournalError::Record {
                 position: i as u64,
-                source,
+                reason,
             })
         };
         let header = peek_header(record).map_err(refuse)?;
@@ -358,10 +358,10 @@ fn replay(
     if applied == 0
         && let Some((i, record)) = last_chained
     {
-        open_record(&shared.journal_sealer, record).map_err(|source| {
+        open_record(&shared.journal_sealer, record).map_err(|reason| {
             StoreError::Journal(JournalError::Record {
                 position: i as u64,
-                source,
+                reason,
             })
         })?;
     }

@@ -22,10 +22,10 @@ pub struct FileJournal {
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
-    move |source| JournalError::Io {
+    move |cause| JournalError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

@@ -74,17 +74,18 @@ pub struct PartialAppend {
 /// Errors from a [`Journal`] implementation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+///
+/// Causes are part of the messages, so they are not also `source`s: `{:#}` chains would repeat them.
 pub enum JournalError {
     /// An I/O operation on a journal file failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A previous failure left the journal in an unknown state; it refuses
     /// further appends until reopened.
@@ -103,30 +104,26 @@ pub enum JournalError {
     Remote(String),
     /// The journal service could not be reached, or the connection failed
     /// during a request (nothing is known to have been written).
-    #[error("journal service {endpoint}: {op}: {source}")]
+    #[error("journal service {endpoint}: {op}: {cause}")]
     Connection {
         /// The service's endpoint.
         endpoint: String,
         /// The request, e.g. `READ_RECORDS`.
         op: &'static str,
         /// The transport error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An append reached the connection but its acknowledgement never came
     /// back: the write is not committed. The journal settles it (asks the
     /// service to discard the record) before the next write.
-    #[error(
-        "journal service {endpoint}: append of record seq {seq} was not acknowledged: {source}"
-    )]
+    #[error("journal service {endpoint}: append of record seq {seq} was not acknowledged: {cause}")]
     Unacknowledged {
         /// The service's endpoint.
         endpoint: String,
         /// Sequence number of the record.
         seq: u64,
         /// Why no acknowledgement arrived.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The journal service answered with an error message.
     #[error("journal service {endpoint} refused {op}: {message}")]
@@ -147,15 +144,16 @@ pub enum JournalError {
         reason: String,
     },
     /// The snapshot failed verification on restore.
+    /// (Here and in `Record` the cause is part of the message, so it is not also the `source`: `{:#}` chains
+    /// would repeat it.)
     #[error("journal snapshot: {0}")]
-    Snapshot(#[source] RecordError),
+    Snapshot(RecordError),
     /// A record failed verification on restore.
-    #[error("journal record {position}: {source}")]
+    #[error("journal record {position}: {reason}")]
     Record {
         /// Zero-based position of the record in what the journal returned.
         position: u64,
         /// What was wrong with it.
-        #[source]
-        source: RecordError,
+        reason: RecordError,
     },
 }

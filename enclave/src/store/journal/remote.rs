@@ -252,10 +252,10 @@ impl RemoteJournal {
     }
 
     fn conn_error(&self, op: &'static str) -> impl FnOnce(io::Error) -> JournalError + '_ {
-        move |source| JournalError::Connection {
+        move |cause| JournalError::Connection {
             endpoint: self.endpoint.to_string(),
             op,
-            source,
+            cause,
         }
     }
 
@@ -467,9 +467,9 @@ impl RemoteJournal {
 impl Journal for RemoteJournal {
     fn append(&mut self, record: &[u8]) -> Result<(), JournalError> {
         let seq = peek_header(record)
-            .map_err(|source| JournalError::Record {
+            .map_err(|reason| JournalError::Record {
                 position: 0,
-                source,
+                reason,
             })?
             .seq;
         self.ready_for_write()?;
@@ -492,14 +492,14 @@ impl Journal for RemoteJournal {
             Err(e) => {
                 // The request may have reached the service: settle it before the next write.
                 self.unacknowledged = Some(seq);
-                let source = match e {
-                    JournalError::Connection { source, .. } => source,
+                let cause = match e {
+                    JournalError::Connection { cause, .. } => cause,
                     other => io::Error::other(other.to_string()),
                 };
                 return Err(JournalError::Unacknowledged {
                     endpoint: self.endpoint.to_string(),
                     seq,
-                    source,
+                    cause,
                 });
             }
         };

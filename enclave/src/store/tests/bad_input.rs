@@ -120,14 +120,14 @@ impl Journal for FaultyDisk {
             return Err(JournalError::Io {
                 op: "append",
                 path: "journal".into(),
-                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+                cause: std::io::Error::from_raw_os_error(28), // ENOSPC
             });
         }
         if self.failing.contains(&self.appends) {
             return Err(JournalError::Io {
                 op: "append",
                 path: "journal".into(),
-                source: std::io::Error::from_raw_os_error(5), // EIO
+                cause: std::io::Error::from_raw_os_error(5), // EIO
             });
         }
         self.inner.append(record)

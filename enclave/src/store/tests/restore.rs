@@ -53,7 +53,7 @@ fn drop_index(dir: &Path) {
 
 fn refused_at(result: crate::store::Result<Store>) -> (u64, RecordError) {
     match result {
-        Err(StoreError::Journal(JournalError::Record { position, source })) => (position, source),
+        Err(StoreError::Journal(JournalError::Record { position, reason })) => (position, reason),
         Err(other) => panic!("expected a refused record, got {other}"),
         Ok(_) => panic!("expected a refused record, the store opened"),
     }
@@ -254,7 +254,7 @@ async fn records_sealed_under_another_clusters_key_are_refused() {
     assert!(matches!(
         s,
         Err(StoreError::Journal(JournalError::Record {
-            source: RecordError::Unseal { .. },
+            reason: RecordError::Unseal { .. },
             ..
         }))
     ));

@@ -202,14 +202,21 @@ async fn another_root_secret_is_refused_at_open_even_when_the_index_is_up_to_dat
         options(dir.path()),
         &StaticKeys::single([8; 32]),
     ) {
-        Err(StoreError::Journal(crate::store::JournalError::Record { source, .. })) => {
+        Err(e @ StoreError::Journal(crate::store::JournalError::Record { .. })) => {
+            let StoreError::Journal(crate::store::JournalError::Record { reason, .. }) = &e else {
+                unreachable!()
+            };
             assert!(
                 matches!(
-                    source,
+                    reason,
                     crate::store::journal::RecordError::Unseal { seq: 1 }
                 ),
-                "{source:?}"
+                "{reason:?}"
             );
+            // What the operator reads (`daas unseal` shows the `{:#}` chain) names the cause once.
+            let cause = reason.to_string();
+            let shown = format!("{:#}", anyhow::Error::from(e).context("opening the store"));
+            assert_eq!(shown.matches(cause.as_str()).count(), 1, "{shown}");
         }
         Err(other) => panic!("wrong error: {other:?}"),
         Ok(_) => panic!("a store opened under another root secret"),
