@@ -34,8 +34,9 @@ pub(crate) struct RelayBenchArgs {
     /// The socat program.
     #[arg(long, default_value = "socat")]
     socat: PathBuf,
-    /// Let the scheduler place every thread (by default the relay, or socat, runs alone on the last CPU and the
-    /// load generator and backend on the others).
+    /// Let the scheduler place every thread in the throughput phase too (by default the relay, or socat, runs
+    /// alone on the last CPU there and the load generator and backend on the others; the latency phase is never
+    /// pinned).
     #[arg(long)]
     no_pin_cpus: bool,
 }

@@ -15,7 +15,7 @@ use tokio::net::UnixListener;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::sync::CancellationToken;
 
-use super::{bench_err, on_own_runtime};
+use super::{ThreadIds, bench_err, on_own_runtime};
 use crate::error::Result;
 
 /// The TLS server name the benchmark's certificate is issued for.
@@ -87,7 +87,7 @@ impl Drop for HttpsBackend {
 }
 
 /// Serves HTTPS on the Unix socket `path`: every request gets `200 OK` with a JSON body of `body_len` bytes
-/// (the size of a small `kubectl get` list). Its thread runs on `cpus` if given.
+/// (the size of a small `kubectl get` list). Its thread is recorded in `threads`.
 ///
 /// # Errors
 ///
@@ -96,7 +96,7 @@ pub fn start_https_backend(
     path: &Path,
     acceptor: TlsAcceptor,
     body_len: usize,
-    cpus: Option<nix::sched::CpuSet>,
+    threads: &ThreadIds,
 ) -> Result<HttpsBackend> {
     let std_listener = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| bench_err("binding the backend socket", e))?;
@@ -106,7 +106,7 @@ pub fn start_https_backend(
     let body = Bytes::from(json_body(body_len));
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let thread = on_own_runtime("bench-backend", 1, cpus, move || async move {
+    let thread = on_own_runtime("bench-backend", 1, threads, move || async move {
         let Ok(listener) = UnixListener::from_std(std_listener) else {
             return;
         };

@@ -6,13 +6,16 @@
 //! UNIX-CONNECT:PATH` (one process per connection). Targets are measured in interleaved rounds so that noise
 //! from other work on the machine spreads over all three.
 //!
-//! **CPU placement.** With at least two CPUs allowed, the hop under test (our relay's thread, or socat and every
-//! process it forks) runs alone on the last allowed CPU and the load generator and backend run on the others
-//! (`pin_cpus`, on by default). That is the production shape: an enclave's vCPUs are taken away from the
-//! parent, and clients are on other machines, so the relay competes with nothing but itself. It also compares
-//! like with like (one core each for our one thread and socat's processes) and removes the largest source of
-//! noise on a small machine: the scheduler placing the relay and the load generator on the same core in one
-//! round and not in the next.
+//! **CPU placement.** With at least two CPUs allowed (and `pin_cpus`, on by default), the throughput phase runs
+//! the hop under test (our relay's threads, or socat and every process it forks) alone on the last allowed CPU
+//! and the load generator and backend on the others. That is the production shape: an enclave's vCPUs are taken
+//! away from the parent and clients are on other machines, so the relay competes with nothing but itself. It
+//! also compares like with like (one core for our thread and for socat's processes) and removes the largest
+//! source of noise on a small machine, where three busy parties share two cores: the scheduler placing the
+//! hop with the load generator in one round and not in the next. The latency phase has one request in flight
+//! and nothing competes, so it runs unpinned: pinning would put the client and the backend on one core, where
+//! the direct path hands over without a cross-CPU wake-up and the relayed path cannot, which measures the
+//! placement rather than the hop.
 //!
 //! Each round has two phases per target:
 //!
@@ -27,10 +30,11 @@ mod load;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, gettid};
 use tokio_util::sync::CancellationToken;
 
 pub use backend::{
@@ -53,12 +57,33 @@ pub(crate) fn bench_err(
     }
 }
 
+/// The OS thread ids of a benchmark component's threads, so that they can be moved between CPUs per phase.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadIds(Arc<Mutex<Vec<Pid>>>);
+
+impl ThreadIds {
+    /// Records the calling thread.
+    fn register_current(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(gettid());
+    }
+
+    fn all(&self) -> Vec<Pid> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Runs `make()` to completion on a new thread with its own tokio runtime: current-thread for `workers <= 1`,
-/// else multi-thread with `workers` workers.
+/// else multi-thread with `workers` workers. Every thread of it is recorded in `threads`.
 pub(crate) fn on_own_runtime<F, Fut>(
     name: &str,
     workers: usize,
-    cpus: Option<CpuSet>,
+    threads: &ThreadIds,
     make: F,
 ) -> Result<std::thread::JoinHandle<()>>
 where
@@ -73,12 +98,8 @@ where
         b.worker_threads(workers);
         b
     };
-    if let Some(cpus) = cpus {
-        builder.on_thread_start(move || {
-            // Best effort: an unpinned run is still a valid run, only noisier.
-            let _ = sched_setaffinity(Pid::from_raw(0), &cpus);
-        });
-    }
+    let workers_ids = threads.clone();
+    builder.on_thread_start(move || workers_ids.register_current());
     let rt = builder
         .thread_name(name)
         .enable_all()
@@ -86,11 +107,12 @@ where
         .map_err(|e| bench_err("starting a runtime", e))?;
     std::thread::Builder::new()
         .name(name.to_owned())
-        .spawn(move || {
-            if let Some(cpus) = cpus {
-                let _ = sched_setaffinity(Pid::from_raw(0), &cpus);
+        .spawn({
+            let threads = threads.clone();
+            move || {
+                threads.register_current();
+                rt.block_on(make())
             }
-            rt.block_on(make())
         })
         .map_err(|e| bench_err("starting a thread", e))
 }
@@ -112,7 +134,8 @@ pub struct RelayBenchOptions {
     pub relay_busy_poll: Duration,
     /// The socat program.
     pub socat: PathBuf,
-    /// Run the relay (or socat) alone on one CPU and the load on the others (see the module doc).
+    /// In the throughput phase, run the relay (or socat) alone on one CPU and the load on the others (see the
+    /// module doc).
     pub pin_cpus: bool,
 }
 
@@ -290,21 +313,28 @@ pub fn run_relay_bench(opts: &RelayBenchOptions) -> Result<RelayBenchReport> {
     result
 }
 
-/// CPUs for the hop under test and for the load, when pinning is possible (two or more CPUs allowed).
-#[derive(Debug, Clone, Copy)]
+/// Where each party runs in each phase (see the module doc).
+#[derive(Debug)]
 struct Placement {
+    /// The last allowed CPU: the hop under test during the throughput phase.
     hop: CpuSet,
+    /// The other allowed CPUs: the load generator and the backend during the throughput phase.
     load: CpuSet,
-    /// The calling thread's affinity before the run, restored after it.
-    caller: CpuSet,
+    /// Every allowed CPU (the caller's affinity before the run): everyone during the latency phase, and the
+    /// caller again after the run.
+    all: CpuSet,
+    /// The relay's threads and socat's listening process (whose forks inherit its CPUs when they start).
+    hop_threads: Vec<Pid>,
+    /// The backend's threads and the load generator's (the calling thread).
+    load_threads: Vec<Pid>,
 }
 
 impl Placement {
-    /// The last allowed CPU for the hop, the other allowed CPUs for the load.
-    fn split() -> Option<Self> {
-        let caller = sched_getaffinity(Pid::from_raw(0)).ok()?;
+    /// `None` when fewer than two CPUs are allowed.
+    fn split(hop_threads: Vec<Pid>, load_threads: Vec<Pid>) -> Option<Self> {
+        let all = sched_getaffinity(Pid::from_raw(0)).ok()?;
         let allowed: Vec<usize> = (0..CpuSet::count())
-            .filter(|&c| caller.is_set(c).unwrap_or(false))
+            .filter(|&c| all.is_set(c).unwrap_or(false))
             .collect();
         let (&last, rest) = allowed.split_last()?;
         if rest.is_empty() {
@@ -316,43 +346,68 @@ impl Placement {
         for &c in rest {
             load.set(c).ok()?;
         }
-        Some(Self { hop, load, caller })
+        Some(Self {
+            hop,
+            load,
+            all,
+            hop_threads,
+            load_threads,
+        })
     }
-}
 
-/// Puts the calling thread back on its original CPUs when the run ends.
-struct RestoreAffinity(Option<CpuSet>);
+    /// Throughput phase: the hop alone on its CPU. Best effort: an unpinned phase is still valid, only noisier.
+    fn separate(&self) {
+        self.apply(&self.hop, &self.load);
+    }
 
-impl Drop for RestoreAffinity {
-    fn drop(&mut self) {
-        if let Some(cpus) = &self.0 {
-            let _ = sched_setaffinity(Pid::from_raw(0), cpus);
+    /// Latency phase: everyone anywhere.
+    fn unpin(&self) {
+        self.apply(&self.all, &self.all);
+    }
+
+    fn apply(&self, hop: &CpuSet, load: &CpuSet) {
+        for &t in &self.hop_threads {
+            let _ = sched_setaffinity(t, hop);
+        }
+        for &t in &self.load_threads {
+            let _ = sched_setaffinity(t, load);
         }
     }
 }
 
-fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchReport> {
-    let placement = opts.pin_cpus.then(Placement::split).flatten();
-    let _restore = RestoreAffinity(placement.map(|p| p.caller));
-    if let Some(p) = &placement {
-        // The client runtime below runs on this thread.
-        let _ = sched_setaffinity(Pid::from_raw(0), &p.load);
+impl Drop for Placement {
+    fn drop(&mut self) {
+        self.unpin();
     }
+}
+
+fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchReport> {
     let socket = dir.join("enclave.sock");
     let identity = bench_identity()?;
+    let backend_threads = ThreadIds::default();
     let _backend = start_https_backend(
         &socket,
         identity.acceptor.clone(),
         opts.body_bytes,
-        placement.map(|p| p.load),
+        &backend_threads,
     )?;
+    let relay_threads = ThreadIds::default();
     let relay = RunningRelay::start(
         Endpoint::Unix(socket.clone()),
         opts.relay_threads,
         opts.relay_busy_poll,
-        placement.map(|p| p.hop),
+        &relay_threads,
     )?;
-    let socat = Socat::start(&opts.socat, &socket, placement.map(|p| p.hop))?;
+    let socat = Socat::start(&opts.socat, &socket)?;
+    let placement = if opts.pin_cpus {
+        let mut hop = relay_threads.all();
+        hop.extend(socat.pid());
+        let mut load = backend_threads.all();
+        load.push(gettid());
+        Placement::split(hop, load)
+    } else {
+        None
+    };
 
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -376,12 +431,18 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
     client_rt.block_on(async {
         for _ in 0..opts.rounds.max(1) {
             for ((_, target), report) in targets.iter().zip(reports.iter_mut()) {
+                if let Some(p) = &placement {
+                    p.separate();
+                }
                 let sample = run_load(target, &identity.connector, opts.shape).await?;
                 report.requests += sample.requests;
                 report.elapsed += sample.elapsed;
                 report
                     .round_rps
                     .push(sample.requests as f64 / sample.elapsed.as_secs_f64().max(1e-9));
+                if let Some(p) = &placement {
+                    p.unpin();
+                }
                 if opts.latency_requests > 0 {
                     let sequential = LoadShape {
                         clients: 1,
@@ -424,7 +485,7 @@ impl RunningRelay {
         upstream: Endpoint,
         workers: usize,
         busy_poll: Duration,
-        cpus: Option<CpuSet>,
+        threads: &ThreadIds,
     ) -> Result<Self> {
         let config = RelayConfig::builder(upstream)
             .busy_poll(busy_poll)
@@ -432,7 +493,7 @@ impl RunningRelay {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread = on_own_runtime("bench-relay", workers, cpus, move || async move {
+        let thread = on_own_runtime("bench-relay", workers, threads, move || async move {
             let listener = match Listener::bind(&Endpoint::Tcp(([127, 0, 0, 1], 0).into())).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -481,12 +542,7 @@ struct Socat {
 }
 
 impl Socat {
-    /// Starts socat, on `cpus` if given (the processes it forks for connections inherit them).
-    fn start(
-        program: &std::path::Path,
-        socket: &std::path::Path,
-        cpus: Option<CpuSet>,
-    ) -> Result<Self> {
+    fn start(program: &std::path::Path, socket: &std::path::Path) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| bench_err("finding a free port for socat", e))?
@@ -497,9 +553,6 @@ impl Socat {
             .stdin(std::process::Stdio::null())
             .spawn()
             .map_err(|e| bench_err("starting socat (apt-get install socat)", e))?;
-        if let (Some(cpus), Ok(pid)) = (&cpus, i32::try_from(child.id())) {
-            let _ = sched_setaffinity(Pid::from_raw(pid), cpus);
-        }
         let socat = Self {
             addr: ([127, 0, 0, 1], port).into(),
             child,
@@ -514,6 +567,13 @@ impl Socat {
             "socat did not start listening",
             std::io::Error::other(socat.addr.to_string()),
         ))
+    }
+}
+
+impl Socat {
+    /// The listening process (the parent of the per-connection forks).
+    fn pid(&self) -> Option<Pid> {
+        i32::try_from(self.child.id()).ok().map(Pid::from_raw)
     }
 }
 
