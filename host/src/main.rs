@@ -112,9 +112,9 @@ struct RelayArgs {
     /// Send a PROXY protocol v2 header to the enclave before the client's bytes.
     #[arg(long)]
     proxy_protocol: bool,
-    /// After a connection moved a byte, poll it this many microseconds before sleeping (0: off, at most 1000).
-    /// Saves a thread wake-up per reply (about half the relay's added p99 on a VM); costs at most this much CPU
-    /// per request/response exchange, and nothing on idle connections.
+    /// After forwarding a client's bytes to the enclave, poll for the answer this many microseconds before
+    /// sleeping (0: off, at most 1000). Saves a thread wake-up per reply on a VM; costs at most this much CPU per
+    /// request/response exchange, and nothing on idle connections or after answers.
     #[arg(long, default_value_t = 50)]
     busy_poll_us: u64,
 }

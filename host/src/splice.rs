@@ -15,11 +15,14 @@ use tokio::time::Instant;
 use crate::metrics::CloseReason;
 use crate::tls_watch::{TlsProgress, TlsWatch};
 
-/// When the connection last moved a byte, as nanoseconds since `start`, and how long to busy-poll after that.
+/// When the connection last moved a byte, as nanoseconds since `start`; whether it is waiting for the upstream's
+/// answer; and how long to busy-poll for that answer.
 #[derive(Debug)]
 pub(crate) struct Activity {
     start: Instant,
     last_nanos: AtomicU64,
+    /// The client's bytes went upstream last: an answer is due (request/response traffic).
+    awaiting_answer: AtomicBool,
     busy_poll: Duration,
 }
 
@@ -28,13 +31,18 @@ impl Activity {
         Self {
             start: Instant::now(),
             last_nanos: AtomicU64::new(0),
+            awaiting_answer: AtomicBool::new(false),
             busy_poll,
         }
     }
 
-    /// Whether a byte moved within the busy-poll window (never, with busy-polling off).
+    /// Whether to keep polling instead of parking: the client's bytes went upstream within the busy-poll window
+    /// and no answer has been passed back yet. Only then is data due soon; after an answer, the client's next
+    /// request may be a long way off, and spinning would only take a CPU from others.
     fn spinning(&self) -> bool {
-        !self.busy_poll.is_zero() && Instant::now() < self.last() + self.busy_poll
+        !self.busy_poll.is_zero()
+            && self.awaiting_answer.load(Ordering::Relaxed)
+            && Instant::now() < self.last() + self.busy_poll
     }
 
     fn touch(&self) {
@@ -91,6 +99,7 @@ where
     let handshake_done = AtomicBool::new(rules.tls.is_none());
     let mut client = Watched {
         inner: client,
+        side: Side::Client,
         activity: &activity,
         written: rules.outbound,
         tls: rules.tls,
@@ -98,6 +107,7 @@ where
     };
     let mut upstream = Watched {
         inner: upstream,
+        side: Side::Upstream,
         activity: &activity,
         written: rules.inbound,
         tls: None,
@@ -129,6 +139,13 @@ where
     }
 }
 
+/// Which end of the splice a [`Watched`] stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Upstream,
+}
+
 /// The client's bytes stopped being a TLS record stream (carried inside an `io::Error`).
 #[derive(Debug)]
 struct NotTlsStream;
@@ -145,6 +162,7 @@ impl std::error::Error for NotTlsStream {}
 /// (on the client side, until the handshake is done) feeds the bytes read from it to a [`TlsWatch`].
 struct Watched<'a, S> {
     inner: S,
+    side: Side,
     activity: &'a Activity,
     /// Bytes written into this side, i.e. relayed towards it.
     written: &'a Counter,
@@ -190,6 +208,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
         this.written.inc_by(n as u64);
         this.activity.touch();
+        this.activity
+            .awaiting_answer
+            .store(this.side == Side::Upstream, Ordering::Relaxed);
         Poll::Ready(Ok(n))
     }
 
@@ -202,8 +223,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<'_, S> {
     }
 }
 
-/// Drives `fut` to completion; while a byte moved within the busy-poll window, yields instead of letting the
-/// thread park: tokio polls its I/O driver without blocking (epoll with a zero timeout) before it resumes a
+/// Drives `fut` to completion; while an answer is due (see [`Activity::spinning`]), yields instead of letting
+/// the thread park: tokio polls its I/O driver without blocking (epoll with a zero timeout) before it resumes a
 /// yielded task, so data that arrives within the window is picked up without the thread going to sleep and being
 /// woken again (a wake-up costs tens of microseconds on a virtual machine). Request/response traffic spends most
 /// of its relay latency there.
@@ -227,5 +248,57 @@ async fn spin_while_active<F: Future>(fut: F, activity: &Activity) -> F::Output 
         if let Some(out) = woken {
             return out;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    fn watched<'a, S>(
+        inner: S,
+        side: Side,
+        activity: &'a Activity,
+        written: &'a Counter,
+        done: &'a AtomicBool,
+    ) -> Watched<'a, S> {
+        Watched {
+            inner,
+            side,
+            activity,
+            written,
+            tls: None,
+            handshake_done: done,
+        }
+    }
+
+    #[tokio::test]
+    async fn spins_only_while_the_enclaves_answer_is_due() {
+        let activity = Activity::new(Duration::from_secs(3600));
+        let (counter, done) = (Counter::default(), AtomicBool::new(true));
+        let (up, _up_peer) = tokio::io::duplex(64);
+        let (client, _client_peer) = tokio::io::duplex(64);
+        let mut up = watched(up, Side::Upstream, &activity, &counter, &done);
+        let mut client = watched(client, Side::Client, &activity, &counter, &done);
+        assert!(!activity.spinning(), "nothing forwarded yet");
+        up.write_all(b"GET").await.unwrap();
+        assert!(
+            activity.spinning(),
+            "a request went upstream: its answer is due"
+        );
+        client.write_all(b"200").await.unwrap();
+        assert!(
+            !activity.spinning(),
+            "the answer went back: the next request may be far off"
+        );
+        assert_eq!(counter.get(), 6);
+
+        let off = Activity::new(Duration::ZERO);
+        let (up, _peer) = tokio::io::duplex(64);
+        let mut up = watched(up, Side::Upstream, &off, &counter, &done);
+        up.write_all(b"GET").await.unwrap();
+        assert!(!off.spinning(), "busy-polling off");
     }
 }

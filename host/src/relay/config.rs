@@ -127,9 +127,10 @@ impl RelayConfigBuilder {
         self
     }
 
-    /// After a connection moved a byte, keep polling it this long before the relay thread parks (at most 1 ms).
-    /// A reply that arrives within the window is forwarded without a thread wake-up, which saves tens of
-    /// microseconds per request on a virtual machine, at the price of that much CPU per request. Default zero: off.
+    /// After a connection forwarded client bytes to the enclave, keep polling for the answer this long before the
+    /// relay thread parks (at most 1 ms). An answer that arrives within the window is forwarded without a thread
+    /// wake-up, which saves tens of microseconds per request on a virtual machine, at the price of up to that
+    /// much CPU per request. There is no spinning after an answer went back to the client. Default zero: off.
     pub fn busy_poll(mut self, d: Duration) -> Self {
         self.config.busy_poll = d;
         self
