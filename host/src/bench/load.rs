@@ -52,6 +52,15 @@ pub enum LoadTarget {
     Tcp(std::net::SocketAddr),
 }
 
+impl LoadTarget {
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Self::Unix(p) => Endpoint::Unix(p.clone()),
+            Self::Tcp(a) => Endpoint::Tcp(*a),
+        }
+    }
+}
+
 /// Runs `shape` against `target`.
 ///
 /// # Errors
@@ -62,10 +71,7 @@ pub async fn run_load(
     connector: &TlsConnector,
     shape: LoadShape,
 ) -> Result<LoadSample> {
-    let endpoint = match target {
-        LoadTarget::Unix(p) => Endpoint::Unix(p.clone()),
-        LoadTarget::Tcp(a) => Endpoint::Tcp(*a),
-    };
+    let endpoint = target.endpoint();
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..shape.clients {
         let (endpoint, connector) = (endpoint.clone(), connector.clone());
@@ -81,29 +87,75 @@ pub async fn run_load(
     Ok(total)
 }
 
-async fn one_client(
-    endpoint: &Endpoint,
+/// Sequential GETs (one request in flight at a time, as kubectl sends them) to every target in turn over one
+/// keep-alive connection each: request `i` goes to each target once before request `i + 1` goes to any, and
+/// the first target of each turn rotates. A burst of other work on the machine therefore lands on all targets
+/// alike, so their latencies can be compared percentile by percentile.
+///
+/// Returns each target's latencies (nanoseconds, in request order), in `targets` order.
+///
+/// # Errors
+///
+/// [`crate::Error::Bench`] if a connection, handshake or request fails.
+pub async fn run_interleaved_latency(
+    targets: &[LoadTarget],
     connector: &TlsConnector,
-    shape: LoadShape,
-) -> Result<LoadSample> {
-    let stream = transport::connect(endpoint)
-        .await
-        .map_err(|e| bench_err("connecting", e))?;
-    let name = ServerName::try_from(BENCH_SERVER_NAME).map_err(|e| bench_err("server name", e))?;
-    let tls = connector
-        .connect(name, stream)
-        .await
-        .map_err(|e| bench_err("TLS handshake", e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| bench_err("HTTP handshake", e))?;
-    let driver = tokio::spawn(conn);
-    let mut latencies_ns = Vec::with_capacity(shape.requests);
-    let mut started = Instant::now();
-    for i in 0..shape.warmup + shape.requests {
-        if i == shape.warmup {
-            started = Instant::now();
+    requests: usize,
+    warmup: usize,
+) -> Result<Vec<Vec<u64>>> {
+    let mut connections = Vec::with_capacity(targets.len());
+    for target in targets {
+        connections.push(Connection::open(&target.endpoint(), connector).await?);
+    }
+    let mut latencies = vec![Vec::with_capacity(requests); targets.len()];
+    let n = connections.len();
+    for i in 0..warmup + requests {
+        for k in 0..n {
+            let at = (i + k) % n;
+            let (Some(conn), Some(samples)) = (connections.get_mut(at), latencies.get_mut(at))
+            else {
+                continue;
+            };
+            let took = conn.get().await?;
+            if i >= warmup {
+                samples.push(took);
+            }
         }
+    }
+    for conn in connections {
+        conn.close().await;
+    }
+    Ok(latencies)
+}
+
+/// One keep-alive TLS connection sending kubectl's `get pods` request.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    async fn open(endpoint: &Endpoint, connector: &TlsConnector) -> Result<Self> {
+        let stream = transport::connect(endpoint)
+            .await
+            .map_err(|e| bench_err("connecting", e))?;
+        let name =
+            ServerName::try_from(BENCH_SERVER_NAME).map_err(|e| bench_err("server name", e))?;
+        let tls = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| bench_err("TLS handshake", e))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| bench_err("HTTP handshake", e))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self { sender, driver })
+    }
+
+    /// Sends one GET and reads the whole response; returns how long that took, in nanoseconds.
+    async fn get(&mut self) -> Result<u64> {
         let req = Request::get(PATH)
             .header("host", BENCH_SERVER_NAME)
             .header("accept", ACCEPT)
@@ -111,7 +163,8 @@ async fn one_client(
             .body(Empty::<Bytes>::new())
             .map_err(|e| bench_err("building a request", e))?;
         let t = Instant::now();
-        let resp = sender
+        let resp = self
+            .sender
             .send_request(req)
             .await
             .map_err(|e| bench_err("request", e))?;
@@ -125,13 +178,34 @@ async fn one_client(
             .collect()
             .await
             .map_err(|e| bench_err("response body", e))?;
+        Ok(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    async fn close(self) {
+        drop(self.sender);
+        let _ = self.driver.await;
+    }
+}
+
+async fn one_client(
+    endpoint: &Endpoint,
+    connector: &TlsConnector,
+    shape: LoadShape,
+) -> Result<LoadSample> {
+    let mut conn = Connection::open(endpoint, connector).await?;
+    let mut latencies_ns = Vec::with_capacity(shape.requests);
+    let mut started = Instant::now();
+    for i in 0..shape.warmup + shape.requests {
+        if i == shape.warmup {
+            started = Instant::now();
+        }
+        let took = conn.get().await?;
         if i >= shape.warmup {
-            latencies_ns.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            latencies_ns.push(took);
         }
     }
     let elapsed = started.elapsed();
-    drop(sender);
-    let _ = driver.await;
+    conn.close().await;
     Ok(LoadSample {
         requests: latencies_ns.len() as u64,
         elapsed,

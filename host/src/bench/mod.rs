@@ -17,13 +17,15 @@
 //! the direct path hands over without a cross-CPU wake-up and the relayed path cannot, which measures the
 //! placement rather than the hop.
 //!
-//! Each round has two phases per target:
+//! Each round has two phases:
 //!
 //! - **throughput**: several concurrent clients, each with its own keep-alive connection, as many requests as
 //!   they can; requests/s comes from this phase.
-//! - **latency**: one client sending one request at a time, as kubectl does. Latency percentiles come from this
-//!   phase, so that "added latency" is what one more hop costs a request, not the queueing of concurrent
-//!   clients on a 2-core machine (which would otherwise swamp a few tens of microseconds).
+//! - **latency**: one client sending one request at a time, as kubectl does, over one connection per target,
+//!   taking the targets in turn request by request ([`run_interleaved_latency`]), so a burst of other work on
+//!   the machine lands on all three alike. Latency percentiles come from this phase, so that "added latency"
+//!   is what one more hop costs a request, not the queueing of concurrent clients on a 2-core machine (which
+//!   would otherwise swamp a few tens of microseconds).
 
 mod backend;
 mod load;
@@ -40,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 pub use backend::{
     BENCH_SERVER_NAME, BenchIdentity, HttpsBackend, bench_identity, start_https_backend,
 };
-pub use load::{LoadSample, LoadShape, LoadTarget, run_load};
+pub use load::{LoadSample, LoadShape, LoadTarget, run_interleaved_latency, run_load};
 
 use crate::error::{Error, Result};
 use crate::metrics::TrafficMetrics;
@@ -430,27 +432,31 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
         .collect();
     client_rt.block_on(async {
         for _ in 0..opts.rounds.max(1) {
+            if let Some(p) = &placement {
+                p.separate();
+            }
             for ((_, target), report) in targets.iter().zip(reports.iter_mut()) {
-                if let Some(p) = &placement {
-                    p.separate();
-                }
                 let sample = run_load(target, &identity.connector, opts.shape).await?;
                 report.requests += sample.requests;
                 report.elapsed += sample.elapsed;
                 report
                     .round_rps
                     .push(sample.requests as f64 / sample.elapsed.as_secs_f64().max(1e-9));
-                if let Some(p) = &placement {
-                    p.unpin();
-                }
-                if opts.latency_requests > 0 {
-                    let sequential = LoadShape {
-                        clients: 1,
-                        requests: opts.latency_requests,
-                        warmup: opts.shape.warmup,
-                    };
-                    let sample = run_load(target, &identity.connector, sequential).await?;
-                    report.latencies_ns.extend(sample.latencies_ns);
+            }
+            if let Some(p) = &placement {
+                p.unpin();
+            }
+            if opts.latency_requests > 0 {
+                let endpoints: Vec<LoadTarget> = targets.iter().map(|(_, t)| t.clone()).collect();
+                let samples = run_interleaved_latency(
+                    &endpoints,
+                    &identity.connector,
+                    opts.latency_requests,
+                    opts.shape.warmup,
+                )
+                .await?;
+                for (report, latencies) in reports.iter_mut().zip(samples) {
+                    report.latencies_ns.extend(latencies);
                 }
             }
         }
