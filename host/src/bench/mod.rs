@@ -175,6 +175,8 @@ pub struct TargetReport {
     pub round_rps: Vec<f64>,
     /// All latencies of the latency phase (one client, one request at a time), nanoseconds, sorted.
     pub latencies_ns: Vec<u64>,
+    /// Each round's latency-phase p99 in microseconds, in round order.
+    pub round_p99_us: Vec<u64>,
 }
 
 impl TargetReport {
@@ -189,20 +191,38 @@ impl TargetReport {
         }
     }
 
-    /// Nearest-rank percentile `p` (0 < p <= 100) in microseconds; 0 if nothing was measured.
+    /// Nearest-rank percentile `p` (0 < p <= 100) of all rounds' latencies, in microseconds; 0 if nothing was
+    /// measured.
     #[must_use]
     pub fn percentile_us(&self, p: f64) -> u64 {
-        let n = self.latencies_ns.len();
-        if n == 0 {
-            return 0;
-        }
-        let rank = ((p / 100.0) * n as f64).ceil().max(1.0) as usize;
-        self.latencies_ns
-            .get(rank.min(n) - 1)
-            .copied()
-            .unwrap_or_default()
-            / 1000
+        percentile_us(&self.latencies_ns, p)
     }
+}
+
+/// Nearest-rank percentile `p` of `sorted_ns` in microseconds; 0 if empty.
+fn percentile_us(sorted_ns: &[u64], p: f64) -> u64 {
+    let n = sorted_ns.len();
+    if n == 0 {
+        return 0;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil().max(1.0) as usize;
+    sorted_ns.get(rank.min(n) - 1).copied().unwrap_or_default() / 1000
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 for none.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let upper = values.get(n / 2).copied().unwrap_or_default();
+    if n % 2 == 1 {
+        return upper;
+    }
+    let lower = n
+        .checked_sub(1)
+        .and_then(|_| values.get(n / 2 - 1))
+        .copied()
+        .unwrap_or(upper);
+    (lower + upper) / 2.0
 }
 
 /// The three targets side by side.
@@ -232,29 +252,32 @@ impl RelayBenchReport {
     /// a burst of other work on the machine skews one round's ratio, not the result.
     #[must_use]
     pub fn throughput_ratio(&self) -> f64 {
-        let mut ratios = self.round_ratios();
-        ratios.sort_by(f64::total_cmp);
-        let n = ratios.len();
-        let upper = ratios.get(n / 2).copied().unwrap_or_default();
-        if n % 2 == 1 {
-            upper
-        } else {
-            // Even count (zero included): the mean of the two middle values.
-            let lower = n
-                .checked_sub(1)
-                .and_then(|_| ratios.get(n / 2 - 1))
-                .copied()
-                .unwrap_or(upper);
-            (lower + upper) / 2.0
-        }
+        median(self.round_ratios())
     }
 
-    /// Relay p99 minus direct p99, microseconds (negative when noise makes the relay look faster).
+    /// Each round's relay p99 minus the same round's direct p99, microseconds (negative when noise makes the
+    /// relay look faster), in round order.
+    #[must_use]
+    pub fn round_added_p99_us(&self) -> Vec<i64> {
+        self.relay
+            .round_p99_us
+            .iter()
+            .zip(&self.direct.round_p99_us)
+            .map(|(&r, &d)| i64::try_from(r).unwrap_or(i64::MAX) - i64::try_from(d).unwrap_or(0))
+            .collect()
+    }
+
+    /// The median of [`round_added_p99_us`](Self::round_added_p99_us), for the same reason as the ratio: a
+    /// burst of other work that stalls the whole machine for a moment sets one round's tail, not the result.
     #[must_use]
     pub fn added_p99_us(&self) -> i64 {
-        let r = i64::try_from(self.relay.percentile_us(99.0)).unwrap_or(i64::MAX);
-        let d = i64::try_from(self.direct.percentile_us(99.0)).unwrap_or(i64::MAX);
-        r - d
+        median(
+            self.round_added_p99_us()
+                .into_iter()
+                .map(|v| v as f64)
+                .collect(),
+        )
+        .round() as i64
     }
 }
 
@@ -292,6 +315,18 @@ impl std::fmt::Display for RelayBenchReport {
             "relay/socat ratio per round: {}; all rounds pooled: {:.2}",
             rounds.join(" "),
             self.relay.requests_per_sec() / self.socat.requests_per_sec().max(f64::MIN_POSITIVE)
+        )?;
+        let added: Vec<String> = self
+            .round_added_p99_us()
+            .iter()
+            .map(i64::to_string)
+            .collect();
+        writeln!(
+            f,
+            "added p99 per round (µs): {}; all rounds pooled: {}",
+            added.join(" "),
+            i64::try_from(self.relay.percentile_us(99.0)).unwrap_or(i64::MAX)
+                - i64::try_from(self.direct.percentile_us(99.0)).unwrap_or(0)
         )?;
         write!(
             f,
@@ -428,6 +463,7 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
             elapsed: Duration::ZERO,
             round_rps: Vec::new(),
             latencies_ns: Vec::new(),
+            round_p99_us: Vec::new(),
         })
         .collect();
     client_rt.block_on(async {
@@ -455,7 +491,9 @@ fn run_in(dir: &std::path::Path, opts: &RelayBenchOptions) -> Result<RelayBenchR
                     opts.shape.warmup,
                 )
                 .await?;
-                for (report, latencies) in reports.iter_mut().zip(samples) {
+                for (report, mut latencies) in reports.iter_mut().zip(samples) {
+                    latencies.sort_unstable();
+                    report.round_p99_us.push(percentile_us(&latencies, 99.0));
                     report.latencies_ns.extend(latencies);
                 }
             }
@@ -601,6 +639,7 @@ mod tests {
             elapsed: Duration::ZERO,
             round_rps: round_rps.to_vec(),
             latencies_ns: Vec::new(),
+            round_p99_us: Vec::new(),
         }
     }
 
@@ -634,5 +673,21 @@ mod tests {
             text.contains("relay/socat throughput ratio: 1.30"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_added_p99_is_the_median_of_the_rounds_differences() {
+        let mut r = report(&[1.0; 3], &[1.0; 3]);
+        r.direct.round_p99_us = vec![100, 900, 110];
+        r.relay.round_p99_us = vec![160, 700, 190];
+        // Round 2 was stalled for everyone: its -200 does not decide the result.
+        assert_eq!(r.round_added_p99_us(), vec![60, -200, 80]);
+        assert_eq!(r.added_p99_us(), 60);
+        let text = r.to_string();
+        assert!(
+            text.contains("added p99 per round (µs): 60 -200 80"),
+            "{text}"
+        );
+        assert!(text.ends_with("added p99: 60 µs"), "{text}");
     }
 }
