@@ -244,21 +244,7 @@ impl<'a> Kubectl<'a> {
 
     /// Runs kubectl with extra environment variables (e.g. `EDITOR`) and asserts success; returns stdout.
     pub fn ok_env(&self, args: &[&str], env: &[(&str, &Path)]) -> String {
-        let mut c = self.command(args);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = wait_bounded(
-            child,
-            Duration::from_secs(60),
-            &format!("kubectl {} {args:?}", self.version),
-        );
+        let out = self.run_with_env(args, env);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
@@ -272,7 +258,11 @@ impl<'a> Kubectl<'a> {
 
     /// Runs kubectl with extra environment variables (e.g. `DISABLE_HTTP2`);
     /// returns the output whatever the exit code.
-    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub fn run_with_env<V: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[&str],
+        env: &[(&str, V)],
+    ) -> Output {
         let mut c = self.command(args);
         for (k, v) in env {
             c.env(k, v);
