@@ -44,7 +44,8 @@ enum Command {
     /// Keep the enclave's sealed journal and snapshots durably in a directory (the host cannot read them).
     Journal(JournalArgs),
     /// Release the cluster's root secret to the attested enclave through AWS KMS (`Recipient`), keeping only the
-    /// KMS-wrapped copy. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN.
+    /// KMS-wrapped copy. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN if set, else
+    /// the instance role from the metadata service (IMDSv2; AWS_EC2_METADATA_SERVICE_ENDPOINT overrides it).
     Keybroker(KeybrokerArgs),
 }
 
@@ -221,7 +222,10 @@ async fn keybroker(args: KeybrokerArgs, shutdown: CancellationToken) -> anyhow::
         .kms_endpoint
         .unwrap_or_else(|| format!("https://kms.{}.amazonaws.com", args.region));
     let endpoint: host::KmsEndpoint = url.parse()?;
-    let credentials = host::KmsClient::credentials_from_env()?;
+    let credentials = host::kms::CredentialSource::from_environment()?;
+    if let host::kms::CredentialSource::InstanceRole(_) = &credentials {
+        tracing::info!("no AWS_* credentials in the environment: using the instance role (IMDSv2)");
+    }
     let kms = host::KmsClient::new(endpoint.clone(), args.region, credentials)?;
     let broker = Arc::new(host::KeyBroker::new(kms, args.key_id, &args.state_dir)?);
     let listener = Listener::bind(&args.listen).await?;

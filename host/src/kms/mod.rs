@@ -8,6 +8,7 @@
 //!
 //! HTTPS uses rustls with the Mozilla roots (`webpki-roots`); plain `http://` is accepted for test endpoints.
 
+pub mod imds;
 pub mod sigv4;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
+pub use imds::InstanceMetadata;
 pub use sigv4::Credentials;
 
 /// The only key-encryption algorithm KMS offers for a Nitro `Recipient`.
@@ -49,6 +51,14 @@ pub enum KmsError {
         "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)"
     )]
     NoCredentials,
+    /// The instance metadata service did not give the instance role's credentials.
+    #[error("instance metadata service: {step}: {reason}")]
+    Imds {
+        /// What was being done.
+        step: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// The TCP connection or the TLS handshake failed.
     #[error("cannot connect to KMS at {endpoint}")]
     Connect {
@@ -156,12 +166,55 @@ pub struct GeneratedDataKey {
     pub ciphertext_for_recipient: Vec<u8>,
 }
 
-/// A KMS client for one endpoint, region and set of credentials.
+/// Where a [`KmsClient`] gets the credentials it signs with.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    /// Fixed credentials (e.g. from the `AWS_*` environment variables).
+    Static(Credentials),
+    /// The instance role's, from the instance metadata service, refreshed before they expire.
+    InstanceRole(Arc<InstanceMetadata>),
+}
+
+impl From<Credentials> for CredentialSource {
+    fn from(c: Credentials) -> Self {
+        Self::Static(c)
+    }
+}
+
+impl CredentialSource {
+    /// The AWS SDKs' order: the `AWS_*` environment variables if set, else the instance role through the
+    /// metadata service at `AWS_EC2_METADATA_SERVICE_ENDPOINT` or [`imds::DEFAULT_IMDS_ENDPOINT`].
+    ///
+    /// # Errors
+    ///
+    /// [`KmsError::InvalidEndpoint`] for a malformed `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+    pub fn from_environment() -> Result<Self, KmsError> {
+        if let Ok(credentials) = KmsClient::credentials_from_env() {
+            return Ok(Self::Static(credentials));
+        }
+        let endpoint = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| imds::DEFAULT_IMDS_ENDPOINT.to_owned());
+        Ok(Self::InstanceRole(Arc::new(InstanceMetadata::new(
+            endpoint.trim_end_matches('/'),
+        )?)))
+    }
+
+    async fn current(&self) -> Result<Credentials, KmsError> {
+        match self {
+            Self::Static(c) => Ok(c.clone()),
+            Self::InstanceRole(imds) => imds.credentials().await,
+        }
+    }
+}
+
+/// A KMS client for one endpoint, region and credential source.
 #[derive(Debug, Clone)]
 pub struct KmsClient {
     endpoint: KmsEndpoint,
     region: String,
-    credentials: Credentials,
+    credentials: CredentialSource,
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
 }
@@ -191,8 +244,9 @@ impl KmsClient {
     pub fn new(
         endpoint: KmsEndpoint,
         region: String,
-        credentials: Credentials,
+        credentials: impl Into<CredentialSource>,
     ) -> Result<Self, KmsError> {
+        let credentials = credentials.into();
         let tls = if endpoint.tls {
             let roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -218,7 +272,7 @@ impl KmsClient {
     }
 
     /// Credentials from the standard environment variables `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-    /// optionally `AWS_SESSION_TOKEN` (instance-metadata credentials are not fetched).
+    /// optionally `AWS_SESSION_TOKEN` ([`CredentialSource::from_environment`] falls back to the instance role).
     ///
     /// # Errors
     ///
@@ -315,6 +369,7 @@ impl KmsClient {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         let date = sigv4::amz_date(now);
+        let credentials = self.credentials.current().await?;
         let signed = sigv4::sign(
             &sigv4::SigningInput {
                 host: &host,
@@ -327,7 +382,7 @@ impl KmsClient {
                 service: "kms",
                 amz_date: &date,
             },
-            &self.credentials,
+            &credentials,
         );
         let mut request = Request::post("/");
         for (name, value) in &signed.headers {
