@@ -104,6 +104,12 @@ pub enum Error {
         /// What is wrong.
         reason: &'static str,
     },
+    /// Another key broker holds the state directory's lock.
+    #[error("key broker state directory {path} is in use by another key broker")]
+    KeyBrokerLocked {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Another journal service holds the directory's lock.
     #[error("journal directory {path} is in use by another journal service")]
     JournalLocked {

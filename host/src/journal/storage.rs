@@ -18,7 +18,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use crate::dir_lock::{LockError, lock_exclusive};
+use nix::fcntl::Flock;
 
 use crate::error::{Error, Result};
 
@@ -117,17 +118,11 @@ impl JournalDir {
     /// was never acknowledged), and removes leftover temporary files.
     pub(crate) fn open(dir: &Path, max_snapshot_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let lock_path = dir.join(LOCK);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err("open", &lock_path))?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
-            Error::JournalLocked {
+        let lock = lock_exclusive(dir, LOCK).map_err(|e| match e {
+            LockError::Busy => Error::JournalLocked {
                 path: dir.to_path_buf(),
-            }
+            },
+            LockError::Io(e) => io_err("lock", &dir.join(LOCK))(e),
         })?;
         remove_if_present(&dir.join(SNAPSHOT_TMP))?;
         remove_if_present(&dir.join(JOURNAL_TMP))?;

@@ -37,6 +37,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::accept_until_shutdown;
+use crate::dir_lock::{LockError, lock_exclusive};
 use crate::error::{Error, Result, error_chain};
 use crate::journal::wire::{self, FrameError};
 use crate::kms::KmsClient;
@@ -66,6 +67,9 @@ const MAX_BLOB_BYTES: u64 = 64 * 1024;
 /// Length of the root secret KMS generates.
 const ROOT_SECRET_BYTES: u32 = 32;
 
+/// The lock file in the state directory.
+const LOCK_FILE: &str = "lock";
+
 /// Serves root-secret requests; see the module documentation.
 #[derive(Debug)]
 pub struct KeyBroker {
@@ -74,6 +78,9 @@ pub struct KeyBroker {
     state_dir: PathBuf,
     /// One KMS exchange (and blob write) at a time.
     serial: tokio::sync::Mutex<()>,
+    /// Held for the broker's life: a second broker on the same state directory could generate a second data
+    /// key and overwrite the blob the first one's enclave sealed with.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl KeyBroker {
@@ -88,11 +95,22 @@ impl KeyBroker {
             path: state_dir.to_owned(),
             source,
         })?;
+        let lock = lock_exclusive(state_dir, LOCK_FILE).map_err(|e| match e {
+            LockError::Busy => Error::KeyBrokerLocked {
+                path: state_dir.to_owned(),
+            },
+            LockError::Io(source) => Error::KeyBrokerIo {
+                op: "locking",
+                path: state_dir.join(LOCK_FILE),
+                source,
+            },
+        })?;
         Ok(Self {
             kms,
             key_id,
             state_dir: state_dir.to_owned(),
             serial: tokio::sync::Mutex::new(()),
+            _lock: lock,
         })
     }
 

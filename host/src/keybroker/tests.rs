@@ -20,6 +20,20 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A KMS client for a local port nothing listens on.
+fn unreachable_kms(port: u16) -> KmsClient {
+    KmsClient::new(
+        format!("http://127.0.0.1:{port}").parse().unwrap(),
+        "us-east-1".into(),
+        Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        },
+    )
+    .unwrap()
+}
+
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("kb.sock");
@@ -30,16 +44,7 @@ async fn start() -> Running {
         .local_addr()
         .unwrap()
         .port();
-    let kms = KmsClient::new(
-        format!("http://127.0.0.1:{port}").parse().unwrap(),
-        "us-east-1".into(),
-        Credentials {
-            access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: "secret".into(),
-            session_token: None,
-        },
-    )
-    .unwrap();
+    let kms = unreachable_kms(port);
     let broker = Arc::new(KeyBroker::new(kms, "alias/test".into(), &state).unwrap());
     let listener = Listener::bind(&Endpoint::Unix(sock.clone())).await.unwrap();
     let shutdown = CancellationToken::new();
@@ -175,4 +180,17 @@ fn stored_blobs_replace_atomically() {
     );
     assert!(!dir.path().join(format!("{STORED_BLOB_FILE}.tmp")).exists());
     assert_eq!(read_blob(&dir.path().join("missing")).unwrap(), None);
+}
+
+#[test]
+fn a_second_broker_on_the_same_state_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let first = KeyBroker::new(unreachable_kms(9), "alias/test".into(), &state).unwrap();
+    match KeyBroker::new(unreachable_kms(9), "alias/test".into(), &state) {
+        Err(crate::Error::KeyBrokerLocked { path }) => assert_eq!(path, state),
+        other => panic!("a second broker got the directory: {other:?}"),
+    }
+    drop(first);
+    KeyBroker::new(unreachable_kms(9), "alias/test".into(), &state).unwrap();
 }
