@@ -4,12 +4,15 @@
 //! resources (merge and JSON patch; strategic merge is 415), schema
 //! validation with nothing written on error, pruning, `fieldValidation`,
 //! defaults, the status and scale subresources, printer-column Tables,
-//! deleting a definition, and serving again after a restart.
+//! deleting a definition (the cleanup finalizer, `Terminating`, refused
+//! creates, across a restart), and serving again after a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 
 use common::Enclave;
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
@@ -99,6 +102,30 @@ fn patch(e: &Enclave, path: &str, ct: &str, body: &str) -> (u16, Value) {
 fn get(e: &Enclave, path: &str) -> (u16, Value) {
     let (code, out) = e.curl_admin(path, &[]);
     (code, parse(&out))
+}
+
+/// Polls `f` for up to 30 s until it returns `Some`.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The definition's condition `ty`.
+fn condition(crd: &Value, ty: &str) -> Value {
+    crd["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 fn causes(status: &Value) -> Vec<String> {
@@ -555,9 +582,13 @@ fn deleting_a_definition_removes_its_resources_and_restarts_serve_them_again() {
     let (code, _) = get(&e, "/apis/example.com/v1");
     assert_eq!(code, 200);
 
-    // Deleting the definition removes the endpoints and the objects.
+    // Deleting the definition removes the endpoints and the objects once
+    // the CRD finalizer has run.
     let (code, out) = e.curl_admin(&format!("{CRDS}/widgets.example.com"), &["-X", "DELETE"]);
     assert_eq!(code, 200, "{out}");
+    eventually("the definition to go", || {
+        (get(&e, &format!("{CRDS}/widgets.example.com")).0 == 404).then_some(())
+    });
     let (code, _) = get(&e, &format!("{WIDGETS}/kept"));
     assert_eq!(code, 404);
     let (code, _) = get(&e, "/apis/example.com/v1");
@@ -569,4 +600,79 @@ fn deleting_a_definition_removes_its_resources_and_restarts_serve_them_again() {
     let (code, list) = get(&e, WIDGETS);
     assert_eq!(code, 200);
     assert_eq!(list["items"], json!([]));
+}
+
+#[test]
+fn a_deleted_definition_terminates_until_its_resources_are_gone_even_across_a_restart() {
+    const FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+    let e = Enclave::start();
+    let crd = create_crd(&e);
+    // As upstream, the finalizer is added by the first DELETE, not on create.
+    assert_eq!(crd["metadata"]["finalizers"], Value::Null, "{crd}");
+    let held = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+        "spec": {"color": "red"}});
+    let (code, out) = post(&e, WIDGETS, &held.to_string());
+    assert_eq!(code, 201, "{out}");
+
+    let (code, out) = e.curl_admin(&format!("{CRDS}/widgets.example.com"), &["-X", "DELETE"]);
+    assert_eq!(code, 200, "{out}");
+    let marked = parse(&out);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    assert_eq!(marked["metadata"]["finalizers"], json!([FINALIZER]));
+    assert_eq!(condition(&marked, "Terminating")["status"], "True");
+
+    // The held widget keeps the definition Terminating and readable.
+    let crd = eventually("InstanceDeletionInProgress", || {
+        let (_, crd) = get(&e, &format!("{CRDS}/widgets.example.com"));
+        (condition(&crd, "Terminating")["reason"] == "InstanceDeletionInProgress").then_some(crd)
+    });
+    assert_eq!(condition(&crd, "Terminating")["status"], "True");
+    assert_eq!(condition(&crd, "Established")["status"], "True");
+    let widget_marked = eventually("the widget to be marked", || {
+        let (_, w) = get(&e, &format!("{WIDGETS}/held"));
+        w["metadata"]["deletionTimestamp"].is_string().then_some(w)
+    });
+    assert_eq!(
+        widget_marked["metadata"]["finalizers"],
+        json!(["example.com/hold"])
+    );
+    let refused = |e: &Enclave| {
+        let (code, status) = post(e, WIDGETS, &widget("new", json!({"color": "blue"})));
+        assert_eq!(code, 405, "{status}");
+        assert_eq!(status["reason"], "MethodNotAllowed");
+        assert_eq!(
+            status["message"],
+            "create not allowed while custom resource definition is terminating"
+        );
+    };
+    refused(&e);
+
+    // A restart mid-deletion resumes it: still Terminating, still refusing.
+    let dir = e.stop();
+    let e = Enclave::start_in(dir);
+    let (code, crd) = get(&e, &format!("{CRDS}/widgets.example.com"));
+    assert_eq!(code, 200, "{crd}");
+    assert_eq!(condition(&crd, "Terminating")["status"], "True");
+    refused(&e);
+
+    // Releasing the widget lets the finalizer finish: widget, definition
+    // and endpoints go.
+    let (code, out) = patch(
+        &e,
+        &format!("{WIDGETS}/held"),
+        "application/merge-patch+json",
+        r#"{"metadata":{"finalizers":null}}"#,
+    );
+    assert_eq!(code, 200, "{out}");
+    eventually("the definition to go", || {
+        (get(&e, &format!("{CRDS}/widgets.example.com")).0 == 404).then_some(())
+    });
+    let (code, _) = get(&e, &format!("{WIDGETS}/held"));
+    assert_eq!(code, 404);
+    let (code, _) = get(&e, "/apis/example.com/v1");
+    assert_eq!(code, 404);
 }

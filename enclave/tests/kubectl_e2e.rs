@@ -1217,13 +1217,46 @@ fn scenario_custom_resources(k: &Kubectl<'_>, n: &str) {
         "spec.color: Unsupported value: \"green\"",
         &v,
     );
-    has(
-        &k.ok(&["delete", &crd]),
-        &format!(
-            "customresourcedefinition.apiextensions.k8s.io \"gizmos{m}.e2e.example.com\" deleted"
-        ),
-        &v,
+    // A gizmo held by a finalizer keeps the deleted definition Terminating
+    // (and readable) until it goes; `delete --wait=false` returns at once.
+    let gz = format!("gz{m}");
+    let hold = r#"{"metadata":{"finalizers":["e2e.example.com/hold"]}}"#;
+    k.ok(&["-n", n, "patch", &gz, "g1", "--type", "merge", "-p", hold]);
+    let deleted = format!(
+        "customresourcedefinition.apiextensions.k8s.io \"gizmos{m}.e2e.example.com\" deleted"
     );
+    has(&k.ok(&["delete", &crd, "--wait=false"]), &deleted, &v);
+    let terminating = k.ok(&[
+        "get",
+        &crd,
+        "-o",
+        r#"jsonpath={.metadata.finalizers[0]} {.status.conditions[?(@.type=="Terminating")].status}"#,
+    ]);
+    assert_eq!(
+        terminating, "customresourcecleanup.apiextensions.k8s.io True",
+        "{v}"
+    );
+    // A waiting delete answers at once (the definition is still there) and
+    // returns once the released gizmo and then the definition are gone.
+    let mut waiting = k.spawn(&["delete", &crd]);
+    let mut first = String::new();
+    if let Some(out) = waiting.stdout.take() {
+        BufReader::new(out).read_line(&mut first).unwrap();
+    }
+    has(&first, &deleted, &v);
+    let release = r#"{"metadata":{"finalizers":null}}"#;
+    k.ok(&[
+        "-n", n, "patch", &gz, "g1", "--type", "merge", "-p", release,
+    ]);
+    let out = common::wait_bounded(waiting, Duration::from_secs(60), "kubectl delete crd");
+    assert!(
+        out.status.success(),
+        "{v}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gone = k.run(&["get", &crd]);
+    assert_ne!(gone.status.code(), Some(0), "{v}");
+    has(&String::from_utf8_lossy(&gone.stderr), "NotFound", &v);
     let gone = k.run(&["-n", n, "get", &format!("gizmos{m}")]);
     assert_ne!(gone.status.code(), Some(0), "{v}");
     // A fresh discovery says the type is unknown; a cached one gets a 404 for the list.

@@ -338,6 +338,11 @@ impl ApiServer {
     }
 
     async fn create(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        // Only POST, as upstream's custom resource handler: an apply that
+        // creates is a `patch` and is not refused.
+        if let Some(why) = req.target.info.strategy.refuses_create() {
+            return Err(Error::MethodNotAllowed(why.to_string()));
+        }
         let body = json_body(req)?;
         let w = self
             .objects

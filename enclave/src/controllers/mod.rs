@@ -1,6 +1,6 @@
 //! Controllers that run inside the enclave, as kube-controller-manager's do
-//! on a real cluster: the deployment and replicaset controllers and the
-//! garbage collector.
+//! on a real cluster: the deployment and replicaset controllers, the
+//! garbage collector, and apiextensions-apiserver's CRD finalizer.
 //!
 //! They sit above [`crate::registry`]: every read and write goes through
 //! the same [`ObjectStore`] paths as API requests (validation, generation,
@@ -15,6 +15,7 @@
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
 mod client;
+mod crd_finalizer;
 mod deployment;
 mod events;
 mod garbage_collector;
@@ -111,13 +112,13 @@ pub struct Controllers {
     stop: CancellationToken,
 }
 
-/// Starts the deployment, replicaset and garbage-collector controllers on
+/// Starts the deployment, replicaset, garbage-collector and CRD finalizer controllers on
 /// `objects`. Each lists and watches what it needs, so it resumes after a
 /// restart from the stored state.
 ///
 /// # Errors
 /// [`Error::MissingResource`] if the resource table lacks pods,
-/// replicasets, deployments or events.
+/// replicasets, deployments, events or customresourcedefinitions.
 pub fn spawn(objects: &ObjectStore) -> Result<Controllers, Error> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -154,7 +155,21 @@ pub fn spawn(objects: &ObjectStore) -> Result<Controllers, Error> {
         watched,
         stop.child_token(),
     ));
-    tracing::info!("controllers started: deployment, replicaset, garbagecollector");
+    let crds = {
+        let (g, v, r) = crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
+        objects
+            .table()
+            .lookup(g, v, r)
+            .ok_or(Error::MissingResource(r))?
+    };
+    let finalizer = crd_finalizer::CrdFinalizer::new(objects.clone(), crds.clone());
+    tasks.spawn(runtime::run(
+        finalizer,
+        objects.clone(),
+        vec![crds],
+        stop.child_token(),
+    ));
+    tracing::info!("controllers started: deployment, replicaset, garbagecollector, crd-finalizer");
     Ok(Controllers { tasks, stop })
 }
 

@@ -78,6 +78,26 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     /// Resets fields users may not set on create (e.g. `status`).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 
+    /// Why a POST of this resource is refused right now (a 405
+    /// MethodNotAllowed with this message), e.g. a custom resource whose
+    /// definition is being deleted. `None` for most kinds.
+    fn refuses_create(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The finalizer the API server adds to an object of this kind on its
+    /// first DELETE, so that a controller can clean up before it goes
+    /// (upstream's CustomResourceDefinition REST `Delete`). `None` for
+    /// most kinds.
+    fn deletion_finalizer(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Marks what a first DELETE changes besides `deletionTimestamp` and
+    /// finalizers (e.g. a `Terminating` condition). Called only for kinds
+    /// with a [`Strategy::deletion_finalizer`].
+    fn prepare_for_deletion(&self, _obj: &mut Value) {}
+
     /// Carries over fields the main endpoint may not change (e.g. `status`).
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
 

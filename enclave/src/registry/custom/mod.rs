@@ -16,7 +16,7 @@ mod strategy;
 pub mod structural;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
@@ -205,6 +205,7 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
                     scale,
                     columns: printer_columns(v),
                     definition: format!("{}.{version}.{kind}", reversed_group.join(".")),
+                    terminating: crd.pointer("/metadata/deletionTimestamp").is_some(),
                 }),
             }
         })
@@ -259,6 +260,17 @@ impl ObjectStore {
             self.delete_prefix(prefix).await?;
         }
         Ok(())
+    }
+
+    /// The served custom resource `resource` in `group` (any one of its
+    /// versions: they share their objects), unless a built-in serves it.
+    pub fn custom_resource(&self, group: &str, resource: &str) -> Option<Arc<ResourceInfo>> {
+        let base = self.tables().base.clone();
+        self.table()
+            .iter()
+            .find(|r| r.group == group && r.resource == resource)
+            .filter(|r| base.lookup(r.group, r.version, r.resource).is_none())
+            .cloned()
     }
 
     /// Deletes every object under a key prefix (watchers see DELETED).

@@ -36,6 +36,8 @@ pub(crate) struct CustomResources {
     pub(crate) columns: Vec<PrinterColumn>,
     /// The OpenAPI definition name, e.g. `com.example.v1.Widget`.
     pub(crate) definition: String,
+    /// The definition is being deleted: POSTs are refused.
+    pub(crate) terminating: bool,
 }
 
 /// The `Age` column upstream shows for definitions without printer columns.
@@ -116,6 +118,11 @@ fn cell(ty: &str, v: &Value, now: jiff::Timestamp) -> Value {
 }
 
 impl Strategy for CustomResources {
+    fn refuses_create(&self) -> Option<&'static str> {
+        self.terminating
+            .then_some("create not allowed while custom resource definition is terminating")
+    }
+
     fn canonicalize(&self, obj: &Value) -> Result<Canonical, String> {
         let mut value = obj.clone();
         if value.get("metadata").is_some_and(|m| !m.is_object()) {

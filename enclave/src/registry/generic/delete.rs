@@ -107,7 +107,8 @@ impl ObjectStore {
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
             let gc_finalizer = gc_finalizer(info, opts.propagation);
-            if has_finalizers || gc_finalizer.is_some() {
+            let kind_finalizer = info.strategy.deletion_finalizer();
+            if has_finalizers || gc_finalizer.is_some() || kind_finalizer.is_some() {
                 if meta::meta_str(&obj, "deletionTimestamp").is_some() || opts.dry_run {
                     return Ok(DeleteOutcome::Pending(obj));
                 }
@@ -118,7 +119,7 @@ impl ObjectStore {
                         Value::String(meta::format_time(meta::now())),
                     );
                     m.insert("deletionGracePeriodSeconds".into(), Value::from(0));
-                    if let Some(f) = gc_finalizer {
+                    for f in gc_finalizer.into_iter().chain(kind_finalizer) {
                         let list = m.entry("finalizers").or_insert_with(|| json!([]));
                         if let Some(list) = list.as_array_mut()
                             && !list.iter().any(|x| x.as_str() == Some(f))
@@ -126,6 +127,9 @@ impl ObjectStore {
                             list.push(Value::String(f.to_string()));
                         }
                     }
+                }
+                if kind_finalizer.is_some() {
+                    info.strategy.prepare_for_deletion(&mut marked);
                 }
                 let bytes = Self::encode(&marked)?;
                 let key = info.key(ns, name);

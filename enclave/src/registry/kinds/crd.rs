@@ -7,7 +7,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Map, Value, json};
 
-use super::{immutable, s, typed, unsupported};
+use super::{CUSTOM_RESOURCE_CLEANUP_FINALIZER, immutable, s, typed, unsupported};
 use crate::registry::table::{Column, created_at_cell, name_cell};
 use crate::registry::{FieldError, Strategy, meta};
 
@@ -84,16 +84,84 @@ fn accepted_status(obj: &Value, old_status: Option<&Value>) -> Value {
     {
         stored.push(json!(v));
     }
+    let mut conditions = vec![
+        json!({"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+         "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")}),
+        json!({"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+         "message": "the initial names have been accepted", "lastTransitionTime": since("Established")}),
+    ];
+    // Conditions other controllers own (`Terminating`) stay as they were:
+    // only the status endpoint changes them.
+    conditions.extend(
+        old_status
+            .and_then(|st| st.get("conditions"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                !matches!(
+                    c.get("type").and_then(Value::as_str),
+                    Some("NamesAccepted" | "Established")
+                )
+            })
+            .cloned(),
+    );
     json!({
         "acceptedNames": names,
-        "conditions": [
-            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-             "message": "no conflicts found", "lastTransitionTime": since("NamesAccepted")},
-            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-             "message": "the initial names have been accepted", "lastTransitionTime": since("Established")},
-        ],
+        "conditions": conditions,
         "storedVersions": stored,
     })
+}
+
+/// Sets the definition's condition `ty` as upstream's `SetCRDCondition`:
+/// replaced in place, its `lastTransitionTime` kept unless the status
+/// changes. Returns whether anything changed.
+pub(crate) fn set_condition(
+    crd: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> bool {
+    let Some(obj) = crd.as_object_mut() else {
+        return false;
+    };
+    let st = obj.entry("status").or_insert_with(|| json!({}));
+    if !st.is_object() {
+        *st = json!({});
+    }
+    let Some(st) = st.as_object_mut() else {
+        return false;
+    };
+    let list = st.entry("conditions").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    let Some(list) = list.as_array_mut() else {
+        return false;
+    };
+    let now = meta::format_time(meta::now());
+    let existing = list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(ty));
+    match existing {
+        Some(c) => {
+            let same = |k: &str, v: &str| c.get(k).and_then(Value::as_str) == Some(v);
+            if same("status", status) && same("reason", reason) && same("message", message) {
+                return false;
+            }
+            let since = if same("status", status) {
+                c.get("lastTransitionTime").cloned().unwrap_or(json!(now))
+            } else {
+                json!(now)
+            };
+            *c = json!({"type": ty, "status": status, "reason": reason, "message": message,
+                        "lastTransitionTime": since});
+        }
+        None => list.push(json!({"type": ty, "status": status, "reason": reason,
+                                 "message": message, "lastTransitionTime": now})),
+    }
+    true
 }
 
 fn set_status(obj: &mut Value, status: Value) {
@@ -236,6 +304,22 @@ impl Strategy for CustomResourceDefinitions {
 
     fn generation_changed(&self, new: &Value, old: &Value) -> bool {
         new.get("spec") != old.get("spec")
+    }
+
+    fn deletion_finalizer(&self) -> Option<&'static str> {
+        Some(CUSTOM_RESOURCE_CLEANUP_FINALIZER)
+    }
+
+    /// Upstream's CRD REST `Delete`: `Terminating` until the finalizer
+    /// controller starts deleting instances.
+    fn prepare_for_deletion(&self, obj: &mut Value) {
+        set_condition(
+            obj,
+            "Terminating",
+            "True",
+            "InstanceDeletionPending",
+            "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+        );
     }
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {

@@ -300,6 +300,13 @@ pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresour
 pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions");
 
+/// The finalizer a CustomResourceDefinition gets on its first DELETE; the
+/// CRD finalizer controller removes it once the definition's custom
+/// resources are gone.
+pub const CUSTOM_RESOURCE_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+pub(crate) use crd::set_condition as set_crd_condition;
+
 /// A stored resource without short names, categories or subresources.
 fn res(
     (group, version): (&'static str, &'static str),
