@@ -28,8 +28,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use host::DevSupervisor;
+use host::dir_lock::{LockError, lock_exclusive};
 use host::launcher::RestartPolicy;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -351,27 +352,21 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// The lock file under the data directory.
+const LOCK_FILE: &str = "daas-dev.lock";
+
 /// Takes `DATA_DIR/daas-dev.lock` with `flock` for as long as the returned
 /// value lives, so that two `daas dev` never run one cluster; the kernel
 /// releases it when the process dies, however it dies.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<Flock<std::fs::File>> {
-    let path = data_dir.join("daas-dev.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        if errno == nix::errno::Errno::EWOULDBLOCK {
-            anyhow::anyhow!(
-                "{} is in use by another `daas dev` (it holds {})",
-                data_dir.display(),
-                path.display()
-            )
-        } else {
-            anyhow::anyhow!("locking {}: {errno}", path.display())
-        }
+    let path = data_dir.join(LOCK_FILE);
+    lock_exclusive(data_dir, LOCK_FILE).map_err(|e| match e {
+        LockError::Busy => anyhow::anyhow!(
+            "{} is in use by another `daas dev` (it holds {})",
+            data_dir.display(),
+            path.display()
+        ),
+        LockError::Io(e) => anyhow::anyhow!("locking {}: {e}", path.display()),
     })
 }
 

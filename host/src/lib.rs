@@ -21,7 +21,7 @@
 
 mod accept;
 pub mod bench;
-mod dir_lock;
+pub mod dir_lock;
 pub mod error;
 pub mod journal;
 pub mod keybroker;
