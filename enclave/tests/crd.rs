@@ -676,3 +676,90 @@ fn a_deleted_definition_terminates_until_its_resources_are_gone_even_across_a_re
     let (code, _) = get(&e, "/apis/example.com/v1");
     assert_eq!(code, 404);
 }
+
+#[test]
+fn server_side_apply_merges_custom_lists_by_their_schema_list_types() {
+    let e = Enclave::start();
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                                  "x-kubernetes-list-map-keys": ["name"],
+                                  "items": {"type": "object", "required": ["name"], "properties": {
+                                      "name": {"type": "string"}, "port": {"type": "integer"}}}},
+                        "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                                 "items": {"type": "string"}},
+                        "hosts": {"type": "array", "items": {"type": "string"}},
+                    }},
+                }}}}],
+        },
+    });
+    let (code, out) = post(&e, CRDS, &crd.to_string());
+    assert_eq!(code, 201, "{out}");
+    const GADGETS: &str = "/apis/example.com/v1/namespaces/default/gadgets";
+    let apply = |manager: &str, spec: Value, force: bool| {
+        let body = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+                          "metadata": {"name": "g"}, "spec": spec});
+        let force = if force { "&force=true" } else { "" };
+        patch(
+            &e,
+            &format!("{GADGETS}/g?fieldManager={manager}{force}"),
+            "application/apply-patch+yaml",
+            &body.to_string(),
+        )
+    };
+    let (code, out) = apply(
+        "a",
+        json!({"ports": [{"name": "http", "port": 80}], "tags": ["x"], "hosts": ["h1"]}),
+        false,
+    );
+    assert_eq!(code, 201, "{out}");
+    // Another manager adds a port (keyed by name, though it has a `port`
+    // field) and a tag without conflicts.
+    let (code, out) = apply(
+        "b",
+        json!({"ports": [{"name": "dns", "port": 80}], "tags": ["y"]}),
+        false,
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(
+        out["spec"]["ports"],
+        json!([{"name": "http", "port": 80}, {"name": "dns", "port": 80}])
+    );
+    assert_eq!(out["spec"]["tags"], json!(["x", "y"]));
+    assert_eq!(out["spec"]["hosts"], json!(["h1"]));
+    let b = out["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|m| m.iter().find(|e| e["manager"] == "b"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        b["fieldsV1"]["f:spec"],
+        json!({"f:ports": {r#"k:{"name":"dns"}"#: {".": {}, "f:name": {}, "f:port": {}}},
+               "f:tags": {r#"v:"y""#: {}}})
+    );
+    // An atomic list (the CRD default) is owned whole: changing it conflicts,
+    // and a forced apply replaces it.
+    let (code, out) = apply("b", json!({"hosts": ["h2"]}), false);
+    assert_eq!(code, 409, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(".spec.hosts"),
+        "{out}"
+    );
+    let (code, out) = apply(
+        "b",
+        json!({"ports": [{"name": "dns", "port": 80}], "tags": ["y"], "hosts": ["h2"]}),
+        true,
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["spec"]["hosts"], json!(["h2"]));
+}

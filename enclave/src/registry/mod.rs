@@ -78,6 +78,13 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     /// Resets fields users may not set on create (e.g. `status`).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 
+    /// The schema server-side apply reads list types from (a custom
+    /// resource's `openAPIV3Schema`); `None`: lists merge by the built-in
+    /// kinds' field names.
+    fn apply_schema(&self) -> Option<&Value> {
+        None
+    }
+
     /// Why a POST of this resource is refused right now (a 405
     /// MethodNotAllowed with this message), e.g. a custom resource whose
     /// definition is being deleted. `None` for most kinds.

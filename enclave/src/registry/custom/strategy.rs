@@ -118,6 +118,10 @@ fn cell(ty: &str, v: &Value, now: jiff::Timestamp) -> Value {
 }
 
 impl Strategy for CustomResources {
+    fn apply_schema(&self) -> Option<&Value> {
+        Some(&self.schema)
+    }
+
     fn refuses_create(&self) -> Option<&'static str> {
         self.terminating
             .then_some("create not allowed while custom resource definition is terminating")

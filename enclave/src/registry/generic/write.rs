@@ -79,12 +79,14 @@ pub(super) enum FieldsOp<'a> {
 }
 
 /// What `endpoint` of `info` may own.
-pub(super) fn scope(info: &ResourceInfo, endpoint: Endpoint) -> Scope {
+pub(super) fn scope(info: &ResourceInfo, endpoint: Endpoint) -> Scope<'_> {
+    let schema = info.strategy.apply_schema();
     match endpoint {
         Endpoint::Main => Scope::Main {
             status_subresource: info.has(Subresource::Status),
+            schema,
         },
-        Endpoint::Status => Scope::Status,
+        Endpoint::Status => Scope::Status { schema },
     }
 }
 

@@ -6,30 +6,29 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::fieldset::{FieldSet, Path, PathElement, item_element};
-use super::shape::{self, ListShape};
+use super::shape::{ListShape, Node};
 
 /// Every node of `v` at and under `path` (what a newly added subtree
 /// contributes to a comparison).
-fn all_nodes(v: &Value, field: Option<&str>, path: &mut Path, set: &mut FieldSet) {
+fn all_nodes(v: &Value, node: Node<'_>, path: &mut Path, set: &mut FieldSet) {
     set.insert(path);
     match v {
-        Value::Object(m) if !field.is_some_and(shape::is_atomic) => {
+        Value::Object(m) if !node.is_atomic() => {
             for (k, c) in m {
                 path.push(PathElement::Field(k.clone()));
-                all_nodes(c, Some(k), path, set);
+                all_nodes(c, node.child(k), path, set);
                 path.pop();
             }
         }
         Value::Array(items) => {
-            let name = field.unwrap_or("");
-            let shape = shape::list_shape(name, items);
+            let shape = node.list_shape(items);
             for item in items {
-                let Some(pe) = item_element(name, item, shape) else {
+                let Some(pe) = item_element(node, item, shape) else {
                     continue;
                 };
                 path.push(pe);
                 if shape == ListShape::Map {
-                    all_nodes(item, None, path, set);
+                    all_nodes(item, node.item(), path, set);
                 } else {
                     set.insert(path);
                 }
@@ -52,11 +51,11 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Compares `old` with `new`.
+    /// Compares `old` with `new`, objects whose walks start at `root`.
     #[must_use]
-    pub fn of(old: &Value, new: &Value) -> Comparison {
+    pub fn of(old: &Value, new: &Value, root: Node<'_>) -> Comparison {
         let mut c = Comparison::default();
-        c.walk(old, new, None, &mut Vec::new());
+        c.walk(old, new, root, &mut Vec::new());
         c
     }
 
@@ -72,29 +71,28 @@ impl Comparison {
         self.added.union(&self.modified)
     }
 
-    fn walk(&mut self, old: &Value, new: &Value, field: Option<&str>, path: &mut Path) {
+    fn walk(&mut self, old: &Value, new: &Value, node: Node<'_>, path: &mut Path) {
         match (old, new) {
-            (Value::Object(a), Value::Object(b)) if !field.is_some_and(shape::is_atomic) => {
+            (Value::Object(a), Value::Object(b)) if !node.is_atomic() => {
                 for (k, bv) in b {
                     path.push(PathElement::Field(k.clone()));
                     match a.get(k) {
-                        Some(av) => self.walk(av, bv, Some(k), path),
-                        None => all_nodes(bv, Some(k), path, &mut self.added),
+                        Some(av) => self.walk(av, bv, node.child(k), path),
+                        None => all_nodes(bv, node.child(k), path, &mut self.added),
                     }
                     path.pop();
                 }
                 for (k, av) in a {
                     if !b.contains_key(k) {
                         path.push(PathElement::Field(k.clone()));
-                        all_nodes(av, Some(k), path, &mut self.removed);
+                        all_nodes(av, node.child(k), path, &mut self.removed);
                         path.pop();
                     }
                 }
             }
             (Value::Array(a), Value::Array(b)) => {
-                let name = field.unwrap_or("");
                 let all: Vec<Value> = a.iter().chain(b).cloned().collect();
-                let shape = shape::list_shape(name, &all);
+                let shape = node.list_shape(&all);
                 if shape == ListShape::Atomic {
                     if a != b {
                         self.modified.insert(path);
@@ -104,7 +102,7 @@ impl Comparison {
                 let index = |items: &[Value]| -> BTreeMap<PathElement, Value> {
                     let mut m = BTreeMap::new();
                     for i in items {
-                        if let Some(pe) = item_element(name, i, shape) {
+                        if let Some(pe) = item_element(node, i, shape) {
                             m.entry(pe).or_insert_with(|| i.clone());
                         }
                     }
@@ -114,9 +112,9 @@ impl Comparison {
                 for (pe, bv) in &ib {
                     path.push(pe.clone());
                     match (ia.get(pe), shape) {
-                        (Some(av), ListShape::Map) => self.walk(av, bv, None, path),
+                        (Some(av), ListShape::Map) => self.walk(av, bv, node.item(), path),
                         (Some(_), _) => {}
-                        (None, ListShape::Map) => all_nodes(bv, None, path, &mut self.added),
+                        (None, ListShape::Map) => all_nodes(bv, node.item(), path, &mut self.added),
                         (None, _) => self.added.insert(path),
                     }
                     path.pop();
@@ -125,7 +123,7 @@ impl Comparison {
                     if !ib.contains_key(pe) {
                         path.push(pe.clone());
                         match shape {
-                            ListShape::Map => all_nodes(av, None, path, &mut self.removed),
+                            ListShape::Map => all_nodes(av, node.item(), path, &mut self.removed),
                             _ => self.removed.insert(path),
                         }
                         path.pop();
@@ -137,7 +135,7 @@ impl Comparison {
                 self.modified.insert(path);
                 if b.is_object() || b.is_array() {
                     let mut under = FieldSet::new();
-                    all_nodes(b, field, path, &mut under);
+                    all_nodes(b, node, path, &mut under);
                     self.added.union_with(&under.difference(&self.modified));
                 }
             }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-use super::shape::{self, ListShape};
+use super::shape::{ListShape, Node};
 
 /// One step of a field path.
 ///
@@ -311,50 +311,51 @@ impl FieldSet {
     }
 }
 
-/// The path element of an item of the list field `field`, if the list is
+/// The path element of an item of the list at `node`, if the list is
 /// associative or a set.
-pub(crate) fn item_element(field: &str, item: &Value, shape: ListShape) -> Option<PathElement> {
+pub(crate) fn item_element(node: Node<'_>, item: &Value, shape: ListShape) -> Option<PathElement> {
     match shape {
         ListShape::Set => Some(PathElement::Value(item.to_string())),
-        ListShape::Map => shape::item_key(field, item).map(|k| PathElement::Key(key_string(&k))),
+        ListShape::Map => node
+            .item_key(item)
+            .map(|k| PathElement::Key(key_string(&k))),
         ListShape::Atomic => None,
     }
 }
 
 /// The fields an applied configuration sets (upstream's `ToFieldSet`):
 /// every scalar, atomic value, associative-list item and set member in
-/// `v`. Empty maps set nothing.
+/// `v` (whose walk starts at `root`). Empty maps set nothing.
 #[must_use]
-pub fn fields_of(v: &Value) -> FieldSet {
+pub fn fields_of(v: &Value, root: Node<'_>) -> FieldSet {
     let mut set = FieldSet::new();
-    walk_fields(v, None, &mut Vec::new(), &mut set);
+    walk_fields(v, root, &mut Vec::new(), &mut set);
     set
 }
 
-fn walk_fields(v: &Value, field: Option<&str>, path: &mut Path, set: &mut FieldSet) {
+fn walk_fields(v: &Value, node: Node<'_>, path: &mut Path, set: &mut FieldSet) {
     match v {
-        Value::Object(m) if !field.is_some_and(shape::is_atomic) => {
+        Value::Object(m) if !node.is_atomic() => {
             for (k, c) in m {
                 path.push(PathElement::Field(k.clone()));
-                walk_fields(c, Some(k), path, set);
+                walk_fields(c, node.child(k), path, set);
                 path.pop();
             }
         }
         Value::Array(items) => {
-            let name = field.unwrap_or("");
-            let shape = shape::list_shape(name, items);
+            let shape = node.list_shape(items);
             if shape == ListShape::Atomic {
                 set.insert(path);
                 return;
             }
             for item in items {
-                let Some(pe) = item_element(name, item, shape) else {
+                let Some(pe) = item_element(node, item, shape) else {
                     continue;
                 };
                 path.push(pe);
                 set.insert(path);
                 if shape == ListShape::Map {
-                    walk_fields(item, None, path, set);
+                    walk_fields(item, node.item(), path, set);
                 }
                 path.pop();
             }

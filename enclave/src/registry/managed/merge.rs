@@ -4,24 +4,24 @@
 use serde_json::Value;
 
 use super::fieldset::{FieldSet, PathElement, item_element, key_string};
-use super::shape::{self, ListShape};
+use super::shape::{ListShape, Node};
 
 /// The live object with the applied configuration merged in: maps merge
 /// field by field, associative lists item by item (live items keep their
 /// place, new ones are appended in the configuration's order), sets gain
 /// the new members, and everything else is replaced by the configuration.
 #[must_use]
-pub fn merge(live: &Value, config: &Value) -> Value {
-    merge_value(live, config, None)
+pub fn merge(live: &Value, config: &Value, root: Node<'_>) -> Value {
+    merge_value(live, config, root)
 }
 
-fn merge_value(live: &Value, config: &Value, field: Option<&str>) -> Value {
+fn merge_value(live: &Value, config: &Value, node: Node<'_>) -> Value {
     match (live, config) {
-        (Value::Object(l), Value::Object(c)) if !field.is_some_and(shape::is_atomic) => {
+        (Value::Object(l), Value::Object(c)) if !node.is_atomic() => {
             let mut out = l.clone();
             for (k, cv) in c {
                 let merged = match l.get(k) {
-                    Some(lv) => merge_value(lv, cv, Some(k)),
+                    Some(lv) => merge_value(lv, cv, node.child(k)),
                     None => cv.clone(),
                 };
                 out.insert(k.clone(), merged);
@@ -29,19 +29,18 @@ fn merge_value(live: &Value, config: &Value, field: Option<&str>) -> Value {
             Value::Object(out)
         }
         (Value::Array(l), Value::Array(c)) => {
-            let name = field.unwrap_or("");
             let all: Vec<Value> = l.iter().chain(c).cloned().collect();
-            let shape = shape::list_shape(name, &all);
+            let shape = node.list_shape(&all);
             if shape == ListShape::Atomic {
                 return config.clone();
             }
-            let id = |v: &Value| item_element(name, v, shape);
+            let id = |v: &Value| item_element(node, v, shape);
             let mut out: Vec<Value> = l
                 .iter()
                 .map(|lv| {
                     let found = id(lv).and_then(|k| c.iter().find(|cv| id(cv) == Some(k.clone())));
                     match (found, shape) {
-                        (Some(cv), ListShape::Map) => merge_value(lv, cv, None),
+                        (Some(cv), ListShape::Map) => merge_value(lv, cv, node.item()),
                         _ => lv.clone(),
                     }
                 })
@@ -62,52 +61,50 @@ fn merge_value(live: &Value, config: &Value, field: Option<&str>) -> Value {
 /// previous apply) that no manager owns any more: neither the node itself
 /// nor anything under it is in `owned` (every manager's set, the applier's
 /// new one included).
-pub fn prune(obj: &mut Value, last: &FieldSet, owned: &FieldSet) {
-    prune_node(obj, last, Some(owned), None);
+pub fn prune(obj: &mut Value, last: &FieldSet, owned: &FieldSet, root: Node<'_>) {
+    prune_node(obj, last, Some(owned), root);
 }
 
-fn prune_node(obj: &mut Value, last: &FieldSet, owned: Option<&FieldSet>, field: Option<&str>) {
+fn prune_node(obj: &mut Value, last: &FieldSet, owned: Option<&FieldSet>, node: Node<'_>) {
     for (pe, last_child) in last.children() {
         let owned_child = owned.and_then(|o| o.child(pe));
         let still_owned = owned_child.is_some_and(|o| !o.is_empty());
         if last_child.is_member() && !still_owned {
-            remove(obj, pe, field);
+            remove(obj, pe, node);
             continue;
         }
-        if let Some((child, child_field)) = locate(obj, pe, field) {
-            prune_node(child, last_child, owned_child, child_field.as_deref());
+        if let Some((child, child_node)) = locate(obj, pe, node) {
+            prune_node(child, last_child, owned_child, child_node);
         }
     }
 }
 
-/// The value at one path element under `obj`, and its field name.
-fn locate<'a>(
+/// The value at one path element under `obj`, and where it stands.
+fn locate<'a, 'p>(
     obj: &'a mut Value,
-    pe: &PathElement,
-    field: Option<&str>,
-) -> Option<(&'a mut Value, Option<String>)> {
+    pe: &'p PathElement,
+    node: Node<'p>,
+) -> Option<(&'a mut Value, Node<'p>)> {
     match (pe, obj) {
-        (PathElement::Field(f), Value::Object(m)) => m.get_mut(f).map(|v| (v, Some(f.clone()))),
-        (PathElement::Index(i), Value::Array(a)) => a.get_mut(*i).map(|v| (v, None)),
-        (_, Value::Array(a)) => {
-            let name = field.unwrap_or("");
-            a.iter_mut()
-                .find(|item| matches_item(name, item, pe))
-                .map(|v| (v, None))
-        }
+        (PathElement::Field(f), Value::Object(m)) => m.get_mut(f).map(|v| (v, node.child(f))),
+        (PathElement::Index(i), Value::Array(a)) => a.get_mut(*i).map(|v| (v, node.item())),
+        (_, Value::Array(a)) => a
+            .iter_mut()
+            .find(|item| matches_item(node, item, pe))
+            .map(|v| (v, node.item())),
         _ => None,
     }
 }
 
-fn matches_item(field: &str, item: &Value, pe: &PathElement) -> bool {
+fn matches_item(node: Node<'_>, item: &Value, pe: &PathElement) -> bool {
     match pe {
-        PathElement::Key(k) => shape::item_key(field, item).is_some_and(|m| key_string(&m) == *k),
+        PathElement::Key(k) => node.item_key(item).is_some_and(|m| key_string(&m) == *k),
         PathElement::Value(v) => serde_json::from_str::<Value>(v).is_ok_and(|want| *item == want),
         _ => false,
     }
 }
 
-fn remove(obj: &mut Value, pe: &PathElement, field: Option<&str>) {
+fn remove(obj: &mut Value, pe: &PathElement, node: Node<'_>) {
     match (pe, obj) {
         (PathElement::Field(f), Value::Object(m)) => {
             m.remove(f);
@@ -116,8 +113,7 @@ fn remove(obj: &mut Value, pe: &PathElement, field: Option<&str>) {
             a.remove(*i);
         }
         (_, Value::Array(a)) => {
-            let name = field.unwrap_or("");
-            a.retain(|item| !matches_item(name, item, pe));
+            a.retain(|item| !matches_item(node, item, pe));
         }
         _ => {}
     }

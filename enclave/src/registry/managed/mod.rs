@@ -25,6 +25,7 @@ mod tests;
 pub use compare::Comparison;
 pub use fieldset::{FieldSet, Path, PathElement, fields_of, path_string};
 pub use merge::{merge, prune};
+pub use shape::Node;
 
 use serde_json::{Map, Value};
 
@@ -56,15 +57,30 @@ pub struct Writer {
 
 /// Which part of the object a write may own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub enum Scope<'a> {
     /// The object itself; `status` is excluded when the kind has a status
     /// subresource.
     Main {
         /// Whether the kind serves `/status`.
         status_subresource: bool,
+        /// A custom resource's `openAPIV3Schema`, whose list types decide
+        /// how lists merge (`None`: a built-in kind, by field name).
+        schema: Option<&'a Value>,
     },
     /// `/status`: only `status`.
-    Status,
+    Status {
+        /// As for [`Scope::Main`].
+        schema: Option<&'a Value>,
+    },
+}
+
+impl<'a> Scope<'a> {
+    /// Where walks over an object of this scope start.
+    fn root(self) -> Node<'a> {
+        match self {
+            Scope::Main { schema, .. } | Scope::Status { schema } => Node::root(schema),
+        }
+    }
 }
 
 /// Metadata only the server sets, never owned.
@@ -90,7 +106,9 @@ fn ownable(obj: &Value, scope: Scope) -> Value {
     o.remove("apiVersion");
     o.remove("kind");
     match scope {
-        Scope::Main { status_subresource } => {
+        Scope::Main {
+            status_subresource, ..
+        } => {
             if status_subresource {
                 o.remove("status");
             }
@@ -100,7 +118,7 @@ fn ownable(obj: &Value, scope: Scope) -> Value {
                 }
             }
         }
-        Scope::Status => o.retain(|k, _| k == "status"),
+        Scope::Status { .. } => o.retain(|k, _| k == "status"),
     }
     out
 }
@@ -145,7 +163,7 @@ fn collect_always_present(set: &FieldSet, prefix: &mut Path, out: &mut Vec<Path>
 
 /// What changed from `old` to `new` in the part `scope` may own.
 fn compare(old: &Value, new: &Value, scope: Scope) -> Comparison {
-    let mut c = Comparison::of(&ownable(old, scope), &ownable(new, scope));
+    let mut c = Comparison::of(&ownable(old, scope), &ownable(new, scope), scope.root());
     unmark_always_present(&mut c.added);
     unmark_always_present(&mut c.removed);
     c
@@ -218,7 +236,7 @@ pub fn carry_over(old: &Value, new: &mut Value) {
 /// The fields an applied configuration sets that `scope` may own.
 #[must_use]
 pub fn applied_fields(config: &Value, scope: Scope) -> FieldSet {
-    fields_of(&ownable(config, scope))
+    fields_of(&ownable(config, scope), scope.root())
 }
 
 /// The managers of `live` as an apply sees them: an object that has none
@@ -253,7 +271,7 @@ pub fn apply_merge(
     scope: Scope,
 ) -> Value {
     let managers = managers_for_apply(live, api_version, scope);
-    let mut merged = merge(live, config);
+    let mut merged = merge(live, config, scope.root());
     let mine = managers.position(writer, Operation::Apply, api_version);
     if let Some(last) = mine.and_then(|i| managers.0.get(i)) {
         let mut owned = applied_fields(config, scope);
@@ -262,7 +280,7 @@ pub fn apply_merge(
                 owned.union_with(&e.set);
             }
         }
-        prune(&mut merged, &last.set, &owned);
+        prune(&mut merged, &last.set, &owned, scope.root());
     }
     merged
 }
@@ -365,7 +383,7 @@ pub fn last_applied_fields(live: &Value, api_version: &str, scope: Scope) -> Fie
     if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
         return FieldSet::new();
     }
-    let c = Comparison::of(&ownable(&last, scope), &ownable(live, scope));
+    let c = Comparison::of(&ownable(&last, scope), &ownable(live, scope), scope.root());
     applied_fields(&last, scope)
         .difference(&c.modified)
         .difference(&c.added)

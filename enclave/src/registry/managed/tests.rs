@@ -11,6 +11,7 @@ const ANCIENT: &str = entries::ANCIENT_CHANGES;
 const AV: &str = "apps/v1";
 const MAIN: Scope = Scope::Main {
     status_subresource: true,
+    schema: None,
 };
 
 fn writer(m: &str) -> Writer {
@@ -206,7 +207,14 @@ fn client_managed_fields_are_used_reset_or_ignored() {
     };
     let mut st = obj.clone();
     st["status"] = json!({"replicas": 3});
-    record_update(&obj, &mut st, &status_writer, AV, Scope::Status, "t2");
+    record_update(
+        &obj,
+        &mut st,
+        &status_writer,
+        AV,
+        Scope::Status { schema: None },
+        "t2",
+    );
     let es = entries(&st);
     let ctrl = entry(&es, "ctrl");
     assert_eq!(ctrl["subresource"], "status");
@@ -229,7 +237,7 @@ fn merge_by_key_set_and_map() {
             {"name": "a", "image": "i9"},
         ], "selector": {"matchLabels": {"new": "1"}}},
     });
-    let merged = merge(&live, &config);
+    let merged = merge(&live, &config, Node::root(None));
     assert_eq!(merged["metadata"]["labels"], json!({"a": "1", "b": "2"}));
     assert_eq!(merged["metadata"]["finalizers"], json!(["x", "y"]));
     assert_eq!(
@@ -257,6 +265,7 @@ fn apply_removes_what_the_applier_dropped_unless_others_own_it() {
     let ar = writer("applier");
     let scope = Scope::Main {
         status_subresource: false,
+        schema: None,
     };
     let av = "v1";
     // First apply creates.
@@ -412,6 +421,7 @@ fn first_apply_on_an_unmanaged_object_does_not_take_everything() {
 fn more_than_ten_updaters_merge_the_oldest_into_ancient_changes() {
     let scope = Scope::Main {
         status_subresource: false,
+        schema: None,
     };
     let mut obj =
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
@@ -472,6 +482,7 @@ fn more_than_ten_updaters_merge_the_oldest_into_ancient_changes() {
 fn kubectl_may_take_fields_its_last_applied_annotation_still_describes() {
     let scope = Scope::Main {
         status_subresource: false,
+        schema: None,
     };
     let last = r#"{"apiVersion":"v1","data":{"a":"1","b":"2"},"kind":"ConfigMap","metadata":{"name":"c"}}"#;
     let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -521,4 +532,82 @@ fn kubectl_applies_rewrite_an_existing_last_applied_annotation() {
     let mut new = old.clone();
     sync_last_applied(&old, &mut new, &config);
     assert_eq!(new, old, "no annotation to keep in step");
+}
+
+#[test]
+fn custom_resources_merge_lists_as_their_schema_declares() {
+    let schema = json!({"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                      "x-kubernetes-list-map-keys": ["name", "protocol"],
+                      "items": {"type": "object", "properties": {
+                          "name": {"type": "string"},
+                          "protocol": {"type": "string", "default": "TCP"},
+                          "port": {"type": "integer"}}}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                     "items": {"type": "string"}},
+            // Keyed by `name` in built-in kinds; atomic here (no list type).
+            "containers": {"type": "array", "items": {"type": "object"}},
+            "selector": {"type": "object", "x-kubernetes-map-type": "atomic"},
+        }},
+    }});
+    let root = Node::root(Some(&schema));
+    let live = json!({
+        "metadata": {"finalizers": ["x"]},
+        "spec": {
+            "ports": [{"name": "http", "port": 80}, {"name": "dns", "protocol": "UDP", "port": 53}],
+            "tags": ["a"],
+            "containers": [{"name": "a", "image": "i1"}],
+            "selector": {"old": "1"},
+        },
+    });
+    let config = json!({
+        "metadata": {"finalizers": ["y"]},
+        "spec": {
+            "ports": [{"name": "http", "protocol": "TCP", "port": 8080}, {"name": "dns", "protocol": "TCP", "port": 5353}],
+            "tags": ["b", "a"],
+            "containers": [{"name": "a", "image": "i2"}],
+            "selector": {"new": "1"},
+        },
+    });
+    let merged = merge(&live, &config, root);
+    // `http` matches by its defaulted protocol; `dns`/TCP is a new item.
+    assert_eq!(
+        merged["spec"]["ports"],
+        json!([
+            {"name": "http", "protocol": "TCP", "port": 8080},
+            {"name": "dns", "protocol": "UDP", "port": 53},
+            {"name": "dns", "protocol": "TCP", "port": 5353},
+        ])
+    );
+    assert_eq!(merged["spec"]["tags"], json!(["a", "b"]));
+    assert_eq!(
+        merged["spec"]["containers"],
+        json!([{"name": "a", "image": "i2"}])
+    );
+    assert_eq!(merged["spec"]["selector"], json!({"new": "1"}));
+    // Metadata is ObjectMeta: finalizers stay a set.
+    assert_eq!(merged["metadata"]["finalizers"], json!(["x", "y"]));
+
+    let fields = fields_of(&config, root).to_fields_v1();
+    assert_eq!(
+        fields["f:spec"]["f:ports"],
+        json!({
+            r#"k:{"name":"dns","protocol":"TCP"}"#: {".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}},
+            r#"k:{"name":"http","protocol":"TCP"}"#: {".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}},
+        })
+    );
+    assert_eq!(
+        fields["f:spec"]["f:tags"],
+        json!({r#"v:"a""#: {}, r#"v:"b""#: {}})
+    );
+    assert_eq!(fields["f:spec"]["f:containers"], json!({}));
+    assert_eq!(fields["f:spec"]["f:selector"], json!({}));
+    // The same object as a built-in kind keys containers by name.
+    let builtin = fields_of(&config, Node::root(None)).to_fields_v1();
+    assert!(
+        builtin["f:spec"]["f:containers"]
+            .get(r#"k:{"name":"a"}"#)
+            .is_some()
+    );
 }
