@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use common::{bin, kubectl, text};
+use common::{bin, kubectl, stdout_lines, text};
 
 /// A running `daas dev`; SIGTERMed and reaped on drop.
 struct Dev {
@@ -34,15 +33,7 @@ impl Dev {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, output) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                println!("daas dev| {line}");
-                let _ = tx.send(line);
-            }
-        });
+        let output = stdout_lines(&mut child, Some("daas dev| "));
         Dev { child, output }
     }
 

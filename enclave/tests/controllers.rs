@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Enclave;
+use common::{Enclave, eventually};
 use serde_json::{Value, json};
 
 const NS: &str = "default";
@@ -72,21 +72,6 @@ fn revision(rs: &Value) -> i64 {
         .as_str()
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
-}
-
-/// Polls `f` for up to 30 s until it returns `Some`.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn deployment(name: &str, replicas: i64, image: &str, strategy: Value) -> Value {

@@ -10,8 +10,7 @@
 
 mod common;
 
-use common::Enclave;
-use std::time::{Duration, Instant};
+use common::{Enclave, eventually};
 
 use serde_json::{Value, json};
 
@@ -102,21 +101,6 @@ fn patch(e: &Enclave, path: &str, ct: &str, body: &str) -> (u16, Value) {
 fn get(e: &Enclave, path: &str) -> (u16, Value) {
     let (code, out) = e.curl_admin(path, &[]);
     (code, parse(&out))
-}
-
-/// Polls `f` for up to 30 s until it returns `Some`.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The definition's condition `ty`.

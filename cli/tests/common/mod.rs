@@ -153,17 +153,31 @@ fn spawn_enclave(dir: &Path, extra: &[&str]) -> (Child, std::sync::mpsc::Receive
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let rx = stdout_lines(&mut child, None);
+    (child, rx)
+}
+
+/// The child's stdout, line by line, on a channel (fed by a thread until the
+/// stream ends or the receiver is dropped); each line is also printed after
+/// `echo` if given, so a failing test shows what the process said.
+pub fn stdout_lines(
+    child: &mut Child,
+    echo: Option<&'static str>,
+) -> std::sync::mpsc::Receiver<String> {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
+            if let Some(prefix) = echo {
+                println!("{prefix}{line}");
+            }
             if tx.send(line).is_err() {
                 break;
             }
         }
     });
-    (child, rx)
+    rx
 }
 
 impl Drop for Enclave {

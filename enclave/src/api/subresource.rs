@@ -10,7 +10,7 @@ use super::resource::{
     patch_type, write_opts,
 };
 use crate::registry::generic::Endpoint;
-use crate::registry::kinds::format_label_map;
+use crate::registry::kinds::{format_label_map, set_at};
 use crate::registry::patch;
 use crate::registry::{Error, ResourceInfo, Result, ScalePaths, Subresource};
 
@@ -38,28 +38,6 @@ fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
             "selector": selector,
         },
     })
-}
-
-/// Sets the value at JSON pointer `ptr`, creating objects on the way.
-fn set_at(obj: &mut Value, ptr: &str, v: Value) {
-    let mut cur = obj;
-    let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
-    let Some((last, parents)) = parts.split_last() else {
-        return;
-    };
-    for p in parents {
-        let Some(o) = cur.as_object_mut() else {
-            return;
-        };
-        let next = o.entry((*p).to_string()).or_insert_with(|| json!({}));
-        if !next.is_object() {
-            *next = json!({});
-        }
-        cur = next;
-    }
-    if let Some(o) = cur.as_object_mut() {
-        o.insert((*last).to_string(), v);
-    }
 }
 
 fn replicas_of(scale: &Value, info: &ResourceInfo) -> Result<i64> {

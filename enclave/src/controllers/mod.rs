@@ -70,6 +70,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error and its causes on one line, for a condition's or event's message.
+    pub(crate) fn one_line(&self) -> String {
+        let mut s = self.to_string();
+        let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(self);
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s
+    }
+
     /// Whether the cause is a 404 NotFound.
     pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::NotFound { .. }))

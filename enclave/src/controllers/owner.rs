@@ -8,7 +8,7 @@ use super::Error;
 use super::client::{Api, is_deleting, uid};
 use super::runtime::ObjectKey;
 use crate::registry::kinds::selector_matches;
-use crate::registry::meta;
+use crate::registry::{WatchEvent, meta};
 
 /// The ownerReference with `controller: true`, if any.
 pub(crate) fn controller_of(obj: &Value) -> Option<&Value> {
@@ -131,11 +131,32 @@ pub(crate) async fn claim(
     Ok(claimed)
 }
 
+/// The keys an event means work for, in a controller of `owner_kind`
+/// objects (in `owners`) whose watch 0 is those objects and whose other
+/// watches are their dependents: the changed owner itself, or the owners a
+/// dependent's change concerns ([`owners_to_notify`]).
+pub(crate) async fn keys_for(
+    owners: &Api,
+    owner_kind: &str,
+    watch: usize,
+    event: &WatchEvent,
+) -> Vec<ObjectKey> {
+    let (obj, deleted) = match event {
+        WatchEvent::Added(o) | WatchEvent::Modified(o) => (o, false),
+        WatchEvent::Deleted(o) => (o, true),
+        _ => return Vec::new(),
+    };
+    if watch == 0 {
+        return vec![ObjectKey::of(obj)];
+    }
+    owners_to_notify(owners, owner_kind, obj, deleted).await
+}
+
 /// The `owner_kind` objects in `owners` a change to the dependent `obj`
 /// concerns (upstream's `resolveControllerRef` and `getXForY`): its
 /// controller; for a live orphan, every owner whose selector matches it
 /// (each may adopt it); for anything else, none.
-pub(crate) async fn owners_to_notify(
+async fn owners_to_notify(
     owners: &Api,
     owner_kind: &str,
     obj: &Value,

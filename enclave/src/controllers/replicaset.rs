@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::Error;
 use super::client::{Api, Kinds, annotation, int, is_deleting, text};
 use super::events::{EventRecorder, EventType};
-use super::owner::{claim, owners_to_notify};
+use super::owner::{self, claim};
 use super::pod_template::pod_from_template;
 use super::runtime::{Action, ObjectKey, Reconciler};
 use crate::registry::generic::Propagation;
@@ -270,7 +270,7 @@ fn calculate_status(rs: &Value, pods: &[Value], failure: Option<&Error>) -> Valu
                 "status": "True",
                 "lastTransitionTime": meta::format_time(now),
                 "reason": reason,
-                "message": error_chain(e),
+                "message": e.one_line(),
             }));
         }
         (None, Some(i)) => {
@@ -296,32 +296,12 @@ fn calculate_status(rs: &Value, pods: &[Value], failure: Option<&Error>) -> Valu
     status
 }
 
-/// `e` and its causes on one line, for a condition's message.
-pub(crate) fn error_chain(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 impl Reconciler for ReplicaSetController {
     type Key = ObjectKey;
     const NAME: &'static str = "replicaset";
 
     async fn keys_for(&mut self, kind: usize, event: &WatchEvent) -> Vec<ObjectKey> {
-        let (obj, deleted) = match event {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) => (o, false),
-            WatchEvent::Deleted(o) => (o, true),
-            _ => return Vec::new(),
-        };
-        if kind == 0 {
-            return vec![ObjectKey::of(obj)];
-        }
-        owners_to_notify(&self.replicasets, "ReplicaSet", obj, deleted).await
+        owner::keys_for(&self.replicasets, "ReplicaSet", kind, event).await
     }
 
     async fn reconcile(&mut self, key: &ObjectKey) -> Result<Action, Error> {

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A running `daas-enclave --dev`; killed on drop.
 pub struct Enclave {
@@ -309,5 +309,21 @@ pub fn wait_bounded(child: Child, limit: Duration, what: &str) -> Output {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+}
+
+/// Polls `f` for up to 30 s until it returns `Some` (a hang guard, not a timing
+/// assertion).
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

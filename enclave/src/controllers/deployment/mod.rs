@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::Error;
 use super::client::{Api, Kinds, annotation, by_creation, int, is_deleting, set_annotation, text};
 use super::events::{EventRecorder, EventType};
-use super::owner::{claim, controller_ref, is_controlled_by, owners_to_notify};
+use super::owner::{claim, controller_ref, is_controlled_by};
 use super::pod_template::{HASH_LABEL, equal_ignore_hash, template_hash, with_label};
 use super::runtime::{Action, ObjectKey, Reconciler};
 use crate::registry::{ObjectStore, WatchEvent, meta};
@@ -235,7 +235,7 @@ impl Rollout<'_> {
                     let mut status = self.d.get("status").cloned().unwrap_or_else(|| json!({}));
                     let message = format!(
                         "Failed to create new replica set {name:?}: {}",
-                        super::replicaset::error_chain(&e)
+                        e.one_line()
                     );
                     set_condition(
                         &mut status,
@@ -283,15 +283,7 @@ impl Reconciler for DeploymentController {
     const NAME: &'static str = "deployment";
 
     async fn keys_for(&mut self, kind: usize, event: &WatchEvent) -> Vec<ObjectKey> {
-        let (obj, deleted) = match event {
-            WatchEvent::Added(o) | WatchEvent::Modified(o) => (o, false),
-            WatchEvent::Deleted(o) => (o, true),
-            _ => return Vec::new(),
-        };
-        if kind == 0 {
-            return vec![ObjectKey::of(obj)];
-        }
-        owners_to_notify(&self.deployments, "Deployment", obj, deleted).await
+        super::owner::keys_for(&self.deployments, "Deployment", kind, event).await
     }
 
     async fn reconcile(&mut self, key: &ObjectKey) -> Result<Action, Error> {

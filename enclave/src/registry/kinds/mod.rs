@@ -59,11 +59,26 @@ pub(crate) fn keep_status(new: &mut Value, old: &Value) {
     }
 }
 
-/// Sets `obj[ptr]` to `v` if it is absent or null (defaulting).
+/// Sets `obj[ptr]` to `v` if it is absent or null (defaulting). Missing or
+/// null objects on the way are created; a value of another type on the way
+/// is left alone (and nothing is set).
 pub(crate) fn default_at(obj: &mut Value, ptr: &str, v: Value) {
     if obj.pointer(ptr).is_some_and(|x| !x.is_null()) {
         return;
     }
+    put_at(obj, ptr, v, false);
+}
+
+/// Sets `obj[ptr]` to `v`, making every value on the way an object
+/// (creating missing ones, replacing others).
+pub(crate) fn set_at(obj: &mut Value, ptr: &str, v: Value) {
+    put_at(obj, ptr, v, true);
+}
+
+/// Inserts `v` at `ptr`, creating missing or null objects on the way;
+/// `replace_others` also turns other values on the way into objects, else
+/// the insert stops there.
+fn put_at(obj: &mut Value, ptr: &str, v: Value, replace_others: bool) {
     let mut cur = obj;
     let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
     let Some((last, parents)) = parts.split_last() else {
@@ -76,7 +91,7 @@ pub(crate) fn default_at(obj: &mut Value, ptr: &str, v: Value) {
         let next = o
             .entry((*p).to_string())
             .or_insert_with(|| Value::Object(Default::default()));
-        if next.is_null() {
+        if next.is_null() || (replace_others && !next.is_object()) {
             *next = Value::Object(Default::default());
         }
         cur = next;
