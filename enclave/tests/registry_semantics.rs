@@ -468,7 +468,7 @@ async fn watch_delivers_selector_transitions_and_410_after_compaction() {
         .unwrap();
     assert_eq!(
         next(&mut w).await,
-        WatchEvent::Added(a.clone()),
+        WatchEvent::Added(a.clone().into()),
         "replay of current state"
     );
 
@@ -501,7 +501,7 @@ async fn watch_delivers_selector_transitions_and_410_after_compaction() {
     patch(json!({"app": "x"})).await;
     assert!(matches!(next(&mut w).await, WatchEvent::Added(_)));
     let m = patch(json!({"app": "x", "more": "1"})).await;
-    assert_eq!(next(&mut w).await, WatchEvent::Modified(m));
+    assert_eq!(next(&mut w).await, WatchEvent::Modified(m.into()));
     f.create(
         "configmaps",
         Some("default"),
@@ -546,6 +546,72 @@ async fn watch_delivers_selector_transitions_and_410_after_compaction() {
         other => panic!("expected ERROR, got {other:?}"),
     }
     assert!(w.next().await.is_none(), "the stream ends after ERROR");
+}
+
+/// One change reaches every watcher as one decoded object whose JSON is serialized once: the watchers' `json()` is
+/// the same buffer, and it says what the object says. Watchers with a selector the change fails get nothing.
+#[tokio::test]
+async fn watchers_of_one_change_share_its_decoded_object() {
+    let f = Fixture::new().await;
+    let info = f.info("configmaps");
+    let watch = |labels: &str| {
+        let opts = WatchOptions {
+            labels: LabelSelector::parse(labels).unwrap(),
+            resource_version: Some(f.objects.store().revision().to_string()),
+            ..Default::default()
+        };
+        f.objects.watch(info.clone(), Some("default"), opts)
+    };
+    let mut all = watch("").await.unwrap();
+    let mut also_all = watch("").await.unwrap();
+    let mut matching = watch("app=x").await.unwrap();
+    let mut other = watch("app=y").await.unwrap();
+    let created = f
+        .create(
+            "configmaps",
+            Some("default"),
+            json!({"metadata": {"name": "shared", "labels": {"app": "x"}}, "data": {"k": "v"}}),
+        )
+        .await
+        .unwrap();
+    let objects = [
+        next(&mut all).await,
+        next(&mut also_all).await,
+        next(&mut matching).await,
+    ]
+    .map(|ev| match ev {
+        WatchEvent::Added(o) => o,
+        other => panic!("expected ADDED, got {other:?}"),
+    });
+    for o in &objects {
+        assert_eq!(**o, created);
+        assert_eq!(serde_json::from_slice::<Value>(o.json()).unwrap(), created);
+        assert!(std::ptr::eq(o.json(), objects[0].json()), "serialized once");
+    }
+    let DeleteOutcome::Deleted { .. } = f
+        .objects
+        .delete(&info, Some("default"), "shared", &DeleteOptions::default())
+        .await
+        .unwrap()
+    else {
+        panic!("expected deletion");
+    };
+    let (WatchEvent::Deleted(a), WatchEvent::Deleted(b)) =
+        (next(&mut all).await, next(&mut matching).await)
+    else {
+        panic!("expected DELETED twice");
+    };
+    assert!(std::ptr::eq(a.json(), b.json()), "serialized once");
+    assert!(
+        rv(&a) > rv(&created),
+        "stamped with the deletion's revision"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), other.next())
+            .await
+            .is_err(),
+        "a watcher whose selector the object never matched gets nothing"
+    );
 }
 
 #[tokio::test]

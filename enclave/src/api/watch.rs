@@ -30,21 +30,23 @@ fn timeout(q: &Query) -> Duration {
     }
 }
 
-fn encode(
+/// One event as a line of the stream. A plain object's JSON is shared by every watcher receiving the change, so the
+/// line is assembled around it rather than serialized again.
+fn encode_line(
     info: &ResourceInfo,
     ev: &WatchEvent,
     include: Option<IncludeObject>,
     first: &mut bool,
-) -> Value {
+) -> Bytes {
     let object = match ev {
         WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => match include {
             Some(inc) => {
                 let meta = json!({"resourceVersion": o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
-                let t = table::table(info, std::slice::from_ref(o), meta, inc, *first);
+                let t = table::table(info, std::slice::from_ref::<Value>(o), meta, inc, *first);
                 *first = false;
                 t
             }
-            None => o.clone(),
+            None => return line_around(ev.type_name(), o.json()),
         },
         WatchEvent::Bookmark(rv) => json!({
             "kind": info.kind, "apiVersion": info.api_version(),
@@ -52,7 +54,19 @@ fn encode(
         }),
         WatchEvent::Error(status) => status.clone(),
     };
-    json!({"type": ev.type_name(), "object": object})
+    line_around(ev.type_name(), &object.to_string().into_bytes())
+}
+
+/// `{"type":"<type_name>","object":<object>}` and a newline.
+fn line_around(type_name: &str, object: &[u8]) -> Bytes {
+    const OBJECT: &[u8] = b"\",\"object\":";
+    let mut line = Vec::with_capacity(object.len() + type_name.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(type_name.as_bytes());
+    line.extend_from_slice(OBJECT);
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
 }
 
 /// Starts streaming `stream` as the response body.
@@ -85,9 +99,8 @@ pub(crate) fn respond(
                 () = cancel.cancelled() => break,
             };
             let is_error = matches!(ev, WatchEvent::Error(_));
-            let mut line = encode(&info, &ev, include, &mut first).to_string();
-            line.push('\n');
-            if tx.send(Bytes::from(line)).await.is_err() || is_error {
+            let line = encode_line(&info, &ev, include, &mut first);
+            if tx.send(line).await.is_err() || is_error {
                 break;
             }
         }

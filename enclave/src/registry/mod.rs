@@ -23,7 +23,7 @@ pub use error::{Error, FieldError, Result};
 pub use generic::{DeleteOptions, DeleteOutcome, ListOptions, ObjectStore, WriteOptions};
 pub use selector::{FieldSelector, LabelSelector};
 pub use table::Column;
-pub use watch::{WatchEvent, WatchOptions, WatchStream};
+pub use watch::{WatchEvent, WatchObject, WatchOptions, WatchStream};
 
 use std::fmt;
 use std::sync::Arc;

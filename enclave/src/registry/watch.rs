@@ -3,23 +3,115 @@
 //! ADDED or DELETED.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
 use super::generic::ListOptions;
 use super::{Error, FieldSelector, LabelSelector, ObjectStore, ResourceInfo, Result, meta};
-use crate::store::{EventKind, KeyValue, StoreError, WatchTarget, Watcher};
+use crate::store::{Event, EventKind, KeyValue, StoreError, WatchTarget, Watcher};
+
+/// An object as watch events carry it: one change reaches every watcher as the same object, decoded once and
+/// serialized at most once however many watchers receive it. Dereferences to the object.
+#[derive(Debug, Clone)]
+pub struct WatchObject(Arc<SharedObject>);
+
+#[derive(Debug)]
+struct SharedObject {
+    value: Value,
+    json: OnceLock<Vec<u8>>,
+}
+
+impl WatchObject {
+    /// The object as compact JSON, serialized by the first watcher that asks.
+    pub fn json(&self) -> &[u8] {
+        self.0
+            .json
+            .get_or_init(|| serde_json::to_vec(&self.0.value).unwrap_or_default())
+    }
+
+    /// The object itself, cloned only if other watchers still share it.
+    pub fn into_value(self) -> Value {
+        match Arc::try_unwrap(self.0) {
+            Ok(shared) => shared.value,
+            Err(shared) => shared.value.clone(),
+        }
+    }
+}
+
+impl From<Value> for WatchObject {
+    fn from(value: Value) -> Self {
+        WatchObject(Arc::new(SharedObject {
+            value,
+            json: OnceLock::new(),
+        }))
+    }
+}
+
+impl Deref for WatchObject {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.0.value
+    }
+}
+
+impl PartialEq for WatchObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.value == other.0.value
+    }
+}
+
+/// What watchers derive from one store event, kept in the event's [`crate::store::DerivedSlot`] so that the first
+/// watcher to need a part decodes it and the others share it. Selectors differ per watcher, so filtering does not
+/// happen here.
+#[derive(Default)]
+struct DecodedEvent {
+    /// The value written (a put).
+    object: OnceLock<Option<WatchObject>>,
+    /// The value before the change.
+    prev: OnceLock<Option<WatchObject>>,
+    /// The value before a delete, stamped with the deletion's revision.
+    deleted: OnceLock<Option<WatchObject>>,
+}
+
+impl DecodedEvent {
+    fn object(&self, ev: &Event) -> Option<&WatchObject> {
+        self.object.get_or_init(|| decode(&ev.kv)).as_ref()
+    }
+
+    fn prev(&self, ev: &Event) -> Option<&WatchObject> {
+        self.prev
+            .get_or_init(|| ev.prev.as_ref().and_then(decode))
+            .as_ref()
+    }
+
+    fn deleted(&self, ev: &Event) -> Option<&WatchObject> {
+        self.deleted
+            .get_or_init(|| {
+                let mut last = self.prev(ev)?.deref().clone();
+                meta::set_resource_version(&mut last, ev.kv.mod_revision);
+                Some(last.into())
+            })
+            .as_ref()
+    }
+}
+
+/// A stored value decoded for watchers; an undecodable value is skipped, as a list would fail on it.
+fn decode(kv: &KeyValue) -> Option<WatchObject> {
+    ObjectStore::decode(kv).ok().map(WatchObject::from)
+}
 
 /// A Kubernetes watch event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
     /// `ADDED` with the object.
-    Added(Value),
+    Added(WatchObject),
     /// `MODIFIED` with the object.
-    Modified(Value),
+    Modified(WatchObject),
     /// `DELETED` with the last state, stamped with the deletion's revision.
-    Deleted(Value),
+    Deleted(WatchObject),
     /// `BOOKMARK` at a revision.
     Bookmark(u64),
     /// `ERROR` with a Status; the stream ends after it.
@@ -56,7 +148,7 @@ pub struct WatchStream {
     info: Arc<ResourceInfo>,
     labels: LabelSelector,
     fields: FieldSelector,
-    initial: VecDeque<Value>,
+    initial: VecDeque<WatchObject>,
     watcher: Option<Watcher>,
     failed: Option<Value>,
 }
@@ -107,7 +199,7 @@ impl ObjectStore {
                         },
                     )
                     .await?;
-                stream.initial = page.items.into();
+                stream.initial = page.items.into_iter().map(WatchObject::from).collect();
                 page.revision + 1
             }
         };
@@ -123,10 +215,6 @@ impl ObjectStore {
 impl WatchStream {
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj, &*self.info.strategy)
-    }
-
-    fn decode(kv: &KeyValue) -> Option<Value> {
-        ObjectStore::decode(kv).ok()
     }
 
     /// The revision everything up to which has been delivered (for bookmarks).
@@ -156,28 +244,31 @@ impl WatchStream {
                     return Some(WatchEvent::Error(Error::from(e).to_status()));
                 }
             };
-            let prev = ev
-                .prev
-                .as_ref()
-                .and_then(Self::decode)
-                .filter(|p| self.matches(p));
+            let fallback;
+            let decoded = match ev.derived.get_or_init(DecodedEvent::default) {
+                Some(shared) => shared,
+                None => {
+                    fallback = DecodedEvent::default();
+                    &fallback
+                }
+            };
+            let prev_matched = decoded.prev(&ev).is_some_and(|p| self.matches(p));
             match ev.kind {
                 EventKind::Put => {
-                    let Some(obj) = Self::decode(&ev.kv) else {
+                    let Some(obj) = decoded.object(&ev) else {
                         continue;
                     };
-                    let now = self.matches(&obj);
-                    match (prev.is_some(), now) {
-                        (false, true) => return Some(WatchEvent::Added(obj)),
-                        (true, true) => return Some(WatchEvent::Modified(obj)),
-                        (true, false) => return Some(WatchEvent::Deleted(obj)),
+                    let now = self.matches(obj);
+                    match (prev_matched, now) {
+                        (false, true) => return Some(WatchEvent::Added(obj.clone())),
+                        (true, true) => return Some(WatchEvent::Modified(obj.clone())),
+                        (true, false) => return Some(WatchEvent::Deleted(obj.clone())),
                         (false, false) => continue,
                     }
                 }
                 EventKind::Delete => {
-                    if let Some(mut last) = prev {
-                        meta::set_resource_version(&mut last, ev.kv.mod_revision);
-                        return Some(WatchEvent::Deleted(last));
+                    if prev_matched && let Some(last) = decoded.deleted(&ev) {
+                        return Some(WatchEvent::Deleted(last.clone()));
                     }
                 }
             }

@@ -43,7 +43,7 @@ pub use journal::{FileJournal, Journal, JournalError, PartialAppend, RecordError
 pub use keys::{KeyEpoch, KeyMaterial, RootSecretKeys, SealPurpose, SealingKeys, StaticKeys};
 pub use options::StoreOptions;
 pub use read::{ContinueToken, RangeRequest, RangeResponse};
-pub use types::{Event, EventKind, KeyValue, Revision, TxnOutcome};
+pub use types::{DerivedSlot, Event, EventKind, KeyValue, Revision, TxnOutcome};
 pub use watch::{WatchTarget, Watcher};
 
 use std::sync::Arc;

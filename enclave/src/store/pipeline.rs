@@ -29,7 +29,7 @@ use super::commit::{Condition, Request, Shared, WriteOp};
 use super::error::{Result, StoreError};
 use super::journal::Journal;
 use super::journal::record::{ChainHash, JournalOp, chain_hash, seal_record};
-use super::types::{Event, EventKind, KeyValue, Revision, TxnOutcome};
+use super::types::{DerivedSlot, Event, EventKind, KeyValue, Revision, TxnOutcome};
 
 /// Groups handed to the durability thread but not yet finished: enough to
 /// keep the journal busy while the evaluator prepares the next one.
@@ -304,6 +304,7 @@ impl Evaluator {
                         kind: EventKind::Put,
                         kv,
                         prev: current.clone(),
+                        derived: DerivedSlot::default(),
                     });
                     rev += 1;
                     Ok(TxnOutcome::Committed {
@@ -328,6 +329,7 @@ impl Evaluator {
                             version: 0,
                         },
                         prev: current.clone(),
+                        derived: DerivedSlot::default(),
                     });
                     rev += 1;
                     Ok(TxnOutcome::Committed {

@@ -1,5 +1,8 @@
 //! Values the store hands out.
 
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
+
 /// A store-wide revision: every committed write increments it by one.
 /// Kubernetes `resourceVersion` is this number. Revision 0 means "none".
 pub type Revision = u64;
@@ -67,6 +70,41 @@ pub struct Event {
     pub kv: KeyValue,
     /// The key's value before the change, if it existed and is retained.
     pub prev: Option<KeyValue>,
+    /// What the layer above derived from this event, shared by every watcher that receives it.
+    pub derived: DerivedSlot,
+}
+
+/// A place where the layer above the store keeps what it derives from an event (its decoded object, say). Every clone
+/// of the event shares it, and every watcher receiving a live change holds a clone, so a change fanned out to a
+/// thousand watchers is decoded once. It lives as long as the event does (in the watch channel's buffer and the
+/// watchers' queues). As a cache it takes no part in equality.
+#[derive(Clone, Default)]
+pub struct DerivedSlot(Arc<OnceLock<Box<dyn Any + Send + Sync>>>);
+
+impl DerivedSlot {
+    /// The value kept here, made by `init` if the slot is still empty; `None` if the slot holds a value of another
+    /// type.
+    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.0.get_or_init(|| Box::new(init())).downcast_ref()
+    }
+}
+
+impl PartialEq for DerivedSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DerivedSlot {}
+
+impl std::fmt::Debug for DerivedSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "DerivedSlot(filled)"
+        } else {
+            "DerivedSlot(empty)"
+        })
+    }
 }
 
 impl Event {

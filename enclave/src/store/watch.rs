@@ -20,7 +20,7 @@ use super::commit::{CF_HISTORY, CF_LOG, Shared};
 use super::encoding::{VersionRecord, be_u64, history_key, split_history_key};
 use super::error::{Result, StoreError};
 use super::read::View;
-use super::types::{Event, EventKind, KeyValue, Revision};
+use super::types::{DerivedSlot, Event, EventKind, KeyValue, Revision};
 
 /// Revisions replayed from history per step.
 const REPLAY_PAGE: u64 = 512;
@@ -234,6 +234,7 @@ impl Watcher {
                     kind: EventKind::Put,
                     kv,
                     prev,
+                    derived: DerivedSlot::default(),
                 }
             }
             None => {
@@ -248,6 +249,7 @@ impl Watcher {
                     kind: EventKind::Delete,
                     kv,
                     prev,
+                    derived: DerivedSlot::default(),
                 }
             }
         })
