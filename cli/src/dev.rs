@@ -280,9 +280,8 @@ impl StopSignal {
 /// What `daas dev` expects the enclave to attest: the dev root it created
 /// and the measurements of the binary it launched.
 fn dev_trust(layout: &Layout, enclave_bin: &Path) -> anyhow::Result<TrustArgs> {
-    let binary = std::fs::read(enclave_bin)
-        .with_context(|| format!("reading {} to measure it", enclave_bin.display()))?;
-    let [pcr0, pcr1, pcr2] = attestation::measure_binary(&binary);
+    let [pcr0, pcr1, pcr2] = attestation::measure_binary_file(enclave_bin)
+        .with_context(|| format!("measuring {}", enclave_bin.display()))?;
     Ok(TrustArgs {
         root: None,
         dev_root: Some(

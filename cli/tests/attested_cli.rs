@@ -27,8 +27,7 @@ fn dev_root(enclave: &Enclave) -> String {
 }
 
 fn enclave_pcrs() -> Pcrs {
-    let [pcr0, pcr1, pcr2] =
-        attestation::measure_binary(&std::fs::read(bin("daas-enclave")).unwrap());
+    let [pcr0, pcr1, pcr2] = attestation::measure_binary_file(&bin("daas-enclave")).unwrap();
     Pcrs { pcr0, pcr1, pcr2 }
 }
 

@@ -171,7 +171,7 @@ fn attestation_binds_the_serving_key_and_the_callers_nonce() {
                 .as_slice()
         )
     );
-    // PCR0..2 measure the daas-enclave executable.
+    // PCR0..2 measure the daas-enclave executable (the enclave measured its file; this measures the bytes).
     let exe = std::fs::read(enclave_bin()).unwrap();
     let [p0, p1, p2] = attestation::measure_binary(&exe);
     assert_eq!(verified.pcrs().get(0), Some(&p0));

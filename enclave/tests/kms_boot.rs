@@ -30,8 +30,8 @@ fn fake_kms_script() -> PathBuf {
 
 /// PCR0 of the `daas-enclave` binary as the simulated NSM reports it.
 fn enclave_pcr0() -> String {
-    let binary = std::fs::read(env!("CARGO_BIN_EXE_daas-enclave")).unwrap();
-    attestation::measure_binary(&binary)[0].to_string()
+    attestation::measure_binary_file(Path::new(env!("CARGO_BIN_EXE_daas-enclave"))).unwrap()[0]
+        .to_string()
 }
 
 /// A child process killed on drop.

@@ -8,7 +8,7 @@ mod nitro;
 mod sim;
 
 pub use nitro::NitroNsm;
-pub use sim::{DevRoot, SimNsm, measure_binary};
+pub use sim::{DevRoot, SimNsm, measure_binary, measure_binary_file};
 
 use std::future::Future;
 

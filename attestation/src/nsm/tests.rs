@@ -141,8 +141,56 @@ fn sim_pcrs_measure_the_running_binary() {
     assert_eq!(nsm.pcrs().get(0), Some(&p0));
     assert_eq!(nsm.pcrs().get(1), Some(&p1));
     assert_eq!(nsm.pcrs().get(2), Some(&p2));
-    assert_eq!(p2, Pcr::measure(&exe));
     assert_ne!(p0, p2);
+    assert_eq!(
+        measure_binary_file(&std::env::current_exe().unwrap()).unwrap(),
+        [p0, p1, p2]
+    );
+}
+
+/// The measured bytes of an ELF executable are its loaded segments: what is not loaded (here, bytes past the last
+/// segment, where debug information lives) changes nothing, a changed byte inside a segment changes PCR0 and PCR2,
+/// and a file that is not an ELF executable (or whose segments do not fit in it) is measured whole.
+#[test]
+fn sim_pcrs_measure_the_loaded_segments_of_an_elf() {
+    let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let pcrs = measure_binary(&exe);
+    assert_ne!(
+        pcrs[2],
+        Pcr::measure(&exe),
+        "the test binary has unloaded sections"
+    );
+
+    let mut appended = exe.clone();
+    appended.extend_from_slice(b"not loaded");
+    assert_eq!(measure_binary(&appended), pcrs);
+
+    // The byte just after the program headers: inside the first loaded segment, which starts at offset 0.
+    let phoff = u64::from_le_bytes(exe[0x20..0x28].try_into().unwrap());
+    let phentsize = u16::from_le_bytes(exe[0x36..0x38].try_into().unwrap());
+    let phnum = u16::from_le_bytes(exe[0x38..0x3a].try_into().unwrap());
+    let after_headers =
+        usize::try_from(phoff).unwrap() + usize::from(phentsize) * usize::from(phnum);
+    let mut changed = exe.clone();
+    changed[after_headers + 8] ^= 1;
+    let changed_pcrs = measure_binary(&changed);
+    assert_ne!(changed_pcrs[0], pcrs[0]);
+    assert_eq!(changed_pcrs[1], pcrs[1]);
+    assert_ne!(changed_pcrs[2], pcrs[2]);
+
+    let not_elf = b"#!/bin/sh\necho not an ELF file\n";
+    assert_eq!(measure_binary(not_elf)[2], Pcr::measure(not_elf));
+    let truncated = &exe[..4096];
+    assert_eq!(measure_binary(truncated)[2], Pcr::measure(truncated));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("script");
+    std::fs::write(&path, not_elf).unwrap();
+    assert_eq!(measure_binary_file(&path).unwrap(), measure_binary(not_elf));
+    assert!(matches!(
+        measure_binary_file(&dir.path().join("missing")),
+        Err(crate::Error::Io { .. })
+    ));
 }
 
 #[test]
