@@ -70,8 +70,12 @@ impl ReplicaSetController {
                         failed.get_or_insert(e);
                     }
                 }
-                if let Some(e) = failed {
-                    return Err(e);
+                match failed {
+                    // As upstream: a namespace being deleted refuses every create, and the replica set goes with it;
+                    // nothing to retry.
+                    Some(e) if e.is_namespace_terminating() => return Ok(()),
+                    Some(e) => return Err(e),
+                    None => {}
                 }
                 done += size;
                 batch = batch.saturating_mul(2);

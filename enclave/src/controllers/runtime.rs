@@ -229,9 +229,9 @@ pub(crate) async fn run<R: Reconciler>(
                 *n = n.saturating_add(1);
                 let delay = backoff(*n);
                 if *n > 3 {
-                    tracing::warn!(controller = R::NAME, object.ref = ?key, error = %e, retry_in = ?delay, "reconcile failed");
+                    tracing::warn!(controller = R::NAME, object.ref = ?key, error = %e.one_line(), retry_in = ?delay, "reconcile failed");
                 } else {
-                    tracing::debug!(controller = R::NAME, object.ref = ?key, error = %e, retry_in = ?delay, "reconcile failed");
+                    tracing::debug!(controller = R::NAME, object.ref = ?key, error = %e.one_line(), retry_in = ?delay, "reconcile failed");
                 }
                 queue.add_after(key, delay);
             }
