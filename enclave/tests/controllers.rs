@@ -665,3 +665,83 @@ fn many_similar_events_are_combined() {
                 .starts_with("Created pod: many-")
     }));
 }
+
+fn core_event(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": NS},
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": NS, "apiVersion": "v1"},
+        "reason": "Testing", "message": "an event", "type": "Normal", "count": 1,
+        "source": {"component": "test"},
+    })
+}
+
+/// kube-apiserver keeps events under an etcd lease of `--event-ttl`, renewed by every write: an event goes a TTL
+/// after its last write, in both event APIs, and events stored before a restart go by the write time they record.
+#[test]
+fn events_expire_an_event_ttl_after_their_last_write() {
+    let core = |name: &str| format!("/api/v1/namespaces/{NS}/events/{name}");
+    let e = Enclave::start();
+    send(
+        &e,
+        "POST",
+        &core(""),
+        "application/json",
+        &core_event("from-before"),
+    );
+    let dir = e.stop();
+
+    let e = Enclave::start_in_with(dir, &["--event-ttl", "4s"]);
+    send(
+        &e,
+        "POST",
+        &core(""),
+        "application/json",
+        &core_event("once"),
+    );
+    send(
+        &e,
+        "POST",
+        &core(""),
+        "application/json",
+        &core_event("renewed"),
+    );
+    let new_api = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
+    send(
+        &e,
+        "POST",
+        &new_api,
+        "application/json",
+        &json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": "new-api", "namespace": NS},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "example.com/test", "reportingInstance": "test-1",
+            "action": "Testing", "reason": "Testing", "type": "Normal",
+            "regarding": {"kind": "Pod", "name": "p", "namespace": NS, "apiVersion": "v1"},
+        }),
+    );
+    // Written every half second for three TTLs: every write finds it still there.
+    for count in 2..26 {
+        std::thread::sleep(Duration::from_millis(500));
+        send(
+            &e,
+            "PATCH",
+            &core("renewed"),
+            "application/merge-patch+json",
+            &json!({"count": count}),
+        );
+    }
+    for gone in [
+        core("from-before"),
+        core("once"),
+        format!("{new_api}/new-api"),
+    ] {
+        eventually(&format!("{gone} to expire"), || {
+            get(&e, &gone).is_none().then_some(())
+        });
+    }
+    eventually("the renewed event to expire after its last write", || {
+        get(&e, &core("renewed")).is_none().then_some(())
+    });
+}

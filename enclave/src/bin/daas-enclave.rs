@@ -71,6 +71,10 @@ struct Args {
     /// it covers. 0 disables them.
     #[arg(long, default_value_t = 300)]
     snapshot_interval: u64,
+    /// How long an event lives after its last write, as kube-apiserver's
+    /// `--event-ttl` (e.g. `1h`, `30m`, `90s`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    event_ttl: Duration,
     /// Shut down (as on SIGTERM) once the process with this pid is no longer
     /// our parent: a supervisor such as `daas dev` passes its own pid, so that
     /// killing it with SIGKILL does not leave the enclave running.
@@ -411,7 +415,12 @@ async fn main() -> Result<()> {
         .sync_custom_resources()
         .await
         .context("serving the stored custom resource definitions")?;
-    let controllers = enclave::controllers::spawn(&objects)?;
+    let controllers = enclave::controllers::spawn(
+        &objects,
+        &enclave::controllers::ControllerOptions {
+            event_ttl: args.event_ttl,
+        },
+    )?;
 
     let admin = UserInfo {
         name: "admin".into(),

@@ -1,6 +1,7 @@
 //! Controllers that run inside the enclave, as kube-controller-manager's do
 //! on a real cluster: the deployment and replicaset controllers, the
-//! garbage collector, and apiextensions-apiserver's CRD finalizer.
+//! garbage collector, apiextensions-apiserver's CRD finalizer, and the
+//! expiry of events that kube-apiserver gets from etcd leases.
 //!
 //! They sit above [`crate::registry`]: every read and write goes through
 //! the same [`ObjectStore`] paths as API requests (validation, generation,
@@ -17,6 +18,7 @@
 mod client;
 mod crd_finalizer;
 mod deployment;
+mod event_ttl;
 mod events;
 mod garbage_collector;
 mod owner;
@@ -30,6 +32,23 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{self, ObjectStore};
+
+pub use event_ttl::DEFAULT_EVENT_TTL;
+
+/// Settings of the controllers, each standing for a flag of kube-apiserver or kube-controller-manager.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// How long an event lives after its last write (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            event_ttl: DEFAULT_EVENT_TTL,
+        }
+    }
+}
 
 /// The field manager the controllers' writes are recorded under, as
 /// upstream's kube-controller-manager (its User-Agent's first segment).
@@ -124,14 +143,14 @@ pub struct Controllers {
     stop: CancellationToken,
 }
 
-/// Starts the deployment, replicaset, garbage-collector and CRD finalizer controllers on
+/// Starts the deployment, replicaset, garbage-collector, CRD finalizer and event TTL controllers on
 /// `objects`. Each lists and watches what it needs, so it resumes after a
 /// restart from the stored state.
 ///
 /// # Errors
 /// [`Error::MissingResource`] if the resource table lacks pods,
 /// replicasets, deployments, events or customresourcedefinitions.
-pub fn spawn(objects: &ObjectStore) -> Result<Controllers, Error> {
+pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Controllers, Error> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let lookup = |group, resource| {
@@ -181,7 +200,24 @@ pub fn spawn(objects: &ObjectStore) -> Result<Controllers, Error> {
         vec![crds],
         stop.child_token(),
     ));
-    tracing::info!("controllers started: deployment, replicaset, garbagecollector, crd-finalizer");
+    let event_kinds = vec![
+        kinds.events.clone(),
+        objects
+            .table()
+            .lookup("events.k8s.io", "v1", "events")
+            .ok_or(Error::MissingResource("events"))?,
+    ];
+    let ttl = event_ttl::EventTtl::new(objects.clone(), event_kinds.clone(), options.event_ttl);
+    tasks.spawn(runtime::run(
+        ttl,
+        objects.clone(),
+        event_kinds,
+        stop.child_token(),
+    ));
+    tracing::info!(
+        event_ttl = ?options.event_ttl,
+        "controllers started: deployment, replicaset, garbagecollector, crd-finalizer, event-ttl"
+    );
     Ok(Controllers { tasks, stop })
 }
 
