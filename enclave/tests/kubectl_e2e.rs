@@ -594,19 +594,35 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
 
     // wait --for=delete returns once another client deletes the object.
     k.ok(&["-n", n, "create", "configmap", "doomed"]);
-    let waiter = k.spawn(&[
+    let mut waiter = k.spawn(&[
         "-n",
         n,
         "wait",
         "--for=delete",
         "configmap/doomed",
         "--timeout=30s",
+        "-v=6",
     ]);
-    // Time for kubectl to start and begin watching on a loaded machine.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Delete only once kubectl has read the configmap (its -v=6 log shows each request): from then on it sees the
+    // deletion, however long it took to start.
+    let stderr = waiter.stderr.take().unwrap();
+    let (read_it, has_read_it) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.contains("/configmaps") && line.contains("200 OK") {
+                let _ = read_it.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let _ = has_read_it.recv_timeout(std::time::Duration::from_secs(30));
     k.ok(&["-n", n, "delete", "configmap", "doomed"]);
     let out = waiter.wait_with_output().unwrap();
-    assert!(out.status.success(), "{v}: {out:?}");
+    let log = log.join().unwrap();
+    assert!(out.status.success(), "{v}: {out:?}\n{log}");
     has(&String::from_utf8_lossy(&out.stdout), "condition met", &v);
 
     has(
