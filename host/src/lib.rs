@@ -16,7 +16,7 @@
 //!   AWS KMS ([`kms`], [`KmsClient`]: JSON 1.1 + SigV4) with the enclave's attestation document as `Recipient` and
 //!   stores the KMS-wrapped copy; it only ever handles ciphertext.
 //! - [`launcher`]: `nitro-cli` driving ([`NitroCli`]) and the dev-mode child supervisor ([`DevSupervisor`]).
-//! - [`bench`]: the load behind `daas bench relay` (relay vs direct vs socat).
+//! - [`bench`](mod@bench): the load behind `daas bench relay` (relay vs direct vs socat).
 //! - The binary `daas-host` wires these to flags.
 
 mod accept;

@@ -58,6 +58,8 @@ struct KeybrokerArgs {
     #[arg(long)]
     state_dir: PathBuf,
     /// The KMS endpoint URL [default: https://kms.REGION.amazonaws.com].
+    // The help text shows the URL as is; it is not a link for rustdoc.
+    #[allow(rustdoc::bare_urls)]
     #[arg(long)]
     kms_endpoint: Option<String>,
     /// AWS region, e.g. us-east-1.

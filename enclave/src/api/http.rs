@@ -107,7 +107,7 @@ const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The request body, at most `limit` bytes: 413 when the declared or the
 /// actual length is over it, 400 when reading fails. A too-large body of
-/// up to [`DRAIN_FACTOR`] times the limit is read to its end and discarded
+/// up to `DRAIN_FACTOR` times the limit is read to its end and discarded
 /// before the error is returned, so every client sees the 413 (see there);
 /// a larger declared one is refused from its headers alone.
 ///

@@ -1,5 +1,5 @@
 //! Resource handlers: one function per verb, each a thin adapter from HTTP
-//! to [`ObjectStore`]; nothing here is kind-specific.
+//! to [`ObjectStore`](crate::registry::ObjectStore); nothing here is kind-specific.
 
 use bytes::Bytes;
 use hyper::{Method, Response};

@@ -6,7 +6,7 @@
 //! They sit above [`crate::registry`]: every read and write goes through
 //! the same [`ObjectStore`] paths as API requests (validation, generation,
 //! managedFields under the manager `kube-controller-manager`, optimistic
-//! concurrency), so watches and kubectl see their work. [`runtime`] is the
+//! concurrency), so watches and kubectl see their work. `runtime` is the
 //! small reconciler runtime they share; start with [`spawn`].
 //!
 //! Pods stay `Pending`: there are no nodes or kubelets yet, so no pod ever

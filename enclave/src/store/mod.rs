@@ -7,7 +7,7 @@
 //! revision; compaction drops history older than a window.
 //!
 //! Layers, bottom up:
-//! - [`seal`]: AES-256-GCM with associated data binding cluster, purpose,
+//! - `seal`: AES-256-GCM with associated data binding cluster, purpose,
 //!   key epoch, key and revision; keys come from a [`SealingKeys`] provider.
 //! - [`journal`]: every committed batch becomes one sealed, hash-chained
 //!   record in a [`Journal`] — the source of truth. RocksDB is only an index

@@ -5,7 +5,7 @@
 //! `auth whoami|can-i`. The wire format is decoded by the generated `k8s-pb`
 //! types; each supported kind is then mapped to its JSON form field by
 //! field, with a round-trip test per kind so no field is dropped
-//! ([`kinds`] for the rbac, policy and networking kinds, [`workloads`] for
+//! (`kinds` for the rbac, policy and networking kinds, `workloads` for
 //! workloads and services, whose mappers refuse fields they do not map).
 //! Kinds without a mapping get 415 with a message naming the kind.
 

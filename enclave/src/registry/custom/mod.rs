@@ -1,7 +1,7 @@
 //! Custom resources: serving what `customresourcedefinitions` define.
 //!
 //! Every served version of an established definition becomes a
-//! [`ResourceInfo`] with a [`strategy::CustomResources`] strategy; the
+//! [`ResourceInfo`] with a `strategy::CustomResources` strategy; the
 //! generic registry and handlers then serve it like any built-in kind.
 //! [`ObjectStore::sync_custom_resources`] rebuilds the resource table from
 //! the stored definitions (after each definition write, and at boot) and

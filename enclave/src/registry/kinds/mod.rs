@@ -1,4 +1,4 @@
-//! The built-in kinds: one [`Strategy`](super::Strategy) each, and
+//! The built-in kinds: one [`Strategy`] each, and
 //! [`builtin`], the resource table they are served from.
 
 mod apps;
