@@ -54,7 +54,7 @@ fn encode_line(
         }),
         WatchEvent::Error(status) => status.clone(),
     };
-    line_around(ev.type_name(), &object.to_string().into_bytes())
+    line_around(ev.type_name(), object.to_string().as_bytes())
 }
 
 /// `{"type":"<type_name>","object":<object>}` and a newline.
@@ -115,4 +115,19 @@ pub(crate) fn respond(
         .header("Cache-Control", "no-cache, private")
         .body(body.boxed_unsync())
         .unwrap_or_else(|_| http::path_not_found())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_json_event_and_a_newline() {
+        let object = json!({"kind": "ConfigMap", "metadata": {"name": "a \"quoted\" name"}});
+        let line = line_around("MODIFIED", object.to_string().as_bytes());
+        let (event, rest) = line.split_at(line.len() - 1);
+        assert_eq!(rest, b"\n");
+        let event: Value = serde_json::from_slice(event).unwrap();
+        assert_eq!(event, json!({"type": "MODIFIED", "object": object}));
+    }
 }

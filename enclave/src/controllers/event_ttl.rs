@@ -157,9 +157,13 @@ impl Reconciler for EventTtl {
             .delete(info, Some(&key.namespace), &key.name, &opts)
             .await
         {
-            Ok(_) | Err(registry::Error::NotFound { .. } | registry::Error::Conflict { .. }) => {
+            // Gone (also when its deletion happened while the watch was re-listing, which sends no event).
+            Ok(_) | Err(registry::Error::NotFound { .. }) => {
+                self.writes.remove(key);
                 Ok(Action::await_change())
             }
+            // Written since: its watch event has renewed it.
+            Err(registry::Error::Conflict { .. }) => Ok(Action::await_change()),
             Err(source) => Err(Error::Api {
                 verb: "delete",
                 resource: info.resource,

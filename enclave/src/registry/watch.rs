@@ -30,14 +30,6 @@ impl WatchObject {
             .json
             .get_or_init(|| serde_json::to_vec(&self.0.value).unwrap_or_default())
     }
-
-    /// The object itself, cloned only if other watchers still share it.
-    pub fn into_value(self) -> Value {
-        match Arc::try_unwrap(self.0) {
-            Ok(shared) => shared.value,
-            Err(shared) => shared.value.clone(),
-        }
-    }
 }
 
 impl From<Value> for WatchObject {
@@ -98,7 +90,7 @@ impl DecodedEvent {
     }
 }
 
-/// A stored value decoded for watchers; an undecodable value is skipped, as a list would fail on it.
+/// A stored value decoded for watchers; `None`, and so no event, if it does not decode.
 fn decode(kv: &KeyValue) -> Option<WatchObject> {
     ObjectStore::decode(kv).ok().map(WatchObject::from)
 }
