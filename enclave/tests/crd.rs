@@ -747,3 +747,71 @@ fn server_side_apply_merges_custom_lists_by_their_schema_list_types() {
     assert_eq!(code, 200, "{out}");
     assert_eq!(out["spec"]["hosts"], json!(["h2"]));
 }
+
+/// Custom resources own and are owned like any kind, for a definition created while the server runs: deleting a
+/// widget collects the configmap it owns, deleting a configmap collects the widget it owns, and a widget deleted in
+/// foreground goes once its blocking dependent is gone.
+#[test]
+fn the_garbage_collector_follows_owner_references_to_and_from_custom_resources() {
+    const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+    let e = Enclave::start();
+    create_crd(&e);
+    let created = |path: &str, body: Value| {
+        let (code, obj) = post(&e, path, &body.to_string());
+        assert_eq!(code, 201, "{obj}");
+        obj
+    };
+    let owned_by = |owner: &Value, block: bool| {
+        json!([{
+            "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "blockOwnerDeletion": block,
+        }])
+    };
+    let widget_owned_by = |name: &str, owners: Value| {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+               "metadata": {"name": name, "ownerReferences": owners}, "spec": {"color": "red"}})
+    };
+    let gone = |path: String| {
+        eventually(&format!("{path} to be collected"), || {
+            (get(&e, &path).0 == 404).then_some(())
+        });
+    };
+
+    let owner = created(WIDGETS, parse(&widget("owner", json!({"color": "red"}))));
+    created(
+        CONFIGMAPS,
+        json!({"metadata": {"name": "owned", "ownerReferences": owned_by(&owner, false)}}),
+    );
+    let root = created(CONFIGMAPS, json!({"metadata": {"name": "root"}}));
+    created(
+        WIDGETS,
+        widget_owned_by("dependent", owned_by(&root, false)),
+    );
+
+    let (code, out) = e.curl_admin(&format!("{WIDGETS}/owner"), &["-X", "DELETE"]);
+    assert_eq!(code, 200, "{out}");
+    gone(format!("{CONFIGMAPS}/owned"));
+    let (code, out) = e.curl_admin(&format!("{CONFIGMAPS}/root"), &["-X", "DELETE"]);
+    assert_eq!(code, 200, "{out}");
+    gone(format!("{WIDGETS}/dependent"));
+
+    let fg = created(WIDGETS, parse(&widget("fg", json!({"color": "blue"}))));
+    created(
+        CONFIGMAPS,
+        json!({"metadata": {"name": "blocker", "ownerReferences": owned_by(&fg, true)}}),
+    );
+    let (code, out) = e.curl_admin(
+        &format!("{WIDGETS}/fg"),
+        &[
+            "-X",
+            "DELETE",
+            "-H",
+            JSON,
+            "-d",
+            r#"{"propagationPolicy":"Foreground"}"#,
+        ],
+    );
+    assert_eq!(code, 200, "{out}");
+    gone(format!("{CONFIGMAPS}/blocker"));
+    gone(format!("{WIDGETS}/fg"));
+}

@@ -8,7 +8,8 @@
 //! block the owner, in foreground themselves, then let the owner go).
 //!
 //! Unlike upstream there is no graph of virtual nodes and no cycle
-//! detection between foreground deletions.
+//! detection between foreground deletions. When custom resources come or
+//! go, the collector starts over from a fresh list of every served kind.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,9 +18,10 @@ use serde_json::Value;
 
 use super::Error;
 use super::client::{Api, is_deleting, text, uid};
-use super::runtime::{Action, Reconciler};
+use super::runtime::{self, Action, Reconciler};
 use crate::registry::generic::Propagation;
 use crate::registry::{ObjectStore, ResourceInfo, WatchEvent, meta};
+use tokio_util::sync::CancellationToken;
 
 /// The finalizer of an owner deleted with `propagationPolicy=Orphan`.
 pub(crate) const ORPHAN: &str = "orphan";
@@ -109,16 +111,66 @@ fn without_owners(obj: &Value, uids: &[String]) -> Option<Value> {
     (refs.len() != before).then_some(next)
 }
 
+/// Runs the collector over every kind `objects` serves until `stop`, and
+/// again from a fresh list whenever custom resources change that set: a
+/// custom resource can own objects and be owned, and one deleted in
+/// foreground or orphan mode waits for the collector.
+pub(crate) async fn run(objects: ObjectStore, stop: CancellationToken) {
+    let mut swaps = objects.table_swaps();
+    loop {
+        let (gc, watched) = GarbageCollector::new(objects.clone());
+        let served: Vec<(&str, &str, &str)> = watched
+            .iter()
+            .map(|k| (k.group, k.version, k.resource))
+            .collect();
+        let this_run = stop.child_token();
+        let mut running = tokio::spawn(runtime::run(
+            gc,
+            objects.clone(),
+            watched.clone(),
+            this_run.clone(),
+        ));
+        loop {
+            tokio::select! {
+                _ = &mut running => return,
+                swapped = swaps.changed() => {
+                    if swapped.is_err() {
+                        this_run.cancel();
+                        let _ = running.await;
+                        return;
+                    }
+                }
+            }
+            let now = GarbageCollector::watched_kinds(&objects);
+            let unchanged = now
+                .iter()
+                .map(|k| (k.group, k.version, k.resource))
+                .eq(served.iter().copied());
+            if !unchanged {
+                break;
+            }
+        }
+        tracing::debug!("served resources changed; the garbage collector lists them again");
+        this_run.cancel();
+        let _ = running.await;
+    }
+}
+
 impl GarbageCollector {
-    /// A collector over `objects` and the kinds it watches (every stored
-    /// kind but events, which own nothing).
-    pub(crate) fn new(objects: ObjectStore) -> (Self, Vec<Arc<ResourceInfo>>) {
-        let kinds: Vec<Arc<ResourceInfo>> = objects
+    /// The kinds the collector watches: every stored kind but events, which
+    /// own nothing.
+    fn watched_kinds(objects: &ObjectStore) -> Vec<Arc<ResourceInfo>> {
+        objects
             .table()
             .iter()
             .filter(|r| !r.is_virtual() && r.resource != "events")
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// A collector over `objects` and the kinds it watches.
+    pub(crate) fn new(objects: ObjectStore) -> (Self, Vec<Arc<ResourceInfo>>) {
+        let kinds = Self::watched_kinds(&objects);
         let gc = GarbageCollector {
             objects,
             kinds: kinds.clone(),

@@ -179,13 +179,7 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         vec![kinds.deployments.clone(), kinds.replicasets.clone()],
         stop.child_token(),
     ));
-    let (gc, watched) = garbage_collector::GarbageCollector::new(objects.clone());
-    tasks.spawn(runtime::run(
-        gc,
-        objects.clone(),
-        watched,
-        stop.child_token(),
-    ));
+    tasks.spawn(garbage_collector::run(objects.clone(), stop.child_token()));
     let crds = {
         let (g, v, r) = crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
         objects

@@ -44,6 +44,9 @@ pub(crate) struct Tables {
     /// Serializes rebuilds, so the last swap reflects the latest stored
     /// definitions (held across the store reads of a rebuild).
     pub(crate) rebuild: tokio::sync::Mutex<()>,
+    /// The generation of the table last swapped in, for whoever derives
+    /// work from the set of served resources.
+    pub(crate) swapped: tokio::sync::watch::Sender<u64>,
 }
 
 /// Tries of an unconditional update or patch before giving up with 409.
@@ -56,6 +59,7 @@ impl ObjectStore {
             store,
             tables: Arc::new(Tables {
                 base: table.clone(),
+                swapped: tokio::sync::watch::Sender::new(table.generation()),
                 current: RwLock::new(table),
                 rebuild: tokio::sync::Mutex::new(()),
             }),
@@ -83,10 +87,18 @@ impl ObjectStore {
 
     /// Replaces the served table.
     pub(crate) fn set_table(&self, table: ResourceTable) {
+        let generation = table.generation();
         match self.tables.current.write() {
             Ok(mut t) => *t = table,
             Err(poisoned) => *poisoned.into_inner() = table,
         }
+        self.tables.swapped.send_replace(generation);
+    }
+
+    /// Notified each time custom resources replace the table (the value is
+    /// the new table's [`ResourceTable::generation`]).
+    pub fn table_swaps(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tables.swapped.subscribe()
     }
 
     /// The table shared by every clone of this store.
