@@ -4,6 +4,7 @@
 //! BOOKMARKs when asked for. Objects are Table rows when the client asked
 //! for Tables; the first carries the column definitions.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
 use hyper::body::Frame;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::ApiServer;
 use super::http::{self, Body};
@@ -69,45 +70,74 @@ fn line_around(type_name: &str, object: &[u8]) -> Bytes {
     Bytes::from(line)
 }
 
-/// Starts streaming `stream` as the response body.
+/// What the response body polls: the watch itself, so an event is encoded
+/// when hyper can take it (backpressure without a buffer) and reaches the
+/// connection without a hand-off to another task.
+struct Streaming {
+    info: Arc<ResourceInfo>,
+    stream: WatchStream,
+    include: Option<IncludeObject>,
+    first: bool,
+    bookmarks: Option<tokio::time::Interval>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    cancel: CancellationToken,
+    ended: bool,
+}
+
+impl Streaming {
+    /// The next line, `None` when the watch is over (its end, an `ERROR`
+    /// sent, `timeoutSeconds`, or the server shutting down).
+    async fn next_line(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        let ev = tokio::select! {
+            ev = self.stream.next() => ev?,
+            _ = tick(&mut self.bookmarks) => WatchEvent::Bookmark(self.stream.progress()),
+            () = &mut self.deadline => return None,
+            () = self.cancel.cancelled() => return None,
+        };
+        self.ended = matches!(ev, WatchEvent::Error(_));
+        Some(encode_line(&self.info, &ev, self.include, &mut self.first))
+    }
+}
+
+/// The next bookmark tick; never, without bookmarks.
+async fn tick(bookmarks: &mut Option<tokio::time::Interval>) {
+    match bookmarks {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Streams `stream` as the response body.
 pub(crate) fn respond(
     server: &ApiServer,
     info: Arc<ResourceInfo>,
-    mut stream: WatchStream,
+    stream: WatchStream,
     q: &Query,
     include: Option<IncludeObject>,
 ) -> Response<Body> {
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let deadline = tokio::time::Instant::now() + timeout(q);
-    let bookmarks = q
-        .allow_watch_bookmarks
-        .then_some(server.config.bookmark_interval);
-    let cancel = server.shutdown.clone();
-    server.tasks.spawn(async move {
-        let mut first = true;
-        let mut tick = tokio::time::interval(bookmarks.unwrap_or(Duration::from_secs(3600)));
-        tick.reset();
-        loop {
-            let ev = tokio::select! {
-                ev = stream.next() => match ev {
-                    Some(ev) => ev,
-                    None => break,
-                },
-                _ = tick.tick(), if bookmarks.is_some() => WatchEvent::Bookmark(stream.progress()),
-                () = tokio::time::sleep_until(deadline) => break,
-                () = tx.closed() => break,
-                () = cancel.cancelled() => break,
-            };
-            let is_error = matches!(ev, WatchEvent::Error(_));
-            let line = encode_line(&info, &ev, include, &mut first);
-            if tx.send(line).await.is_err() || is_error {
-                break;
-            }
-        }
+    let bookmarks = q.allow_watch_bookmarks.then(|| {
+        let mut interval = tokio::time::interval(server.config.bookmark_interval);
+        interval.reset();
+        interval
     });
-    let body = StreamBody::new(futures::stream::unfold(rx, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((Ok::<_, std::io::Error>(Frame::data(chunk)), rx))
+    let streaming = Streaming {
+        info,
+        stream,
+        include,
+        first: true,
+        bookmarks,
+        deadline: Box::pin(tokio::time::sleep(timeout(q))),
+        cancel: server.shutdown.clone(),
+        ended: false,
+    };
+    let body = StreamBody::new(futures::stream::unfold(streaming, |mut s| async move {
+        let line = s.next_line().await?;
+        Some((Ok::<_, std::io::Error>(Frame::data(line)), s))
     }));
     Response::builder()
         .status(200)
