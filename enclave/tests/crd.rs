@@ -103,6 +103,13 @@ fn get(e: &Enclave, path: &str) -> (u16, Value) {
     (code, parse(&out))
 }
 
+/// Waits until `path` answers 404.
+fn wait_until_gone(e: &Enclave, path: &str) {
+    eventually(&format!("{path} to go"), || {
+        (get(e, path).0 == 404).then_some(())
+    });
+}
+
 /// The definition's condition `ty`.
 fn condition(crd: &Value, ty: &str) -> Value {
     crd["status"]["conditions"]
@@ -570,9 +577,7 @@ fn deleting_a_definition_removes_its_resources_and_restarts_serve_them_again() {
     // the CRD finalizer has run.
     let (code, out) = e.curl_admin(&format!("{CRDS}/widgets.example.com"), &["-X", "DELETE"]);
     assert_eq!(code, 200, "{out}");
-    eventually("the definition to go", || {
-        (get(&e, &format!("{CRDS}/widgets.example.com")).0 == 404).then_some(())
-    });
+    wait_until_gone(&e, &format!("{CRDS}/widgets.example.com"));
     let (code, _) = get(&e, &format!("{WIDGETS}/kept"));
     assert_eq!(code, 404);
     let (code, _) = get(&e, "/apis/example.com/v1");
@@ -652,9 +657,7 @@ fn a_deleted_definition_terminates_until_its_resources_are_gone_even_across_a_re
         r#"{"metadata":{"finalizers":null}}"#,
     );
     assert_eq!(code, 200, "{out}");
-    eventually("the definition to go", || {
-        (get(&e, &format!("{CRDS}/widgets.example.com")).0 == 404).then_some(())
-    });
+    wait_until_gone(&e, &format!("{CRDS}/widgets.example.com"));
     let (code, _) = get(&e, &format!("{WIDGETS}/held"));
     assert_eq!(code, 404);
     let (code, _) = get(&e, "/apis/example.com/v1");
@@ -771,11 +774,6 @@ fn the_garbage_collector_follows_owner_references_to_and_from_custom_resources()
         json!({"apiVersion": "example.com/v1", "kind": "Widget",
                "metadata": {"name": name, "ownerReferences": owners}, "spec": {"color": "red"}})
     };
-    let gone = |path: String| {
-        eventually(&format!("{path} to be collected"), || {
-            (get(&e, &path).0 == 404).then_some(())
-        });
-    };
 
     let owner = created(WIDGETS, parse(&widget("owner", json!({"color": "red"}))));
     created(
@@ -790,10 +788,10 @@ fn the_garbage_collector_follows_owner_references_to_and_from_custom_resources()
 
     let (code, out) = e.curl_admin(&format!("{WIDGETS}/owner"), &["-X", "DELETE"]);
     assert_eq!(code, 200, "{out}");
-    gone(format!("{CONFIGMAPS}/owned"));
+    wait_until_gone(&e, &format!("{CONFIGMAPS}/owned"));
     let (code, out) = e.curl_admin(&format!("{CONFIGMAPS}/root"), &["-X", "DELETE"]);
     assert_eq!(code, 200, "{out}");
-    gone(format!("{WIDGETS}/dependent"));
+    wait_until_gone(&e, &format!("{WIDGETS}/dependent"));
 
     let fg = created(WIDGETS, parse(&widget("fg", json!({"color": "blue"}))));
     created(
@@ -812,6 +810,6 @@ fn the_garbage_collector_follows_owner_references_to_and_from_custom_resources()
         ],
     );
     assert_eq!(code, 200, "{out}");
-    gone(format!("{CONFIGMAPS}/blocker"));
-    gone(format!("{WIDGETS}/fg"));
+    wait_until_gone(&e, &format!("{CONFIGMAPS}/blocker"));
+    wait_until_gone(&e, &format!("{WIDGETS}/fg"));
 }

@@ -49,6 +49,19 @@ impl Fixture {
         self.objects.table().lookup(group, "v1", resource).unwrap()
     }
 
+    /// Deletes `name` in `default`, which must go at once (no finalizers).
+    async fn delete_now(&self, info: &ResourceInfo, name: &str) {
+        let outcome = self
+            .objects
+            .delete(info, Some("default"), name, &DeleteOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, DeleteOutcome::Deleted { .. }),
+            "expected deletion"
+        );
+    }
+
     async fn create(
         &self,
         r: &str,
@@ -509,14 +522,7 @@ async fn watch_delivers_selector_transitions_and_410_after_compaction() {
     )
     .await
     .unwrap();
-    let DeleteOutcome::Deleted { .. } = f
-        .objects
-        .delete(&info, Some("default"), "a", &DeleteOptions::default())
-        .await
-        .unwrap()
-    else {
-        panic!("expected deletion");
-    };
+    f.delete_now(&info, "a").await;
     match next(&mut w).await {
         WatchEvent::Deleted(o) => assert!(rv(&o) > rv(&a)),
         other => panic!("expected DELETED, got {other:?}"),
@@ -588,14 +594,7 @@ async fn watchers_of_one_change_share_its_decoded_object() {
         assert_eq!(serde_json::from_slice::<Value>(o.json()).unwrap(), created);
         assert!(std::ptr::eq(o.json(), objects[0].json()), "serialized once");
     }
-    let DeleteOutcome::Deleted { .. } = f
-        .objects
-        .delete(&info, Some("default"), "shared", &DeleteOptions::default())
-        .await
-        .unwrap()
-    else {
-        panic!("expected deletion");
-    };
+    f.delete_now(&info, "shared").await;
     let (WatchEvent::Deleted(a), WatchEvent::Deleted(b)) =
         (next(&mut all).await, next(&mut matching).await)
     else {

@@ -192,22 +192,14 @@ pub fn measure_binary_file(path: &Path) -> Result<[Pcr; 3]> {
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    let ranges = loaded_ranges(&object::ReadCache::new(&file));
-    let len = file.metadata().map_err(io)?.len();
+    let ranges = match loaded_ranges(&object::ReadCache::new(&file)) {
+        Some(ranges) => ranges,
+        None => vec![(0, file.metadata().map_err(io)?.len())],
+    };
     let mut image = ImageDigests::new();
-    let mut buf = vec![0u8; 1 << 16];
-    for (offset, size) in ranges.unwrap_or_else(|| vec![(0, len)]) {
+    for (offset, size) in ranges {
         (&file).seek(SeekFrom::Start(offset)).map_err(io)?;
-        let mut segment = (&file).take(size);
-        let mut read = 0u64;
-        loop {
-            let n = segment.read(&mut buf).map_err(io)?;
-            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
-                break;
-            };
-            image.update(chunk);
-            read += n as u64;
-        }
+        let read = std::io::copy(&mut (&file).take(size), &mut image).map_err(io)?;
         if read < size {
             return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
         }
@@ -239,6 +231,17 @@ fn loaded_ranges<'data, R: object::ReadRef<'data>>(data: R) -> Option<Vec<(u64, 
 struct ImageDigests {
     whole: ring::digest::Context,
     app: ring::digest::Context,
+}
+
+impl std::io::Write for ImageDigests {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl ImageDigests {

@@ -165,6 +165,7 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         deployments: lookup("apps", "deployments")?,
         events: lookup("", "events")?,
     };
+    let event_kinds = vec![kinds.events.clone(), lookup("events.k8s.io", "events")?];
     let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
     tasks.spawn(runtime::run(
         rs,
@@ -194,13 +195,6 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         vec![crds],
         stop.child_token(),
     ));
-    let event_kinds = vec![
-        kinds.events.clone(),
-        objects
-            .table()
-            .lookup("events.k8s.io", "v1", "events")
-            .ok_or(Error::MissingResource("events"))?,
-    ];
     let ttl = event_ttl::EventTtl::new(objects.clone(), event_kinds.clone(), options.event_ttl);
     tasks.spawn(runtime::run(
         ttl,
