@@ -13,7 +13,6 @@
 mod file;
 pub(crate) mod record;
 mod remote;
-mod wire;
 
 pub use file::FileJournal;
 pub use record::RecordError;

@@ -11,6 +11,7 @@
 //! the live keys at `revision`, taken right after journal record `seq`
 //! whose hash is `chain_hash`.
 
+use protocol::journal::RECORD_MAGIC;
 use ring::digest::{SHA256, digest};
 
 use crate::store::Revision;
@@ -18,7 +19,6 @@ use crate::store::encoding::be_u64;
 use crate::store::error::StoreError;
 use crate::store::seal::{OpenError, Sealer};
 
-const RECORD_MAGIC: &[u8; 4] = b"KDJ1";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"KDS1";
 const HEADER_LEN: usize = 4 + 8 + 8 + 8 + 32;
 

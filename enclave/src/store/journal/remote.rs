@@ -2,7 +2,7 @@
 //! enclave mode or a Unix socket in dev mode and tests.
 //!
 //! Every record and snapshot is already sealed when it gets here; the service stores opaque bytes. The protocol
-//! is a blocking request/response exchange of length-prefixed frames (see [`super::wire`]) because the
+//! (`protocol::journal`) is a blocking request/response exchange of length-prefixed frames because the
 //! [`Journal`] trait is synchronous: the store's commit thread calls it.
 //!
 //! Failure handling:
@@ -21,63 +21,20 @@
 //! - **Snapshots** are uploaded in chunks and committed in one step; a failed upload leaves the previous
 //!   snapshot and the records in place, which is a consistent state.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
+use protocol::frame::{self, FrameError};
+use protocol::journal as wire;
+
 use super::record::peek_header;
-use super::wire::{self, FrameError};
 use super::{Journal, JournalError};
 
-/// Where the host's journal service listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JournalEndpoint {
-    /// A Unix stream socket (dev mode, tests).
-    Unix(PathBuf),
-    /// AF_VSOCK (enclave mode; the parent instance is CID 3). Connecting needs the `vsock` feature.
-    Vsock {
-        /// Context id.
-        cid: u32,
-        /// Port.
-        port: u32,
-    },
-}
-
-impl FromStr for JournalEndpoint {
-    type Err = String;
-
-    /// Parses `unix:PATH` or `vsock:CID:PORT`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(format!("{s:?}: expected unix:PATH"));
-            }
-            return Ok(Self::Unix(PathBuf::from(path)));
-        }
-        if let Some(rest) = s.strip_prefix("vsock:") {
-            let parsed = rest
-                .split_once(':')
-                .and_then(|(c, p)| Some((c.parse().ok()?, p.parse().ok()?)));
-            return match parsed {
-                Some((cid, port)) => Ok(Self::Vsock { cid, port }),
-                None => Err(format!("{s:?}: expected vsock:CID:PORT with numbers")),
-            };
-        }
-        Err(format!("{s:?}: expected unix:PATH or vsock:CID:PORT"))
-    }
-}
-
-impl fmt::Display for JournalEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unix(p) => write!(f, "unix:{}", p.display()),
-            Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
-        }
-    }
-}
+/// Where the host's journal service listens: `unix:PATH` (dev mode, tests) or `vsock:CID:PORT` (enclave mode;
+/// the parent instance is CID 3; connecting needs the `vsock` feature). A `tcp:` endpoint parses but is refused
+/// when connecting: the journal service is only reached over a Unix socket or vsock.
+pub type JournalEndpoint = protocol::Endpoint;
 
 /// Options of a [`RemoteJournal`]. Start from [`RemoteJournalOptions::default`].
 #[derive(Debug, Clone)]
@@ -175,6 +132,10 @@ impl Conn {
                 io::ErrorKind::Unsupported,
                 "connecting over vsock needs the enclave's `vsock` feature",
             )),
+            JournalEndpoint::Tcp(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the journal service is reached over unix: or vsock:, not TCP",
+            )),
         }
     }
 
@@ -216,7 +177,7 @@ pub struct RemoteJournal {
     unacknowledged: Option<u64>,
     /// This journal's random session id, sent in every `HELLO`: the service lets one session own the journal
     /// and refuses a session once a newer one has taken over, so two live enclaves can never both write.
-    session: [u8; 16],
+    session: wire::SessionId,
 }
 
 impl RemoteJournal {
@@ -230,7 +191,7 @@ impl RemoteJournal {
         endpoint: JournalEndpoint,
         options: RemoteJournalOptions,
     ) -> Result<Self, JournalError> {
-        let mut session = [0u8; 16];
+        let mut session: wire::SessionId = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut session).map_err(
             |_| JournalError::Remote("no random bytes for the journal session id".into()),
         )?;
@@ -278,19 +239,12 @@ impl RemoteJournal {
         let conn = Conn::open(&self.endpoint, self.options.io_timeout)
             .map_err(self.conn_error("connect"))?;
         self.conn = Some(conn);
-        let mut hello = wire::MAGIC.to_vec();
-        hello.extend_from_slice(&wire::VERSION.to_be_bytes());
-        hello.extend_from_slice(&self.session);
-        let (kind, body) = self.exchange("HELLO", wire::HELLO, &hello)?;
+        let (kind, body) = self.exchange("HELLO", wire::HELLO, &wire::hello(&self.session))?;
         let parsed = (kind == wire::OK)
-            .then(|| {
-                let v = u16::from_be_bytes(<[u8; 2]>::try_from(body.get(..2)?).ok()?);
-                let limit = u32::from_be_bytes(<[u8; 4]>::try_from(body.get(2..6)?).ok()?);
-                Some((v, limit))
-            })
+            .then(|| wire::parse_hello_ok(&body))
             .flatten();
         match parsed {
-            Some((wire::VERSION, limit)) if limit >= 64 => {
+            Some((wire::VERSION, limit)) if limit >= wire::MIN_FRAME_LIMIT => {
                 self.service_limit = limit;
                 Ok(())
             }
@@ -316,7 +270,7 @@ impl RemoteJournal {
         let Some(conn) = self.conn.as_mut() else {
             return Err(self.conn_error(op)(io::ErrorKind::NotConnected.into()));
         };
-        if let Err(e) = wire::write_frame(conn, kind, body) {
+        if let Err(e) = frame::write_frame(conn, kind, body) {
             self.conn = None;
             return Err(self.conn_error(op)(e));
         }
@@ -328,15 +282,25 @@ impl RemoteJournal {
         let Some(conn) = self.conn.as_mut() else {
             return Err(self.conn_error(op)(io::ErrorKind::NotConnected.into()));
         };
-        match wire::read_frame(conn, limit) {
-            Ok(frame) => Ok(frame),
+        match frame::read_frame(conn, limit) {
+            Ok(frame) => Ok((frame.kind, frame.body)),
             Err(FrameError::Io(e)) => {
                 self.conn = None;
                 Err(self.conn_error(op)(e))
             }
-            Err(FrameError::Bad(reason)) => {
+            Err(FrameError::Closed) => {
                 self.conn = None;
-                Err(self.protocol(format!("{op}: {reason}")))
+                Err(self.conn_error(op)(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Err(FrameError::Oversize { len, limit }) => {
+                self.conn = None;
+                Err(self.protocol(format!(
+                    "{op}: frame of {len} bytes exceeds the enclave's limit of {limit} bytes"
+                )))
+            }
+            Err(bad) => {
+                self.conn = None;
+                Err(self.protocol(format!("{op}: {bad}")))
             }
         }
     }
@@ -530,8 +494,7 @@ impl Journal for RemoteJournal {
             let (kind, body) = self.exchange("SNAPSHOT_CHUNK", wire::SNAPSHOT_CHUNK, part)?;
             self.expect_ok("SNAPSHOT_CHUNK", kind, &body)?;
         }
-        let mut commit = (snapshot.len() as u64).to_be_bytes().to_vec();
-        commit.extend_from_slice(&covers_through_seq.to_be_bytes());
+        let commit = wire::snapshot_commit(snapshot.len() as u64, covers_through_seq);
         let (kind, body) = self.exchange("SNAPSHOT_COMMIT", wire::SNAPSHOT_COMMIT, &commit)?;
         self.expect_ok("SNAPSHOT_COMMIT", kind, &body)
     }
