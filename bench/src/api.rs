@@ -21,7 +21,7 @@ use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::{percentiles, proc_status_kib};
+use super::{find_program, percentiles, proc_status_kib};
 
 /// Options for `daas bench api`.
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub(crate) struct ApiBenchArgs {
     /// Changes delivered to all watchers, one at a time.
     #[arg(long, default_value_t = 20)]
     watch_changes: usize,
-    /// The `daas-enclave` binary (default: next to this `daas`, then on PATH).
+    /// The `daas-enclave` binary (default: next to `daas-bench`, which is next to `daas`, then on PATH).
     #[arg(long)]
     enclave: Option<PathBuf>,
 }
@@ -297,7 +297,7 @@ fn print_phase(name: &str, p: &Phase) {
 async fn run_async(args: ApiBenchArgs) -> anyhow::Result<()> {
     let program = match &args.enclave {
         Some(p) => p.clone(),
-        None => crate::dev::find_binary("daas-enclave")?,
+        None => find_program("daas-enclave")?,
     };
     println!(
         "workload: {} clients; {} GETs; {} LISTs of {} configmaps each as JSON and as Table; {} creates then deletes; {} watchers x {} changes",
