@@ -13,6 +13,8 @@
 //! - [`journal`]: the sealed journal protocol between the enclave's store and `daas-host
 //!   journal`.
 //! - [`keybroker`]: the root-secret request between the enclave and `daas-host keybroker`.
+//! - [`layout`]: where the image builder puts the enclave's files and the init finds them, and the
+//!   boot heartbeat.
 //! - [`Endpoint`]: `unix:PATH`, `vsock:CID:PORT` and TCP addresses, parsed and displayed the
 //!   same way by every binary.
 
@@ -20,6 +22,7 @@ pub mod endpoint;
 pub mod frame;
 pub mod journal;
 pub mod keybroker;
+pub mod layout;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use frame::{Frame, FrameError};

@@ -1,7 +1,7 @@
-//! `daas-init`: PID 1 of the enclave. See `image::init` for what it does.
+//! `daas-init`: PID 1 of the enclave. See the `init` crate for what it does.
 
 fn main() -> std::process::ExitCode {
-    match image::init::boot() {
+    match init::boot() {
         Ok(never) => match never {},
         Err(e) => {
             eprintln!("daas-init: {e}");

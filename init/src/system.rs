@@ -1,5 +1,5 @@
 //! The system calls of the boot sequence. Runs only as PID 1 inside the enclave (or the
-//! QEMU guest); everything decidable without a kernel lives in the parent module, tested.
+//! QEMU guest); everything decidable without a kernel lives in `steps`, tested.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -15,9 +15,12 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, getpid, sync};
 use vsock::{VsockAddr, VsockStream};
 
-use super::{Heartbeat, heartbeat_exchange, heartbeat_from_cmdline, module_files, retry_until};
-use super::{parse_cmd, parse_env};
-use crate::layout;
+use protocol::layout;
+
+use crate::steps::{
+    Heartbeat, heartbeat_exchange, heartbeat_from_cmdline, module_files, retry_until,
+};
+use crate::steps::{parse_cmd, parse_env};
 
 /// How long the heartbeat is retried. `nitro-cli` waits at least 90 s for it.
 const HEARTBEAT_DEADLINE: Duration = Duration::from_secs(60);

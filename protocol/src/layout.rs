@@ -1,5 +1,6 @@
-//! Where things live inside the ramdisks: the contract between the image builder and
-//! `daas-init`.
+//! Where things live inside the enclave image's ramdisks: the contract between the image
+//! builder (`image`, on the host side) and `daas-init` (the `init` crate, PID 1 inside the
+//! enclave), and the boot heartbeat the init sends to the parent instance.
 //!
 //! Ramdisk 0 (the bootstrap, measured into PCR1) holds the init, the kernel modules it
 //! loads and the mount points. Ramdisk 1 (the application, PCR2) holds the enclave binary

@@ -1,4 +1,5 @@
 use super::*;
+use crate::boot;
 use std::os::unix::net::UnixStream;
 
 #[test]

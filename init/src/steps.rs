@@ -1,30 +1,11 @@
-//! The enclave's PID 1 (`daas-init`): what it does and the pieces it is made of.
-//!
-//! In order, [`boot`]:
-//! 1. mounts devtmpfs on `/dev`, proc on `/proc`, sysfs on `/sys`, tmpfs on `/tmp` and
-//!    `/run`;
-//! 2. loads every kernel module under [`layout::MODULES_DIR`] in name order (the NSM
-//!    driver and the vsock modules when the image carries them; "already loaded" is fine);
-//! 3. starts the enclave binary from [`layout::CMD_FILE`] and [`layout::ENV_FILE`];
-//! 4. sends the Nitro boot heartbeat: connect to vsock `3:9000` (or the address in
-//!    `daas.heartbeat=CID:PORT` on the kernel command line, or `off`), write `0xB7`, expect
-//!    `0xB7` back — `nitro-cli run-enclave` terminates an enclave that never does;
-//! 5. reaps every child; when the enclave exits it syncs and reboots, which ends the
-//!    enclave (and, under `qemu -no-reboot`, the VM).
-//!
-//! The enclave is started before the heartbeat so that the heartbeat's listener can be a
-//! process inside the same guest when no parent exists (the QEMU smoke test); on Nitro the
-//! parent listens before the enclave boots, so the order makes no difference there.
+//! The steps of the boot sequence that are decidable without a kernel, tested here: where the heartbeat goes and
+//! the exchange itself, the enclave's command line and environment, the module list, retrying.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::layout;
-
-mod system;
-
-pub use system::boot;
+use protocol::layout;
 
 /// Where the heartbeat goes, from the kernel command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
