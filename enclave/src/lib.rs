@@ -2,6 +2,13 @@
 //!
 //! Start with [`store`]: the sealed, revisioned key-value store every API
 //! request stands on. [`boot`] obtains the root secret its keys derive from.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cli` | yes | the `daas-enclave` binary (clap, anyhow, tracing-subscriber); the library never uses them |
+//! | `vsock` | no | listening on vsock and reaching the host's journal service and key broker over vsock (enclave mode) |
 
 pub mod api;
 pub mod boot;
