@@ -1,7 +1,10 @@
 //! The trusted K3s-DaaS control plane.
 //!
-//! Start with [`store`]: the sealed, revisioned key-value store every API
-//! request stands on. [`boot`] obtains the root secret its keys derive from.
+//! Start with [`store`] (the `store` crate, re-exported here so that
+//! `enclave::store::...` paths keep working): the sealed, revisioned
+//! key-value store every API request stands on. [`boot`] obtains the root
+//! secret its keys derive from; [`api`] serves the Kubernetes API over
+//! [`registry`]; [`controllers`] reconcile through the same registry.
 //!
 //! # Feature flags
 //!
@@ -14,4 +17,4 @@ pub mod api;
 pub mod boot;
 pub mod controllers;
 pub mod registry;
-pub mod store;
+pub use ::store;

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
 use super::Store;
-use super::commit::{CF_HISTORY, CF_LOG, CF_META, META_COMPACTED, Shared};
 use super::encoding::{VersionRecord, log_key, split_history_key};
 use super::error::{Result, StoreError};
 use super::read::View;
+use super::shared::{CF_HISTORY, CF_LOG, CF_META, META_COMPACTED, Shared};
 use super::types::Revision;
 use super::workers::Signal;
 

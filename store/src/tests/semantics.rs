@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{ContinueToken, RangeRequest, StoreError, TxnOutcome};
+use crate::{ContinueToken, RangeRequest, StoreError, TxnOutcome};
 
 #[tokio::test]
 async fn revisions_versions_and_conditional_writes_follow_etcd() {
@@ -256,9 +256,7 @@ async fn concurrent_writers_share_group_commits_and_lose_nothing() {
     // Group commit: fewer journal records than writes.
     let records = FileJournal::open(dir.path().join("journal")).unwrap();
     let mut records = records;
-    let n = crate::store::Journal::read_records(&mut records)
-        .unwrap()
-        .len();
+    let n = crate::Journal::read_records(&mut records).unwrap().len();
     assert!(n < 800, "{n} records for 800 concurrent writes");
 }
 

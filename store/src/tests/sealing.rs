@@ -1,7 +1,7 @@
 use super::*;
-use crate::store::StoreError;
-use crate::store::commit::{CF_HISTORY, CF_LATEST};
-use crate::store::encoding::history_key;
+use crate::StoreError;
+use crate::encoding::history_key;
+use crate::shared::{CF_HISTORY, CF_LATEST};
 
 fn raw_latest(s: &Store, key: &[u8]) -> Vec<u8> {
     s.shared
@@ -95,7 +95,7 @@ async fn a_sealed_value_moved_to_another_key_or_revision_fails_to_open() {
     }
     // A range that meets the bad value fails instead of skipping it.
     assert!(matches!(
-        s.range(&crate::store::RangeRequest::prefix(b"/".to_vec())),
+        s.range(&crate::RangeRequest::prefix(b"/".to_vec())),
         Err(StoreError::Unseal { .. })
     ));
 }
@@ -202,15 +202,12 @@ async fn another_root_secret_is_refused_at_open_even_when_the_index_is_up_to_dat
         options(dir.path()),
         &StaticKeys::single([8; 32]),
     ) {
-        Err(e @ StoreError::Journal(crate::store::JournalError::Record { .. })) => {
-            let StoreError::Journal(crate::store::JournalError::Record { reason, .. }) = &e else {
+        Err(e @ StoreError::Journal(crate::JournalError::Record { .. })) => {
+            let StoreError::Journal(crate::JournalError::Record { reason, .. }) = &e else {
                 unreachable!()
             };
             assert!(
-                matches!(
-                    reason,
-                    crate::store::journal::RecordError::Unseal { seq: 1 }
-                ),
+                matches!(reason, crate::journal::RecordError::Unseal { seq: 1 }),
                 "{reason:?}"
             );
             // What the operator reads (`daas unseal` shows the `{:#}` chain) names the cause once.

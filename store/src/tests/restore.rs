@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::store::{Journal, JournalError, RangeRequest, RecordError, StoreError};
+use crate::{Journal, JournalError, RangeRequest, RecordError, StoreError};
 
 async fn populate(s: &Store) {
     for i in 0..40 {
@@ -20,7 +20,7 @@ async fn populate(s: &Store) {
     s.put(b"/registry/cm/05", b"recreated").await.unwrap();
 }
 
-fn state(s: &Store) -> Vec<crate::store::KeyValue> {
+fn state(s: &Store) -> Vec<crate::KeyValue> {
     s.range(&RangeRequest::prefix(b"/".to_vec())).unwrap().kvs
 }
 
@@ -51,7 +51,7 @@ fn drop_index(dir: &Path) {
     std::fs::remove_dir_all(dir.join("index")).unwrap();
 }
 
-fn refused_at(result: crate::store::Result<Store>) -> (u64, RecordError) {
+fn refused_at(result: crate::Result<Store>) -> (u64, RecordError) {
     match result {
         Err(StoreError::Journal(JournalError::Record { position, reason })) => (position, reason),
         Err(other) => panic!("expected a refused record, got {other}"),
@@ -59,7 +59,7 @@ fn refused_at(result: crate::store::Result<Store>) -> (u64, RecordError) {
     }
 }
 
-fn reopen_fresh(dir: &Path) -> crate::store::Result<Store> {
+fn reopen_fresh(dir: &Path) -> crate::Result<Store> {
     open_with(dir, options(dir), &StaticKeys::single(KEY))
 }
 

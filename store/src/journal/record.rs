@@ -14,10 +14,10 @@
 use protocol::journal::RECORD_MAGIC;
 use ring::digest::{SHA256, digest};
 
-use crate::store::Revision;
-use crate::store::encoding::be_u64;
-use crate::store::error::StoreError;
-use crate::store::seal::{OpenError, Sealer};
+use crate::Revision;
+use crate::encoding::be_u64;
+use crate::error::StoreError;
+use crate::seal::{OpenError, Sealer};
 
 const SNAPSHOT_MAGIC: &[u8; 4] = b"KDS1";
 const HEADER_LEN: usize = 4 + 8 + 8 + 8 + 32;

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::store::{CompactionOptions, RangeRequest, StoreError, StoreOptions};
+use crate::{CompactionOptions, RangeRequest, StoreError, StoreOptions};
 
 #[tokio::test]
 async fn compaction_drops_old_history_but_keeps_what_reads_at_the_point_need() {

@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::store::{EventKind, StoreError, StoreOptions, WatchTarget};
+use crate::{EventKind, StoreError, StoreOptions, WatchTarget};
 
-async fn next(w: &mut crate::store::Watcher) -> crate::store::Event {
+async fn next(w: &mut crate::Watcher) -> crate::Event {
     tokio::time::timeout(Duration::from_secs(10), w.next())
         .await
         .expect("watch event in time")

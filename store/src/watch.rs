@@ -16,10 +16,10 @@ use rocksdb::{Direction, IteratorMode, ReadOptions};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::Store;
-use super::commit::{CF_HISTORY, CF_LOG, Shared};
 use super::encoding::{VersionRecord, be_u64, history_key, split_history_key};
 use super::error::{Result, StoreError};
 use super::read::View;
+use super::shared::{CF_HISTORY, CF_LOG, Shared};
 use super::types::{DerivedSlot, Event, EventKind, KeyValue, Revision};
 
 /// Revisions replayed from history per step.

@@ -13,10 +13,7 @@ use rocksdb::{
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::Store;
-use super::commit::{
-    CF_HISTORY, CF_LATEST, CF_LOG, CF_META, META_APPLIED, META_CLUSTER, META_COMPACTED, Request,
-    Shared,
-};
+use super::commit::Request;
 use super::compact::spawn_compactor;
 use super::encoding::be_u64;
 use super::error::{Result, StoreError};
@@ -27,9 +24,13 @@ use super::journal::record::{
 use super::journal::{Journal, JournalError};
 use super::keys::{SealPurpose, SealingKeys};
 use super::options::StoreOptions;
-use super::pipeline::{self, ChainPosition};
+use super::pipeline;
 use super::read::decode_applied;
 use super::seal::Sealer;
+use super::shared::{
+    CF_HISTORY, CF_LATEST, CF_LOG, CF_META, ChainPosition, META_APPLIED, META_CLUSTER,
+    META_COMPACTED, Shared,
+};
 use super::types::Revision;
 use super::workers::{Signal, Workers};
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::{
+use crate::{
     ContinueToken, Journal, JournalError, RangeRequest, StoreError, StoreOptions, TxnOutcome,
 };
 

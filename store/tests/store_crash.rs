@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use enclave::store::{FileJournal, RangeRequest, StaticKeys, Store, StoreOptions};
+use store::{FileJournal, RangeRequest, StaticKeys, Store, StoreOptions};
 
 const CHILD_ENV: &str = "K3S_DAAS_STORE_CRASH_CHILD";
 const CLUSTER: [u8; 16] = *b"crash-test-clust";

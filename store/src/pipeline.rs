@@ -25,10 +25,11 @@ use std::sync::mpsc as std_mpsc;
 use rocksdb::WriteBatch;
 use tokio::sync::{mpsc, oneshot};
 
-use super::commit::{Condition, Request, Shared, WriteOp};
+use super::commit::{Condition, Request, WriteOp};
 use super::error::{Result, StoreError};
 use super::journal::Journal;
-use super::journal::record::{ChainHash, JournalOp, chain_hash, seal_record};
+use super::journal::record::{JournalOp, chain_hash, seal_record};
+use super::shared::{ChainPosition, Shared};
 use super::types::{DerivedSlot, Event, EventKind, KeyValue, Revision, TxnOutcome};
 
 /// Groups handed to the durability thread but not yet finished: enough to
@@ -39,13 +40,6 @@ const PIPELINE_DEPTH: usize = 4;
 const MAX_FOLD: usize = 8;
 
 type Reply = oneshot::Sender<Result<TxnOutcome>>;
-
-/// A chain position: the last journal record's sequence number and hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ChainPosition {
-    pub(crate) seq: u64,
-    pub(crate) head: ChainHash,
-}
 
 /// A group evaluated and sealed, ready to be made durable.
 struct PreparedGroup {

@@ -7,12 +7,12 @@
 use rocksdb::{DB, DBRawIteratorWithThreadMode, IteratorMode, ReadOptions, SnapshotWithThreadMode};
 
 use super::Store;
-use super::commit::{CF_HISTORY, CF_LATEST, CF_META, META_APPLIED, Shared};
 use super::encoding::{
     LatestRecord, VersionRecord, be_u64, escape_prefix_into, history_key, split_history_key,
 };
 use super::error::{Result, StoreError};
 use super::journal::record::{ChainHash, GENESIS};
+use super::shared::{CF_HISTORY, CF_LATEST, CF_META, META_APPLIED, Shared};
 use super::types::{KeyValue, Revision};
 
 /// Decodes the `applied` meta record: revision, journal seq, chain hash.
