@@ -284,11 +284,7 @@ fn dev_trust(layout: &Layout, enclave_bin: &Path) -> anyhow::Result<TrustArgs> {
         .with_context(|| format!("measuring {}", enclave_bin.display()))?;
     Ok(TrustArgs {
         root: None,
-        dev_root: Some(
-            layout
-                .enclave_dir
-                .join(enclave::api::attestation::DEV_ROOT_CERT),
-        ),
+        dev_root: Some(layout.enclave_dir.join(::attestation::DEV_ROOT_CERT)),
         registry: None,
         expect_pcr: vec![(0, pcr0), (1, pcr1), (2, pcr2)],
         max_age_secs: 300,
@@ -460,10 +456,7 @@ impl Session {
     /// a check is fatal at once; only "not up yet" is retried.
     async fn wait_attested(&self, children: &Children) -> anyhow::Result<attested::Attested> {
         let server = &self.server;
-        let root = self
-            .layout
-            .enclave_dir
-            .join(enclave::api::attestation::DEV_ROOT_CERT);
+        let root = self.layout.enclave_dir.join(::attestation::DEV_ROOT_CERT);
         let mut last = String::new();
         for attempt in 0u32.. {
             if let Some(name) = children.failed() {

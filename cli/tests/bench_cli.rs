@@ -1,5 +1,6 @@
-//! The benchmarks run end to end on tiny workloads: `daas bench relay` and `daas bench api` start their real
-//! peers, finish, and print their summary lines. Figures are not checked (benchmarks are not timed tests).
+//! The benchmarks run end to end on tiny workloads: `daas bench relay` and `daas bench api` (which run
+//! `daas-bench`) start their real peers, finish, and print their summary lines. Figures are not checked
+//! (benchmarks are not timed tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
@@ -74,4 +75,29 @@ fn bench_api_drives_the_real_enclave_and_prints_its_summary_line() {
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
     }
+}
+
+#[test]
+fn bench_help_is_daas_benchs_and_a_missing_daas_bench_is_named() {
+    let out = daas(&["bench", "--help"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for sub in ["store", "relay", "api"] {
+        assert!(stdout.contains(sub), "{stdout}");
+    }
+
+    // `daas` alone, without `daas-bench` next to it.
+    let dir = tempfile::tempdir().unwrap();
+    let daas = dir.path().join("daas");
+    std::fs::copy(common::bin("daas"), &daas).unwrap();
+    let out = std::process::Command::new(&daas)
+        .args(["bench", "store"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("daas-bench") && stderr.contains("cargo build --release -p bench"),
+        "{stderr}"
+    );
 }
