@@ -61,9 +61,10 @@ pub(crate) fn match_policy(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Poli
                 .and_then(|s| s.conditions.as_deref())
                 .unwrap_or_default();
             let hit = conditions.iter().find(|c| {
-                patterns
-                    .iter()
-                    .any(|p| p.type_ == c.type_ && p.status == c.status)
+                patterns.iter().any(|p| {
+                    p.type_ == c.type_
+                        && (p.status == c.status || (p.status.is_empty() && c.status == "True"))
+                })
             });
             match hit {
                 Some(c) => format!(

@@ -69,6 +69,10 @@ fn default_job_spec_nested(spec: &mut Value) {
         for rule in rules {
             if let Some(Value::Array(patterns)) = rule.get_mut("onPodConditions") {
                 for pattern in patterns {
+                    // The typed decode turns a missing `status` into "".
+                    if pattern.get("status").and_then(Value::as_str) == Some("") {
+                        pattern["status"] = json!("True");
+                    }
                     default_at(pattern, "/status", json!("True"));
                 }
             }
@@ -575,15 +579,17 @@ mod tests {
         let mut job = json!({"metadata": {"name": "x", "uid": "u"}, "spec": {
             "backoffLimitPerIndex": 1, "completionMode": "Indexed", "completions": 2,
             "podFailurePolicy": {"rules": [{"action": "Ignore",
-                "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+                "onPodConditions": [{"type": "DisruptionTarget"}, {"type": "Decoded", "status": ""}]}]},
             "template": {"spec": {}}}});
         Jobs.prepare_for_create(&mut job);
         assert_eq!(job["spec"]["backoffLimit"], json!(i32::MAX));
         assert_eq!(job["spec"]["podReplacementPolicy"], "Failed");
-        assert_eq!(
-            job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["status"],
-            "True"
-        );
+        for i in 0..2 {
+            assert_eq!(
+                job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][i]["status"],
+                "True"
+            );
+        }
     }
 
     #[test]
