@@ -1,7 +1,12 @@
 //! Controllers that run inside the enclave, as kube-controller-manager's do
-//! on a real cluster: the deployment and replicaset controllers, the
+//! on a real cluster: the deployment, replicaset, job, cronjob,
+//! TTL-after-finished, daemonset and statefulset controllers, the
 //! garbage collector, apiextensions-apiserver's CRD finalizer, and the
 //! expiry of events that kube-apiserver gets from etcd leases.
+//!
+//! The workload controllers written since the typed layer exists
+//! (`typed`) read and write `k8s-openapi` objects; the deployment and
+//! replicaset controllers still work on JSON.
 //!
 //! They sit above [`crate::registry`]: every read and write goes through
 //! the same [`ObjectStore`] paths as API requests (validation, generation,
@@ -9,8 +14,8 @@
 //! concurrency), so watches and kubectl see their work. `runtime` is the
 //! small reconciler runtime they share; start with [`spawn`].
 //!
-//! Pods stay `Pending`: there are no nodes or kubelets yet, so no pod ever
-//! becomes ready. The deployment controller's rolling-update arithmetic is
+//! Pods stay `Pending` until a kubelet reports otherwise (there are no
+//! workers yet; the tests play the kubelet through the pods' status). The deployment controller's rolling-update arithmetic is
 //! upstream's and counts a pod as available only when its ReplicaSet's
 //! status says so; a rolling update therefore waits, as on a real cluster
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
@@ -173,13 +178,16 @@ pub struct Controllers {
     stop: CancellationToken,
 }
 
-/// Starts the deployment, replicaset, garbage-collector, CRD finalizer and event TTL controllers on
-/// `objects`. Each lists and watches what it needs, so it resumes after a
-/// restart from the stored state.
+/// Starts the deployment, replicaset, job, cronjob, TTL-after-finished,
+/// daemonset, statefulset, garbage-collector, CRD finalizer and event TTL
+/// controllers on `objects`. Each lists and watches what it needs, so it
+/// resumes after a restart from the stored state.
 ///
 /// # Errors
-/// [`Error::MissingResource`] if the resource table lacks pods,
-/// replicasets, deployments, events or customresourcedefinitions.
+/// [`Error::MissingResource`] if the resource table lacks pods, nodes,
+/// replicasets, deployments, daemonsets, statefulsets,
+/// controllerrevisions, jobs, cronjobs, events or
+/// customresourcedefinitions.
 pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Controllers, Error> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();

@@ -10,7 +10,6 @@
 mod schedule;
 mod times;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
@@ -130,7 +129,7 @@ fn job_from_template(cj: &CronJob, scheduled: jiff::Timestamp, tz: &jiff::tz::Ti
         metadata: ObjectMeta {
             name: Some(job_name(cj, scheduled)),
             namespace: Some(namespace(cj).to_string()),
-            labels: Some(tm.labels.unwrap_or_else(BTreeMap::new)),
+            labels: Some(tm.labels.unwrap_or_default()),
             annotations: Some(annotations),
             owner_references: Some(vec![controller_ref(cj)]),
             ..ObjectMeta::default()
@@ -316,7 +315,7 @@ impl CronJobController {
             }
         }
         // Active references to Jobs that are gone.
-        let listed: Vec<&str> = jobs.iter().map(|j| uid(j)).collect();
+        let listed: Vec<&str> = jobs.iter().map(uid).collect();
         for r in active(cj).to_vec() {
             let ref_uid = r.uid.clone().unwrap_or_default();
             if listed.contains(&ref_uid.as_str()) {

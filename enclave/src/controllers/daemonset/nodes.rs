@@ -45,7 +45,7 @@ pub(crate) fn add_daemon_tolerations(spec: &mut PodSpec) {
         let same = |x: &Toleration| {
             x.key == t.key
                 && x.operator.as_deref().unwrap_or("Equal") == "Exists"
-                && x.value.as_deref().unwrap_or("") == ""
+                && x.value.as_deref().unwrap_or("").is_empty()
                 && x.effect == t.effect
         };
         match list.iter_mut().find(|x| same(x)) {

@@ -167,7 +167,7 @@ impl DaemonSetController {
                 surge += 1;
                 continue;
             };
-            if old.or(new).is_some_and(|p| available(p)) {
+            if old.or(new).is_some_and(&available) {
                 n_available += 1;
             }
             let node = view.nodes.iter().find(|n| name(*n) == node_name);

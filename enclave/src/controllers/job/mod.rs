@@ -8,10 +8,12 @@
 //! counted exactly once (`status.uncountedTerminatedPods`), even across a
 //! restart.
 //!
-//! [`sync`] is upstream's `syncJob`, [`manage`] its `manageJob`,
+//! [`sync`] is upstream's `syncJob` (with its finishing rules in
+//! [`criteria`]), [`manage`] its `manageJob`,
 //! [`tracking`] its `trackJobStatusAndRemoveFinalizers`. Pods whose Job is
 //! gone or finished lose their finalizer through [`JobKey::OrphanPod`].
 
+mod criteria;
 mod failure;
 mod indexes;
 mod manage;
@@ -176,10 +178,10 @@ impl JobController {
                 .get(&key.namespace, &r.name)
                 .await?
                 .filter(|j| uid(j) == r.uid);
-            if let Some(job) = &job {
-                if managed_externally(job) || !is_finished(job) {
-                    return Ok(Action::await_change());
-                }
+            if let Some(job) = &job
+                && (managed_externally(job) || !is_finished(job))
+            {
+                return Ok(Action::await_change());
             }
         }
         self.remove_finalizer(&pod).await?;
