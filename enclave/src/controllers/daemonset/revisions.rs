@@ -86,16 +86,18 @@ impl DaemonSetController {
             }
         }
         let next_revision = old.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
-        let cur = if current.is_empty() {
-            self.snapshot(ds, next_revision).await?
-        } else {
-            let mut cur = self.dedup(ds, current).await?;
-            if cur.revision < next_revision {
-                let mut next = cur.clone();
-                next.revision = next_revision;
-                cur = self.revisions.replace(&next).await?;
+        current.sort_by(by_revision);
+        let cur = match current.pop() {
+            None => self.snapshot(ds, next_revision).await?,
+            Some(keep) => {
+                let mut cur = self.dedup(ds, keep, current).await?;
+                if cur.revision < next_revision {
+                    let mut next = cur.clone();
+                    next.revision = next_revision;
+                    cur = self.revisions.replace(&next).await?;
+                }
+                cur
             }
-            cur
         };
         Ok((cur, old))
     }
@@ -157,23 +159,20 @@ impl DaemonSetController {
     }
 
     /// upstream's `dedupCurHistories`: of several revisions with the
-    /// current template, the highest stays; pods of the others are
-    /// relabelled to it and the others go.
+    /// current template, the highest (`keep`) stays; pods of the others
+    /// (`others`) are relabelled to it and the others go.
     async fn dedup(
         &self,
         ds: &DaemonSet,
-        mut current: Vec<ControllerRevision>,
+        keep: ControllerRevision,
+        others: Vec<ControllerRevision>,
     ) -> Result<ControllerRevision, Error> {
-        current.sort_by(by_revision);
-        let Some(keep) = current.pop() else {
-            return Err(Error::MissingResource("controllerrevisions"));
-        };
-        if current.is_empty() {
+        if others.is_empty() {
             return Ok(keep);
         }
         let keep_hash = hash_of(&keep).to_string();
         let pods = self.pods.list(namespace(ds)).await?;
-        for dup in current {
+        for dup in others {
             let dup_hash = hash_of(&dup).to_string();
             for pod in pods.iter().filter(|p| pod_hash(p) == dup_hash) {
                 let relabel = |cur: &Pod| {
