@@ -1,7 +1,12 @@
 //! Controllers that run inside the enclave, as kube-controller-manager's do
-//! on a real cluster: the deployment and replicaset controllers, the
+//! on a real cluster: the deployment, replicaset, job, cronjob,
+//! TTL-after-finished, daemonset and statefulset controllers, the
 //! garbage collector, apiextensions-apiserver's CRD finalizer, and the
 //! expiry of events that kube-apiserver gets from etcd leases.
+//!
+//! The workload controllers written since the typed layer exists
+//! (`typed`) read and write `k8s-openapi` objects; the deployment and
+//! replicaset controllers still work on JSON.
 //!
 //! They sit above [`crate::registry`]: every read and write goes through
 //! the same [`ObjectStore`] paths as API requests (validation, generation,
@@ -9,22 +14,29 @@
 //! concurrency), so watches and kubectl see their work. `runtime` is the
 //! small reconciler runtime they share; start with [`spawn`].
 //!
-//! Pods stay `Pending`: there are no nodes or kubelets yet, so no pod ever
-//! becomes ready. The deployment controller's rolling-update arithmetic is
+//! Pods stay `Pending` until a kubelet reports otherwise (there are no
+//! workers yet; the tests play the kubelet through the pods' status). The deployment controller's rolling-update arithmetic is
 //! upstream's and counts a pod as available only when its ReplicaSet's
 //! status says so; a rolling update therefore waits, as on a real cluster
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
 mod client;
 mod crd_finalizer;
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod event_ttl;
 mod events;
 mod garbage_collector;
+mod history;
+mod job;
 mod owner;
 mod pod_template;
 mod replicaset;
 mod runtime;
+mod statefulset;
+mod ttl_after_finished;
+mod typed;
 
 use std::time::Duration;
 
@@ -86,6 +98,29 @@ pub enum Error {
     /// A resource the controllers need is not in the resource table.
     #[error("resource {0} is not served")]
     MissingResource(&'static str),
+    /// A stored object did not decode as its `k8s-openapi` type, or a
+    /// typed object did not encode (neither happens to objects the
+    /// registry has validated).
+    #[error("{resource} {name}: not a valid object")]
+    Codec {
+        /// The resource (plural).
+        resource: &'static str,
+        /// The object's name.
+        name: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A ControllerRevision with the name of a DaemonSet's new revision
+    /// exists with other data; the DaemonSet's collision count was raised
+    /// (or had changed meanwhile) and the next sync hashes again.
+    #[error("controller revision {namespace}/{name} already exists with other data")]
+    RevisionCollision {
+        /// The namespace.
+        namespace: String,
+        /// The taken name.
+        name: String,
+    },
 }
 
 impl Error {
@@ -143,13 +178,16 @@ pub struct Controllers {
     stop: CancellationToken,
 }
 
-/// Starts the deployment, replicaset, garbage-collector, CRD finalizer and event TTL controllers on
-/// `objects`. Each lists and watches what it needs, so it resumes after a
-/// restart from the stored state.
+/// Starts the deployment, replicaset, job, cronjob, TTL-after-finished,
+/// daemonset, statefulset, garbage-collector, CRD finalizer and event TTL
+/// controllers on `objects`. Each lists and watches what it needs, so it
+/// resumes after a restart from the stored state.
 ///
 /// # Errors
-/// [`Error::MissingResource`] if the resource table lacks pods,
-/// replicasets, deployments, events or customresourcedefinitions.
+/// [`Error::MissingResource`] if the resource table lacks pods, nodes,
+/// replicasets, deployments, daemonsets, statefulsets,
+/// controllerrevisions, jobs, cronjobs, events or
+/// customresourcedefinitions.
 pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Controllers, Error> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -202,11 +240,81 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         event_kinds,
         stop.child_token(),
     ));
+    spawn_workloads(objects, &kinds, &lookup, &mut tasks, &stop)?;
     tracing::info!(
         event_ttl = ?options.event_ttl,
-        "controllers started: deployment, replicaset, garbagecollector, crd-finalizer, event-ttl"
+        "controllers started: deployment, replicaset, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl"
     );
     Ok(Controllers { tasks, stop })
+}
+
+/// Starts the job, cronjob, TTL-after-finished, daemonset and statefulset controllers.
+fn spawn_workloads(
+    objects: &ObjectStore,
+    kinds: &client::Kinds,
+    lookup: &dyn Fn(
+        &'static str,
+        &'static str,
+    ) -> Result<std::sync::Arc<registry::ResourceInfo>, Error>,
+    tasks: &mut JoinSet<()>,
+    stop: &CancellationToken,
+) -> Result<(), Error> {
+    let jobs_info = lookup("batch", "jobs")?;
+    let cronjobs_info = lookup("batch", "cronjobs")?;
+    let jobs = typed::TypedApi::new(objects.clone(), jobs_info.clone());
+    let job = job::JobController::new(objects, kinds, jobs.clone());
+    tasks.spawn(runtime::run(
+        job,
+        objects.clone(),
+        vec![jobs_info.clone(), kinds.pods.clone()],
+        stop.child_token(),
+    ));
+    let cronjobs = typed::TypedApi::new(objects.clone(), cronjobs_info.clone());
+    let cron = cronjob::CronJobController::new(objects, kinds, cronjobs, jobs.clone());
+    tasks.spawn(runtime::run(
+        cron,
+        objects.clone(),
+        vec![cronjobs_info, jobs_info.clone()],
+        stop.child_token(),
+    ));
+    let ttl = ttl_after_finished::TtlAfterFinished::new(jobs);
+    tasks.spawn(runtime::run(
+        ttl,
+        objects.clone(),
+        vec![jobs_info],
+        stop.child_token(),
+    ));
+    let ds_kinds = daemonset::DaemonSetKinds {
+        daemonsets: lookup("apps", "daemonsets")?,
+        nodes: lookup("", "nodes")?,
+        revisions: lookup("apps", "controllerrevisions")?,
+    };
+    let ds = daemonset::DaemonSetController::new(objects, kinds, &ds_kinds);
+    tasks.spawn(runtime::run(
+        ds,
+        objects.clone(),
+        vec![
+            ds_kinds.daemonsets.clone(),
+            kinds.pods.clone(),
+            ds_kinds.nodes.clone(),
+            ds_kinds.revisions.clone(),
+        ],
+        stop.child_token(),
+    ));
+    let sets = lookup("apps", "statefulsets")?;
+    let sts = statefulset::StatefulSetController::new(
+        objects,
+        kinds,
+        sets.clone(),
+        ds_kinds.revisions.clone(),
+    );
+    tasks.spawn(runtime::run(
+        sts,
+        objects.clone(),
+        vec![sets, kinds.pods.clone(), ds_kinds.revisions],
+        stop.child_token(),
+    ));
+    Ok(())
 }
 
 impl Controllers {

@@ -12,6 +12,7 @@ mod policy;
 mod quota;
 mod rbac;
 mod reviews;
+mod revisions;
 mod services;
 
 use serde_json::{Map, Value};
@@ -520,6 +521,13 @@ pub fn builtin() -> Vec<ResourceInfo> {
         .short(&["sts"])
         .in_all()
         .subs(STATUS_SCALE),
+        res(
+            APPS,
+            "ControllerRevision",
+            ("controllerrevisions", "controllerrevision"),
+            Namespaced,
+            Box::new(revisions::ControllerRevisions),
+        ),
         res(
             BATCH,
             "Job",
