@@ -223,3 +223,116 @@ async fn bad_command_is_a_run_container_error_with_start_error() {
     assert!(last.message.unwrap_or_default().contains("/no/such/binary"));
     h.stop().await;
 }
+
+fn host_path(name: &str, path: &std::path::Path) -> k8s_openapi::api::core::v1::Volume {
+    k8s_openapi::api::core::v1::Volume {
+        name: name.to_owned(),
+        host_path: Some(k8s_openapi::api::core::v1::HostPathVolumeSource {
+            path: path.display().to_string(),
+            type_: Some("DirectoryOrCreate".to_owned()),
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_termination_runs_pre_stop_then_sigterm() {
+    let Some(h) = Harness::start().await else { return };
+    let out = h.dir.path().join("out");
+    let mut pod = busybox_pod(
+        "graceful",
+        "trap 'echo term >> /out/log; exit 0' TERM; echo up >> /out/log; while true; do sleep 0.2; done",
+    );
+    let spec = pod.spec.as_mut().unwrap();
+    spec.termination_grace_period_seconds = Some(20);
+    spec.volumes = Some(vec![host_path("out", &out)]);
+    let c = &mut spec.containers[0];
+    c.volume_mounts = Some(vec![mount("out", "/out")]);
+    c.lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
+        pre_stop: Some(k8s_openapi::api::core::v1::LifecycleHandler {
+            exec: Some(k8s_openapi::api::core::v1::ExecAction {
+                command: Some(vec!["sh".into(), "-c".into(), "echo prestop >> /out/log".into()]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    h.pods().upsert(pod.clone());
+    h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
+    h.pods().upsert(deleted(pod.clone(), 20));
+    let uid = pod.metadata.uid.clone().unwrap();
+    h.api.wait_for(std::time::Duration::from_secs(40), || h.api.deleted(&uid).then_some(())).await.expect("deleted");
+    assert_eq!(std::fs::read_to_string(out.join("log")).unwrap(), "up\nprestop\nterm\n");
+    let last = h.api.status(&uid).unwrap();
+    let t = container_status(&last, "main").state.clone().unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")), "exited on its TERM trap");
+    assert_eq!(phase(&last), "Succeeded");
+    assert!(h.cri().list_containers(Default::default()).await.unwrap().containers.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_adopts_running_pods_and_keeps_restart_counts() {
+    let Some(mut h) = Harness::start().await else { return };
+    let steady = busybox_pod("steady", "exec sleep 3600");
+    let flaky = busybox_pod("flaky", "sleep 1; exit 1");
+    h.pods().upsert(steady.clone());
+    h.pods().upsert(flaky.clone());
+    let before = h.wait(&steady, 60, "Running", |s| phase(s) == "Running").await;
+    let flaky_before = h.wait(&flaky, 60, "a restart", |s| container_status(s, "main").restart_count >= 1).await;
+    let id_before = container_status(&before, "main").container_id.clone();
+    let count_before = container_status(&flaky_before, "main").restart_count;
+    // kill -9 of the agent: the runtime is dropped; a new one gets the pods from the API.
+    h.restart_runtime();
+    let with_status = |mut p: k8s_openapi::api::core::v1::Pod, s| {
+        p.status = Some(s);
+        p
+    };
+    let uid = steady.metadata.uid.clone().unwrap();
+    let writes = h.api.statuses(&uid).len();
+    h.pods().sync_pods(vec![with_status(steady.clone(), before.clone()), with_status(flaky.clone(), flaky_before.clone())]).await.unwrap();
+    let after = h.wait(&flaky, 60, "a later restart", |s| container_status(s, "main").restart_count > count_before).await;
+    assert!(container_status(&after, "main").restart_count == count_before + 1, "restart count went {count_before} -> {}", container_status(&after, "main").restart_count);
+    let steady_now = h.api.status(&uid).unwrap();
+    assert_eq!(container_status(&steady_now, "main").container_id, id_before, "the healthy pod was restarted");
+    assert_eq!(container_status(&steady_now, "main").restart_count, 0);
+    assert_eq!(steady_now.start_time, before.start_time, "startTime changed");
+    assert!(h.api.statuses(&uid).len() >= writes);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_killed_from_outside_is_restarted_per_policy() {
+    let Some(h) = Harness::start().await else { return };
+    let always = busybox_pod("always", "exec sleep 3600");
+    let mut never = busybox_pod("never-killed", "exec sleep 3600");
+    never.spec.as_mut().unwrap().restart_policy = Some("Never".to_owned());
+    h.pods().upsert(always.clone());
+    h.pods().upsert(never.clone());
+    for pod in [&always, &never] {
+        let s = h.wait(pod, 60, "Running", |s| phase(s) == "Running").await;
+        let id = container_status(&s, "main").container_id.clone().unwrap().trim_start_matches("containerd://").to_owned();
+        h.cri().stop_container(k8s_cri::v1::StopContainerRequest { container_id: id, timeout: 0 }).await.unwrap();
+    }
+    let s = h.wait(&always, 60, "restarted", |s| container_status(s, "main").restart_count == 1 && phase(s) == "Running" && container_status(s, "main").ready).await;
+    let last = container_status(&s, "main").last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!(last.exit_code, 137);
+    let s = h.wait(&never, 60, "Failed", |s| phase(s) == "Failed").await;
+    assert_eq!(container_status(&s, "main").restart_count, 0);
+    assert_eq!(container_status(&s, "main").state.clone().unwrap().terminated.unwrap().exit_code, 137);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_deadline_fails_the_pod() {
+    let Some(h) = Harness::start().await else { return };
+    let mut pod = busybox_pod("deadline", "exec sleep 3600");
+    pod.spec.as_mut().unwrap().active_deadline_seconds = Some(3);
+    h.pods().upsert(pod.clone());
+    let s = h.wait(&pod, 60, "DeadlineExceeded", |s| phase(s) == "Failed").await;
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(s.message.as_deref(), Some("Pod was active on the node longer than the specified deadline"));
+    let t = container_status(&s, "main").state.clone().unwrap().terminated;
+    assert!(t.is_some(), "container still running after the deadline");
+    h.stop().await;
+}
