@@ -44,10 +44,15 @@ fn key(namespace: Option<&String>, name: Option<&String>) -> (String, String) {
 }
 
 impl FakeApi {
+    /// Changes the state and wakes the waiters.
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let out = f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
         self.changed.send_modify(|n| *n += 1);
         out
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Creates or replaces a configmap.
@@ -80,25 +85,25 @@ impl FakeApi {
     /// Every status written for a pod UID, oldest first.
     #[must_use]
     pub fn statuses(&self, uid: &str) -> Vec<PodStatus> {
-        self.with(|s| s.statuses.get(uid).cloned().unwrap_or_default())
+        self.read(|s| s.statuses.get(uid).cloned().unwrap_or_default())
     }
 
     /// The last status written for a pod UID.
     #[must_use]
     pub fn status(&self, uid: &str) -> Option<PodStatus> {
-        self.with(|s| s.statuses.get(uid).and_then(|v| v.last().cloned()))
+        self.read(|s| s.statuses.get(uid).and_then(|v| v.last().cloned()))
     }
 
     /// Whether the runtime deleted the pod object.
     #[must_use]
     pub fn deleted(&self, uid: &str) -> bool {
-        self.with(|s| s.deleted.contains(uid))
+        self.read(|s| s.deleted.contains(uid))
     }
 
     /// How many tokens were issued.
     #[must_use]
     pub fn tokens_issued(&self) -> u64 {
-        self.with(|s| s.tokens_issued)
+        self.read(|s| s.tokens_issued)
     }
 
     /// Waits until `check` holds for the pod's last status (or `timeout` passes) and returns
@@ -172,7 +177,7 @@ impl PodObjects for FakeApi {
         name: &'a str,
     ) -> ApiFuture<'a, Option<ConfigMap>> {
         Box::pin(async move {
-            Ok(self.with(|s| {
+            Ok(self.read(|s| {
                 s.config_maps
                     .get(&(namespace.to_owned(), name.to_owned()))
                     .cloned()
@@ -182,7 +187,7 @@ impl PodObjects for FakeApi {
 
     fn secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> ApiFuture<'a, Option<Secret>> {
         Box::pin(async move {
-            Ok(self.with(|s| {
+            Ok(self.read(|s| {
                 s.secrets
                     .get(&(namespace.to_owned(), name.to_owned()))
                     .cloned()
@@ -192,7 +197,7 @@ impl PodObjects for FakeApi {
 
     fn services<'a>(&'a self, namespace: &'a str) -> ApiFuture<'a, Vec<Service>> {
         Box::pin(async move {
-            Ok(self.with(|s| {
+            Ok(self.read(|s| {
                 s.services
                     .iter()
                     .filter(|((ns, _), _)| ns == namespace)

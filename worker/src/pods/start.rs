@@ -50,7 +50,7 @@ pub(crate) async fn start(
     let pod = req.pod;
     let container = req.container;
     let spec = pod.spec.clone().unwrap_or_default();
-    let image = match images::ensure(ctx, pod, container).await? {
+    let image = match Box::pin(images::ensure(ctx, pod, container)).await? {
         Ok(i) => i,
         Err(r) => return Ok(Err(r)),
     };
@@ -59,7 +59,7 @@ pub(crate) async fn start(
     {
         return Ok(Err(reason("CreateContainerConfigError", message)));
     }
-    let env = match environment(pod, container, req.downward, objects).await? {
+    let env = match Box::pin(environment(pod, container, req.downward, objects)).await? {
         Ok(env) => env,
         Err(e) => return Ok(Err(reason("CreateContainerConfigError", e.0))),
     };

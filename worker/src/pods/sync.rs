@@ -352,7 +352,7 @@ impl PodWorker {
                 restart_count,
                 pod_dir: &pod_dir,
             };
-            match start(&ctx, &req, &mut objects).await? {
+            match Box::pin(start(&ctx, &req, &mut objects)).await? {
                 Ok(id) => {
                     tracing::debug!(uid = %self.uid, container = %container.name, id = %id, "container started");
                     self.reasons.remove(&container.name);

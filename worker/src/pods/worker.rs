@@ -111,7 +111,7 @@ impl PodWorker {
                 }
             }
             self.next_wake = None;
-            match self.sync().await {
+            match Box::pin(self.sync()).await {
                 Ok(SyncOutcome::Continue) => {}
                 Ok(SyncOutcome::Terminal) => {
                     if self.terminate(false).await.is_ok() {

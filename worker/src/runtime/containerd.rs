@@ -247,33 +247,31 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if self.child.is_none() {
+        let Some(mut child) = self.child.take() else { return };
+        if std::thread::panicking() {
+            let _ = child.start_kill();
             return;
         }
-        // Drop cannot await: stop from a thread of its own with a small runtime.
-        let mut this = Self {
-            child: self.child.take(),
-            config: self.config.clone(),
-            cri: self.cri.clone(),
-        };
+        // Drop cannot await: stop from a thread of its own with a small runtime (the
+        // original client's connection lives on the caller's runtime, which may be gone).
+        let config = self.config.clone();
         let stopper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            match runtime {
-                Ok(runtime) => {
-                    // A fresh client: the original's connection lives on the dropped runtime.
-                    if let Ok(cri) = Cri::connect(&this.config.socket()) {
-                        this.cri = cri;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let Ok(runtime) = runtime else {
+                let _ = child.start_kill();
+                return;
+            };
+            runtime.block_on(async move {
+                match Cri::connect(&config.socket()) {
+                    Ok(cri) => {
+                        let mut this = Self { child: Some(child), config, cri };
+                        let _ = this.stop_inner().await;
                     }
-                    let _ = runtime.block_on(this.stop_inner());
-                }
-                Err(_) => {
-                    if let Some(child) = this.child.as_mut() {
-                        let _ = child.start_kill();
+                    Err(_) => {
+                        let _ = child.kill().await;
                     }
                 }
-            }
+            });
         });
         let _ = stopper.join();
     }

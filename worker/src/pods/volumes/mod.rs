@@ -99,7 +99,7 @@ pub(crate) async fn setup(
             if matches!(plugin, "secret" | "projected") {
                 ensure_tmpfs(&dir, None)?;
             }
-            let payload = match sources::payload(pod, volume, objects, downward, tokens).await? {
+            let payload = match Box::pin(sources::payload(pod, volume, objects, downward, tokens)).await? {
                 Ok(p) => p,
                 Err(e) => {
                     return Ok(Err(ConfigError(format!(
