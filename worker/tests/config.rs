@@ -272,3 +272,60 @@ async fn every_volume_kind_and_a_configmap_update_shows_up() {
     assert_eq!(seen, "v2index.html\n");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_context_and_resources_reach_the_container() {
+    let Some(h) = Harness::start().await else { return };
+    let mut pod = busybox_pod("secure", "exec sleep 3600");
+    let spec = pod.spec.as_mut().unwrap();
+    spec.security_context = Some(PodSecurityContext { run_as_group: Some(3000), supplemental_groups: Some(vec![4000]), ..Default::default() });
+    let c = &mut spec.containers[0];
+    c.security_context = Some(SecurityContext {
+        run_as_user: Some(1000),
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: Some(vec!["NET_BIND_SERVICE".into()]) }),
+        ..Default::default()
+    });
+    let both = BTreeMap::from([("cpu".to_owned(), Quantity("500m".into())), ("memory".to_owned(), Quantity("64Mi".into()))]);
+    c.resources = Some(ResourceRequirements { requests: Some(both.clone()), limits: Some(both), ..Default::default() });
+    let mut root = busybox_pod("rootimage", "exec sleep 3600");
+    root.spec.as_mut().unwrap().security_context = Some(PodSecurityContext { run_as_non_root: Some(true), ..Default::default() });
+    let mut privileged = busybox_pod("privileged", "exec sleep 3600");
+    privileged.spec.as_mut().unwrap().containers[0].security_context = Some(SecurityContext { privileged: Some(true), ..Default::default() });
+    for p in [&pod, &root, &privileged] {
+        h.pods().upsert(p.clone());
+    }
+    let s = h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
+    assert_eq!(s.qos_class.as_deref(), Some("Guaranteed"));
+    assert_eq!(exec(&h, &s, "main", &["id"]).await.trim(), "uid=1000 gid=3000 groups=3000,4000");
+    assert!(exec(&h, &s, "main", &["sh", "-c", "touch /x 2>&1 || echo refused"]).await.contains("refused"));
+    let status = exec(&h, &s, "main", &["cat", "/proc/self/status"]).await;
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(field("Seccomp:"), "2", "seccomp RuntimeDefault");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("CapBnd:"), "0000000000000400", "only NET_BIND_SERVICE");
+    let cgroup = |file: &str| {
+        let s = s.clone();
+        let h = &h;
+        let file = file.to_owned();
+        async move { exec(h, &s, "main", &["cat", &file]).await.trim().to_owned() }
+    };
+    assert_eq!(cgroup("/sys/fs/cgroup/memory/memory.limit_in_bytes").await, (64 << 20).to_string());
+    assert_eq!(cgroup("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").await, "50000");
+    assert_eq!(cgroup("/sys/fs/cgroup/cpu/cpu.shares").await, "512");
+    let own = exec(&h, &s, "main", &["cat", "/proc/self/cgroup"]).await;
+    let uid = pod.metadata.uid.clone().unwrap();
+    assert!(own.contains(&format!("/kubepods/pod{uid}/")), "{own}");
+    let s = h.wait(&root, 60, "CreateContainerConfigError", |s| waiting_reason(s, "main").as_deref() == Some("CreateContainerConfigError")).await;
+    let ruid = root.metadata.uid.clone().unwrap();
+    assert_eq!(
+        container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.unwrap(),
+        format!("container has runAsNonRoot and image will run as root (pod: \"rootimage_default({ruid})\", container: main)")
+    );
+    let s = h.wait(&privileged, 60, "Running", |s| phase(s) == "Running").await;
+    let status = exec(&h, &s, "main", &["cat", "/proc/self/status"]).await;
+    assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('0')), "privileged is unconfined");
+    h.stop().await;
+}

@@ -48,6 +48,10 @@ impl Harness {
         if !available() {
             return None;
         }
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "worker=info".into()))
+            .with_test_writer()
+            .try_init();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let id = (std::process::id() % 200) * 8 + n;
         let dir = tempfile::Builder::new().prefix("daas-rt").tempdir_in("/tmp").unwrap();
