@@ -10,7 +10,7 @@
 //!
 //! | feature | what |
 //! |---|---|
-//! | `testing` | the in-memory fake of the API seams, [`pods::fake`] |
+//! | `testing` | the in-memory fake of the API seams, `pods::fake` |
 
 pub mod pods;
 pub mod runtime;

@@ -15,13 +15,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use support::*;
 
 fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta { name: Some(name.to_owned()), namespace: Some("default".to_owned()), ..Default::default() }
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some("default".to_owned()),
+        ..Default::default()
+    }
 }
 
 fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
         metadata: meta(name),
-        data: Some(data.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
         ..Default::default()
     }
 }
@@ -29,37 +37,65 @@ fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
 fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     Secret {
         metadata: meta(name),
-        data: Some(data.iter().map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec()))).collect()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
         ..Default::default()
     }
 }
 
 fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.to_owned(), value: Some(value.to_owned()), ..Default::default() }
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..Default::default()
+    }
 }
 
 fn env_from(name: &str, source: EnvVarSource) -> EnvVar {
-    EnvVar { name: name.to_owned(), value_from: Some(source), ..Default::default() }
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(source),
+        ..Default::default()
+    }
 }
 
 fn mount(name: &str, path: &str) -> VolumeMount {
-    VolumeMount { name: name.to_owned(), mount_path: path.to_owned(), ..Default::default() }
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        ..Default::default()
+    }
 }
 
 fn lines(text: &str) -> BTreeMap<String, String> {
-    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_sources_expansion_and_service_variables() {
-    let Some(h) = Harness::start().await else { return };
-    h.api.set_config_map(config_map("settings", &[("mode", "fast"), ("level", "3")]));
-    h.api.set_secret(secret("creds", &[("password", "hunter2")]));
+    let Some(h) = Harness::start().await else {
+        return;
+    };
+    h.api
+        .set_config_map(config_map("settings", &[("mode", "fast"), ("level", "3")]));
+    h.api
+        .set_secret(secret("creds", &[("password", "hunter2")]));
     h.api.set_service(Service {
         metadata: meta("my-db"),
         spec: Some(ServiceSpec {
             cluster_ip: Some("10.96.0.20".to_owned()),
-            ports: Some(vec![ServicePort { name: Some("sql".to_owned()), port: 5432, protocol: Some("TCP".to_owned()), ..Default::default() }]),
+            ports: Some(vec![ServicePort {
+                name: Some("sql".to_owned()),
+                port: 5432,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()
@@ -69,41 +105,143 @@ async fn env_sources_expansion_and_service_variables() {
     spec.service_account_name = Some("builder".to_owned());
     let c = &mut spec.containers[0];
     // Positional parameters, so the shell does not read `$(...)` itself.
-    c.command = Some(vec!["sh".into(), "-c".into(), "printf '%s|' \"$@\" > /tmp/args; exec sleep 3600".into(), "sh".into()]);
-    c.args = Some(vec!["$(GREETING)".into(), "$(UNDEFINED)".into(), "$$(GREETING)".into()]);
+    c.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "printf '%s|' \"$@\" > /tmp/args; exec sleep 3600".into(),
+        "sh".into(),
+    ]);
+    c.args = Some(vec![
+        "$(GREETING)".into(),
+        "$(UNDEFINED)".into(),
+        "$$(GREETING)".into(),
+    ]);
     c.resources = Some(ResourceRequirements {
-        requests: Some(BTreeMap::from([("memory".to_owned(), Quantity("32Mi".to_owned()))])),
-        limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("64Mi".to_owned()))])),
+        requests: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("32Mi".to_owned()),
+        )])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("64Mi".to_owned()),
+        )])),
         ..Default::default()
     });
     c.env_from = Some(vec![EnvFromSource {
         prefix: Some("CFG_".to_owned()),
-        config_map_ref: Some(ConfigMapEnvSource { name: "settings".to_owned(), optional: None }),
+        config_map_ref: Some(ConfigMapEnvSource {
+            name: "settings".to_owned(),
+            optional: None,
+        }),
         ..Default::default()
     }]);
     c.env = Some(vec![
         env("NAME", "world"),
         env("GREETING", "hello $(NAME) $$(NAME) $(MISSING) $(CFG_mode)"),
-        env_from("MODE", EnvVarSource { config_map_key_ref: Some(ConfigMapKeySelector { name: "settings".into(), key: "mode".into(), optional: None }), ..Default::default() }),
-        env_from("PASSWORD", EnvVarSource { secret_key_ref: Some(SecretKeySelector { name: "creds".into(), key: "password".into(), optional: None }), ..Default::default() }),
-        env_from("OPTIONAL", EnvVarSource { config_map_key_ref: Some(ConfigMapKeySelector { name: "settings".into(), key: "absent".into(), optional: Some(true) }), ..Default::default() }),
-        env_from("POD_NAME", EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "metadata.name".into(), api_version: None }), ..Default::default() }),
-        env_from("POD_IP", EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "status.podIP".into(), api_version: None }), ..Default::default() }),
-        env_from("APP", EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "metadata.labels['app']".into(), api_version: None }), ..Default::default() }),
-        env_from("SA", EnvVarSource { field_ref: Some(ObjectFieldSelector { field_path: "spec.serviceAccountName".into(), api_version: None }), ..Default::default() }),
-        env_from("MEM_LIMIT_MI", EnvVarSource {
-            resource_field_ref: Some(ResourceFieldSelector { resource: "limits.memory".into(), divisor: Some(Quantity("1Mi".into())), container_name: None }),
-            ..Default::default()
-        }),
-        env_from("CPU_LIMIT", EnvVarSource {
-            resource_field_ref: Some(ResourceFieldSelector { resource: "limits.cpu".into(), divisor: None, container_name: None }),
-            ..Default::default()
-        }),
+        env_from(
+            "MODE",
+            EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: "settings".into(),
+                    key: "mode".into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "PASSWORD",
+            EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: "creds".into(),
+                    key: "password".into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "OPTIONAL",
+            EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: "settings".into(),
+                    key: "absent".into(),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "POD_NAME",
+            EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    api_version: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "POD_IP",
+            EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    api_version: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "APP",
+            EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.labels['app']".into(),
+                    api_version: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "SA",
+            EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "spec.serviceAccountName".into(),
+                    api_version: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "MEM_LIMIT_MI",
+            EnvVarSource {
+                resource_field_ref: Some(ResourceFieldSelector {
+                    resource: "limits.memory".into(),
+                    divisor: Some(Quantity("1Mi".into())),
+                    container_name: None,
+                }),
+                ..Default::default()
+            },
+        ),
+        env_from(
+            "CPU_LIMIT",
+            EnvVarSource {
+                resource_field_ref: Some(ResourceFieldSelector {
+                    resource: "limits.cpu".into(),
+                    divisor: None,
+                    container_name: None,
+                }),
+                ..Default::default()
+            },
+        ),
     ]);
     h.pods().upsert(pod.clone());
     let s = h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
     let vars = lines(&exec(&h, &s, "main", &["env"]).await);
-    let get = |k: &str| vars.get(k).cloned().unwrap_or_else(|| panic!("{k} missing from {vars:?}"));
+    let get = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{k} missing from {vars:?}"))
+    };
     assert_eq!(get("GREETING"), "hello world $(NAME) $(MISSING) fast");
     assert_eq!(get("CFG_mode"), "fast");
     assert_eq!(get("CFG_level"), "3");
@@ -116,53 +254,116 @@ async fn env_sources_expansion_and_service_variables() {
     assert_eq!(get("SA"), "builder");
     assert_eq!(get("MEM_LIMIT_MI"), "64");
     let cpus = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(get("CPU_LIMIT"), cpus.to_string(), "a missing CPU limit is the node's allocatable");
+    assert_eq!(
+        get("CPU_LIMIT"),
+        cpus.to_string(),
+        "a missing CPU limit is the node's allocatable"
+    );
     assert_eq!(get("MY_DB_SERVICE_HOST"), "10.96.0.20");
     assert_eq!(get("MY_DB_SERVICE_PORT"), "5432");
     assert_eq!(get("MY_DB_SERVICE_PORT_SQL"), "5432");
     assert_eq!(get("MY_DB_PORT"), "tcp://10.96.0.20:5432");
     assert_eq!(get("MY_DB_PORT_5432_TCP_ADDR"), "10.96.0.20");
     assert_eq!(get("MY_DB_PORT_5432_TCP_PROTO"), "tcp");
-    assert_eq!(exec(&h, &s, "main", &["cat", "/tmp/args"]).await, "hello world $(NAME) $(MISSING) fast|$(UNDEFINED)|$(GREETING)|");
+    assert_eq!(
+        exec(&h, &s, "main", &["cat", "/tmp/args"]).await,
+        "hello world $(NAME) $(MISSING) fast|$(UNDEFINED)|$(GREETING)|"
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_key_waits_with_create_container_config_error_then_runs() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     h.api.set_config_map(config_map("late", &[("other", "x")]));
     let mut pod = busybox_pod("waits", "exec sleep 3600");
     pod.spec.as_mut().unwrap().containers[0].env = Some(vec![env_from(
         "VALUE",
-        EnvVarSource { config_map_key_ref: Some(ConfigMapKeySelector { name: "late".into(), key: "wanted".into(), optional: None }), ..Default::default() },
+        EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: "late".into(),
+                key: "wanted".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        },
     )]);
     let mut no_secret = busybox_pod("nosecret", "exec sleep 3600");
     no_secret.spec.as_mut().unwrap().containers[0].env = Some(vec![env_from(
         "S",
-        EnvVarSource { secret_key_ref: Some(SecretKeySelector { name: "absent".into(), key: "k".into(), optional: None }), ..Default::default() },
+        EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: "absent".into(),
+                key: "k".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        },
     )]);
     h.pods().upsert(pod.clone());
     h.pods().upsert(no_secret.clone());
-    let s = h.wait(&pod, 60, "CreateContainerConfigError", |s| waiting_reason(s, "main").as_deref() == Some("CreateContainerConfigError")).await;
+    let s = h
+        .wait(&pod, 60, "CreateContainerConfigError", |s| {
+            waiting_reason(s, "main").as_deref() == Some("CreateContainerConfigError")
+        })
+        .await;
     assert_eq!(
-        container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.as_deref(),
+        container_status(&s, "main")
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap()
+            .message
+            .as_deref(),
         Some("couldn't find key wanted in ConfigMap default/late")
     );
     assert_eq!(phase(&s), "Pending");
-    let s = h.wait(&no_secret, 60, "CreateContainerConfigError", |s| waiting_reason(s, "main").as_deref() == Some("CreateContainerConfigError")).await;
-    assert_eq!(container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.as_deref(), Some("secret \"absent\" not found"));
-    h.api.set_config_map(config_map("late", &[("other", "x"), ("wanted", "here")]));
-    let s = h.wait(&pod, 60, "Running once the key exists", |s| phase(s) == "Running").await;
-    assert_eq!(exec(&h, &s, "main", &["sh", "-c", "echo $VALUE"]).await, "here\n");
+    let s = h
+        .wait(&no_secret, 60, "CreateContainerConfigError", |s| {
+            waiting_reason(s, "main").as_deref() == Some("CreateContainerConfigError")
+        })
+        .await;
+    assert_eq!(
+        container_status(&s, "main")
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap()
+            .message
+            .as_deref(),
+        Some("secret \"absent\" not found")
+    );
+    h.api
+        .set_config_map(config_map("late", &[("other", "x"), ("wanted", "here")]));
+    let s = h
+        .wait(&pod, 60, "Running once the key exists", |s| {
+            phase(s) == "Running"
+        })
+        .await;
+    assert_eq!(
+        exec(&h, &s, "main", &["sh", "-c", "echo $VALUE"]).await,
+        "here\n"
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_volume_kind_and_a_configmap_update_shows_up() {
-    let Some(h) = Harness::start().await else { return };
-    h.api.set_config_map(config_map("site", &[("index.html", "v1"), ("extra", "e")]));
-    h.api.set_config_map(config_map("kube-root-ca.crt", &[("ca.crt", "-----CA-----")]));
-    h.api.set_secret(secret("tls", &[("tls.key", "secret-key")]));
+    let Some(h) = Harness::start().await else {
+        return;
+    };
+    h.api
+        .set_config_map(config_map("site", &[("index.html", "v1"), ("extra", "e")]));
+    h.api.set_config_map(config_map(
+        "kube-root-ca.crt",
+        &[("ca.crt", "-----CA-----")],
+    ));
+    h.api
+        .set_secret(secret("tls", &[("tls.key", "secret-key")]));
     let host_dir = h.dir.path().join("hostdata");
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("from-host"), "host file").unwrap();
@@ -171,17 +372,34 @@ async fn every_volume_kind_and_a_configmap_update_shows_up() {
     let spec = pod.spec.as_mut().unwrap();
     let field = |path: &str, file: &str| DownwardAPIVolumeFile {
         path: file.to_owned(),
-        field_ref: Some(ObjectFieldSelector { field_path: path.to_owned(), api_version: None }),
+        field_ref: Some(ObjectFieldSelector {
+            field_path: path.to_owned(),
+            api_version: None,
+        }),
         ..Default::default()
     };
     spec.volumes = Some(vec![
-        Volume { name: "scratch".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
         Volume {
-            name: "mem".into(),
-            empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: Some(Quantity("8Mi".into())) }),
+            name: "scratch".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Default::default()
         },
-        Volume { name: "site".into(), config_map: Some(ConfigMapVolumeSource { name: "site".into(), ..Default::default() }), ..Default::default() },
+        Volume {
+            name: "mem".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(Quantity("8Mi".into())),
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "site".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: "site".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
         Volume {
             name: "tls".into(),
             secret: Some(SecretVolumeSource {
@@ -193,7 +411,13 @@ async fn every_volume_kind_and_a_configmap_update_shows_up() {
         },
         Volume {
             name: "info".into(),
-            downward_api: Some(DownwardAPIVolumeSource { items: Some(vec![field("metadata.labels", "labels"), field("metadata.annotations", "annotations")]), ..Default::default() }),
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![
+                    field("metadata.labels", "labels"),
+                    field("metadata.annotations", "annotations"),
+                ]),
+                ..Default::default()
+            }),
             ..Default::default()
         },
         Volume {
@@ -201,19 +425,29 @@ async fn every_volume_kind_and_a_configmap_update_shows_up() {
             projected: Some(ProjectedVolumeSource {
                 sources: Some(vec![
                     VolumeProjection {
-                        service_account_token: Some(ServiceAccountTokenProjection { path: "token".into(), expiration_seconds: Some(3607), audience: None }),
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            path: "token".into(),
+                            expiration_seconds: Some(3607),
+                            audience: None,
+                        }),
                         ..Default::default()
                     },
                     VolumeProjection {
                         config_map: Some(ConfigMapProjection {
                             name: "kube-root-ca.crt".into(),
-                            items: Some(vec![KeyToPath { key: "ca.crt".into(), path: "ca.crt".into(), mode: None }]),
+                            items: Some(vec![KeyToPath {
+                                key: "ca.crt".into(),
+                                path: "ca.crt".into(),
+                                mode: None,
+                            }]),
                             optional: None,
                         }),
                         ..Default::default()
                     },
                     VolumeProjection {
-                        downward_api: Some(DownwardAPIProjection { items: Some(vec![field("metadata.namespace", "namespace")]) }),
+                        downward_api: Some(DownwardAPIProjection {
+                            items: Some(vec![field("metadata.namespace", "namespace")]),
+                        }),
                         ..Default::default()
                     },
                 ]),
@@ -223,7 +457,10 @@ async fn every_volume_kind_and_a_configmap_update_shows_up() {
         },
         Volume {
             name: "host".into(),
-            host_path: Some(HostPathVolumeSource { path: host_dir.display().to_string(), type_: Some("Directory".into()) }),
+            host_path: Some(HostPathVolumeSource {
+                path: host_dir.display().to_string(),
+                type_: Some("Directory".into()),
+            }),
             ..Default::default()
         },
     ]);
@@ -245,25 +482,63 @@ async fn every_volume_kind_and_a_configmap_update_shows_up() {
     };
     assert_eq!(sh("echo hi > /scratch/f && cat /scratch/f").await, "hi\n");
     let mounts = sh("cat /proc/mounts").await;
-    let mem = mounts.lines().find(|l| l.contains(" /mem ")).expect("/mem mounted");
-    assert!(mem.starts_with("tmpfs ") && mem.contains("size=8192k"), "{mem}");
+    let mem = mounts
+        .lines()
+        .find(|l| l.contains(" /mem "))
+        .expect("/mem mounted");
+    assert!(
+        mem.starts_with("tmpfs ") && mem.contains("size=8192k"),
+        "{mem}"
+    );
     assert_eq!(sh("cat /site/index.html").await, "v1");
-    assert_eq!(sh("readlink /site/index.html").await.trim(), "..data/index.html");
-    assert_eq!(sh("cat /tls/tls.key; stat -c %a /tls/..data/tls.key").await, "secret-key400\n");
-    assert!(sh("grep ' /tls ' /proc/mounts").await.starts_with("tmpfs "), "secret volume on tmpfs");
+    assert_eq!(
+        sh("readlink /site/index.html").await.trim(),
+        "..data/index.html"
+    );
+    assert_eq!(
+        sh("cat /tls/tls.key; stat -c %a /tls/..data/tls.key").await,
+        "secret-key400\n"
+    );
+    assert!(
+        sh("grep ' /tls ' /proc/mounts").await.starts_with("tmpfs "),
+        "secret volume on tmpfs"
+    );
     assert_eq!(sh("cat /info/labels").await, "app=\"vols\"");
     assert_eq!(sh("cat /info/annotations").await, "team=\"blue\"");
-    assert!(sh("cat /var/run/secrets/kubernetes.io/serviceaccount/token").await.starts_with("fake-token-default-default-"));
-    assert_eq!(sh("cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt").await, "-----CA-----");
-    assert_eq!(sh("cat /var/run/secrets/kubernetes.io/serviceaccount/namespace").await, "default");
+    assert!(
+        sh("cat /var/run/secrets/kubernetes.io/serviceaccount/token")
+            .await
+            .starts_with("fake-token-default-default-")
+    );
+    assert_eq!(
+        sh("cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt").await,
+        "-----CA-----"
+    );
+    assert_eq!(
+        sh("cat /var/run/secrets/kubernetes.io/serviceaccount/namespace").await,
+        "default"
+    );
     assert_eq!(sh("cat /host/from-host").await, "host file");
-    assert!(sh("touch /site/x 2>&1; echo $?").await.trim().ends_with('1'), "configMap volume is read-only");
+    assert!(
+        sh("touch /site/x 2>&1; echo $?")
+            .await
+            .trim()
+            .ends_with('1'),
+        "configMap volume is read-only"
+    );
     // An update shows up (atomically, through ..data) at the next resync, and a removed key goes.
-    h.api.set_config_map(config_map("site", &[("index.html", "v2")]));
+    h.api
+        .set_config_map(config_map("site", &[("index.html", "v2")]));
     let h2 = &h;
     let mut seen = String::new();
     for _ in 0..60 {
-        seen = exec(h2, &s, "main", &["sh", "-c", "cat /site/index.html; ls /site"]).await;
+        seen = exec(
+            h2,
+            &s,
+            "main",
+            &["sh", "-c", "cat /site/index.html; ls /site"],
+        )
+        .await;
         if seen == "v2index.html\n" {
             break;
         }
@@ -275,57 +550,127 @@ async fn every_volume_kind_and_a_configmap_update_shows_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_context_and_resources_reach_the_container() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let mut pod = busybox_pod("secure", "exec sleep 3600");
     let spec = pod.spec.as_mut().unwrap();
-    spec.security_context = Some(PodSecurityContext { run_as_group: Some(3000), supplemental_groups: Some(vec![4000]), ..Default::default() });
+    spec.security_context = Some(PodSecurityContext {
+        run_as_group: Some(3000),
+        supplemental_groups: Some(vec![4000]),
+        ..Default::default()
+    });
     let c = &mut spec.containers[0];
     c.security_context = Some(SecurityContext {
         run_as_user: Some(1000),
         run_as_non_root: Some(true),
         read_only_root_filesystem: Some(true),
         allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: Some(vec!["NET_BIND_SERVICE".into()]) }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: Some(vec!["NET_BIND_SERVICE".into()]),
+        }),
         ..Default::default()
     });
-    let both = BTreeMap::from([("cpu".to_owned(), Quantity("500m".into())), ("memory".to_owned(), Quantity("64Mi".into()))]);
-    c.resources = Some(ResourceRequirements { requests: Some(both.clone()), limits: Some(both), ..Default::default() });
+    let both = BTreeMap::from([
+        ("cpu".to_owned(), Quantity("500m".into())),
+        ("memory".to_owned(), Quantity("64Mi".into())),
+    ]);
+    c.resources = Some(ResourceRequirements {
+        requests: Some(both.clone()),
+        limits: Some(both),
+        ..Default::default()
+    });
     let mut root = busybox_pod("rootimage", "exec sleep 3600");
-    root.spec.as_mut().unwrap().security_context = Some(PodSecurityContext { run_as_non_root: Some(true), ..Default::default() });
+    root.spec.as_mut().unwrap().security_context = Some(PodSecurityContext {
+        run_as_non_root: Some(true),
+        ..Default::default()
+    });
     let mut privileged = busybox_pod("privileged", "exec sleep 3600");
-    privileged.spec.as_mut().unwrap().containers[0].security_context = Some(SecurityContext { privileged: Some(true), ..Default::default() });
+    privileged.spec.as_mut().unwrap().containers[0].security_context = Some(SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    });
     for p in [&pod, &root, &privileged] {
         h.pods().upsert(p.clone());
     }
     let s = h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
     assert_eq!(s.qos_class.as_deref(), Some("Guaranteed"));
-    assert_eq!(exec(&h, &s, "main", &["id"]).await.trim(), "uid=1000 gid=3000 groups=3000,4000");
-    assert!(exec(&h, &s, "main", &["sh", "-c", "touch /x 2>&1 || echo refused"]).await.contains("refused"));
+    assert_eq!(
+        exec(&h, &s, "main", &["id"]).await.trim(),
+        "uid=1000 gid=3000 groups=3000,4000"
+    );
+    assert!(
+        exec(
+            &h,
+            &s,
+            "main",
+            &["sh", "-c", "touch /x 2>&1 || echo refused"]
+        )
+        .await
+        .contains("refused")
+    );
     let status = exec(&h, &s, "main", &["cat", "/proc/self/status"]).await;
-    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
     assert_eq!(field("Seccomp:"), "2", "seccomp RuntimeDefault");
     assert_eq!(field("NoNewPrivs:"), "1");
-    assert_eq!(field("CapBnd:"), "0000000000000400", "only NET_BIND_SERVICE");
+    assert_eq!(
+        field("CapBnd:"),
+        "0000000000000400",
+        "only NET_BIND_SERVICE"
+    );
     let cgroup = |file: &str| {
         let s = s.clone();
         let h = &h;
         let file = file.to_owned();
         async move { exec(h, &s, "main", &["cat", &file]).await.trim().to_owned() }
     };
-    assert_eq!(cgroup("/sys/fs/cgroup/memory/memory.limit_in_bytes").await, (64 << 20).to_string());
+    assert_eq!(
+        cgroup("/sys/fs/cgroup/memory/memory.limit_in_bytes").await,
+        (64 << 20).to_string()
+    );
     assert_eq!(cgroup("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").await, "50000");
     assert_eq!(cgroup("/sys/fs/cgroup/cpu/cpu.shares").await, "512");
     let own = exec(&h, &s, "main", &["cat", "/proc/self/cgroup"]).await;
     let uid = pod.metadata.uid.clone().unwrap();
     assert!(own.contains(&format!("/kubepods/pod{uid}/")), "{own}");
-    let s = h.wait(&root, 60, "CreateContainerConfigError", |s| waiting_reason(s, "main").as_deref() == Some("CreateContainerConfigError")).await;
+    let s = h
+        .wait(&root, 60, "CreateContainerConfigError", |s| {
+            waiting_reason(s, "main").as_deref() == Some("CreateContainerConfigError")
+        })
+        .await;
     let ruid = root.metadata.uid.clone().unwrap();
     assert_eq!(
-        container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.unwrap(),
-        format!("container has runAsNonRoot and image will run as root (pod: \"rootimage_default({ruid})\", container: main)")
+        container_status(&s, "main")
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap()
+            .message
+            .unwrap(),
+        format!(
+            "container has runAsNonRoot and image will run as root (pod: \"rootimage_default({ruid})\", container: main)"
+        )
     );
-    let s = h.wait(&privileged, 60, "Running", |s| phase(s) == "Running").await;
+    let s = h
+        .wait(&privileged, 60, "Running", |s| phase(s) == "Running")
+        .await;
     let status = exec(&h, &s, "main", &["cat", "/proc/self/status"]).await;
-    assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('0')), "privileged is unconfined");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Seccomp:") && l.ends_with('0')),
+        "privileged is unconfined"
+    );
     h.stop().await;
 }

@@ -11,43 +11,92 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busybox_pod_runs_with_the_kubelets_status() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let pod = busybox_pod("web", "echo started; exec sleep 3600");
     h.pods().upsert(pod.clone());
-    let s = h.wait(&pod, 60, "Running", |s| phase(s) == "Running" && condition(s, "Ready").as_deref() == Some("True")).await;
+    let s = h
+        .wait(&pod, 60, "Running", |s| {
+            phase(s) == "Running" && condition(s, "Ready").as_deref() == Some("True")
+        })
+        .await;
     let c = container_status(&s, "main");
     assert!(c.state.as_ref().unwrap().running.is_some());
     assert_eq!(c.restart_count, 0);
     assert!(c.ready);
     assert_eq!(c.started, Some(true));
     assert_eq!(c.image, "docker.io/library/busybox:1.35");
-    assert!(c.image_id.starts_with("sha256:") || c.image_id.contains("@sha256:"), "imageID {}", c.image_id);
-    assert!(c.container_id.as_deref().unwrap().starts_with("containerd://"));
+    assert!(
+        c.image_id.starts_with("sha256:") || c.image_id.contains("@sha256:"),
+        "imageID {}",
+        c.image_id
+    );
+    assert!(
+        c.container_id
+            .as_deref()
+            .unwrap()
+            .starts_with("containerd://")
+    );
     assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
     assert_eq!(s.host_ip.as_deref(), Some("127.0.0.1"));
     let ip = s.pod_ip.clone().unwrap();
     assert!(ip.starts_with("10.88."), "pod IP {ip}");
     assert_eq!(s.pod_ips.as_ref().unwrap()[0].ip, ip);
     assert!(s.start_time.is_some());
-    for kind in ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"] {
+    for kind in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+    ] {
         assert_eq!(condition(&s, kind).as_deref(), Some("True"), "{kind}");
     }
     // /etc/hosts and the hostname as the kubelet writes them.
     let hosts = exec(&h, &s, "main", &["cat", "/etc/hosts"]).await;
-    assert!(hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"), "{hosts}");
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"),
+        "{hosts}"
+    );
     assert!(hosts.ends_with(&format!("{ip}\tweb\n")), "{hosts}");
     assert_eq!(exec(&h, &s, "main", &["hostname"]).await.trim(), "web");
     // Deleting it: SIGTERM, final status, the object deleted, nothing left in containerd.
     h.pods().upsert(deleted(pod.clone(), 2));
     let uid = pod.metadata.uid.clone().unwrap();
-    h.api.wait_for(std::time::Duration::from_secs(30), || h.api.deleted(&uid).then_some(())).await.expect("pod object deleted");
-    let left = h.cri().list_containers(Default::default()).await.unwrap().containers;
+    h.api
+        .wait_for(std::time::Duration::from_secs(30), || {
+            h.api.deleted(&uid).then_some(())
+        })
+        .await
+        .expect("pod object deleted");
+    let left = h
+        .cri()
+        .list_containers(Default::default())
+        .await
+        .unwrap()
+        .containers;
     assert!(left.is_empty(), "containers left: {left:?}");
-    let sandboxes = h.cri().list_pod_sandbox(Default::default()).await.unwrap().items;
+    let sandboxes = h
+        .cri()
+        .list_pod_sandbox(Default::default())
+        .await
+        .unwrap()
+        .items;
     assert!(sandboxes.is_empty(), "sandboxes left: {sandboxes:?}");
     let last = h.api.status(&uid).unwrap();
-    assert!(matches!(phase(&last), "Failed" | "Succeeded"), "final phase {:?}", last.phase);
-    assert!(container_status(&last, "main").state.as_ref().unwrap().terminated.is_some());
+    assert!(
+        matches!(phase(&last), "Failed" | "Succeeded"),
+        "final phase {:?}",
+        last.phase
+    );
+    assert!(
+        container_status(&last, "main")
+            .state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .is_some()
+    );
     h.stop().await;
 }
 
@@ -60,12 +109,18 @@ fn empty_dir(name: &str) -> k8s_openapi::api::core::v1::Volume {
 }
 
 fn mount(name: &str, path: &str) -> k8s_openapi::api::core::v1::VolumeMount {
-    k8s_openapi::api::core::v1::VolumeMount { name: name.to_owned(), mount_path: path.to_owned(), ..Default::default() }
+    k8s_openapi::api::core::v1::VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_containers_run_in_order_before_the_containers() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let mut pod = busybox_pod("init", "cat /work/log; exec sleep 3600");
     let spec = pod.spec.as_mut().unwrap();
     let mut first = container("first", "sleep 1; echo first >> /work/log");
@@ -77,30 +132,63 @@ async fn init_containers_run_in_order_before_the_containers() {
     spec.volumes = Some(vec![empty_dir("work")]);
     h.pods().upsert(pod.clone());
     let s = h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
-    assert_eq!(exec(&h, &s, "main", &["cat", "/work/log"]).await, "first\nsecond\n");
+    assert_eq!(
+        exec(&h, &s, "main", &["cat", "/work/log"]).await,
+        "first\nsecond\n"
+    );
     for name in ["first", "second"] {
-        let t = container_status(&s, name).state.clone().unwrap().terminated.unwrap();
-        assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")), "{name}");
+        let t = container_status(&s, name)
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
+        assert_eq!(
+            (t.exit_code, t.reason.as_deref()),
+            (0, Some("Completed")),
+            "{name}"
+        );
     }
     assert_eq!(condition(&s, "Initialized").as_deref(), Some("True"));
     // While the first init container ran: Pending, the rest PodInitializing, not initialized.
     let history = h.api.statuses(pod.metadata.uid.as_deref().unwrap());
     let during = history
         .iter()
-        .find(|s| container_status(s, "first").state.as_ref().is_some_and(|st| st.running.is_some()))
+        .find(|s| {
+            container_status(s, "first")
+                .state
+                .as_ref()
+                .is_some_and(|st| st.running.is_some())
+        })
         .expect("a status while the first init container ran");
     assert_eq!(phase(during), "Pending");
-    assert_eq!(waiting_reason(during, "second").as_deref(), Some("PodInitializing"));
-    assert_eq!(waiting_reason(during, "main").as_deref(), Some("PodInitializing"));
-    let init = during.conditions.iter().flatten().find(|c| c.type_ == "Initialized").unwrap();
+    assert_eq!(
+        waiting_reason(during, "second").as_deref(),
+        Some("PodInitializing")
+    );
+    assert_eq!(
+        waiting_reason(during, "main").as_deref(),
+        Some("PodInitializing")
+    );
+    let init = during
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Initialized")
+        .unwrap();
     assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
-    assert_eq!(init.message.as_deref(), Some("containers with incomplete status: [first second]"));
+    assert_eq!(
+        init.message.as_deref(),
+        Some("containers with incomplete status: [first second]")
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_policies_never_and_on_failure() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let mut never = busybox_pod("never", "echo bye > /dev/termination-log; exit 3");
     never.spec.as_mut().unwrap().restart_policy = Some("Never".to_owned());
     let mut on_failure = busybox_pod("onfailure", "exit 0");
@@ -111,23 +199,52 @@ async fn restart_policies_never_and_on_failure() {
         h.pods().upsert(p.clone());
     }
     let s = h.wait(&never, 60, "Failed", |s| phase(s) == "Failed").await;
-    let t = container_status(&s, "main").state.clone().unwrap().terminated.unwrap();
-    assert_eq!((t.exit_code, t.reason.as_deref(), t.message.as_deref()), (3, Some("Error"), Some("bye\n")));
+    let t = container_status(&s, "main")
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref(), t.message.as_deref()),
+        (3, Some("Error"), Some("bye\n"))
+    );
     assert_eq!(container_status(&s, "main").restart_count, 0);
-    let ready = s.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("PodFailed")));
-    let s = h.wait(&on_failure, 60, "Succeeded", |s| phase(s) == "Succeeded").await;
+    let ready = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("False", Some("PodFailed"))
+    );
+    let s = h
+        .wait(&on_failure, 60, "Succeeded", |s| phase(s) == "Succeeded")
+        .await;
     assert_eq!(container_status(&s, "main").restart_count, 0);
-    let ready = s.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
+    let ready = s
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
-    let s = h.wait(&on_failure_crash, 60, "restarted", |s| container_status(s, "main").restart_count >= 1).await;
+    let s = h
+        .wait(&on_failure_crash, 60, "restarted", |s| {
+            container_status(s, "main").restart_count >= 1
+        })
+        .await;
     assert_eq!(phase(&s), "Running");
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_backs_off_10s_then_20s() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let pod = busybox_pod("crash", "echo oops; exit 2");
     h.pods().upsert(pod.clone());
     let uid = pod.metadata.uid.clone().unwrap();
@@ -145,7 +262,13 @@ async fn crash_loop_backs_off_10s_then_20s() {
     assert_eq!(c.restart_count, 2);
     let w = c.state.clone().unwrap().waiting.unwrap();
     assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
-    assert_eq!(w.message.as_deref(), Some(format!("back-off 20s restarting failed container=main pod=crash_default({uid})").as_str()));
+    assert_eq!(
+        w.message.as_deref(),
+        Some(
+            format!("back-off 20s restarting failed container=main pod=crash_default({uid})")
+                .as_str()
+        )
+    );
     let last = c.last_state.clone().unwrap().terminated.unwrap();
     assert_eq!((last.exit_code, last.reason.as_deref()), (2, Some("Error")));
     assert_eq!(phase(&s), "Running");
@@ -167,59 +290,134 @@ async fn crash_loop_backs_off_10s_then_20s() {
             .iter()
             .filter_map(|s| {
                 let c = container_status(s, "main");
-                (c.restart_count == count).then(|| c.state.clone()?.terminated.or(c.last_state.clone()?.terminated))?
+                (c.restart_count == count).then(|| {
+                    c.state
+                        .clone()?
+                        .terminated
+                        .or(c.last_state.clone()?.terminated)
+                })?
             })
             .next_back()
     };
-    let (first_end, second) = (run(1).and_then(|t| t.finished_at), run(2).and_then(|t| t.started_at));
-    let (end, start) = (first_end.expect("first run's finishedAt"), second.expect("second restart's startedAt"));
-    assert!(start.0.duration_since(end.0).as_secs_f64() >= 9.5, "restarted {:?} after the exit", start.0.duration_since(end.0));
+    let (first_end, second) = (
+        run(1).and_then(|t| t.finished_at),
+        run(2).and_then(|t| t.started_at),
+    );
+    let (end, start) = (
+        first_end.expect("first run's finishedAt"),
+        second.expect("second restart's startedAt"),
+    );
+    assert!(
+        start.0.duration_since(end.0).as_secs_f64() >= 9.5,
+        "restarted {:?} after the exit",
+        start.0.duration_since(end.0)
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_fails_with_err_image_pull_then_back_off() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let mut pod = busybox_pod("noimage", "true");
-    pod.spec.as_mut().unwrap().containers[0].image = Some("registry.invalid/nothing/here:1.0".to_owned());
+    pod.spec.as_mut().unwrap().containers[0].image =
+        Some("registry.invalid/nothing/here:1.0".to_owned());
     let mut never = busybox_pod("neverpull", "true");
-    never.spec.as_mut().unwrap().containers[0].image = Some("registry.invalid/nothing/here:1.0".to_owned());
+    never.spec.as_mut().unwrap().containers[0].image =
+        Some("registry.invalid/nothing/here:1.0".to_owned());
     never.spec.as_mut().unwrap().containers[0].image_pull_policy = Some("Never".to_owned());
     h.pods().upsert(pod.clone());
     h.pods().upsert(never.clone());
-    let s = h.wait(&pod, 60, "ErrImagePull", |s| waiting_reason(s, "main").as_deref() == Some("ErrImagePull")).await;
-    let message = container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.unwrap();
+    let s = h
+        .wait(&pod, 60, "ErrImagePull", |s| {
+            waiting_reason(s, "main").as_deref() == Some("ErrImagePull")
+        })
+        .await;
+    let message = container_status(&s, "main")
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message
+        .unwrap();
     assert!(message.starts_with("rpc error: code = "), "{message}");
     assert_eq!(phase(&s), "Pending");
-    let s = h.wait(&pod, 60, "ImagePullBackOff", |s| waiting_reason(s, "main").as_deref() == Some("ImagePullBackOff")).await;
+    let s = h
+        .wait(&pod, 60, "ImagePullBackOff", |s| {
+            waiting_reason(s, "main").as_deref() == Some("ImagePullBackOff")
+        })
+        .await;
     assert_eq!(
-        container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.as_deref(),
+        container_status(&s, "main")
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap()
+            .message
+            .as_deref(),
         Some("Back-off pulling image \"registry.invalid/nothing/here:1.0\"")
     );
-    let s = h.wait(&never, 60, "ErrImageNeverPull", |s| waiting_reason(s, "main").as_deref() == Some("ErrImageNeverPull")).await;
+    let s = h
+        .wait(&never, 60, "ErrImageNeverPull", |s| {
+            waiting_reason(s, "main").as_deref() == Some("ErrImageNeverPull")
+        })
+        .await;
     assert_eq!(
-        container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.as_deref(),
-        Some("Container image \"registry.invalid/nothing/here:1.0\" is not present with pull policy of Never")
+        container_status(&s, "main")
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap()
+            .message
+            .as_deref(),
+        Some(
+            "Container image \"registry.invalid/nothing/here:1.0\" is not present with pull policy of Never"
+        )
     );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_command_is_a_run_container_error_with_start_error() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let mut pod = busybox_pod("badcmd", "");
     pod.spec.as_mut().unwrap().containers[0].command = Some(vec!["/no/such/binary".to_owned()]);
     h.pods().upsert(pod.clone());
-    let s = h.wait(&pod, 60, "RunContainerError", |s| waiting_reason(s, "main").as_deref() == Some("RunContainerError")).await;
-    let message = container_status(&s, "main").state.clone().unwrap().waiting.unwrap().message.unwrap();
+    let s = h
+        .wait(&pod, 60, "RunContainerError", |s| {
+            waiting_reason(s, "main").as_deref() == Some("RunContainerError")
+        })
+        .await;
+    let message = container_status(&s, "main")
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap()
+        .message
+        .unwrap();
     assert!(message.contains("/no/such/binary"), "{message}");
     let s = h
         .wait(&pod, 60, "CrashLoopBackOff after StartError", |s| {
             waiting_reason(s, "main").as_deref() == Some("CrashLoopBackOff")
         })
         .await;
-    let last = container_status(&s, "main").last_state.clone().unwrap().terminated.unwrap();
-    assert_eq!((last.exit_code, last.reason.as_deref()), (128, Some("StartError")));
+    let last = container_status(&s, "main")
+        .last_state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (128, Some("StartError"))
+    );
     assert!(last.message.unwrap_or_default().contains("/no/such/binary"));
     h.stop().await;
 }
@@ -237,7 +435,9 @@ fn host_path(name: &str, path: &std::path::Path) -> k8s_openapi::api::core::v1::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_termination_runs_pre_stop_then_sigterm() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let out = h.dir.path().join("out");
     let mut pod = busybox_pod(
         "graceful",
@@ -251,7 +451,11 @@ async fn graceful_termination_runs_pre_stop_then_sigterm() {
     c.lifecycle = Some(k8s_openapi::api::core::v1::Lifecycle {
         pre_stop: Some(k8s_openapi::api::core::v1::LifecycleHandler {
             exec: Some(k8s_openapi::api::core::v1::ExecAction {
-                command: Some(vec!["sh".into(), "-c".into(), "echo prestop >> /out/log".into()]),
+                command: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo prestop >> /out/log".into(),
+                ]),
             }),
             ..Default::default()
         }),
@@ -261,25 +465,57 @@ async fn graceful_termination_runs_pre_stop_then_sigterm() {
     h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
     h.pods().upsert(deleted(pod.clone(), 20));
     let uid = pod.metadata.uid.clone().unwrap();
-    h.api.wait_for(std::time::Duration::from_secs(40), || h.api.deleted(&uid).then_some(())).await.expect("deleted");
-    assert_eq!(std::fs::read_to_string(out.join("log")).unwrap(), "up\nprestop\nterm\n");
+    h.api
+        .wait_for(std::time::Duration::from_secs(40), || {
+            h.api.deleted(&uid).then_some(())
+        })
+        .await
+        .expect("deleted");
+    assert_eq!(
+        std::fs::read_to_string(out.join("log")).unwrap(),
+        "up\nprestop\nterm\n"
+    );
     let last = h.api.status(&uid).unwrap();
-    let t = container_status(&last, "main").state.clone().unwrap().terminated.unwrap();
-    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")), "exited on its TERM trap");
+    let t = container_status(&last, "main")
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (0, Some("Completed")),
+        "exited on its TERM trap"
+    );
     assert_eq!(phase(&last), "Succeeded");
-    assert!(h.cri().list_containers(Default::default()).await.unwrap().containers.is_empty());
+    assert!(
+        h.cri()
+            .list_containers(Default::default())
+            .await
+            .unwrap()
+            .containers
+            .is_empty()
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_adopts_running_pods_and_keeps_restart_counts() {
-    let Some(mut h) = Harness::start().await else { return };
+    let Some(mut h) = Harness::start().await else {
+        return;
+    };
     let steady = busybox_pod("steady", "exec sleep 3600");
     let flaky = busybox_pod("flaky", "sleep 1; exit 1");
     h.pods().upsert(steady.clone());
     h.pods().upsert(flaky.clone());
-    let before = h.wait(&steady, 60, "Running", |s| phase(s) == "Running").await;
-    let flaky_before = h.wait(&flaky, 60, "a restart", |s| container_status(s, "main").restart_count >= 1).await;
+    let before = h
+        .wait(&steady, 60, "Running", |s| phase(s) == "Running")
+        .await;
+    let flaky_before = h
+        .wait(&flaky, 60, "a restart", |s| {
+            container_status(s, "main").restart_count >= 1
+        })
+        .await;
     let id_before = container_status(&before, "main").container_id.clone();
     let count_before = container_status(&flaky_before, "main").restart_count;
     // kill -9 of the agent: the runtime is dropped; a new one gets the pods from the API.
@@ -290,20 +526,43 @@ async fn a_restarted_agent_adopts_running_pods_and_keeps_restart_counts() {
     };
     let uid = steady.metadata.uid.clone().unwrap();
     let writes = h.api.statuses(&uid).len();
-    h.pods().sync_pods(vec![with_status(steady.clone(), before.clone()), with_status(flaky.clone(), flaky_before.clone())]).await.unwrap();
-    let after = h.wait(&flaky, 60, "a later restart", |s| container_status(s, "main").restart_count > count_before).await;
-    assert!(container_status(&after, "main").restart_count == count_before + 1, "restart count went {count_before} -> {}", container_status(&after, "main").restart_count);
+    h.pods()
+        .sync_pods(vec![
+            with_status(steady.clone(), before.clone()),
+            with_status(flaky.clone(), flaky_before.clone()),
+        ])
+        .await
+        .unwrap();
+    let after = h
+        .wait(&flaky, 60, "a later restart", |s| {
+            container_status(s, "main").restart_count > count_before
+        })
+        .await;
+    assert!(
+        container_status(&after, "main").restart_count == count_before + 1,
+        "restart count went {count_before} -> {}",
+        container_status(&after, "main").restart_count
+    );
     let steady_now = h.api.status(&uid).unwrap();
-    assert_eq!(container_status(&steady_now, "main").container_id, id_before, "the healthy pod was restarted");
+    assert_eq!(
+        container_status(&steady_now, "main").container_id,
+        id_before,
+        "the healthy pod was restarted"
+    );
     assert_eq!(container_status(&steady_now, "main").restart_count, 0);
-    assert_eq!(steady_now.start_time, before.start_time, "startTime changed");
+    assert_eq!(
+        steady_now.start_time, before.start_time,
+        "startTime changed"
+    );
     assert!(h.api.statuses(&uid).len() >= writes);
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_killed_from_outside_is_restarted_per_policy() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let always = busybox_pod("always", "exec sleep 3600");
     let mut never = busybox_pod("never-killed", "exec sleep 3600");
     never.spec.as_mut().unwrap().restart_policy = Some("Never".to_owned());
@@ -311,35 +570,79 @@ async fn a_container_killed_from_outside_is_restarted_per_policy() {
     h.pods().upsert(never.clone());
     for pod in [&always, &never] {
         let s = h.wait(pod, 60, "Running", |s| phase(s) == "Running").await;
-        let id = container_status(&s, "main").container_id.clone().unwrap().trim_start_matches("containerd://").to_owned();
-        h.cri().stop_container(k8s_cri::v1::StopContainerRequest { container_id: id, timeout: 0 }).await.unwrap();
+        let id = container_status(&s, "main")
+            .container_id
+            .clone()
+            .unwrap()
+            .trim_start_matches("containerd://")
+            .to_owned();
+        h.cri()
+            .stop_container(k8s_cri::v1::StopContainerRequest {
+                container_id: id,
+                timeout: 0,
+            })
+            .await
+            .unwrap();
     }
-    let s = h.wait(&always, 60, "restarted", |s| container_status(s, "main").restart_count == 1 && phase(s) == "Running" && container_status(s, "main").ready).await;
-    let last = container_status(&s, "main").last_state.clone().unwrap().terminated.unwrap();
+    let s = h
+        .wait(&always, 60, "restarted", |s| {
+            container_status(s, "main").restart_count == 1
+                && phase(s) == "Running"
+                && container_status(s, "main").ready
+        })
+        .await;
+    let last = container_status(&s, "main")
+        .last_state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(last.exit_code, 137);
     let s = h.wait(&never, 60, "Failed", |s| phase(s) == "Failed").await;
     assert_eq!(container_status(&s, "main").restart_count, 0);
-    assert_eq!(container_status(&s, "main").state.clone().unwrap().terminated.unwrap().exit_code, 137);
+    assert_eq!(
+        container_status(&s, "main")
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap()
+            .exit_code,
+        137
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_deadline_fails_the_pod() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let mut pod = busybox_pod("deadline", "exec sleep 3600");
     pod.spec.as_mut().unwrap().active_deadline_seconds = Some(3);
     h.pods().upsert(pod.clone());
-    let s = h.wait(&pod, 60, "DeadlineExceeded", |s| phase(s) == "Failed").await;
+    let s = h
+        .wait(&pod, 60, "DeadlineExceeded", |s| phase(s) == "Failed")
+        .await;
     assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
-    assert_eq!(s.message.as_deref(), Some("Pod was active on the node longer than the specified deadline"));
-    let t = container_status(&s, "main").state.clone().unwrap().terminated;
+    assert_eq!(
+        s.message.as_deref(),
+        Some("Pod was active on the node longer than the specified deadline")
+    );
+    let t = container_status(&s, "main")
+        .state
+        .clone()
+        .unwrap()
+        .terminated;
     assert!(t.is_some(), "container still running after the deadline");
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_harness_removes_pods_and_stops_containerd() {
-    let Some(h) = Harness::start().await else { return };
+    let Some(h) = Harness::start().await else {
+        return;
+    };
     let pod = busybox_pod("dropped", "exec sleep 3600");
     h.pods().upsert(pod.clone());
     h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
@@ -347,9 +650,19 @@ async fn dropping_the_harness_removes_pods_and_stops_containerd() {
     let dir = h.dir.path().to_path_buf();
     let bridge = format!("daast{}", h.node.trim_start_matches("node-"));
     drop(h);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "containerd still runs");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "containerd still runs"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(dir.to_str().unwrap()), "mounts left under {}", dir.display());
-    let links = std::process::Command::new("ip").args(["link", "show", &bridge]).output().unwrap();
+    assert!(
+        !mounts.contains(dir.to_str().unwrap()),
+        "mounts left under {}",
+        dir.display()
+    );
+    let links = std::process::Command::new("ip")
+        .args(["link", "show", &bridge])
+        .output()
+        .unwrap();
     assert!(!links.status.success(), "bridge {bridge} left");
 }

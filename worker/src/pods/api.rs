@@ -1,5 +1,5 @@
 //! The seams between the pod runtime and the API server. The runtime never talks to the API
-//! itself: the agent wires these traits to its API client, tests use [`super::fake`].
+//! itself: the agent wires these traits to its API client, tests use `fake` (feature `testing`).
 //!
 //! Pod specs flow the other way: the agent pushes what its watch of the node's pods sees
 //! into [`super::PodRuntime`] (`sync_pods` once listed, then `upsert`/`forget`).

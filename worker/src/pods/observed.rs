@@ -161,21 +161,19 @@ pub(crate) async fn observe(cri: &Cri, uid: &str, node: &str) -> Result<Observed
     }
     containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     let mut ips = Vec::new();
-    if let Some(sandbox) = sandboxes.first().filter(|s| s.ready) {
-        if let Ok(status) = cri
+    if let Some(sandbox) = sandboxes.first().filter(|s| s.ready)
+        && let Ok(status) = cri
             .pod_sandbox_status(cri::PodSandboxStatusRequest {
                 pod_sandbox_id: sandbox.id.clone(),
                 verbose: false,
             })
             .await
-        {
-            if let Some(network) = status.status.and_then(|s| s.network) {
-                if !network.ip.is_empty() {
-                    ips.push(network.ip);
-                }
-                ips.extend(network.additional_ips.into_iter().map(|ip| ip.ip));
-            }
+        && let Some(network) = status.status.and_then(|s| s.network)
+    {
+        if !network.ip.is_empty() {
+            ips.push(network.ip);
         }
+        ips.extend(network.additional_ips.into_iter().map(|ip| ip.ip));
     }
     Ok(ObservedPod {
         sandboxes,

@@ -176,13 +176,11 @@ async fn probe_loop(
                 &p,
                 &target,
                 |ok, msg| {
-                    if !ok {
-                        if let Some(msg) = msg {
-                            update(&|s| {
-                                s.failed = Some(format!("Liveness probe failed: {msg}"));
-                                true
-                            });
-                        }
+                    if !ok && let Some(msg) = msg {
+                        update(&|s| {
+                            s.failed = Some(format!("Liveness probe failed: {msg}"));
+                            true
+                        });
                     }
                 },
                 false,

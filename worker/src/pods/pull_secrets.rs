@@ -70,11 +70,11 @@ pub(crate) async fn auth_for(ctx: &Ctx, pod: &Pod, image: &str) -> Result<Option
                     .to_owned()
             };
             let (mut username, mut password) = (text("username"), text("password"));
-            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(text("auth")) {
-                if let Some((u, p)) = String::from_utf8_lossy(&decoded).split_once(':') {
-                    username = u.to_owned();
-                    password = p.to_owned();
-                }
+            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(text("auth"))
+                && let Some((u, p)) = String::from_utf8_lossy(&decoded).split_once(':')
+            {
+                username = u.to_owned();
+                password = p.to_owned();
             }
             return Ok(Some(cri::AuthConfig {
                 username,

@@ -149,7 +149,7 @@ pub(crate) fn linux_resources(
     } else {
         (shares_milli * 1024 / 1000).max(2)
     };
-    let (cpu_period, cpu_quota) = match cpu_limit {
+    let (cpu_period, cpu_quota): (i64, i128) = match cpu_limit {
         Some(limit) if limit > 0 => (100_000, (limit * 100_000 / 1000).max(1000)),
         _ => (0, 0),
     };
@@ -162,7 +162,7 @@ pub(crate) fn linux_resources(
         }
     };
     cri::LinuxContainerResources {
-        cpu_period: i64::try_from(cpu_period).unwrap_or(0),
+        cpu_period,
         cpu_quota: i64::try_from(cpu_quota).unwrap_or(0),
         cpu_shares: i64::try_from(cpu_shares).unwrap_or(2),
         memory_limit_in_bytes: i64::try_from(memory_limit).unwrap_or(0),

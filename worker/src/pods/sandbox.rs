@@ -147,7 +147,10 @@ pub(crate) fn sandbox_config(
                 namespace_options: Some(pod_namespaces(&spec)),
                 run_as_user: psc.run_as_user.map(|value| cri::Int64Value { value }),
                 // containerd refuses a group without a user for the pause container.
-                run_as_group: psc.run_as_group.filter(|_| psc.run_as_user.is_some()).map(|value| cri::Int64Value { value }),
+                run_as_group: psc
+                    .run_as_group
+                    .filter(|_| psc.run_as_user.is_some())
+                    .map(|value| cri::Int64Value { value }),
                 supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
                 privileged,
                 seccomp: Some(seccomp_profile(psc.seccomp_profile.as_ref(), None)),

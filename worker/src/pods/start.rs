@@ -114,10 +114,9 @@ pub(crate) async fn start(
         .lifecycle
         .as_ref()
         .and_then(|l| l.pre_stop.as_ref())
+        && let Ok(json) = serde_json::to_string(pre_stop)
     {
-        if let Ok(json) = serde_json::to_string(pre_stop) {
-            annotations.insert(labels::PRE_STOP.to_owned(), json);
-        }
+        annotations.insert(labels::PRE_STOP.to_owned(), json);
     }
     let termination_host = termination_file(req.pod_dir, &container.name, req.restart_count);
     annotations.insert(
@@ -193,27 +192,25 @@ pub(crate) async fn start(
         .lifecycle
         .as_ref()
         .and_then(|l| l.post_start.as_ref())
+        && let Some(action) = Action::from_handler(handler)
     {
-        if let Some(action) = Action::from_handler(handler) {
-            let pod_ip = ctx_pod_ip(req);
-            let target = Target {
-                cri: &ctx.cri,
-                container_id: &id,
-                container,
-                pod_ip: pod_ip.as_deref(),
-            };
-            if let Outcome::Failure(message) = run(&action, &target, Duration::from_secs(30)).await
-            {
-                tracing::info!(container = %container.name, %message, "postStart hook failed; killing the container");
-                let _ = ctx
-                    .cri
-                    .stop_container(cri::StopContainerRequest {
-                        container_id: id.clone(),
-                        timeout: 0,
-                    })
-                    .await;
-                return Ok(Err(reason("PostStartHookError", message)));
-            }
+        let pod_ip = ctx_pod_ip(req);
+        let target = Target {
+            cri: &ctx.cri,
+            container_id: &id,
+            container,
+            pod_ip: pod_ip.as_deref(),
+        };
+        if let Outcome::Failure(message) = run(&action, &target, Duration::from_secs(30)).await {
+            tracing::info!(container = %container.name, %message, "postStart hook failed; killing the container");
+            let _ = ctx
+                .cri
+                .stop_container(cri::StopContainerRequest {
+                    container_id: id.clone(),
+                    timeout: 0,
+                })
+                .await;
+            return Ok(Err(reason("PostStartHookError", message)));
         }
     }
     Ok(Ok(id))
@@ -317,13 +314,12 @@ pub(crate) fn termination_message(
     log_dir: &Path,
 ) -> String {
     const MAX: usize = 4096;
-    if let Some(path) = c.annotations.get(labels::TERMINATION_MESSAGE_HOST_PATH) {
-        if let Ok(bytes) = std::fs::read(path) {
-            if !bytes.is_empty() {
-                let end = bytes.len().min(MAX);
-                return String::from_utf8_lossy(&bytes[..end]).into_owned();
-            }
-        }
+    if let Some(path) = c.annotations.get(labels::TERMINATION_MESSAGE_HOST_PATH)
+        && let Ok(bytes) = std::fs::read(path)
+        && !bytes.is_empty()
+    {
+        let end = bytes.len().min(MAX);
+        return String::from_utf8_lossy(&bytes[..end]).into_owned();
     }
     let fallback = c
         .annotations

@@ -313,10 +313,10 @@ pub(crate) fn generate(input: &StatusInput<'_>) -> PodStatus {
     let incomplete: Vec<String> = init
         .iter()
         .filter(|s| {
-            !s.state
+            s.state
                 .as_ref()
                 .and_then(|st| st.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
+                .is_none_or(|t| t.exit_code != 0)
         })
         .map(|s| s.name.clone())
         .collect();

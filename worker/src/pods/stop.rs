@@ -56,29 +56,30 @@ pub(crate) async fn kill_container(
                 .and_then(|j| serde_json::from_str(j).ok())
         });
     let mut remaining = grace;
-    if c.running() && grace > 0 {
-        if let Some(action) = pre_stop.as_ref().and_then(Action::from_handler) {
-            let started = Instant::now();
-            let container = spec_container.clone().unwrap_or_else(|| Container {
-                name: c.name.clone(),
-                ..Default::default()
-            });
-            let target = Target {
-                cri: &ctx.cri,
-                container_id: &c.id,
-                container: &container,
-                pod_ip,
-            };
-            let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
-            if tokio::time::timeout(limit, run(&action, &target, limit))
-                .await
-                .is_err()
-            {
-                tracing::info!(container = %c.name, "preStop hook did not finish within the grace period");
-            }
-            let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(grace);
-            remaining = (grace - spent).max(MIN_GRACE);
+    if c.running()
+        && grace > 0
+        && let Some(action) = pre_stop.as_ref().and_then(Action::from_handler)
+    {
+        let started = Instant::now();
+        let container = spec_container.clone().unwrap_or_else(|| Container {
+            name: c.name.clone(),
+            ..Default::default()
+        });
+        let target = Target {
+            cri: &ctx.cri,
+            container_id: &c.id,
+            container: &container,
+            pod_ip,
+        };
+        let limit = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        if tokio::time::timeout(limit, run(&action, &target, limit))
+            .await
+            .is_err()
+        {
+            tracing::info!(container = %c.name, "preStop hook did not finish within the grace period");
         }
+        let spent = i64::try_from(started.elapsed().as_secs()).unwrap_or(grace);
+        remaining = (grace - spent).max(MIN_GRACE);
     }
     match ctx
         .cri

@@ -169,16 +169,16 @@ impl Containerd {
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(Error::Containerd {
-                        message: format!(
-                            "exited with {status} before answering; see {}",
-                            self.config.dir().join("containerd.log").display()
-                        ),
-                    });
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(Error::Containerd {
+                    message: format!(
+                        "exited with {status} before answering; see {}",
+                        self.config.dir().join("containerd.log").display()
+                    ),
+                });
             }
             if self.config.socket().exists()
                 && self
@@ -247,7 +247,9 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if std::thread::panicking() {
             let _ = child.start_kill();
             return;
@@ -256,7 +258,9 @@ impl Drop for Containerd {
         // original client's connection lives on the caller's runtime, which may be gone).
         let config = self.config.clone();
         let stopper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             let Ok(runtime) = runtime else {
                 let _ = child.start_kill();
                 return;
@@ -264,7 +268,11 @@ impl Drop for Containerd {
             runtime.block_on(async move {
                 match Cri::connect(&config.socket()) {
                     Ok(cri) => {
-                        let mut this = Self { child: Some(child), config, cri };
+                        let mut this = Self {
+                            child: Some(child),
+                            config,
+                            cri,
+                        };
                         let _ = this.stop_inner().await;
                     }
                     Err(_) => {

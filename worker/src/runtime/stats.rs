@@ -67,24 +67,24 @@ impl ResourceUsage {
 
 fn node_usage() -> NodeUsage {
     let mut usage = NodeUsage::default();
-    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
-        if let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) {
-            let fields: Vec<u64> = line
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
-            let busy: u64 = fields
-                .iter()
-                .take(8)
-                .enumerate()
-                .filter(|(i, _)| *i != 3 && *i != 4)
-                .map(|(_, v)| *v)
-                .sum();
-            let ticks = 100; // USER_HZ on Linux
-            usage.cpu_usage_ns = busy.saturating_mul(1_000_000_000 / ticks);
-        }
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+        && let Some(line) = stat.lines().find(|l| l.starts_with("cpu "))
+    {
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+        let busy: u64 = fields
+            .iter()
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| *v)
+            .sum();
+        let ticks = 100; // USER_HZ on Linux
+        usage.cpu_usage_ns = busy.saturating_mul(1_000_000_000 / ticks);
     }
     if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
         let field = |name: &str| -> u64 {

@@ -14,7 +14,9 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use worker::pods::fake::FakeApi;
 use worker::pods::{PodRuntime, PodRuntimeConfig, Shutdown};
-use worker::runtime::{BUSYBOX_IMAGE, BridgeNetwork, Containerd, ContainerdConfig, Cri, ImageArchive};
+use worker::runtime::{
+    BUSYBOX_IMAGE, BridgeNetwork, Containerd, ContainerdConfig, Cri, ImageArchive,
+};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -34,9 +36,15 @@ fn repo() -> PathBuf {
 
 /// Whether the machine can run these tests; prints why not.
 pub fn available() -> bool {
-    let found = std::process::Command::new("containerd").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = std::process::Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "containerd is not installed (scripts/setup installs it); CI requires it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "containerd is not installed (scripts/setup installs it); CI requires it"
+        );
         eprintln!("SKIPPED: containerd is not installed (run scripts/setup)");
     }
     found
@@ -49,28 +57,50 @@ impl Harness {
             return None;
         }
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "worker=info".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "worker=info".into()),
+            )
             .with_test_writer()
             .try_init();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let id = (std::process::id() % 200) * 8 + n;
-        let dir = tempfile::Builder::new().prefix("daas-rt").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("daas-rt")
+            .tempdir_in("/tmp")
+            .unwrap();
         let images = ImageArchive::build_local(&repo()).await.unwrap();
         let network = BridgeNetwork {
             bridge: format!("daast{id}"),
             subnet: std::net::Ipv4Addr::new(10, 88, u8::try_from(id % 250).unwrap(), 0),
             prefix: 24,
         };
-        let containerd = Containerd::start(ContainerdConfig::new(dir.path()).with_images(images).with_network(network))
-            .await
-            .unwrap();
+        let containerd = Containerd::start(
+            ContainerdConfig::new(dir.path())
+                .with_images(images)
+                .with_network(network),
+        )
+        .await
+        .unwrap();
         let node = format!("node-{id}");
         let config = PodRuntimeConfig::new(node.clone(), "127.0.0.1".parse().unwrap(), dir.path())
             .with_resync(resync)
             .with_cgroup_root(format!("/daas-test-{id}/kubepods"));
         let api = FakeApi::default();
-        let pods = PodRuntime::new(config.clone(), containerd.cri(), Arc::new(api.clone()), Arc::new(api.clone()));
-        Some(Self { api, pods: Some(pods), containerd: Some(containerd), dir, node, config })
+        let pods = PodRuntime::new(
+            config.clone(),
+            containerd.cri(),
+            Arc::new(api.clone()),
+            Arc::new(api.clone()),
+        );
+        Some(Self {
+            api,
+            pods: Some(pods),
+            containerd: Some(containerd),
+            dir,
+            node,
+            config,
+        })
     }
 
     pub async fn start() -> Option<Self> {
@@ -93,16 +123,34 @@ impl Harness {
     /// a new one over the same containerd.
     pub fn restart_runtime(&mut self) {
         drop(self.pods.take());
-        let pods = PodRuntime::new(self.config.clone(), self.cri(), Arc::new(self.api.clone()), Arc::new(self.api.clone()));
+        let pods = PodRuntime::new(
+            self.config.clone(),
+            self.cri(),
+            Arc::new(self.api.clone()),
+            Arc::new(self.api.clone()),
+        );
         self.pods = Some(pods);
     }
 
     /// Waits for the pod's status to satisfy `check`; panics with the last status otherwise.
-    pub async fn wait(&self, pod: &Pod, secs: u64, what: &str, check: impl Fn(&PodStatus) -> bool) -> PodStatus {
+    pub async fn wait(
+        &self,
+        pod: &Pod,
+        secs: u64,
+        what: &str,
+        check: impl Fn(&PodStatus) -> bool,
+    ) -> PodStatus {
         let uid = pod.metadata.uid.clone().unwrap();
-        match self.api.wait_status(&uid, Duration::from_secs(secs), check).await {
+        match self
+            .api
+            .wait_status(&uid, Duration::from_secs(secs), check)
+            .await
+        {
             Ok(s) => s,
-            Err(last) => panic!("timed out waiting for {what}; last status: {}", serde_json::to_string_pretty(&last).unwrap()),
+            Err(last) => panic!(
+                "timed out waiting for {what}; last status: {}",
+                serde_json::to_string_pretty(&last).unwrap()
+            ),
         }
     }
 
@@ -158,7 +206,10 @@ pub fn busybox_pod(name: &str, script: &str) -> Pod {
             termination_grace_period_seconds: Some(2),
             ..Default::default()
         }),
-        status: Some(PodStatus { phase: Some("Pending".to_owned()), ..Default::default() }),
+        status: Some(PodStatus {
+            phase: Some("Pending".to_owned()),
+            ..Default::default()
+        }),
     }
 }
 
@@ -184,8 +235,16 @@ pub fn phase(s: &PodStatus) -> &str {
     s.phase.as_deref().unwrap_or_default()
 }
 
-pub fn container_status<'a>(s: &'a PodStatus, name: &str) -> &'a k8s_openapi::api::core::v1::ContainerStatus {
-    s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()).find(|c| c.name == name).unwrap()
+pub fn container_status<'a>(
+    s: &'a PodStatus,
+    name: &str,
+) -> &'a k8s_openapi::api::core::v1::ContainerStatus {
+    s.container_statuses
+        .iter()
+        .flatten()
+        .chain(s.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .unwrap()
 }
 
 pub fn waiting_reason(s: &PodStatus, name: &str) -> Option<String> {
@@ -200,7 +259,11 @@ pub fn waiting_reason(s: &PodStatus, name: &str) -> Option<String> {
 }
 
 pub fn condition(s: &PodStatus, kind: &str) -> Option<String> {
-    s.conditions.iter().flatten().find(|c| c.type_ == kind).map(|c| c.status.clone())
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
 }
 
 /// Runs a command in the pod's container `name` and returns its stdout.
@@ -209,7 +272,11 @@ pub async fn exec(h: &Harness, s: &PodStatus, name: &str, cmd: &[&str]) -> Strin
     let id = id.trim_start_matches("containerd://").to_owned();
     let out = h
         .cri()
-        .exec_sync(k8s_cri::v1::ExecSyncRequest { container_id: id, cmd: cmd.iter().map(|s| (*s).to_owned()).collect(), timeout: 10 })
+        .exec_sync(k8s_cri::v1::ExecSyncRequest {
+            container_id: id,
+            cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: 10,
+        })
         .await
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -99,15 +99,16 @@ pub(crate) async fn setup(
             if matches!(plugin, "secret" | "projected") {
                 ensure_tmpfs(&dir, None)?;
             }
-            let payload = match Box::pin(sources::payload(pod, volume, objects, downward, tokens)).await? {
-                Ok(p) => p,
-                Err(e) => {
-                    return Ok(Err(ConfigError(format!(
-                        "MountVolume.SetUp failed for volume \"{name}\" : {}",
-                        e.0
-                    ))));
-                }
-            };
+            let payload =
+                match Box::pin(sources::payload(pod, volume, objects, downward, tokens)).await? {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return Ok(Err(ConfigError(format!(
+                            "MountVolume.SetUp failed for volume \"{name}\" : {}",
+                            e.0
+                        ))));
+                    }
+                };
             let write_dir = dir.clone();
             tokio::task::spawn_blocking(move || atomic::write(&write_dir, &payload))
                 .await
