@@ -638,21 +638,52 @@ async fn active_deadline_fails_the_pod() {
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_harness_removes_pods_and_stops_containerd() {
-    let Some(h) = Harness::start().await else {
+/// A test that fails (panics) while its pods run still leaves nothing behind.
+#[test]
+fn a_failing_test_still_removes_its_pods_and_containerd() {
+    if !available() {
         return;
-    };
-    let pod = busybox_pod("dropped", "exec sleep 3600");
-    h.pods().upsert(pod.clone());
-    h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
-    let pid = h.containerd.as_ref().unwrap().pid().unwrap();
-    let dir = h.dir.path().to_path_buf();
-    let bridge = format!("daast{}", h.node.trim_start_matches("node-"));
-    drop(h);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let h = Harness::start().await.unwrap();
+            let pod = busybox_pod("dropped", "exec sleep 3600");
+            h.pods().upsert(pod.clone());
+            let s = h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
+            let id = container_status(&s, "main").container_id.clone().unwrap();
+            let bridge = format!("daast{}", h.node.trim_start_matches("node-"));
+            tx.send((
+                h.containerd.as_ref().unwrap().pid().unwrap(),
+                h.dir.path().to_path_buf(),
+                bridge,
+                id,
+            ))
+            .unwrap();
+            panic!("a test failing while its pod runs");
+        });
+    })
+    .join();
+    assert!(failed.is_err());
+    let (pid, dir, bridge, id) = rx.recv().unwrap();
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "containerd still runs"
+    );
+    assert!(id.starts_with("containerd://"));
+    let shims = std::process::Command::new("pgrep")
+        .args(["-f", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        shims.stdout.is_empty(),
+        "processes of that containerd still run: {}",
+        String::from_utf8_lossy(&shims.stdout)
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(

@@ -250,40 +250,53 @@ impl Drop for Containerd {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if std::thread::panicking() {
+        // A panic inside the stopper thread must not start another stopper.
+        if std::thread::current().name() == Some(STOPPER_THREAD) {
             let _ = child.start_kill();
             return;
         }
         // Drop cannot await: stop from a thread of its own with a small runtime (the
         // original client's connection lives on the caller's runtime, which may be gone).
         let config = self.config.clone();
-        let stopper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let Ok(runtime) = runtime else {
-                let _ = child.start_kill();
-                return;
-            };
-            runtime.block_on(async move {
-                match Cri::connect(&config.socket()) {
-                    Ok(cri) => {
-                        let mut this = Self {
-                            child: Some(child),
-                            config,
-                            cri,
-                        };
-                        let _ = this.stop_inner().await;
+        let stopper = std::thread::Builder::new()
+            .name(STOPPER_THREAD.to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let Ok(runtime) = runtime else {
+                    let _ = child.start_kill();
+                    return;
+                };
+                runtime.block_on(async move {
+                    match Cri::connect(&config.socket()) {
+                        Ok(cri) => {
+                            let mut this = Self {
+                                child: Some(child),
+                                config,
+                                cri,
+                            };
+                            let _ = this.stop_inner().await;
+                        }
+                        Err(_) => {
+                            let _ = child.kill().await;
+                        }
                     }
-                    Err(_) => {
-                        let _ = child.kill().await;
-                    }
-                }
+                });
             });
-        });
-        let _ = stopper.join();
+        match stopper {
+            Ok(handle) => {
+                let _ = handle.join();
+            }
+            Err(_) => {
+                tracing::warn!("could not start a thread to stop containerd; it keeps running")
+            }
+        }
     }
 }
+
+/// The name of the thread that stops a dropped [`Containerd`].
+const STOPPER_THREAD: &str = "containerd-stop";
 
 /// Stops and removes every pod sandbox the runtime at `cri` knows (with their containers).
 ///
