@@ -674,3 +674,34 @@ async fn security_context_and_resources_reach_the_container() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_usage_per_pod_and_node() {
+    let Some(h) = Harness::start().await else {
+        return;
+    };
+    let busy = busybox_pod("busy", "while true; do :; done");
+    h.pods().upsert(busy.clone());
+    h.wait(&busy, 60, "Running", |s| phase(s) == "Running")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let first = h.pods().usage().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let second = h.pods().usage().await.unwrap();
+    let pod = |u: &worker::runtime::ResourceUsage| {
+        u.pods
+            .iter()
+            .find(|p| p.name == "busy")
+            .cloned()
+            .expect("busy pod in usage")
+    };
+    let (a, b) = (pod(&first), pod(&second));
+    assert_eq!(b.namespace, "default");
+    assert_eq!(b.containers.len(), 1);
+    assert!(b.memory_working_set_bytes > 0);
+    let cores = second.cpu_rate(&first, b.cpu_usage_ns, a.cpu_usage_ns);
+    assert!(cores > 0.05, "a busy loop used {cores} cores");
+    assert!(second.node.cpu_usage_ns > first.node.cpu_usage_ns);
+    assert!(second.node.memory_working_set_bytes > 0);
+    h.stop().await;
+}
