@@ -697,3 +697,64 @@ fn a_failing_test_still_removes_its_pods_and_containerd() {
         .unwrap();
     assert!(!links.status.success(), "bridge {bridge} left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_the_api_no_longer_has_are_removed_after_a_restart() {
+    let Some(mut h) = Harness::start().await else {
+        return;
+    };
+    let kept = busybox_pod("kept", "exec sleep 3600");
+    let orphan = busybox_pod("orphan", "exec sleep 3600");
+    h.pods().upsert(kept.clone());
+    h.pods().upsert(orphan.clone());
+    h.wait(&kept, 60, "Running", |s| phase(s) == "Running")
+        .await;
+    h.wait(&orphan, 60, "Running", |s| phase(s) == "Running")
+        .await;
+    h.restart_runtime();
+    // The API lists only `kept` (orphan was force-deleted while the agent was down).
+    h.pods().sync_pods(vec![kept.clone()]).await.unwrap();
+    let cri = h.cri();
+    let orphan_uid = orphan.metadata.uid.clone().unwrap();
+    let gone = h
+        .api
+        .wait_for(std::time::Duration::from_secs(30), || {
+            let cri = cri.clone();
+            let uid = orphan_uid.clone();
+            let listed = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let filter = k8s_cri::v1::PodSandboxFilter {
+                        label_selector: [("io.kubernetes.pod.uid".to_owned(), uid)]
+                            .into_iter()
+                            .collect(),
+                        ..Default::default()
+                    };
+                    cri.list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest {
+                        filter: Some(filter),
+                    })
+                    .await
+                    .map(|r| r.items.len())
+                })
+            })
+            .join()
+            .unwrap();
+            (listed.ok() == Some(0)).then_some(())
+        })
+        .await;
+    assert!(gone.is_ok(), "the orphan's sandbox is still there");
+    assert!(
+        !h.api.deleted(&orphan_uid),
+        "an orphan has no API object to delete"
+    );
+    assert!(
+        !h.dir.path().join("pods").join(&orphan_uid).exists(),
+        "the orphan's files are left"
+    );
+    let s = h.api.status(kept.metadata.uid.as_deref().unwrap()).unwrap();
+    assert_eq!(phase(&s), "Running");
+    h.stop().await;
+}

@@ -273,14 +273,7 @@ impl PodRuntime {
             for uid in held.keys() {
                 let observed =
                     observed::observe(&self.ctx.cri, uid, &self.ctx.config.node_name).await?;
-                stop::remove_pod(
-                    &self.ctx,
-                    &observed,
-                    &self.ctx.config.pod_dir(uid),
-                    &self.ctx.config.log_dir().join("_"),
-                    None,
-                )
-                .await?;
+                stop::remove_pod(&self.ctx, &observed, uid).await?;
             }
         }
         Ok(())

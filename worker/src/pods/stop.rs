@@ -2,7 +2,6 @@
 //! the grace period, then StopContainer (SIGTERM, SIGKILL when the rest of the grace period
 //! runs out); removing everything a deleted pod had.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1 as cri;
@@ -12,6 +11,7 @@ use super::Ctx;
 use super::handlers::{Action, Target, run};
 use super::labels;
 use super::observed::{ObservedContainer, ObservedPod};
+use super::resources::{QosClass, cgroup_parent};
 use crate::runtime::Result;
 
 /// upstream's minimum grace period once a preStop hook ran.
@@ -121,14 +121,9 @@ pub(crate) async fn kill_pod(
     Ok(())
 }
 
-/// Removes every container and sandbox of the pod, its volumes, its cgroups and its logs.
-pub(crate) async fn remove_pod(
-    ctx: &Ctx,
-    observed: &ObservedPod,
-    pod_dir: &Path,
-    log_dir: &Path,
-    cgroup_parent: Option<&str>,
-) -> Result<()> {
+/// Removes every container and sandbox of the pod, its volumes, its cgroups (under every
+/// QoS class: an orphan's class is not known) and its logs.
+pub(crate) async fn remove_pod(ctx: &Ctx, observed: &ObservedPod, uid: &str) -> Result<()> {
     for c in &observed.containers {
         if c.running() {
             let _ = ctx
@@ -170,13 +165,27 @@ pub(crate) async fn remove_pod(
             Err(e) => return Err(e),
         }
     }
-    let pod_dir = pod_dir.to_path_buf();
-    let log_dir = log_dir.to_path_buf();
-    let cgroup = cgroup_parent.map(str::to_owned);
+    let pod_dir = ctx.config.pod_dir(uid);
+    let logs = ctx.config.log_dir();
+    let suffix = format!("_{uid}");
+    let cgroups: Vec<String> = [
+        QosClass::Guaranteed,
+        QosClass::Burstable,
+        QosClass::BestEffort,
+    ]
+    .into_iter()
+    .map(|qos| cgroup_parent(&ctx.config.cgroup_root, qos, uid))
+    .collect();
     let _ = tokio::task::spawn_blocking(move || {
         super::volumes::teardown(&pod_dir);
-        let _ = std::fs::remove_dir_all(&log_dir);
-        if let Some(parent) = cgroup {
+        if let Ok(entries) = std::fs::read_dir(&logs) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(&suffix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        for parent in cgroups {
             super::resources::remove_pod_cgroups(&parent);
         }
     })

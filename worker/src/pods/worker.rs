@@ -15,7 +15,6 @@ use super::Ctx;
 use super::api::PodRef;
 use super::observed::{ObservedPod, observe};
 use super::probes::PodProbes;
-use super::resources::{cgroup_parent, qos_class};
 use super::sandbox::log_directory;
 use super::start::termination_message;
 use super::status::{StatusInput, TerminalVerdict, WaitReason, generate};
@@ -208,19 +207,7 @@ impl PodWorker {
         // Whatever still runs (a deletion that arrived after the pod finished) stops first.
         kill_pod(&self.ctx, &self.pod, &observed, pod_grace(&self.pod)).await?;
         let observed = observe(&self.ctx.cri, &self.uid, &self.ctx.config.node_name).await?;
-        let cgroup = cgroup_parent(
-            &self.ctx.config.cgroup_root,
-            qos_class(&self.pod),
-            &self.uid,
-        );
-        remove_pod(
-            &self.ctx,
-            &observed,
-            &self.ctx.config.pod_dir(&self.uid),
-            &log_directory(&self.ctx.config, &self.pod),
-            Some(&cgroup),
-        )
-        .await?;
+        remove_pod(&self.ctx, &observed, &self.uid).await?;
         self.ctx.forget_backoff(&self.uid);
         if !gone {
             let pod = self.pod_ref();
