@@ -758,3 +758,79 @@ async fn pods_the_api_no_longer_has_are_removed_after_a_restart() {
     assert_eq!(phase(&s), "Running");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_start_hooks_and_empty_dir_size_limits() {
+    let Some(h) = Harness::start().await else {
+        return;
+    };
+    let handler = |cmd: &str| k8s_openapi::api::core::v1::LifecycleHandler {
+        exec: Some(k8s_openapi::api::core::v1::ExecAction {
+            command: Some(vec!["sh".into(), "-c".into(), cmd.into()]),
+        }),
+        ..Default::default()
+    };
+    let mut ok = busybox_pod("poststart", "exec sleep 3600");
+    ok.spec.as_mut().unwrap().containers[0].lifecycle =
+        Some(k8s_openapi::api::core::v1::Lifecycle {
+            post_start: Some(handler("echo hooked > /tmp/hook")),
+            ..Default::default()
+        });
+    let mut failing = busybox_pod("poststart-fails", "exec sleep 3600");
+    failing.spec.as_mut().unwrap().containers[0].lifecycle =
+        Some(k8s_openapi::api::core::v1::Lifecycle {
+            post_start: Some(handler("echo no; exit 7")),
+            ..Default::default()
+        });
+    let mut big = busybox_pod(
+        "too-big",
+        "dd if=/dev/zero of=/scratch/fill bs=1M count=4; exec sleep 3600",
+    );
+    let spec = big.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![k8s_openapi::api::core::v1::Volume {
+        name: "scratch".into(),
+        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource {
+            medium: None,
+            size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                "1Mi".into(),
+            )),
+        }),
+        ..Default::default()
+    }]);
+    spec.containers[0].volume_mounts = Some(vec![mount("scratch", "/scratch")]);
+    for p in [&ok, &failing, &big] {
+        h.pods().upsert(p.clone());
+    }
+    let s = h.wait(&ok, 60, "Running", |s| phase(s) == "Running").await;
+    assert_eq!(
+        exec(&h, &s, "main", &["cat", "/tmp/hook"]).await,
+        "hooked\n"
+    );
+    let s = h
+        .wait(&failing, 60, "PostStartHookError", |s| {
+            waiting_reason(s, "main").as_deref() == Some("PostStartHookError")
+        })
+        .await;
+    assert_eq!(
+        container_status(&s, "main")
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap()
+            .message
+            .as_deref(),
+        Some("no\n")
+    );
+    let s = h
+        .wait(&big, 60, "Evicted", |s| {
+            s.reason.as_deref() == Some("Evicted")
+        })
+        .await;
+    assert_eq!(phase(&s), "Failed");
+    assert_eq!(
+        s.message.as_deref(),
+        Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ")
+    );
+    h.stop().await;
+}
