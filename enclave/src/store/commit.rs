@@ -289,6 +289,24 @@ impl Store {
     }
 
     async fn submit(&self, op: WriteOp) -> Result<TxnOutcome> {
+        let operation = match op {
+            WriteOp::Put { .. } => "put",
+            WriteOp::Delete { .. } => "delete",
+        };
+        let start = std::time::Instant::now();
+        let result = self.submit_unmeasured(op).await;
+        let outcome = match &result {
+            Ok(TxnOutcome::Committed { .. }) => "committed",
+            Ok(TxnOutcome::Failed { .. }) => "failed",
+            Err(_) => "error",
+        };
+        let metrics = crate::metrics::registry().store();
+        metrics.write(operation, outcome, start.elapsed());
+        metrics.set_revision(self.revision());
+        result
+    }
+
+    async fn submit_unmeasured(&self, op: WriteOp) -> Result<TxnOutcome> {
         let (reply, rx) = oneshot::channel();
         let Some(commits) = self.workers.commits() else {
             return Err(self.shared.closed_error());

@@ -339,6 +339,7 @@ impl Store {
         if key.is_empty() {
             return Err(StoreError::EmptyKey);
         }
+        crate::metrics::registry().store().read("get");
         let view = View::new(&self.shared)?;
         let rev = view.resolve(revision)?;
         Ok((view.get(key, rev)?, rev))
@@ -346,6 +347,7 @@ impl Store {
 
     /// One page of keys under a prefix.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        crate::metrics::registry().store().read("range");
         let view = View::new(&self.shared)?;
         let (requested, after) = match &req.continue_from {
             Some(t) => {
