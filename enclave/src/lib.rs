@@ -16,5 +16,6 @@
 pub mod api;
 pub mod boot;
 pub mod controllers;
+pub mod metrics;
 pub mod registry;
 pub use ::store;

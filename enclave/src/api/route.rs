@@ -30,6 +30,8 @@ pub enum Route {
     OpenApiV3Index,
     /// `/openapi/v3/{api/v1|apis/g/v}`.
     OpenApiV3(String, String),
+    /// `/metrics`.
+    Metrics,
     /// A resource collection or object.
     Resource(ResourceTarget),
     /// Nothing we serve.
@@ -57,6 +59,7 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["attestation"] => Route::Attestation,
         ["unseal"] => Route::Unseal,
+        ["metrics"] => Route::Metrics,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::accept::{self, OnStop};
 use super::attestation::{self, Attestor};
 use super::http::{self, Body};
+use super::metrics;
 use super::query::Query;
 use super::resource::ResourceRequest;
 use super::route::{self, Route};
@@ -188,11 +189,29 @@ impl ApiServer {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| self.auth.bearer(v))
             });
-            if user.is_none() && !is_public(&path) {
+            let labels = metrics::request_labels(
+                req.method(),
+                &path,
+                req.uri().query().unwrap_or(""),
+                req.headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                &self.objects.table(),
+            );
+            let start = std::time::Instant::now();
+            let response = if user.is_none() && !is_public(&path) {
                 http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
-                return http::unauthorized();
-            }
-            self.route(req, user).await
+                http::unauthorized()
+            } else {
+                self.route(req, user).await
+            };
+            crate::metrics::registry().apiserver().observe(
+                labels,
+                response.status().as_u16(),
+                start.elapsed(),
+            );
+            response
         }
         .instrument(span)
         .await
@@ -213,6 +232,7 @@ impl ApiServer {
         match route::parse(&path, table) {
             Route::Version if get => http::json(200, &discovery::version()),
             Route::Health => http::text(200, "ok"),
+            Route::Metrics if get => metrics::serve(user.as_ref(), &accept),
             Route::Unseal => http::status(409, "Conflict", "the cluster is already unsealed"),
             Route::Attestation => {
                 attestation::serve(

@@ -69,6 +69,9 @@ impl ApiServer {
     /// Serves `{name}/{sub}`.
     pub(crate) async fn subresource(&self, req: &ResourceRequest, sub: &str) -> Response<Body> {
         let info = &req.target.info;
+        if sub == "eviction" && info.has(Subresource::Eviction) {
+            return self.evict(req).await;
+        }
         let which = match sub {
             "status" if info.has(Subresource::Status) => Subresource::Status,
             "scale" if info.has(Subresource::Scale) => Subresource::Scale,

@@ -31,6 +31,10 @@ use enclave::api::{
     attestation, pki, tls_config,
 };
 use enclave::boot::{KeyBrokerEndpoint, root_secret_from_kms};
+use enclave::controllers::{
+    ClusterCidr, ClusterOptions, ControllerOptions, Enabled, NodeLifecycleOptions,
+};
+use enclave::registry::admission::AdmissionOptions;
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
 use enclave::store::{FileJournal, Journal, RootSecretKeys, Store, StoreError, StoreOptions};
@@ -75,6 +79,51 @@ struct Args {
     /// `--event-ttl` (e.g. `1h`, `30m`, `90s`).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     event_ttl: Duration,
+    /// The range nodes' pod subnets (`spec.podCIDR`) come from, as k3s's
+    /// `--cluster-cidr`.
+    #[arg(long, default_value = "10.42.0.0/16", value_parser = ClusterCidr::parse)]
+    cluster_cidr: ClusterCidr,
+    /// The prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// The IP address `default/kubernetes` points at; default: the host of
+    /// `--advertise` (or of the TCP listen address) if it is an IP address.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+    /// Which controllers run, as kube-controller-manager's `--controllers`:
+    /// `*` for all, `name` to add one, `-name` to leave one out
+    /// (e.g. `*,-node-lifecycle-controller`).
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    controllers: Vec<String>,
+    /// How often the node lifecycle controller checks nodes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    node_monitor_period: Duration,
+    /// How long a node may go without a heartbeat (Ready condition or
+    /// Lease renewal) before it is marked Unknown.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How long a node that never reported may stay silent.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    node_startup_grace_period: Duration,
+    /// Nodes per second (per zone) that get the NoExecute taint which evicts their pods.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Terminated pods kept before the oldest are deleted (0: no limit).
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector runs; pods of a deleted node go
+    /// after twice this.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pod_gc_period: Duration,
+    /// Endpoints per EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    max_endpoints_per_slice: usize,
+    /// Seconds pods tolerate the `not-ready` NoExecute taint unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate the `unreachable` NoExecute taint unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// Shut down (as on SIGTERM) once the process with this pid is no longer
     /// our parent: a supervisor such as `daas dev` passes its own pid, so that
     /// killing it with SIGKILL does not leave the enclave running.
@@ -201,6 +250,21 @@ fn log_dev_nsm(nsm: &SimNsm) {
     );
 }
 
+/// Where `default/kubernetes` points: `--advertise-address`, else the
+/// advertised host if it is an IP address, with the advertised port.
+fn advertised_address(host: &str, ip: Option<std::net::IpAddr>) -> Option<std::net::SocketAddr> {
+    let (h, port) = match host.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (host, 443),
+        Some((h, p)) => (h, p.parse().unwrap_or(443)),
+        None => (host, 443),
+    };
+    let ip = ip.or_else(|| h.trim_matches(['[', ']']).parse().ok());
+    if ip.is_none() {
+        tracing::warn!(%host, "the advertised host is not an IP address and --advertise-address is not set: default/kubernetes is not kept");
+    }
+    ip.map(|ip| std::net::SocketAddr::new(ip, port))
+}
+
 async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
     let info = objects
         .table()
@@ -239,7 +303,8 @@ async fn open_cluster(
         }
         None => Box::new(FileJournal::open(dir.join("journal")).context("opening the journal")?),
     };
-    let options = StoreOptions::new(dir.join("index"), cluster);
+    let options = StoreOptions::new(dir.join("index"), cluster)
+        .with_observer(std::sync::Arc::new(enclave::metrics::store::RegistryObserver));
     // Restoring reads the whole journal (possibly over a socket): blocking work.
     let store = tokio::task::spawn_blocking(move || Store::open(options, &keys, journal))
         .await
@@ -408,7 +473,12 @@ async fn main() -> Result<()> {
             Duration::from_secs(args.snapshot_interval),
         ))
     });
-    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
+    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin())).with_admission(
+        AdmissionOptions {
+            not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        },
+    );
     ensure_namespaces(&objects).await?;
     // Custom resources defined before a restart are served again.
     objects
@@ -417,8 +487,25 @@ async fn main() -> Result<()> {
         .context("serving the stored custom resource definitions")?;
     let controllers = enclave::controllers::spawn(
         &objects,
-        &enclave::controllers::ControllerOptions {
+        &ControllerOptions {
             event_ttl: args.event_ttl,
+            enabled: Enabled::new(args.controllers.iter().cloned()),
+            cluster: ClusterOptions {
+                root_ca_pem: Some(pki.ca_cert_pem.clone()),
+                advertise: advertised_address(&host, args.advertise_address),
+                cluster_cidr: args.cluster_cidr,
+                node_cidr_mask_size: args.node_cidr_mask_size,
+                node_lifecycle: NodeLifecycleOptions {
+                    monitor_period: args.node_monitor_period,
+                    monitor_grace_period: args.node_monitor_grace_period,
+                    startup_grace_period: args.node_startup_grace_period,
+                    eviction_rate: args.node_eviction_rate,
+                    ..Default::default()
+                },
+                max_endpoints_per_slice: args.max_endpoints_per_slice,
+                terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+                pod_gc_period: args.pod_gc_period,
+            },
         },
     )?;
 

@@ -312,6 +312,9 @@ pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
 /// `/status` and `/scale`.
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
+/// Pods' subresources.
+const POD_SUBRESOURCES: &[Subresource] = &[Subresource::Status, Subresource::Eviction];
+
 /// The group, version and resource of the definitions of custom resources.
 pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions");
@@ -437,7 +440,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             )
             .short(&["po"])
             .in_all()
-            .subs(STATUS)
+            .subs(POD_SUBRESOURCES)
         },
         res(
             CORE,

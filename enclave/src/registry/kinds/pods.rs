@@ -40,6 +40,37 @@ pub(crate) fn default_pod_spec(spec: &mut Value) {
     }
 }
 
+/// upstream's `SetDefaults_Pod` (pods only, not templates): a container
+/// that limits a resource without requesting it requests its limit.
+fn default_requests_to_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(Value::Array(cs)) = spec.get_mut(list) else {
+            continue;
+        };
+        for c in cs {
+            let Some(limits) = c
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let requests = res.entry("requests").or_insert_with(|| json!({}));
+            if requests.is_null() {
+                *requests = json!({});
+            }
+            if let Some(r) = requests.as_object_mut() {
+                for (k, v) in limits {
+                    r.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+}
+
 /// Checks containers of a pod spec at `path` (e.g. `spec`).
 pub(crate) fn validate_pod_spec(spec: Option<&Value>, path: &str) -> Vec<FieldError> {
     let mut out = Vec::new();
@@ -97,6 +128,7 @@ impl Strategy for Pods {
         obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         if let Some(spec) = obj.get_mut("spec") {
             default_pod_spec(spec);
+            default_requests_to_limits(spec);
             default_at(spec, "/serviceAccountName", json!("default"));
             default_at(spec, "/enableServiceLinks", json!(true));
             default_at(spec, "/preemptionPolicy", json!("PreemptLowerPriority"));
