@@ -15,7 +15,13 @@ pub trait StoreObserver: Send + Sync + std::fmt::Debug + 'static {
     /// A write of kind `operation` (`"put"`, `"delete"`) ended with `outcome`
     /// (`"committed"`, `"failed"`: a compare did not hold, `"error"`) after `took`; the
     /// store's highest committed revision is then `revision`.
-    fn write(&self, operation: &'static str, outcome: &'static str, took: Duration, revision: Revision);
+    fn write(
+        &self,
+        operation: &'static str,
+        outcome: &'static str,
+        took: Duration,
+        revision: Revision,
+    );
 
     /// A read of kind `operation` (`"get"`, `"range"`).
     fn read(&self, operation: &'static str);

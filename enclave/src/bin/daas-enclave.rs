@@ -303,8 +303,9 @@ async fn open_cluster(
         }
         None => Box::new(FileJournal::open(dir.join("journal")).context("opening the journal")?),
     };
-    let options = StoreOptions::new(dir.join("index"), cluster)
-        .with_observer(std::sync::Arc::new(enclave::metrics::store::RegistryObserver));
+    let options = StoreOptions::new(dir.join("index"), cluster).with_observer(std::sync::Arc::new(
+        enclave::metrics::store::RegistryObserver,
+    ));
     // Restoring reads the whole journal (possibly over a socket): blocking work.
     let store = tokio::task::spawn_blocking(move || Store::open(options, &keys, journal))
         .await

@@ -49,11 +49,11 @@ mod replicaset;
 mod resource_quota;
 mod root_ca;
 mod runtime;
-mod statefulset;
-mod ttl_after_finished;
 mod service_index;
 mod serviceaccounts;
+mod statefulset;
 mod taint_eviction;
+mod ttl_after_finished;
 mod typed;
 
 use std::time::Duration;
