@@ -392,7 +392,7 @@ impl Session {
             }
         };
         self.write_kubeconfig(&attested.certificate)?;
-        attested.report.print();
+        print!("{}", attested.report);
         self.print_next_steps();
         let mut enclave_starts = children.starts("enclave");
         if let Some(starts) = enclave_starts.as_mut() {
@@ -474,7 +474,7 @@ impl Session {
                 match attested::attest(server, &self.trust).await {
                     Ok(a) => return Ok(a),
                     Err(report) if report.has_document() => {
-                        report.print();
+                        print!("{report}");
                         bail!(
                             "the dev enclave's attestation did not verify: {}",
                             report.error.as_deref().unwrap_or("unknown failure")
