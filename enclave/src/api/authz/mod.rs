@@ -127,13 +127,23 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
 }
 
 /// Allows every authenticated user except nodes, whose rights come from the
-/// [`NodeAuthorizer`] alone: today's stand-in for RBAC.
+/// [`NodeAuthorizer`] alone: today's stand-in for RBAC. Nodes get only a part of what
+/// upstream's `system:basic-user` role gives every authenticated user: `kubectl auth whoami`
+/// (SelfSubjectReview). Access and rules reviews stay refused to nodes while they answer
+/// "allowed" to everything; they can follow once they ask this chain.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowAuthenticated;
 
+/// `kubectl auth whoami`: creating a SelfSubjectReview.
+fn is_self_review(attrs: &Attributes<'_>) -> bool {
+    attrs.verb == "create"
+        && attrs.group == "authentication.k8s.io"
+        && attrs.resource == "selfsubjectreviews"
+}
+
 impl Authorizer for AllowAuthenticated {
     fn authorize<'a>(&'a self, attrs: &'a Attributes<'a>) -> DecisionFuture<'a> {
-        let decision = if node::looks_like_node(attrs.user) {
+        let decision = if node::looks_like_node(attrs.user) && !is_self_review(attrs) {
             Decision::NoOpinion(String::new())
         } else {
             Decision::Allow

@@ -19,6 +19,16 @@
 //! | `enclave.sock` | the enclave's Unix socket, relayed to `--listen` |
 //! | `kubeconfig` | the attested kubeconfig (unless `--kubeconfig`) |
 //! | `daas-dev.lock` | held (`flock`) by the running `daas dev`; a second one on the same directory is refused |
+//! | `registry.json` | the dev registry (with `--workers` above 0): allowed image, live enclave, stakes |
+//! | `registry-admin.keystore` | the dev registry admin's account (Sui CLI keystore) |
+//! | `workers/NAME/` | each worker's data directory: account, node key and certificate, kubeconfig |
+//!
+//! With `--workers N` (default 1) the enclave admits nodes against the dev
+//! registry (it reads the file on the host's disk: acceptable in dev only),
+//! and N `daas-worker` processes join through the relay (see [`workers`]).
+//! `--workers 0` runs no registry and no worker.
+
+mod workers;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -50,6 +60,10 @@ pub(crate) struct DevArgs {
     /// Where to write the attested kubeconfig. Default: `DATA_DIR/kubeconfig`.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// Worker nodes to run (`daas-worker` processes joined with stakes on the dev registry
+    /// `DATA_DIR/registry.json`); 0 runs none, and no registry.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    workers: u32,
 }
 
 /// The programs `daas dev` runs.
@@ -62,7 +76,7 @@ struct Binaries {
 /// One supervised child process.
 #[derive(Debug)]
 struct ChildSpec {
-    name: &'static str,
+    name: String,
     program: PathBuf,
     args: Vec<OsString>,
     policy: RestartPolicy,
@@ -124,14 +138,34 @@ pub(crate) fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Every child `daas dev` runs, in start order. New host services (the
 /// journal) are one more entry here.
-fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSpec> {
+fn children(
+    bins: &Binaries,
+    layout: &Layout,
+    listen: SocketAddr,
+    registry: Option<&chain::RegistryUrl>,
+) -> Vec<ChildSpec> {
     let socket = format!("unix:{}", layout.socket.display());
     let journal = format!("unix:{}", layout.journal_socket.display());
+    let mut enclave_args: Vec<OsString> = vec![
+        "--dev".into(),
+        "--data-dir".into(),
+        layout.enclave_dir.clone().into(),
+        "--listen".into(),
+        socket.clone().into(),
+        "--advertise".into(),
+        format!("https://{listen}").into(),
+        "--journal".into(),
+        journal.clone().into(),
+    ];
+    if let Some(url) = registry {
+        enclave_args.push("--registry".into());
+        enclave_args.push(url.to_string().into());
+    }
     vec![
         // The host's sealed journal: the enclave's source of truth, which
         // the host stores but cannot read.
         ChildSpec {
-            name: "journal",
+            name: "journal".into(),
             program: bins.host.clone(),
             args: vec![
                 "journal".into(),
@@ -143,23 +177,13 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
             policy: RestartPolicy::default(),
         },
         ChildSpec {
-            name: "enclave",
+            name: "enclave".into(),
             program: bins.enclave.clone(),
-            args: vec![
-                "--dev".into(),
-                "--data-dir".into(),
-                layout.enclave_dir.clone().into(),
-                "--listen".into(),
-                socket.clone().into(),
-                "--advertise".into(),
-                format!("https://{listen}").into(),
-                "--journal".into(),
-                journal.into(),
-            ],
+            args: enclave_args,
             policy: RestartPolicy::default(),
         },
         ChildSpec {
-            name: "relay",
+            name: "relay".into(),
             program: bins.host.clone(),
             args: vec![
                 "relay".into(),
@@ -178,7 +202,7 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
 /// One supervised child, running.
 #[derive(Debug)]
 struct Running {
-    name: &'static str,
+    name: String,
     starts: watch::Receiver<u64>,
     task: tokio::task::JoinHandle<host::Result<u64>>,
 }
@@ -226,11 +250,11 @@ impl Children {
     }
 
     /// A child whose supervisor gave up (the program could not be started).
-    fn failed(&self) -> Option<&'static str> {
+    fn failed(&self) -> Option<&str> {
         self.running
             .iter()
             .find(|r| r.task.is_finished())
-            .map(|r| r.name)
+            .map(|r| r.name.as_str())
     }
 
     /// Observes how often the child `name` has been started.
@@ -335,18 +359,45 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let trust = dev_trust(&layout, &bins.enclave)?;
+    let workers = match args.workers {
+        0 => None,
+        n => Some(workers::DevWorkers::new(
+            &data_dir,
+            n,
+            find_binary("daas-worker")?,
+        )),
+    };
+    if let Some(w) = &workers {
+        w.prepare_registry().await?;
+    }
+    let registry = workers.as_ref().map(workers::DevWorkers::registry_url);
     let session = Session {
         data_dir,
         layout,
         server,
         trust,
         kubeconfig: kubeconfig_path,
+        enclave_pcrs: {
+            let [pcr0, pcr1, pcr2] = attestation::measure_binary_file(&bins.enclave)
+                .with_context(|| format!("measuring {}", bins.enclave.display()))?;
+            chain::Pcrs { pcr0, pcr1, pcr2 }
+        },
+        workers,
     };
 
     let mut stop = StopSignal::install()?;
-    let children = Children::start(children(&bins, &session.layout, args.listen));
-    let outcome = session.serve(&children, &mut stop).await;
+    let children = Children::start(children(
+        &bins,
+        &session.layout,
+        args.listen,
+        registry.as_ref(),
+    ));
+    let mut nodes = None;
+    let outcome = session.serve(&children, &mut nodes, &mut stop).await;
     eprintln!("daas dev: stopping");
+    if let Some(nodes) = nodes {
+        nodes.stop().await;
+    }
     children.stop().await;
     outcome
 }
@@ -377,13 +428,23 @@ struct Session {
     server: ServerUrl,
     trust: TrustArgs,
     kubeconfig: PathBuf,
+    /// The measurements of the `daas-enclave` binary run.
+    enclave_pcrs: chain::Pcrs,
+    /// The workers, when `--workers` is above 0.
+    workers: Option<workers::DevWorkers>,
 }
 
 impl Session {
-    /// Verifies the enclave, writes the kubeconfig, then keeps the cluster
-    /// up until a stop signal, verifying the enclave again whenever its
-    /// supervisor restarted it.
-    async fn serve(&self, children: &Children, stop: &mut StopSignal) -> anyhow::Result<()> {
+    /// Verifies the enclave, writes the kubeconfig, registers the enclave and
+    /// starts the workers (into `nodes`), then keeps the cluster up until a
+    /// stop signal, verifying (and registering) the enclave again whenever
+    /// its supervisor restarted it.
+    async fn serve(
+        &self,
+        children: &Children,
+        nodes: &mut Option<Children>,
+        stop: &mut StopSignal,
+    ) -> anyhow::Result<()> {
         let attested = tokio::select! {
             a = self.wait_attested(children) => a?,
             s = stop.recv() => {
@@ -393,6 +454,18 @@ impl Session {
         };
         self.write_kubeconfig(&attested.certificate)?;
         print!("{}", attested.report);
+        if let Some(workers) = &self.workers {
+            let dev_root = self.dev_root();
+            workers
+                .admit_enclave(self.enclave_pcrs, &attested.document, &dev_root)
+                .await?;
+            let joining = workers.ensure_stakes().await?;
+            *nodes = Some(Children::start(workers.specs(
+                &self.server,
+                &dev_root,
+                &joining,
+            )));
+        }
         self.print_next_steps();
         let mut enclave_starts = children.starts("enclave");
         if let Some(starts) = enclave_starts.as_mut() {
@@ -408,6 +481,11 @@ impl Session {
                         a = self.wait_attested(children) => a?,
                         s = stop.recv() => return s,
                     };
+                    if let Some(workers) = &self.workers {
+                        workers
+                            .admit_enclave(self.enclave_pcrs, &again.document, &self.dev_root())
+                            .await?;
+                    }
                     if again.certificate != pinned {
                         self.write_kubeconfig(&again.certificate)?;
                         println!(
@@ -420,6 +498,13 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The dev attestation root the enclave created.
+    fn dev_root(&self) -> PathBuf {
+        self.layout
+            .enclave_dir
+            .join(enclave::api::attestation::DEV_ROOT_CERT)
     }
 
     fn print_next_steps(&self) {
@@ -435,6 +520,17 @@ impl Session {
         println!("  export KUBECONFIG={kubeconfig}");
         println!("  kubectl get namespaces");
         println!("  kubectl create configmap hello --from-literal=greeting=hi");
+        if let Some(workers) = &self.workers {
+            println!("  kubectl get nodes");
+            println!();
+            println!(
+                "workers (daas-worker, joined with stakes on the dev registry local:{}):",
+                self.data_dir.join(workers::REGISTRY_FILE).display()
+            );
+            for w in workers.workers() {
+                println!("  {}: kubeconfig {}", w.name, w.kubeconfig().display());
+            }
+        }
         println!();
         println!(
             "Ctrl-C stops the cluster; `daas dev --data-dir {}` resumes it.",
