@@ -1,6 +1,7 @@
 //! `daas bench ...`: benchmarks that run side by side with a real peer in one run and report a ratio.
 
 mod api;
+mod join;
 mod relay;
 mod store;
 
@@ -18,6 +19,9 @@ pub(crate) enum BenchCommand {
     Relay(relay::RelayBenchArgs),
     /// The real `daas-enclave --dev` under kubectl-like load over TLS.
     Api(api::ApiBenchArgs),
+    /// Join handshakes (attestation, stake signature, node certificate) against one enclave,
+    /// and an idle `daas-worker`'s memory.
+    Join(join::JoinBenchArgs),
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -25,6 +29,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args),
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Api(args) => api::run(args),
+        BenchCommand::Join(args) => join::run(args),
     }
 }
 
