@@ -1,4 +1,4 @@
-//! The benchmarks run end to end on tiny workloads: `daas bench relay` and `daas bench api` start their real
+//! The benchmarks run end to end on tiny workloads: `daas bench relay`, `daas bench api` and `daas bench join` start their real
 //! peers, finish, and print their summary lines. Figures are not checked (benchmarks are not timed tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
@@ -71,6 +71,30 @@ fn bench_api_drives_the_real_enclave_and_prints_its_summary_line() {
         "delete configmap",
         "watch: 25 watchers x 3 changes",
         "api: GET ",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn bench_join_drives_the_real_enclave_and_worker_and_prints_its_summary_lines() {
+    common::bin_dir();
+    let out = daas(&[
+        "bench",
+        "join",
+        "--joins",
+        "6",
+        "--concurrency",
+        "2",
+        "--idle-secs",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "join handshakes: 6 in ",
+        "joins/s",
+        "daas-worker idle after 2 s",
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
     }

@@ -82,9 +82,13 @@ impl JoinError {
     }
 }
 
+/// A 4xx answer is the enclave's verdict; anything else (a 5xx: the registry could not be
+/// read, a transport failure) may pass.
 fn refused(e: ClientError) -> JoinError {
     match e {
-        ClientError::Status { message, .. } => JoinError::Refused(message),
+        ClientError::Status { message, code, .. } if code.is_client_error() => {
+            JoinError::Refused(message)
+        }
         other => JoinError::Client(other),
     }
 }

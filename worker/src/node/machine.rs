@@ -98,6 +98,8 @@ pub fn go_arch() -> &'static str {
 }
 
 /// (total, available) bytes and (total, free) inodes of the file system holding `dir`.
+// The statvfs field types differ by platform (u64 on 64-bit Linux).
+#[allow(clippy::useless_conversion)]
 fn file_system(dir: &Path) -> Option<(u64, u64, u64, u64)> {
     let stat = nix::sys::statvfs::statvfs(dir).ok()?;
     let unit = u64::from(stat.fragment_size());

@@ -9,7 +9,7 @@
 //! every authenticated user except nodes do everything (today's behaviour). An RBAC authorizer
 //! replaces `AllowAuthenticated` in [`Authorizers::standard`]; nothing else changes.
 //!
-//! Node writes are also checked by [`restriction::admit`], upstream's NodeRestriction
+//! Node writes are also checked by `restriction::admit`, upstream's NodeRestriction
 //! admission: a node may change only its own Node (not its taints, nor restricted labels), its
 //! own Lease, and the status of pods bound to it.
 

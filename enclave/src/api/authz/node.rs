@@ -91,7 +91,7 @@ impl NodeAuthorizer {
         let pods = self.pods_on(node, attrs.namespace).await;
         if pods
             .iter()
-            .any(|pod| refs::names(pod, used).iter().any(|n| *n == attrs.name))
+            .any(|pod| refs::names(pod, used).contains(&attrs.name))
         {
             allow()
         } else {

@@ -179,11 +179,7 @@ impl NodeCa {
         let cert = params.signed_by(key, &self.issuer).map_err(cert_error)?;
         let not_after_ms = not_after
             .duration_since(UNIX_EPOCH)
-            .map(|d| {
-                u64::try_from(d.as_secs())
-                    .unwrap_or(u64::MAX)
-                    .saturating_mul(1000)
-            })
+            .map(|d| d.as_secs().saturating_mul(1000))
             .unwrap_or(0);
         Ok(IssuedCertificate {
             pem: cert.pem(),

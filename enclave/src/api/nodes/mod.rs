@@ -1,8 +1,9 @@
 //! Nodes joining with stake tickets (the enclave's side of `protocol::join`).
 //!
 //! A worker that verified this enclave's attestation asks for a single-use challenge, has the
-//! Sui account owning its stake sign a [`JoinStatement`] binding that challenge, the cluster,
-//! this enclave's TLS key, its node name and its new public key, and sends it. The enclave
+//! Sui account owning its stake sign a [`protocol::join::JoinStatement`] binding that
+//! challenge, the cluster, this enclave's TLS key, its node name and its new public key, and
+//! sends it. The enclave
 //! checks the signature, the challenge, and the stake on the registry (it exists for this node
 //! name, the signer owns it, it is active), that no other live node holds the name with
 //! another key, then issues a short-lived client certificate from the [node CA](NodeCa), whose
@@ -40,9 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chain::{AnyRegistry, Registry};
-use protocol::join::{
-    ChallengeResponse, JoinRequest, JoinStatement, NodeCredentials, node_name_problem,
-};
+use protocol::join::{ChallengeResponse, JoinRequest, NodeCredentials, node_name_problem};
 
 use self::challenge::{CHALLENGE_TTL, Challenges, IssueError};
 use crate::registry::ObjectStore;
@@ -230,7 +229,7 @@ impl NodeAdmission {
                 statement.node_name
             )));
         }
-        let credentials = self.issue(&statement, &key)?;
+        let credentials = self.issue(&statement.node_name, &key)?;
         inner
             .book
             .put(Binding {
@@ -249,23 +248,19 @@ impl NodeAdmission {
         Ok(credentials)
     }
 
-    fn issue(
-        &self,
-        statement: &JoinStatement,
-        key: &NodePublicKey,
-    ) -> Result<NodeCredentials, JoinError> {
+    fn issue(&self, node_name: &str, key: &NodePublicKey) -> Result<NodeCredentials, JoinError> {
         let now = SystemTime::now();
         let lifetime = self.inner.cert_lifetime;
         let issued = self
             .inner
             .ca
-            .issue(&statement.node_name, key, now, lifetime)
+            .issue(node_name, key, now, lifetime)
             .map_err(|e| JoinError::Unavailable(e.to_string()))?;
         let issued_ms = now_ms();
         let renew_after_ms =
             issued_ms.saturating_add(u64::try_from(lifetime.as_millis() * 2 / 3).unwrap_or(0));
         Ok(NodeCredentials {
-            node_name: statement.node_name.clone(),
+            node_name: node_name.to_owned(),
             certificate: issued.pem,
             not_after_ms: issued.not_after_ms,
             renew_after_ms,
@@ -302,14 +297,7 @@ impl NodeAdmission {
         }
         let key = NodePublicKey::from_spki(&binding.public_key)
             .map_err(|e| JoinError::Unavailable(e.to_owned()))?;
-        let statement = JoinStatement::new(
-            state.id.0,
-            inner.tls_key_sha256,
-            [0; 32],
-            node,
-            binding.public_key.clone(),
-        );
-        let credentials = self.issue(&statement, &key)?;
+        let credentials = self.issue(node, &key)?;
         binding.not_after_ms = credentials.not_after_ms;
         inner.book.put(binding).await?;
         tracing::info!("node certificate renewed");
