@@ -28,7 +28,10 @@
 //! and N `daas-worker` processes join through the relay (see [`workers`]).
 //! `--workers 0` runs no registry and no worker.
 
+mod children;
 mod workers;
+
+use children::{ChildSpec, Children, StopSignal, restarted};
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -37,12 +40,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use host::DevSupervisor;
 use host::dir_lock::{LockError, lock_exclusive};
 use host::launcher::RestartPolicy;
 use nix::fcntl::Flock;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::attested::{self, ServerUrl, TrustArgs};
 use crate::kubeconfig::{self, Credentials};
@@ -71,15 +71,6 @@ pub(crate) struct DevArgs {
 struct Binaries {
     enclave: PathBuf,
     host: PathBuf,
-}
-
-/// One supervised child process.
-#[derive(Debug)]
-struct ChildSpec {
-    name: String,
-    program: PathBuf,
-    args: Vec<OsString>,
-    policy: RestartPolicy,
 }
 
 /// Paths under the data directory.
@@ -197,108 +188,6 @@ fn children(
             policy: RestartPolicy::default(),
         },
     ]
-}
-
-/// One supervised child, running.
-#[derive(Debug)]
-struct Running {
-    name: String,
-    starts: watch::Receiver<u64>,
-    task: tokio::task::JoinHandle<host::Result<u64>>,
-}
-
-/// The children `daas dev` runs, each under its own [`DevSupervisor`].
-#[derive(Debug)]
-struct Children {
-    shutdown: CancellationToken,
-    running: Vec<Running>,
-}
-
-impl Children {
-    /// Starts every child in `specs`, in order.
-    fn start(specs: Vec<ChildSpec>) -> Self {
-        let shutdown = CancellationToken::new();
-        let running = specs
-            .into_iter()
-            .map(|mut spec| {
-                // Every child polls for its parent, so that `daas dev` killed
-                // by SIGKILL (no chance to stop them) leaves nothing running.
-                spec.args.push("--exit-with-parent".into());
-                spec.args.push(std::process::id().to_string().into());
-                eprintln!(
-                    "daas dev: starting {} ({} {})",
-                    spec.name,
-                    spec.program.display(),
-                    spec.args
-                        .iter()
-                        .map(|a| a.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                let supervisor =
-                    DevSupervisor::new(spec.program, spec.args).with_policy(spec.policy);
-                let starts = supervisor.starts();
-                let token = shutdown.clone();
-                Running {
-                    name: spec.name,
-                    starts,
-                    task: tokio::spawn(async move { supervisor.run(token).await }),
-                }
-            })
-            .collect();
-        Self { shutdown, running }
-    }
-
-    /// A child whose supervisor gave up (the program could not be started).
-    fn failed(&self) -> Option<&str> {
-        self.running
-            .iter()
-            .find(|r| r.task.is_finished())
-            .map(|r| r.name.as_str())
-    }
-
-    /// Observes how often the child `name` has been started.
-    fn starts(&self, name: &str) -> Option<watch::Receiver<u64>> {
-        self.running
-            .iter()
-            .find(|r| r.name == name)
-            .map(|r| r.starts.clone())
-    }
-
-    /// Stops every child (SIGTERM, then SIGKILL after the grace period) and
-    /// waits for them.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        for Running { name, task, .. } in self.running {
-            match task.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => eprintln!("daas dev: {name}: {e}"),
-                Err(e) => eprintln!("daas dev: {name} supervisor: {e}"),
-            }
-        }
-    }
-}
-
-/// SIGINT (Ctrl-C) or SIGTERM.
-#[derive(Debug)]
-struct StopSignal {
-    term: tokio::signal::unix::Signal,
-}
-
-impl StopSignal {
-    fn install() -> anyhow::Result<Self> {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        Ok(Self { term })
-    }
-
-    async fn recv(&mut self) -> anyhow::Result<()> {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = self.term.recv() => {}
-        }
-        Ok(())
-    }
 }
 
 /// What `daas dev` expects the enclave to attest: the dev root it created
@@ -594,15 +483,5 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bail!("unreachable: the wait loop ended")
-    }
-}
-
-/// Waits for the next start of the watched child (`None` when not watched).
-async fn restarted(
-    starts: &mut Option<watch::Receiver<u64>>,
-) -> Option<Result<(), watch::error::RecvError>> {
-    match starts {
-        Some(rx) => Some(rx.changed().await),
-        None => std::future::pending().await,
     }
 }
