@@ -71,6 +71,7 @@ pub struct Agent {
     files: NodeFiles,
     join: Option<JoinConfig>,
     instance_type: Option<String>,
+    container_runtime_version: String,
     tasks: Vec<(&'static str, AgentTask)>,
 }
 
@@ -122,8 +123,17 @@ impl Agent {
             files,
             join,
             instance_type: None,
+            container_runtime_version: String::new(),
             tasks: Vec::new(),
         }
+    }
+
+    /// Reports `nodeInfo.containerRuntimeVersion` (e.g. `containerd://1.7.24`); empty (the
+    /// default) while no runtime runs pods.
+    #[must_use]
+    pub fn with_container_runtime_version(mut self, version: impl Into<String>) -> Self {
+        self.container_runtime_version = version.into();
+        self
     }
 
     /// Labels the Node `node.kubernetes.io/instance-type=TYPE`.
@@ -159,7 +169,7 @@ impl Agent {
             internal_ip: machine::route_source(&server.host, server.port).map(|ip| ip.to_string()),
             pressure: machine::pressure(&dir),
             kubelet_version: version,
-            container_runtime_version: String::new(),
+            container_runtime_version: self.container_runtime_version.clone(),
             facts,
         };
         let labels = registration::labels(
