@@ -3,9 +3,10 @@
 //!
 //! Layering: a binary of its own so that `daas` links neither the control plane nor RocksDB. It may depend on
 //! `enclave` (the store benchmark opens the store in-process; the API benchmark reads the dev credentials) and
-//! on `host` (the relay benchmark), never the other way round.
+//! on `host` (the relay benchmark), `worker` and `chain` (the join benchmark), never the other way round.
 
 mod api;
+mod join;
 mod relay;
 mod store;
 
@@ -26,6 +27,9 @@ enum BenchCommand {
     Relay(relay::RelayBenchArgs),
     /// The real `daas-enclave --dev` under kubectl-like load over TLS.
     Api(api::ApiBenchArgs),
+    /// Join handshakes (attestation, stake signature, node certificate) against one enclave,
+    /// and an idle `daas-worker`'s memory.
+    Join(join::JoinBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args),
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Api(args) => api::run(args),
+        BenchCommand::Join(args) => join::run(args),
     }
 }
 

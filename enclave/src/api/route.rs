@@ -16,6 +16,8 @@ pub enum Route {
     /// `/unseal`: the operator's root secret (see [`super::sealed`]); only
     /// the sealed phase takes it.
     Unseal,
+    /// `/join/v1/...`: nodes joining with stake tickets (see [`super::nodes`]).
+    Join,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -60,6 +62,7 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["attestation"] => Route::Attestation,
         ["unseal"] => Route::Unseal,
         ["metrics"] => Route::Metrics,
+        ["join", "v1", ..] => Route::Join,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

@@ -17,14 +17,23 @@
 //! open the sealed journal is refused and the enclave keeps waiting). In dev
 //! mode the simulated NSM signs the documents, and the keys keep the dev
 //! label whatever the source.
+//!
+//! With `--registry local:PATH|sui:RPC#CLUSTER` nodes can join with stake
+//! tickets (`/join/v1/...`): the enclave reads the stakes from that registry
+//! (a local file on the host's disk is acceptable in dev only; a `sui:`
+//! registry needs the Sui backend, which this binary does not link yet),
+//! issues node certificates from a CA derived from the root secret, and
+//! follows the registry every `--registry-poll-interval` to revoke nodes
+//! whose stake stopped admitting them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::attestation::{Mode, RootSecret, SimNsm};
+use ::attestation::{Mode, Purpose, PurposeKey, RootSecret, SimNsm};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use enclave::api::nodes::{NodeAdmission, NodeCa, tls_config_with_nodes};
 use enclave::api::sealed::{UnsealRefused, Unsealed, serve_until_unsealed};
 use enclave::api::{
     ApiConfig, ApiServer, Attestor, Authenticator, DevPki, ListenAddr, Listener, UserInfo,
@@ -139,6 +148,16 @@ struct Args {
     /// Seconds to keep trying to reach the key broker at startup.
     #[arg(long, default_value_t = 30)]
     key_broker_connect_timeout: u64,
+    /// The registry nodes join against (`local:PATH` or `sui:RPC_URL#CLUSTER_OBJECT_ID`):
+    /// the stakes that admit them. Without it the join endpoints answer 503.
+    #[arg(long, value_name = "REGISTRY")]
+    registry: Option<chain::RegistryUrl>,
+    /// Lifetime of node client certificates (e.g. `1h`, `90s`); nodes renew at two thirds.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    node_cert_lifetime: Duration,
+    /// How often the registry is read to revoke nodes whose stake stopped admitting them.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    registry_poll_interval: Duration,
 }
 
 /// Where the root secret comes from.
@@ -283,16 +302,21 @@ async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
     Ok(())
 }
 
+/// What a root secret opened: the store, and the node CA key derived from it.
+type Opened = (Store, PurposeKey);
+
 /// Opens the sealed store with the keys of `root`: restores the index from
 /// the journal (local file or the host's journal service) and checks that
-/// the keys open it. Returns the store and the anchor public key.
+/// the keys open it. Returns the store with the node CA key, and the anchor
+/// public key.
 async fn open_cluster(
     args: &Args,
     cluster: [u8; 16],
     root: RootSecret,
-) -> Result<(Store, [u8; 32])> {
+) -> Result<(Opened, [u8; 32])> {
     let dir = &args.data_dir;
     let anchor = root.anchor_public_key(Mode::Dev);
+    let node_ca = root.derive(Purpose::NodeCa, Mode::Dev);
     let keys = RootSecretKeys::new(root, Mode::Dev, 1);
     let journal: Box<dyn Journal> = match &args.journal {
         Some(endpoint) => {
@@ -311,7 +335,7 @@ async fn open_cluster(
         .await
         .context("store open task")?
         .context("opening the store")?;
-    Ok((store, anchor))
+    Ok(((store, node_ca), anchor))
 }
 
 /// How `daas unseal` hears about a secret `open_cluster` refused.
@@ -396,7 +420,7 @@ async fn main() -> Result<()> {
     // for a large binary. With a KMS root secret its document is needed
     // before anything else; otherwise it is set up in the background, and
     // only attestation requests wait for it.
-    let (store, anchor_key, attestor) = match args.root_secret_source {
+    let ((store, node_ca_key), anchor_key, attestor) = match args.root_secret_source {
         // The dev root secret is a 0600 file; its keys carry the dev label
         // so dev-sealed data never opens in production.
         RootSecretSource::File => {
@@ -515,10 +539,23 @@ async fn main() -> Result<()> {
         groups: vec!["system:masters".into(), "system:authenticated".into()],
     };
     let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
+    let admission = match &args.registry {
+        Some(url) => Some(node_admission(&args, url, &objects, node_ca_key, &serving_cert).await?),
+        None => None,
+    };
+    let tls = match &admission {
+        Some(a) => tls_config_with_nodes(&pki, a.clone())?,
+        None => tls,
+    };
+    let follow_stop = tokio_util::sync::CancellationToken::new();
+    let follower = admission
+        .clone()
+        .map(|a| tokio::spawn(a.follow_registry(args.registry_poll_interval, follow_stop.clone())));
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: host,
         attestor: Some(attestor),
+        nodes: admission,
         ..Default::default()
     };
     let server = ApiServer::new(objects, auth, config);
@@ -529,11 +566,42 @@ async fn main() -> Result<()> {
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
     controllers.shutdown().await;
+    follow_stop.cancel();
+    if let Some(task) = follower {
+        let _ = task.await;
+    }
     serving.abort();
     if let Some(task) = snapshots {
         task.abort();
     }
     Ok(())
+}
+
+/// Admission of nodes against the registry at `url`, issuing from the node CA
+/// derived from the root secret, for the enclave serving `serving_cert`.
+async fn node_admission(
+    args: &Args,
+    url: &chain::RegistryUrl,
+    objects: &ObjectStore,
+    node_ca_key: PurposeKey,
+    serving_cert: &CertificateDer<'_>,
+) -> Result<NodeAdmission> {
+    let registry = chain::AnyRegistry::open(url, &chain::OpenOptions::default())
+        .await
+        .with_context(|| format!("opening the registry {url}"))?;
+    let ca = NodeCa::from_key(&node_ca_key)?;
+    let digest = ::attestation::spki_sha256(serving_cert).context("the serving certificate")?;
+    let admission = NodeAdmission::open(
+        registry,
+        ca,
+        objects.clone(),
+        digest,
+        args.node_cert_lifetime,
+    )
+    .await
+    .context("loading the joined nodes")?;
+    tracing::info!(registry = %url, "nodes join against the registry");
+    Ok(admission)
 }
 
 /// Documents from the simulated NSM, set up in the background (measuring
