@@ -7,6 +7,7 @@
 //! Layering: `api → registry → store`. This module knows Kubernetes object
 //! semantics but nothing about HTTP.
 
+pub mod admission;
 pub mod custom;
 mod error;
 pub mod generic;
@@ -224,6 +225,8 @@ pub enum Subresource {
     Status,
     /// `/scale`: an `autoscaling/v1 Scale` view of `spec.replicas`.
     Scale,
+    /// `/binding` (pods): POST a `v1.Binding` to assign the pod to a node.
+    Binding,
 }
 
 impl Subresource {
@@ -232,6 +235,15 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+        }
+    }
+
+    /// The verbs served, as discovery lists them.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Binding => &["create"],
         }
     }
 }

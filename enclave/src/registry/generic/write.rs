@@ -146,6 +146,7 @@ impl ObjectStore {
             }
         }
         info.strategy.prepare_for_create(&mut obj);
+        crate::registry::admission::admit_create(self, info, &mut obj).await?;
         if let Some(writer) = opts.writer(Endpoint::Main) {
             let empty = Value::Object(serde_json::Map::new());
             let scope = scope(info, Endpoint::Main);
@@ -336,6 +337,9 @@ impl ObjectStore {
             }
             let old = Self::decode(&kv)?;
             let new = next(&old)?;
+            if crate::registry::admission::admits_updates(info) {
+                crate::registry::admission::admit_update(self, info, &new).await?;
+            }
             // A resourceVersion the patch itself put in is a precondition.
             let own_rv = parse_rv(meta::meta_str(&new, "resourceVersion"))?;
             if precondition.is_none() && own_rv.is_some_and(|rv| rv != kv.mod_revision) {

@@ -308,6 +308,8 @@ const ALL: &[&str] = &["all"];
 pub(crate) const STATUS: &[Subresource] = &[Subresource::Status];
 /// `/scale` only.
 pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
+/// `/status` and `/binding` (pods).
+pub(crate) const STATUS_BINDING: &[Subresource] = &[Subresource::Status, Subresource::Binding];
 /// `/status` and `/scale`.
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
@@ -321,6 +323,7 @@ pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
 pub const CUSTOM_RESOURCE_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 pub(crate) use crd::set_condition as set_crd_condition;
+pub(crate) use pods::update_pod_condition;
 
 /// A stored resource without short names, categories or subresources.
 fn res(
@@ -436,7 +439,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             )
             .short(&["po"])
             .in_all()
-            .subs(STATUS)
+            .subs(STATUS_BINDING)
         },
         res(
             CORE,
