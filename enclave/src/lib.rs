@@ -7,4 +7,5 @@ pub mod api;
 pub mod boot;
 pub mod controllers;
 pub mod registry;
+pub mod scheduler;
 pub mod store;

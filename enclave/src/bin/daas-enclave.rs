@@ -410,6 +410,9 @@ async fn main() -> Result<()> {
     });
     let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
     ensure_namespaces(&objects).await?;
+    enclave::registry::admission::ensure_system_priority_classes(&objects)
+        .await
+        .context("creating the built-in priority classes")?;
     // Custom resources defined before a restart are served again.
     objects
         .sync_custom_resources()
@@ -421,6 +424,7 @@ async fn main() -> Result<()> {
             event_ttl: args.event_ttl,
         },
     )?;
+    let scheduler = enclave::scheduler::spawn(&objects)?;
 
     let admin = UserInfo {
         name: "admin".into(),
@@ -440,6 +444,7 @@ async fn main() -> Result<()> {
     stop_requested(args.exit_with_parent).await?;
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
+    scheduler.shutdown().await;
     controllers.shutdown().await;
     serving.abort();
     if let Some(task) = snapshots {

@@ -15,11 +15,11 @@
 //! status says so; a rolling update therefore waits, as on a real cluster
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
-mod client;
+pub(crate) mod client;
 mod crd_finalizer;
 mod deployment;
 mod event_ttl;
-mod events;
+pub(crate) mod events;
 mod garbage_collector;
 mod owner;
 mod pod_template;
