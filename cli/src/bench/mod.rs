@@ -2,6 +2,7 @@
 
 mod api;
 mod relay;
+mod scheduler;
 mod store;
 
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub(crate) enum BenchCommand {
     Relay(relay::RelayBenchArgs),
     /// The real `daas-enclave --dev` under kubectl-like load over TLS.
     Api(api::ApiBenchArgs),
+    /// The enclave's scheduler against hollow nodes, in scheduler_perf's shapes.
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -25,6 +28,7 @@ pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args),
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Api(args) => api::run(args),
+        BenchCommand::Scheduler(args) => scheduler::run(args),
     }
 }
 

@@ -7,12 +7,41 @@
 //!
 //! Only the scheduler's loop touches the cache, between scheduling cycles,
 //! so a cycle reads it as a consistent snapshot without copying.
+//!
+//! Two indexes serve PodTopologySpread, which otherwise visits every pod
+//! on every node in each cycle: the nodes grouped by the value of a
+//! topology key, and per-node counts of the pods a (namespace, selector)
+//! selects, kept up to date as pods come and go. Both are built on first
+//! use; a few recent selectors are kept.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::labels::Selector;
 use super::node_info::{NodeData, NodeInfo};
 use super::pod_info::PodInfo;
+
+/// Selectors whose per-node counts are kept.
+const MATCH_MEMOS: usize = 16;
+
+/// Per-node counts of the pods of `namespace` that `selector` selects
+/// (terminating pods not counted, as upstream's `countPodsMatchSelector`).
+#[derive(Debug)]
+struct MatchMemo {
+    namespace: String,
+    selector: Selector,
+    per_slot: Vec<u32>,
+}
+
+impl MatchMemo {
+    fn counts(&self, pod: &PodInfo) -> bool {
+        !pod.deleting && pod.namespace == self.namespace && self.selector.matches(&pod.labels)
+    }
+}
+
+/// Present nodes grouped by the value of one topology key.
+pub(crate) type Domains = Arc<Vec<(String, Vec<usize>)>>;
 
 /// Where a known pod is.
 #[derive(Debug, Clone)]
@@ -37,6 +66,14 @@ pub(crate) struct Cache {
     pods: HashMap<String, PodState>,
     /// How many present nodes report each image name.
     image_nodes: HashMap<String, usize>,
+    /// Counted pods with pod affinity or anti-affinity.
+    with_affinity: usize,
+    /// Counted pods with required anti-affinity.
+    with_required_anti_affinity: usize,
+    /// Per-node counts of recently used (namespace, selector) pairs.
+    matches: RefCell<Vec<MatchMemo>>,
+    /// Nodes by topology value, per key; dropped when nodes change.
+    domains: RefCell<HashMap<String, Domains>>,
 }
 
 impl Cache {
@@ -49,7 +86,8 @@ impl Cache {
         if let Some(&i) = self.by_name.get(name) {
             return i;
         }
-        let info = NodeInfo::new(Arc::new(NodeData::absent(name)), false);
+        let mut info = NodeInfo::new(Arc::new(NodeData::absent(name)), false);
+        info.slot = self.free.last().copied().unwrap_or(self.slots.len());
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i] = Some(info);
@@ -114,6 +152,9 @@ impl Cache {
             self.order_dirty = true;
         }
         self.count_images(&node, 1);
+        if !was_present || old_node.labels != node.labels {
+            self.domains.get_mut().clear();
+        }
         if let Some(info) = self.info_mut(i) {
             info.node = Arc::new(node);
             info.present = true;
@@ -136,6 +177,7 @@ impl Cache {
             self.count_images(&node, -1);
             self.tree_remove(&node.zone_key(), name);
             self.order_dirty = true;
+            self.domains.get_mut().clear();
         }
         if empty {
             self.drop_slot(name, i);
@@ -176,6 +218,16 @@ impl Cache {
         if let Some(info) = self.info_mut(i) {
             info.add_pod(pod.clone());
         }
+        self.with_affinity += usize::from(pod.has_pod_affinity);
+        self.with_required_anti_affinity += usize::from(pod.has_required_anti_affinity());
+        for m in self.matches.get_mut().iter_mut() {
+            if m.counts(&pod) {
+                if m.per_slot.len() <= i {
+                    m.per_slot.resize(i + 1, 0);
+                }
+                m.per_slot[i] += 1;
+            }
+        }
         self.pods.insert(
             pod.uid.clone(),
             PodState {
@@ -215,7 +267,83 @@ impl Cache {
         if drop_it {
             self.drop_slot(&st.node, i);
         }
+        if let Some(p) = &pod {
+            self.with_affinity -= usize::from(p.has_pod_affinity);
+            self.with_required_anti_affinity -= usize::from(p.has_required_anti_affinity());
+            for m in self.matches.get_mut().iter_mut() {
+                if m.counts(p)
+                    && let Some(c) = m.per_slot.get_mut(i)
+                {
+                    *c = c.saturating_sub(1);
+                }
+            }
+        }
         pod
+    }
+
+    /// Per-node counts (by slot) of the pods of `namespace` that
+    /// `selector` selects.
+    pub(crate) fn matching(&self, namespace: &str, selector: &Selector) -> Vec<u32> {
+        let mut memos = self.matches.borrow_mut();
+        if let Some(m) = memos
+            .iter()
+            .find(|m| m.namespace == namespace && m.selector == *selector)
+        {
+            return m.per_slot.clone();
+        }
+        let mut memo = MatchMemo {
+            namespace: namespace.to_string(),
+            selector: selector.clone(),
+            per_slot: vec![0; self.slots.len()],
+        };
+        for info in self.slots.iter().flatten() {
+            memo.per_slot[info.slot] = info.pods.iter().filter(|p| memo.counts(p)).count() as u32;
+        }
+        let counts = memo.per_slot.clone();
+        if memos.len() >= MATCH_MEMOS {
+            memos.remove(0);
+        }
+        memos.push(memo);
+        counts
+    }
+
+    /// The present nodes that have label `key`, grouped by its value.
+    pub(crate) fn domains(&self, key: &str) -> Domains {
+        if let Some(d) = self.domains.borrow().get(key) {
+            return d.clone();
+        }
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for info in self.nodes() {
+            let Some(v) = info.node.labels.get(key) else {
+                continue;
+            };
+            match index.get(v.as_str()) {
+                Some(&g) => groups[g].1.push(info.slot),
+                None => {
+                    index.insert(v.as_str(), groups.len());
+                    groups.push((v.clone(), vec![info.slot]));
+                }
+            }
+        }
+        let d: Domains = Arc::new(groups);
+        self.domains.borrow_mut().insert(key.to_string(), d.clone());
+        d
+    }
+
+    /// The node in `slot`.
+    pub(crate) fn at_slot(&self, slot: usize) -> Option<&NodeInfo> {
+        self.slots.get(slot).and_then(Option::as_ref)
+    }
+
+    /// Whether any counted pod has pod affinity or anti-affinity.
+    pub(crate) fn any_pod_affinity(&self) -> bool {
+        self.with_affinity > 0
+    }
+
+    /// Whether any counted pod has required anti-affinity.
+    pub(crate) fn any_required_anti_affinity(&self) -> bool {
+        self.with_required_anti_affinity > 0
     }
 
     /// The present nodes in node-tree order (call [`Cache::refresh`] first).
@@ -231,7 +359,6 @@ impl Cache {
     }
 
     /// The `k`-th present node in node-tree order.
-    #[cfg(test)]
     pub(crate) fn node_at(&self, k: usize) -> Option<&NodeInfo> {
         let i = *self.order.get(k)?;
         self.slots.get(i).and_then(Option::as_ref)
@@ -321,6 +448,47 @@ mod tests {
         );
         c.remove_pod(&p.uid);
         assert_eq!(c.node("n1").map(|n| n.requested.milli_cpu), Some(0));
+    }
+
+    #[test]
+    fn spreading_indexes_follow_pods_and_nodes() {
+        use crate::scheduler::pod_info::test_pods::pod;
+        let mut c = Cache::new();
+        c.upsert_node(node("a", Some("z1")));
+        c.upsert_node(node("b", Some("z2")));
+        c.refresh();
+        let web = |name: &str, node: &str| {
+            let mut p = pod(json!({"metadata": {"name": name, "labels": {"app": "web"}}}));
+            p.node_name = node.into();
+            Arc::new(p)
+        };
+        c.add_pod(web("w1", "a"));
+        let sel = Selector::from_set(&[("app".to_string(), "web".to_string())].into());
+        let slot = |c: &Cache, n: &str| c.node(n).map(|n| n.slot).unwrap();
+        assert_eq!(c.matching("default", &sel)[slot(&c, "a")], 1);
+        c.add_pod(web("w2", "b"));
+        c.add_pod(web("w3", "b"));
+        let counts = c.matching("default", &sel);
+        assert_eq!(
+            (counts[slot(&c, "a")], counts[slot(&c, "b")]),
+            (1, 2),
+            "kept up to date"
+        );
+        assert_eq!(c.matching("other", &sel).iter().sum::<u32>(), 0);
+        c.remove_pod("uid-w3");
+        assert_eq!(c.matching("default", &sel)[slot(&c, "b")], 1);
+        let zones = c.domains("topology.kubernetes.io/zone");
+        assert_eq!(
+            zones
+                .iter()
+                .map(|(v, s)| (v.as_str(), s.len()))
+                .collect::<Vec<_>>(),
+            [("z1", 1), ("z2", 1)]
+        );
+        c.upsert_node(node("c", Some("z1")));
+        c.refresh();
+        let zones = c.domains("topology.kubernetes.io/zone");
+        assert_eq!(zones[0].1.len(), 2, "a new node drops the grouping");
     }
 
     #[test]

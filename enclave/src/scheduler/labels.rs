@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 pub(crate) type Labels = BTreeMap<String, String>;
 
 /// A selector operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Op {
     /// The key has one of the values.
     In,
@@ -42,7 +42,7 @@ impl Op {
 }
 
 /// One requirement of a selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Requirement {
     key: String,
     op: Op,
@@ -113,7 +113,7 @@ impl Requirement {
 }
 
 /// A label selector.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Selector {
     /// Selects nothing (a nil or invalid `metav1.LabelSelector`).
     Nothing,

@@ -87,6 +87,8 @@ pub(crate) struct NodeInfo {
     pub(crate) node: Arc<NodeData>,
     /// Whether the node object exists (false: only pods bound to it are known).
     pub(crate) present: bool,
+    /// Its index in the cache (stable while it is cached).
+    pub(crate) slot: usize,
     /// Pods bound or assumed to it.
     pub(crate) pods: Vec<Arc<PodInfo>>,
     /// Those of `pods` with pod affinity or anti-affinity.
@@ -107,6 +109,7 @@ impl NodeInfo {
         NodeInfo {
             node,
             present,
+            slot: 0,
             pods: Vec::new(),
             pods_with_affinity: Vec::new(),
             pods_with_required_anti_affinity: Vec::new(),

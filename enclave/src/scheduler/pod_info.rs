@@ -202,10 +202,32 @@ pub(crate) fn normalized_image(image: &str) -> String {
     }
 }
 
+/// Hashes a JSON value without serializing it.
+fn hash_json(v: &serde_json::Value, h: &mut impl Hasher) {
+    use serde_json::Value;
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.as_f64().map(f64::to_bits), n.as_i64()).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(a) => {
+            (4u8, a.len()).hash(h);
+            a.iter().for_each(|x| hash_json(x, h));
+        }
+        Value::Object(o) => {
+            (5u8, o.len()).hash(h);
+            for (k, x) in o {
+                k.hash(h);
+                hash_json(x, h);
+            }
+        }
+    }
+}
+
 fn spec_hash(pod: &Pod, raw: &serde_json::Value) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     if let Some(spec) = raw.get("spec") {
-        spec.to_string().hash(&mut h);
+        hash_json(spec, &mut h);
     }
     pod.metadata.labels.hash(&mut h);
     pod.metadata.annotations.hash(&mut h);
@@ -224,7 +246,8 @@ impl PodInfo {
         let meta = &pod.metadata;
         let namespace = meta.namespace.clone().unwrap_or_default();
         let labels: Labels = meta.labels.clone().unwrap_or_default();
-        let spec = pod.spec.clone().unwrap_or_default();
+        let default_spec = k8s_openapi::api::core::v1::PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&default_spec);
         let status = pod.status.as_ref();
         let mut host_ports = Vec::new();
         let sidecars = spec
@@ -333,8 +356,8 @@ impl PodInfo {
                 .scheduling_gates
                 .as_ref()
                 .is_some_and(|g| !g.is_empty()),
-            requests: pod_requests(&spec, false),
-            non_zero: pod_requests(&spec, true),
+            requests: pod_requests(spec, false),
+            non_zero: pod_requests(spec, true),
             host_ports,
             images,
             tolerations: spec.tolerations.clone().unwrap_or_default(),

@@ -7,7 +7,7 @@
 //! preemption, which lower-priority pods must leave room for.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,9 @@ pub(crate) struct SchedulingQueue {
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     seq: u64,
     pending: Pending,
+    /// The uids of the unschedulable pods (events and the flush scan
+    /// these, not the whole queue).
+    unschedulable: HashSet<String>,
     /// node → pods nominated to it.
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
 }
@@ -158,6 +161,11 @@ impl SchedulingQueue {
         );
         self.count(old, -1);
         self.count(place, 1);
+        if old == Where::Unschedulable && place != Where::Unschedulable {
+            self.unschedulable.remove(uid);
+        } else if place == Where::Unschedulable && old != Where::Unschedulable {
+            self.unschedulable.insert(uid.to_string());
+        }
         match place {
             Where::Active => self.active.push(ActiveKey {
                 priority: key.0,
@@ -231,6 +239,9 @@ impl SchedulingQueue {
     pub(crate) fn remove(&mut self, uid: &str) {
         if let Some(e) = self.entries.remove(uid) {
             self.count(e.place, -1);
+            if e.place == Where::Unschedulable {
+                self.unschedulable.remove(uid);
+            }
         }
         self.clear_nominated(uid);
     }
@@ -259,13 +270,14 @@ impl SchedulingQueue {
     /// Retries pods unschedulable for longer than [`MAX_UNSCHEDULABLE`].
     pub(crate) fn flush_unschedulable(&mut self, now: Instant) {
         let stale: Vec<String> = self
-            .entries
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                e.place == Where::Unschedulable
-                    && now.duration_since(e.queued.timestamp) > MAX_UNSCHEDULABLE
+            .filter(|u| {
+                self.entries
+                    .get(*u)
+                    .is_some_and(|e| now.duration_since(e.queued.timestamp) > MAX_UNSCHEDULABLE)
             })
-            .map(|(u, _)| u.clone())
+            .cloned()
             .collect();
         for uid in stale {
             self.enqueue(&uid, now);
@@ -327,15 +339,18 @@ impl SchedulingQueue {
         now: Instant,
         admits: impl Fn(&QueuedPod) -> bool,
     ) {
+        if self.unschedulable.is_empty() {
+            return;
+        }
         let woken: Vec<String> = self
-            .entries
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                e.place == Where::Unschedulable
-                    && (e.queued.wake_on == 0 || e.queued.wake_on & event != 0)
-                    && admits(&e.queued)
+            .filter(|u| {
+                self.entries.get(*u).is_some_and(|e| {
+                    (e.queued.wake_on == 0 || e.queued.wake_on & event != 0) && admits(&e.queued)
+                })
             })
-            .map(|(u, _)| u.clone())
+            .cloned()
             .collect();
         for uid in woken {
             self.enqueue(&uid, now);
@@ -383,6 +398,16 @@ impl SchedulingQueue {
             pods.retain(|p| p.uid != uid);
             !pods.is_empty()
         });
+    }
+
+    /// Whether any pod waits as unschedulable.
+    pub(crate) fn has_unschedulable(&self) -> bool {
+        !self.unschedulable.is_empty()
+    }
+
+    /// Whether any pod is nominated.
+    pub(crate) fn has_nominations(&self) -> bool {
+        !self.nominated.is_empty()
     }
 
     /// Pods nominated to `node`.

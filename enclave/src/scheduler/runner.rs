@@ -153,7 +153,6 @@ impl Runner {
             Event::Upsert(_, Object::Node(n)) => self.node_changed(n, now),
             Event::Deleted(_, Object::Node(n)) => {
                 self.cache.remove_node(&n.name);
-                self.cache.refresh();
                 self.queue.on_event(events::NODE_DELETE, now, |_| true);
             }
             Event::Upsert(
@@ -224,6 +223,7 @@ impl Runner {
                         _ => None,
                     })
                     .collect();
+                self.cache.refresh();
                 let gone: Vec<String> = self
                     .cache
                     .nodes()
@@ -267,8 +267,7 @@ impl Runner {
             Some(o) => node_change(o, &node),
         };
         self.cache.upsert_node((*node).clone());
-        self.cache.refresh();
-        if event == 0 {
+        if event == 0 || !self.queue.has_unschedulable() {
             return;
         }
         if let Some(info) = self.cache.node(&node.name) {
@@ -356,6 +355,7 @@ impl Runner {
         let Some(queued) = self.queue.pop(now) else {
             return;
         };
+        self.cache.refresh();
         let pod = queued.pod.clone();
         if pod.deleting || self.cache.has_pod(&pod.uid) {
             self.queue.done(&pod.uid);

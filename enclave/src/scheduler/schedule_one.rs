@@ -140,6 +140,9 @@ impl FilterEnv<'_> {
     /// The first rejection.
     pub(crate) fn run(&self, state: &CycleState, node: &NodeInfo) -> Result<(), Status> {
         let pod = self.cx.pod;
+        if !self.queue.has_nominations() {
+            return self.profile.run_filters(&self.cx, state, node);
+        }
         let nominated: Vec<&Arc<PodInfo>> = self
             .queue
             .nominated_to(node.name())
@@ -262,8 +265,10 @@ impl Algorithm {
                 feasible: 1,
             });
         }
-        let candidates: Vec<&NodeInfo> = match &only {
-            None => cache.nodes().collect(),
+        // Every node (by position in the node tree, without collecting
+        // them), or the few a PreFilter narrowed the search to.
+        let narrowed: Option<Vec<&NodeInfo>> = match &only {
+            None => None,
             Some(names) => {
                 let mut plugins = self.profile.names(narrowed_by).join(" ");
                 plugins.insert(0, '[');
@@ -272,14 +277,20 @@ impl Algorithm {
                     "node(s) didn't satisfy plugin(s) {plugins}"
                 )));
                 diagnosis.rejected_by |= narrowed_by;
-                names
-                    .iter()
-                    .filter_map(|n| cache.node(n))
-                    .filter(|n| n.present)
-                    .collect()
+                Some(
+                    names
+                        .iter()
+                        .filter_map(|n| cache.node(n))
+                        .filter(|n| n.present)
+                        .collect(),
+                )
             }
         };
-        let n = candidates.len();
+        let n = narrowed.as_ref().map_or(cache.num_nodes(), Vec::len);
+        let candidate = |k: usize| match &narrowed {
+            Some(v) => v.get(k).copied(),
+            None => cache.node_at(k),
+        };
         let want = feasible_nodes_to_find(n);
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(n));
         let mut processed = 0;
@@ -287,7 +298,9 @@ impl Algorithm {
             if feasible.len() >= want {
                 break;
             }
-            let node = candidates[(self.next_start + k) % n];
+            let Some(node) = candidate((self.next_start + k) % n) else {
+                continue;
+            };
             processed += 1;
             match env.run(&state, node) {
                 Ok(()) => feasible.push(node),

@@ -3,7 +3,10 @@
 //! registry path as `POST pods/{name}/binding`), the `PodScheduled=False`
 //! condition and `nominatedNodeName`, preemption's evictions, and events
 //! (`Scheduled`, `FailedScheduling`, `Preempted`) with client-go's
-//! correlation.
+//! correlation. Events are written one at a time from a queue of 1000 and
+//! dropped when it is full, as client-go's event broadcaster does
+//! (`maxQueuedEvents`, `DropIfChannelFull`), so a burst of scheduling
+//! never waits for, or is slowed by, its events.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +27,18 @@ const FIELD_MANAGER: &str = "kube-scheduler";
 /// The longest event or condition message (upstream's `truncateMessage`).
 const MAX_MESSAGE: usize = 1024;
 
+/// Events queued for writing before new ones are dropped (client-go's `maxQueuedEvents`).
+const MAX_QUEUED_EVENTS: usize = 1000;
+
+/// One event to record.
+#[derive(Debug)]
+struct EventJob {
+    about: Value,
+    ty: EventType,
+    reason: &'static str,
+    message: String,
+}
+
 /// How a bind went.
 #[derive(Debug)]
 pub(crate) struct BindResult {
@@ -43,7 +58,7 @@ pub(crate) struct Writer {
     runtime: tokio::runtime::Handle,
     objects: ObjectStore,
     pods: Arc<ResourceInfo>,
-    recorder: Arc<EventRecorder>,
+    events: mpsc::Sender<EventJob>,
     results: mpsc::UnboundedSender<BindResult>,
 }
 
@@ -87,12 +102,33 @@ impl Writer {
             Api::new(objects.clone(), events),
             super::DEFAULT_SCHEDULER_NAME,
         );
+        let (tx, mut rx) = mpsc::channel::<EventJob>(MAX_QUEUED_EVENTS);
+        runtime.spawn(async move {
+            while let Some(job) = rx.recv().await {
+                recorder
+                    .record(&job.about, job.ty, job.reason, &job.message)
+                    .await;
+            }
+        });
         Writer {
             runtime,
             objects,
             pods,
-            recorder: Arc::new(recorder),
+            events: tx,
             results,
+        }
+    }
+
+    /// Queues an event about `pod`; drops it when the queue is full.
+    fn event(&self, pod: &PodInfo, ty: EventType, reason: &'static str, message: String) {
+        let job = EventJob {
+            about: reference(pod),
+            ty,
+            reason,
+            message,
+        };
+        if self.events.try_send(job).is_err() {
+            tracing::debug!(pod = %pod.key(), reason, "event queue full; event dropped");
         }
     }
 
@@ -128,9 +164,7 @@ impl Writer {
                     "Successfully assigned {}/{} to {}",
                     pod.namespace, pod.name, pod.node_name
                 );
-                w.recorder
-                    .record(&reference(&pod), EventType::Normal, "Scheduled", &msg)
-                    .await;
+                w.event(&pod, EventType::Normal, "Scheduled", msg);
             }
         });
     }
@@ -148,14 +182,12 @@ impl Writer {
         let w = self.clone();
         self.runtime.spawn(async move {
             let message = truncate(&message);
-            w.recorder
-                .record(
-                    &reference(&pod),
-                    EventType::Warning,
-                    "FailedScheduling",
-                    &message,
-                )
-                .await;
+            w.event(
+                &pod,
+                EventType::Warning,
+                "FailedScheduling",
+                message.clone(),
+            );
             let want = ("False".to_string(), reason.to_string(), message.clone());
             let nominate = nominate.filter(|n| *n != pod.nominated_node);
             if pod.scheduled_condition.as_ref() == Some(&want) && nominate.is_none() {
@@ -215,7 +247,7 @@ impl Writer {
                     }
                 }
                 let msg = format!("Preempted by pod {} on node {node}", preemptor.uid);
-                w.recorder.record(&reference(&v), EventType::Normal, "Preempted", &msg).await;
+                w.event(&v, EventType::Normal, "Preempted", msg);
             }
             for d in displaced {
                 w.patch_status(&d, |cur| set_nominated(cur, "")).await;

@@ -30,6 +30,13 @@ type TopologyCounts = HashMap<String, HashMap<String, i64>>;
 
 fn bump(m: &mut TopologyCounts, node: &NodeInfo, key: &str, delta: i64) {
     if let Some(v) = node.node.labels.get(key) {
+        // The common case (a count that exists and stays) allocates nothing.
+        if let Some(c) = m.get_mut(key).and_then(|per_key| per_key.get_mut(v))
+            && *c + delta != 0
+        {
+            *c += delta;
+            return;
+        }
         let per_key = m.entry(key.to_string()).or_default();
         let c = per_key.entry(v.clone()).or_insert(0);
         *c += delta;
@@ -134,6 +141,9 @@ impl Plugin for InterPodAffinity {
             anti_counts: TopologyCounts::new(),
         };
         let incoming = !s.affinity.is_empty() || !s.anti_affinity.is_empty();
+        if !incoming && !cx.cache.any_required_anti_affinity() {
+            return PreFilter::Skip;
+        }
         for node in cx.cache.nodes() {
             for other in &node.pods_with_required_anti_affinity {
                 for t in &other.required_anti_affinity {
@@ -219,6 +229,9 @@ impl Plugin for InterPodAffinity {
         let pod = cx.pod;
         let constraints =
             !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+        if !constraints && !cx.cache.any_pod_affinity() {
+            return false;
+        }
         let merge = |ts: &[WeightedTerm]| -> Vec<WeightedTerm> {
             ts.iter()
                 .map(|w| WeightedTerm {

@@ -87,6 +87,13 @@ fn included(c: &SpreadConstraint, pod: &PodInfo, node: &NodeInfo) -> bool {
             || untolerated(&node.node.taints, &pod.tolerations, do_not_schedule).is_none())
 }
 
+/// Whether [`included`] can reject a node for `pod` under `c` at all.
+fn needs_inclusion_check(c: &SpreadConstraint, pod: &PodInfo) -> bool {
+    (c.honor_node_affinity
+        && (!pod.node_selector.is_empty() || pod.required_node_affinity.is_some()))
+        || c.honor_node_taints
+}
+
 /// Pods on `node` in `ns` (not terminating) that `selector` selects.
 fn count_matching(node: &NodeInfo, selector: &Selector, ns: &str) -> i64 {
     if selector.is_empty() {
@@ -146,23 +153,32 @@ impl Plugin for PodTopologySpread {
         if constraints.is_empty() {
             return PreFilter::Skip;
         }
+        // Per domain of each constraint's key: the matching pods on its
+        // eligible nodes (those with every constraint's key that the
+        // inclusion policies admit), from the cache's indexes.
         let mut counts = vec![HashMap::new(); constraints.len()];
-        for node in cx.cache.nodes() {
-            if !has_all_keys(node, &constraints) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if !included(c, cx.pod, node) {
-                    continue;
+        let several = constraints.len() > 1;
+        for (i, c) in constraints.iter().enumerate() {
+            let per_node = cx.cache.matching(&cx.pod.namespace, &c.selector);
+            let check = needs_inclusion_check(c, cx.pod);
+            for (value, slots) in cx.cache.domains(&c.topology_key).iter() {
+                let mut total = 0i64;
+                let mut eligible = false;
+                for &slot in slots {
+                    let Some(node) = cx.cache.at_slot(slot) else {
+                        continue;
+                    };
+                    if (several && !has_all_keys(node, &constraints))
+                        || (check && !included(c, cx.pod, node))
+                    {
+                        continue;
+                    }
+                    eligible = true;
+                    total += i64::from(per_node.get(slot).copied().unwrap_or(0));
                 }
-                let v = node
-                    .node
-                    .labels
-                    .get(&c.topology_key)
-                    .cloned()
-                    .unwrap_or_default();
-                let n = count_matching(node, &c.selector, &cx.pod.namespace);
-                *counts[i].entry(v).or_insert(0) += n;
+                if eligible {
+                    counts[i].insert(value.clone(), total);
+                }
             }
         }
         let mut s = FilterState {
@@ -250,19 +266,26 @@ impl Plugin for PodTopologySpread {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        for node in cx.cache.nodes() {
-            if require_all && !has_all_keys(node, &constraints) {
+        for (i, c) in constraints.iter().enumerate() {
+            if c.topology_key == LABEL_HOSTNAME {
                 continue;
             }
-            for (i, c) in constraints.iter().enumerate() {
-                if !included(c, cx.pod, node) {
-                    continue;
-                }
-                let Some(v) = node.node.labels.get(&c.topology_key) else {
+            let per_node = cx.cache.matching(&cx.pod.namespace, &c.selector);
+            let check = needs_inclusion_check(c, cx.pod);
+            for (value, slots) in cx.cache.domains(&c.topology_key).iter() {
+                let Some(count) = counts[i].get_mut(value) else {
                     continue;
                 };
-                if let Some(slot) = counts[i].get_mut(v) {
-                    *slot += count_matching(node, &c.selector, &cx.pod.namespace);
+                for &slot in slots {
+                    let Some(node) = cx.cache.at_slot(slot) else {
+                        continue;
+                    };
+                    if (require_all && !has_all_keys(node, &constraints))
+                        || (check && !included(c, cx.pod, node))
+                    {
+                        continue;
+                    }
+                    *count += i64::from(per_node.get(slot).copied().unwrap_or(0));
                 }
             }
         }
