@@ -1,4 +1,4 @@
-//! The benchmarks run end to end on tiny workloads: `daas bench relay` and `daas bench api` start their real
+//! The benchmarks run end to end on tiny workloads: `daas bench relay`, `daas bench api` and `daas bench scheduler` start their real
 //! peers, finish, and print their summary lines. Figures are not checked (benchmarks are not timed tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
@@ -71,6 +71,23 @@ fn bench_api_drives_the_real_enclave_and_prints_its_summary_line() {
         "delete configmap",
         "watch: 25 watchers x 3 changes",
         "api: GET ",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn bench_scheduler_runs_the_three_workloads_and_prints_its_summary_line() {
+    common::bin_dir();
+    let out = daas(&["bench", "scheduler", "--tiny"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "SchedulingBasic: 300 pods bound",
+        "enclave RSS with 100 nodes and 320 pods",
+        "TopologySpreading: 100 pods bound",
+        "SchedulingPodAntiAffinity: 40 pods bound",
+        "scheduler pods/s: basic ",
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
     }

@@ -461,6 +461,28 @@ async fn watch_bound(
     }))
 }
 
+/// CPU time (user + system) of process `pid` so far (`None`: this process).
+fn cpu_time(pid: Option<u32>) -> anyhow::Result<Duration> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    let stat = std::fs::read_to_string(&path)?;
+    // The fields after the command name (which may hold spaces) follow its ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .context("malformed stat")
+    };
+    // utime and stime (fields 14 and 15), in USER_HZ: 100 per second on Linux.
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+}
+
 /// What one workload measured.
 struct Measured {
     overall: f64,
@@ -564,7 +586,11 @@ async fn workload(
     let pods = (0..measured)
         .map(|i| w.measured_pod(&format!("pod-{i:05}")))
         .collect();
+    let (enclave_cpu, own_cpu) = (cpu_time(Some(enclave.child.id()))?, cpu_time(None)?);
     let m = phase(&client, measure_ns, pods, args.concurrency).await?;
+    let per_pod = |d: Duration| d.as_secs_f64() * 1e6 / measured.max(1) as f64;
+    let enclave_cpu = per_pod(cpu_time(Some(enclave.child.id()))?.saturating_sub(enclave_cpu));
+    let own_cpu = per_pod(cpu_time(None)?.saturating_sub(own_cpu));
     let rss = if w == Workload::Basic {
         let pid = enclave.child.id();
         Some((
@@ -584,6 +610,10 @@ async fn workload(
         m.latency.0.as_secs_f64() * 1e3,
         m.latency.1.as_secs_f64() * 1e3,
         w.floor()
+    );
+    println!(
+        "{}: CPU per measured pod: enclave {enclave_cpu:.0} µs, this load generator {own_cpu:.0} µs",
+        w.name()
     );
     Ok((m, rss))
 }
