@@ -8,6 +8,7 @@
 mod api;
 mod join;
 mod relay;
+mod scheduler;
 mod store;
 
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ enum BenchCommand {
     /// Join handshakes (attestation, stake signature, node certificate) against one enclave,
     /// and an idle `daas-worker`'s memory.
     Join(join::JoinBenchArgs),
+    /// The enclave's scheduler against hollow nodes, in scheduler_perf's shapes.
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Api(args) => api::run(args),
         BenchCommand::Join(args) => join::run(args),
+        BenchCommand::Scheduler(args) => scheduler::run(args),
     }
 }
 

@@ -18,4 +18,5 @@ pub mod boot;
 pub mod controllers;
 pub mod metrics;
 pub mod registry;
+pub mod scheduler;
 pub use ::store;

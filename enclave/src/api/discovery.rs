@@ -12,6 +12,7 @@ fn sub_kind(r: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, 
         Subresource::Status => (r.group, r.version, r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
+        Subresource::Binding => ("", "v1", "Binding"),
     }
 }
 

@@ -505,6 +505,9 @@ async fn main() -> Result<()> {
         },
     );
     ensure_namespaces(&objects).await?;
+    enclave::registry::admission::ensure_system_priority_classes(&objects)
+        .await
+        .context("creating the built-in priority classes")?;
     // Custom resources defined before a restart are served again.
     objects
         .sync_custom_resources()
@@ -533,6 +536,7 @@ async fn main() -> Result<()> {
             },
         },
     )?;
+    let scheduler = enclave::scheduler::spawn(&objects)?;
 
     let admin = UserInfo {
         name: "admin".into(),
@@ -565,6 +569,7 @@ async fn main() -> Result<()> {
     stop_requested(args.exit_with_parent).await?;
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
+    scheduler.shutdown().await;
     controllers.shutdown().await;
     follow_stop.cancel();
     if let Some(task) = follower {

@@ -25,7 +25,7 @@
 //! status says so; a rolling update therefore waits, as on a real cluster
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
-mod client;
+pub(crate) mod client;
 pub mod cluster;
 mod crd_finalizer;
 mod cronjob;
@@ -35,7 +35,7 @@ mod disruption;
 mod endpoints;
 mod endpointslice;
 mod event_ttl;
-mod events;
+pub(crate) mod events;
 mod garbage_collector;
 mod history;
 mod job;

@@ -229,6 +229,8 @@ pub enum Subresource {
     Scale,
     /// `/eviction` of pods: POST a `policy/v1 Eviction` (see [`eviction`]).
     Eviction,
+    /// `/binding` (pods): POST a `v1.Binding` to assign the pod to a node.
+    Binding,
 }
 
 impl Subresource {
@@ -238,6 +240,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::Eviction => "eviction",
+            Subresource::Binding => "binding",
         }
     }
 
@@ -245,7 +248,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Eviction => &["create"],
+            Subresource::Eviction | Subresource::Binding => &["create"],
         }
     }
 }

@@ -10,6 +10,9 @@
 //!   say otherwise;
 //! - `LimitRanger` (`limit_ranger`): LimitRange defaults for container
 //!   requests and limits, then its min, max and ratio checks;
+//! - `Priority` (`priority`): a pod's `spec.priority` and
+//!   `preemptionPolicy` from its PriorityClass or the global default, at
+//!   most one global default PriorityClass;
 //! - `ResourceQuota` (`quota`): refuses a create that would exceed a
 //!   quota of the namespace and charges the quota's `status.used` for it,
 //!   with a compare-and-swap write, so that concurrent creates cannot both
@@ -23,6 +26,7 @@
 //! yet (pod resource updates and service type changes are not charged).
 
 pub(crate) mod limit_ranger;
+pub mod priority;
 pub(crate) mod quota;
 pub(crate) mod tolerations;
 pub(crate) mod usage;
@@ -31,6 +35,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::{Error, ObjectStore, ResourceInfo, Result};
+
+pub use priority::ensure_system_priority_classes;
 
 /// The namespaces upstream's `NamespaceLifecycle` never lets go
 /// (kube-apiserver's immortal namespaces plus the node lease namespace).

@@ -5,6 +5,7 @@
 
 mod alloc;
 mod apply;
+mod binding;
 mod decode;
 mod delete;
 mod list;

@@ -155,6 +155,7 @@ impl ObjectStore {
             }
         }
         info.strategy.prepare_for_create(&mut obj);
+        admission::priority::admit_create(self, info, &mut obj).await?;
         admission::mutate_create(self, info, ns, &mut obj).await?;
         if let Some(writer) = opts.writer(Endpoint::Main) {
             let empty = Value::Object(serde_json::Map::new());
@@ -347,6 +348,9 @@ impl ObjectStore {
             }
             let old = Self::decode(&kv)?;
             let new = next(&old)?;
+            if admission::priority::admits_updates(info) {
+                admission::priority::admit_update(self, info, &new).await?;
+            }
             // A resourceVersion the patch itself put in is a precondition.
             let own_rv = parse_rv(meta::meta_str(&new, "resourceVersion"))?;
             if precondition.is_none() && own_rv.is_some_and(|rv| rv != kv.mod_revision) {

@@ -313,7 +313,11 @@ pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
 /// Pods' subresources.
-const POD_SUBRESOURCES: &[Subresource] = &[Subresource::Status, Subresource::Eviction];
+const POD_SUBRESOURCES: &[Subresource] = &[
+    Subresource::Status,
+    Subresource::Eviction,
+    Subresource::Binding,
+];
 
 /// The group, version and resource of the definitions of custom resources.
 pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
@@ -325,6 +329,7 @@ pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
 pub const CUSTOM_RESOURCE_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 pub(crate) use crd::set_condition as set_crd_condition;
+pub(crate) use pods::update_pod_condition;
 
 /// A stored resource without short names, categories or subresources.
 fn res(
