@@ -3,3 +3,17 @@
 //!
 //! Layering: `worker` depends on `protocol`, `attestation` and `chain`, never on `enclave` or
 //! `host`: it trusts the enclave only through what it verified.
+//!
+//! Networking (issue 18), all fed by [`network::model::ClusterModel`]:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`network`] | pod network: CNI configuration, routes (host-gw or VXLAN), masquerade, pods' `resolv.conf`, dev topology |
+//! | [`proxy`] | Services in nftables (kube-proxy's nftables mode) |
+//! | [`dns`] | cluster DNS on every node (hickory-server) |
+//! | [`netpol`] | NetworkPolicy in nftables |
+
+pub mod dns;
+pub mod netpol;
+pub mod network;
+pub mod proxy;

@@ -1,0 +1,1 @@
+//! Cluster DNS (in progress).
