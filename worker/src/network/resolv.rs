@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(plain, dns.node);
         let with = pod_resolv_conf(&pod(Some("ClusterFirstWithHostNet"), true, None), &dns);
         assert_eq!(with.nameservers, ["10.43.0.10"]);
-        assert_eq!(pod_resolv_conf(&pod(Some("Default"), false, None), &dns), dns.node);
+        assert_eq!(
+            pod_resolv_conf(&pod(Some("Default"), false, None), &dns),
+            dns.node
+        );
     }
 
     #[test]

@@ -396,7 +396,11 @@ pub async fn interface_of(netns: &Netns, ip: Ipv4Addr) -> Result<(String, u32)> 
     links
         .unwrap_or_default()
         .into_iter()
-        .find(|l| l.addr_info.iter().any(|a| a.local.as_deref() == Some(&want)))
+        .find(|l| {
+            l.addr_info
+                .iter()
+                .any(|a| a.local.as_deref() == Some(&want))
+        })
         .map(|l| (l.ifname, l.mtu))
         .ok_or_else(|| Error::Config(format!("no interface holds the node address {ip}")))
 }

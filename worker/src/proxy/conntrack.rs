@@ -52,10 +52,20 @@ pub(super) async fn clear_stale(
             .filter(|ip| !new.is_some_and(|n| n.endpoints.contains(ip)))
         {
             for cip in &old.cluster_ips {
-                deletions.push(args(&["--orig-dst", &cip.to_string(), "--reply-src", &gone.to_string()]));
+                deletions.push(args(&[
+                    "--orig-dst",
+                    &cip.to_string(),
+                    "--reply-src",
+                    &gone.to_string(),
+                ]));
             }
             if let Some(np) = old.node_port {
-                deletions.push(args(&["--orig-port-dst", &np.to_string(), "--reply-src", &gone.to_string()]));
+                deletions.push(args(&[
+                    "--orig-port-dst",
+                    &np.to_string(),
+                    "--reply-src",
+                    &gone.to_string(),
+                ]));
             }
         }
     }

@@ -215,7 +215,12 @@ impl ServiceProxy {
             .await;
         let mut chains = BTreeSet::new();
         let mut sets = BTreeSet::new();
-        for item in listing.ok().flatten().map(|l| l.nftables).unwrap_or_default() {
+        for item in listing
+            .ok()
+            .flatten()
+            .map(|l| l.nftables)
+            .unwrap_or_default()
+        {
             if let Some(name) = item.pointer("/chain/name").and_then(|n| n.as_str()) {
                 if rules::is_service_chain(name) {
                     chains.insert(name.to_owned());
@@ -254,8 +259,11 @@ impl ServiceProxy {
                             if due {
                                 last_full = Instant::now();
                             }
-                            tracing::info!(service_ports = stats.service_ports,
-                                apply_ms = stats.apply.as_millis() as u64, "service rules synced");
+                            tracing::info!(
+                                service_ports = stats.service_ports,
+                                apply_ms = stats.apply.as_millis() as u64,
+                                "service rules synced"
+                            );
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "service rules: sync failed; retrying");

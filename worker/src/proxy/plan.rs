@@ -358,7 +358,10 @@ mod tests {
 
     #[test]
     fn ready_endpoints_only_while_any_is_ready() {
-        let p = plan(vec![ep(1, false, true, true, false), ep(2, false, false, true, true)]);
+        let p = plan(vec![
+            ep(1, false, true, true, false),
+            ep(2, false, false, true, true),
+        ]);
         let c = p.categorize();
         assert_eq!(ips(&c.cluster), [1]);
         assert!(c.has_any);
@@ -374,12 +377,19 @@ mod tests {
         let c = p.categorize();
         assert_eq!(ips(&c.cluster), [1]);
         assert!(c.has_any);
-        assert!(!plan(vec![ep(3, false, false, false, false)]).categorize().has_any);
+        assert!(
+            !plan(vec![ep(3, false, false, false, false)])
+                .categorize()
+                .has_any
+        );
     }
 
     #[test]
     fn internal_local_uses_only_local_endpoints() {
-        let mut p = plan(vec![ep(1, false, true, true, false), ep(2, true, true, true, false)]);
+        let mut p = plan(vec![
+            ep(1, false, true, true, false),
+            ep(2, true, true, true, false),
+        ]);
         p.internal_local = true;
         let c = p.categorize();
         assert!(c.cluster.is_empty());
@@ -390,7 +400,10 @@ mod tests {
 
     #[test]
     fn external_local_keeps_cluster_endpoints_for_internal_traffic() {
-        let mut p = plan(vec![ep(1, false, true, true, false), ep(2, true, true, true, false)]);
+        let mut p = plan(vec![
+            ep(1, false, true, true, false),
+            ep(2, true, true, true, false),
+        ]);
         p.node_port = Some(30080);
         p.external_local = true;
         let c = p.categorize();
@@ -401,7 +414,10 @@ mod tests {
 
     #[test]
     fn local_falls_back_to_local_serving_terminating() {
-        let mut p = plan(vec![ep(1, false, true, true, false), ep(2, true, false, true, true)]);
+        let mut p = plan(vec![
+            ep(1, false, true, true, false),
+            ep(2, true, false, true, true),
+        ]);
         p.node_port = Some(30080);
         p.external_local = true;
         let c = p.categorize();

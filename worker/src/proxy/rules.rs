@@ -89,7 +89,11 @@ pub fn render(
         r.service_port(plan, cluster_cidr);
     }
     for chain in stale_chains.difference(&r.done.chains) {
-        let _ = writeln!(r.out, "add chain {} {chain}\nflush chain {} {chain}", r.t, r.t);
+        let _ = writeln!(
+            r.out,
+            "add chain {} {chain}\nflush chain {} {chain}",
+            r.t, r.t
+        );
     }
     for set in stale_sets.difference(&r.done.sets) {
         let _ = writeln!(r.out, "delete set {} {set}", r.t);
@@ -192,10 +196,22 @@ impl Renderer {
         );
         let local = "fib daddr type local ip daddr != 127.0.0.0/8";
         for (chain, rule) in [
-            ("filter-input", "ct state new jump endpoints-check".to_owned()),
-            ("filter-forward", "ct state new jump endpoints-check".to_owned()),
-            ("filter-output", "ct state new jump endpoints-check".to_owned()),
-            ("filter-forward", "ct state new jump cluster-ips-check".to_owned()),
+            (
+                "filter-input",
+                "ct state new jump endpoints-check".to_owned(),
+            ),
+            (
+                "filter-forward",
+                "ct state new jump endpoints-check".to_owned(),
+            ),
+            (
+                "filter-output",
+                "ct state new jump endpoints-check".to_owned(),
+            ),
+            (
+                "filter-forward",
+                "ct state new jump cluster-ips-check".to_owned(),
+            ),
             (
                 "filter-output-post-dnat",
                 "ct state new jump cluster-ips-check".to_owned(),
@@ -233,7 +249,10 @@ impl Renderer {
                 "services",
                 format!("{local} meta l4proto . th dport vmap @service-nodeports"),
             ),
-            ("cluster-ips-check", "ip daddr @cluster-ips reject".to_owned()),
+            (
+                "cluster-ips-check",
+                "ip daddr @cluster-ips reject".to_owned(),
+            ),
         ] {
             self.rule(chain, &rule);
         }
@@ -248,7 +267,11 @@ impl Renderer {
         let cat = plan.categorize();
 
         for ip in &plan.cluster_ips {
-            let _ = writeln!(self.elements, "add element {} cluster-ips {{ {ip} }}", self.t);
+            let _ = writeln!(
+                self.elements,
+                "add element {} cluster-ips {{ {ip} }}",
+                self.t
+            );
         }
         for ep in &cat.reachable {
             let name = endpoint_chain(plan, ep);
@@ -502,24 +525,38 @@ mod tests {
 
     #[test]
     fn a_service_without_endpoints_is_rejected_not_dropped() {
-        let r = render("t", cidr(), &[plan(vec![])], &BTreeSet::new(), &BTreeSet::new());
-        assert!(
-            r.text
-                .contains("add element ip t no-endpoint-services { 10.43.0.5 . tcp . 80 : goto reject-chain }")
+        let r = render(
+            "t",
+            cidr(),
+            &[plan(vec![])],
+            &BTreeSet::new(),
+            &BTreeSet::new(),
         );
+        assert!(r.text.contains(
+            "add element ip t no-endpoint-services { 10.43.0.5 . tcp . 80 : goto reject-chain }"
+        ));
         assert!(!r.text.contains("add element ip t service-ips"));
         assert!(r.chains.is_empty());
     }
 
     #[test]
     fn endpoints_are_picked_at_random_and_dnatted_with_hairpin_masquerade() {
-        let r = render("t", cidr(), &[plan(vec![ep(2), ep(3)])], &BTreeSet::new(), &BTreeSet::new());
+        let r = render(
+            "t",
+            cidr(),
+            &[plan(vec![ep(2), ep(3)])],
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+        );
         let svc = r.chains.iter().find(|c| c.starts_with("service-")).unwrap();
         assert!(r.text.contains(&format!(
             "add element ip t service-ips {{ 10.43.0.5 . tcp . 80 : goto {svc} }}"
         )));
         assert!(r.text.contains("numgen random mod 2 vmap"));
-        assert!(r.text.contains("ip saddr 10.42.1.2 jump mark-for-masquerade"));
+        assert!(
+            r.text
+                .contains("ip saddr 10.42.1.2 jump mark-for-masquerade")
+        );
         assert!(r.text.contains("meta l4proto tcp dnat to 10.42.1.3:8080"));
         assert_eq!(r.chains.len(), 3);
     }
@@ -546,7 +583,10 @@ mod tests {
         let mut p = plan(vec![remote]);
         p.internal_local = true;
         let r = render("t", cidr(), &[p], &BTreeSet::new(), &BTreeSet::new());
-        assert!(r.text.contains("no-endpoint-services { 10.43.0.5 . tcp . 80 : drop }"));
+        assert!(
+            r.text
+                .contains("no-endpoint-services { 10.43.0.5 . tcp . 80 : drop }")
+        );
     }
 
     #[test]

@@ -21,7 +21,10 @@ use worker::network::{Backend, ClusterNetwork, Netns, PodNetwork, PodNetworkConf
 pub async fn lab_or_skip(label: &str) -> Option<Lab> {
     if let Err(why) = Lab::check_available() {
         let ci = std::env::var("CI").is_ok_and(|v| v == "1" || v == "true");
-        assert!(!ci, "network tests need root and network namespaces under CI: {why}");
+        assert!(
+            !ci,
+            "network tests need root and network namespaces under CI: {why}"
+        );
         eprintln!("SKIPPED (needs root and network namespaces): {why}");
         return None;
     }
@@ -66,14 +69,23 @@ impl TwoNodes {
         let model = ClusterModel::new();
         model.replace(
             ObjectKind::Node,
-            nodes.iter().map(|n| ClusterObject::Node(n.node_object())).collect(),
+            nodes
+                .iter()
+                .map(|n| ClusterObject::Node(n.node_object()))
+                .collect(),
         );
         let state = model.snapshot();
         for (i, net) in networks.iter().enumerate() {
             let peers = worker::network::routes::PeerNode::all_except(&state, &nodes[i].name);
             net.sync_peers(&peers).await.expect("routes");
         }
-        Self { lab, nodes, networks, model, cluster }
+        Self {
+            lab,
+            nodes,
+            networks,
+            model,
+            cluster,
+        }
     }
 
     pub async fn pod(&mut self, node: usize, name: &str) -> LabPod {
@@ -84,7 +96,13 @@ impl TwoNodes {
 }
 
 /// A Service `ns/name` with one TCP port `http` (plus whatever `edit` changes).
-pub fn service(ns: &str, name: &str, cluster_ip: &str, port: i32, edit: impl FnOnce(&mut ServiceSpec)) -> Service {
+pub fn service(
+    ns: &str,
+    name: &str,
+    cluster_ip: &str,
+    port: i32,
+    edit: impl FnOnce(&mut ServiceSpec),
+) -> Service {
     let mut svc = Service::default();
     svc.metadata.namespace = Some(ns.into());
     svc.metadata.name = Some(name.into());
@@ -118,7 +136,14 @@ pub struct Ep<'a> {
 
 impl<'a> Ep<'a> {
     pub fn ready(ip: Ipv4Addr, node: &'a str) -> Self {
-        Self { ip, node, ready: true, serving: true, terminating: false, hostname: None }
+        Self {
+            ip,
+            node,
+            ready: true,
+            serving: true,
+            terminating: false,
+            hostname: None,
+        }
     }
 }
 
@@ -150,15 +175,20 @@ pub fn slice(ns: &str, name: &str, port: i32, eps: &[Ep<'_>]) -> EndpointSlice {
     };
     s.metadata.namespace = Some(ns.into());
     s.metadata.name = Some(format!("{name}-abcde"));
-    s.metadata.labels = Some(BTreeMap::from([(SERVICE_NAME_LABEL.to_owned(), name.to_owned())]));
+    s.metadata.labels = Some(BTreeMap::from([(
+        SERVICE_NAME_LABEL.to_owned(),
+        name.to_owned(),
+    )]));
     s
 }
 
 pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
     let mut ns = Namespace::default();
     ns.metadata.name = Some(name.into());
-    let mut l: BTreeMap<String, String> =
-        labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mut l: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     l.insert("kubernetes.io/metadata.name".into(), name.into());
     ns.metadata.labels = Some(l);
     ns
@@ -169,8 +199,12 @@ pub fn pod_object(p: &LabPod, ns: &str, labels: &[(&str, &str)]) -> Pod {
     let mut pod = Pod::default();
     pod.metadata.namespace = Some(ns.into());
     pod.metadata.name = Some(p.name.clone());
-    pod.metadata.labels =
-        Some(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
+    pod.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
     pod.spec = Some(PodSpec {
         node_name: Some(p.node.clone()),
         containers: vec![k8s_openapi::api::core::v1::Container {
@@ -188,7 +222,9 @@ pub fn pod_object(p: &LabPod, ns: &str, labels: &[(&str, &str)]) -> Pod {
     pod.status = Some(PodStatus {
         phase: Some("Running".into()),
         pod_ip: Some(p.ip.to_string()),
-        pod_ips: Some(vec![k8s_openapi::api::core::v1::PodIP { ip: p.ip.to_string() }]),
+        pod_ips: Some(vec![k8s_openapi::api::core::v1::PodIP {
+            ip: p.ip.to_string(),
+        }]),
         ..Default::default()
     });
     pod
@@ -197,13 +233,16 @@ pub fn pod_object(p: &LabPod, ns: &str, labels: &[(&str, &str)]) -> Pod {
 /// Starts a TCP server in `netns` on `port` that answers each connection with `name` and the
 /// peer's address (`name peer-ip\n`), then echoes lines until the client closes.
 pub fn serve(netns: &Netns, port: u16, name: &str) -> tokio::task::JoinHandle<()> {
-    let listener = lab::tcp_listener(netns, SocketAddr::from(([0, 0, 0, 0], port))).expect("listen");
+    let listener =
+        lab::tcp_listener(netns, SocketAddr::from(([0, 0, 0, 0], port))).expect("listen");
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
     let name = name.to_owned();
     tokio::spawn(async move {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         loop {
-            let Ok((mut conn, peer)) = listener.accept().await else { return };
+            let Ok((mut conn, peer)) = listener.accept().await else {
+                return;
+            };
             let name = name.clone();
             tokio::spawn(async move {
                 let greeting = format!("{name} {}\n", peer.ip());
@@ -233,7 +272,9 @@ pub struct Conn {
 impl Conn {
     /// Sends a line and reads the echo.
     pub fn echo(&mut self, line: &str) -> std::io::Result<String> {
-        self.reader.get_mut().write_all(format!("{line}\n").as_bytes())?;
+        self.reader
+            .get_mut()
+            .write_all(format!("{line}\n").as_bytes())?;
         let mut got = String::new();
         self.reader.read_line(&mut got)?;
         Ok(got.trim_end().to_owned())
@@ -254,13 +295,19 @@ pub fn connect(netns: &Netns, addr: SocketAddr) -> std::io::Result<Conn> {
     let mut words = line.split_whitespace();
     let server = words.next().unwrap_or_default().to_owned();
     let seen_as = words.next().unwrap_or_default().to_owned();
-    Ok(Conn { server, seen_as, reader })
+    Ok(Conn {
+        server,
+        seen_as,
+        reader,
+    })
 }
 
 /// `connect` off the async runtime.
 pub async fn connect_async(netns: &Netns, addr: SocketAddr) -> std::io::Result<Conn> {
     let netns = netns.clone();
-    tokio::task::spawn_blocking(move || connect(&netns, addr)).await.expect("join")
+    tokio::task::spawn_blocking(move || connect(&netns, addr))
+        .await
+        .expect("join")
 }
 
 /// Polls `check` until it returns true, failing after `limit` (a generous bound for slow machines,

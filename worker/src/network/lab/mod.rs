@@ -101,14 +101,23 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Whether this machine can run labs (root, `ip netns`, `nft`, the CNI plugins); the reason when not.
+    /// Whether this machine can run labs (root, `ip netns`, `nft`, the CNI plugins); the reason when
+    /// not. Probed once per process.
     pub fn check_available() -> std::result::Result<(), String> {
+        static PROBED: std::sync::OnceLock<std::result::Result<(), String>> =
+            std::sync::OnceLock::new();
+        PROBED.get_or_init(Self::probe).clone()
+    }
+
+    fn probe() -> std::result::Result<(), String> {
+        remove_leftovers();
         for tool in ["ip", "bridge", "nft", "sysctl"] {
-            let found = std::env::var_os("PATH").is_some_and(|p| {
-                std::env::split_paths(&p).any(|d| d.join(tool).is_file())
-            });
+            let found = std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
             if !found {
-                return Err(format!("`{tool}` is not installed (scripts/setup installs it)"));
+                return Err(format!(
+                    "`{tool}` is not installed (scripts/setup installs it)"
+                ));
             }
         }
         for plugin in ["bridge", "host-local", "loopback", "portmap"] {
@@ -158,7 +167,8 @@ impl Lab {
         let lan = lab.add_netns("lan").await?;
         let [a, b, c] = LAN_PREFIX;
         let gw = format!("{a}.{b}.{c}.1/24");
-        lan.run("ip", &["link", "add", "br0", "type", "bridge"]).await?;
+        lan.run("ip", &["link", "add", "br0", "type", "bridge"])
+            .await?;
         lan.run("ip", &["addr", "add", &gw, "dev", "br0"]).await?;
         lan.run("ip", &["link", "set", "br0", "up"]).await?;
         Ok(lab)
@@ -200,17 +210,25 @@ impl Lab {
         self.lan
             .run(
                 "ip",
-                &["link", "add", &lan_if, "type", "veth", "peer", "name", "eth0", "netns", &node_name],
+                &[
+                    "link", "add", &lan_if, "type", "veth", "peer", "name", "eth0", "netns",
+                    &node_name,
+                ],
             )
             .await?;
         let _ = lan_name;
-        self.lan.run("ip", &["link", "set", &lan_if, "master", "br0", "up"]).await?;
+        self.lan
+            .run("ip", &["link", "set", &lan_if, "master", "br0", "up"])
+            .await?;
         netns
             .run("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"])
             .await?;
         netns.run("ip", &["link", "set", "eth0", "up"]).await?;
         netns
-            .run("ip", &["route", "add", "default", "via", &self.lan_ip().to_string()])
+            .run(
+                "ip",
+                &["route", "add", "default", "via", &self.lan_ip().to_string()],
+            )
             .await?;
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).map_err(|source| Error::File {
@@ -249,8 +267,9 @@ impl Lab {
             ..lo
         };
         let result = cni_exec::add(&node.netns, &conflist, &eth0).await?;
-        let ip = cni_exec::result_ipv4(&result)
-            .ok_or_else(|| Error::Config(format!("CNI result without an IPv4 address: {result}")))?;
+        let ip = cni_exec::result_ipv4(&result).ok_or_else(|| {
+            Error::Config(format!("CNI result without an IPv4 address: {result}"))
+        })?;
         Ok(LabPod {
             name: name.to_owned(),
             netns,

@@ -176,7 +176,8 @@ impl ClusterState {
                 self.nodes.insert(key, Arc::new(o));
             }
             ClusterObject::Service(o) => {
-                self.services.insert(ObjectKey::of(&o.metadata), Arc::new(o));
+                self.services
+                    .insert(ObjectKey::of(&o.metadata), Arc::new(o));
             }
             ClusterObject::EndpointSlice(o) => {
                 self.endpoint_slices
