@@ -5,7 +5,10 @@
 //! topology program named namespaces (`/run/netns/NAME`) through `ip netns exec`, exactly the
 //! commands a worker running inside that namespace would run.
 
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
@@ -153,4 +156,79 @@ impl Netns {
         }
         line
     }
+}
+
+/// Runs `f` on a thread that has entered the network namespace `netns` (sockets `f` creates belong
+/// to it, wherever they are used afterwards).
+///
+/// # Errors
+/// [`Error::Netns`] when the namespace cannot be entered.
+pub fn in_netns<T: Send>(netns: &Netns, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let Some(name) = netns.name() else {
+        return Ok(f());
+    };
+    let path = PathBuf::from("/run/netns").join(name);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path).map_err(|source| Error::File {
+                path: path.clone(),
+                source,
+            })?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| {
+                Error::Netns {
+                    name: name.to_owned(),
+                    source,
+                }
+            })?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Config(format!("thread in {name} panicked"))))
+    })
+}
+
+/// A TCP listener bound to `addr` inside `netns` (non-blocking, ready for tokio).
+///
+/// # Errors
+/// When the namespace cannot be entered or the address bound.
+pub fn tcp_listener(netns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
+    in_netns(netns, || {
+        let l = TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        Ok(l)
+    })?
+    .map_err(|source| Error::Socket {
+        what: format!("bind {addr}"),
+        source,
+    })
+}
+
+/// A TCP connection to `addr` made from inside `netns` (blocking mode, `timeout` to connect).
+///
+/// # Errors
+/// When the namespace cannot be entered or the connection fails (refused, timed out, ...):
+/// [`Error::Socket`] carries the `io::Error` and its kind.
+pub fn tcp_connect(netns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    in_netns(netns, || TcpStream::connect_timeout(&addr, timeout))?.map_err(|source| {
+        Error::Socket {
+            what: format!("connect {addr}"),
+            source,
+        }
+    })
+}
+
+/// A UDP socket bound to `addr` inside `netns` (non-blocking, ready for tokio).
+///
+/// # Errors
+/// When the namespace cannot be entered or the address bound.
+pub fn udp_socket(netns: &Netns, addr: SocketAddr) -> Result<UdpSocket> {
+    in_netns(netns, || {
+        let s = UdpSocket::bind(addr)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    })?
+    .map_err(|source| Error::Socket {
+        what: format!("bind udp {addr}"),
+        source,
+    })
 }

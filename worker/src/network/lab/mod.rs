@@ -12,9 +12,10 @@
 
 pub mod cni_exec;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+pub use super::exec::{in_netns, tcp_connect, tcp_listener, udp_socket};
+
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus};
@@ -343,79 +344,4 @@ fn remove_leftovers() {
             }
         }
     }
-}
-
-/// Runs `f` on a thread that has entered the network namespace `netns` (sockets `f` creates belong
-/// to it, wherever they are used afterwards).
-///
-/// # Errors
-/// [`Error::Netns`] when the namespace cannot be entered.
-pub fn in_netns<T: Send>(netns: &Netns, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let Some(name) = netns.name() else {
-        return Ok(f());
-    };
-    let path = PathBuf::from("/run/netns").join(name);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).map_err(|source| Error::File {
-                path: path.clone(),
-                source,
-            })?;
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| {
-                Error::Netns {
-                    name: name.to_owned(),
-                    source,
-                }
-            })?;
-            Ok(f())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(Error::Config(format!("thread in {name} panicked"))))
-    })
-}
-
-/// A TCP listener bound to `addr` inside `netns` (non-blocking, ready for tokio).
-///
-/// # Errors
-/// When the namespace cannot be entered or the address bound.
-pub fn tcp_listener(netns: &Netns, addr: SocketAddr) -> Result<TcpListener> {
-    in_netns(netns, || {
-        let l = TcpListener::bind(addr)?;
-        l.set_nonblocking(true)?;
-        Ok(l)
-    })?
-    .map_err(|source| Error::Socket {
-        what: format!("bind {addr}"),
-        source,
-    })
-}
-
-/// A TCP connection to `addr` made from inside `netns` (blocking mode, `timeout` to connect).
-///
-/// # Errors
-/// When the namespace cannot be entered or the connection fails (refused, timed out, ...):
-/// [`Error::Socket`] carries the `io::Error` and its kind.
-pub fn tcp_connect(netns: &Netns, addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
-    in_netns(netns, || TcpStream::connect_timeout(&addr, timeout))?.map_err(|source| {
-        Error::Socket {
-            what: format!("connect {addr}"),
-            source,
-        }
-    })
-}
-
-/// A UDP socket bound to `addr` inside `netns` (non-blocking, ready for tokio).
-///
-/// # Errors
-/// When the namespace cannot be entered or the address bound.
-pub fn udp_socket(netns: &Netns, addr: SocketAddr) -> Result<UdpSocket> {
-    in_netns(netns, || {
-        let s = UdpSocket::bind(addr)?;
-        s.set_nonblocking(true)?;
-        Ok(s)
-    })?
-    .map_err(|source| Error::Socket {
-        what: format!("bind udp {addr}"),
-        source,
-    })
 }
