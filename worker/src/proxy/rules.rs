@@ -473,7 +473,7 @@ fn affinity_set(plan: &ServicePortPlan, ep: &EndpointPlan, timeout: u32) -> Stri
 
 /// `name` prefixed with 8 hex digits of its FNV-1a hash (names that differ in one digit still look
 /// different at a glance), cut to nftables' 256-byte name limit.
-fn hashed(name: &str) -> String {
+pub(crate) fn hashed(name: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
