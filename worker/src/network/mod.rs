@@ -1,5 +1,6 @@
 //! The pod network of a worker, and what the rest of the worker's networking shares.
 //!
+//! - [`agent`]: all of the worker's networking started in one call ([`NodeNetworking`]).
 //! - [`model`]: the in-memory cluster model the API watch feeds (the seam to the watch).
 //! - [`cni`]: the CNI configuration containerd uses for pods (the seam to the runtime).
 //! - [`routes`]: routes to the other nodes' pod CIDRs, host-gw or VXLAN.
@@ -13,6 +14,7 @@
 //! The service proxy ([`crate::proxy`]), cluster DNS ([`crate::dns`]) and NetworkPolicy
 //! ([`crate::netpol`]) read the same model. Addresses are IPv4 only.
 
+pub mod agent;
 pub mod cni;
 pub mod devnet;
 pub mod error;
@@ -28,6 +30,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+pub use agent::{NodeNetworkConfig, NodeNetworking};
 pub use error::{Error, Result};
 pub use exec::Netns;
 pub use node::{PodNetwork, PodNetworkConfig};
