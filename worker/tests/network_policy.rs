@@ -68,8 +68,8 @@ async fn network_policies_allow_and_deny_as_upstream() {
     let guest = c.pod(0, "guest").await;
     let far = c.pod(1, "far").await; // a client on web's own node, from 10.42.2.0/24
     for p in [&web, &far] {
-        let _ = serve(&p.netns, 8080, &p.name);
-        let _ = serve(&p.netns, 9090, &p.name);
+        drop(serve(&p.netns, 8080, &p.name));
+        drop(serve(&p.netns, 9090, &p.name));
     }
     c.model.replace(
         ObjectKind::Namespace,

@@ -150,7 +150,7 @@ impl RequestHandler for ClusterDnsHandler {
             Answer::NoData => send(request, handle, ResponseCode::NoError, &[], &soa, &[]).await,
             Answer::NxDomain => send(request, handle, ResponseCode::NXDomain, &[], &soa, &[]).await,
             Answer::Alias { cname, target } => {
-                let mut answers = vec![cname];
+                let mut answers = vec![*cname];
                 if qtype != RecordType::CNAME {
                     answers.extend(self.resolve_upstream(&target, qtype).await);
                 }

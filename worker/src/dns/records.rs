@@ -51,7 +51,7 @@ pub enum Answer {
     /// An ExternalName Service: the CNAME, and its target to resolve upstream for the asked type.
     Alias {
         /// The CNAME record.
-        cname: Record,
+        cname: Box<Record>,
         /// Its target.
         target: Name,
     },
@@ -328,7 +328,7 @@ impl DnsIndex {
         let addresses: Vec<Ipv4Addr> = match &entry.kind {
             Kind::External(target) => {
                 return Answer::Alias {
-                    cname: record(qname, RData::CNAME(CNAME(target.clone()))),
+                    cname: Box::new(record(qname, RData::CNAME(CNAME(target.clone())))),
                     target: target.clone(),
                 };
             }

@@ -176,12 +176,12 @@ impl NetworkPolicies {
             let mut wait = resync;
             if state.is_synced(NEEDS) {
                 let policies = compile::compile(&state, &self.node_name);
-                if self.last.as_ref() != Some(&policies) {
-                    if let Err(e) = self.apply(policies).await {
-                        tracing::warn!(error = %e, "network policies: sync failed; retrying");
-                        self.last = None;
-                        wait = retry;
-                    }
+                if self.last.as_ref() != Some(&policies)
+                    && let Err(e) = self.apply(policies).await
+                {
+                    tracing::warn!(error = %e, "network policies: sync failed; retrying");
+                    self.last = None;
+                    wait = retry;
                 }
             }
             tokio::select! {

@@ -225,10 +225,10 @@ impl ServiceProxy {
                 if rules::is_service_chain(name) {
                     chains.insert(name.to_owned());
                 }
-            } else if let Some(name) = item.pointer("/set/name").and_then(|n| n.as_str()) {
-                if rules::is_affinity_set(name) {
-                    sets.insert(name.to_owned());
-                }
+            } else if let Some(name) = item.pointer("/set/name").and_then(|n| n.as_str())
+                && rules::is_affinity_set(name)
+            {
+                sets.insert(name.to_owned());
             }
         }
         (chains, sets)

@@ -58,6 +58,10 @@ impl ObjectKind {
 
 /// One object, as the API watch decoded it.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived: each object moves into an Arc in the model at once"
+)]
 pub enum ClusterObject {
     /// A Node.
     Node(Node),
