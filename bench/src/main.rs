@@ -6,6 +6,7 @@
 //! on `host` (the relay benchmark), never the other way round.
 
 mod api;
+mod network;
 mod relay;
 mod store;
 
@@ -26,6 +27,9 @@ enum BenchCommand {
     Relay(relay::RelayBenchArgs),
     /// The real `daas-enclave --dev` under kubectl-like load over TLS.
     Api(api::ApiBenchArgs),
+    /// The worker's pod network, service proxy and DNS on two nodes emulated with network
+    /// namespaces, against node-to-node traffic (needs root).
+    Network(network::NetworkBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args),
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Api(args) => api::run(args),
+        BenchCommand::Network(args) => network::run(args),
     }
 }
 
