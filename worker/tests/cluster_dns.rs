@@ -3,7 +3,7 @@
 //! resolver, records following Service and EndpointSlice changes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod netlab;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,7 +13,7 @@ use std::time::Duration;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use support::{Ep, TwoNodes, eventually, lab_or_skip, service, slice};
+use netlab::{Ep, TwoNodes, eventually, lab_or_skip, service, slice};
 use tokio_util::sync::CancellationToken;
 use worker::dns::proto::op::{Message, Metadata, Query, ResponseCode};
 use worker::dns::proto::rr::{Name, RData, Record, RecordType};

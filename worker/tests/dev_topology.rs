@@ -3,11 +3,11 @@
 //! leaves nothing behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod netlab;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use support::{connect_async, lab_or_skip, serve};
+use netlab::{connect_async, lab_or_skip, serve};
 use worker::network::Netns;
 use worker::network::devnet::DevTopology;
 

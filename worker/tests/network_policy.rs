@@ -3,7 +3,7 @@
 //! defaulting, and connections a policy allowed surviving a later deny.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod netlab;
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use support::{TwoNodes, connect_async, lab_or_skip, namespace, pod_object, serve};
+use netlab::{TwoNodes, connect_async, lab_or_skip, namespace, pod_object, serve};
 use worker::netpol::NetworkPolicies;
 use worker::network::model::{ClusterObject, ObjectKind};
 use worker::network::{Backend, Netns};

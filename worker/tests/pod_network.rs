@@ -3,11 +3,11 @@
 //! of the cluster, and a resync that removes the routes of a node that left.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod netlab;
 
 use std::net::SocketAddr;
 
-use support::{TwoNodes, connect_async, lab_or_skip, serve};
+use netlab::{TwoNodes, connect_async, lab_or_skip, serve};
 use worker::network::Backend;
 use worker::network::routes::{PeerNode, VXLAN_DEVICE};
 

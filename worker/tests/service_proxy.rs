@@ -3,14 +3,14 @@
 //! connections, and a restarted proxy that leaves no rule of a deleted Service behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod netlab;
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use support::{Ep, TwoNodes, connect_async, eventually, lab_or_skip, serve, service, slice};
+use netlab::{Ep, TwoNodes, connect_async, eventually, lab_or_skip, serve, service, slice};
 use tokio_util::sync::CancellationToken;
 use worker::network::Backend;
 use worker::network::model::{ClusterObject, ObjectKind};

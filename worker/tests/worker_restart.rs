@@ -3,12 +3,12 @@
 //! Service deleted meanwhile leaves no rule once it is back, and DNS answers again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod netlab;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use support::{Ep, connect_async, eventually, lab_or_skip, serve, service, slice};
+use netlab::{Ep, connect_async, eventually, lab_or_skip, serve, service, slice};
 use tokio_util::sync::CancellationToken;
 use worker::network::lab::LabNode;
 use worker::network::model::{ClusterModel, ClusterObject, ObjectKind};

@@ -1,328 +1,332 @@
-//! Shared by the network tests: a lab (or a skip), a two-node cluster on it, API objects, and tiny
-//! servers and clients inside pods.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+//! A real containerd (a child process under a temp dir) and a pod runtime over it, driven
+//! through the fake API. Skips (with a message) when containerd is not installed, except
+//! under CI, where that fails.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{
-    Namespace, Pod, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use worker::pods::fake::FakeApi;
+use worker::pods::{PodRuntime, PodRuntimeConfig, Shutdown};
+use worker::runtime::{
+    BUSYBOX_IMAGE, BridgeNetwork, Containerd, ContainerdConfig, Cri, ImageArchive,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use worker::network::lab::{self, Lab, LabNode, LabPod};
-use worker::network::model::{ClusterModel, ClusterObject, ObjectKind, SERVICE_NAME_LABEL};
-use worker::network::{Backend, ClusterNetwork, Netns, PodNetwork, PodNetworkConfig};
 
-/// A lab, or `None` (with a message) where network namespaces are unavailable; under CI the
-/// missing capability fails the test instead.
-pub async fn lab_or_skip(label: &str) -> Option<Lab> {
-    if let Err(why) = Lab::check_available() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "1" || v == "true");
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// containerd + pod runtime + fake API; everything stopped and removed on drop.
+pub struct Harness {
+    pub api: FakeApi,
+    pub pods: Option<PodRuntime>,
+    pub containerd: Option<Containerd>,
+    pub dir: tempfile::TempDir,
+    pub node: String,
+    config: PodRuntimeConfig,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Whether the machine can run these tests; prints why not.
+pub fn available() -> bool {
+    let found = std::process::Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
         assert!(
-            !ci,
-            "network tests need root and network namespaces under CI: {why}"
+            std::env::var_os("CI").is_none(),
+            "containerd is not installed (scripts/setup installs it); CI requires it"
         );
-        eprintln!("SKIPPED (needs root and network namespaces): {why}");
-        return None;
+        eprintln!("SKIPPED: containerd is not installed (run scripts/setup)");
     }
-    Some(Lab::new(label).await.expect("creating the lab"))
+    found
 }
 
-/// Two nodes with their pod networks set up, and the model holding them.
-pub struct TwoNodes {
-    pub lab: Lab,
-    pub nodes: Vec<LabNode>,
-    pub networks: Vec<PodNetwork>,
-    pub model: ClusterModel,
-    pub cluster: ClusterNetwork,
-}
-
-impl TwoNodes {
-    pub async fn new(lab: Lab, backend: Backend) -> Self {
-        let mut lab = lab;
-        let cluster = ClusterNetwork::default();
-        let mut nodes = Vec::new();
-        let mut networks = Vec::new();
-        for i in 1..=2u8 {
-            let node = lab.add_node(&format!("node-{i}"), i).await.expect("node");
-            let net = PodNetwork::setup(
-                PodNetworkConfig {
-                    netns: node.netns.clone(),
-                    node_name: node.name.clone(),
-                    node_ip: node.ip,
-                    pod_cidr: node.pod_cidr,
-                    backend,
-                    cni_conf_dir: node.cni_conf_dir(),
-                    ipam_data_dir: node.ipam_dir(),
-                    bridge: "cni0".into(),
-                },
-                &cluster,
+impl Harness {
+    /// Starts containerd and a pod runtime (resync every `resync`), or `None` when skipped.
+    pub async fn start_with(resync: Duration) -> Option<Self> {
+        if !available() {
+            return None;
+        }
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "worker=info".into()),
             )
-            .await
-            .expect("pod network setup");
-            nodes.push(node);
-            networks.push(net);
-        }
-        let model = ClusterModel::new();
-        model.replace(
-            ObjectKind::Node,
-            nodes
-                .iter()
-                .map(|n| ClusterObject::Node(n.node_object()))
-                .collect(),
+            .with_test_writer()
+            .try_init();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let id = (std::process::id() % 200) * 8 + n;
+        let dir = tempfile::Builder::new()
+            .prefix("daas-rt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let images = ImageArchive::build_local(&repo()).await.unwrap();
+        let network = BridgeNetwork {
+            bridge: format!("daast{id}"),
+            subnet: std::net::Ipv4Addr::new(10, 88, u8::try_from(id % 250).unwrap(), 0),
+            prefix: 24,
+        };
+        let containerd = Containerd::start(
+            ContainerdConfig::new(dir.path())
+                .with_images(images)
+                .with_network(network),
+        )
+        .await
+        .unwrap();
+        let node = format!("node-{id}");
+        let config = PodRuntimeConfig::new(node.clone(), "127.0.0.1".parse().unwrap(), dir.path())
+            .with_resync(resync)
+            .with_cgroup_root(format!("/daas-test-{id}/kubepods"));
+        let api = FakeApi::default();
+        let pods = PodRuntime::new(
+            config.clone(),
+            containerd.cri(),
+            Arc::new(api.clone()),
+            Arc::new(api.clone()),
         );
-        let state = model.snapshot();
-        for (i, net) in networks.iter().enumerate() {
-            let peers = worker::network::routes::PeerNode::all_except(&state, &nodes[i].name);
-            net.sync_peers(&peers).await.expect("routes");
-        }
-        Self {
-            lab,
-            nodes,
-            networks,
-            model,
-            cluster,
-        }
-    }
-
-    pub async fn pod(&mut self, node: usize, name: &str) -> LabPod {
-        let cni = self.networks[node].cni().clone();
-        let n = self.nodes[node].clone();
-        self.lab.add_pod(&n, &cni, name).await.expect("pod")
-    }
-}
-
-/// A Service `ns/name` with one TCP port `http` (plus whatever `edit` changes).
-pub fn service(
-    ns: &str,
-    name: &str,
-    cluster_ip: &str,
-    port: i32,
-    edit: impl FnOnce(&mut ServiceSpec),
-) -> Service {
-    let mut svc = Service::default();
-    svc.metadata.namespace = Some(ns.into());
-    svc.metadata.name = Some(name.into());
-    let mut spec = ServiceSpec {
-        cluster_ip: Some(cluster_ip.into()),
-        cluster_ips: (cluster_ip != "None").then(|| vec![cluster_ip.into()]),
-        ports: Some(vec![ServicePort {
-            name: Some("http".into()),
-            port,
-            protocol: Some("TCP".into()),
-            target_port: Some(IntOrString::Int(8080)),
-            ..Default::default()
-        }]),
-        type_: Some("ClusterIP".into()),
-        ..Default::default()
-    };
-    edit(&mut spec);
-    svc.spec = Some(spec);
-    svc
-}
-
-/// One endpoint of a slice: address, node, ready/serving/terminating.
-pub struct Ep<'a> {
-    pub ip: Ipv4Addr,
-    pub node: &'a str,
-    pub ready: bool,
-    pub serving: bool,
-    pub terminating: bool,
-    pub hostname: Option<&'a str>,
-}
-
-impl<'a> Ep<'a> {
-    pub fn ready(ip: Ipv4Addr, node: &'a str) -> Self {
-        Self {
-            ip,
+        Some(Self {
+            api,
+            pods: Some(pods),
+            containerd: Some(containerd),
+            dir,
             node,
-            ready: true,
-            serving: true,
-            terminating: false,
-            hostname: None,
+            config,
+        })
+    }
+
+    pub async fn start() -> Option<Self> {
+        Self::start_with(Duration::from_secs(2)).await
+    }
+
+    fn config_cgroup_root(&self) -> String {
+        format!("/daas-test-{}", self.node.trim_start_matches("node-"))
+    }
+
+    pub fn pods(&self) -> &PodRuntime {
+        self.pods.as_ref().unwrap()
+    }
+
+    pub fn cri(&self) -> Cri {
+        self.containerd.as_ref().unwrap().cri()
+    }
+
+    /// Drops the pod runtime without stopping anything (as `kill -9` of the agent) and starts
+    /// a new one over the same containerd.
+    pub fn restart_runtime(&mut self) {
+        drop(self.pods.take());
+        let pods = PodRuntime::new(
+            self.config.clone(),
+            self.cri(),
+            Arc::new(self.api.clone()),
+            Arc::new(self.api.clone()),
+        );
+        self.pods = Some(pods);
+    }
+
+    /// Waits for the pod's status to satisfy `check`; panics with the last status otherwise.
+    pub async fn wait(
+        &self,
+        pod: &Pod,
+        secs: u64,
+        what: &str,
+        check: impl Fn(&PodStatus) -> bool,
+    ) -> PodStatus {
+        let uid = pod.metadata.uid.clone().unwrap();
+        match self
+            .api
+            .wait_status(&uid, Duration::from_secs(secs), check)
+            .await
+        {
+            Ok(s) => s,
+            Err(last) => panic!(
+                "timed out waiting for {what}; last status: {}",
+                serde_json::to_string_pretty(&last).unwrap()
+            ),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(pods) = self.pods.take() {
+            pods.shutdown(Shutdown::RemovePods).await.unwrap();
+        }
+        if let Some(c) = self.containerd.take() {
+            c.stop().await.unwrap();
         }
     }
 }
 
-/// The EndpointSlice of Service `ns/name` with port `http`/`port`.
-pub fn slice(ns: &str, name: &str, port: i32, eps: &[Ep<'_>]) -> EndpointSlice {
-    let mut s = EndpointSlice {
-        address_type: "IPv4".into(),
-        endpoints: eps
-            .iter()
-            .map(|e| Endpoint {
-                addresses: vec![e.ip.to_string()],
-                node_name: Some(e.node.into()),
-                hostname: e.hostname.map(str::to_owned),
-                conditions: Some(EndpointConditions {
-                    ready: Some(e.ready),
-                    serving: Some(e.serving),
-                    terminating: Some(e.terminating),
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(port),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
-        ..Default::default()
-    };
-    s.metadata.namespace = Some(ns.into());
-    s.metadata.name = Some(format!("{name}-abcde"));
-    s.metadata.labels = Some(BTreeMap::from([(
-        SERVICE_NAME_LABEL.to_owned(),
-        name.to_owned(),
-    )]));
-    s
+impl Drop for Harness {
+    fn drop(&mut self) {
+        drop(self.pods.take());
+        // Containerd's Drop removes every pod it ran and stops it.
+        drop(self.containerd.take());
+        // The test's own cgroup root (the pods' cgroups under it are removed with the pods).
+        let root = self.config_cgroup_root();
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                remove_tree(&e.path().join(root.trim_start_matches('/')));
+            }
+        }
+    }
 }
 
-pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(name.into());
-    let mut l: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    l.insert("kubernetes.io/metadata.name".into(), name.into());
-    ns.metadata.labels = Some(l);
-    ns
+fn remove_tree(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&child.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
-/// The Pod object of a lab pod (namespace, labels, node, IP, a container port `http` 8080).
-pub fn pod_object(p: &LabPod, ns: &str, labels: &[(&str, &str)]) -> Pod {
-    let mut pod = Pod::default();
-    pod.metadata.namespace = Some(ns.into());
-    pod.metadata.name = Some(p.name.clone());
-    pod.metadata.labels = Some(
-        labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-    );
-    pod.spec = Some(PodSpec {
-        node_name: Some(p.node.clone()),
-        containers: vec![k8s_openapi::api::core::v1::Container {
-            name: "c".into(),
-            ports: Some(vec![k8s_openapi::api::core::v1::ContainerPort {
-                name: Some("http".into()),
-                container_port: 8080,
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
+/// A busybox pod running `script` with `sh -c`.
+pub fn busybox_pod(name: &str, script: &str) -> Pod {
+    let uid = format!("uid-{name}-{}", NEXT.fetch_add(1, Ordering::SeqCst));
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some("default".to_owned()),
+            uid: Some(uid),
+            labels: Some(BTreeMap::from([("app".to_owned(), name.to_owned())])),
             ..Default::default()
-        }],
+        },
+        spec: Some(PodSpec {
+            containers: vec![container("main", script)],
+            termination_grace_period_seconds: Some(2),
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Pending".to_owned()),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A busybox container running `script`.
+pub fn container(name: &str, script: &str) -> Container {
+    Container {
+        name: name.to_owned(),
+        image: Some(BUSYBOX_IMAGE.to_owned()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        command: Some(vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()]),
         ..Default::default()
-    });
-    pod.status = Some(PodStatus {
-        phase: Some("Running".into()),
-        pod_ip: Some(p.ip.to_string()),
-        pod_ips: Some(vec![k8s_openapi::api::core::v1::PodIP {
-            ip: p.ip.to_string(),
-        }]),
-        ..Default::default()
-    });
+    }
+}
+
+/// Marks the pod deleted (as the API server does on DELETE).
+pub fn deleted(mut pod: Pod, grace: i64) -> Pod {
+    pod.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    pod.metadata.deletion_grace_period_seconds = Some(grace);
     pod
 }
 
-/// Starts a TCP server in `netns` on `port` that answers each connection with `name` and the
-/// peer's address (`name peer-ip\n`), then echoes lines until the client closes.
-pub fn serve(netns: &Netns, port: u16, name: &str) -> tokio::task::JoinHandle<()> {
-    let listener =
-        lab::tcp_listener(netns, SocketAddr::from(([0, 0, 0, 0], port))).expect("listen");
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    let name = name.to_owned();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        loop {
-            let Ok((mut conn, peer)) = listener.accept().await else {
-                return;
-            };
-            let name = name.clone();
-            tokio::spawn(async move {
-                let greeting = format!("{name} {}\n", peer.ip());
-                if conn.write_all(greeting.as_bytes()).await.is_err() {
-                    return;
-                }
-                let (r, mut w) = conn.split();
-                let mut lines = tokio::io::BufReader::new(r).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if w.write_all(format!("{line}\n").as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    })
+pub fn phase(s: &PodStatus) -> &str {
+    s.phase.as_deref().unwrap_or_default()
 }
 
-/// A connection from inside `netns` to `addr`, with its greeting read: (server name, peer IP as the
-/// server saw it).
-pub struct Conn {
-    pub server: String,
-    pub seen_as: String,
-    reader: BufReader<std::net::TcpStream>,
+pub fn container_status<'a>(
+    s: &'a PodStatus,
+    name: &str,
+) -> &'a k8s_openapi::api::core::v1::ContainerStatus {
+    s.container_statuses
+        .iter()
+        .flatten()
+        .chain(s.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .unwrap()
 }
 
-impl Conn {
-    /// Sends a line and reads the echo.
-    pub fn echo(&mut self, line: &str) -> std::io::Result<String> {
-        self.reader
-            .get_mut()
-            .write_all(format!("{line}\n").as_bytes())?;
-        let mut got = String::new();
-        self.reader.read_line(&mut got)?;
-        Ok(got.trim_end().to_owned())
+pub fn waiting_reason(s: &PodStatus, name: &str) -> Option<String> {
+    s.container_statuses
+        .iter()
+        .flatten()
+        .chain(s.init_container_statuses.iter().flatten())
+        .find(|c| c.name == name)
+        .and_then(|c| c.state.as_ref())
+        .and_then(|st| st.waiting.as_ref())
+        .and_then(|w| w.reason.clone())
+}
+
+pub fn condition(s: &PodStatus, kind: &str) -> Option<String> {
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+/// Runs a command in the pod's container `name` and returns its stdout.
+pub async fn exec(h: &Harness, s: &PodStatus, name: &str, cmd: &[&str]) -> String {
+    let id = container_status(s, name).container_id.clone().unwrap();
+    let id = id.trim_start_matches("containerd://").to_owned();
+    let out = h
+        .cri()
+        .exec_sync(k8s_cri::v1::ExecSyncRequest {
+            container_id: id,
+            cmd: cmd.iter().map(|s| (*s).to_owned()).collect(),
+            timeout: 10,
+        })
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A volume mount.
+pub fn mount(name: &str, path: &str) -> k8s_openapi::api::core::v1::VolumeMount {
+    k8s_openapi::api::core::v1::VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        ..Default::default()
     }
 }
 
-/// Connects from `netns` to `addr` (blocking; run it in `spawn_blocking`), reading the greeting.
-pub fn connect(netns: &Netns, addr: SocketAddr) -> std::io::Result<Conn> {
-    let stream = match lab::tcp_connect(netns, addr, Duration::from_secs(2)) {
-        Ok(s) => s,
-        Err(worker::network::Error::Socket { source, .. }) => return Err(source),
-        Err(e) => return Err(std::io::Error::other(e.to_string())),
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut words = line.split_whitespace();
-    let server = words.next().unwrap_or_default().to_owned();
-    let seen_as = words.next().unwrap_or_default().to_owned();
-    Ok(Conn {
-        server,
-        seen_as,
-        reader,
-    })
+/// Object metadata in `default`.
+pub fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some("default".to_owned()),
+        ..Default::default()
+    }
 }
 
-/// `connect` off the async runtime.
-pub async fn connect_async(netns: &Netns, addr: SocketAddr) -> std::io::Result<Conn> {
-    let netns = netns.clone();
-    tokio::task::spawn_blocking(move || connect(&netns, addr))
-        .await
-        .expect("join")
+/// A configmap in `default`.
+pub fn config_map(name: &str, data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::ConfigMap {
+    k8s_openapi::api::core::v1::ConfigMap {
+        metadata: meta(name),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
 }
 
-/// Polls `check` until it returns true, failing after `limit` (a generous bound for slow machines,
-/// not a performance threshold).
-pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// A secret in `default`.
+pub fn secret(name: &str, data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: meta(name),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| {
+                    (
+                        (*k).to_owned(),
+                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        ),
+        ..Default::default()
     }
 }

@@ -312,6 +312,13 @@ pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
 /// `/status` and `/scale`.
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
+/// Pods' subresources.
+const POD_SUBRESOURCES: &[Subresource] = &[
+    Subresource::Status,
+    Subresource::Eviction,
+    Subresource::Binding,
+];
+
 /// The group, version and resource of the definitions of custom resources.
 pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions");
@@ -322,6 +329,7 @@ pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
 pub const CUSTOM_RESOURCE_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 pub(crate) use crd::set_condition as set_crd_condition;
+pub(crate) use pods::update_pod_condition;
 
 /// A stored resource without short names, categories or subresources.
 fn res(
@@ -437,7 +445,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             )
             .short(&["po"])
             .in_all()
-            .subs(STATUS)
+            .subs(POD_SUBRESOURCES)
         },
         res(
             CORE,
