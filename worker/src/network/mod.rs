@@ -2,6 +2,7 @@
 //!
 //! - [`agent`]: all of the worker's networking started in one call ([`NodeNetworking`]).
 //! - [`model`]: the in-memory cluster model the API watch feeds (the seam to the watch).
+//! - [`feed`]: fills the model from the API server (lists every period, for now).
 //! - [`cni`]: the CNI configuration containerd uses for pods (the seam to the runtime).
 //! - [`routes`]: routes to the other nodes' pod CIDRs, host-gw or VXLAN.
 //! - [`nat`]: masquerade for traffic leaving the cluster CIDR.
@@ -19,6 +20,7 @@ pub mod cni;
 pub mod devnet;
 pub mod error;
 pub mod exec;
+pub mod feed;
 pub mod lab;
 pub mod model;
 pub mod nat;
