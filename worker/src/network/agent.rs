@@ -1,7 +1,7 @@
 //! Everything networking a worker runs, started in one call: the pod network, its route sync, the
 //! service proxy, cluster DNS and NetworkPolicy, all fed by one [`ClusterModel`].
 //!
-//! What the rest of the worker wires to it:
+//! [`super::wiring`] says how `daas-worker` starts it. What the rest of the worker wires to it:
 //! - the API watch fills the [`ClusterModel`] (Nodes, Services, EndpointSlices, Pods,
 //!   Namespaces, NetworkPolicies: list then watch, [`ClusterModel::replace`] after each list);
 //! - containerd's CRI `conf_dir` is [`NodeNetworkConfig::cni_conf_dir`] (its `bin_dir`
@@ -142,6 +142,16 @@ impl NodeNetworking {
             },
             tasks,
         })
+    }
+
+    /// The cluster DNS address this node answers on (and pods use).
+    pub fn cluster_dns(&self) -> std::net::Ipv4Addr {
+        self.node_dns.cluster_dns
+    }
+
+    /// Runs `task` beside the networking loops (stopped with them).
+    pub(super) fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
     }
 
     /// The pod network (its CNI configuration, for the runtime).

@@ -1,6 +1,7 @@
 //! The pod network of a worker, and what the rest of the worker's networking shares.
 //!
 //! - [`agent`]: all of the worker's networking started in one call ([`NodeNetworking`]).
+//! - [`wiring`]: how `daas-worker` starts it: which value comes from where.
 //! - [`model`]: the in-memory cluster model the API watch feeds (the seam to the watch).
 //! - [`feed`]: fills the model from the API server (lists every period, for now).
 //! - [`cni`]: the CNI configuration containerd uses for pods (the seam to the runtime).
@@ -27,6 +28,7 @@ pub mod nat;
 pub mod node;
 pub mod resolv;
 pub mod routes;
+pub mod wiring;
 
 use std::net::Ipv4Addr;
 
