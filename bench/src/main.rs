@@ -3,10 +3,12 @@
 //!
 //! Layering: a binary of its own so that `daas` links neither the control plane nor RocksDB. It may depend on
 //! `enclave` (the store benchmark opens the store in-process; the API benchmark reads the dev credentials) and
-//! on `host` (the relay benchmark), `worker` and `chain` (the join benchmark), never the other way round.
+//! on `host` (the relay benchmark), `worker` and `chain` (the join benchmark; `worker` also for the network
+//! benchmark), never the other way round.
 
 mod api;
 mod join;
+mod network;
 mod relay;
 mod scheduler;
 mod store;
@@ -33,6 +35,9 @@ enum BenchCommand {
     Join(join::JoinBenchArgs),
     /// The enclave's scheduler against hollow nodes, in scheduler_perf's shapes.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// The worker's pod network, service proxy and DNS on two nodes emulated with network
+    /// namespaces, against node-to-node traffic (needs root).
+    Network(network::NetworkBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Api(args) => api::run(args),
         BenchCommand::Join(args) => join::run(args),
         BenchCommand::Scheduler(args) => scheduler::run(args),
+        BenchCommand::Network(args) => network::run(args),
     }
 }
 

@@ -18,6 +18,10 @@
 //! | [`agent`] | the main loop and its tasks |
 //! | [`runtime`] | containerd and CRI (below the pods) |
 //! | [`pods`] | the pod lifecycle as the kubelet runs it: one worker per pod, status, volumes, probes; the API is reached only through the seams in [`pods::api`] |
+//! | [`network`] | pod network: CNI configuration, routes (host-gw or VXLAN), masquerade, pods' `resolv.conf`, dev topology; [`network::NodeNetworking`] starts all networking of a worker |
+//! | [`proxy`] | Services in nftables (kube-proxy's nftables mode) |
+//! | [`dns`] | cluster DNS on every node (hickory-server) |
+//! | [`netpol`] | NetworkPolicy in nftables |
 //!
 //! | feature | what |
 //! |---|---|
@@ -26,9 +30,13 @@
 pub mod agent;
 pub mod attested;
 pub mod client;
+pub mod dns;
 pub mod join;
+pub mod netpol;
+pub mod network;
 pub mod node;
 pub mod pods;
+pub mod proxy;
 pub mod runtime;
 
 pub use agent::{Agent, AgentContext, AgentError, AgentTask};

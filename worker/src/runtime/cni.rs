@@ -4,6 +4,11 @@
 
 use std::net::Ipv4Addr;
 
+/// The file name of this fallback configuration in containerd's CNI `conf_dir`. containerd
+/// loads the first conflist by name, so the pod network's own (`network::cni::CONFLIST_FILE`,
+/// written when the worker runs its networking) sorts before it and wins.
+pub const CONFLIST_FILE: &str = "10-k3s-daas.conflist";
+
 /// A bridge network for the pods of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeNetwork {

@@ -125,7 +125,7 @@ impl Containerd {
                 .map_err(|e| Error::io("creating", d, e))?;
         }
         let conflist = config.network.conflist(&config.data_dir.join("cni/ipam"));
-        let conf_path = cni_dir.join("10-k3s-daas.conflist");
+        let conf_path = cni_dir.join(super::cni::CONFLIST_FILE);
         tokio::fs::write(&conf_path, conflist.to_string())
             .await
             .map_err(|e| Error::io("writing", &conf_path, e))?;

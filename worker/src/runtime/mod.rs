@@ -11,7 +11,7 @@ mod error;
 mod images;
 mod stats;
 
-pub use cni::BridgeNetwork;
+pub use cni::{BridgeNetwork, CONFLIST_FILE};
 pub use containerd::{Containerd, ContainerdConfig, remove_all_pods};
 pub use cri::Cri;
 pub use error::{Error, Result};
