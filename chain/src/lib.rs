@@ -9,10 +9,13 @@
 //! - [`FileRegistry`]: a local JSON file for dev mode and tests, safe under concurrent
 //!   processes, enforcing the rules of the Move package `k3s_daas` (`Move/`).
 //! - `sui::SuiRegistry` (feature `sui`): the `Cluster` object on a Sui network.
+//! - [`RelayRegistry`]: the registry an enclave reaches through the host (`daas-host registry`,
+//!   which serves [`serve_relay`] in front of either backend).
 //!
 //! | feature | what it adds |
 //! |---|---|
 //! | `sui` | the Sui backend, keystore and transaction builders (the Sui Rust SDK 0.4; heavy to compile) |
+//! | `vsock` | [`RelayRegistry`] over vsock (inside an enclave) |
 //!
 //! The Move package's abort codes map one to one onto [`Error`] variants. Anchor messages are
 //! built by [`anchor_message`], byte for byte what the Move code verifies.
@@ -26,6 +29,7 @@ mod digest;
 mod error;
 mod file;
 mod registry;
+mod relay;
 mod rules;
 #[cfg(feature = "sui")]
 pub mod sui;
@@ -39,6 +43,9 @@ pub use digest::document_digest;
 pub use error::{Error, Result};
 pub use file::{FileRegistry, LocalEvent, LocalEventKind};
 pub use registry::{Registry, RegistryAdmin};
+pub use relay::{
+    MAX_FRAME_BYTES as RELAY_MAX_FRAME_BYTES, RelayEndpoint, RelayRegistry, serve_relay,
+};
 pub use types::{
     Address, AllowedImage, Anchor, ClusterSettings, ClusterState, HexBytes, LiveEnclave,
     MAX_CLOCK_SKEW_MS, MAX_DOCUMENT_AGE_LIMIT_MS, MAX_NODE_NAME_LEN, Pcrs, StakeInfo,

@@ -274,7 +274,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             state.admin,
             match &url {
                 RegistryUrl::Sui { rpc, .. } => format!("sui:{rpc}#{id}"),
-                RegistryUrl::Local(_) => url.to_string(),
+                RegistryUrl::Local(_) | RegistryUrl::Relay(_) => url.to_string(),
             }
         );
         return Ok(());
