@@ -27,6 +27,7 @@ pub mod journal;
 mod keys;
 mod options;
 mod pipeline;
+mod position;
 mod read;
 mod recovery;
 mod seal;
@@ -42,6 +43,7 @@ pub use error::{Result, StoreError};
 pub use journal::{FileJournal, Journal, JournalError, PartialAppend, RecordError};
 pub use keys::{KeyEpoch, KeyMaterial, RootSecretKeys, SealPurpose, SealingKeys, StaticKeys};
 pub use options::StoreOptions;
+pub use position::{ChainPoint, journal_opens_with};
 pub use read::{ContinueToken, RangeRequest, RangeResponse};
 pub use types::{DerivedSlot, Event, EventKind, KeyValue, Revision, TxnOutcome};
 pub use watch::{WatchTarget, Watcher};
@@ -55,4 +57,6 @@ use std::sync::Arc;
 pub struct Store {
     shared: Arc<commit::Shared>,
     workers: Arc<workers::Workers>,
+    /// The journal's points verified when the store opened, oldest first.
+    opened: Arc<[ChainPoint]>,
 }
