@@ -18,7 +18,13 @@
 //! | `enclave/` | the enclave's `--data-dir` (store, dev keys, PKI, dev attestation root) |
 //! | `enclave.sock` | the enclave's Unix socket, relayed to `--listen` |
 //! | `kubeconfig` | the attested kubeconfig (unless `--kubeconfig`) |
+//! | `registry.json` | the dev registry: the dev image allowed, the enclave registered, its rollback anchors |
 //! | `daas-dev.lock` | held (`flock`) by the running `daas dev`; a second one on the same directory is refused |
+//!
+//! Rollback protection is on in dev too: the enclave records an anchor on `registry.json` every
+//! `--anchor-interval` (and at shutdown) and checks its journal against the latest one when it
+//! starts. `daas dev` creates the registry, allows the binary's PCRs and registers each enclave
+//! it verified, as `daas launch` does on a real registry. `--anchor-interval 0` turns it off.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -50,6 +56,10 @@ pub(crate) struct DevArgs {
     /// Where to write the attested kubeconfig. Default: `DATA_DIR/kubeconfig`.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// How often the enclave records a rollback anchor on the dev registry
+    /// (`DATA_DIR/registry.json`); `0` disables anchors.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    anchor_interval: Duration,
 }
 
 /// The programs `daas dev` runs.
@@ -61,11 +71,11 @@ struct Binaries {
 
 /// One supervised child process.
 #[derive(Debug)]
-struct ChildSpec {
-    name: &'static str,
-    program: PathBuf,
-    args: Vec<OsString>,
-    policy: RestartPolicy,
+pub(crate) struct ChildSpec {
+    pub(crate) name: &'static str,
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) policy: RestartPolicy,
 }
 
 /// Paths under the data directory.
@@ -76,6 +86,8 @@ struct Layout {
     /// What the host keeps for the enclave: sealed journal records and snapshots.
     journal_dir: PathBuf,
     journal_socket: PathBuf,
+    /// The dev registry (allowed image, live enclave, anchors).
+    registry: PathBuf,
 }
 
 impl Layout {
@@ -85,6 +97,7 @@ impl Layout {
             socket: data_dir.join("enclave.sock"),
             journal_dir: data_dir.join("host-journal"),
             journal_socket: data_dir.join("journal.sock"),
+            registry: data_dir.join("registry.json"),
         }
     }
 }
@@ -124,9 +137,25 @@ pub(crate) fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Every child `daas dev` runs, in start order. New host services (the
 /// journal) are one more entry here.
-fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSpec> {
+fn children(
+    bins: &Binaries,
+    layout: &Layout,
+    listen: SocketAddr,
+    anchor_interval: Duration,
+) -> Vec<ChildSpec> {
     let socket = format!("unix:{}", layout.socket.display());
     let journal = format!("unix:{}", layout.journal_socket.display());
+    let mut anchors: Vec<OsString> = Vec::new();
+    if !anchor_interval.is_zero() {
+        anchors.extend([
+            "--registry".into(),
+            format!("local:{}", layout.registry.display()).into(),
+            "--anchor-interval".into(),
+            humantime::format_duration(anchor_interval)
+                .to_string()
+                .into(),
+        ]);
+    }
     vec![
         // The host's sealed journal: the enclave's source of truth, which
         // the host stores but cannot read.
@@ -155,7 +184,10 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
                 format!("https://{listen}").into(),
                 "--journal".into(),
                 journal.into(),
-            ],
+            ]
+            .into_iter()
+            .chain(anchors)
+            .collect(),
             policy: RestartPolicy::default(),
         },
         ChildSpec {
@@ -183,16 +215,16 @@ struct Running {
     task: tokio::task::JoinHandle<host::Result<u64>>,
 }
 
-/// The children `daas dev` runs, each under its own [`DevSupervisor`].
+/// The children `daas dev` (and `daas launch`) runs, each under its own [`DevSupervisor`].
 #[derive(Debug)]
-struct Children {
+pub(crate) struct Children {
     shutdown: CancellationToken,
     running: Vec<Running>,
 }
 
 impl Children {
     /// Starts every child in `specs`, in order.
-    fn start(specs: Vec<ChildSpec>) -> Self {
+    pub(crate) fn start(specs: Vec<ChildSpec>) -> Self {
         let shutdown = CancellationToken::new();
         let running = specs
             .into_iter()
@@ -226,7 +258,7 @@ impl Children {
     }
 
     /// A child whose supervisor gave up (the program could not be started).
-    fn failed(&self) -> Option<&'static str> {
+    pub(crate) fn failed(&self) -> Option<&'static str> {
         self.running
             .iter()
             .find(|r| r.task.is_finished())
@@ -243,7 +275,7 @@ impl Children {
 
     /// Stops every child (SIGTERM, then SIGKILL after the grace period) and
     /// waits for them.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         for Running { name, task, .. } in self.running {
             match task.await {
@@ -257,18 +289,18 @@ impl Children {
 
 /// SIGINT (Ctrl-C) or SIGTERM.
 #[derive(Debug)]
-struct StopSignal {
+pub(crate) struct StopSignal {
     term: tokio::signal::unix::Signal,
 }
 
 impl StopSignal {
-    fn install() -> anyhow::Result<Self> {
+    pub(crate) fn install() -> anyhow::Result<Self> {
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         Ok(Self { term })
     }
 
-    async fn recv(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn recv(&mut self) -> anyhow::Result<()> {
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
             _ = self.term.recv() => {}
@@ -292,6 +324,7 @@ fn dev_trust(layout: &Layout, enclave_bin: &Path) -> anyhow::Result<TrustArgs> {
         registry: None,
         expect_pcr: vec![(0, pcr0), (1, pcr1), (2, pcr2)],
         max_age_secs: 300,
+        dangerous_qemu_emulator: false,
     })
 }
 
@@ -335,16 +368,26 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let trust = dev_trust(&layout, &bins.enclave)?;
+    let anchors = !args.anchor_interval.is_zero();
+    if anchors {
+        prepare_registry(&layout.registry, &trust.expect_pcr).await?;
+    }
     let session = Session {
         data_dir,
         layout,
         server,
         trust,
         kubeconfig: kubeconfig_path,
+        anchors,
     };
 
     let mut stop = StopSignal::install()?;
-    let children = Children::start(children(&bins, &session.layout, args.listen));
+    let children = Children::start(children(
+        &bins,
+        &session.layout,
+        args.listen,
+        args.anchor_interval,
+    ));
     let outcome = session.serve(&children, &mut stop).await;
     eprintln!("daas dev: stopping");
     children.stop().await;
@@ -377,9 +420,76 @@ struct Session {
     server: ServerUrl,
     trust: TrustArgs,
     kubeconfig: PathBuf,
+    /// Whether the enclave anchors on the dev registry (then each verified enclave is
+    /// registered there as the live one).
+    anchors: bool,
+}
+
+/// Creates the dev registry if it is missing and allows the dev binary's PCRs on it.
+async fn prepare_registry(path: &Path, pcrs: &[(u8, attestation::Pcr)]) -> anyhow::Result<()> {
+    use chain::{FileRegistry, Pcrs, Registry, RegistryAdmin};
+    let pcr = |i: u8| {
+        pcrs.iter()
+            .find(|(n, _)| *n == i)
+            .map(|(_, p)| *p)
+            .context("the dev binary's PCRs are incomplete")
+    };
+    let image = Pcrs {
+        pcr0: pcr(0)?,
+        pcr1: pcr(1)?,
+        pcr2: pcr(2)?,
+    };
+    let verifier = attestation::Verifier::aws_nitro();
+    let registry = if path.exists() {
+        FileRegistry::open(path, chain::Address::ZERO, verifier)?
+    } else {
+        FileRegistry::init(
+            path,
+            "dev",
+            chain::ClusterSettings {
+                min_stake: 1,
+                unstake_cooldown_ms: 60_000,
+                max_document_age_ms: 300_000,
+            },
+            chain::Address::ZERO,
+            verifier,
+        )?
+    };
+    let state = registry.cluster().await?;
+    if state.image_version_for(&image).is_none() {
+        let version = state.images.iter().map(|i| i.version).max().unwrap_or(0) + 1;
+        let label = format!("daas-enclave dev {}", &image.pcr0.to_string()[..12]);
+        registry.allow_image(image, &label, version).await?;
+        eprintln!(
+            "daas dev: allowed the dev enclave image as v{version} on {}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 impl Session {
+    /// Registers the verified enclave as the live one on the dev registry.
+    async fn register(&self, document: &[u8]) -> anyhow::Result<()> {
+        use chain::Registry as _;
+        if !self.anchors {
+            return Ok(());
+        }
+        let root = self
+            .layout
+            .enclave_dir
+            .join(enclave::api::attestation::DEV_ROOT_CERT);
+        let pem = std::fs::read(&root).with_context(|| format!("reading {}", root.display()))?;
+        let verifier = attestation::Verifier::dangerous_trust_root_pem(&pem)?;
+        let registry =
+            chain::FileRegistry::open(&self.layout.registry, chain::Address::ZERO, verifier)?;
+        registry
+            .register_enclave(document)
+            .await
+            .context("registering the dev enclave on the dev registry")?;
+        Ok(())
+    }
+
     /// Verifies the enclave, writes the kubeconfig, then keeps the cluster
     /// up until a stop signal, verifying the enclave again whenever its
     /// supervisor restarted it.
@@ -391,6 +501,7 @@ impl Session {
                 bail!("interrupted before the cluster was ready");
             }
         };
+        self.register(&attested.document).await?;
         self.write_kubeconfig(&attested.certificate)?;
         attested.report.print();
         self.print_next_steps();
@@ -408,6 +519,7 @@ impl Session {
                         a = self.wait_attested(children) => a?,
                         s = stop.recv() => return s,
                     };
+                    self.register(&again.document).await?;
                     if again.certificate != pinned {
                         self.write_kubeconfig(&again.certificate)?;
                         println!(

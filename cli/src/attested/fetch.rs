@@ -317,6 +317,35 @@ pub(crate) async fn post_json_to_attested(
         })?
 }
 
+/// GETs `path` on a new connection that accepts only the already attested `certificate`; the
+/// answer's status and body.
+///
+/// # Errors
+///
+/// As [`post_json_to_attested`].
+pub(crate) async fn get_from_attested(
+    server: &ServerUrl,
+    certificate: &CertificateDer<'static>,
+    path: &str,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let exchange = async {
+        let mut conn = connect(server, Some(certificate)).await?;
+        let request = Request::get(path)
+            .header(header::HOST, format!("{}:{}", server.host, server.port))
+            .body(Full::new(Bytes::new()))
+            .context("building the request")?;
+        conn.send(server, request).await
+    };
+    tokio::time::timeout(FETCH_TIMEOUT, exchange)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{server} did not answer {path} within {} s",
+                FETCH_TIMEOUT.as_secs()
+            )
+        })?
+}
+
 #[cfg(test)]
 mod tests {
     use super::ServerUrl;

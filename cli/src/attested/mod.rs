@@ -42,10 +42,28 @@ pub(crate) struct TrustArgs {
     /// Reject documents older than this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub(crate) max_age_secs: u64,
+    /// Accept the UNSIGNED documents of QEMU's `nitro-enclave` emulator (zero signature, no
+    /// certificates): they prove nothing about who made them. For testing enclave images
+    /// under the emulator only; never for a server you need to trust.
+    #[arg(long, conflicts_with_all = ["root", "dev_root"])]
+    pub(crate) dangerous_qemu_emulator: bool,
 }
 
 impl TrustArgs {
+    /// The policy every check starts from: the production default, which refuses emulator
+    /// documents unless `--dangerous-qemu-emulator` was given.
+    fn base_policy(&self) -> Policy {
+        if self.dangerous_qemu_emulator {
+            Policy::new().dangerous_allow_qemu_emulator()
+        } else {
+            Policy::new()
+        }
+    }
+
     fn verifier(&self) -> anyhow::Result<(Verifier, RootKind)> {
+        if self.dangerous_qemu_emulator {
+            return Ok((Verifier::dangerous_qemu_emulator(), RootKind::QemuEmulator));
+        }
         let read = |path: &PathBuf| {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
         };
@@ -78,6 +96,8 @@ pub(crate) enum RootKind {
     Dev,
     /// Another root given with `--root`.
     Other,
+    /// No root: QEMU's unsigned emulator documents (`--dangerous-qemu-emulator`).
+    QemuEmulator,
 }
 
 impl RootKind {
@@ -86,6 +106,9 @@ impl RootKind {
             RootKind::Aws => "AWS Nitro Enclaves Root-G1",
             RootKind::Dev => "dev simulator root (NOT AWS; --dev-root)",
             RootKind::Other => "NON-AWS root given with --root",
+            RootKind::QemuEmulator => {
+                "NONE: unsigned QEMU nitro-enclave emulator documents (--dangerous-qemu-emulator)"
+            }
         }
     }
 }
@@ -279,15 +302,15 @@ fn random_nonce() -> anyhow::Result<Vec<u8>> {
     Ok(nonce)
 }
 
-fn registry_url(text: &str) -> anyhow::Result<RegistryUrl> {
-    if text.starts_with("local:") || text.starts_with("sui:") {
+pub(crate) fn registry_url(text: &str) -> anyhow::Result<RegistryUrl> {
+    if text.starts_with("local:") || text.starts_with("sui:") || text.starts_with("relay:") {
         Ok(text.parse()?)
     } else {
         Ok(RegistryUrl::Local(PathBuf::from(text)))
     }
 }
 
-async fn allowed_images(text: &str) -> anyhow::Result<Vec<chain::AllowedImage>> {
+pub(crate) async fn allowed_images(text: &str) -> anyhow::Result<Vec<chain::AllowedImage>> {
     let url = registry_url(text)?;
     let registry = AnyRegistry::open(&url, &OpenOptions::default())
         .await
@@ -380,13 +403,12 @@ pub(crate) async fn attest(server: &ServerUrl, trust: &TrustArgs) -> Result<Atte
 
     // Each policy below checks one rule, so the report names the one that
     // failed; debug mode is rejected by its own check ("production mode").
+    let base = || trust.base_policy();
     let policy_result = |policy: Policy, at: u64| policy.check(&doc, at).map_err(|e| e.to_string());
     report.check(
         "nonce",
         policy_result(
-            Policy::new()
-                .dangerous_allow_debug()
-                .require_nonce(nonce.clone()),
+            base().dangerous_allow_debug().require_nonce(nonce.clone()),
             at_ms,
         )
         .map(|()| "the document carries our fresh nonce".to_owned()),
@@ -396,7 +418,7 @@ pub(crate) async fn attest(server: &ServerUrl, trust: &TrustArgs) -> Result<Atte
     report.check(
         "freshness",
         policy_result(
-            Policy::new()
+            base()
                 .dangerous_allow_debug()
                 .max_age(Duration::from_secs(trust.max_age_secs) + MAX_CLOCK_SKEW),
             at_ms.saturating_add(duration_ms(MAX_CLOCK_SKEW)),
@@ -411,10 +433,26 @@ pub(crate) async fn attest(server: &ServerUrl, trust: &TrustArgs) -> Result<Atte
     );
     report.check(
         "production mode",
-        policy_result(Policy::new(), at_ms)
+        policy_result(base(), at_ms)
             .map(|()| "PCR0..2 are not zero (not a debug-mode enclave)".to_owned()),
     );
-    check_pcrs(&mut report, &doc, &trust.expect_pcr, images.as_deref());
+    if doc.is_qemu_emulator() {
+        report.check(
+            "emulator",
+            Ok(
+                "NOT A NITRO ENCLAVE: an unsigned QEMU nitro-enclave emulator document, accepted \
+                because of --dangerous-qemu-emulator"
+                    .to_owned(),
+            ),
+        );
+    }
+    check_pcrs(
+        &mut report,
+        &doc,
+        &trust.expect_pcr,
+        images.as_deref(),
+        base(),
+    );
     let connection_key = report.tls_spki_sha256.clone().unwrap_or_default();
     report.check(
         "TLS binding",
@@ -459,6 +497,7 @@ fn check_pcrs(
     doc: &VerifiedDocument,
     expected: &[(u8, Pcr)],
     images: Option<&[chain::AllowedImage]>,
+    base: Policy,
 ) {
     let actual = |i: u8| doc.pcrs().get(i).copied();
     // The registry admits an image when PCR0..2 all match one allowed image.
@@ -509,7 +548,7 @@ fn check_pcrs(
     if !expected.is_empty() {
         let policy = expected
             .iter()
-            .fold(Policy::new().dangerous_allow_debug(), |p, (i, v)| {
+            .fold(base.dangerous_allow_debug(), |p, (i, v)| {
                 p.expect_pcr(*i, *v)
             });
         let indexes: Vec<String> = expected.iter().map(|(i, _)| format!("PCR{i}")).collect();

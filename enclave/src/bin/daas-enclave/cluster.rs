@@ -269,17 +269,20 @@ async fn check_anchor(
         WhileUnreachable::Wait => {
             anchor::latest_anchor(&registry, policy, Duration::from_secs(5)).await
         }
+        WhileUnreachable::Refuse if policy == Unreachable::StartDegraded => {
+            anchor::latest_anchor(&registry, policy, Duration::ZERO).await
+        }
         WhileUnreachable::Refuse => {
-            match anchor::latest_anchor(&registry, Unreachable::StartDegraded, Duration::ZERO).await
-            {
-                Some(view) => Some(view),
-                None if policy == Unreachable::StartDegraded => None,
-                None => {
-                    return Err(OpenError::RegistryUnreachable(anyhow::anyhow!(
-                        "registry {url} cannot be read"
-                    )));
-                }
-            }
+            use chain::Registry as _;
+            let state = registry
+                .cluster()
+                .await
+                .with_context(|| format!("registry {url} cannot be read"))
+                .map_err(OpenError::RegistryUnreachable)?;
+            Some(anchor::RegistryView {
+                cluster: state.id,
+                latest: state.latest_anchor,
+            })
         }
     };
     let points = store.opened_points();
