@@ -234,7 +234,7 @@ impl Children {
                 spec.args.push("--exit-with-parent".into());
                 spec.args.push(std::process::id().to_string().into());
                 eprintln!(
-                    "daas dev: starting {} ({} {})",
+                    "daas: starting {} ({} {})",
                     spec.name,
                     spec.program.display(),
                     spec.args
