@@ -162,7 +162,7 @@ impl Launch<'_> {
                     }
                 }
                 Err(report) if report.has_document() => {
-                    report.print();
+                    print!("{report}");
                     bail!(
                         "the enclave's attestation did not verify: {}",
                         report.error.as_deref().unwrap_or("unknown failure")

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use enclave::boot::parent;
 use host::launcher::RestartPolicy;
+use protocol::parent;
 use tokio_util::sync::CancellationToken;
 
 use super::LaunchArgs;
@@ -101,8 +101,8 @@ pub(crate) fn host_services(
     state: &StateDir,
     transport: &Transport,
 ) -> anyhow::Result<Vec<ChildSpec>> {
-    let spec = |name, args: Vec<OsString>| ChildSpec {
-        name,
+    let spec = |name: &str, args: Vec<OsString>| ChildSpec {
+        name: name.to_owned(),
         program: daas_host.to_owned(),
         args,
         policy: RestartPolicy::default(),
@@ -281,7 +281,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            specs.iter().map(|s| s.name).collect::<Vec<_>>(),
+            specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             ["journal"]
         );
     }

@@ -238,6 +238,15 @@ impl ApiServer {
         if req.target.info.is_virtual() {
             return self.review(&req).unwrap_or_else(|e| http::error(&e));
         }
+        if let Some(node) = req
+            .user
+            .as_ref()
+            .and_then(|u| super::authz::node_identity(u))
+            && req.method != Method::GET
+            && let Err(refused) = super::authz::restriction::admit(&self.objects, node, &req).await
+        {
+            return refused;
+        }
         let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
         let response = self.dispatch(req).await;
         if defines_resources && response.status().is_success() {

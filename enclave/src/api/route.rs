@@ -16,6 +16,8 @@ pub enum Route {
     /// `/unseal`: the operator's root secret (see [`super::sealed`]); only
     /// the sealed phase takes it.
     Unseal,
+    /// `/join/v1/...`: nodes joining with stake tickets (see [`super::nodes`]).
+    Join,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -30,6 +32,8 @@ pub enum Route {
     OpenApiV3Index,
     /// `/openapi/v3/{api/v1|apis/g/v}`.
     OpenApiV3(String, String),
+    /// `/metrics`.
+    Metrics,
     /// A resource collection or object.
     Resource(ResourceTarget),
     /// Nothing we serve.
@@ -57,6 +61,8 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["attestation"] => Route::Attestation,
         ["unseal"] => Route::Unseal,
+        ["metrics"] => Route::Metrics,
+        ["join", "v1", ..] => Route::Join,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use enclave::api::ListenAddr;
 use enclave::boot::KeyBrokerEndpoint;
 use enclave::boot::parent;
+use enclave::controllers::ClusterCidr;
 use enclave::store::journal::JournalEndpoint;
 
 #[derive(Debug, Parser)]
@@ -51,6 +52,48 @@ pub(crate) struct Args {
     /// How long an event lives after its last write, as kube-apiserver's `--event-ttl`.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub(crate) event_ttl: Duration,
+    /// The range nodes' pod subnets (`spec.podCIDR`) come from, as k3s's `--cluster-cidr`.
+    #[arg(long, default_value = "10.42.0.0/16", value_parser = ClusterCidr::parse)]
+    pub(crate) cluster_cidr: ClusterCidr,
+    /// The prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    pub(crate) node_cidr_mask_size: u8,
+    /// The IP address `default/kubernetes` points at; default: the host of `--advertise` (or
+    /// of the TCP listen address) if it is an IP address.
+    #[arg(long)]
+    pub(crate) advertise_address: Option<std::net::IpAddr>,
+    /// Which controllers run, as kube-controller-manager's `--controllers`: `*` for all,
+    /// `name` to add one, `-name` to leave one out (e.g. `*,-node-lifecycle-controller`).
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    pub(crate) controllers: Vec<String>,
+    /// How often the node lifecycle controller checks nodes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) node_monitor_period: Duration,
+    /// How long a node may go without a heartbeat (Ready condition or Lease renewal) before
+    /// it is marked Unknown.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    pub(crate) node_monitor_grace_period: Duration,
+    /// How long a node that never reported may stay silent.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) node_startup_grace_period: Duration,
+    /// Nodes per second (per zone) that get the NoExecute taint which evicts their pods.
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) node_eviction_rate: f64,
+    /// Terminated pods kept before the oldest are deleted (0: no limit).
+    #[arg(long, default_value_t = 12_500)]
+    pub(crate) terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector runs; pods of a deleted node go after twice this.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub(crate) pod_gc_period: Duration,
+    /// Endpoints per EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) max_endpoints_per_slice: usize,
+    /// Seconds pods tolerate the `not-ready` NoExecute taint unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate the `unreachable` NoExecute taint unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    pub(crate) default_unreachable_toleration_seconds: i64,
     /// Shut down (as on SIGTERM) once the process with this pid is no longer our parent.
     #[arg(long, value_name = "PID")]
     pub(crate) exit_with_parent: Option<u32>,
@@ -64,14 +107,22 @@ pub(crate) struct Args {
     /// Seconds to keep trying to reach the key broker at startup.
     #[arg(long, default_value_t = 30)]
     pub(crate) key_broker_connect_timeout: u64,
-    /// The registry rollback anchors are recorded on and checked against: `local:PATH`,
-    /// `sui:RPC_URL#CLUSTER` or `relay:unix:PATH|relay:vsock:CID:PORT` (the host's registry
-    /// relay) [default: dev none (no anchors), production relay:vsock:PARENT:7003].
-    #[arg(long)]
+    /// The registry: rollback anchors are recorded on and checked against it, and nodes join
+    /// against its stakes (without it the join endpoints answer 503). `local:PATH` (a file on
+    /// the host's disk: dev only), `sui:RPC_URL#CLUSTER` or `relay:unix:PATH|relay:vsock:CID:PORT`
+    /// (the host's registry relay) [default: dev none, production relay:vsock:PARENT:7003].
+    #[arg(long, value_name = "REGISTRY")]
     pub(crate) registry: Option<RegistryUrl>,
     /// How often to record a rollback anchor while the store moves (also on clean shutdown).
+    /// `0` turns anchors off (dev mode only; the registry still admits nodes).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub(crate) anchor_interval: Duration,
+    /// Lifetime of node client certificates (e.g. `1h`, `90s`); nodes renew at two thirds.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub(crate) node_cert_lifetime: Duration,
+    /// How often the registry is read to revoke nodes whose stake stopped admitting them.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) registry_poll_interval: Duration,
     /// If the registry cannot be read at boot, start anyway WITHOUT checking the journal
     /// against the latest rollback anchor (logged as a degraded start). Without it the
     /// enclave serves nothing until the anchor is read.
@@ -112,6 +163,8 @@ pub(crate) struct Plan {
     pub(crate) source: RootSecretSource,
     pub(crate) key_broker: Option<KeyBrokerEndpoint>,
     pub(crate) registry: Option<RegistryUrl>,
+    /// Whether the journal is checked against, and anchored on, the registry.
+    pub(crate) anchors: bool,
 }
 
 impl Args {
@@ -145,6 +198,7 @@ impl Args {
                 source,
                 key_broker: self.key_broker.clone(),
                 registry: self.registry.clone(),
+                anchors: self.registry.is_some() && !self.anchor_interval.is_zero(),
             },
             Mode::Production => {
                 if source == RootSecretSource::File {
@@ -180,14 +234,18 @@ impl Args {
                             port: parent::REGISTRY_PORT,
                         },
                     ))),
+                    anchors: true,
                 }
             }
         };
         if plan.source == RootSecretSource::Kms && plan.key_broker.is_none() {
             bail!("--key-broker is required with --root-secret-source kms");
         }
-        if plan.registry.is_some() && self.anchor_interval.is_zero() {
-            bail!("--anchor-interval must be positive when a registry is configured");
+        if plan.mode == Mode::Production && self.anchor_interval.is_zero() {
+            bail!(
+                "--anchor-interval 0 turns rollback anchors off, which only dev mode allows: a \
+                 production enclave always checks its journal against the registry's anchors"
+            );
         }
         Ok(plan)
     }
@@ -239,6 +297,29 @@ mod tests {
         assert!(err.to_string().contains("--admin-token-sha256"), "{err}");
         let dev = parse(&["--dev", "--data-dir", "/tmp/d"]).plan().unwrap();
         assert_eq!((dev.mode, dev.source), (Mode::Dev, RootSecretSource::File));
-        assert!(dev.registry.is_none() && dev.journal.is_none());
+        assert!(dev.registry.is_none() && dev.journal.is_none() && !dev.anchors);
+        let dev = parse(&[
+            "--dev",
+            "--data-dir",
+            "/tmp/d",
+            "--registry",
+            "local:/tmp/r.json",
+            "--anchor-interval",
+            "0s",
+        ])
+        .plan()
+        .unwrap();
+        assert!(dev.registry.is_some() && !dev.anchors);
+        let err = parse(&[
+            "--data-dir",
+            "/tmp/d",
+            "--admin-token-sha256",
+            &token,
+            "--anchor-interval",
+            "0s",
+        ])
+        .plan()
+        .unwrap_err();
+        assert!(err.to_string().contains("only dev mode"), "{err}");
     }
 }

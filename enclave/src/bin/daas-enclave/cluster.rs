@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use attestation::{Mode, RootSecret};
+use attestation::{Mode, Purpose, PurposeKey, RootSecret};
 use chain::{AnyRegistry, OpenOptions};
 use enclave::api::sealed::UnsealRefused;
 use enclave::boot::anchor::{self, AnchorRecorder, JournalVerdict, Unreachable};
@@ -24,8 +24,10 @@ pub(crate) struct Opened {
     pub(crate) store: Store,
     /// The anchor public key the root secret derives (bound in documents' `user_data`).
     pub(crate) anchor_key: [u8; 32],
-    /// Records anchors while serving, when a registry is configured.
+    /// Records anchors while serving, when anchors are on.
     pub(crate) recorder: Option<AnchorRecorder>,
+    /// The node CA's key, derived from the root secret (issues node certificates).
+    pub(crate) node_ca: PurposeKey,
 }
 
 impl std::fmt::Debug for Opened {
@@ -181,12 +183,14 @@ pub(crate) async fn open_cluster(
     let cluster = cluster_id(&args.data_dir, mode, &root).map_err(OpenError::Other)?;
     let anchor_key = root.anchor_public_key(mode);
     let signing_key = root.anchor_signing_key(mode);
+    let node_ca = root.derive(Purpose::NodeCa, mode);
     // Kept for naming dev-sealed data if the production keys refuse the journal.
     let dev_keys =
         (mode == Mode::Production).then(|| RootSecretKeys::new(root.clone(), Mode::Dev, 1));
     let keys = RootSecretKeys::new(root, mode, 1);
     let journal = open_journal(args, plan).await.map_err(OpenError::Other)?;
-    let options = StoreOptions::new(args.data_dir.join("index"), cluster);
+    let options = StoreOptions::new(args.data_dir.join("index"), cluster)
+        .with_observer(Arc::new(enclave::metrics::store::RegistryObserver));
     // Restoring reads the whole journal (possibly over a socket): blocking work.
     let opened = tokio::task::spawn_blocking(move || Store::open(options, &keys, journal))
         .await
@@ -214,15 +218,16 @@ pub(crate) async fn open_cluster(
         }
     };
     let recorder = match &plan.registry {
-        None => None,
-        Some(url) => {
+        Some(url) if plan.anchors => {
             Some(check_anchor(args, url, &store, anchor_key, signing_key, unreachable).await?)
         }
+        _ => None,
     };
     Ok(Opened {
         store,
         anchor_key,
         recorder,
+        node_ca,
     })
 }
 

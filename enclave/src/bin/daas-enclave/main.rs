@@ -21,10 +21,16 @@
 //! boot the enclave serves nothing until it can read it, unless started with
 //! `--degraded-start-without-registry`.
 //!
+//! **Nodes** (both modes, with `--registry`): nodes join with stake tickets (`/join/v1/...`);
+//! the enclave reads the stakes from the registry, issues node certificates from a CA derived
+//! from the root secret, and follows the registry every `--registry-poll-interval` to revoke
+//! nodes whose stake stopped admitting them.
+//!
 //! It prints `sealed <url>` while waiting for a root secret and `ready <url>` once it serves.
 
 mod args;
 mod cluster;
+mod nodes;
 mod production;
 
 use std::sync::Arc;
@@ -33,12 +39,14 @@ use std::time::Duration;
 use ::attestation::{Mode, RootSecret, SimNsm};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use enclave::api::nodes::tls_config_with_nodes;
 use enclave::api::sealed::{Unsealed, serve_until_unsealed};
 use enclave::api::{
     ApiConfig, ApiServer, Attestor, Authenticator, DevPki, Listener, UserInfo, attestation, pki,
     tls_config,
 };
 use enclave::boot::root_secret_from_kms;
+use enclave::registry::admission::AdmissionOptions;
 use enclave::registry::{ObjectStore, ResourceTable, kinds};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -303,6 +311,7 @@ async fn serve(
         store,
         anchor_key,
         recorder,
+        node_ca,
     } = opened;
     let attestor = attestor.with_anchor_key(anchor_key);
     tracing::info!(anchor_key = %hex::encode(anchor_key), "anchor key bound in user_data");
@@ -316,8 +325,16 @@ async fn serve(
     let anchoring = recorder
         .clone()
         .map(|r| tokio::spawn(r.run(args.anchor_interval, stop_anchoring.clone())));
-    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
+    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin())).with_admission(
+        AdmissionOptions {
+            not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        },
+    );
     cluster::ensure_namespaces(&objects).await?;
+    enclave::registry::admission::ensure_system_priority_classes(&objects)
+        .await
+        .context("creating the built-in priority classes")?;
     // Custom resources defined before a restart are served again.
     objects
         .sync_custom_resources()
@@ -325,10 +342,9 @@ async fn serve(
         .context("serving the stored custom resource definitions")?;
     let controllers = enclave::controllers::spawn(
         &objects,
-        &enclave::controllers::ControllerOptions {
-            event_ttl: args.event_ttl,
-        },
+        &nodes::controller_options(args, &serving.pki, &serving.host),
     )?;
+    let scheduler = enclave::scheduler::spawn(&objects)?;
 
     let admin = UserInfo {
         name: "admin".into(),
@@ -341,20 +357,47 @@ async fn serve(
     if let Some(digest) = args.admin_token_sha256 {
         auth = auth.with_token_sha256(digest, admin);
     }
+    let admission = match &plan.registry {
+        Some(url) => Some(
+            nodes::node_admission(
+                url,
+                &objects,
+                &node_ca,
+                &serving.cert,
+                args.node_cert_lifetime,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let tls = match &admission {
+        Some(a) => tls_config_with_nodes(&serving.pki, a.clone())?,
+        None => serving.tls,
+    };
+    let follow_stop = CancellationToken::new();
+    let follower = admission
+        .clone()
+        .map(|a| tokio::spawn(a.follow_registry(args.registry_poll_interval, follow_stop.clone())));
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: serving.host.clone(),
         attestor: Some(attestor),
+        nodes: admission,
         ..Default::default()
     };
     let server = ApiServer::new(objects, auth, config);
     tracing::info!(listen = %serving.listener.local_addr(), url = %serving.url, "serving");
     println!("ready {}", serving.url);
-    let serve_task = tokio::spawn(Arc::clone(&server).serve(serving.listener, serving.tls));
+    let serve_task = tokio::spawn(Arc::clone(&server).serve(serving.listener, tls));
     stop_requested(args.exit_with_parent).await?;
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
+    scheduler.shutdown().await;
     controllers.shutdown().await;
+    follow_stop.cancel();
+    if let Some(task) = follower {
+        let _ = task.await;
+    }
     serve_task.abort();
     stop_anchoring.cancel();
     if let Some(task) = anchoring {
