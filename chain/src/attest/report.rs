@@ -62,7 +62,6 @@ impl TrustPolicy {
 
     /// The policy every rule check starts from: the production default, which refuses QEMU
     /// emulator documents unless this policy pins [`RootKind::QemuEmulator`].
-    #[must_use]
     pub fn base_policy(&self) -> attestation::Policy {
         if self.root == RootKind::QemuEmulator {
             attestation::Policy::new().dangerous_allow_qemu_emulator()
