@@ -54,12 +54,17 @@ fn an_image_the_registry_does_not_allow_is_refused_before_anything_starts() {
     build("allowed.eif", "v1");
     build("other.eif", "v2");
     let registry = format!("local:{}", path("registry.json"));
+    // The local registry's admin is an account of a Sui CLI keystore, as on Sui.
+    let keystore = path("admin.keystore");
     for args in [
+        vec!["registry", "new-account", "--keystore", &keystore],
         vec![
             "registry",
             "init",
             "--registry",
             &registry,
+            "--keystore",
+            &keystore,
             "--name",
             "launch",
         ],
@@ -68,6 +73,8 @@ fn an_image_the_registry_does_not_allow_is_refused_before_anything_starts() {
             "allow-image",
             "--registry",
             &registry,
+            "--keystore",
+            &keystore,
             "--pcrs",
             &path("allowed.eif.json"),
             "--label",
