@@ -193,6 +193,8 @@ impl World {
             .arg(&self.eif)
             .arg("--registry")
             .arg(format!("local:{}", self.registry.display()))
+            .arg("--keystore")
+            .arg(self.path("admin.keystore"))
             .arg("--state-dir")
             .arg(self.path("state"))
             .args(["--cpus", "1", "--memory", "1536"])
@@ -346,13 +348,29 @@ fn world(emulator: PathBuf, kernel: PathBuf) -> World {
     std::fs::write(d.join("pcrs.json"), &built.stdout).unwrap();
     let registry = d.join("registry.json");
     let url = format!("local:{}", registry.display());
+    // The local registry's admin is an account of a Sui CLI keystore; daas launch registers the
+    // enclave as that account.
+    let keystore = d.join("admin.keystore");
+    let keystore = keystore.to_str().unwrap();
     for args in [
-        vec!["registry", "init", "--registry", &url, "--name", "qemu"],
+        vec!["registry", "new-account", "--keystore", keystore],
+        vec![
+            "registry",
+            "init",
+            "--registry",
+            &url,
+            "--keystore",
+            keystore,
+            "--name",
+            "qemu",
+        ],
         vec![
             "registry",
             "allow-image",
             "--registry",
             &url,
+            "--keystore",
+            keystore,
             "--pcrs",
             d.join("pcrs.json").to_str().unwrap(),
             "--label",
