@@ -77,7 +77,15 @@ public fun record_anchor(
         ed25519::ed25519_verify(&signature, enclave.enclave_anchor_key(), &message),
         EBadSignature,
     );
-    record(cluster, revision, chain_hash, timestamp_ms, *enclave.enclave_anchor_key(), clock);
+    record(
+        cluster,
+        revision,
+        chain_hash,
+        timestamp_ms,
+        signature,
+        *enclave.enclave_anchor_key(),
+        clock,
+    );
 }
 
 /// The state rules of `record_anchor` after the signature check. Test scenarios cannot choose
@@ -96,7 +104,7 @@ public fun record_for_testing(
     assert!(live.is_some(), ENoLiveEnclave);
     let enclave = *live.borrow();
     assert!(cluster.is_image_allowed(enclave.enclave_image_version()), EImageRetired);
-    record(cluster, revision, chain_hash, timestamp_ms, *enclave.enclave_anchor_key(), clock);
+    record(cluster, revision, chain_hash, timestamp_ms, vector[], *enclave.enclave_anchor_key(), clock);
 }
 
 /// The BCS bytes an enclave signs for an anchor.
@@ -131,6 +139,7 @@ fun record(
     revision: u64,
     chain_hash: vector<u8>,
     timestamp_ms: u64,
+    signature: vector<u8>,
     enclave_key: vector<u8>,
     clock: &Clock,
 ) {
@@ -139,7 +148,13 @@ fun record(
         assert!(revision > latest.borrow().anchor_revision(), ENotMonotonic);
     };
     cluster.set_latest_anchor(
-        k3s_daas::cluster::new_anchor(revision, chain_hash, timestamp_ms, clock.timestamp_ms()),
+        k3s_daas::cluster::new_anchor(
+            revision,
+            chain_hash,
+            timestamp_ms,
+            clock.timestamp_ms(),
+            signature,
+        ),
     );
     event::emit(AnchorRecorded {
         cluster_id: object::id(cluster),

@@ -111,6 +111,9 @@ public struct Anchor has copy, drop, store {
     timestamp_ms: u64,
     /// Clock time of the transaction that recorded it.
     recorded_at_ms: u64,
+    /// The enclave's Ed25519 signature over the anchor message, kept so that a booting enclave
+    /// can check the anchor it reads was signed with the cluster's anchor key.
+    signature: vector<u8>,
 }
 
 /// Emitted by `create`.
@@ -319,6 +322,9 @@ public fun anchor_revision(anchor: &Anchor): u64 { anchor.revision }
 /// An anchor's journal chain hash.
 public fun anchor_chain_hash(anchor: &Anchor): &vector<u8> { &anchor.chain_hash }
 
+/// An anchor's Ed25519 signature (by the enclave that recorded it).
+public fun anchor_signature(anchor: &Anchor): &vector<u8> { &anchor.signature }
+
 // === Package-only mutators used by `enclave`, `stake` and `anchor` ===
 
 public(package) fun assert_admin(cluster: &Cluster, cap: &AdminCap) {
@@ -356,8 +362,9 @@ public(package) fun new_anchor(
     chain_hash: vector<u8>,
     timestamp_ms: u64,
     recorded_at_ms: u64,
+    signature: vector<u8>,
 ): Anchor {
-    Anchor { revision, chain_hash, timestamp_ms, recorded_at_ms }
+    Anchor { revision, chain_hash, timestamp_ms, recorded_at_ms, signature }
 }
 
 public(package) fun set_latest_anchor(cluster: &mut Cluster, anchor: Anchor) {

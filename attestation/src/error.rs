@@ -243,6 +243,19 @@ pub enum VerifyError {
         /// Value in the document.
         actual: Vec<u8>,
     },
+    /// Policy: the document comes from QEMU's `nitro-enclave` emulator: nothing in it is
+    /// signed, so it proves nothing about the machine that made it.
+    #[error(
+        "document comes from QEMU's nitro-enclave emulator (unsigned: zero signature, no certificates); \
+         production policy never accepts it"
+    )]
+    EmulatorDocument,
+    /// A verifier for QEMU emulator documents got a document that is not one.
+    #[error("not a QEMU nitro-enclave emulator document: {reason}")]
+    NotEmulatorDocument {
+        /// Which part differs from the emulator's fixed format.
+        reason: &'static str,
+    },
     /// Policy: the enclave ran in debug mode (PCR0..2 all zero).
     #[error("document is from a debug-mode enclave (PCR0..2 are zero)")]
     DebugMode,

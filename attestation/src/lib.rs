@@ -43,8 +43,8 @@ mod tls;
 mod verify;
 
 pub use document::{
-    AttestationDocument, MAX_CERT_LEN, MAX_DOCUMENT_LEN, MAX_USER_FIELD_LEN, ParsedDocument, Pcr,
-    PcrSet, SIGNATURE_LEN,
+    AttestationDocument, MAX_CERT_LEN, MAX_DOCUMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_USER_FIELD_LEN,
+    ParsedDocument, Pcr, PcrSet, SIGNATURE_LEN,
 };
 pub use error::{CertPosition, EnvelopeError, Error, Result, VerifyError};
 pub use nsm::{

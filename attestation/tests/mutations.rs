@@ -155,19 +155,24 @@ fn duplicate_protected_header_label() {
 
 #[test]
 fn oversized_fields() {
-    for (name, len) in [("user_data", 513), ("nonce", 513), ("public_key", 513)] {
+    // user_data and nonce: AWS's validation rules cap them at 512 bytes; public_key at 1024.
+    for (name, len, max) in [
+        ("user_data", 513, 512),
+        ("nonce", 513, 512),
+        ("public_key", 1025, 1024),
+    ] {
         let doc = with_payload(NAUTILUS, |m| *field(m, name) = Value::Bytes(vec![7; len]));
         let err = verify(&doc);
         assert!(
-            matches!(err, VerifyError::FieldTooLong { name: n, len: 513, max: 512 } if n == name),
+            matches!(err, VerifyError::FieldTooLong { name: n, len: l, max: m } if n == name && l == len && m == max),
             "{name}: {err:?}"
         );
     }
-    // 512 bytes is fine for parsing (the signature then fails).
-    let doc = with_payload(NAUTILUS, |m| {
-        *field(m, "user_data") = Value::Bytes(vec![7; 512])
-    });
-    assert!(matches!(verify(&doc), VerifyError::BadSignature));
+    // The largest allowed sizes are fine for parsing (the signature then fails).
+    for (name, len) in [("user_data", 512), ("public_key", 1024)] {
+        let doc = with_payload(NAUTILUS, |m| *field(m, name) = Value::Bytes(vec![7; len]));
+        assert!(matches!(verify(&doc), VerifyError::BadSignature), "{name}");
+    }
     let doc = with_cabundle(NAUTILUS, |b| b[2] = Value::Bytes(vec![0x30; 1025]));
     assert!(matches!(
         verify(&doc),

@@ -10,6 +10,7 @@ use crate::anchor::SignedAnchor;
 use crate::error::{Error, Result};
 use crate::file::FileRegistry;
 use crate::registry::{Registry, RegistryAdmin};
+use crate::relay::RelayRegistry;
 use crate::types::{
     Address, AllowedImage, Anchor, ClusterSettings, ClusterState, LiveEnclave, Pcrs, StakeInfo,
 };
@@ -56,6 +57,8 @@ pub enum AnyRegistry {
     /// A Sui network.
     #[cfg(feature = "sui")]
     Sui(Box<crate::sui::SuiRegistry>),
+    /// The host's registry relay (an enclave's view; no administration).
+    Relay(RelayRegistry),
 }
 
 #[cfg(feature = "sui")]
@@ -115,6 +118,7 @@ impl AnyRegistry {
             ))),
             #[cfg(not(feature = "sui"))]
             RegistryUrl::Sui { .. } => Err(Error::SuiUnavailable),
+            RegistryUrl::Relay(endpoint) => Ok(Self::Relay(RelayRegistry::new(endpoint.clone()))),
         }
     }
 
@@ -162,6 +166,7 @@ impl AnyRegistry {
             }
             #[cfg(not(feature = "sui"))]
             RegistryUrl::Sui { .. } => Err(Error::SuiUnavailable),
+            RegistryUrl::Relay(_) => Err(Error::RelayUnsupported { call: "init" }),
         }
     }
 }
@@ -172,6 +177,20 @@ macro_rules! dispatch {
             AnyRegistry::Local($r) => $e,
             #[cfg(feature = "sui")]
             AnyRegistry::Sui($r) => $e,
+            AnyRegistry::Relay($r) => $e,
+        }
+    };
+}
+
+/// Administration is not carried by the relay: its calls fail with
+/// [`Error::RelayUnsupported`].
+macro_rules! dispatch_admin {
+    ($self:ident, $call:literal, $r:ident => $e:expr) => {
+        match $self {
+            AnyRegistry::Local($r) => $e,
+            #[cfg(feature = "sui")]
+            AnyRegistry::Sui($r) => $e,
+            AnyRegistry::Relay(_) => Err(Error::RelayUnsupported { call: $call }),
         }
     };
 }
@@ -212,14 +231,14 @@ impl Registry for AnyRegistry {
 
 impl RegistryAdmin for AnyRegistry {
     async fn allow_image(&self, pcrs: Pcrs, label: &str, version: u64) -> Result<AllowedImage> {
-        dispatch!(self, r => r.allow_image(pcrs, label, version).await)
+        dispatch_admin!(self, "allow_image", r => r.allow_image(pcrs, label, version).await)
     }
 
     async fn retire_image(&self, version: u64) -> Result<()> {
-        dispatch!(self, r => r.retire_image(version).await)
+        dispatch_admin!(self, "retire_image", r => r.retire_image(version).await)
     }
 
     async fn slash(&self, node_name: &str, amount: u64) -> Result<()> {
-        dispatch!(self, r => r.slash(node_name, amount).await)
+        dispatch_admin!(self, "slash", r => r.slash(node_name, amount).await)
     }
 }

@@ -272,6 +272,30 @@ pub enum Error {
     /// A `sui:` registry was asked of a build without the `sui` feature.
     #[error("this build has no Sui backend (chain's `sui` feature is off); use a local: registry")]
     SuiUnavailable,
+    /// The host's registry relay could not be reached, or spoke something else than the relay
+    /// protocol.
+    #[error("registry relay {endpoint}: {reason}")]
+    Relay {
+        /// The relay's endpoint.
+        endpoint: String,
+        /// What went wrong (I/O or protocol).
+        reason: String,
+    },
+    /// The registry behind the relay refused or failed the call; `message` is its error as the
+    /// relay reported it.
+    #[error("the registry behind the relay failed {call}: {message}")]
+    RelayRefused {
+        /// Which call.
+        call: &'static str,
+        /// The registry's error message.
+        message: String,
+    },
+    /// A call the registry relay does not carry (it carries what an enclave asks).
+    #[error("the registry relay does not carry {call}")]
+    RelayUnsupported {
+        /// Which call.
+        call: &'static str,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("registry worker task failed")]
     Task(#[source] tokio::task::JoinError),

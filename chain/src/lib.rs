@@ -9,10 +9,13 @@
 //! - [`FileRegistry`]: a local JSON file for dev mode and tests, safe under concurrent
 //!   processes, enforcing the rules of the Move package `k3s_daas` (`Move/`).
 //! - `sui::SuiRegistry` (feature `sui`): the `Cluster` object on a Sui network.
+//! - [`RelayRegistry`]: the registry an enclave reaches through the host (`daas-host registry`,
+//!   which serves [`serve_relay`] in front of either backend).
 //!
 //! | feature | what it adds |
 //! |---|---|
 //! | `sui` | the Sui backend, keystore and transaction builders (the Sui Rust SDK 0.4; heavy to compile) |
+//! | `vsock` | [`RelayRegistry`] over vsock (inside an enclave) |
 //!
 //! Accounts are Sui Ed25519 keys in the Sui CLI keystore format for both backends
 //! ([`AccountKeystore`], [`SuiAccount`]); [`verify_personal_message`] checks the personal-message
@@ -33,6 +36,7 @@ mod digest;
 mod error;
 mod file;
 mod registry;
+mod relay;
 mod rules;
 #[cfg(feature = "sui")]
 pub mod sui;
@@ -50,6 +54,9 @@ pub use digest::document_digest;
 pub use error::{Error, Result};
 pub use file::{FileRegistry, LocalEvent, LocalEventKind};
 pub use registry::{Registry, RegistryAdmin};
+pub use relay::{
+    MAX_FRAME_BYTES as RELAY_MAX_FRAME_BYTES, RelayEndpoint, RelayRegistry, serve_relay,
+};
 pub use types::{
     Address, AllowedImage, Anchor, ClusterSettings, ClusterState, HexBytes, LiveEnclave,
     MAX_CLOCK_SKEW_MS, MAX_DOCUMENT_AGE_LIMIT_MS, MAX_NODE_NAME_LEN, Pcrs, StakeInfo,

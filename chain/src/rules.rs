@@ -280,6 +280,7 @@ pub(crate) fn record_anchor(
         chain_hash: anchor.chain_hash,
         timestamp_ms: anchor.timestamp_ms,
         recorded_at_ms: now_ms,
+        signature: anchor.signature,
     };
     state.latest_anchor = Some(recorded);
     Ok(recorded)

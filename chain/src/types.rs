@@ -219,6 +219,28 @@ pub struct Anchor {
     pub timestamp_ms: u64,
     /// Clock time it was recorded.
     pub recorded_at_ms: u64,
+    /// The enclave's Ed25519 signature over [`crate::anchor_message`], kept so that whoever reads
+    /// the anchor (an enclave at boot) can check it was made with the cluster's anchor key, not
+    /// only trust the registry that returned it. All zero in files written before it was kept.
+    #[serde(with = "hex::serde", default = "zero_signature")]
+    pub signature: [u8; 64],
+}
+
+fn zero_signature() -> [u8; 64] {
+    [0; 64]
+}
+
+impl Anchor {
+    /// The anchor as the enclave submitted it (for [`crate::verify_anchor_signature`]).
+    #[must_use]
+    pub fn signed(&self) -> crate::SignedAnchor {
+        crate::SignedAnchor {
+            revision: self.revision,
+            chain_hash: self.chain_hash,
+            timestamp_ms: self.timestamp_ms,
+            signature: self.signature,
+        }
+    }
 }
 
 /// One worker's stake.

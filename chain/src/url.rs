@@ -1,9 +1,11 @@
-//! `--registry` URLs: `local:PATH` or `sui:RPC_URL#CLUSTER_OBJECT_ID`.
+//! `--registry` URLs: `local:PATH`, `sui:RPC_URL#CLUSTER_OBJECT_ID`, or `relay:ENDPOINT` (the
+//! host's registry relay, as an enclave reaches it).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::relay::RelayEndpoint;
 use crate::types::Address;
 
 /// Where a cluster's registry lives.
@@ -18,12 +20,16 @@ pub enum RegistryUrl {
         /// Object ID of the shared `Cluster` (all zeros until `init` creates one).
         cluster: Address,
     },
+    /// The host's registry relay (`daas-host registry`): `relay:unix:PATH` or
+    /// `relay:vsock:CID:PORT`.
+    Relay(RelayEndpoint),
 }
 
 /// A `--registry` value that is neither `local:PATH` nor `sui:RPC_URL#CLUSTER_OBJECT_ID`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "bad registry URL {url:?}: {reason} (expected local:PATH or sui:RPC_URL#CLUSTER_OBJECT_ID)"
+    "bad registry URL {url:?}: {reason} (expected local:PATH, sui:RPC_URL#CLUSTER_OBJECT_ID or \
+     relay:unix:PATH|relay:vsock:CID:PORT)"
 )]
 pub struct RegistryUrlError {
     url: String,
@@ -57,6 +63,9 @@ impl FromStr for RegistryUrl {
                 cluster,
             });
         }
+        if let Some(endpoint) = s.strip_prefix("relay:") {
+            return endpoint.parse().map(Self::Relay).map_err(err);
+        }
         Err(err("unknown scheme"))
     }
 }
@@ -66,6 +75,7 @@ impl fmt::Display for RegistryUrl {
         match self {
             Self::Local(path) => write!(f, "local:{}", path.display()),
             Self::Sui { rpc, cluster } => write!(f, "sui:{rpc}#{cluster}"),
+            Self::Relay(endpoint) => write!(f, "relay:{endpoint}"),
         }
     }
 }
@@ -87,6 +97,11 @@ mod tests {
         assert_eq!(rpc, "https://fullnode.testnet.sui.io:443");
         assert_eq!(*cluster, "0x6".parse().unwrap());
         assert_eq!(sui.to_string().parse::<RegistryUrl>().unwrap(), sui);
+        for relay in ["relay:vsock:3:7005", "relay:unix:/run/registry.sock"] {
+            let url: RegistryUrl = relay.parse().unwrap();
+            assert!(matches!(url, RegistryUrl::Relay(_)));
+            assert_eq!(url.to_string(), relay);
+        }
     }
 
     #[test]
@@ -97,6 +112,7 @@ mod tests {
             "file:/x",
             "sui:ftp://x#0x1",
             "sui:https://x#0xzz",
+            "relay:tcp:1.2.3.4:5",
         ] {
             let err = bad.parse::<RegistryUrl>().unwrap_err();
             assert!(err.to_string().contains("expected local:PATH"), "{err}");

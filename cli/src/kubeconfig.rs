@@ -85,6 +85,18 @@ pub(crate) fn render(
     certificate: &CertificateDer<'_>,
     credentials: &Credentials,
 ) -> String {
+    render_with_server_name(name, server, certificate, credentials, None)
+}
+
+/// [`render`], with the TLS server name kubectl checks the pinned certificate against when it
+/// is not the server URL's host (`tls-server-name`).
+pub(crate) fn render_with_server_name(
+    name: &str,
+    server: &ServerUrl,
+    certificate: &CertificateDer<'_>,
+    credentials: &Credentials,
+    tls_server_name: Option<&str>,
+) -> String {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let pinned = pem::encode(&pem::Pem::new("CERTIFICATE", certificate.to_vec()));
     let user = match credentials {
@@ -100,6 +112,9 @@ pub(crate) fn render(
             b64(key_pem.as_bytes())
         ),
     };
+    let server_name = tls_server_name
+        .map(|n| format!("    tls-server-name: {}\n", serde_json::Value::from(n)))
+        .unwrap_or_default();
     format!(
         "apiVersion: v1
 kind: Config
@@ -109,7 +124,7 @@ clusters:
   cluster:
     server: {url}
     certificate-authority-data: {ca}
-users:
+{server_name}users:
 - name: {name}
 {user}contexts:
 - name: {name}

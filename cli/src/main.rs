@@ -6,6 +6,7 @@ mod bench;
 mod dev;
 mod image;
 mod kubeconfig;
+mod launch;
 mod registry;
 mod unseal;
 mod verify;
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Bring up a dev cluster: the enclave in dev mode, the relay, an attested kubeconfig.
     Dev(dev::DevArgs),
+    /// Bring up a production cluster on a Nitro parent: check the image against the registry,
+    /// start the host services, run the enclave, verify and register it, write the kubeconfig.
+    Launch(Box<launch::LaunchArgs>),
     /// Verify a running server's attestation and TLS key binding, and report.
     Verify(verify::VerifyArgs),
     /// Verify a running server, then write a kubeconfig pinned to its attested certificate.
@@ -54,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dev(args) => dev::run(&args),
+        Command::Launch(args) => launch::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Unseal(args) => unseal::run(&args),

@@ -47,6 +47,44 @@ pub(crate) struct Target {
     gas_budget: u64,
 }
 
+impl Target {
+    /// The registry's URL.
+    pub(crate) fn url(&self) -> &RegistryUrl {
+        &self.registry
+    }
+
+    /// How to open it: the local backend's verifier is `verifier` when given, else the root
+    /// `--dangerous-trust-root` names, else AWS Nitro Root-G1; the Sui keystore defaults to the
+    /// Sui CLI's.
+    pub(crate) fn open_options(
+        &self,
+        verifier: Option<attestation::Verifier>,
+    ) -> anyhow::Result<OpenOptions> {
+        let verifier = match (verifier, &self.dangerous_trust_root) {
+            (Some(v), _) => v,
+            (None, Some(pem)) => {
+                let bytes =
+                    std::fs::read(pem).with_context(|| format!("reading {}", pem.display()))?;
+                attestation::Verifier::dangerous_trust_root_pem(&bytes)
+                    .with_context(|| format!("{} holds no PEM certificate", pem.display()))?
+            }
+            (None, None) => attestation::Verifier::aws_nitro(),
+        };
+        let keystore = self.keystore.clone().or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".sui/sui_config/sui.keystore"))
+                .filter(|p| p.exists())
+        });
+        Ok(OpenOptions {
+            verifier,
+            keystore,
+            address: self.address,
+            package: self.package,
+            gas_budget: self.gas_budget,
+        })
+    }
+}
+
 /// `daas registry` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum RegistryCommand {
@@ -257,26 +295,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
     let Some((target, action)) = cmd.split() else {
         bail!("new-account acts on a keystore, not on a registry");
     };
-    let verifier = match &target.dangerous_trust_root {
-        Some(pem) => {
-            let bytes = std::fs::read(pem).with_context(|| format!("reading {}", pem.display()))?;
-            attestation::Verifier::dangerous_trust_root_pem(&bytes)
-                .with_context(|| format!("{} holds no PEM certificate", pem.display()))?
-        }
-        None => attestation::Verifier::aws_nitro(),
-    };
-    let keystore = target.keystore.or_else(|| {
-        std::env::var_os("HOME")
-            .map(|home| PathBuf::from(home).join(".sui/sui_config/sui.keystore"))
-            .filter(|p| p.exists())
-    });
-    let options = OpenOptions {
-        verifier,
-        keystore,
-        address: target.address,
-        package: target.package,
-        gas_budget: target.gas_budget,
-    };
+    let options = target.open_options(None)?;
     let url = target.registry;
 
     if let Action::Init(name, settings) = &action {
@@ -288,7 +307,7 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
             state.admin,
             match &url {
                 RegistryUrl::Sui { rpc, .. } => format!("sui:{rpc}#{id}"),
-                RegistryUrl::Local(_) => url.to_string(),
+                RegistryUrl::Local(_) | RegistryUrl::Relay(_) => url.to_string(),
             }
         );
         return Ok(());

@@ -146,21 +146,60 @@ impl World {
         self.data = Some(e.stop());
     }
 
-    /// Runs the enclave expecting it to refuse to start; returns its standard error.
-    fn enclave_refuses(&self, key_broker: &str) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+    /// Runs the enclave expecting KMS not to release the root secret: the enclave stays sealed,
+    /// serves attestation (200) and says why on /readyz (503). Returns its standard error and
+    /// the /readyz body.
+    fn enclave_stays_sealed(&self, key_broker: &str) -> String {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
             .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
             .arg(&self.data_path)
             .args(["--root-secret-source", "kms", "--key-broker", key_broker])
             .args(["--key-broker-connect-timeout", "5"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(!out.status.success(), "the enclave started: {stdout}");
-        assert!(!stdout.contains("ready "), "{stdout}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let stdout = lines(&mut child);
+        let url = wait_for(&stdout, "sealed ")
+            .trim_start_matches("sealed ")
+            .to_owned();
+        let curl = |path: &str| {
+            let out = Command::new("curl")
+                .args([
+                    "-sS",
+                    "--max-time",
+                    "20",
+                    "-o",
+                    "-",
+                    "-w",
+                    "\n%{http_code}",
+                    "--cacert",
+                ])
+                .arg(self.data_path.join("pki/ca.crt"))
+                .arg(format!("{url}{path}"))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+            (code.trim().to_owned(), body.to_owned())
+        };
+        let (code, _) = curl(&format!("/attestation?nonce={}", "ab".repeat(16)));
+        assert_eq!(code, "200", "a sealed enclave serves attestation");
+        let (code, readyz) = curl("/readyz");
+        assert_eq!(code, "503", "{readyz}");
+        assert!(readyz.contains("the cluster is sealed"), "{readyz}");
+        let (code, _) = curl("/api/v1/namespaces");
+        assert_eq!(code, "503");
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            stderr.contains("staying sealed"),
+            "the log says it stays sealed: {stderr}"
+        );
+        format!("{stderr}\n--- /readyz ---\n{readyz}")
     }
 
     /// The data keys the fake KMS handed out.
@@ -253,11 +292,11 @@ fn a_kms_released_root_secret_opens_the_store_again_after_a_restart() {
 }
 
 #[test]
-fn an_enclave_whose_pcr0_the_policy_does_not_allow_refuses_to_start() {
+fn an_enclave_whose_pcr0_the_policy_does_not_allow_stays_sealed_serving_attestation() {
     let w = World::start(&"00".repeat(48));
-    let stderr = w.enclave_refuses(&w.key_broker_flag());
+    let stderr = w.enclave_stays_sealed(&w.key_broker_flag());
     assert!(
-        stderr.contains("obtaining the root secret from KMS")
+        stderr.contains("KMS did not release the root secret")
             && stderr.contains("AccessDeniedException")
             && stderr.contains("kms:RecipientAttestation:PCR0"),
         "{stderr}"
@@ -271,7 +310,7 @@ fn an_enclave_whose_pcr0_the_policy_does_not_allow_refuses_to_start() {
 }
 
 #[test]
-fn a_tampered_stored_blob_is_refused_and_nothing_opens() {
+fn a_tampered_stored_blob_is_refused_and_the_enclave_stays_sealed() {
     let mut w = World::start(&enclave_pcr0());
     let e = w.enclave();
     create_configmap(&e);
@@ -281,9 +320,9 @@ fn a_tampered_stored_blob_is_refused_and_nothing_opens() {
     let last = blob.len() - 1;
     blob[last] ^= 1;
     std::fs::write(&blob_path, &blob).unwrap();
-    let stderr = w.enclave_refuses(&w.key_broker_flag());
+    let stderr = w.enclave_stays_sealed(&w.key_broker_flag());
     assert!(
-        stderr.contains("obtaining the root secret from KMS")
+        stderr.contains("KMS did not release the root secret")
             && stderr.contains("InvalidCiphertextException"),
         "{stderr}"
     );
@@ -311,7 +350,7 @@ fn an_envelope_that_does_not_open_is_reported_without_detail() {
         let reply = [&[0u8, 0, 0, 33, 0x80][..], &[0x30u8; 32]].concat();
         s.write_all(&reply).unwrap();
     });
-    let stderr = w.enclave_refuses(&format!("unix:{}", sock.display()));
+    let stderr = w.enclave_stays_sealed(&format!("unix:{}", sock.display()));
     assert!(
         stderr.contains("could not open the KMS envelope"),
         "{stderr}"
@@ -324,7 +363,7 @@ fn an_envelope_that_does_not_open_is_reported_without_detail() {
 #[test]
 fn a_request_signed_with_the_wrong_secret_is_refused_by_kms() {
     let w = World::start_signing_with(&enclave_pcr0(), "not-the-secret");
-    let stderr = w.enclave_refuses(&w.key_broker_flag());
+    let stderr = w.enclave_stays_sealed(&w.key_broker_flag());
     assert!(
         stderr.contains("InvalidSignatureException") && stderr.contains("signature"),
         "{stderr}"

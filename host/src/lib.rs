@@ -15,6 +15,8 @@
 //! - [`keybroker`]: [`KeyBroker`], the host's half of releasing the root secret to an attested enclave: it calls
 //!   AWS KMS ([`kms`], [`KmsClient`]: JSON 1.1 + SigV4) with the enclave's attestation document as `Recipient` and
 //!   stores the KMS-wrapped copy; it only ever handles ciphertext.
+//! - [`registry`](mod@registry): [`serve_registry_relay`], the enclave's registry calls carried to the registry
+//!   the host holds (anchors are signed by the enclave, so the host cannot forge them).
 //! - [`launcher`]: `nitro-cli` driving ([`NitroCli`]) and the dev-mode child supervisor ([`DevSupervisor`]).
 //! - [`bench`](mod@bench): the load behind `daas bench relay` (relay vs direct vs socat).
 //! - The binary `daas-host` wires these to flags.
@@ -30,6 +32,7 @@ pub mod kms;
 pub mod launcher;
 pub mod metrics;
 pub mod outbound;
+pub mod registry;
 pub mod relay;
 mod splice;
 mod tls_watch;
@@ -42,5 +45,6 @@ pub use kms::{KmsClient, KmsEndpoint};
 pub use launcher::{DevSupervisor, NitroCli};
 pub use metrics::{CloseReason, TrafficMetrics};
 pub use outbound::{Allowlist, OutboundProxy, OutboundRoute};
+pub use registry::serve_registry_relay;
 pub use relay::{DrainReport, HandshakeRule, ProxyProtocol, Relay, RelayConfig};
 pub use transport::{Endpoint, Listener, PeerAddr, Stream};

@@ -43,6 +43,8 @@ enum Command {
     LaunchDev(LaunchDevArgs),
     /// Keep the enclave's sealed journal and snapshots durably in a directory (the host cannot read them).
     Journal(JournalArgs),
+    /// Carry the enclave's registry calls (cluster, latest anchor, record anchor, stake) to the registry.
+    Registry(RegistryArgs),
     /// Release the cluster's root secret to the attested enclave through AWS KMS (`Recipient`), keeping only the
     /// KMS-wrapped copy. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN if set, else
     /// the instance role from the metadata service (IMDSv2; AWS_EC2_METADATA_SERVICE_ENDPOINT overrides it).
@@ -68,6 +70,17 @@ struct KeybrokerArgs {
     /// The KMS key: id, ARN or alias (its policy must allow this role only with RecipientAttestation conditions).
     #[arg(long)]
     key_id: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct RegistryArgs {
+    /// The registry: `local:PATH` (a file) or `relay:...` (another relay); Sui registries are
+    /// relayed by `daas launch`, which holds the keystore.
+    #[arg(long)]
+    registry: chain::RegistryUrl,
+    /// Where the enclave connects: `vsock:any:7003` (production) or `unix:PATH` (dev).
+    #[arg(long)]
+    listen: Endpoint,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,6 +182,9 @@ struct LaunchArgs {
     /// Seconds between `describe-enclaves` checks.
     #[arg(long, default_value = "5", value_parser = seconds)]
     poll: Duration,
+    /// Run the enclave in debug mode (console readable, PCRs all zero: nothing trusts it).
+    #[arg(long)]
+    debug_mode: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -216,7 +232,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Journal(args) => journal(args, shutdown).await,
         Command::Keybroker(args) => keybroker(args, shutdown).await,
+        Command::Registry(args) => registry(args, shutdown).await,
     }
+}
+
+async fn registry(args: RegistryArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let registry = chain::AnyRegistry::open(&args.registry, &chain::OpenOptions::default())
+        .await
+        .with_context(|| format!("opening the registry {}", args.registry))?;
+    let listener = Listener::bind(&args.listen).await?;
+    println!("registry listening on {}", listener.local_endpoint()?);
+    tracing::info!(registry = %args.registry, "registry relay started");
+    host::serve_registry_relay(Arc::new(registry), listener, shutdown).await;
+    tracing::info!("registry relay stopped");
+    Ok(())
 }
 
 async fn keybroker(args: KeybrokerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -373,6 +402,7 @@ async fn launch(args: LaunchArgs, shutdown: CancellationToken) -> anyhow::Result
         memory_mib: args.memory,
         cid: args.cid,
         name: args.name,
+        debug_mode: args.debug_mode,
     };
     let cli = NitroCli::new(args.nitro_cli);
     let launches = supervise_enclave(&cli, &req, args.poll, shutdown).await?;

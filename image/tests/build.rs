@@ -66,6 +66,7 @@ fn daas_image(args: &[&str]) -> (bool, String, String) {
 fn build_cli(i: &Inputs, out: &Path, extra: &[&str]) -> Value {
     let mut args = vec![
         "build",
+        "--no-production-args",
         "--kernel",
         i.kernel.to_str().unwrap(),
         "--init",
@@ -256,6 +257,7 @@ fn missing_inputs_and_non_bzimage_kernels_are_clear_errors() {
     let missing = i.root.join("nope");
     let (ok, _, err) = daas_image(&[
         "build",
+        "--no-production-args",
         "--kernel",
         missing.to_str().unwrap(),
         "--init",
@@ -273,6 +275,7 @@ fn missing_inputs_and_non_bzimage_kernels_are_clear_errors() {
 
     let (ok, _, err) = daas_image(&[
         "build",
+        "--no-production-args",
         "--kernel",
         i.kernel.to_str().unwrap(),
         "--init",
@@ -288,6 +291,7 @@ fn missing_inputs_and_non_bzimage_kernels_are_clear_errors() {
     // An ELF (e.g. vmlinux instead of bzImage) is refused by its missing boot headers.
     let (ok, _, err) = daas_image(&[
         "build",
+        "--no-production-args",
         "--kernel",
         i.enclave.to_str().unwrap(),
         "--init",
@@ -379,4 +383,83 @@ fn extra_files_go_to_the_application_ramdisk_and_move_pcr0_and_pcr2_only() {
         .build(|_| {})
         .unwrap_err();
     assert!(err.to_string().contains("extra file"), "{err}");
+}
+
+/// The text of `etc/daas/cmd` in an EIF's application ramdisk (GNU cpio extracts it).
+fn cmd_file(eif: &Path) -> String {
+    let back = EifImage::from_bytes(&std::fs::read(eif).unwrap()).unwrap();
+    let mut child = Command::new("cpio")
+        .args(["-i", "--quiet", "--to-stdout", "etc/daas/cmd"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&back.ramdisks[1])
+        .unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+#[test]
+fn production_arguments_carry_the_admin_token_digest_and_the_parent() {
+    let i = inputs();
+    let token_file = i.root.join("admin.token");
+    let out = i.root.join("prod.eif");
+    let common = [
+        "build",
+        "--kernel",
+        i.kernel.to_str().unwrap(),
+        "--init",
+        i.init.to_str().unwrap(),
+        "--enclave-bin",
+        i.enclave.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    // Without a token file (and without --no-production-args) nothing is built.
+    let (ok, _, err) = daas_image(&common);
+    assert!(!ok && err.contains("--admin-token-file"), "{err}");
+
+    let mut args = common.to_vec();
+    args.extend([
+        "--admin-token-file",
+        token_file.to_str().unwrap(),
+        "--parent-cid",
+        "2",
+        "--enclave-arg",
+        "--anchor-interval=5s",
+    ]);
+    let (ok, stdout, err) = daas_image(&args);
+    assert!(ok, "{err}");
+    assert!(err.contains("created a new admin token"), "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.trim().as_bytes());
+    assert_eq!(
+        cmd_file(&out),
+        format!(
+            "/bin/daas-enclave\n--data-dir\n/tmp/daas\n--root-secret-source\nkms\n--parent-cid\n2\n\
+             --admin-token-sha256\n{}\n--anchor-interval=5s\n",
+            hex::encode(digest.as_ref())
+        )
+    );
+    // The same token file gives the same image (reproducible), and the token is never in it.
+    let first: Value = serde_json::from_str(&stdout).unwrap();
+    let (ok, again, _) = daas_image(&args);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&again).unwrap(), first);
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(
+        !bytes
+            .windows(token.trim().len())
+            .any(|w| w == token.trim().as_bytes())
+    );
 }

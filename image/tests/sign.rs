@@ -216,6 +216,7 @@ fn cli_prints_pcr8_and_measure_agrees() {
     };
     let built = run(&[
         "build".as_ref(),
+        "--no-production-args".as_ref(),
         "--kernel".as_ref(),
         d.join("bzImage").as_os_str(),
         "--init".as_ref(),
@@ -234,7 +235,16 @@ fn cli_prints_pcr8_and_measure_agrees() {
     assert_eq!(built, measured);
 
     let o = Command::new(env!("CARGO_BIN_EXE_daas-image"))
-        .args(["build", "--kernel", "k", "--out", "o", "--signing-key", "x"])
+        .args([
+            "build",
+            "--no-production-args",
+            "--kernel",
+            "k",
+            "--out",
+            "o",
+            "--signing-key",
+            "x",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());

@@ -5,6 +5,7 @@
 //! | `vsock:CID:PORT` | AF_VSOCK; `CID` is a number or `any` ([`VSOCK_CID_ANY`], bind to every CID) |
 //! | `unix:PATH` | a Unix stream socket at `PATH` |
 //! | `tcp:ADDR:PORT` or `ADDR:PORT` | TCP; `ADDR` is an IP literal (`[::1]` for IPv6) |
+//! | `hybrid-vsock:PATH:PORT` | connect only: vsock port `PORT` of a VM whose vsock device is served by a host-side Unix socket at `PATH` (vhost-device-vsock, as under QEMU's `nitro-enclave` machine, or Firecracker): connect to `PATH`, send `CONNECT PORT\n`, read `OK ...\n`. The VM's connections to host port `P` arrive on the Unix socket `PATH_P`, so services for it listen on `unix:PATH_P` |
 //!
 //! Production uses vsock between the parent instance and the enclave (the parent is CID 3);
 //! dev mode and tests use Unix sockets; public listeners are TCP. Which transports a given
@@ -33,6 +34,14 @@ pub enum Endpoint {
         /// Context id; [`VSOCK_CID_ANY`] binds to every CID.
         cid: u32,
         /// Port.
+        port: u32,
+    },
+    /// A VM's vsock port reached through its hybrid vsock Unix socket (connect only; only
+    /// the host side supports it).
+    HybridVsock {
+        /// The vsock device's host-side Unix socket.
+        path: PathBuf,
+        /// The guest's vsock port.
         port: u32,
     },
 }
@@ -75,6 +84,21 @@ impl FromStr for Endpoint {
             input: input.to_owned(),
             reason,
         };
+        if let Some(rest) = input.strip_prefix("hybrid-vsock:") {
+            let (path, port) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| bad("expected hybrid-vsock:PATH:PORT"))?;
+            if path.is_empty() {
+                return Err(bad("expected hybrid-vsock:PATH:PORT"));
+            }
+            let port = port
+                .parse()
+                .map_err(|_| bad("hybrid vsock port must be a number"))?;
+            return Ok(Self::HybridVsock {
+                path: PathBuf::from(path),
+                port,
+            });
+        }
         if let Some(rest) = input.strip_prefix("vsock:") {
             let (cid, port) = rest
                 .split_once(':')
@@ -104,13 +128,16 @@ impl FromStr for Endpoint {
 }
 
 impl fmt::Display for Endpoint {
-    /// The `tcp:`, `unix:` or `vsock:` form, which parses back to the same endpoint.
+    /// The `tcp:`, `unix:`, `vsock:` or `hybrid-vsock:` form, which parses back to the same endpoint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tcp(addr) => write!(f, "tcp:{addr}"),
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
             Self::Vsock { cid, port } if *cid == VSOCK_CID_ANY => write!(f, "vsock:any:{port}"),
             Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+            Self::HybridVsock { path, port } => {
+                write!(f, "hybrid-vsock:{}:{port}", path.display())
+            }
         }
     }
 }
@@ -148,6 +175,13 @@ mod tests {
                 "[::1]:6443",
                 Endpoint::Tcp(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 6443))),
             ),
+            (
+                "hybrid-vsock:/run/vm4.vsock:6443",
+                Endpoint::HybridVsock {
+                    path: "/run/vm4.vsock".into(),
+                    port: 6443,
+                },
+            ),
         ] {
             let got: Endpoint = input.parse().unwrap();
             assert_eq!(got, want, "{input}");
@@ -166,6 +200,9 @@ mod tests {
             ("vsock:x:1", "vsock CID must be a number or `any`"),
             ("vsock:3:99999999999", "vsock port must be a number"),
             ("unix:", "expected unix:PATH"),
+            ("hybrid-vsock::7", "expected hybrid-vsock:PATH:PORT"),
+            ("hybrid-vsock:/x", "expected hybrid-vsock:PATH:PORT"),
+            ("hybrid-vsock:/x:y", "hybrid vsock port must be a number"),
             (
                 "localhost:6443",
                 "expected vsock:CID:PORT, unix:PATH or [tcp:]IP:PORT",

@@ -18,6 +18,7 @@
 //! - [`keybroker`]: the root-secret request between the enclave and `daas-host keybroker`.
 //! - [`layout`]: where the image builder puts the enclave's files and the init finds them, and the
 //!   boot heartbeat.
+//! - [`parent`]: the vsock ports of the parent instance's services a production enclave dials.
 //! - [`Endpoint`]: `unix:PATH`, `vsock:CID:PORT` and TCP addresses, parsed and displayed the
 //!   same way by every binary.
 
@@ -27,6 +28,7 @@ pub mod join;
 pub mod journal;
 pub mod keybroker;
 pub mod layout;
+pub mod parent;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use frame::{Frame, FrameError};

@@ -43,6 +43,7 @@ mod keys;
 mod observer;
 mod options;
 mod pipeline;
+mod position;
 mod read;
 mod recovery;
 mod seal;
@@ -60,6 +61,7 @@ pub use journal::{FileJournal, Journal, JournalError, PartialAppend, RecordError
 pub use keys::{KeyEpoch, KeyMaterial, RootSecretKeys, SealPurpose, SealingKeys, StaticKeys};
 pub use observer::StoreObserver;
 pub use options::StoreOptions;
+pub use position::{ChainPoint, journal_opens_with};
 pub use read::{ContinueToken, RangeRequest, RangeResponse};
 pub use types::{DerivedSlot, Event, EventKind, KeyValue, Revision, TxnOutcome};
 pub use watch::{WatchTarget, Watcher};
@@ -73,4 +75,6 @@ use std::sync::Arc;
 pub struct Store {
     shared: Arc<shared::Shared>,
     workers: Arc<workers::Workers>,
+    /// The journal's points verified when the store opened, oldest first.
+    opened: Arc<[ChainPoint]>,
 }

@@ -24,7 +24,9 @@ use super::journal::record::{
 use super::journal::{Journal, JournalError};
 use super::keys::{SealPurpose, SealingKeys};
 use super::options::StoreOptions;
+
 use super::pipeline;
+use super::position::ChainPoint;
 use super::read::decode_applied;
 use super::seal::Sealer;
 use super::shared::{
@@ -186,7 +188,7 @@ impl Store {
             }
         }
 
-        replay(&shared, &mut journal, &base, &mut pos)?;
+        let opened = replay(&shared, &mut journal, &base, &mut pos)?;
         shared
             .revision
             .store(pos.revision, std::sync::atomic::Ordering::Release);
@@ -220,6 +222,7 @@ impl Store {
         Ok(Store {
             shared,
             workers: Arc::new(workers),
+            opened: opened.into(),
         })
     }
 
@@ -280,14 +283,19 @@ fn clear_index(shared: &Shared) -> Result<()> {
 }
 
 /// Verifies the chain of every record after `base` and applies the records
-/// the index has not applied yet.
+/// the index has not applied yet. Returns the points verified: `base`, then
+/// the end of each record chained to it.
 fn replay(
     shared: &Shared,
     journal: &mut Box<dyn Journal>,
     base: &Position,
     pos: &mut Position,
-) -> Result<()> {
+) -> Result<Vec<ChainPoint>> {
     let records = journal.read_records()?;
+    let mut points = vec![ChainPoint {
+        revision: base.revision,
+        chain_hash: base.hash,
+    }];
     let (mut seq, mut hash, mut next_rev) = (base.seq, base.hash, base.revision + 1);
     let mut leading = true;
     let mut applied = 0usize;
@@ -345,6 +353,10 @@ fn replay(
         hash = this_hash;
         next_rev = header.last_revision + 1;
         last_chained = Some((i, record));
+        points.push(ChainPoint {
+            revision: header.last_revision,
+            chain_hash: this_hash,
+        });
     }
     if seq < pos.seq {
         return Err(StoreError::JournalBehindIndex {
@@ -373,5 +385,5 @@ fn replay(
             "restored from the journal"
         );
     }
-    Ok(())
+    Ok(points)
 }

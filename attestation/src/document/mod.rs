@@ -5,8 +5,13 @@
 //! and checks the format and limits, but trusts nothing. Only
 //! [`crate::Verifier`] turns a document into a [`crate::VerifiedDocument`].
 
+mod emulator;
 mod payload;
 mod pcr;
+
+pub(crate) use emulator::parse_emulator_document;
+#[cfg(test)]
+pub(crate) use emulator::qemu_document;
 
 pub use pcr::{Pcr, PcrSet};
 
@@ -17,9 +22,12 @@ use crate::error::VerifyError;
 /// Maximum size of a whole document: the NSM driver's response buffer
 /// (0x3000 bytes) bounds anything a real NSM can return.
 pub const MAX_DOCUMENT_LEN: usize = 0x3000;
-/// Maximum length of `user_data`, `nonce` and `public_key` accepted here (the
-/// AWS validation rules' 512 bytes, stricter than the NSM's 1024).
+/// Maximum length of `user_data` and `nonce` accepted here (the AWS
+/// validation rules' 512 bytes, stricter than the NSM's 1024).
 pub const MAX_USER_FIELD_LEN: usize = 512;
+/// Maximum length of `public_key` (AWS: 1..=1024 bytes; an RSA-4096 public
+/// key in PEM is about 800).
+pub const MAX_PUBLIC_KEY_LEN: usize = 1024;
 /// Maximum length of any certificate (AWS: 1..=1024 bytes).
 pub const MAX_CERT_LEN: usize = 1024;
 /// Length of a raw r||s ES384 signature.

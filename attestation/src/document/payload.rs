@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use ciborium::value::Value;
 
-use super::{AttestationDocument, MAX_CERT_LEN, MAX_DOCUMENT_LEN, MAX_USER_FIELD_LEN, Pcr, PcrSet};
+use super::{
+    AttestationDocument, MAX_CERT_LEN, MAX_DOCUMENT_LEN, MAX_PUBLIC_KEY_LEN, MAX_USER_FIELD_LEN,
+    Pcr, PcrSet,
+};
 use crate::error::VerifyError;
 
 /// Decodes exactly one CBOR item from `bytes`: no truncation, no trailing bytes.
@@ -125,7 +128,7 @@ pub(super) fn decode_payload(bytes: &[u8]) -> Result<AttestationDocument, Verify
     }
     let public_key = optional_bytes(fields.public_key, "public_key")?;
     if let Some(key) = &public_key {
-        check_len("public_key", key.len(), 1, MAX_USER_FIELD_LEN)?;
+        check_len("public_key", key.len(), 1, MAX_PUBLIC_KEY_LEN)?;
     }
     let user_data = optional_bytes(fields.user_data, "user_data")?;
     if let Some(data) = &user_data {

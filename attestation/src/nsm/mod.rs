@@ -12,15 +12,16 @@ pub use sim::{DEV_ROOT_CERT, DEV_ROOT_KEY, DevRoot, SimNsm, measure_binary, meas
 
 use std::future::Future;
 
-use crate::document::MAX_USER_FIELD_LEN;
+use crate::document::{MAX_PUBLIC_KEY_LEN, MAX_USER_FIELD_LEN};
 use crate::error::{Error, Result};
 
 /// Largest random buffer one `GetRandom` returns.
 pub const MAX_RANDOM_LEN: usize = 256;
 
-/// What the enclave asks the NSM to put into a document. Each field is at
-/// most [`MAX_USER_FIELD_LEN`] bytes (the NSM allows 1024, but strict
-/// verifiers, including ours, accept 512).
+/// What the enclave asks the NSM to put into a document. `user_data` and
+/// `nonce` are at most [`MAX_USER_FIELD_LEN`] bytes (the NSM allows 1024,
+/// but strict verifiers, including ours, accept 512); `public_key` at most
+/// [`MAX_PUBLIC_KEY_LEN`] (AWS's 1024).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
 pub struct AttestationRequest {
@@ -60,18 +61,18 @@ impl AttestationRequest {
     ///
     /// [`Error::NsmRequestTooLarge`] naming the first field over the limit.
     pub fn validate(&self) -> Result<()> {
-        for (field, value) in [
-            ("user_data", &self.user_data),
-            ("nonce", &self.nonce),
-            ("public_key", &self.public_key),
+        for (field, value, max) in [
+            ("user_data", &self.user_data, MAX_USER_FIELD_LEN),
+            ("nonce", &self.nonce, MAX_USER_FIELD_LEN),
+            ("public_key", &self.public_key, MAX_PUBLIC_KEY_LEN),
         ] {
             if let Some(v) = value
-                && v.len() > MAX_USER_FIELD_LEN
+                && v.len() > max
             {
                 return Err(Error::NsmRequestTooLarge {
                     field,
                     len: v.len(),
-                    max: MAX_USER_FIELD_LEN,
+                    max,
                 });
             }
         }

@@ -160,15 +160,23 @@ impl RootSecret {
     #[must_use]
     pub fn anchor_public_key(&self, mode: Mode) -> [u8; 32] {
         use ring::signature::KeyPair as _;
-        let seed = self.derive(Purpose::AnchorSigning, mode);
-        // A 32-byte seed is the only input Ed25519 key generation rejects
-        // by length, and its public key is always 32 bytes.
-        #[allow(clippy::expect_used)]
-        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.expose_secret_bytes())
-            .expect("invariant: a 32-byte seed is a valid Ed25519 seed");
+        let pair = self.anchor_signing_key(mode);
         let mut public = [0u8; 32];
         public.copy_from_slice(pair.public_key().as_ref());
         public
+    }
+
+    /// The anchor signing key itself (Ed25519, seeded with
+    /// [`Purpose::AnchorSigning`]): the enclave signs registry anchors with
+    /// it. Its public half is [`RootSecret::anchor_public_key`].
+    #[must_use]
+    pub fn anchor_signing_key(&self, mode: Mode) -> ring::signature::Ed25519KeyPair {
+        let seed = self.derive(Purpose::AnchorSigning, mode);
+        // A 32-byte seed is the only input Ed25519 key generation rejects
+        // by length.
+        #[allow(clippy::expect_used)]
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.expose_secret_bytes())
+            .expect("invariant: a 32-byte seed is a valid Ed25519 seed")
     }
 }
 

@@ -8,7 +8,7 @@ pub use policy::Policy;
 
 use ring::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
 
-use crate::document::{AttestationDocument, ParsedDocument, PcrSet};
+use crate::document::{AttestationDocument, ParsedDocument, PcrSet, parse_emulator_document};
 use crate::error::VerifyError;
 
 /// SHA-256 of the DER of AWS Nitro Enclaves Root-G1 (the fingerprint AWS
@@ -22,7 +22,9 @@ pub const AWS_NITRO_ROOT_G1_SHA256: [u8; 32] = [
 ///
 /// The production verifier is [`Verifier::aws_nitro`]. Trusting any other
 /// root (the dev simulator's, a test CA) is spelled
-/// [`Verifier::dangerous_trust_root_der`] so it stands out in review.
+/// [`Verifier::dangerous_trust_root_der`] so it stands out in review, and
+/// accepting the unsigned documents of QEMU's Nitro emulator is
+/// [`Verifier::dangerous_qemu_emulator`].
 ///
 /// ```
 /// # use attestation::{Verifier, VerifyError};
@@ -33,6 +35,7 @@ pub const AWS_NITRO_ROOT_G1_SHA256: [u8; 32] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verifier {
     root_sha256: [u8; 32],
+    qemu_emulator: bool,
 }
 
 impl Verifier {
@@ -42,6 +45,24 @@ impl Verifier {
     pub const fn aws_nitro() -> Self {
         Self {
             root_sha256: AWS_NITRO_ROOT_G1_SHA256,
+            qemu_emulator: false,
+        }
+    }
+
+    /// A verifier for documents from QEMU's `nitro-enclave` machine, an
+    /// independent Nitro emulator used to test enclave images: it accepts
+    /// only documents in the emulator's unsigned format (protected header
+    /// `{1: -1}`, zero signature, zero certificate and CA bundle) and checks
+    /// their format and limits, nothing else. Everything in such a document
+    /// could have been written by anyone. Documents it passes are marked
+    /// [`VerifiedDocument::is_qemu_emulator`], and every [`Policy`] refuses
+    /// them unless built with [`Policy::dangerous_allow_qemu_emulator`].
+    /// Tests only.
+    #[must_use]
+    pub const fn dangerous_qemu_emulator() -> Self {
+        Self {
+            root_sha256: [0; 32],
+            qemu_emulator: true,
         }
     }
 
@@ -53,7 +74,10 @@ impl Verifier {
         let digest = ring::digest::digest(&ring::digest::SHA256, root_der);
         let mut root_sha256 = [0u8; 32];
         root_sha256.copy_from_slice(digest.as_ref());
-        Self { root_sha256 }
+        Self {
+            root_sha256,
+            qemu_emulator: false,
+        }
     }
 
     /// A verifier for the root in a PEM file's first certificate. If that is
@@ -70,7 +94,8 @@ impl Verifier {
         Ok(Self::dangerous_trust_root_der(&der))
     }
 
-    /// SHA-256 of the DER of the pinned root.
+    /// SHA-256 of the DER of the pinned root (all zero for
+    /// [`Verifier::dangerous_qemu_emulator`], which pins none).
     #[must_use]
     pub fn root_sha256(&self) -> &[u8; 32] {
         &self.root_sha256
@@ -79,7 +104,13 @@ impl Verifier {
     /// True when this verifier pins AWS's production root.
     #[must_use]
     pub fn is_aws_nitro(&self) -> bool {
-        self.root_sha256 == AWS_NITRO_ROOT_G1_SHA256
+        !self.qemu_emulator && self.root_sha256 == AWS_NITRO_ROOT_G1_SHA256
+    }
+
+    /// True for [`Verifier::dangerous_qemu_emulator`].
+    #[must_use]
+    pub fn is_qemu_emulator(&self) -> bool {
+        self.qemu_emulator
     }
 
     /// Parses `document` and verifies it cryptographically at `at_ms` (ms
@@ -96,6 +127,13 @@ impl Verifier {
     ///
     /// The [`VerifyError`] for the first check that fails.
     pub fn verify(&self, document: &[u8], at_ms: u64) -> Result<VerifiedDocument, VerifyError> {
+        if self.qemu_emulator {
+            return Ok(VerifiedDocument {
+                document: parse_emulator_document(document)?,
+                chain_subjects: Vec::new(),
+                qemu_emulator: true,
+            });
+        }
         let parsed = ParsedDocument::parse(document)?;
         let summary = chain::verify_chain(parsed.document(), &self.root_sha256, at_ms)?;
         let key = UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, &summary.leaf_point);
@@ -104,6 +142,7 @@ impl Verifier {
         Ok(VerifiedDocument {
             document: parsed.into_document(),
             chain_subjects: summary.subjects,
+            qemu_emulator: false,
         })
     }
 
@@ -130,6 +169,7 @@ impl Verifier {
 pub struct VerifiedDocument {
     document: AttestationDocument,
     chain_subjects: Vec<String>,
+    qemu_emulator: bool,
 }
 
 impl VerifiedDocument {
@@ -181,9 +221,20 @@ impl VerifiedDocument {
         self.document.is_debug_mode()
     }
 
-    /// Certificate subjects, root first, leaf last.
+    /// Certificate subjects, root first, leaf last (none for an emulator
+    /// document).
     #[must_use]
     pub fn chain_subjects(&self) -> &[String] {
         &self.chain_subjects
     }
+
+    /// True when the document came from QEMU's emulator and was accepted
+    /// unsigned by [`Verifier::dangerous_qemu_emulator`].
+    #[must_use]
+    pub fn is_qemu_emulator(&self) -> bool {
+        self.qemu_emulator
+    }
 }
+
+#[cfg(test)]
+mod tests;

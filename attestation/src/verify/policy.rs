@@ -27,6 +27,7 @@ use crate::error::VerifyError;
 pub struct Policy {
     pcrs: BTreeMap<u8, Pcr>,
     allow_debug: bool,
+    allow_qemu_emulator: bool,
     nonce: Option<Vec<u8>>,
     max_age_ms: Option<u64>,
 }
@@ -63,15 +64,27 @@ impl Policy {
         self
     }
 
+    /// Accepts the unsigned documents of QEMU's `nitro-enclave` emulator
+    /// (see [`crate::Verifier::dangerous_qemu_emulator`]); every other
+    /// policy refuses them with [`VerifyError::EmulatorDocument`]. Tests of
+    /// enclave images under the emulator only.
+    pub fn dangerous_allow_qemu_emulator(mut self) -> Self {
+        self.allow_qemu_emulator = true;
+        self
+    }
+
     /// Checks `doc` at `at_ms` (ms since the UNIX epoch).
     ///
     /// # Errors
     ///
-    /// [`VerifyError::DebugMode`], [`VerifyError::PcrMissing`],
+    /// [`VerifyError::EmulatorDocument`], [`VerifyError::DebugMode`], [`VerifyError::PcrMissing`],
     /// [`VerifyError::PcrMismatch`], [`VerifyError::NonceMissing`],
     /// [`VerifyError::NonceMismatch`], [`VerifyError::FromTheFuture`] or
     /// [`VerifyError::TooOld`], for the first rule broken, in that order.
     pub fn check(&self, doc: &VerifiedDocument, at_ms: u64) -> Result<(), VerifyError> {
+        if doc.is_qemu_emulator() && !self.allow_qemu_emulator {
+            return Err(VerifyError::EmulatorDocument);
+        }
         if doc.is_debug_mode() && !self.allow_debug {
             return Err(VerifyError::DebugMode);
         }

@@ -82,7 +82,8 @@ pub fn check_enclave(
     report.check(
         "nonce",
         policy_result(
-            Policy::new()
+            policy
+                .base_policy()
                 .dangerous_allow_debug()
                 .require_nonce(nonce.to_vec()),
             now_ms,
@@ -94,7 +95,8 @@ pub fn check_enclave(
     report.check(
         "freshness",
         policy_result(
-            Policy::new()
+            policy
+                .base_policy()
                 .dangerous_allow_debug()
                 .max_age(policy.max_age + MAX_SERVER_CLOCK_SKEW),
             now_ms.saturating_add(duration_ms(MAX_SERVER_CLOCK_SKEW)),
@@ -109,14 +111,25 @@ pub fn check_enclave(
     );
     report.check(
         "production mode",
-        policy_result(Policy::new(), now_ms)
+        policy_result(policy.base_policy(), now_ms)
             .map(|()| "PCR0..2 are not zero (not a debug-mode enclave)".to_owned()),
     );
+    if doc.is_qemu_emulator() {
+        report.check(
+            "emulator",
+            Ok(
+                "NOT A NITRO ENCLAVE: an unsigned QEMU nitro-enclave emulator document, accepted \
+                 because of --dangerous-qemu-emulator"
+                    .to_owned(),
+            ),
+        );
+    }
     check_pcrs(
         &mut report,
         &doc,
         &policy.expected_pcrs,
         cluster.map(|c| c.images.as_slice()),
+        policy.base_policy(),
     );
     if let Some(cluster) = cluster {
         report.check("live enclave", live_enclave(&doc, cluster));
@@ -183,6 +196,7 @@ fn check_pcrs(
     doc: &VerifiedDocument,
     expected: &[(u8, Pcr)],
     images: Option<&[AllowedImage]>,
+    base: Policy,
 ) {
     let actual = |i: u8| doc.pcrs().get(i).copied();
     // The registry admits an image when PCR0..2 all match one allowed image.
@@ -233,7 +247,7 @@ fn check_pcrs(
     if !expected.is_empty() {
         let policy = expected
             .iter()
-            .fold(Policy::new().dangerous_allow_debug(), |p, (i, v)| {
+            .fold(base.dangerous_allow_debug(), |p, (i, v)| {
                 p.expect_pcr(*i, *v)
             });
         let indexes: Vec<String> = expected.iter().map(|(i, _)| format!("PCR{i}")).collect();

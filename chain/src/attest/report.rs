@@ -16,6 +16,8 @@ pub enum RootKind {
     Dev,
     /// Another root given with `--root`.
     Other,
+    /// No root: QEMU's unsigned `nitro-enclave` emulator documents (`--dangerous-qemu-emulator`).
+    QemuEmulator,
 }
 
 impl RootKind {
@@ -26,6 +28,9 @@ impl RootKind {
             RootKind::Aws => "AWS Nitro Enclaves Root-G1",
             RootKind::Dev => "dev simulator root (NOT AWS; --dev-root)",
             RootKind::Other => "NON-AWS root given with --root",
+            RootKind::QemuEmulator => {
+                "NONE: unsigned QEMU nitro-enclave emulator documents (--dangerous-qemu-emulator)"
+            }
         }
     }
 }
@@ -52,6 +57,16 @@ impl TrustPolicy {
             root: RootKind::Aws,
             expected_pcrs: Vec::new(),
             max_age: Duration::from_secs(300),
+        }
+    }
+
+    /// The policy every rule check starts from: the production default, which refuses QEMU
+    /// emulator documents unless this policy pins [`RootKind::QemuEmulator`].
+    pub fn base_policy(&self) -> attestation::Policy {
+        if self.root == RootKind::QemuEmulator {
+            attestation::Policy::new().dangerous_allow_qemu_emulator()
+        } else {
+            attestation::Policy::new()
         }
     }
 }

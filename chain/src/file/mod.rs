@@ -4,7 +4,7 @@
 
 mod store;
 #[cfg(test)]
-mod test_docs;
+pub(crate) mod test_docs;
 #[cfg(test)]
 mod tests;
 

@@ -14,7 +14,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
 
 /// A test CA with one leaf, valid for ±1 day around `valid_at_ms`.
-pub(super) struct TestCa {
+pub(crate) struct TestCa {
     root_der: Vec<u8>,
     leaf_der: Vec<u8>,
     leaf_key: EcdsaKeyPair,
@@ -27,7 +27,7 @@ fn name(cn: &str) -> DistinguishedName {
 }
 
 impl TestCa {
-    pub(super) fn new(valid_at_ms: u64) -> Self {
+    pub(crate) fn new(valid_at_ms: u64) -> Self {
         let at =
             time::OffsetDateTime::from_unix_timestamp(i64::try_from(valid_at_ms / 1000).unwrap())
                 .unwrap();
@@ -65,16 +65,16 @@ impl TestCa {
     }
 
     /// A verifier that trusts this CA.
-    pub(super) fn verifier(&self) -> Verifier {
+    pub(crate) fn verifier(&self) -> Verifier {
         Verifier::dangerous_trust_root_der(&self.root_der)
     }
 
     /// SHA-256 of a TLS key, as an enclave puts it in `public_key`.
-    pub(super) const TLS_KEY_DIGEST: [u8; 32] = [0x5e; 32];
+    pub(crate) const TLS_KEY_DIGEST: [u8; 32] = [0x5e; 32];
 
     /// A signed document with PCR0..2 (and zero PCR3..4, 8), a TLS key digest, the given
     /// anchor key and timestamp.
-    pub(super) fn document(
+    pub(crate) fn document(
         &self,
         pcrs: [Pcr; 3],
         anchor_key: Option<&[u8]>,
@@ -84,7 +84,7 @@ impl TestCa {
     }
 
     /// A signed document with the given `public_key` and `user_data`.
-    pub(super) fn document_with_keys(
+    pub(crate) fn document_with_keys(
         &self,
         pcrs: [Pcr; 3],
         public_key: Option<&[u8]>,

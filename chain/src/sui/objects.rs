@@ -50,6 +50,7 @@ pub(super) struct MoveAnchor {
     pub(super) chain_hash: Vec<u8>,
     pub(super) timestamp_ms: u64,
     pub(super) recorded_at_ms: u64,
+    pub(super) signature: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +174,11 @@ impl MoveCluster {
                 chain_hash: array32(&a.chain_hash, "chain hash length")?,
                 timestamp_ms: a.timestamp_ms,
                 recorded_at_ms: a.recorded_at_ms,
+                signature: a
+                    .signature
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| bad("anchor signature length"))?,
             }),
         };
         let stakes: BTreeMap<String, StakeInfo> = stakes
@@ -226,6 +232,8 @@ mod tests {
         b.extend([0xab; 32]);
         b.extend(5u64.to_le_bytes());
         b.extend(6u64.to_le_bytes());
+        b.push(64);
+        b.extend([0x5e; 64]); // signature
         b.push(1); // one stake entry
         b.push(6);
         b.extend(b"node-a");
@@ -239,6 +247,7 @@ mod tests {
         assert_eq!(state.images[0].version, 7);
         assert_eq!(state.images[0].pcrs.pcr2, Pcr::new([3; 48]));
         assert_eq!(state.latest_anchor.unwrap().revision, 42);
+        assert_eq!(state.latest_anchor.unwrap().signature, [0x5e; 64]);
         assert_eq!(cluster.stakes[0].key, "node-a");
         assert_eq!(state.slashed, 99);
         assert!(decode_cluster(&b[..b.len() - 1]).is_err());

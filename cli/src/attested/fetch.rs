@@ -35,3 +35,23 @@ pub(crate) async fn post_json_to_attested(
         )
         .await?)
 }
+
+/// GETs `path` on a new connection that accepts only the already attested `certificate`; the
+/// answer's status and body.
+///
+/// # Errors
+///
+/// As [`post_json_to_attested`].
+pub(crate) async fn get_from_attested(
+    server: &ServerUrl,
+    certificate: &CertificateDer<'static>,
+    path: &str,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut connection = Connection::open(
+        server,
+        ServerTrust::PinnedCertificate(certificate.clone()),
+        None,
+    )
+    .await?;
+    Ok(connection.send(Method::GET, path, None).await?)
+}

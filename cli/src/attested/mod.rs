@@ -36,7 +36,8 @@ pub(crate) struct TrustArgs {
     pub(crate) dev_root: Option<PathBuf>,
     /// Require PCR0..2 to match an image the registry allows and the server
     /// to be the enclave it records live (TLS key and anchor key): `local:PATH`
-    /// (or a plain file path), or `sui:RPC_URL#CLUSTER_OBJECT_ID`.
+    /// (or a plain file path), `sui:RPC_URL#CLUSTER_OBJECT_ID`, or
+    /// `relay:unix:PATH|relay:vsock:CID:PORT` (a `daas-host registry` relay).
     #[arg(long, value_name = "REGISTRY")]
     pub(crate) registry: Option<String>,
     /// Require PCR N to equal HEX (96 hex digits); repeatable.
@@ -45,6 +46,11 @@ pub(crate) struct TrustArgs {
     /// Reject documents older than this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub(crate) max_age_secs: u64,
+    /// Accept the UNSIGNED documents of QEMU's `nitro-enclave` emulator (zero signature, no
+    /// certificates): they prove nothing about who made them. For testing enclave images
+    /// under the emulator only; never for a server you need to trust.
+    #[arg(long, conflicts_with_all = ["root", "dev_root"])]
+    pub(crate) dangerous_qemu_emulator: bool,
 }
 
 impl TrustArgs {
@@ -60,6 +66,9 @@ impl TrustArgs {
     }
 
     fn verifier(&self) -> anyhow::Result<(Verifier, RootKind)> {
+        if self.dangerous_qemu_emulator {
+            return Ok((Verifier::dangerous_qemu_emulator(), RootKind::QemuEmulator));
+        }
         let read = |path: &PathBuf| {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
         };
@@ -96,8 +105,8 @@ pub(crate) struct Attested {
     pub(crate) document: Vec<u8>,
 }
 
-fn registry_url(text: &str) -> anyhow::Result<RegistryUrl> {
-    if text.starts_with("local:") || text.starts_with("sui:") {
+pub(crate) fn registry_url(text: &str) -> anyhow::Result<RegistryUrl> {
+    if text.starts_with("local:") || text.starts_with("sui:") || text.starts_with("relay:") {
         Ok(text.parse()?)
     } else {
         Ok(RegistryUrl::Local(PathBuf::from(text)))

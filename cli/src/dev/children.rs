@@ -1,4 +1,4 @@
-//! The processes `daas dev` supervises, and the signals that stop it.
+//! The processes `daas dev` and `daas launch` supervise, and the signals that stop them.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,11 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 /// One supervised child process.
 #[derive(Debug)]
-pub(super) struct ChildSpec {
-    pub(super) name: String,
-    pub(super) program: PathBuf,
-    pub(super) args: Vec<OsString>,
-    pub(super) policy: RestartPolicy,
+pub(crate) struct ChildSpec {
+    pub(crate) name: String,
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) policy: RestartPolicy,
 }
 
 /// One supervised child, running.
@@ -26,16 +26,16 @@ struct Running {
     task: tokio::task::JoinHandle<host::Result<u64>>,
 }
 
-/// The children `daas dev` runs, each under its own [`DevSupervisor`].
+/// The children `daas dev` and `daas launch` run, each under its own [`DevSupervisor`].
 #[derive(Debug)]
-pub(super) struct Children {
+pub(crate) struct Children {
     shutdown: CancellationToken,
     running: Vec<Running>,
 }
 
 impl Children {
     /// Starts every child in `specs`, in order.
-    pub(super) fn start(specs: Vec<ChildSpec>) -> Self {
+    pub(crate) fn start(specs: Vec<ChildSpec>) -> Self {
         let shutdown = CancellationToken::new();
         let running = specs
             .into_iter()
@@ -45,7 +45,7 @@ impl Children {
                 spec.args.push("--exit-with-parent".into());
                 spec.args.push(std::process::id().to_string().into());
                 eprintln!(
-                    "daas dev: starting {} ({} {})",
+                    "daas: starting {} ({} {})",
                     spec.name,
                     spec.program.display(),
                     spec.args
@@ -69,7 +69,7 @@ impl Children {
     }
 
     /// A child whose supervisor gave up (the program could not be started).
-    pub(super) fn failed(&self) -> Option<&str> {
+    pub(crate) fn failed(&self) -> Option<&str> {
         self.running
             .iter()
             .find(|r| r.task.is_finished())
@@ -77,7 +77,7 @@ impl Children {
     }
 
     /// Observes how often the child `name` has been started.
-    pub(super) fn starts(&self, name: &str) -> Option<watch::Receiver<u64>> {
+    pub(crate) fn starts(&self, name: &str) -> Option<watch::Receiver<u64>> {
         self.running
             .iter()
             .find(|r| r.name == name)
@@ -86,13 +86,13 @@ impl Children {
 
     /// Stops every child (SIGTERM, then SIGKILL after the grace period) and
     /// waits for them.
-    pub(super) async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         for Running { name, task, .. } in self.running {
             match task.await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => eprintln!("daas dev: {name}: {e}"),
-                Err(e) => eprintln!("daas dev: {name} supervisor: {e}"),
+                Ok(Err(e)) => eprintln!("daas: {name}: {e}"),
+                Err(e) => eprintln!("daas: {name} supervisor: {e}"),
             }
         }
     }
@@ -100,18 +100,18 @@ impl Children {
 
 /// SIGINT (Ctrl-C) or SIGTERM.
 #[derive(Debug)]
-pub(super) struct StopSignal {
+pub(crate) struct StopSignal {
     term: tokio::signal::unix::Signal,
 }
 
 impl StopSignal {
-    pub(super) fn install() -> anyhow::Result<Self> {
+    pub(crate) fn install() -> anyhow::Result<Self> {
         let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         Ok(Self { term })
     }
 
-    pub(super) async fn recv(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn recv(&mut self) -> anyhow::Result<()> {
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
             _ = self.term.recv() => {}
@@ -121,7 +121,7 @@ impl StopSignal {
 }
 
 /// Waits for the next start of the watched child (`None` when not watched).
-pub(super) async fn restarted(
+pub(crate) async fn restarted(
     starts: &mut Option<watch::Receiver<u64>>,
 ) -> Option<Result<(), watch::error::RecvError>> {
     match starts {

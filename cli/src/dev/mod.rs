@@ -19,19 +19,26 @@
 //! | `enclave.sock` | the enclave's Unix socket, relayed to `--listen` |
 //! | `kubeconfig` | the attested kubeconfig (unless `--kubeconfig`) |
 //! | `daas-dev.lock` | held (`flock`) by the running `daas dev`; a second one on the same directory is refused |
-//! | `registry.json` | the dev registry (with `--workers` above 0): allowed image, live enclave, stakes |
+//! | `registry.json` | the dev registry (unless `--workers 0 --anchor-interval 0`): allowed image, live enclave, stakes, rollback anchors |
 //! | `registry-admin.keystore` | the dev registry admin's account (Sui CLI keystore) |
 //! | `workers/NAME/` | each worker's data directory: account, node key and certificate, kubeconfig |
 //!
 //! With `--workers N` (default 1) the enclave admits nodes against the dev
 //! registry (it reads the file on the host's disk: acceptable in dev only),
 //! and N `daas-worker` processes join through the relay (see [`workers`]).
-//! `--workers 0` runs no registry and no worker.
+//! `--workers 0` runs no worker.
+//!
+//! Rollback protection is on in dev too: the enclave records an anchor on the dev registry
+//! every `--anchor-interval` (and at shutdown) and checks its journal against the latest one
+//! when it starts. `daas dev` allows the binary's PCRs and registers each enclave it verified,
+//! as `daas launch` does on a real registry. `--anchor-interval 0` turns anchors off; with
+//! `--workers 0` as well, no registry is used.
 
 mod children;
 mod workers;
 
-use children::{ChildSpec, Children, StopSignal, restarted};
+use children::restarted;
+pub(crate) use children::{ChildSpec, Children, StopSignal};
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -64,6 +71,10 @@ pub(crate) struct DevArgs {
     /// `DATA_DIR/registry.json`); 0 runs none, and no registry.
     #[arg(long, default_value_t = 1, value_name = "N")]
     workers: u32,
+    /// How often the enclave records a rollback anchor on the dev registry
+    /// (`DATA_DIR/registry.json`); `0` disables anchors.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    anchor_interval: Duration,
 }
 
 /// The programs `daas dev` runs.
@@ -134,6 +145,7 @@ fn children(
     layout: &Layout,
     listen: SocketAddr,
     registry: Option<&chain::RegistryUrl>,
+    anchor_interval: Duration,
 ) -> Vec<ChildSpec> {
     let socket = format!("unix:{}", layout.socket.display());
     let journal = format!("unix:{}", layout.journal_socket.display());
@@ -151,6 +163,13 @@ fn children(
     if let Some(url) = registry {
         enclave_args.push("--registry".into());
         enclave_args.push(url.to_string().into());
+        // 0 turns the enclave's anchors off; the registry still admits nodes.
+        enclave_args.push("--anchor-interval".into());
+        enclave_args.push(
+            humantime::format_duration(anchor_interval)
+                .to_string()
+                .into(),
+        );
     }
     vec![
         // The host's sealed journal: the enclave's source of truth, which
@@ -201,6 +220,7 @@ fn dev_trust(layout: &Layout, enclave_bin: &Path) -> anyhow::Result<TrustArgs> {
         registry: None,
         expect_pcr: vec![(0, pcr0), (1, pcr1), (2, pcr2)],
         max_age_secs: 300,
+        dangerous_qemu_emulator: false,
     })
 }
 
@@ -244,9 +264,11 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let trust = dev_trust(&layout, &bins.enclave)?;
-    let workers = match args.workers {
-        0 => None,
-        n => Some(workers::DevWorkers::new(
+    // The dev registry serves the workers' stakes and the enclave's rollback anchors.
+    let workers = match (args.workers, args.anchor_interval.is_zero()) {
+        (0, true) => None,
+        (0, false) => Some(workers::DevWorkers::new(&data_dir, 0, PathBuf::new())),
+        (n, _) => Some(workers::DevWorkers::new(
             &data_dir,
             n,
             find_binary("daas-worker")?,
@@ -276,6 +298,7 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         &session.layout,
         args.listen,
         registry.as_ref(),
+        args.anchor_interval,
     ));
     let mut nodes = None;
     let outcome = session.serve(&children, &mut nodes, &mut stop).await;
@@ -403,7 +426,7 @@ impl Session {
         println!("  export KUBECONFIG={kubeconfig}");
         println!("  kubectl get namespaces");
         println!("  kubectl create configmap hello --from-literal=greeting=hi");
-        if let Some(workers) = &self.workers {
+        if let Some(workers) = self.workers.as_ref().filter(|w| !w.workers().is_empty()) {
             println!("  kubectl get nodes");
             println!();
             println!(

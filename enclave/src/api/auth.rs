@@ -11,12 +11,16 @@ pub use crate::registry::UserInfo;
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Vec<(String, UserInfo)>,
+    /// Tokens known only by their SHA-256 (production: the digest is part of the
+    /// measured enclave arguments, the token stays with the operator).
+    token_digests: Vec<([u8; 32], UserInfo)>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("tokens", &self.tokens.len())
+            .field("token_digests", &self.token_digests.len())
             .finish()
     }
 }
@@ -32,7 +36,10 @@ const O: &str = "2.5.4.10";
 impl Authenticator {
     /// An authenticator with no tokens (client certificates only).
     pub fn new() -> Self {
-        Authenticator { tokens: Vec::new() }
+        Authenticator {
+            tokens: Vec::new(),
+            token_digests: Vec::new(),
+        }
     }
 
     /// Accepts `token` as `user`.
@@ -42,12 +49,31 @@ impl Authenticator {
         self
     }
 
+    /// Accepts as `user` any bearer token whose SHA-256 is `digest`: the
+    /// server never holds the token itself.
+    #[must_use]
+    pub fn with_token_sha256(mut self, digest: [u8; 32], user: UserInfo) -> Self {
+        self.token_digests.push((digest, user));
+        self
+    }
+
     /// The user of an `Authorization` header value, if it carries a known bearer token.
     pub fn bearer(&self, header: &str) -> Option<UserInfo> {
         let token = header.strip_prefix("Bearer ")?.trim();
-        self.tokens
+        if let Some((_, user)) = self
+            .tokens
             .iter()
             .find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        {
+            return Some(user.clone());
+        }
+        if self.token_digests.is_empty() {
+            return None;
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        self.token_digests
+            .iter()
+            .find(|(d, _)| constant_time_eq(d, digest.as_ref()))
             .map(|(_, u)| u.clone())
     }
 
@@ -108,5 +134,21 @@ mod tests {
         let pki = DevPki::generate(&[]).unwrap();
         let der = CertificateDer::from_pem_slice(pki.admin_cert_pem.as_bytes()).unwrap();
         assert_eq!(Authenticator::client_certificate(&der), Some(admin));
+    }
+
+    #[test]
+    fn tokens_known_by_digest_authenticate_and_others_do_not() {
+        let admin = UserInfo {
+            name: "admin".into(),
+            groups: vec!["system:masters".into()],
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, b"s3cret-token");
+        let mut d = [0u8; 32];
+        d.copy_from_slice(digest.as_ref());
+        let auth = Authenticator::new().with_token_sha256(d, admin.clone());
+        assert_eq!(auth.bearer("Bearer s3cret-token"), Some(admin));
+        assert_eq!(auth.bearer("Bearer s3cret-tokeN"), None);
+        assert_eq!(auth.bearer(&format!("Bearer {}", hex::encode(d))), None);
+        assert_eq!(auth.bearer("s3cret-token"), None);
     }
 }

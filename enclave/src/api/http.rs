@@ -90,7 +90,7 @@ pub fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
 }
 
 /// A plain-text response (health endpoints).
-pub fn text(code: u16, body: &'static str) -> Response<Body> {
+pub fn text(code: u16, body: impl Into<bytes::Bytes>) -> Response<Body> {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")

@@ -58,6 +58,10 @@ impl Listener {
             ListenAddr::Vsock { .. } => Err(ServeError::Config(
                 "vsock listening needs the `vsock` feature".into(),
             )),
+            ListenAddr::HybridVsock { .. } => Err(ServeError::Config(
+                "hybrid-vsock: is a host-side connect-only endpoint; an enclave listens on vsock:"
+                    .into(),
+            )),
         }
     }
 

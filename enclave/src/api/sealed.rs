@@ -71,16 +71,20 @@ struct Attempt {
 struct SealedServer {
     attestor: Option<Attestor>,
     attempts: mpsc::Sender<Attempt>,
+    /// What every 503 says.
+    message: String,
 }
 
 /// Serves the sealed phase on `listener` until a secret given to
 /// `POST /unseal` opens the cluster: `try_open` gets each secret in turn and
 /// returns what it opened, or why it refused. Returns what the successful
-/// attempt opened, after the answer to it has been sent.
+/// attempt opened, after the answer to it has been sent. `why`, when given,
+/// is added to the "sealed" answers (e.g. KMS refused the root secret).
 pub async fn serve_until_unsealed<T, F, Fut>(
     listener: &Listener,
     tls: Arc<ServerConfig>,
     attestor: Option<Attestor>,
+    why: Option<String>,
     mut try_open: F,
 ) -> Unsealed<T>
 where
@@ -88,7 +92,15 @@ where
     Fut: Future<Output = Result<Unsealed<T>, UnsealRefused>>,
 {
     let (attempts, mut queue) = mpsc::channel::<Attempt>(1);
-    let server = Arc::new(SealedServer { attestor, attempts });
+    let message = match why {
+        Some(why) => format!("{SEALED} ({why})"),
+        None => SEALED.to_owned(),
+    };
+    let server = Arc::new(SealedServer {
+        attestor,
+        attempts,
+        message,
+    });
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     let opening = async {
@@ -141,9 +153,11 @@ impl accept::Handler for SealedServer {
             "/version" if req.method() == Method::GET => http::json(200, &discovery::version()),
             "/livez" => http::text(200, "ok"),
             p if p.starts_with("/livez/") => http::text(200, "ok"),
-            "/readyz" | "/healthz" => http::text(503, SEALED),
-            p if p.starts_with("/readyz/") || p.starts_with("/healthz/") => http::text(503, SEALED),
-            _ => http::status(503, "ServiceUnavailable", SEALED),
+            "/readyz" | "/healthz" => http::text(503, self.message.clone()),
+            p if p.starts_with("/readyz/") || p.starts_with("/healthz/") => {
+                http::text(503, self.message.clone())
+            }
+            _ => http::status(503, "ServiceUnavailable", &self.message),
         }
     }
 }

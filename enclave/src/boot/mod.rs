@@ -6,7 +6,12 @@
 //! | KMS | [`root_secret_from_kms`]: AWS KMS releases it to this enclave's attested key, through the host's key broker (`daas-host keybroker`) |
 //!
 //! Whatever the source, everything after the root secret is the same code path.
+//!
+//! [`anchor`]: once the store is open, its journal is checked against the registry's latest
+//! rollback anchor, and new anchors are recorded while it runs.
 
+pub mod anchor;
+pub mod parent;
 mod root_secret;
 
 pub use root_secret::{KeyBrokerEndpoint, RootSecretError, root_secret_from_kms};

@@ -175,9 +175,9 @@ async fn connect_once(endpoint: &KeyBrokerEndpoint) -> io::Result<Box<dyn Conn>>
             io::ErrorKind::Unsupported,
             "connecting over vsock needs the enclave's `vsock` feature",
         )),
-        KeyBrokerEndpoint::Tcp(_) => Err(io::Error::new(
+        KeyBrokerEndpoint::Tcp(_) | protocol::Endpoint::HybridVsock { .. } => Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "the key broker is reached over unix: or vsock:, not TCP",
+            "the key broker is reached over unix: or vsock:, not TCP or hybrid-vsock: (a host-side transport)",
         )),
     }
 }

@@ -103,6 +103,18 @@ def verify_sigv4(headers, body):
 # ---------------------------------------------------------------- Nitro attestation (cbor2 + cryptography)
 
 
+def emulator_payload(protected, payload_bytes, signature):
+    """QEMU's nitro-enclave NSM signs nothing: protected header {1: -1}, 64 zero bytes of
+    signature, certificate and CA bundle. Accepted only with --dangerous-accept-qemu-emulator,
+    which real KMS has no equivalent of."""
+    if cbor2.loads(protected) != {1: -1} or signature != bytes(64):
+        raise KmsError("ValidationException", "attestation document is not signed with ES384")
+    payload = cbor2.loads(payload_bytes)
+    if payload.get("certificate") != bytes(64) or payload.get("cabundle") != [bytes(64)]:
+        raise KmsError("ValidationException", "not a QEMU emulator attestation document")
+    return payload
+
+
 def verify_attestation(document):
     try:
         cose = cbor2.loads(document)
@@ -113,11 +125,15 @@ def verify_attestation(document):
     if not (isinstance(cose, list) and len(cose) == 4):
         raise KmsError("ValidationException", "attestation document is not a COSE_Sign1")
     protected, _unprotected, payload_bytes, signature = cose
+    if ARGS.dangerous_accept_qemu_emulator and cbor2.loads(protected).get(1) == -1:
+        return check_recipient_key(emulator_payload(protected, payload_bytes, signature))
     if cbor2.loads(protected).get(1) != -35:
         raise KmsError("ValidationException", "attestation document is not signed with ES384")
     payload = cbor2.loads(payload_bytes)
     leaf = x509.load_der_x509_certificate(payload["certificate"])
     chain = [x509.load_der_x509_certificate(c) for c in payload["cabundle"]] + [leaf]
+    if ARGS.root is None:
+        raise KmsError("ValidationException", "no attestation root is trusted (--root)")
     with open(ARGS.root, "rb") as f:
         root = x509.load_pem_x509_certificate(f.read())
     if chain[0].public_bytes(serialization.Encoding.DER) != root.public_bytes(serialization.Encoding.DER):
@@ -139,6 +155,10 @@ def verify_attestation(document):
         leaf.public_key().verify(der, sig_structure, ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
         raise KmsError("ValidationException", "attestation document signature does not verify")
+    return check_recipient_key(payload)
+
+
+def check_recipient_key(payload):
     public_key = payload.get("public_key")
     if not public_key:
         raise KmsError("ValidationException", "attestation document has no public_key")
@@ -312,13 +332,20 @@ def main():
     global ARGS
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--state-dir", required=True)
-    p.add_argument("--root", required=True, help="PEM of the attestation root to trust (read per request)")
+    p.add_argument("--root", help="PEM of the attestation root to trust (read per request)")
     p.add_argument("--policy", required=True, help='JSON {"PCR0": "<hex>", ...} (read per request)')
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--key-id", default="1234abcd-12ab-34cd-56ef-1234567890ab")
     p.add_argument("--access-key-id", required=True)
     p.add_argument("--secret-access-key", required=True)
+    p.add_argument(
+        "--dangerous-accept-qemu-emulator",
+        action="store_true",
+        help="also accept the UNSIGNED documents of QEMU's nitro-enclave emulator (tests of images under it)",
+    )
     ARGS = p.parse_args()
+    if ARGS.root is None and not ARGS.dangerous_accept_qemu_emulator:
+        p.error("--root is required (unless --dangerous-accept-qemu-emulator)")
     os.makedirs(ARGS.state_dir, exist_ok=True)
     master_key()  # created before any request thread can race for it
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

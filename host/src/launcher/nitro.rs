@@ -62,6 +62,9 @@ pub struct RunEnclaveRequest {
     pub cid: Option<u32>,
     /// `--enclave-name`; `None` lets nitro-cli derive it from the EIF file name.
     pub name: Option<String>,
+    /// `--debug-mode`: the console is readable from the parent and the attestation documents
+    /// carry all-zero PCRs, so no production verifier, KMS policy or registry accepts them.
+    pub debug_mode: bool,
 }
 
 impl RunEnclaveRequest {
@@ -104,6 +107,9 @@ impl RunEnclaveRequest {
         }
         if let Some(name) = &self.name {
             args.extend(["--enclave-name".into(), name.into()]);
+        }
+        if self.debug_mode {
+            args.push("--debug-mode".into());
         }
         args
     }

@@ -79,6 +79,7 @@ fn request() -> RunEnclaveRequest {
         memory_mib: 1600,
         cid: Some(16),
         name: None,
+        debug_mode: false,
     }
 }
 
@@ -150,6 +151,15 @@ async fn run_enclave_passes_the_flags_and_reports_nitro_cli_errors() {
         cli.runner.calls()[0],
         "run-enclave --eif-path /opt/daas/enclave.eif --cpu-count 2 --memory 1600 --enclave-cid 16"
     );
+    let replay = Replay::new([(0, RUN, "")]);
+    let cli = NitroCli::with_runner("nitro-cli", replay);
+    cli.run_enclave(&RunEnclaveRequest {
+        debug_mode: true,
+        ..request()
+    })
+    .await
+    .unwrap();
+    assert!(cli.runner.calls()[0].ends_with("--enclave-cid 16 --debug-mode"));
 }
 
 #[tokio::test]

@@ -5,7 +5,11 @@
 //! sockets (this machine has no vsock loopback); the public side of the relay is TCP.
 //!
 //! [`Endpoint`] is `protocol::Endpoint`, the one endpoint syntax of every binary (also accepted by the `daas-host`
-//! flags): `vsock:CID:PORT` (`CID` a number or `any`), `unix:PATH`, or `[tcp:]IP:PORT`.
+//! flags): `vsock:CID:PORT` (`CID` a number or `any`), `unix:PATH`, `[tcp:]IP:PORT`, or (connect only)
+//! `hybrid-vsock:PATH:PORT`: vsock port `PORT` of a VM whose vsock device is served by a host-side Unix socket at
+//! `PATH` (vhost-device-vsock, as under QEMU's `nitro-enclave` machine, or Firecracker): connect to `PATH`, send
+//! `CONNECT PORT\n`, read `OK ...\n`. The VM's connections to host port `P` arrive on the Unix socket `PATH_P`, so
+//! services for it listen on `unix:PATH_P`.
 
 mod stream;
 #[cfg(test)]
@@ -81,6 +85,15 @@ impl Listener {
                 let listener =
                     VsockListener::bind(VsockAddr::new(*cid, *port)).map_err(bind_err)?;
                 (ListenerInner::Vsock(listener), None)
+            }
+            Endpoint::HybridVsock { path, port } => {
+                return Err(bind_err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "a hybrid vsock endpoint is connect-only; listen on unix:{}_{port} for the VM's connections",
+                        path.display()
+                    ),
+                )));
             }
         };
         Ok(Self { inner, unix_path })
@@ -167,7 +180,54 @@ pub async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
         Endpoint::Vsock { cid, port } => Ok(Stream::Vsock(
             VsockStream::connect(VsockAddr::new(*cid, *port)).await?,
         )),
+        Endpoint::HybridVsock { path, port } => {
+            Ok(Stream::Unix(hybrid_vsock_connect(path, *port).await?))
+        }
     }
+}
+
+/// Longest `OK ...` line accepted from a hybrid vsock socket.
+const MAX_HYBRID_REPLY: usize = 64;
+
+/// Connects to guest port `port` through the hybrid vsock socket at `path`: `CONNECT PORT\n`,
+/// then `OK HOST_PORT\n` (vhost-device-vsock and Firecracker answer so once the guest
+/// accepted; they close the socket if it did not).
+async fn hybrid_vsock_connect(path: &Path, port: u32) -> io::Result<UnixStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = UnixStream::connect(path).await?;
+    stream
+        .write_all(format!("CONNECT {port}\n").as_bytes())
+        .await?;
+    let mut line = Vec::with_capacity(16);
+    loop {
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("the VM refused vsock port {port} (hybrid vsock socket closed)"),
+            ));
+        }
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+        if line.len() > MAX_HYBRID_REPLY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "hybrid vsock reply line too long",
+            ));
+        }
+    }
+    if !line.starts_with(b"OK ") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "hybrid vsock answered {:?} instead of OK",
+                String::from_utf8_lossy(&line)
+            ),
+        ));
+    }
+    Ok(stream)
 }
 
 /// Removes `path` if it is a Unix socket nobody listens on; refuses anything else that exists.

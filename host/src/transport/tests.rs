@@ -89,3 +89,52 @@ async fn vsock_listener_binds_any_cid() {
         Err(e) => panic!("{e:?}"),
     }
 }
+
+/// A stand-in for vhost-device-vsock's host-side socket: answers `CONNECT 6443` with `OK 1024`
+/// and echoes, refuses any other port by closing.
+#[tokio::test]
+async fn hybrid_vsock_connects_through_the_connect_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vm4.vsock");
+    let listener = UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut line = Vec::new();
+                let mut b = [0u8; 1];
+                while s.read(&mut b).await.unwrap() == 1 && b[0] != b'\n' {
+                    line.push(b[0]);
+                }
+                if line != b"CONNECT 6443" {
+                    return;
+                }
+                s.write_all(b"OK 1024\n").await.unwrap();
+                let mut buf = [0u8; 5];
+                s.read_exact(&mut buf).await.unwrap();
+                s.write_all(&buf).await.unwrap();
+            });
+        }
+    });
+    let mut stream = connect(&Endpoint::HybridVsock {
+        path: path.clone(),
+        port: 6443,
+    })
+    .await
+    .unwrap();
+    stream.write_all(b"hello").await.unwrap();
+    let mut back = [0u8; 5];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"hello");
+    let err = connect(&Endpoint::HybridVsock { path, port: 7 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    let err = Listener::bind(&Endpoint::HybridVsock {
+        path: dir.path().join("x"),
+        port: 1,
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("hybrid"), "{err:?}");
+}

@@ -132,10 +132,12 @@ impl Conn {
                 io::ErrorKind::Unsupported,
                 "connecting over vsock needs the enclave's `vsock` feature",
             )),
-            JournalEndpoint::Tcp(_) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the journal service is reached over unix: or vsock:, not TCP",
-            )),
+            JournalEndpoint::Tcp(_) | protocol::Endpoint::HybridVsock { .. } => {
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the journal service is reached over unix: or vsock:, not TCP or hybrid-vsock: (a host-side transport)",
+                ))
+            }
         }
     }
 

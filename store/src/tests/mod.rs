@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod compaction;
+mod position;
 mod restore;
 mod sealing;
 mod semantics;
