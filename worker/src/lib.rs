@@ -17,6 +17,7 @@
 //! | [`node`] | machine facts, Node registration and status, the Lease |
 //! | [`agent`] | the main loop and its tasks |
 //! | [`runtime`] | containerd and CRI (below the pods) |
+//! | [`kubelet`] | the pod manager task: list+watch of the node's pods into [`pods::PodRuntime`], status and deletion through the node's API client |
 //! | [`pods`] | the pod lifecycle as the kubelet runs it: one worker per pod, status, volumes, probes; the API is reached only through the seams in [`pods::api`] |
 //!
 //! | feature | what |
@@ -27,6 +28,7 @@ pub mod agent;
 pub mod attested;
 pub mod client;
 pub mod join;
+pub mod kubelet;
 pub mod node;
 pub mod pods;
 pub mod runtime;
