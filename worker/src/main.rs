@@ -387,10 +387,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
     }
     let outcome = agent.run(stop).await;
-    if let Some(containerd) = containerd {
-        if let Err(e) = containerd.stop().await {
-            tracing::warn!(error = %e, "stopping containerd's pods");
-        }
+    if let Some(containerd) = containerd
+        && let Err(e) = containerd.stop().await
+    {
+        tracing::warn!(error = %e, "stopping containerd's pods");
     }
     signal.abort();
     outcome.context("the node agent stopped")
