@@ -1,7 +1,7 @@
 //! The pod manager, as an agent task: lists and watches the pods bound to this node
 //! (`fieldSelector=spec.nodeName=NAME`, resuming from the last resourceVersion, relisting after
 //! 410 Gone) and feeds them to [`PodRuntime`], whose status and deletions go back to the API
-//! through [`api`]'s seams over the node's own credentials.
+//! through the seams of `kubelet/api.rs` over the node's own credentials.
 //!
 //! Start at [`pod_manager`], added to the agent with [`crate::Agent::with_task`].
 
