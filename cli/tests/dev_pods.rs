@@ -332,7 +332,15 @@ fn dev_runs_pods_deployments_and_jobs() {
         assert!(text(&out).contains("NotFound"), "{}", text(&out));
     }
 
-    // daas dev killed outright: its workers exit with it, taking their pods and containerds.
+    // daas dev killed outright: its workers exit with it, taking their pods (containers,
+    // sandboxes, files, cgroups) and containerds.
+    let uids = jsonpath(&k133, &admin, &["pods"], "{.items[*].metadata.uid}");
+    let uids: Vec<String> = uids.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(
+        uids.len(),
+        3,
+        "the deployment's 2 pods and the job's: {uids:?}"
+    );
     assert!(
         !processes_under(&dir_path).is_empty(),
         "no containerd runs under {}",
@@ -355,4 +363,32 @@ fn dev_runs_pods_deployments_and_jobs() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    for uid in &uids {
+        for worker in ["worker-1", "worker-2"] {
+            let files = dir_path.join("workers").join(worker).join("pods").join(uid);
+            assert!(!files.exists(), "{} is left", files.display());
+        }
+        let cgroup = format!("pod{uid}");
+        let left = find_dir(Path::new("/sys/fs/cgroup/memory"), &cgroup, 4);
+        assert!(left.is_none(), "the cgroup {left:?} is left");
+    }
+}
+
+/// A directory named `name` under `dir`, at most `depth` levels down.
+fn find_dir(dir: &Path, name: &str, depth: u32) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if entry.file_name() == name {
+            return Some(entry.path());
+        }
+        if depth > 0
+            && let Some(found) = find_dir(&entry.path(), name, depth - 1)
+        {
+            return Some(found);
+        }
+    }
+    None
 }
