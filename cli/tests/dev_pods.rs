@@ -232,6 +232,19 @@ fn dev_runs_pods_deployments_and_jobs() {
         .trim()
             == "worker-1=True worker-2=True"
     });
+    // The kubelet's eviction threshold (nodefs.available < 10%) taints a node of a full
+    // machine: say so rather than time out waiting for pods that cannot be scheduled.
+    let pressure = jsonpath(
+        &k133,
+        &admin,
+        &["nodes"],
+        "{.items[*].status.conditions[?(@.type==\"DiskPressure\")].status}",
+    );
+    assert!(
+        !pressure.contains("True"),
+        "the nodes report DiskPressure (less than 10% of the data directory's file system is \
+         free): pods cannot be scheduled here; free some disk and run again"
+    );
     let runtimes = jsonpath(
         &k133,
         &admin,
