@@ -17,6 +17,7 @@
 //! | [`node`] | machine facts, Node registration and status, the Lease |
 //! | [`agent`] | the main loop and its tasks |
 //! | [`runtime`] | containerd and CRI (below the pods) |
+//! | [`kubelet`] | the pod manager task: list+watch of the node's pods into [`pods::PodRuntime`], status and deletion through the node's API client |
 //! | [`pods`] | the pod lifecycle as the kubelet runs it: one worker per pod, status, volumes, probes; the API is reached only through the seams in [`pods::api`] |
 //! | [`network`] | pod network: CNI configuration, routes (host-gw or VXLAN), masquerade, pods' `resolv.conf`, dev topology; [`network::NodeNetworking`] starts all networking of a worker |
 //! | [`proxy`] | Services in nftables (kube-proxy's nftables mode) |
@@ -32,6 +33,7 @@ pub mod attested;
 pub mod client;
 pub mod dns;
 pub mod join;
+pub mod kubelet;
 pub mod netpol;
 pub mod network;
 pub mod node;

@@ -4,6 +4,7 @@
 //! still good), writes `DATA_DIR/kubeconfig`, and exits; `daas-worker run` does the same, then
 //! registers the Node and keeps it alive until SIGINT or SIGTERM.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,9 @@ use chain::{Address, RegistryUrl};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use worker::client::ServerUrl;
+use worker::kubelet::{PodManagerConfig, pod_manager};
+use worker::pods::Shutdown;
+use worker::runtime::{BridgeNetwork, Containerd, ContainerdConfig, Cri, ImageArchive};
 use worker::{Agent, AttestError, JoinConfig, JoinError, JoinMode, NodeFiles, join_or_resume};
 
 /// The K3s-DaaS node agent.
@@ -85,6 +89,109 @@ struct RunArgs {
     /// Stop once the process with this pid is no longer our parent (`daas dev` passes its own).
     #[arg(long, value_name = "PID", hide = true)]
     exit_with_parent: Option<u32>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// Where the pods run. Without `--containerd-dir` or `--container-runtime-endpoint` the node
+/// runs no pods (they stay Pending).
+#[derive(Debug, Args)]
+struct RuntimeArgs {
+    /// Run a containerd of this node's own under DIR (its root, state, socket and config in
+    /// DIR/containerd, the CNI config in DIR/cni), and stop it, and every pod it ran, when the
+    /// agent stops. For dev clusters; a real machine uses `--container-runtime-endpoint`.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "container_runtime_endpoint"
+    )]
+    containerd_dir: Option<PathBuf>,
+    /// The machine's containerd CRI socket (e.g. /run/containerd/containerd.sock); pods keep
+    /// running when the agent stops, and the next agent adopts them.
+    #[arg(long, value_name = "SOCKET")]
+    container_runtime_endpoint: Option<PathBuf>,
+    /// An OCI image archive to import into the own containerd (as `scripts/build-images`
+    /// writes them); repeatable.
+    #[arg(long = "import-image", value_name = "TAR", requires = "containerd_dir")]
+    import_images: Vec<PathBuf>,
+    /// The pods' bridge (own containerd only).
+    #[arg(long, default_value = "daas0", value_name = "NAME")]
+    pod_bridge: String,
+    /// The pods' IPv4 subnet on the bridge (own containerd only).
+    #[arg(long, default_value = "10.88.0.0/24", value_name = "CIDR", value_parser = parse_subnet)]
+    pod_subnet: (Ipv4Addr, u8),
+    /// The cgroup under which the pods' cgroups go.
+    #[arg(long, default_value = "/kubepods", value_name = "PATH")]
+    cgroup_root: String,
+    /// The containerd program (own containerd only).
+    #[arg(long, default_value = "containerd", value_name = "PATH", hide = true)]
+    containerd_binary: PathBuf,
+}
+
+fn parse_subnet(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: expected ADDRESS/PREFIX"))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    let prefix: u8 = prefix.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if !(8..=30).contains(&prefix) {
+        return Err(format!("{text:?}: the prefix must be between 8 and 30"));
+    }
+    Ok((addr, prefix))
+}
+
+/// The container runtime the node runs pods on.
+struct PodRuntimeHandle {
+    /// The own containerd, when the agent started one.
+    containerd: Option<Containerd>,
+    cri: Cri,
+    /// `containerd://VERSION`.
+    version: String,
+}
+
+impl RuntimeArgs {
+    async fn start(&self) -> anyhow::Result<Option<PodRuntimeHandle>> {
+        let (containerd, cri) = if let Some(dir) = &self.containerd_dir {
+            let images = self
+                .import_images
+                .iter()
+                .map(|path| ImageArchive {
+                    reference: String::new(),
+                    path: path.clone(),
+                })
+                .collect();
+            let network = BridgeNetwork {
+                bridge: self.pod_bridge.clone(),
+                subnet: self.pod_subnet.0,
+                prefix: self.pod_subnet.1,
+            };
+            let containerd = Containerd::start(
+                ContainerdConfig::new(dir)
+                    .with_images(images)
+                    .with_network(network)
+                    .with_binary(&self.containerd_binary),
+            )
+            .await
+            .with_context(|| format!("starting containerd under {}", dir.display()))?;
+            let cri = containerd.cri();
+            (Some(containerd), cri)
+        } else if let Some(socket) = &self.container_runtime_endpoint {
+            let cri = Cri::connect(socket)
+                .with_context(|| format!("connecting to {}", socket.display()))?;
+            (None, cri)
+        } else {
+            return Ok(None);
+        };
+        let version = cri
+            .version(k8s_cri::v1::VersionRequest::default())
+            .await
+            .context("asking the container runtime for its version")?;
+        Ok(Some(PodRuntimeHandle {
+            containerd,
+            cri,
+            version: format!("{}://{}", version.runtime_name, version.runtime_version),
+        }))
+    }
 }
 
 fn parse_expected_pcr(text: &str) -> Result<(u8, Pcr), String> {
@@ -241,8 +348,50 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         config.node_name,
         files.kubeconfig_path().display()
     );
-    let agent = Agent::new(joined, files, Some(config)).with_instance_type(args.instance_type);
+    let runtime = tokio::select! {
+        () = stop.cancelled() => return Ok(()),
+        r = args.runtime.start() => r,
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            signal.abort();
+            return Err(e);
+        }
+    };
+    let mut agent = Agent::new(joined, files, Some(config)).with_instance_type(args.instance_type);
+    let mut containerd = None;
+    match runtime {
+        Some(handle) => {
+            println!("running pods on {}", handle.version);
+            let on_stop = if handle.containerd.is_some() {
+                Shutdown::RemovePods
+            } else {
+                Shutdown::LeavePodsRunning
+            };
+            agent = agent
+                .with_container_runtime_version(handle.version)
+                .with_task(
+                    "pods",
+                    pod_manager(PodManagerConfig {
+                        cri: handle.cri,
+                        cgroup_root: args.runtime.cgroup_root.clone(),
+                        on_stop,
+                    }),
+                );
+            containerd = handle.containerd;
+        }
+        None => tracing::warn!(
+            "no container runtime (--containerd-dir or --container-runtime-endpoint): \
+             pods bound to this node will not run"
+        ),
+    }
     let outcome = agent.run(stop).await;
+    if let Some(containerd) = containerd
+        && let Err(e) = containerd.stop().await
+    {
+        tracing::warn!(error = %e, "stopping containerd's pods");
+    }
     signal.abort();
     outcome.context("the node agent stopped")
 }

@@ -8,6 +8,13 @@
 //! keystore), its node key, certificate and kubeconfig; its account stakes the cluster minimum
 //! for its node name. Each runs as a real `daas-worker run` process that verifies the enclave
 //! and joins through the relay. Everything is reused when `daas dev` runs again.
+//!
+//! When `containerd` is on `PATH`, each worker runs pods on a containerd of its own
+//! (`--containerd-dir` = its data directory: root, state, socket under `containerd/`, CNI
+//! config under `cni/`), on a bridge of its own (`daas{I-1}`, `10.88.{I-1}.0/24`), with its pods'
+//! cgroups under a root of its own, and the images `scripts/build-images` cached imported; the
+//! worker stops that containerd and every pod it ran when it stops (also when `daas dev` is
+//! killed: it exits with its parent).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -213,28 +220,128 @@ impl DevWorkers {
         dev_root: &Path,
         workers: &[DevWorker],
     ) -> Vec<ChildSpec> {
+        let runtime = containerd_available();
+        if !runtime {
+            eprintln!(
+                "daas dev: containerd is not on PATH (scripts/setup installs it): the workers \
+                 run no pods"
+            );
+        }
+        let images = if runtime { cached_images() } else { Vec::new() };
+        if runtime && images.is_empty() {
+            eprintln!(
+                "daas dev: no image archives under {} (run scripts/build-images): containerd \
+                 will try to pull every image",
+                images_cache().display()
+            );
+        }
+        let cgroup_scope = {
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = std::hash::DefaultHasher::new();
+            self.data_dir.hash(&mut h);
+            h.finish() & 0xffff_ffff
+        };
         workers
             .iter()
-            .map(|w| ChildSpec {
+            .enumerate()
+            .map(|(i, w)| ChildSpec {
                 name: w.name.clone(),
                 program: self.program.clone(),
-                args: vec![
-                    "run".into(),
-                    "--server".into(),
-                    server.url.clone().into(),
-                    "--registry".into(),
-                    self.registry_url().to_string().into(),
-                    "--keystore".into(),
-                    w.keystore().into(),
-                    "--node-name".into(),
-                    OsString::from(&w.name),
-                    "--data-dir".into(),
-                    w.dir.clone().into(),
-                    "--dev-root".into(),
-                    dev_root.into(),
-                ],
-                policy: RestartPolicy::default(),
+                args: {
+                    let mut args = self.worker_args(server, dev_root, w);
+                    if runtime {
+                        args.extend(runtime_args(w, i, cgroup_scope, &images));
+                    }
+                    args
+                },
+                policy: RestartPolicy {
+                    // Time to stop its pods and its containerd.
+                    stop_grace: std::time::Duration::from_secs(30),
+                    ..RestartPolicy::default()
+                },
             })
             .collect()
     }
+
+    fn worker_args(&self, server: &ServerUrl, dev_root: &Path, w: &DevWorker) -> Vec<OsString> {
+        vec![
+            "run".into(),
+            "--server".into(),
+            server.url.clone().into(),
+            "--registry".into(),
+            self.registry_url().to_string().into(),
+            "--keystore".into(),
+            w.keystore().into(),
+            "--node-name".into(),
+            OsString::from(&w.name),
+            "--data-dir".into(),
+            w.dir.clone().into(),
+            "--dev-root".into(),
+            dev_root.into(),
+        ]
+    }
+}
+
+/// Whether a `containerd` runs here at all.
+fn containerd_available() -> bool {
+    std::process::Command::new("containerd")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Where `scripts/build-images` caches its archives: `$K3S_DAAS_CACHE/images`, default
+/// `~/.cache/k3s-daas/images`.
+fn images_cache() -> PathBuf {
+    let base = std::env::var_os("K3S_DAAS_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/k3s-daas")))
+        .unwrap_or_else(|| PathBuf::from(".cache/k3s-daas"));
+    base.join("images")
+}
+
+/// The newest archive of each image `scripts/build-images` cached (`NAME-KEY/image.tar`).
+fn cached_images() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(images_cache()) else {
+        return Vec::new();
+    };
+    let mut newest: std::collections::BTreeMap<String, (std::time::SystemTime, PathBuf)> =
+        std::collections::BTreeMap::new();
+    for entry in entries.flatten() {
+        let archive = entry.path().join("image.tar");
+        let Ok(modified) = archive.metadata().and_then(|m| m.modified()) else {
+            continue;
+        };
+        let dir = entry.file_name().to_string_lossy().into_owned();
+        let name = dir
+            .rsplit_once('-')
+            .map_or(dir.as_str(), |(n, _)| n)
+            .to_owned();
+        if newest.get(&name).is_none_or(|(t, _)| *t < modified) {
+            newest.insert(name, (modified, archive));
+        }
+    }
+    newest.into_values().map(|(_, p)| p).collect()
+}
+
+/// The `daas-worker run` flags of worker number `index` (from 0) for its own containerd.
+fn runtime_args(w: &DevWorker, index: usize, scope: u64, images: &[PathBuf]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "--containerd-dir".into(),
+        w.dir.clone().into(),
+        "--pod-bridge".into(),
+        format!("daas{index}").into(),
+        "--pod-subnet".into(),
+        format!("10.88.{}.0/24", index % 256).into(),
+        "--cgroup-root".into(),
+        format!("/k3s-daas-dev-{scope:08x}/{}", w.name).into(),
+    ];
+    for image in images {
+        args.push("--import-image".into());
+        args.push(image.clone().into());
+    }
+    args
 }

@@ -5,9 +5,11 @@
 
 mod kube;
 mod tls;
+mod watch;
 
 pub use kube::{ApiAccess, ClientIdentity, KubeClient};
 pub use tls::ServerTrust;
+pub use watch::{Watch, WatchEvent};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -336,6 +338,47 @@ impl Connection {
                 })?
                 .to_bytes();
             Ok((status, body))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout { what: what.clone() })?
+    }
+
+    /// Sends a `GET` whose answer streams (a watch): waits up to [`REQUEST_TIMEOUT`] for the
+    /// answer's head only, and hands back the body unread.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Http`] or [`ClientError::Timeout`].
+    pub async fn stream(
+        &mut self,
+        path: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let what = format!("GET {path}");
+        let http = |e: &dyn std::fmt::Display| ClientError::Http {
+            what: what.clone(),
+            reason: e.to_string(),
+        };
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(
+                header::HOST,
+                format!("{}:{}", self.server.host, self.server.port),
+            )
+            .header(header::ACCEPT, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("daas-worker/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| http(&e))?;
+        let exchange = async {
+            self.sender.ready().await.map_err(|e| http(&e))?;
+            self.sender
+                .send_request(request)
+                .await
+                .map_err(|e| http(&e))
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await

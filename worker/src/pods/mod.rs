@@ -254,8 +254,9 @@ impl PodRuntime {
         crate::runtime::usage(&self.ctx.cri, &self.ctx.config.node_name).await
     }
 
-    /// Stops the runtime: the workers stop; with [`Shutdown::RemovePods`] every pod of this
-    /// node is stopped (grace period 0) and removed first.
+    /// Stops the runtime: the workers stop; with [`Shutdown::RemovePods`] they are aborted
+    /// (even inside a grace period), then every pod of this node is stopped (grace period 0)
+    /// and removed, and the emptied cgroup root with it.
     ///
     /// # Errors
     /// [`crate::runtime::Error::Cri`] when pods cannot be removed.
@@ -263,6 +264,11 @@ impl PodRuntime {
         self.cancel.cancel();
         let handles: Vec<WorkerHandle> = self.lock().drain().map(|(_, h)| h).collect();
         for h in handles {
+            // A worker may be inside a grace period (StopContainer waits for it); every pod is
+            // removed with grace 0 below, so it need not finish.
+            if mode == Shutdown::RemovePods {
+                h.task.abort();
+            }
             let _ = h.task.await;
         }
         for task in self.background.drain(..) {
@@ -275,6 +281,8 @@ impl PodRuntime {
                     observed::observe(&self.ctx.cri, uid, &self.ctx.config.node_name).await?;
                 stop::remove_pod(&self.ctx, &observed, uid).await?;
             }
+            // The QoS cgroups under the root, and the root itself, once empty.
+            resources::remove_pod_cgroups(&self.ctx.config.cgroup_root);
         }
         Ok(())
     }

@@ -133,6 +133,9 @@ impl Containerd {
         tokio::fs::write(&config_path, config.config_toml())
             .await
             .map_err(|e| Error::io("writing", &config_path, e))?;
+        // A containerd an earlier agent left running (it was killed) holds the same root: stop
+        // it (its containers keep running under their shims; the new containerd adopts them).
+        stop_stale(&dir.join(PID_FILE), &config_path).await;
         // A bridge left by an earlier run of this node may carry another subnet's gateway.
         delete_link(&config.network.bridge).await;
         let socket = config.socket();
@@ -152,6 +155,12 @@ impl Containerd {
             .kill_on_drop(false)
             .spawn()
             .map_err(|e| Error::io("starting", &config.binary, e))?;
+        if let Some(pid) = child.id() {
+            let pid_path = dir.join(PID_FILE);
+            tokio::fs::write(&pid_path, pid.to_string())
+                .await
+                .map_err(|e| Error::io("writing", &pid_path, e))?;
+        }
         let cri = Cri::connect(&socket)?;
         let mut this = Self {
             child: Some(child),
@@ -239,6 +248,7 @@ impl Containerd {
         {
             let _ = child.kill().await;
         }
+        let _ = tokio::fs::remove_file(self.config.dir().join(PID_FILE)).await;
         delete_link(&self.config.network.bridge).await;
         unmount_under(&self.config.dir());
         removed
@@ -292,6 +302,45 @@ impl Drop for Containerd {
                 tracing::warn!("could not start a thread to stop containerd; it keeps running")
             }
         }
+    }
+}
+
+/// The file holding the running containerd's pid, under its directory.
+const PID_FILE: &str = "containerd.pid";
+
+/// Stops the containerd whose pid `pid_file` names if it still runs with `config` (SIGTERM,
+/// SIGKILL after 10 s).
+async fn stop_stale(pid_file: &Path, config: &Path) {
+    let Ok(text) = tokio::fs::read_to_string(pid_file).await else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let ours = || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == config.as_os_str().as_encoded_bytes())
+        })
+    };
+    if !ours() {
+        return;
+    }
+    tracing::warn!(pid, "stopping the containerd an earlier agent left running");
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    for _ in 0..100 {
+        if !ours() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    for _ in 0..50 {
+        if !ours() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -4,8 +4,9 @@
 //! admission limits that to its own), read and write its own Lease in `kube-node-lease`, read
 //! the pods bound to it (list and watch only with a `spec.nodeName=NAME` field selector),
 //! update their status and delete them, read the secrets, config maps and persistent volume
-//! claims those pods use, create tokens of their service accounts, and create events. Nothing
-//! else: every other request gets no opinion, and the chain refuses it.
+//! claims those pods use, create tokens of their service accounts, create events, and read
+//! services (upstream's `system:node` role grants that last one through RBAC). Nothing else:
+//! every other request gets no opinion, and the chain refuses it.
 
 use serde_json::Value;
 
@@ -204,6 +205,16 @@ impl NodeAuthorizer {
                 ("status", "get") => self.pod_bound(node, attrs).await,
                 _ => no(""),
             },
+            // Upstream grants this through RBAC's `system:node` role (the kubelet's service
+            // lister, for the service environment variables); the stand-in for RBAC serves no
+            // node, so the node authorizer does.
+            ("", "services") => {
+                if matches!(verb, "get" | "list" | "watch") && sub.is_empty() {
+                    allow()
+                } else {
+                    no("can only read services")
+                }
+            }
             ("", "events") | ("events.k8s.io", "events") => {
                 if matches!(verb, "create" | "update" | "patch") {
                     allow()
