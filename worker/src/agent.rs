@@ -72,6 +72,7 @@ pub struct Agent {
     join: Option<JoinConfig>,
     instance_type: Option<String>,
     container_runtime_version: String,
+    disk_reserve_percent: u64,
     tasks: Vec<(&'static str, AgentTask)>,
 }
 
@@ -124,6 +125,7 @@ impl Agent {
             join,
             instance_type: None,
             container_runtime_version: String::new(),
+            disk_reserve_percent: machine::DISK_RESERVE_PERCENT,
             tasks: Vec::new(),
         }
     }
@@ -133,6 +135,14 @@ impl Agent {
     #[must_use]
     pub fn with_container_runtime_version(mut self, version: impl Into<String>) -> Self {
         self.container_runtime_version = version.into();
+        self
+    }
+
+    /// Reports DiskPressure when less than `percent` of the data directory's file system is
+    /// free (the kubelet's `--eviction-hard=nodefs.available<PERCENT%`; default 10).
+    #[must_use]
+    pub fn with_disk_reserve_percent(mut self, percent: u64) -> Self {
+        self.disk_reserve_percent = percent;
         self
     }
 
@@ -163,11 +173,12 @@ impl Agent {
         let mut client = access.client();
         let version = retry!(stop, "reading /version", client.git_version())?;
         let dir = self.files.dir().to_path_buf();
-        let facts = machine::read(&dir);
+        let mut facts = machine::read(&dir);
+        facts.disk_reserve_percent = self.disk_reserve_percent;
         let server = access.server().clone();
         let inputs = StatusInputs {
             internal_ip: machine::route_source(&server.host, server.port).map(|ip| ip.to_string()),
-            pressure: machine::pressure(&dir),
+            pressure: machine::pressure(&dir, self.disk_reserve_percent),
             kubelet_version: version,
             container_runtime_version: self.container_runtime_version.clone(),
             facts,
@@ -323,7 +334,7 @@ async fn status_loop(
             () = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
-        inputs.pressure = machine::pressure(&dir);
+        inputs.pressure = machine::pressure(&dir, inputs.facts.disk_reserve_percent);
         let next = node_status(
             &inputs,
             Some(&reported),

@@ -86,6 +86,12 @@ struct RunArgs {
     /// Label the Node node.kubernetes.io/instance-type=TYPE.
     #[arg(long, value_name = "TYPE")]
     instance_type: Option<String>,
+    /// Report DiskPressure (and taint the node) when less than this share of the data
+    /// directory's file system is free, in percent: the kubelet's
+    /// `--eviction-hard=nodefs.available<10%`.
+    #[arg(long, value_name = "PERCENT", default_value_t = worker::node::machine::DISK_RESERVE_PERCENT,
+          value_parser = clap::value_parser!(u64).range(0..=100))]
+    eviction_hard_nodefs_available: u64,
     /// Stop once the process with this pid is no longer our parent (`daas dev` passes its own).
     #[arg(long, value_name = "PID", hide = true)]
     exit_with_parent: Option<u32>,
@@ -359,7 +365,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let mut agent = Agent::new(joined, files, Some(config)).with_instance_type(args.instance_type);
+    let mut agent = Agent::new(joined, files, Some(config))
+        .with_instance_type(args.instance_type)
+        .with_disk_reserve_percent(args.eviction_hard_nodefs_available);
     let mut containerd = None;
     match runtime {
         Some(handle) => {

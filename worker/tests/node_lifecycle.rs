@@ -62,7 +62,10 @@ fn two_workers_are_ready_renew_their_leases_and_certificates_and_read_only_their
         .get(&["node", "node-a"], "{.status.conditions[*].reason}")
         .unwrap_or_default();
     // The pressure conditions report this machine: a shared CI disk may really be nearly full.
-    let pressure = worker::node::machine::pressure(&c.path("node-a"));
+    let pressure = worker::node::machine::pressure(
+        &c.path("node-a"),
+        worker::node::machine::DISK_RESERVE_PERCENT,
+    );
     let disk = if pressure.disk {
         "KubeletHasDiskPressure"
     } else {

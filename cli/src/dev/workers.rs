@@ -278,9 +278,17 @@ impl DevWorkers {
             w.dir.clone().into(),
             "--dev-root".into(),
             dev_root.into(),
+            // Dev workers share the developer's (or CI's) disk with everything else on it,
+            // often more than 90 % full: DiskPressure only below 1 % free, not the kubelet's
+            // 10 %, so that a busy disk does not keep every pod Pending.
+            "--eviction-hard-nodefs-available".into(),
+            DEV_DISK_RESERVE_PERCENT.to_string().into(),
         ]
     }
 }
+
+/// The free disk share (percent) below which a dev worker reports DiskPressure.
+const DEV_DISK_RESERVE_PERCENT: u64 = 1;
 
 /// Whether a `containerd` runs here at all.
 fn containerd_available() -> bool {

@@ -8,8 +8,9 @@ use std::path::Path;
 /// Memory below which MemoryPressure is reported: the kubelet's default hard eviction
 /// threshold (`memory.available<100Mi`), also held back from allocatable memory.
 pub const MEMORY_RESERVE_BYTES: u64 = 100 * 1024 * 1024;
-/// Free share of the data directory's file system below which DiskPressure is reported: the
-/// kubelet's `nodefs.available<10%`, also held back from allocatable ephemeral storage.
+/// Free share of the data directory's file system below which DiskPressure is reported by
+/// default: the kubelet's `nodefs.available<10%`, also held back from allocatable ephemeral
+/// storage (`daas-worker --eviction-hard-nodefs-available` changes it).
 pub const DISK_RESERVE_PERCENT: u64 = 10;
 /// Free share of inodes below which DiskPressure is reported (`nodefs.inodesFree<5%`).
 pub const INODES_RESERVE_PERCENT: u64 = 5;
@@ -28,6 +29,10 @@ pub struct MachineFacts {
     pub memory_bytes: u64,
     /// Size of the data directory's file system, bytes.
     pub storage_bytes: u64,
+    /// Free share (percent) of that file system below which the node reports DiskPressure,
+    /// also held back from allocatable ephemeral storage ([`DISK_RESERVE_PERCENT`] unless
+    /// configured).
+    pub disk_reserve_percent: u64,
     /// The kernel's host name.
     pub hostname: String,
     /// `uname -r`.
@@ -123,6 +128,7 @@ pub fn read(data_dir: &Path) -> MachineFacts {
             .unwrap_or(1),
         memory_bytes: meminfo_bytes("MemTotal").unwrap_or(0),
         storage_bytes: file_system(data_dir).map_or(0, |fs| fs.0),
+        disk_reserve_percent: DISK_RESERVE_PERCENT,
         hostname: read_trimmed("/proc/sys/kernel/hostname"),
         kernel_version: read_trimmed("/proc/sys/kernel/osrelease"),
         os_image: os_image(),
@@ -137,12 +143,12 @@ fn below_percent(free: u64, total: u64, percent: u64) -> bool {
     total > 0 && free.saturating_mul(100) < total.saturating_mul(percent)
 }
 
-/// The current pressure signals.
+/// The current pressure signals; DiskPressure below `disk_reserve_percent` free.
 #[must_use]
-pub fn pressure(data_dir: &Path) -> Pressure {
+pub fn pressure(data_dir: &Path, disk_reserve_percent: u64) -> Pressure {
     let memory = meminfo_bytes("MemAvailable").is_some_and(|a| a < MEMORY_RESERVE_BYTES);
     let disk = file_system(data_dir).is_some_and(|(total, avail, inodes, inodes_free)| {
-        below_percent(avail, total, DISK_RESERVE_PERCENT)
+        below_percent(avail, total, disk_reserve_percent)
             || below_percent(inodes_free, inodes, INODES_RESERVE_PERCENT)
     });
     let pid_max: u64 = read_trimmed("/proc/sys/kernel/pid_max")

@@ -9,9 +9,7 @@ use k8s_openapi::api::core::v1::{NodeAddress, NodeCondition, NodeStatus, NodeSys
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::machine::{
-    DISK_RESERVE_PERCENT, MAX_PODS, MEMORY_RESERVE_BYTES, MachineFacts, Pressure,
-};
+use super::machine::{MAX_PODS, MEMORY_RESERVE_BYTES, MachineFacts, Pressure};
 
 /// What the status is made of, besides the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +93,7 @@ pub fn node_status(inputs: &StatusInputs, previous: Option<&NodeStatus>, now: Ti
     );
     allocatable.insert(
         "ephemeral-storage".to_owned(),
-        kib(f.storage_bytes / 100 * (100 - DISK_RESERVE_PERCENT)),
+        kib(f.storage_bytes / 100 * (100 - f.disk_reserve_percent.min(100))),
     );
     let mut addresses = Vec::new();
     if let Some(ip) = &inputs.internal_ip {
@@ -183,6 +181,7 @@ mod tests {
                 cpus: 2,
                 memory_bytes: 4 << 30,
                 storage_bytes: 100 << 30,
+                disk_reserve_percent: 10,
                 hostname: "h".into(),
                 kernel_version: "6.1.0".into(),
                 os_image: "Debian".into(),
