@@ -2,12 +2,13 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
-const ALL_PURPOSES: [Purpose; 5] = [
+const ALL_PURPOSES: [Purpose; 6] = [
     Purpose::Store,
     Purpose::Journal,
     Purpose::ServiceAccountSigning,
     Purpose::NodeCa,
     Purpose::AnchorSigning,
+    Purpose::ClientCa,
 ];
 
 #[test]

@@ -1,24 +1,51 @@
-//! Authentication: bearer tokens and client certificates verified by the
-//! cluster CA. Authorization is not enforced yet: every authenticated user
-//! may do everything (RBAC is a later issue).
+//! Authentication: client certificates verified by the TLS layer against
+//! the cluster's client CAs, static bearer tokens (the admin's), and
+//! service-account tokens ([`crate::auth::serviceaccount`]). Every
+//! authenticated user is in `system:authenticated`, as upstream's
+//! authenticators make it. What the user may do is decided afterwards by
+//! [`super::authz`].
+
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use x509_cert::der::{Decode, asn1::PrintableStringRef, asn1::Utf8StringRef};
 
+use super::authz::impersonation::AUTHENTICATED;
+use crate::auth::serviceaccount::{ServiceAccountTokens, TokenError};
+use crate::registry::ObjectStore;
 pub use crate::registry::UserInfo;
 
 /// The identities the server accepts.
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Vec<(String, UserInfo)>,
+    service_accounts: Option<Arc<ServiceAccountTokens>>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("tokens", &self.tokens.len())
+            .field("service_accounts", &self.service_accounts.is_some())
             .finish()
     }
+}
+
+/// What a bearer token turned out to be.
+#[derive(Debug, Clone)]
+pub enum BearerOutcome {
+    /// A valid token of this user, valid for these audiences.
+    User(UserInfo, Vec<String>),
+    /// A token nothing accepts (the reason is logged, never sent).
+    Invalid(String),
+}
+
+/// Adds `system:authenticated` unless present.
+pub fn with_authenticated(mut user: UserInfo) -> UserInfo {
+    if !user.in_group(AUTHENTICATED) {
+        user.groups.push(AUTHENTICATED.into());
+    }
+    user
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -32,7 +59,50 @@ const O: &str = "2.5.4.10";
 impl Authenticator {
     /// An authenticator with no tokens (client certificates only).
     pub fn new() -> Self {
-        Authenticator { tokens: Vec::new() }
+        Authenticator {
+            tokens: Vec::new(),
+            service_accounts: None,
+        }
+    }
+
+    /// Also accepts the service-account tokens of `tokens`.
+    #[must_use]
+    pub fn with_service_accounts(mut self, tokens: Arc<ServiceAccountTokens>) -> Self {
+        self.service_accounts = Some(tokens);
+        self
+    }
+
+    /// The service-account token issuer, if configured.
+    pub fn service_accounts(&self) -> Option<&Arc<ServiceAccountTokens>> {
+        self.service_accounts.as_ref()
+    }
+
+    /// Authenticates a bearer `token` (static tokens first, then
+    /// service-account tokens, whose objects are looked up in `objects`).
+    pub async fn token(&self, objects: &ObjectStore, token: &str) -> BearerOutcome {
+        if let Some(u) = self.static_token(token) {
+            let auds = self
+                .service_accounts
+                .as_ref()
+                .map(|t| t.api_audiences().to_vec())
+                .unwrap_or_default();
+            return BearerOutcome::User(with_authenticated(u), auds);
+        }
+        let Some(sa) = &self.service_accounts else {
+            return BearerOutcome::Invalid("invalid bearer token".into());
+        };
+        match sa.authenticate(objects, token).await {
+            Ok(a) => BearerOutcome::User(with_authenticated(a.user), a.audiences),
+            Err(TokenError::NotOurs) => BearerOutcome::Invalid("invalid bearer token".into()),
+            Err(e) => BearerOutcome::Invalid(e.to_string()),
+        }
+    }
+
+    fn static_token(&self, token: &str) -> Option<UserInfo> {
+        self.tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            .map(|(_, u)| u.clone())
     }
 
     /// Accepts `token` as `user`.
@@ -42,13 +112,11 @@ impl Authenticator {
         self
     }
 
-    /// The user of an `Authorization` header value, if it carries a known bearer token.
+    /// The user of an `Authorization` header value, if it carries a known
+    /// static bearer token.
     pub fn bearer(&self, header: &str) -> Option<UserInfo> {
         let token = header.strip_prefix("Bearer ")?.trim();
-        self.tokens
-            .iter()
-            .find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes()))
-            .map(|(_, u)| u.clone())
+        self.static_token(token)
     }
 
     /// The user of a client certificate the TLS layer already verified
@@ -76,10 +144,11 @@ impl Authenticator {
                 }
             }
         }
-        Some(UserInfo {
+        Some(with_authenticated(UserInfo {
             name: name.filter(|n| !n.is_empty())?,
             groups,
-        })
+            ..Default::default()
+        }))
     }
 }
 
@@ -97,16 +166,16 @@ mod tests {
 
     #[test]
     fn tokens_and_certificates() {
-        let admin = UserInfo {
-            name: "admin".into(),
-            groups: vec!["system:masters".into()],
-        };
+        let admin = UserInfo::new("admin", &["system:masters"]);
         let a = Authenticator::new().with_token("s3cret", admin.clone());
         assert_eq!(a.bearer("Bearer s3cret"), Some(admin.clone()));
         assert_eq!(a.bearer("Bearer wrong"), None);
         assert_eq!(a.bearer("Basic s3cret"), None);
         let pki = DevPki::generate(&[]).unwrap();
         let der = CertificateDer::from_pem_slice(pki.admin_cert_pem.as_bytes()).unwrap();
-        assert_eq!(Authenticator::client_certificate(&der), Some(admin));
+        assert_eq!(
+            Authenticator::client_certificate(&der),
+            Some(UserInfo::new("admin", &["system:masters", AUTHENTICATED]))
+        );
     }
 }

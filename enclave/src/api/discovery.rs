@@ -6,13 +6,12 @@ use serde_json::{Value, json};
 
 use crate::registry::{ResourceInfo, ResourceTable, Subresource};
 
-const SUB_VERBS: &[&str] = &["get", "patch", "update"];
-
 /// (group, version, kind) a subresource responds with.
 fn sub_kind(r: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str) {
     match sub {
-        Subresource::Status => (r.group, r.version, r.kind),
+        Subresource::Status | Subresource::Approval => (r.group, r.version, r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
     }
 }
 
@@ -157,9 +156,9 @@ pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Optio
                 "singularName": "",
                 "namespaced": r.namespaced(),
                 "kind": k,
-                "verbs": SUB_VERBS,
+                "verbs": sub.verbs(),
             });
-            if *sub == Subresource::Scale {
+            if matches!(*sub, Subresource::Scale | Subresource::Token) {
                 e["group"] = json!(g);
                 e["version"] = json!(v);
             }
@@ -202,7 +201,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             .iter()
             .map(|s| {
                 let (g, v, k) = sub_kind(r, *s);
-                json!({"subresource": s.name(), "responseKind": {"group": g, "version": v, "kind": k}, "verbs": SUB_VERBS})
+                json!({"subresource": s.name(), "responseKind": {"group": g, "version": v, "kind": k}, "verbs": s.verbs()})
             })
             .collect();
         e["subresources"] = json!(subs);

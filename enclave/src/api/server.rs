@@ -16,7 +16,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::accept::{self, OnStop};
+use super::access::{Peer, Security, is_unchecked};
 use super::attestation::{self, Attestor};
+use super::audit::{self, Outcome as AuditOutcome, RequestAudit, RequestFacts, Stage};
 use super::http::{self, Body};
 use super::query::Query;
 use super::resource::ResourceRequest;
@@ -35,6 +37,10 @@ pub struct ApiConfig {
     pub server_address: String,
     /// What answers `GET /attestation`; `None` (the default) answers 503.
     pub attestor: Option<Attestor>,
+    /// The `jwks_uri` OIDC discovery advertises; default
+    /// `https://<server_address>/openid/v1/jwks` (upstream's
+    /// `--service-account-jwks-uri`).
+    pub jwks_uri: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -44,6 +50,7 @@ impl Default for ApiConfig {
             max_body_bytes: 3 * 1024 * 1024,
             server_address: "127.0.0.1:6443".into(),
             attestor: None,
+            jwks_uri: None,
         }
     }
 }
@@ -77,8 +84,9 @@ pub struct ApiServer {
     /// The OpenAPI v3 documents of the latest table seen, built on first
     /// request and rebuilt when the table changes (custom resources).
     openapi: std::sync::Mutex<Option<Arc<openapi::V3Documents>>>,
-    auth: Authenticator,
+    pub(crate) auth: Authenticator,
     pub(crate) config: ApiConfig,
+    pub(crate) security: Security,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
@@ -89,6 +97,18 @@ pub struct ApiServer {
 /// # Errors
 /// Unparseable PEM or a rejected key.
 pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
+    tls_config_with_client_cas(pki, &[])
+}
+
+/// [`tls_config`] that also accepts client certificates of `client_cas`
+/// (PEM; the client CA that signs approved CertificateSigningRequests).
+///
+/// # Errors
+/// Unparseable PEM or a rejected key.
+pub fn tls_config_with_client_cas(
+    pki: &DevPki,
+    client_cas: &[&str],
+) -> Result<Arc<ServerConfig>, ServeError> {
     let pem = |what: &str, e: rustls_pki_types::pem::Error| {
         ServeError::Certificate(format!("{what}: {e}"))
     };
@@ -97,6 +117,11 @@ pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
     let ca =
         CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).map_err(|e| pem("CA", e))?;
     roots.add(ca.clone())?;
+    for extra in client_cas {
+        roots.add(
+            CertificateDer::from_pem_slice(extra.as_bytes()).map_err(|e| pem("client CA", e))?,
+        )?;
+    }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
@@ -113,16 +138,6 @@ pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
     Ok(Arc::new(cfg))
 }
 
-/// Paths anonymous clients may read.
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/version" | "/healthz" | "/livez" | "/readyz" | "/attestation" | "/unseal"
-    ) || ["/healthz/", "/livez/", "/readyz/"]
-        .iter()
-        .any(|p| path.starts_with(p))
-}
-
 impl accept::Handler for ApiServer {
     async fn handle(&self, req: Request<Incoming>, cert_user: Option<UserInfo>) -> Response<Body> {
         ApiServer::handle(self, req, cert_user).await
@@ -130,13 +145,20 @@ impl accept::Handler for ApiServer {
 }
 
 impl ApiServer {
-    /// A server for `objects`, accepting the identities of `auth`.
-    pub fn new(objects: ObjectStore, auth: Authenticator, config: ApiConfig) -> Arc<Self> {
+    /// A server for `objects`, accepting the identities of `auth` and
+    /// allowing what `security` allows.
+    pub fn new(
+        objects: ObjectStore,
+        auth: Authenticator,
+        config: ApiConfig,
+        security: Security,
+    ) -> Arc<Self> {
         Arc::new(ApiServer {
             objects,
             openapi: std::sync::Mutex::new(None),
             auth,
             config,
+            security,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         })
@@ -167,8 +189,25 @@ impl ApiServer {
     }
 
     /// Accepts TLS connections on `listener` until [`ApiServer::shutdown`].
+    /// Also keeps the authorization and token caches in step with writes
+    /// the API does not serve, and writes audit events.
     pub async fn serve(self: Arc<Self>, listener: Listener, tls: Arc<ServerConfig>) {
         let (tasks, stop) = (self.tasks.clone(), self.shutdown.clone());
+        if let Some(rbac) = &self.security.rbac {
+            tasks.spawn(rbac.cache().clone().follow_changes(stop.clone()));
+        }
+        if let Some(tokens) = &self.security.tokens {
+            tasks.spawn(super::identity::follow_revocations(
+                self.objects.clone(),
+                tokens.clone(),
+                stop.clone(),
+            ));
+        }
+        if let Some(a) = &self.security.audit {
+            let log = a.log().clone();
+            let stop = stop.clone();
+            tasks.spawn(async move { log.run(stop).await });
+        }
         accept::serve_tls(&listener, tls, self, &tasks, &stop, OnStop::Cut).await;
     }
 
@@ -182,17 +221,77 @@ impl ApiServer {
         let span =
             tracing::debug_span!("request", request.verb = %req.method(), request.path = %path);
         async move {
-            let user = cert_user.or_else(|| {
-                req.headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| self.auth.bearer(v))
-            });
-            if user.is_none() && !is_public(&path) {
+            if is_unchecked(&path) {
+                return self.route(req, None).await;
+            }
+            let uri = req.uri().to_string();
+            let peer = req
+                .extensions()
+                .get::<Peer>()
+                .map(|p| p.0.clone())
+                .unwrap_or_else(|| "".into());
+            let user_agent = req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let facts = RequestFacts {
+                uri: &uri,
+                peer: &peer,
+                user_agent: &user_agent,
+            };
+            let Some(user) = self.authenticate(&req, cert_user).await else {
+                if let Some(a) = &self.security.audit {
+                    let attrs = Self::attributes(&req, &UserInfo::default());
+                    if let Some(r) = a.begin(&attrs, &facts) {
+                        r.emit(
+                            Stage::ResponseComplete,
+                            Some(&failure(401, "Unauthorized", "Unauthorized")),
+                        );
+                    }
+                }
                 http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
                 return http::unauthorized();
+            };
+            let attrs = Self::attributes(&req, &user);
+            let audit = self
+                .security
+                .audit
+                .as_ref()
+                .and_then(|a| a.begin(&attrs, &facts));
+            let granted = match self.authorize(&req, &user, &attrs).await {
+                Ok(g) => g,
+                Err(refused) => {
+                    if let Some(r) = &audit {
+                        r.annotate("authorization.k8s.io/decision", "forbid");
+                        r.annotate("authorization.k8s.io/reason", &refused.reason);
+                    }
+                    http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                    return finish(audit, refused.response, false).await;
+                }
+            };
+            if let Some(r) = &audit {
+                if granted.impersonated {
+                    r.impersonated(&granted.user);
+                }
+                r.annotate("authorization.k8s.io/decision", "allow");
+                r.annotate("authorization.k8s.io/reason", &granted.reason);
             }
-            self.route(req, user).await
+            let long_running = attrs.verb == "watch"
+                || (attrs.subresource == "log"
+                    && req.uri().query().is_some_and(|q| q.contains("follow=true")));
+            let (response, annotations) = crate::admission::with_annotations(audit::scope(
+                audit.clone(),
+                self.route(req, Some(granted.user)),
+            ))
+            .await;
+            if let Some(r) = &audit {
+                for (k, v) in &annotations {
+                    r.annotate(k, v);
+                }
+            }
+            finish(audit, response, long_running).await
         }
         .instrument(span)
         .await
@@ -257,6 +356,11 @@ impl ApiServer {
                 .document(&g, &v)
                 .map(json_bytes)
                 .unwrap_or_else(http::path_not_found),
+            Route::OidcConfiguration if get => super::identity::openid_configuration(self),
+            Route::Jwks if get => super::identity::jwks(self),
+            Route::AuditEvents if get => {
+                super::identity::audit_events(self, req.uri().query()).await
+            }
             Route::Resource(target) => {
                 let query = match Query::parse(&route::query_pairs(req.uri().query().unwrap_or("")))
                 {
@@ -280,6 +384,7 @@ impl ApiServer {
                     Ok(b) => b,
                     Err(e) => return http::error(&e),
                 };
+                audit::note_request_body(&body);
                 self.resource(ResourceRequest {
                     user,
                     method,
@@ -307,4 +412,73 @@ fn json_bytes(body: Bytes) -> Response<Body> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(http::full(body))
         .unwrap_or_else(|_| http::path_not_found())
+}
+
+fn failure(code: u16, reason: &str, message: &str) -> AuditOutcome {
+    AuditOutcome {
+        code,
+        message: Some(message.to_string()),
+        reason: Some(reason.to_string()),
+    }
+}
+
+/// Records the end of an audited request: its code (and a failure's
+/// Status), and the response body when the level asks for it. A
+/// long-running response gets `ResponseStarted` now and `ResponseComplete`
+/// when its body ends.
+async fn finish(
+    audit: Option<Arc<RequestAudit>>,
+    response: Response<Body>,
+    long_running: bool,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let Some(r) = audit else {
+        return response;
+    };
+    let code = response.status().as_u16();
+    if long_running && code < 300 {
+        let outcome = AuditOutcome {
+            code,
+            ..Default::default()
+        };
+        r.emit(Stage::ResponseStarted, Some(&outcome));
+        let (parts, body) = response.into_parts();
+        return Response::from_parts(parts, audit::completing(body, r, outcome));
+    }
+    let wants_body = code >= 400 || r.wants_response_body();
+    let (parts, body) = response.into_parts();
+    let (body, outcome) = if wants_body {
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        r.response_body(&bytes);
+        let status: Option<serde_json::Value> = (code >= 400)
+            .then(|| serde_json::from_slice(&bytes).ok())
+            .flatten();
+        let text = |k: &str| {
+            status
+                .as_ref()
+                .and_then(|s| s.get(k))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let outcome = AuditOutcome {
+            code,
+            message: text("message"),
+            reason: text("reason"),
+        };
+        (http::full(bytes), outcome)
+    } else {
+        (
+            body,
+            AuditOutcome {
+                code,
+                ..Default::default()
+            },
+        )
+    };
+    r.emit(Stage::ResponseComplete, Some(&outcome));
+    Response::from_parts(parts, body)
 }

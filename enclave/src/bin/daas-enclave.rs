@@ -28,8 +28,9 @@ use clap::{Parser, ValueEnum};
 use enclave::api::sealed::{UnsealRefused, Unsealed, serve_until_unsealed};
 use enclave::api::{
     ApiConfig, ApiServer, Attestor, Authenticator, DevPki, ListenAddr, Listener, UserInfo,
-    attestation, pki, tls_config,
+    attestation, pki, tls_config, tls_config_with_client_cas,
 };
+use enclave::auth::keys::ClusterKeys;
 use enclave::boot::{KeyBrokerEndpoint, root_secret_from_kms};
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
@@ -90,6 +91,24 @@ struct Args {
     /// Seconds to keep trying to reach the key broker at startup.
     #[arg(long, default_value_t = 30)]
     key_broker_connect_timeout: u64,
+    /// The `iss` of service-account tokens and the OIDC discovery issuer
+    /// (kube-apiserver's `--service-account-issuer`).
+    #[arg(long, default_value = enclave::auth::serviceaccount::DEFAULT_ISSUER)]
+    service_account_issuer: String,
+    /// Audiences the API accepts tokens for (comma-separated; default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// The `jwks_uri` OIDC discovery advertises (default:
+    /// `https://<advertised host>/openid/v1/jwks`).
+    #[arg(long)]
+    service_account_jwks_uri: Option<String>,
+    /// An audit Policy file (`audit.k8s.io/v1`, YAML or JSON); without one
+    /// nothing is audited, as kube-apiserver.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// How long audit events are kept in the sealed store.
+    #[arg(long, default_value = "168h", value_parser = humantime::parse_duration)]
+    audit_retention: Duration,
 }
 
 /// Where the root secret comes from.
@@ -221,14 +240,16 @@ async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
 
 /// Opens the sealed store with the keys of `root`: restores the index from
 /// the journal (local file or the host's journal service) and checks that
-/// the keys open it. Returns the store and the anchor public key.
+/// the keys open it. Returns the store with the identity keys, and the
+/// anchor public key.
 async fn open_cluster(
     args: &Args,
     cluster: [u8; 16],
     root: RootSecret,
-) -> Result<(Store, [u8; 32])> {
+) -> Result<((Store, ClusterKeys), [u8; 32])> {
     let dir = &args.data_dir;
     let anchor = root.anchor_public_key(Mode::Dev);
+    let identity = ClusterKeys::derive(&root, Mode::Dev).context("deriving the identity keys")?;
     let keys = RootSecretKeys::new(root, Mode::Dev, 1);
     let journal: Box<dyn Journal> = match &args.journal {
         Some(endpoint) => {
@@ -245,7 +266,7 @@ async fn open_cluster(
         .await
         .context("store open task")?
         .context("opening the store")?;
-    Ok((store, anchor))
+    Ok(((store, identity), anchor))
 }
 
 /// How `daas unseal` hears about a secret `open_cluster` refused.
@@ -330,7 +351,7 @@ async fn main() -> Result<()> {
     // for a large binary. With a KMS root secret its document is needed
     // before anything else; otherwise it is set up in the background, and
     // only attestation requests wait for it.
-    let (store, anchor_key, attestor) = match args.root_secret_source {
+    let ((store, identity), anchor_key, attestor) = match args.root_secret_source {
         // The dev root secret is a 0600 file; its keys carry the dev label
         // so dev-sealed data never opens in production.
         RootSecretSource::File => {
@@ -408,35 +429,111 @@ async fn main() -> Result<()> {
             Duration::from_secs(args.snapshot_interval),
         ))
     });
-    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
+    let base = ObjectStore::new(store.clone(), ResourceTable::new(kinds::builtin()));
+    let policy = enclave::api::authz::rbac::PolicyCache::new(base.clone());
+    let rbac = enclave::api::authz::rbac::RbacAuthorizer::new(policy);
+    let authorizer = Arc::new(
+        enclave::api::authz::AuthorizerChain::new()
+            .with(Arc::new(enclave::api::authz::PrivilegedGroup::new(
+                enclave::api::authz::SYSTEM_MASTERS,
+            )))
+            .with(Arc::new(rbac.clone())),
+    );
+    let admission = {
+        use enclave::admission::{Chain, Slot};
+        Chain::new()
+            .with(
+                Slot::RbacEscalation,
+                Arc::new(enclave::api::authz::escalation::Escalation::new(
+                    authorizer.clone(),
+                    rbac.clone(),
+                )),
+            )
+            .with(
+                Slot::ServiceAccount,
+                Arc::new(enclave::admission::serviceaccount::ServiceAccountAdmission),
+            )
+            .with(
+                Slot::PodSecurity,
+                Arc::new(enclave::admission::podsecurity::PodSecurity),
+            )
+            .with(
+                Slot::Certificates,
+                Arc::new(
+                    enclave::api::authz::certificates::CertificateAdmission::new(
+                        authorizer.clone(),
+                    ),
+                ),
+            )
+    };
+    let objects = base.with_admission(admission);
     ensure_namespaces(&objects).await?;
     // Custom resources defined before a restart are served again.
     objects
         .sync_custom_resources()
         .await
         .context("serving the stored custom resource definitions")?;
+    enclave::api::authz::bootstrap::ensure(&objects)
+        .await
+        .context("creating the default RBAC policy")?;
+    let tokens = Arc::new(enclave::auth::serviceaccount::ServiceAccountTokens::new(
+        identity.service_accounts,
+        args.service_account_issuer.clone(),
+        args.api_audiences.clone(),
+    ));
+    let client_ca = Arc::new(
+        enclave::auth::client_ca::ClientCa::new(&identity.client_ca)
+            .map_err(|e| anyhow::anyhow!("client CA: {e}"))?,
+    );
+    let serving_tls = tls_config_with_client_cas(&pki, &[client_ca.cert_pem()])?;
     let controllers = enclave::controllers::spawn(
         &objects,
         &enclave::controllers::ControllerOptions {
             event_ttl: args.event_ttl,
+            identity: Some(enclave::controllers::IdentityOptions {
+                root_ca_pem: pki.ca_cert_pem.clone(),
+                tokens: tokens.clone(),
+                client_ca: client_ca.clone(),
+            }),
         },
     )?;
-
-    let admin = UserInfo {
-        name: "admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    let audit = match &args.audit_policy_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let policy = enclave::api::audit::Policy::parse(&text).map_err(anyhow::Error::msg)?;
+            let log = enclave::api::audit::AuditLog::open(store.clone(), args.audit_retention)
+                .context("opening the audit log")?;
+            tracing::info!(policy = %path.display(), "audit logging enabled");
+            Some(Arc::new(enclave::api::audit::Auditor::new(
+                policy,
+                Arc::new(log),
+            )))
+        }
     };
-    let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
+
+    let admin = UserInfo::new("admin", &["system:masters", "system:authenticated"]);
+    let auth = Authenticator::new()
+        .with_token(pki.admin_token.clone(), admin)
+        .with_service_accounts(tokens.clone());
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: host,
         attestor: Some(attestor),
+        jwks_uri: args.service_account_jwks_uri.clone(),
         ..Default::default()
     };
-    let server = ApiServer::new(objects, auth, config);
+    let security = enclave::api::Security {
+        authorizer,
+        rbac: Some(rbac),
+        tokens: Some(tokens),
+        audit,
+    };
+    let server = ApiServer::new(objects, auth, config, security);
     tracing::info!(listen = %listener.local_addr(), %url, "serving");
     println!("ready {url}");
-    let serving = tokio::spawn(Arc::clone(&server).serve(listener, tls));
+    let serving = tokio::spawn(Arc::clone(&server).serve(listener, serving_tls));
     stop_requested(args.exit_with_parent).await?;
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;

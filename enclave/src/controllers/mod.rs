@@ -16,7 +16,9 @@
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
 mod client;
+mod clusterrole_aggregation;
 mod crd_finalizer;
+mod csr_signer;
 mod deployment;
 mod event_ttl;
 mod events;
@@ -25,6 +27,8 @@ mod owner;
 mod pod_template;
 mod replicaset;
 mod runtime;
+mod sa_tokens;
+mod serviceaccounts;
 
 use std::time::Duration;
 
@@ -40,14 +44,31 @@ pub use event_ttl::DEFAULT_EVENT_TTL;
 pub struct ControllerOptions {
     /// How long an event lives after its last write (kube-apiserver's `--event-ttl`).
     pub event_ttl: Duration,
+    /// The identity controllers' keys; `None` runs none of them.
+    pub identity: Option<IdentityOptions>,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
         ControllerOptions {
             event_ttl: DEFAULT_EVENT_TTL,
+            identity: None,
         }
     }
+}
+
+/// What the identity controllers need: the default service account and
+/// root CA of every namespace, legacy token Secrets, the
+/// `kube-apiserver-client` signer; the ClusterRole aggregation controller
+/// runs with them.
+#[derive(Debug, Clone)]
+pub struct IdentityOptions {
+    /// The CA that signs the API server's certificate (`kube-root-ca.crt`).
+    pub root_ca_pem: String,
+    /// Signs legacy token Secrets.
+    pub tokens: std::sync::Arc<crate::auth::serviceaccount::ServiceAccountTokens>,
+    /// Signs approved client certificate requests.
+    pub client_ca: std::sync::Arc<crate::auth::client_ca::ClientCa>,
 }
 
 /// The field manager the controllers' writes are recorded under, as
@@ -113,7 +134,7 @@ impl Error {
 
     /// Whether the cause is a 403 Forbidden (e.g. a terminating namespace).
     pub(crate) fn is_forbidden(&self) -> bool {
-        matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::Forbidden { .. }))
+        matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::Forbidden { .. } | registry::Error::ForbiddenObject { .. }))
     }
 
     /// Whether the write was refused because its namespace is being
@@ -202,9 +223,71 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         event_kinds,
         stop.child_token(),
     ));
+    if let Some(id) = &options.identity {
+        let rbac = |r: &'static str| {
+            objects
+                .table()
+                .lookup("rbac.authorization.k8s.io", "v1", r)
+                .ok_or(Error::MissingResource(r))
+        };
+        let clusterroles = rbac("clusterroles")?;
+        tasks.spawn(runtime::run(
+            clusterrole_aggregation::ClusterRoleAggregation::new(
+                objects.clone(),
+                clusterroles.clone(),
+            ),
+            objects.clone(),
+            vec![clusterroles],
+            stop.child_token(),
+        ));
+        let (namespaces, accounts, configmaps, secrets) = (
+            lookup("", "namespaces")?,
+            lookup("", "serviceaccounts")?,
+            lookup("", "configmaps")?,
+            lookup("", "secrets")?,
+        );
+        tasks.spawn(runtime::run(
+            serviceaccounts::NamespaceDefaults::new(
+                objects,
+                [namespaces.clone(), accounts.clone(), configmaps.clone()],
+                id.root_ca_pem.clone(),
+            ),
+            objects.clone(),
+            vec![namespaces, accounts.clone(), configmaps],
+            stop.child_token(),
+        ));
+        tasks.spawn(runtime::run(
+            sa_tokens::LegacyTokens::new(
+                objects,
+                secrets.clone(),
+                accounts.clone(),
+                id.tokens.clone(),
+                id.root_ca_pem.clone(),
+            ),
+            objects.clone(),
+            vec![secrets, accounts],
+            stop.child_token(),
+        ));
+        let csrs = objects
+            .table()
+            .lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
+            .ok_or(Error::MissingResource("certificatesigningrequests"))?;
+        tasks.spawn(runtime::run(
+            csr_signer::CsrSigner::new(objects, csrs.clone(), id.client_ca.clone()),
+            objects.clone(),
+            vec![csrs],
+            stop.child_token(),
+        ));
+    }
     tracing::info!(
         event_ttl = ?options.event_ttl,
-        "controllers started: deployment, replicaset, garbagecollector, crd-finalizer, event-ttl"
+        identity = options.identity.is_some(),
+        "controllers started: deployment, replicaset, garbagecollector, crd-finalizer, event-ttl{}",
+        if options.identity.is_some() {
+            ", clusterrole-aggregation, namespace-defaults, serviceaccount-tokens, csr-signer"
+        } else {
+            ""
+        }
     );
     Ok(Controllers { tasks, stop })
 }

@@ -140,6 +140,20 @@ pub enum Error {
         /// The full message.
         message: String,
     },
+    /// 403 Forbidden about one object, as upstream's `NewForbidden`: the
+    /// message is `resource.group "name" is forbidden: ...` and the
+    /// details name the object.
+    #[error("{message}")]
+    ForbiddenObject {
+        /// Group (empty for core).
+        group: String,
+        /// Resource name (plural).
+        resource: String,
+        /// Object name (may be empty).
+        name: String,
+        /// The full message.
+        message: String,
+    },
     /// 410 Expired: a resourceVersion or continue token that was compacted.
     #[error("{0}")]
     Expired(String),
@@ -182,6 +196,26 @@ impl From<StoreError> for Error {
 }
 
 impl Error {
+    /// Upstream's `NewForbidden(resource.group, name, err)`.
+    pub fn forbidden(group: &str, resource: &str, name: &str, err: &str) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let message = if name.is_empty() {
+            format!("{qualified} is forbidden: {err}")
+        } else {
+            format!("{qualified} {name:?} is forbidden: {err}")
+        };
+        Error::ForbiddenObject {
+            group: group.to_string(),
+            resource: resource.to_string(),
+            name: name.to_string(),
+            message,
+        }
+    }
+
     /// The HTTP status code.
     pub fn code(&self) -> u16 {
         match self {
@@ -191,7 +225,7 @@ impl Error {
             }
             Error::Invalid { .. } | Error::InvalidOptions { .. } => 422,
             Error::BadRequest(_) => 400,
-            Error::Forbidden { .. } => 403,
+            Error::Forbidden { .. } | Error::ForbiddenObject { .. } => 403,
             Error::Expired(_) => 410,
             Error::TooLarge(_) => 413,
             Error::MethodNotAllowed(_) => 405,
@@ -209,7 +243,7 @@ impl Error {
             Error::Conflict { .. } | Error::ApplyConflict { .. } => "Conflict",
             Error::Invalid { .. } | Error::InvalidOptions { .. } => "Invalid",
             Error::BadRequest(_) => "BadRequest",
-            Error::Forbidden { .. } => "Forbidden",
+            Error::Forbidden { .. } | Error::ForbiddenObject { .. } => "Forbidden",
             Error::Expired(_) => "Expired",
             Error::TooLarge(_) => "RequestEntityTooLarge",
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
@@ -232,7 +266,9 @@ impl Error {
                     _ => format!("{kind} {name:?} is invalid: [{}]", list.join(", ")),
                 }
             }
-            Error::Forbidden { message } => message.clone(),
+            Error::Forbidden { message } | Error::ForbiddenObject { message, .. } => {
+                message.clone()
+            }
             other => other.to_string(),
         }
     }
@@ -262,6 +298,12 @@ impl Error {
                 ..
             }
             | Error::Conflict {
+                group,
+                resource,
+                name,
+                ..
+            }
+            | Error::ForbiddenObject {
                 group,
                 resource,
                 name,

@@ -198,13 +198,33 @@ impl Default for ScalePaths {
     }
 }
 
-/// Who made a request, as authentication established it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who made a request, as authentication established it (upstream's `user.Info`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserInfo {
     /// User name (`admin`, `system:node:x`, ...).
     pub name: String,
     /// Groups (`system:masters`, ...).
     pub groups: Vec<String>,
+    /// A unique id (a service account's uid); empty when unknown.
+    pub uid: String,
+    /// Extra attributes (a service account token's pod name and uid, ...).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// A user named `name` in `groups`, without uid or extra attributes.
+    pub fn new(name: impl Into<String>, groups: &[&str]) -> Self {
+        UserInfo {
+            name: name.into(),
+            groups: groups.iter().map(|g| (*g).to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether the user is in `group`.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
 }
 
 /// Whether a resource's objects are kept in the store.
@@ -224,14 +244,32 @@ pub enum Subresource {
     Status,
     /// `/scale`: an `autoscaling/v1 Scale` view of `spec.replicas`.
     Scale,
+    /// `serviceaccounts/token`: POST an `authentication.k8s.io/v1
+    /// TokenRequest` for a token of the service account.
+    Token,
+    /// `certificatesigningrequests/approval`: the Approved or Denied
+    /// condition of a request.
+    Approval,
 }
 
 impl Subresource {
+    /// The verbs discovery lists for it.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Token => &["create"],
+            Subresource::Status | Subresource::Scale | Subresource::Approval => {
+                &["get", "patch", "update"]
+            }
+        }
+    }
+
     /// The path segment.
     pub fn name(self) -> &'static str {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Token => "token",
+            Subresource::Approval => "approval",
         }
     }
 }

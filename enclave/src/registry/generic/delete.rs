@@ -34,6 +34,8 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// Who deletes, for admission; `None` for the control plane's own writers.
+    pub user: Option<crate::registry::UserInfo>,
 }
 
 /// What a DELETE did.
@@ -101,6 +103,22 @@ impl ObjectStore {
                     "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
                     kv.mod_revision
                 )));
+            }
+            if !self.admission().is_empty() {
+                let request = crate::admission::Request {
+                    operation: crate::admission::Operation::Delete,
+                    info,
+                    subresource: None,
+                    namespace: ns,
+                    name,
+                    user: opts.user.as_ref(),
+                    dry_run: opts.dry_run,
+                    old: Some(&obj),
+                };
+                let mut out = crate::admission::Outcome::default();
+                self.admission()
+                    .validate(self, &request, &obj, &mut out)
+                    .await?;
             }
             let has_finalizers = obj
                 .pointer("/metadata/finalizers")

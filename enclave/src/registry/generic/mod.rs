@@ -31,6 +31,8 @@ pub struct ObjectStore {
     store: Store,
     tables: Arc<Tables>,
     service_cidr: ServiceCidr,
+    /// The admission plugins every write passes through.
+    admission: Arc<crate::admission::Chain>,
 }
 
 /// The served resource table, swapped whole when custom resources change.
@@ -64,7 +66,20 @@ impl ObjectStore {
                 rebuild: tokio::sync::Mutex::new(()),
             }),
             service_cidr: ServiceCidr::DEFAULT,
+            admission: Arc::new(crate::admission::Chain::new()),
         }
+    }
+
+    /// Runs every write through `chain` (default: no plugins).
+    #[must_use]
+    pub fn with_admission(mut self, chain: crate::admission::Chain) -> Self {
+        self.admission = Arc::new(chain);
+        self
+    }
+
+    /// The admission plugins writes pass through.
+    pub fn admission(&self) -> &crate::admission::Chain {
+        &self.admission
     }
 
     /// Allocates Service ClusterIPs from `cidr` (default `10.43.0.0/16`).

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::{MAX_RETRIES, ObjectStore};
+use crate::admission::{Operation, Outcome, Request as AdmissionRequest};
 use crate::registry::managed::{self, FieldSet, Scope, Writer};
 use crate::registry::{Error, ResourceInfo, Result, Subresource, meta};
 use crate::store::{KeyValue, TxnOutcome};
@@ -45,6 +46,9 @@ pub struct WriteOptions {
     /// The subresource written through when it is not the endpoint's own
     /// (`scale`); recorded with the manager.
     pub subresource: Option<String>,
+    /// Who writes, for admission; `None` (the default) for the control
+    /// plane's own writers.
+    pub user: Option<crate::registry::UserInfo>,
 }
 
 impl WriteOptions {
@@ -152,13 +156,37 @@ impl ObjectStore {
             let av = info.api_version();
             managed::record_update(&empty, &mut obj, &writer, &av, scope, &now);
         }
-        let mut causes = Self::validate_common(info, &obj);
-        causes.extend(info.strategy.validate(&obj));
-        Self::invalid(info, &obj, causes)?;
+        // Upstream's NamespaceLifecycle, the first admission step.
         if let (true, Some(ns)) = (info.namespaced(), ns) {
             self.check_namespace(ns).await?;
         }
+        let mut warnings = warnings;
+        let mut admitted = Outcome::default();
         let name = meta::name(&obj).to_string();
+        let request = AdmissionRequest {
+            operation: Operation::Create,
+            info,
+            subresource: opts.subresource.as_deref(),
+            namespace: ns,
+            name: &name,
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+            old: None,
+        };
+        if !self.admission().is_empty() {
+            self.admission()
+                .admit(self, &request, &mut obj, &mut admitted)
+                .await?;
+        }
+        let mut causes = Self::validate_common(info, &obj);
+        causes.extend(info.strategy.validate(&obj));
+        Self::invalid(info, &obj, causes)?;
+        if !self.admission().is_empty() {
+            self.admission()
+                .validate(self, &request, &obj, &mut admitted)
+                .await?;
+        }
+        warnings.extend(admitted.warnings);
         if opts.dry_run {
             return Ok(Written {
                 object: obj,
@@ -341,11 +369,24 @@ impl ObjectStore {
             if precondition.is_none() && own_rv.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(Self::conflict(info, name));
             }
+            let mut admitted = Outcome::default();
             match self
-                .commit_update(endpoint, info, ns, &kv, old, new, opts, fields)
+                .commit_update(
+                    endpoint,
+                    info,
+                    ns,
+                    &kv,
+                    old,
+                    new,
+                    opts,
+                    fields,
+                    &mut admitted,
+                )
                 .await?
             {
                 Some(object) => {
+                    let mut warnings = warnings;
+                    warnings.extend(admitted.warnings);
                     return Ok(Written {
                         object,
                         warnings,
@@ -376,6 +417,7 @@ impl ObjectStore {
         mut new: Value,
         opts: &WriteOptions,
         fields: FieldsOp<'_>,
+        admitted: &mut Outcome,
     ) -> Result<Option<Value>> {
         let name = meta::name(&old).to_string();
         let old_uid = meta::meta_str(&old, "uid").unwrap_or("").to_string();
@@ -468,9 +510,33 @@ impl ObjectStore {
                 }
             }
         }
+        let subresource = opts.subresource.as_deref().or(match endpoint {
+            Endpoint::Main => None,
+            Endpoint::Status => Some("status"),
+        });
+        let request = AdmissionRequest {
+            operation: Operation::Update,
+            info,
+            subresource,
+            namespace: ns,
+            name: &name,
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+            old: Some(&old),
+        };
+        if !self.admission().is_empty() {
+            self.admission()
+                .admit(self, &request, &mut new, admitted)
+                .await?;
+        }
         let mut causes = Self::validate_common(info, &new);
         causes.extend(info.strategy.validate_update(&new, &old));
         Self::invalid(info, &new, causes)?;
+        if !self.admission().is_empty() {
+            self.admission()
+                .validate(self, &request, &new, admitted)
+                .await?;
+        }
         meta::set_resource_version(&mut new, kv.mod_revision);
         if new == old || opts.dry_run {
             return Ok(Some(new));

@@ -3,6 +3,7 @@
 
 mod apps;
 mod batch;
+mod certificates;
 mod core;
 mod crd;
 mod events;
@@ -310,6 +311,13 @@ pub(crate) const STATUS: &[Subresource] = &[Subresource::Status];
 pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
 /// `/status` and `/scale`.
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+/// `/token` (service accounts).
+pub(crate) const TOKEN: &[Subresource] = &[Subresource::Token];
+/// `/status` and `/approval` (certificate signing requests).
+pub(crate) const STATUS_APPROVAL: &[Subresource] = &[Subresource::Status, Subresource::Approval];
+
+pub(crate) use certificates::condition as csr_condition;
+pub(crate) use reviews::user_info_json;
 
 /// The group, version and resource of the definitions of custom resources.
 pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
@@ -414,7 +422,8 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Namespaced,
             Box::new(core::ServiceAccounts),
         )
-        .short(&["sa"]),
+        .short(&["sa"])
+        .subs(TOKEN),
         res(
             CORE,
             "Service",
@@ -590,6 +599,15 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(rbac::Roles),
         ),
         res(
+            ("certificates.k8s.io", "v1"),
+            "CertificateSigningRequest",
+            ("certificatesigningrequests", "certificatesigningrequest"),
+            Cluster,
+            Box::new(certificates::CertificateSigningRequests),
+        )
+        .short(&["csr"])
+        .subs(STATUS_APPROVAL),
+        res(
             ("networking.k8s.io", "v1"),
             "Ingress",
             ("ingresses", "ingress"),
@@ -641,6 +659,30 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ("selfsubjectreviews", "selfsubjectreview"),
             Cluster,
             Box::new(reviews::SelfSubjectReviews::V1Beta1),
+        )
+        .answered(),
+        res(
+            AUTHN,
+            "TokenReview",
+            ("tokenreviews", "tokenreview"),
+            Cluster,
+            Box::new(reviews::TokenReviews),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "LocalSubjectAccessReview",
+            ("localsubjectaccessreviews", "localsubjectaccessreview"),
+            Namespaced,
+            Box::new(reviews::LocalSubjectAccessReviews),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "SubjectAccessReview",
+            ("subjectaccessreviews", "subjectaccessreview"),
+            Cluster,
+            Box::new(reviews::SubjectAccessReviews),
         )
         .answered(),
         res(
