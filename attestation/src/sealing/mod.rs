@@ -44,9 +44,6 @@ pub enum Purpose {
     /// The Ed25519 seed of the enclave's anchor key, which signs state
     /// anchors on the registry and is bound in the document's `user_data`.
     AnchorSigning,
-    /// The CA that signs users' client certificates (approved
-    /// CertificateSigningRequests of `kubernetes.io/kube-apiserver-client`).
-    ClientCa,
 }
 
 impl Purpose {
@@ -59,7 +56,6 @@ impl Purpose {
             Self::ServiceAccountSigning => "service-account-signing",
             Self::NodeCa => "node-ca",
             Self::AnchorSigning => "anchor-signing",
-            Self::ClientCa => "client-ca",
         }
     }
 }

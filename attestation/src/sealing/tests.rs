@@ -2,13 +2,12 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::*;
 
-const ALL_PURPOSES: [Purpose; 6] = [
+const ALL_PURPOSES: [Purpose; 5] = [
     Purpose::Store,
     Purpose::Journal,
     Purpose::ServiceAccountSigning,
     Purpose::NodeCa,
     Purpose::AnchorSigning,
-    Purpose::ClientCa,
 ];
 
 #[test]

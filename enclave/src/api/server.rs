@@ -224,7 +224,10 @@ impl ApiServer {
             if is_unchecked(&path) {
                 return self.route(req, None).await;
             }
-            let uri = req.uri().to_string();
+            let uri = req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| path.clone(), ToString::to_string);
             let peer = req
                 .extensions()
                 .get::<Peer>()
@@ -384,7 +387,7 @@ impl ApiServer {
                     Ok(b) => b,
                     Err(e) => return http::error(&e),
                 };
-                audit::note_request_body(&body);
+                audit::note_request_body(&body, &content_type);
                 self.resource(ResourceRequest {
                     user,
                     method,

@@ -2,9 +2,10 @@
 //! key, so that they survive restarts and die with the cluster: the
 //! service-account token signing key and the client certificate CA.
 //!
-//! The private scalar is SHA-256(`k3s-daas/p256/v1` || 0 || purpose key ||
-//! counter), taking the first counter whose value is a valid P-256 scalar
-//! (all but about 2^-32 of the first tries).
+//! The private scalar is SHA-256(`k3s-daas/p256/v1` || 0 || label || 0 ||
+//! purpose key || counter), taking the first counter whose value is a valid
+//! P-256 scalar (all but about 2^-32 of the first tries). The label keeps
+//! keys derived from one purpose key for different uses independent.
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine;
@@ -64,14 +65,24 @@ impl std::fmt::Debug for DerivedKey {
 }
 
 impl DerivedKey {
-    /// The key derived from `seed` (a 32-byte purpose key).
+    /// The key derived from `seed` (a 32-byte purpose key) with no label.
     ///
     /// # Errors
     /// [`KeyError`] (not expected for any seed).
     pub fn derive(seed: &[u8; 32]) -> Result<Self, KeyError> {
+        Self::derive_labeled(seed, "")
+    }
+
+    /// The key derived from `seed` for the use `label`.
+    ///
+    /// # Errors
+    /// [`KeyError`] (not expected for any seed).
+    pub fn derive_labeled(seed: &[u8; 32], label: &str) -> Result<Self, KeyError> {
         for counter in 0u32..16 {
             let mut h = ring::digest::Context::new(&ring::digest::SHA256);
             h.update(b"k3s-daas/p256/v1\0");
+            h.update(label.as_bytes());
+            h.update(b"\0");
             h.update(seed);
             h.update(&counter.to_be_bytes());
             let scalar = h.finish();
@@ -162,9 +173,11 @@ impl DerivedKey {
 /// The keys a cluster derives from its root secret for identity.
 #[derive(Debug)]
 pub struct ClusterKeys {
-    /// Signs service-account tokens.
+    /// Signs service-account tokens (purpose `service-account-signing`).
     pub service_accounts: DerivedKey,
-    /// The client certificate CA.
+    /// The client certificate CA: from the purpose key of the CA that signs
+    /// client certificates (`node-ca`), labelled `client-ca`, so it is
+    /// independent of any other key drawn from that purpose.
     pub client_ca: DerivedKey,
 }
 
@@ -183,8 +196,9 @@ impl ClusterKeys {
                 root.derive(Purpose::ServiceAccountSigning, mode)
                     .expose_secret_bytes(),
             )?,
-            client_ca: DerivedKey::derive(
-                root.derive(Purpose::ClientCa, mode).expose_secret_bytes(),
+            client_ca: DerivedKey::derive_labeled(
+                root.derive(Purpose::NodeCa, mode).expose_secret_bytes(),
+                "client-ca",
             )?,
         })
     }
@@ -199,6 +213,8 @@ mod tests {
         let a = DerivedKey::derive(&[7; 32]).unwrap();
         let b = DerivedKey::derive(&[7; 32]).unwrap();
         let c = DerivedKey::derive(&[8; 32]).unwrap();
+        let labeled = DerivedKey::derive_labeled(&[7; 32], "client-ca").unwrap();
+        assert_ne!(a.public_point(), labeled.public_point());
         assert_eq!(a.public_point(), b.public_point());
         assert_ne!(a.public_point(), c.public_point());
         assert_eq!(a.key_id(), b.key_id());

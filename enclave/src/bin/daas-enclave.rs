@@ -476,6 +476,10 @@ async fn main() -> Result<()> {
     enclave::api::authz::bootstrap::ensure(&objects)
         .await
         .context("creating the default RBAC policy")?;
+    // Aggregated roles (admin, edit, view) are complete before the first request.
+    enclave::controllers::aggregate_cluster_roles(&objects)
+        .await
+        .map_err(|e| anyhow::anyhow!("aggregating cluster roles: {e}"))?;
     let tokens = Arc::new(enclave::auth::serviceaccount::ServiceAccountTokens::new(
         identity.service_accounts,
         args.service_account_issuer.clone(),

@@ -58,6 +58,65 @@ fn aggregated_rules(role: &Value, all: &[Value]) -> Option<Vec<Value>> {
     Some(rules)
 }
 
+/// The roles whose aggregated rules differ from what they hold, with the
+/// rules they should hold, computed to a fixed point over `all` (so that
+/// `admin` gets what `edit` gets from `view` in one pass).
+fn pending_updates(all: &[Value]) -> Vec<(String, Vec<Value>)> {
+    let mut roles: Vec<Value> = all.to_vec();
+    let mut changed: Vec<String> = Vec::new();
+    for _ in 0..8 {
+        let mut any = false;
+        for i in 0..roles.len() {
+            let Some(rules) = aggregated_rules(&roles[i], &roles) else {
+                continue;
+            };
+            let current = roles[i]
+                .get("rules")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if current != rules {
+                roles[i]["rules"] = Value::Array(rules);
+                let name = meta::name(&roles[i]).to_string();
+                if !changed.contains(&name) {
+                    changed.push(name);
+                }
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    changed
+        .into_iter()
+        .filter_map(|n| {
+            let r = roles.iter().find(|r| meta::name(r) == n)?;
+            Some((
+                n,
+                r.get("rules")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// Brings every aggregated ClusterRole up to date at once; how many changed.
+///
+/// # Errors
+/// A failed read or write of `clusterroles`.
+pub async fn aggregate_all(objects: &ObjectStore) -> Result<usize, Error> {
+    let info = objects
+        .table()
+        .lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        .ok_or(Error::MissingResource("clusterroles"))?;
+    ClusterRoleAggregation::new(objects.clone(), info)
+        .sync()
+        .await
+}
+
 impl ClusterRoleAggregation {
     /// The controller over `clusterroles`.
     pub(crate) fn new(objects: ObjectStore, clusterroles: Arc<ResourceInfo>) -> Self {
@@ -65,55 +124,45 @@ impl ClusterRoleAggregation {
             roles: Api::new(objects, clusterroles),
         }
     }
+
+    async fn sync(&self) -> Result<usize, Error> {
+        let all = self.roles.list("").await?;
+        let updates = pending_updates(&all);
+        for (name, rules) in &updates {
+            match self
+                .roles
+                .edit("", name, |cur| {
+                    let mut out = cur.clone();
+                    out["rules"] = Value::Array(rules.clone());
+                    Some(out)
+                })
+                .await
+            {
+                Ok(_) => tracing::debug!(clusterrole = %name, rules = rules.len(), "aggregated"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(updates.len())
+    }
 }
 
 impl Reconciler for ClusterRoleAggregation {
-    type Key = String;
+    /// One key for all: any role may feed any aggregated one, and a burst
+    /// of changes coalesces into one pass.
+    type Key = ();
 
     const NAME: &'static str = "clusterrole-aggregation";
 
-    async fn keys_for(&mut self, _kind: usize, event: &WatchEvent) -> Vec<String> {
-        if matches!(event, WatchEvent::Bookmark(_) | WatchEvent::Error(_)) {
-            return Vec::new();
-        }
-        // Any role may feed any aggregated one: look at all of them.
-        match self.roles.list("").await {
-            Ok(all) => all
-                .iter()
-                .filter(|r| selectors(r).is_some())
-                .map(|r| meta::name(r).to_string())
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e.one_line(), "listing cluster roles failed");
-                Vec::new()
-            }
+    async fn keys_for(&mut self, _kind: usize, event: &WatchEvent) -> Vec<()> {
+        match event {
+            WatchEvent::Bookmark(_) | WatchEvent::Error(_) => Vec::new(),
+            _ => vec![()],
         }
     }
 
-    async fn reconcile(&mut self, name: &String) -> Result<Action, Error> {
-        let Some(role) = self.roles.get("", name).await? else {
-            return Ok(Action::await_change());
-        };
-        let all = self.roles.list("").await?;
-        let Some(rules) = aggregated_rules(&role, &all) else {
-            return Ok(Action::await_change());
-        };
-        let current = role
-            .get("rules")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if current == rules {
-            return Ok(Action::await_change());
-        }
-        self.roles
-            .edit("", name, |cur| {
-                let mut out = cur.clone();
-                out["rules"] = Value::Array(rules.clone());
-                Some(out)
-            })
-            .await?;
-        tracing::debug!(clusterrole = %name, rules = rules.len(), "aggregated");
+    async fn reconcile(&mut self, _key: &()) -> Result<Action, Error> {
+        self.sync().await?;
         Ok(Action::await_change())
     }
 }

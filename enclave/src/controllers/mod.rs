@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::{self, ObjectStore};
 
+pub use clusterrole_aggregation::aggregate_all as aggregate_cluster_roles;
 pub use event_ttl::DEFAULT_EVENT_TTL;
 
 /// Settings of the controllers, each standing for a flag of kube-apiserver or kube-controller-manager.

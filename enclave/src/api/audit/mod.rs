@@ -30,11 +30,25 @@ pub async fn scope<F: std::future::Future>(audit: Option<Arc<RequestAudit>>, f: 
     CURRENT.scope(audit, f).await
 }
 
-/// Records the request body of the request being handled, if its audit level asks.
-pub fn note_request_body(body: &[u8]) {
+/// Records the request body of the request being handled (JSON, YAML or
+/// protobuf, by `content_type`), if its audit level asks.
+pub fn note_request_body(body: &[u8], content_type: &str) {
     let _ = CURRENT.try_with(|c| {
-        if let Some(r) = c {
-            r.request_body(body);
+        if let Some(r) = c
+            .as_ref()
+            .filter(|r| r.level() >= Level::Request && !body.is_empty())
+        {
+            let media = content_type.split(';').next().unwrap_or("").trim();
+            let v = if media == crate::api::protobuf::CONTENT_TYPE {
+                crate::api::protobuf::decode(body).ok()
+            } else {
+                serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .or_else(|| serde_norway::from_slice::<Value>(body).ok())
+            };
+            if let Some(v) = v {
+                r.request_object(v);
+            }
         }
     });
 }
@@ -136,7 +150,9 @@ struct Event<'a> {
 
 /// Upstream's `MicroTime` format.
 fn micro_now() -> String {
-    meta::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }
 
 /// What is known about a request being audited.
@@ -263,16 +279,14 @@ impl RequestAudit {
         v
     }
 
-    /// Records the request body (at level Request and above).
-    pub fn request_body(&self, body: &[u8]) {
-        if self.decision.level < Level::Request || body.is_empty() {
+    /// Records the decoded request body (at level Request and above).
+    pub fn request_object(&self, v: Value) {
+        if self.decision.level < Level::Request {
             return;
         }
-        if let Ok(v) = serde_json::from_slice::<Value>(body) {
-            let v = self.strip(v);
-            if let Ok(mut s) = self.state.lock() {
-                s.request_object = Some(v);
-            }
+        let v = self.strip(v);
+        if let Ok(mut s) = self.state.lock() {
+            s.request_object = Some(v);
         }
     }
 
