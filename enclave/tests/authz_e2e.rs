@@ -100,7 +100,7 @@ fn rbac_users_get_exactly_their_rights_with_upstream_messages() {
         ]);
         let t = token(k, n, "alice", &[]);
         let cfg = e.token_kubeconfig(&format!("alice-{v}"), &t);
-        let u = Kubectl::with_kubeconfig(v, &PathBuf::from(k_bin(v)), &e, &cfg);
+        let u = Kubectl::with_kubeconfig(v, &k_bin(v), &e, &cfg);
         let user = format!("system:serviceaccount:{n}:alice");
         assert!(u.ok(&["-n", n, "get", "configmaps"]).contains("c1"), "{v}");
         assert!(

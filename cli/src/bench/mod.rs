@@ -1,6 +1,7 @@
 //! `daas bench ...`: benchmarks that run side by side with a real peer in one run and report a ratio.
 
 mod api;
+mod api_authz;
 mod relay;
 mod store;
 

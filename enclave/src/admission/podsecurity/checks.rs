@@ -568,10 +568,7 @@ fn seccomp_type(x: &Value) -> &str {
 
 fn seccomp_profile(spec: &Value, good: fn(&str) -> bool, restricted: bool) -> Option<Violation> {
     let mut values = BTreeSet::new();
-    let (bad, implicit, _) = setters(spec, "/seccompProfile", |x| {
-        let ok = good(seccomp_type(x));
-        ok
-    });
+    let (bad, implicit, _) = setters(spec, "/seccompProfile", |x| good(seccomp_type(x)));
     if !bad.is_empty() {
         if let Some(p) = sc(spec, "/seccompProfile").filter(|x| !good(seccomp_type(x))) {
             values.insert(seccomp_type(p).to_string());

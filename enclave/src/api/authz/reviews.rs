@@ -162,9 +162,7 @@ pub async fn access_review(
         }
         let want = s(obj, "/metadata/namespace");
         if !want.is_empty() && want != ns {
-            return Err(Error::BadRequest(format!(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )));
+            return Err(Error::BadRequest("the namespace of the provided object does not match the namespace sent on the request".to_string()));
         }
         if s(spec, "/resourceAttributes/namespace") != ns {
             return Err(bad_spec(

@@ -127,7 +127,7 @@ impl PolicyRule {
         }
         has_or_all(&self.api_groups, &a.api_group)
             && self.resource_matches(&a.resource, &a.subresource)
-            && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| *n == a.name))
+            && (self.resource_names.is_empty() || self.resource_names.contains(&a.name))
     }
 
     /// Upstream's `ResourceMatches`: `*`, the exact `resource[/subresource]`,

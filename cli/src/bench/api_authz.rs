@@ -1,0 +1,265 @@
+//! The authorization phase of `daas bench api`: GET of one configmap by a
+//! service account bound through 1,000 RoleBindings and 100
+//! ClusterRoleBindings (each to a role of its own; one RoleBinding grants
+//! the GET), against the admin's GET rate measured just before; then how
+//! fast tokens are issued (TokenRequest), verified on first use (a GET with
+//! a token never seen before: ES256 signature and the account's lookups),
+//! and verified by the bare signature check in this process.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use hyper::{Method, StatusCode, header};
+
+use super::api::{Client, JSON, Phase, drive, exchange, print_phase};
+
+/// Bindings of the benchmark user.
+const ROLE_BINDINGS: usize = 1_000;
+const CLUSTER_ROLE_BINDINGS: usize = 100;
+/// Tokens issued and each used once.
+const TOKENS: usize = 2_000;
+
+fn post(
+    client: &Client,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<hyper::Request<http_body_util::Full<bytes::Bytes>>> {
+    client.request(
+        Method::POST,
+        path,
+        JSON,
+        Some(body.to_string().into_bytes()),
+    )
+}
+
+/// A Role (or ClusterRole, `namespace` None) granting `get` on `resource`.
+fn role(name: &str, namespace: Option<&str>, resource: &str) -> serde_json::Value {
+    let mut meta = serde_json::json!({"name": name});
+    if let Some(ns) = namespace {
+        meta["namespace"] = ns.into();
+    }
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": if namespace.is_some() { "Role" } else { "ClusterRole" },
+        "metadata": meta,
+        "rules": [{"apiGroups": [""], "resources": [resource], "verbs": ["get"]}],
+    })
+}
+
+fn binding(name: &str, namespace: Option<&str>, role: &str) -> serde_json::Value {
+    let (kind, role_kind) = match namespace {
+        Some(_) => ("RoleBinding", "Role"),
+        None => ("ClusterRoleBinding", "ClusterRole"),
+    };
+    let mut meta = serde_json::json!({"name": name});
+    if let Some(ns) = namespace {
+        meta["namespace"] = ns.into();
+    }
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "bench-user", "namespace": "default"}],
+    })
+}
+
+/// Creates `n` objects from `make(i)` at `path(i)` with `concurrency` clients.
+async fn create_all(
+    client: &Client,
+    n: usize,
+    concurrency: usize,
+    make: impl Fn(usize) -> (String, serde_json::Value) + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    drive(client, n, concurrency, StatusCode::CREATED, move |c, i| {
+        let (path, body) = make(i);
+        post(c, &path, body)
+    })
+    .await
+    .map(drop)
+}
+
+async fn token(client: &Client, conn: &mut super::api::Connection) -> anyhow::Result<String> {
+    let req = post(
+        client,
+        "/api/v1/namespaces/default/serviceaccounts/bench-user/token",
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}),
+    )?;
+    let body = exchange(conn, req, StatusCode::CREATED).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    v.pointer("/status/token")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .context("TokenRequest answered without a token")
+}
+
+/// Runs the phase; `admin_get` is the admin's GET phase of the same run.
+pub(crate) async fn run(
+    client: &Client,
+    gets: usize,
+    concurrency: usize,
+    admin_get: &Phase,
+) -> anyhow::Result<()> {
+    let mut setup = client.connect().await?;
+    let req = post(
+        client,
+        "/api/v1/namespaces/default/serviceaccounts",
+        serde_json::json!({"metadata": {"name": "bench-user"}}),
+    )?;
+    exchange(&mut setup, req, StatusCode::CREATED).await?;
+    let started = Instant::now();
+    // Every role but one grants something else; the one that grants the GET
+    // is bound last among the RoleBindings (name order), behind all the others.
+    create_all(client, ROLE_BINDINGS, concurrency, |i| {
+        let resource = if i == ROLE_BINDINGS - 1 {
+            "configmaps".to_string()
+        } else {
+            format!("things{i}")
+        };
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles".into(),
+            role(&format!("bench-{i:04}"), Some("default"), &resource),
+        )
+    })
+    .await?;
+    create_all(client, ROLE_BINDINGS, concurrency, |i| {
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings".into(),
+            binding(
+                &format!("bench-{i:04}"),
+                Some("default"),
+                &format!("bench-{i:04}"),
+            ),
+        )
+    })
+    .await?;
+    create_all(client, CLUSTER_ROLE_BINDINGS, concurrency, |i| {
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles".into(),
+            role(&format!("bench-{i:03}"), None, &format!("widgets{i}")),
+        )
+    })
+    .await?;
+    create_all(client, CLUSTER_ROLE_BINDINGS, concurrency, |i| {
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".into(),
+            binding(&format!("bench-{i:03}"), None, &format!("bench-{i:03}")),
+        )
+    })
+    .await?;
+    println!(
+        "authz setup: {ROLE_BINDINGS} roles + rolebindings, {CLUSTER_ROLE_BINDINGS} clusterroles + clusterrolebindings in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let user = client.with_token(&token(client, &mut setup).await?);
+    let get = drive(&user, gets, concurrency, StatusCode::OK, |c, _| {
+        c.request(
+            Method::GET,
+            "/api/v1/namespaces/default/configmaps/bench-get",
+            JSON,
+            None,
+        )
+    })
+    .await?;
+    print_phase("GET as RBAC user (1100 b.)", &get);
+    let denied = drive(
+        &user,
+        gets / 4,
+        concurrency,
+        StatusCode::FORBIDDEN,
+        |c, _| {
+            c.request(
+                Method::GET,
+                "/api/v1/namespaces/default/secrets/none",
+                JSON,
+                None,
+            )
+        },
+    )
+    .await?;
+    print_phase("GET denied (403)", &denied);
+    // Issue many tokens, then use each exactly once.
+    let issued_at = Instant::now();
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::with_capacity(TOKENS)));
+    let sink = tokens.clone();
+    let mut conns = Vec::new();
+    for _ in 0..concurrency {
+        conns.push(client.connect().await?);
+    }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut conn in conns {
+        let (client, sink, next) = (client.clone(), sink.clone(), next.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < TOKENS {
+                let t = token(&client, &mut conn).await?;
+                sink.lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .push(t);
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let issue_rate = TOKENS as f64 / issued_at.elapsed().as_secs_f64();
+    let tokens: Arc<Vec<String>> = Arc::new(std::mem::take(
+        &mut *tokens.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
+    ));
+    let first_use = {
+        let tokens = tokens.clone();
+        drive(
+            client,
+            tokens.len(),
+            concurrency,
+            StatusCode::OK,
+            move |c, i| {
+                let mut req = c.request(
+                    Method::GET,
+                    "/api/v1/namespaces/default/configmaps/bench-get",
+                    JSON,
+                    None,
+                )?;
+                req.headers_mut().insert(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", tokens[i]).parse()?,
+                );
+                Ok(req)
+            },
+        )
+        .await?
+    };
+    print_phase("GET, token first used", &first_use);
+    let verify_rate = bare_verify_rate(&tokens[0]);
+    println!(
+        "authz: RBAC-user GET {:.0}/s = {:.1}% of admin's {:.0}/s (targets: >= 90%, >= 10000/s); tokens issued {issue_rate:.0}/s; first-use GET {:.0}/s; ES256 verify {verify_rate:.0}/s on one core",
+        get.per_sec,
+        100.0 * get.per_sec / admin_get.per_sec,
+        admin_get.per_sec,
+        first_use.per_sec,
+    );
+    Ok(())
+}
+
+/// ES256 verifications per second of one token in this process (one core),
+/// with a key of the same kind the enclave signs with.
+fn bare_verify_rate(sample: &str) -> f64 {
+    let Ok(key) = enclave::auth::keys::DerivedKey::derive(&[42; 32]) else {
+        return 0.0;
+    };
+    let claims = enclave::auth::jwt::peek_claims(sample).unwrap_or_default();
+    let Ok(token) = enclave::auth::jwt::sign(&key, &claims) else {
+        return 0.0;
+    };
+    let n = 5_000;
+    let start = Instant::now();
+    let ok = (0..n)
+        .filter(|_| enclave::auth::jwt::verify(&key, &token).is_ok())
+        .count();
+    if ok != n {
+        return 0.0;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
