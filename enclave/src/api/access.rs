@@ -94,8 +94,8 @@ pub(crate) struct Refused {
 /// What authorization allowed.
 #[derive(Debug)]
 pub(crate) struct Granted {
-    /// Who the request acts as (after impersonation).
-    pub(crate) user: UserInfo,
+    /// What was allowed, for the user the request acts as (after impersonation).
+    pub(crate) attrs: Attributes,
     /// Whether that is an impersonated user.
     pub(crate) impersonated: bool,
     /// The decision's reason.
@@ -150,17 +150,20 @@ impl ApiServer {
         }
     }
 
-    /// Impersonation, then authorization of `attrs` (computed for `user`,
-    /// who authenticated).
+    /// Impersonation, then authorization of `attrs` (computed for the user
+    /// who authenticated; with impersonation they are checked for the
+    /// impersonated user instead).
     pub(crate) async fn authorize(
         &self,
         req: &Request<Incoming>,
-        user: &UserInfo,
-        attrs: &Attributes,
+        mut attrs: Attributes,
     ) -> Result<Granted, Refused> {
-        let (acting, impersonated) = if impersonation::requested(req.headers()) {
-            match impersonation::impersonate(&self.security.authorizer, user, req.headers()).await {
-                Ok(u) => (u, true),
+        let impersonated = impersonation::requested(req.headers());
+        if impersonated {
+            match impersonation::impersonate(&self.security.authorizer, &attrs.user, req.headers())
+                .await
+            {
+                Ok(u) => attrs.user = u,
                 Err(Refusal::BadRequest(m)) => {
                     return Err(Refused {
                         response: http::error(&Error::BadRequest(m)),
@@ -174,13 +177,7 @@ impl ApiServer {
                     });
                 }
             }
-        } else {
-            (user.clone(), false)
-        };
-        let attrs = Attributes {
-            user: acting,
-            ..attrs.clone()
-        };
+        }
         let verdict = self.security.authorizer.authorize(&attrs).await;
         if !verdict.allowed() {
             tracing::debug!(user = %attrs.user.name, verb = %attrs.verb, reason = %verdict.reason, "forbidden");
@@ -190,21 +187,16 @@ impl ApiServer {
             });
         }
         Ok(Granted {
-            user: attrs.user,
+            attrs,
             impersonated,
             reason: verdict.reason,
         })
     }
 
     /// The attributes of `req` by `user`.
-    pub(crate) fn attributes(req: &Request<Incoming>, user: &UserInfo) -> Attributes {
+    pub(crate) fn attributes(req: &Request<Incoming>, user: UserInfo) -> Attributes {
         let query = super::route::query_pairs(req.uri().query().unwrap_or(""));
-        attributes::from_request(
-            user.clone(),
-            req.method().as_str(),
-            req.uri().path(),
-            &query,
-        )
+        attributes::from_request(user, req.method().as_str(), req.uri().path(), &query)
     }
 
     /// After a successful write the API served: what it may have revoked or

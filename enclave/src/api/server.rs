@@ -246,7 +246,7 @@ impl ApiServer {
             };
             let Some(user) = self.authenticate(&req, cert_user).await else {
                 if let Some(a) = &self.security.audit {
-                    let attrs = Self::attributes(&req, &UserInfo::default());
+                    let attrs = Self::attributes(&req, UserInfo::default());
                     if let Some(r) = a.begin(&attrs, &facts) {
                         r.emit(
                             Stage::ResponseComplete,
@@ -257,13 +257,16 @@ impl ApiServer {
                 http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
                 return http::unauthorized();
             };
-            let attrs = Self::attributes(&req, &user);
+            let attrs = Self::attributes(&req, user);
             let audit = self
                 .security
                 .audit
                 .as_ref()
                 .and_then(|a| a.begin(&attrs, &facts));
-            let granted = match self.authorize(&req, &user, &attrs).await {
+            let long_running = attrs.verb == "watch"
+                || (attrs.subresource == "log"
+                    && req.uri().query().is_some_and(|q| q.contains("follow=true")));
+            let granted = match self.authorize(&req, attrs).await {
                 Ok(g) => g,
                 Err(refused) => {
                     if let Some(r) = &audit {
@@ -276,17 +279,14 @@ impl ApiServer {
             };
             if let Some(r) = &audit {
                 if granted.impersonated {
-                    r.impersonated(&granted.user);
+                    r.impersonated(&granted.attrs.user);
                 }
                 r.annotate("authorization.k8s.io/decision", "allow");
                 r.annotate("authorization.k8s.io/reason", &granted.reason);
             }
-            let long_running = attrs.verb == "watch"
-                || (attrs.subresource == "log"
-                    && req.uri().query().is_some_and(|q| q.contains("follow=true")));
             let (response, annotations) = crate::admission::with_annotations(audit::scope(
                 audit.clone(),
-                self.route(req, Some(granted.user)),
+                self.route(req, Some(granted.attrs.user)),
             ))
             .await;
             if let Some(r) = &audit {

@@ -166,9 +166,9 @@ impl Binding {
 pub struct Compiled {
     /// Every rule with where it came from (a binding's description).
     rules: Vec<(Arc<[PolicyRule]>, Arc<str>)>,
-    /// (rule set, rule) positions by `(apiGroup, resource)` of each rule's
-    /// explicit entries.
-    by_resource: HashMap<(String, String), Vec<(usize, usize)>>,
+    /// (rule set, rule) positions by apiGroup, then resource, of each rule's
+    /// explicit entries (two levels, so a lookup borrows the request's strings).
+    by_resource: HashMap<String, HashMap<String, Vec<(usize, usize)>>>,
     /// Positions of rules with a `*` group or a `*`/`*/sub` resource.
     wildcard: Vec<(usize, usize)>,
     /// Positions of rules with non-resource URLs.
@@ -195,7 +195,9 @@ impl Compiled {
                     let base = res.split_once('/').map_or(res.as_str(), |(b, _)| b);
                     let slot = self
                         .by_resource
-                        .entry((g.clone(), base.to_string()))
+                        .entry(g.clone())
+                        .or_default()
+                        .entry(base.to_string())
                         .or_default();
                     if slot.last() != Some(&(set, i)) {
                         slot.push((set, i));
@@ -211,7 +213,8 @@ impl Compiled {
         let candidates: Box<dyn Iterator<Item = &(usize, usize)>> = if a.resource_request {
             let exact = self
                 .by_resource
-                .get(&(a.api_group.clone(), a.resource.clone()))
+                .get(a.api_group.as_str())
+                .and_then(|m| m.get(a.resource.as_str()))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             Box::new(exact.iter().chain(self.wildcard.iter()))
@@ -239,6 +242,19 @@ impl Compiled {
 /// Which compiled rules a cache entry holds: a user's name and groups in a namespace.
 type CompiledKey = (String, Vec<String>, String);
 
+/// Compiled rule sets by the hash of their key (colliding keys share a slot).
+type CompiledCache = HashMap<u64, Vec<(CompiledKey, Arc<Compiled>)>>;
+
+/// The cache's hash of a [`CompiledKey`], computed from borrowed parts.
+fn key_hash(user: &UserInfo, namespace: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    user.name.hash(&mut h);
+    user.groups.hash(&mut h);
+    namespace.hash(&mut h);
+    h.finish()
+}
+
 /// The most compiled rule sets one snapshot keeps before it starts over.
 const MAX_COMPILED: usize = 4096;
 
@@ -249,7 +265,7 @@ pub struct Policy {
     roles: HashMap<(String, String), Arc<[PolicyRule]>>,
     cluster_bindings: Vec<Binding>,
     bindings: HashMap<String, Vec<Binding>>,
-    compiled: RwLock<HashMap<CompiledKey, Arc<Compiled>>>,
+    compiled: RwLock<CompiledCache>,
 }
 
 fn rules_of(obj: &Value) -> Arc<[PolicyRule]> {
@@ -324,12 +340,15 @@ impl Policy {
     /// The rules `user` holds in `namespace` ("": cluster bindings only),
     /// compiled once per snapshot.
     pub fn compiled(&self, user: &UserInfo, namespace: &str) -> Arc<Compiled> {
-        let key = (
-            user.name.clone(),
-            user.groups.clone(),
-            namespace.to_string(),
-        );
-        if let Some(c) = self.compiled.read().ok().and_then(|m| m.get(&key).cloned()) {
+        let hash = key_hash(user, namespace);
+        let same = |(k, _): &&(CompiledKey, Arc<Compiled>)| {
+            k.0 == user.name && k.1 == user.groups && k.2 == namespace
+        };
+        if let Some(c) = self.compiled.read().ok().and_then(|m| {
+            m.get(&hash)
+                .and_then(|v| v.iter().find(same))
+                .map(|(_, c)| c.clone())
+        }) {
             return c;
         }
         let c = Arc::new(self.compile(user, namespace));
@@ -337,7 +356,12 @@ impl Policy {
             if m.len() >= MAX_COMPILED {
                 m.clear();
             }
-            m.insert(key, c.clone());
+            let key = (
+                user.name.clone(),
+                user.groups.clone(),
+                namespace.to_string(),
+            );
+            m.entry(hash).or_default().push((key, c.clone()));
         }
         c
     }
