@@ -21,6 +21,8 @@ const CLUSTER_ROLE_BINDINGS: usize = 100;
 const TOKENS: usize = 2_000;
 /// Interleaved admin/user GET rounds.
 const ROUNDS: usize = 3;
+/// Unmeasured GETs of each user before the rounds.
+const WARM_UP: usize = 500;
 
 fn post(
     client: &Client,
@@ -155,6 +157,31 @@ pub(crate) async fn run(
         started.elapsed().as_secs_f64()
     );
     let user = client.with_token(&token(client, &mut setup).await?);
+    // The first request after the policy changed rebuilds the RBAC snapshot
+    // (and verifies the token); then warm both users up before measuring.
+    let first = Instant::now();
+    let req = user.request(
+        Method::GET,
+        "/api/v1/namespaces/default/configmaps/bench-get",
+        JSON,
+        None,
+    )?;
+    exchange(&mut user.connect().await?, req, StatusCode::OK).await?;
+    println!(
+        "authz: first GET after the bindings were written {:.1} ms (policy snapshot rebuild, token verified)",
+        first.elapsed().as_secs_f64() * 1e3
+    );
+    for c in [client, &user] {
+        drive(c, WARM_UP, concurrency, StatusCode::OK, |c, _| {
+            c.request(
+                Method::GET,
+                "/api/v1/namespaces/default/configmaps/bench-get",
+                JSON,
+                None,
+            )
+        })
+        .await?;
+    }
     // Interleaved rounds, admin then user, so that load from elsewhere on
     // the machine weighs on both alike.
     let per_round = (gets / ROUNDS).max(1);
@@ -202,8 +229,11 @@ pub(crate) async fn run(
     .await?;
     print_phase("GET denied (403)", &denied);
     // Issue many tokens, then use each exactly once.
+    let tokens_wanted = gets.clamp(1, TOKENS);
     let issued_at = Instant::now();
-    let tokens = Arc::new(std::sync::Mutex::new(Vec::with_capacity(TOKENS)));
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+        gets.clamp(1, TOKENS),
+    )));
     let sink = tokens.clone();
     let mut conns = Vec::new();
     for _ in 0..concurrency {
@@ -214,7 +244,7 @@ pub(crate) async fn run(
     for mut conn in conns {
         let (client, sink, next) = (client.clone(), sink.clone(), next.clone());
         tasks.spawn(async move {
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < TOKENS {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < tokens_wanted {
                 let t = token(&client, &mut conn).await?;
                 sink.lock()
                     .map_err(|_| anyhow::anyhow!("poisoned"))?
@@ -226,7 +256,7 @@ pub(crate) async fn run(
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    let issue_rate = TOKENS as f64 / issued_at.elapsed().as_secs_f64();
+    let issue_rate = tokens_wanted as f64 / issued_at.elapsed().as_secs_f64();
     let tokens: Arc<Vec<String>> = Arc::new(std::mem::take(
         &mut *tokens.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
     ));

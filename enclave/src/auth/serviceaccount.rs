@@ -113,6 +113,8 @@ pub struct Authenticated {
 
 #[derive(Debug, Clone)]
 struct Cached {
+    /// The whole token: a hit must match it exactly, not only its signature.
+    token: String,
     user: UserInfo,
     audiences: Vec<String>,
     not_before: i64,
@@ -126,7 +128,9 @@ pub struct ServiceAccountTokens {
     key: DerivedKey,
     issuer: String,
     audiences: Vec<String>,
-    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// Verified tokens by their signature part (unique per token: ES256
+    /// signatures are randomised), each holding the whole token.
+    cache: Mutex<HashMap<String, Cached>>,
     generation: AtomicU64,
 }
 
@@ -270,12 +274,14 @@ impl ServiceAccountTokens {
         objects: &ObjectStore,
         token: &str,
     ) -> Result<Authenticated, TokenError> {
-        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-        let mut id = [0u8; 32];
-        id.copy_from_slice(digest.as_ref());
+        let sig = token.rsplit_once('.').map_or(token, |(_, sig)| sig);
         let generation = self.generation.load(Ordering::Acquire);
         let now = unix_now();
-        let hit = self.cache.lock().ok().and_then(|c| c.get(&id).cloned());
+        let hit = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(sig).filter(|c| c.token == token).cloned());
         if let Some(c) = hit {
             if now > c.expiry.saturating_add(LEEWAY_SECS)
                 || now < c.not_before.saturating_sub(LEEWAY_SECS)
@@ -296,8 +302,9 @@ impl ServiceAccountTokens {
                 c.clear();
             }
             c.insert(
-                id,
+                sig.to_string(),
                 Cached {
+                    token: token.to_string(),
                     user: auth.user.clone(),
                     audiences: auth.audiences.clone(),
                     not_before: nbf,
