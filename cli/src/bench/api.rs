@@ -386,7 +386,14 @@ async fn run_async(args: ApiBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     print_phase("GET one configmap", &get);
-    super::api_authz::run(&client, args.gets, args.concurrency, &get).await?;
+    super::api_authz::run(
+        &client,
+        enclave.child.id(),
+        args.gets,
+        args.concurrency,
+        &get,
+    )
+    .await?;
     for (name, accept) in [("JSON", JSON), ("Table", TABLE)] {
         let list = drive(
             &client,

@@ -20,7 +20,7 @@ const CLUSTER_ROLE_BINDINGS: usize = 100;
 /// Tokens issued and each used once.
 const TOKENS: usize = 2_000;
 /// Interleaved admin/user GET rounds.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 10;
 /// Unmeasured GETs of each user before the rounds.
 const WARM_UP: usize = 500;
 
@@ -101,6 +101,7 @@ async fn token(client: &Client, conn: &mut super::api::Connection) -> anyhow::Re
 /// Runs the phase; `admin_get` is the admin's GET phase of the same run.
 pub(crate) async fn run(
     client: &Client,
+    enclave_pid: u32,
     gets: usize,
     concurrency: usize,
     admin_get: &Phase,
@@ -183,10 +184,14 @@ pub(crate) async fn run(
         .await?;
     }
     // Interleaved rounds, admin then user, so that load from elsewhere on
-    // the machine weighs on both alike.
+    // the machine weighs on both alike; the enclave's CPU time per GET is
+    // the steadier figure on a shared machine.
     let per_round = (gets / ROUNDS).max(1);
     let (mut admin_secs, mut user_secs) = (0.0, 0.0);
+    let (mut admin_ticks, mut user_ticks) = (0u64, 0u64);
+    let mut pair_ratios = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
+        let t0 = cpu_ticks(enclave_pid);
         let a = drive(client, per_round, concurrency, StatusCode::OK, |c, _| {
             c.request(
                 Method::GET,
@@ -196,6 +201,7 @@ pub(crate) async fn run(
             )
         })
         .await?;
+        let t1 = cpu_ticks(enclave_pid);
         let u = drive(&user, per_round, concurrency, StatusCode::OK, |c, _| {
             c.request(
                 Method::GET,
@@ -205,13 +211,27 @@ pub(crate) async fn run(
             )
         })
         .await?;
+        let t2 = cpu_ticks(enclave_pid);
+        admin_ticks += t1.saturating_sub(t0);
+        user_ticks += t2.saturating_sub(t1);
         admin_secs += per_round as f64 / a.per_sec;
         user_secs += per_round as f64 / u.per_sec;
-        print_phase("GET as admin (round)", &a);
-        print_phase("GET as RBAC user (round)", &u);
+        pair_ratios.push(u.per_sec / a.per_sec);
     }
+    pair_ratios.sort_by(f64::total_cmp);
+    let median = pair_ratios
+        .get(pair_ratios.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
     let admin_rate = (per_round * ROUNDS) as f64 / admin_secs;
     let user_rate = (per_round * ROUNDS) as f64 / user_secs;
+    let us_per = |ticks: u64| ticks as f64 * 1e6 / TICKS_PER_SEC / (per_round * ROUNDS) as f64;
+    println!(
+        "authz rounds: {ROUNDS} x {per_round} GETs each; admin {admin_rate:.0}/s, RBAC user {user_rate:.0}/s; median pair ratio {:.1}%; enclave CPU per GET: admin {:.1} us, RBAC user {:.1} us",
+        100.0 * median,
+        us_per(admin_ticks),
+        us_per(user_ticks),
+    );
     let denied = drive(
         &user,
         gets / 4,
@@ -292,6 +312,22 @@ pub(crate) async fn run(
         first_use.per_sec,
     );
     Ok(())
+}
+
+/// `sysconf(_SC_CLK_TCK)` on Linux.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// User plus system CPU time of process `pid`, in clock ticks (0 if unreadable).
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    num(11) + num(12)
 }
 
 /// ES256 verifications per second of one token in this process (one core),
