@@ -48,8 +48,8 @@ pub use document::{
 };
 pub use error::{CertPosition, EnvelopeError, Error, Result, VerifyError};
 pub use nsm::{
-    AttestationRequest, DevRoot, MAX_RANDOM_LEN, NitroNsm, Nsm, PcrDescription, SimNsm,
-    measure_binary, measure_binary_file,
+    AttestationRequest, DEV_ROOT_CERT, DEV_ROOT_KEY, DevRoot, MAX_RANDOM_LEN, NitroNsm, Nsm,
+    PcrDescription, SimNsm, measure_binary, measure_binary_file,
 };
 pub use sealing::{KEY_LEN, Mode, Purpose, PurposeKey, RecipientKey, RootSecret};
 pub use tls::{attest_certificate, attest_enclave, check_tls_binding, spki_sha256};

@@ -33,9 +33,8 @@ enum Command {
     /// Inspect and verify Nitro attestation documents.
     #[command(subcommand)]
     Attestation(attestation::AttestationCommand),
-    /// Benchmarks that run side by side with a real peer and report a ratio.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    /// Benchmarks that run side by side with a real peer and report a ratio (runs `daas-bench`).
+    Bench(bench::BenchArgs),
     /// Manage the on-chain (or local) registry of allowed images, enclaves, stakes and anchors.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -59,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Kubeconfig(args) => kubeconfig::run(&args),
         Command::Unseal(args) => unseal::run(&args),
         Command::Attestation(cmd) => attestation::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(args) => bench::run(args),
         Command::Registry(cmd) => registry::run(cmd),
         Command::Image(cmd) => image::run(cmd),
     }

@@ -270,7 +270,8 @@ spec:
             "rolebinding.rbac.authorization.k8s.io/rb1 created",
         ),
         (
-            vec!["create", "quota", "q1", "--hard=pods=3"],
+            // Enforced (ResourceQuota admission): high enough for the scenarios' pods.
+            vec!["create", "quota", "q1", "--hard=pods=500"],
             "resourcequota/q1 created",
         ),
         (

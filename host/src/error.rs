@@ -144,6 +144,15 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+impl From<protocol::EndpointError> for Error {
+    fn from(e: protocol::EndpointError) -> Self {
+        Self::InvalidEndpoint {
+            input: e.input().to_owned(),
+            reason: e.reason(),
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -1,7 +1,7 @@
 //! The untrusted host: relays bytes to the enclave, keeps sealed data it cannot read, launches the enclave.
 //!
-//! Layering: `host` sits beside `worker` and `image` under `cli`; it depends on no enclave code and must never
-//! see a key or a plaintext object. Everything it forwards is TLS ciphertext, everything it will store is sealed.
+//! Layering: `host` sits beside `worker` and `image` under `cli`; it depends on `protocol` (what it says to the
+//! enclave) and on no enclave code, and must never see a key or a plaintext object. Everything it forwards is TLS ciphertext, everything it will store is sealed.
 //!
 //! Where to start:
 //!
@@ -23,6 +23,7 @@ mod accept;
 pub mod bench;
 pub mod dir_lock;
 pub mod error;
+mod frame_io;
 pub mod journal;
 pub mod keybroker;
 pub mod kms;

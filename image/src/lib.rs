@@ -1,23 +1,24 @@
 //! Reproducible enclave images: deterministic ramdisks, the EIF format and its PCRs.
 //!
-//! Sits beside `host` and `chain` in the layering: `cli` uses it; it depends on no other
-//! crate of the workspace, and the enclave never links it. Start at [`ImageSpec`], which
-//! turns a kernel, the `daas-init` binary and an enclave binary into an [`EifImage`] and
-//! its [`Measurements`]; [`EifImage::from_bytes`] reads an existing file back for
-//! `daas image measure`.
+//! Sits beside `host` and `chain` in the layering: `cli` uses it; of the workspace it
+//! depends only on `protocol` (for [`layout`], the contract with the init), and the enclave
+//! never links it. Host-side only: the enclave's PID 1, `daas-init`, is the `init` crate.
+//! Start at [`ImageSpec`], which turns a kernel, the `daas-init` binary and an enclave
+//! binary into an [`EifImage`] and its [`Measurements`]; [`EifImage::from_bytes`] reads an
+//! existing file back for `daas image measure`.
 //!
-//! The crate also ships two binaries: `daas-image` (the same commands as `daas image`) and
-//! `daas-init`, the PID 1 that runs inside the enclave (see [`init`]).
+//! The crate also ships the binary `daas-image` (the same commands as `daas image`).
 
 pub mod cpio;
 pub mod eif;
 mod error;
-pub mod init;
 pub mod kernel;
-pub mod layout;
 pub mod pcr;
 pub mod sign;
 mod spec;
+
+/// Where things live inside the ramdisks (`protocol::layout`, shared with `daas-init`).
+pub use protocol::layout;
 
 pub use cpio::CpioArchive;
 pub use eif::EifImage;

@@ -9,7 +9,7 @@
 //! token and with the admin client certificate. It also plays the Nitro parent for the
 //! init's boot heartbeat. The results are read from the serial console.
 //!
-//! `daas-init` and `daas-enclave` are built exactly as a release is
+//! `daas-init` (the `init` crate) and `daas-enclave` are built exactly as a release is
 //! (`scripts/build-enclave-static` with its default selection); the driver and `daas-host`
 //! by the same script in a second run.
 //!

@@ -8,7 +8,7 @@ mod nitro;
 mod sim;
 
 pub use nitro::NitroNsm;
-pub use sim::{DevRoot, SimNsm, measure_binary, measure_binary_file};
+pub use sim::{DEV_ROOT_CERT, DEV_ROOT_KEY, DevRoot, SimNsm, measure_binary, measure_binary_file};
 
 use std::future::Future;
 

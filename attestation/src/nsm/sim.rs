@@ -33,6 +33,12 @@ const SIM_KERNEL_LABEL: &[u8] = b"k3s-daas simulated NSM: no kernel, the binary 
 /// Instance id the simulator reports (PCR4 is its measurement, as on hardware).
 const SIM_INSTANCE_ID: &str = "i-0000000000000000d";
 
+/// Where a dev-mode data directory keeps its dev root certificate (PEM), relative to that directory: the enclave
+/// creates it there on first start, `daas dev` and `daas verify --dev-root` read it.
+pub const DEV_ROOT_CERT: &str = "attestation/dev-root.crt";
+/// Where a dev-mode data directory keeps its dev root's private key (PEM, 0600), relative to that directory.
+pub const DEV_ROOT_KEY: &str = "attestation/dev-root.key";
+
 /// The dev root certificate authority: a P-384 self-signed CA that the
 /// production verifier never trusts. Persist it with [`DevRoot::to_pem`] so
 /// clients can pin it across restarts.

@@ -1,5 +1,6 @@
 //! Shared by the CLI tests that run real processes: the workspace binaries
-//! `daas dev` needs, a running `daas-enclave --dev`, and `daas` itself.
+//! `daas dev` needs (with `daas-worker`), a running `daas-enclave --dev`, and
+//! `daas` itself.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -8,9 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// A directory holding this workspace's `daas`, `daas-enclave` and
-/// `daas-host`. Cargo builds only the `cli` package's binaries for its tests,
-/// so the other two are built here (cargo releases the build lock before it
+/// A directory holding this workspace's `daas`, `daas-enclave`, `daas-host`
+/// and `daas-bench`. Cargo builds only the `cli` package's binaries for its
+/// tests, so the others are built here (cargo releases the build lock before it
 /// runs tests, so the nested build does not deadlock). The target directory
 /// may be shared with other checkouts whose builds replace `target/debug/*`
 /// at any moment, so the fresh binaries are hard-linked (same inode, however
@@ -29,20 +30,28 @@ pub fn bin_dir() -> &'static Path {
             .arg(target_dir)
             .args(["-p", "cli", "--bin", "daas"])
             .args(["-p", "enclave", "--bin", "daas-enclave"])
-            .args(["-p", "host", "--bin", "daas-host"]);
+            .args(["-p", "host", "--bin", "daas-host"])
+            .args(["-p", "bench", "--bin", "daas-bench"])
+            .args(["-p", "worker", "--bin", "daas-worker"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().unwrap();
         assert!(
             status.success(),
-            "building daas, daas-enclave and daas-host failed"
+            "building daas, daas-enclave, daas-host, daas-bench and daas-worker failed"
         );
         let me = std::env::current_exe().unwrap();
         let own = dir.join("daas-test-bins").join(me.file_name().unwrap());
         let _ = std::fs::remove_dir_all(&own);
         std::fs::create_dir_all(&own).unwrap();
-        for name in ["daas", "daas-enclave", "daas-host"] {
+        for name in [
+            "daas",
+            "daas-enclave",
+            "daas-host",
+            "daas-bench",
+            "daas-worker",
+        ] {
             std::fs::hard_link(dir.join(name), own.join(name))
                 .or_else(|_| std::fs::copy(dir.join(name), own.join(name)).map(drop))
                 .unwrap();

@@ -1,7 +1,8 @@
 //! Admission: the plugins every write passes through after authorization,
 //! whoever makes it (API clients and the enclave's own controllers alike),
 //! in upstream's order: NamespaceLifecycle, LimitRanger, ServiceAccount,
-//! NodeRestriction, PodSecurity, ResourceQuota. Each has a named [`Slot`];
+//! NodeRestriction, PodSecurity, Priority, DefaultTolerationSeconds, the
+//! certificate plugins, ResourceQuota. Each has a named [`Slot`];
 //! a [`Chain`] holds at most one plugin per slot and runs them in slot
 //! order: every plugin's mutating [`Plugin::admit`] first, then, after the
 //! kind's own validation, every plugin's [`Plugin::validate`] (upstream's
@@ -10,7 +11,11 @@
 //! The [`crate::registry::ObjectStore`] runs its chain on create, update
 //! (each try of the optimistic loop) and delete. Plugins live where their
 //! knowledge does: [`serviceaccount`] and [`podsecurity`] here, the RBAC
-//! escalation check in `crate::api::authz::escalation`.
+//! escalation check in `crate::api::authz::escalation`, NodeRestriction in
+//! `crate::api::authz::restriction`, the plugins that need only the store
+//! (NamespaceLifecycle, LimitRanger, Priority, DefaultTolerationSeconds,
+//! ResourceQuota) in [`crate::registry::admission`], whose
+//! [`crate::registry::admission::builtin_chain`] every store starts with.
 
 pub mod podsecurity;
 pub mod serviceaccount;
@@ -59,6 +64,9 @@ pub struct Request<'a> {
     pub namespace: Option<&'a str>,
     /// The object's name.
     pub name: &'a str,
+    /// What messages call the object: its name, or on a create the
+    /// `generateName` prefix before a name was generated (as upstream).
+    pub request_name: &'a str,
     /// Who writes; `None` for the control plane's own writers.
     pub user: Option<&'a UserInfo>,
     /// `dryRun=All`.
@@ -91,6 +99,10 @@ pub enum Slot {
     NodeRestriction,
     /// Pod Security Standards per namespace.
     PodSecurity,
+    /// A pod's priority from its PriorityClass.
+    Priority,
+    /// Default `tolerationSeconds` for the not-ready and unreachable taints.
+    DefaultTolerationSeconds,
     /// CertificateApproval, CertificateSigning and
     /// CertificateSubjectRestriction: who may approve and sign
     /// CertificateSigningRequests of a signer, and no `system:masters`
@@ -110,6 +122,8 @@ impl Slot {
             Slot::ServiceAccount => "ServiceAccount",
             Slot::NodeRestriction => "NodeRestriction",
             Slot::PodSecurity => "PodSecurity",
+            Slot::Priority => "Priority",
+            Slot::DefaultTolerationSeconds => "DefaultTolerationSeconds",
             Slot::Certificates => "CertificateApproval",
             Slot::ResourceQuota => "ResourceQuota",
         }

@@ -42,10 +42,9 @@ pub const CONTENT_TYPE: &str = "application/cbor";
 /// an anonymous flood queues here instead of piling up blocking threads.
 const CONCURRENT_DOCUMENTS: usize = 4;
 
-/// Where `DIR/attestation/` keeps the dev root certificate (PEM).
-pub const DEV_ROOT_CERT: &str = "attestation/dev-root.crt";
-/// Where `DIR/attestation/` keeps the dev root's private key (PEM, 0600).
-pub const DEV_ROOT_KEY: &str = "attestation/dev-root.key";
+/// Where `DIR/attestation/` keeps the dev root certificate and its key: defined by the attestation crate, which
+/// the clients that read the certificate (`daas dev`, `daas verify --dev-root`) share with the enclave.
+pub use attestation::{DEV_ROOT_CERT, DEV_ROOT_KEY};
 
 type DocumentFuture<'a> = Pin<Box<dyn Future<Output = attestation::Result<Vec<u8>>> + Send + 'a>>;
 

@@ -2,58 +2,14 @@
 //! vsock port. Every listener yields byte streams; TLS runs on top.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::str::FromStr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::ServeError;
 
-/// A listen address: `tcp:HOST:PORT`, `unix:PATH` or `vsock:CID:PORT`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    /// A TCP socket address.
-    Tcp(SocketAddr),
-    /// A Unix socket path.
-    Unix(PathBuf),
-    /// A vsock context id and port.
-    Vsock {
-        /// Context id (`u32::MAX` = any).
-        cid: u32,
-        /// Port.
-        port: u32,
-    },
-}
-
-impl FromStr for ListenAddr {
-    type Err = ServeError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| ServeError::Config(format!("invalid listen address {s:?}: {why}"));
-        if let Some(a) = s.strip_prefix("tcp:") {
-            return a
-                .parse()
-                .map(ListenAddr::Tcp)
-                .map_err(|_| bad("expected tcp:HOST:PORT"));
-        }
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err(bad("empty path"));
-            }
-            return Ok(ListenAddr::Unix(PathBuf::from(p)));
-        }
-        if let Some(a) = s.strip_prefix("vsock:") {
-            let (cid, port) = a
-                .split_once(':')
-                .ok_or_else(|| bad("expected vsock:CID:PORT"))?;
-            return Ok(ListenAddr::Vsock {
-                cid: cid.parse().map_err(|_| bad("bad CID"))?,
-                port: port.parse().map_err(|_| bad("bad port"))?,
-            });
-        }
-        Err(bad("expected a tcp:, unix: or vsock: prefix"))
-    }
-}
+/// A listen address: `protocol::Endpoint`, i.e. `[tcp:]IP:PORT`, `unix:PATH` or `vsock:CID:PORT` (`CID` may be
+/// `any`).
+pub type ListenAddr = protocol::Endpoint;
 
 /// A connected byte stream.
 pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -78,7 +34,7 @@ impl Listener {
     /// Bind failures; vsock without the `vsock` feature.
     pub async fn bind(addr: &ListenAddr) -> Result<Self, ServeError> {
         let io = |cause| ServeError::Bind {
-            addr: format!("{addr:?}"),
+            addr: addr.to_string(),
             cause,
         };
         match addr {
@@ -160,25 +116,6 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_addresses() {
-        assert_eq!(
-            "tcp:127.0.0.1:6443".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Tcp("127.0.0.1:6443".parse().unwrap())
-        );
-        assert_eq!(
-            "unix:/tmp/x.sock".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Unix("/tmp/x.sock".into())
-        );
-        assert_eq!(
-            "vsock:3:5000".parse::<ListenAddr>().unwrap(),
-            ListenAddr::Vsock { cid: 3, port: 5000 }
-        );
-        for bad in ["127.0.0.1:1", "tcp:nope", "unix:", "vsock:1"] {
-            assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn unix_listener_binds_and_accepts() {

@@ -239,6 +239,15 @@ impl ApiServer {
         if req.target.info.is_virtual() {
             return self.review(&req).await.unwrap_or_else(|e| http::error(&e));
         }
+        if let Some(node) = req
+            .user
+            .as_ref()
+            .and_then(|u| super::authz::node_identity(u))
+            && let Err(refused) =
+                super::authz::restriction::admit_eviction(&self.objects, node, &req).await
+        {
+            return refused;
+        }
         let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
         let writes = req.method != Method::GET;
         let (group, resource) = (req.target.info.group, req.target.info.resource);

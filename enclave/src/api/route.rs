@@ -16,6 +16,8 @@ pub enum Route {
     /// `/unseal`: the operator's root secret (see [`super::sealed`]); only
     /// the sealed phase takes it.
     Unseal,
+    /// `/join/v1/...`: nodes joining with stake tickets (see [`super::nodes`]).
+    Join,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -37,6 +39,8 @@ pub enum Route {
     Jwks,
     /// `/audit/events`: the sealed audit log.
     AuditEvents,
+    /// `/metrics`.
+    Metrics,
     /// A resource collection or object.
     Resource(ResourceTarget),
     /// Nothing we serve.
@@ -64,6 +68,8 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["attestation"] => Route::Attestation,
         ["unseal"] => Route::Unseal,
+        ["metrics"] => Route::Metrics,
+        ["join", "v1", ..] => Route::Join,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

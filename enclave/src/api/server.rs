@@ -20,6 +20,8 @@ use super::access::{Peer, Security, is_unchecked};
 use super::attestation::{self, Attestor};
 use super::audit::{self, Outcome as AuditOutcome, RequestAudit, RequestFacts, Stage};
 use super::http::{self, Body};
+use super::metrics;
+use super::nodes::{self, NodeAdmission};
 use super::query::Query;
 use super::resource::ResourceRequest;
 use super::route::{self, Route};
@@ -41,6 +43,9 @@ pub struct ApiConfig {
     /// `https://<server_address>/openid/v1/jwks` (upstream's
     /// `--service-account-jwks-uri`).
     pub jwks_uri: Option<String>,
+    /// Nodes joining with stake tickets (`/join/v1/...`), and whether a node's credentials
+    /// are still accepted; `None` (the default): the join endpoints answer 503.
+    pub nodes: Option<NodeAdmission>,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +56,7 @@ impl Default for ApiConfig {
             server_address: "127.0.0.1:6443".into(),
             attestor: None,
             jwks_uri: None,
+            nodes: None,
         }
     }
 }
@@ -221,83 +227,135 @@ impl ApiServer {
         let span =
             tracing::debug_span!("request", request.verb = %req.method(), request.path = %path);
         async move {
-            if is_unchecked(&path) {
-                return self.route(req, None).await;
-            }
-            let uri = req
-                .uri()
-                .path_and_query()
-                .map_or_else(|| path.clone(), ToString::to_string);
-            let peer = req
-                .extensions()
-                .get::<Peer>()
-                .map(|p| p.0.clone())
-                .unwrap_or_else(|| "".into());
-            let user_agent = req
-                .headers()
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let facts = RequestFacts {
-                uri: &uri,
-                peer: &peer,
-                user_agent: &user_agent,
-            };
-            let Some(user) = self.authenticate(&req, cert_user).await else {
-                if let Some(a) = &self.security.audit {
-                    let attrs = Self::attributes(&req, UserInfo::default());
-                    if let Some(r) = a.begin(&attrs, &facts) {
-                        r.emit(
-                            Stage::ResponseComplete,
-                            Some(&failure(401, "Unauthorized", "Unauthorized")),
-                        );
-                    }
-                }
-                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
-                return http::unauthorized();
-            };
-            let attrs = Self::attributes(&req, user);
-            let audit = self
-                .security
-                .audit
-                .as_ref()
-                .and_then(|a| a.begin(&attrs, &facts));
-            let long_running = attrs.verb == "watch"
-                || (attrs.subresource == "log"
-                    && req.uri().query().is_some_and(|q| q.contains("follow=true")));
-            let granted = match self.authorize(&req, attrs).await {
-                Ok(g) => g,
-                Err(refused) => {
-                    if let Some(r) = &audit {
-                        r.annotate("authorization.k8s.io/decision", "forbid");
-                        r.annotate("authorization.k8s.io/reason", &refused.reason);
-                    }
-                    http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
-                    return finish(audit, refused.response, false).await;
-                }
-            };
-            if let Some(r) = &audit {
-                if granted.impersonated {
-                    r.impersonated(&granted.attrs.user);
-                }
-                r.annotate("authorization.k8s.io/decision", "allow");
-                r.annotate("authorization.k8s.io/reason", &granted.reason);
-            }
-            let (response, annotations) = crate::admission::with_annotations(audit::scope(
-                audit.clone(),
-                self.route(req, Some(granted.attrs.user)),
-            ))
-            .await;
-            if let Some(r) = &audit {
-                for (k, v) in &annotations {
-                    r.annotate(k, v);
-                }
-            }
-            finish(audit, response, long_running).await
+            let labels = metrics::request_labels(
+                req.method(),
+                &path,
+                req.uri().query().unwrap_or(""),
+                req.headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                &self.objects.table(),
+            );
+            let start = std::time::Instant::now();
+            let response = self.checked(req, cert_user, &path).await;
+            crate::metrics::registry().apiserver().observe(
+                labels,
+                response.status().as_u16(),
+                start.elapsed(),
+            );
+            response
         }
         .instrument(span)
         .await
+    }
+
+    /// Authenticates, audits and authorizes `req` for `path`, then serves it.
+    async fn checked(
+        &self,
+        req: Request<Incoming>,
+        cert_user: Option<UserInfo>,
+        path: &str,
+    ) -> Response<Body> {
+        if is_unchecked(path) {
+            return self.route(req, None).await;
+        }
+        if path.starts_with("/join/v1/") {
+            // The join endpoints: a first contact has no credentials, a renewal brings the
+            // node's certificate; the handlers check what they need, nothing is authorized.
+            if path == protocol::join::RENEW_PATH && cert_user.is_none() {
+                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                return http::unauthorized();
+            }
+            return self.route(req, cert_user).await;
+        }
+        let uri = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.to_string(), ToString::to_string);
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| "".into());
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let facts = RequestFacts {
+            uri: &uri,
+            peer: &peer,
+            user_agent: &user_agent,
+        };
+        let user = self
+            .authenticate(&req, cert_user)
+            .await
+            .filter(|u| self.node_still_admitted(u));
+        let Some(user) = user else {
+            if let Some(a) = &self.security.audit {
+                let attrs = Self::attributes(&req, UserInfo::default());
+                if let Some(r) = a.begin(&attrs, &facts) {
+                    r.emit(
+                        Stage::ResponseComplete,
+                        Some(&failure(401, "Unauthorized", "Unauthorized")),
+                    );
+                }
+            }
+            http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+            return http::unauthorized();
+        };
+        let attrs = Self::attributes(&req, user);
+        let audit = self
+            .security
+            .audit
+            .as_ref()
+            .and_then(|a| a.begin(&attrs, &facts));
+        let long_running = attrs.verb == "watch"
+            || (attrs.subresource == "log"
+                && req.uri().query().is_some_and(|q| q.contains("follow=true")));
+        let granted = match self.authorize(&req, attrs).await {
+            Ok(g) => g,
+            Err(refused) => {
+                if let Some(r) = &audit {
+                    r.annotate("authorization.k8s.io/decision", "forbid");
+                    r.annotate("authorization.k8s.io/reason", &refused.reason);
+                }
+                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                return finish(audit, refused.response, false).await;
+            }
+        };
+        if let Some(r) = &audit {
+            if granted.impersonated {
+                r.impersonated(&granted.attrs.user);
+            }
+            r.annotate("authorization.k8s.io/decision", "allow");
+            r.annotate("authorization.k8s.io/reason", &granted.reason);
+        }
+        let (response, annotations) = crate::admission::with_annotations(audit::scope(
+            audit.clone(),
+            self.route(req, Some(granted.attrs.user)),
+        ))
+        .await;
+        if let Some(r) = &audit {
+            for (k, v) in &annotations {
+                r.annotate(k, v);
+            }
+        }
+        finish(audit, response, long_running).await
+    }
+
+    /// False for a node whose stake stopped admitting it: its credentials are refused (401) on
+    /// connections opened before.
+    fn node_still_admitted(&self, user: &UserInfo) -> bool {
+        match (
+            &self.config.nodes,
+            protocol::join::node_name_of_user(&user.name),
+        ) {
+            (Some(nodes), Some(node)) => nodes.admits(node),
+            _ => true,
+        }
     }
 
     async fn route(&self, req: Request<Incoming>, user: Option<UserInfo>) -> Response<Body> {
@@ -315,7 +373,9 @@ impl ApiServer {
         match route::parse(&path, table) {
             Route::Version if get => http::json(200, &discovery::version()),
             Route::Health => http::text(200, "ok"),
+            Route::Metrics if get => metrics::serve(&accept),
             Route::Unseal => http::status(409, "Conflict", "the cluster is already unsealed"),
+            Route::Join => nodes::serve(self.config.nodes.as_ref(), req, user.as_ref()).await,
             Route::Attestation => {
                 attestation::serve(
                     self.config.attestor.as_ref(),

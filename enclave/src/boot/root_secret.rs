@@ -10,31 +10,26 @@
 //! not authenticated, so a failure to open the envelope is reported as one fact, "could not open the KMS
 //! envelope", with no detail that would make a padding oracle, and the key is dropped after one attempt.
 //!
-//! The protocol (host side: `host/src/keybroker`) is one request per connection: `u32 BE length | kind u8 |
-//! body`; request `0x01` with `"KDKB" | u16 version | document`, reply `0x80` with the envelope or `0xFF` with a
-//! UTF-8 message. Frames are at most 64 KiB.
+//! The protocol is `protocol::keybroker` (host side: `host/src/keybroker`): one request per connection, the
+//! document in a `ROOT_SECRET` frame, the reply `OK` with the envelope or `ERROR` with a UTF-8 message.
 
 use std::io;
 use std::time::Duration;
 
 use attestation::{AttestationRequest, Nsm, RecipientKey, RootSecret};
+use protocol::frame::{self, LEN_BYTES};
+use protocol::keybroker::{ERROR, MAX_FRAME_BYTES, OK};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest frame sent or accepted, as the broker's limit.
-pub(super) const MAX_FRAME_BYTES: u32 = 64 * 1024;
-const MAGIC: &[u8; 4] = b"KDKB";
-const VERSION: u16 = 1;
-const ROOT_SECRET: u8 = 0x01;
-const OK: u8 = 0x80;
-const ERROR: u8 = 0xFF;
 /// How long one exchange with the broker may take (the broker's KMS call times out after 30 s).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest broker message kept for the log.
 const MAX_MESSAGE_CHARS: usize = 1024;
 
 /// Where the host's key broker listens: `unix:PATH` (dev) or `vsock:CID:PORT` (enclave mode, CID 3 is the
-/// parent; connecting needs the `vsock` feature). The same addresses as the journal service's.
-pub type KeyBrokerEndpoint = crate::store::journal::JournalEndpoint;
+/// parent; connecting needs the `vsock` feature). As for the journal service, a `tcp:` endpoint is refused when
+/// connecting.
+pub type KeyBrokerEndpoint = protocol::Endpoint;
 
 /// Why the root secret could not be obtained from KMS.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +175,10 @@ async fn connect_once(endpoint: &KeyBrokerEndpoint) -> io::Result<Box<dyn Conn>>
             io::ErrorKind::Unsupported,
             "connecting over vsock needs the enclave's `vsock` feature",
         )),
+        KeyBrokerEndpoint::Tcp(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the key broker is reached over unix: or vsock:, not TCP",
+        )),
     }
 }
 
@@ -188,38 +187,19 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     stream: &mut S,
     document: &[u8],
 ) -> io::Result<(u8, Vec<u8>)> {
-    let len = u32::try_from(1 + MAGIC.len() + 2 + document.len())
-        .ok()
-        .filter(|len| *len <= MAX_FRAME_BYTES)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "attestation document too large",
-            )
-        })?;
-    let mut request = Vec::with_capacity(4 + len as usize);
-    request.extend_from_slice(&len.to_be_bytes());
-    request.push(ROOT_SECRET);
-    request.extend_from_slice(MAGIC);
-    request.extend_from_slice(&VERSION.to_be_bytes());
-    request.extend_from_slice(document);
+    let request = protocol::keybroker::request_frame(document)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     stream.write_all(&request).await?;
     stream.flush().await?;
 
-    let mut head = [0u8; 4];
-    stream.read_exact(&mut head).await?;
-    let len = u32::from_be_bytes(head);
-    if len == 0 || len > MAX_FRAME_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("reply frame of {len} bytes (limit {MAX_FRAME_BYTES})"),
-        ));
-    }
-    let mut kind = [0u8; 1];
-    stream.read_exact(&mut kind).await?;
-    let mut body = vec![0u8; len as usize - 1];
+    let mut prefix = [0u8; LEN_BYTES];
+    stream.read_exact(&mut prefix).await?;
+    let body_len = frame::body_len(prefix, MAX_FRAME_BYTES)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("reply {e}")))?;
+    let mut body = vec![0u8; body_len];
+    let kind = stream.read_u8().await?;
     stream.read_exact(&mut body).await?;
-    Ok((kind[0], body))
+    Ok((kind, body))
 }
 
 /// The host's message, made safe for a log line: printable characters only, bounded.
@@ -235,18 +215,14 @@ fn sanitize(message: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn endpoints_parse() {
-        assert_eq!(
-            "unix:/run/kb.sock".parse::<KeyBrokerEndpoint>(),
-            Ok(KeyBrokerEndpoint::Unix("/run/kb.sock".into()))
-        );
-        assert_eq!(
-            "vsock:3:7000".parse::<KeyBrokerEndpoint>(),
-            Ok(KeyBrokerEndpoint::Vsock { cid: 3, port: 7000 })
-        );
-        for bad in ["unix:", "vsock:3", "vsock:x:1", "tcp:1.2.3.4:5"] {
-            assert!(bad.parse::<KeyBrokerEndpoint>().is_err(), "{bad}");
+    #[tokio::test]
+    async fn a_tcp_endpoint_is_refused_at_once() {
+        let endpoint = "tcp:127.0.0.1:1".parse().unwrap();
+        match connect(&endpoint, Duration::from_secs(60)).await {
+            Err(RootSecretError::Connect { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::Unsupported, "{source}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
         }
     }
 

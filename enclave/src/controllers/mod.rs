@@ -1,7 +1,16 @@
 //! Controllers that run inside the enclave, as kube-controller-manager's do
-//! on a real cluster: the deployment and replicaset controllers, the
-//! garbage collector, apiextensions-apiserver's CRD finalizer, and the
-//! expiry of events that kube-apiserver gets from etcd leases.
+//! on a real cluster: the deployment, replicaset, job, cronjob,
+//! TTL-after-finished, daemonset and statefulset controllers, the garbage
+//! collector, the cluster controllers started in [`cluster`] (node
+//! lifecycle and IPAM, taint eviction, endpoints, endpointslices and their
+//! mirroring, service accounts, the root CA publisher, pod GC, disruption,
+//! resource quota), apiextensions-apiserver's CRD finalizer, and what
+//! kube-apiserver does itself: the expiry of events that it gets from etcd
+//! leases and the `default/kubernetes` Service.
+//!
+//! The workload controllers written since the typed layer exists
+//! (`typed`) read and write `k8s-openapi` objects; the deployment and
+//! replicaset controllers still work on JSON.
 //!
 //! They sit above [`crate::registry`]: every read and write goes through
 //! the same [`ObjectStore`] paths as API requests (validation, generation,
@@ -9,26 +18,47 @@
 //! concurrency), so watches and kubectl see their work. `runtime` is the
 //! small reconciler runtime they share; start with [`spawn`].
 //!
-//! Pods stay `Pending`: there are no nodes or kubelets yet, so no pod ever
-//! becomes ready. The deployment controller's rolling-update arithmetic is
+//! Pods stay `Pending` unless something plays the kubelet (tests patch pod
+//! and node status, and renew node Leases, as upstream's integration tests
+//! do). The deployment controller's rolling-update arithmetic is
 //! upstream's and counts a pod as available only when its ReplicaSet's
 //! status says so; a rolling update therefore waits, as on a real cluster
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
-mod client;
+pub(crate) mod client;
+pub mod cluster;
 mod clusterrole_aggregation;
 mod crd_finalizer;
+mod cronjob;
 mod csr_signer;
+mod daemonset;
 mod deployment;
+mod disruption;
+mod endpoints;
+mod endpointslice;
 mod event_ttl;
-mod events;
+pub(crate) mod events;
 mod garbage_collector;
+mod history;
+mod identity;
+mod job;
+mod kubernetes_service;
+pub mod node_ipam;
+pub mod node_lifecycle;
 mod owner;
+mod pod_gc;
 mod pod_template;
 mod replicaset;
+mod resource_quota;
+mod root_ca;
 mod runtime;
 mod sa_tokens;
+mod service_index;
 mod serviceaccounts;
+mod statefulset;
+mod taint_eviction;
+mod ttl_after_finished;
+mod typed;
 
 use std::time::Duration;
 
@@ -37,14 +67,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::{self, ObjectStore};
 
+pub use cluster::ClusterOptions;
 pub use clusterrole_aggregation::aggregate_all as aggregate_cluster_roles;
 pub use event_ttl::DEFAULT_EVENT_TTL;
+pub use identity::IdentityOptions;
+pub use node_ipam::ClusterCidr;
+pub use node_lifecycle::NodeLifecycleOptions;
 
 /// Settings of the controllers, each standing for a flag of kube-apiserver or kube-controller-manager.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
     /// How long an event lives after its last write (kube-apiserver's `--event-ttl`).
     pub event_ttl: Duration,
+    /// Which controllers run (`--controllers`).
+    pub enabled: Enabled,
+    /// The cluster controllers' settings.
+    pub cluster: ClusterOptions,
     /// The identity controllers' keys; `None` runs none of them.
     pub identity: Option<IdentityOptions>,
 }
@@ -53,23 +91,86 @@ impl Default for ControllerOptions {
     fn default() -> Self {
         ControllerOptions {
             event_ttl: DEFAULT_EVENT_TTL,
+            enabled: Enabled::default(),
+            cluster: ClusterOptions::default(),
             identity: None,
         }
     }
 }
 
-/// What the identity controllers need: the default service account and
-/// root CA of every namespace, legacy token Secrets, the
-/// `kube-apiserver-client` signer; the ClusterRole aggregation controller
-/// runs with them.
-#[derive(Debug, Clone)]
-pub struct IdentityOptions {
-    /// The CA that signs the API server's certificate (`kube-root-ca.crt`).
-    pub root_ca_pem: String,
-    /// Signs legacy token Secrets.
-    pub tokens: std::sync::Arc<crate::auth::serviceaccount::ServiceAccountTokens>,
-    /// Signs approved client certificate requests.
-    pub client_ca: std::sync::Arc<crate::auth::client_ca::ClientCa>,
+/// kube-controller-manager's `--controllers`: `*` for every controller on
+/// by default, `name` to enable one, `-name` to disable one. Names are
+/// upstream's (`node-lifecycle-controller`, …), and their older short
+/// forms (`nodelifecycle`, …) are accepted too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enabled {
+    items: Vec<String>,
+}
+
+impl Default for Enabled {
+    fn default() -> Self {
+        Enabled {
+            items: vec!["*".into()],
+        }
+    }
+}
+
+/// upstream's aliases: the short names before kube-controller-manager 1.28.
+const ALIASES: [(&str, &str); 15] = [
+    ("deployment", "deployment-controller"),
+    ("replicaset", "replicaset-controller"),
+    ("garbagecollector", "garbage-collector-controller"),
+    ("nodelifecycle", "node-lifecycle-controller"),
+    ("nodeipam", "node-ipam-controller"),
+    ("endpoint", "endpoints-controller"),
+    ("endpointslice", "endpointslice-controller"),
+    (
+        "endpointslicemirroring",
+        "endpointslice-mirroring-controller",
+    ),
+    ("serviceaccount", "serviceaccount-controller"),
+    (
+        "root-ca-cert-publisher",
+        "root-ca-certificate-publisher-controller",
+    ),
+    ("podgc", "pod-garbage-collector-controller"),
+    ("disruption", "disruption-controller"),
+    ("resourcequota", "resourcequota-controller"),
+    ("taint-eviction-controller", "taint-eviction-controller"),
+    ("ttl-after-finished", "ttl-after-finished-controller"),
+];
+
+fn canonical(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map_or(name, |(_, c)| c)
+}
+
+impl Enabled {
+    /// From `--controllers` items (comma-separated on the command line).
+    pub fn new(items: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Enabled {
+            items: items.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether the controller `name` (upstream's name) runs: the last item
+    /// naming it decides, else `*`.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        let name = canonical(name);
+        let mut star = false;
+        let mut decided = None;
+        for item in &self.items {
+            match item.strip_prefix('-') {
+                Some(n) if canonical(n) == name => decided = Some(false),
+                None if item == "*" => star = true,
+                None if canonical(item) == name => decided = Some(true),
+                _ => {}
+            }
+        }
+        decided.unwrap_or(star)
+    }
 }
 
 /// The field manager the controllers' writes are recorded under, as
@@ -108,6 +209,42 @@ pub enum Error {
     /// A resource the controllers need is not in the resource table.
     #[error("resource {0} is not served")]
     MissingResource(&'static str),
+    /// A stored object did not decode as its `k8s-openapi` type, or a
+    /// typed object did not encode (neither happens to objects the
+    /// registry has validated).
+    #[error("{resource} {name}: not a valid object")]
+    Codec {
+        /// The resource (plural).
+        resource: &'static str,
+        /// The object's name.
+        name: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A ControllerRevision with the name of a DaemonSet's new revision
+    /// exists with other data; the DaemonSet's collision count was raised
+    /// (or had changed meanwhile) and the next sync hashes again.
+    #[error("controller revision {namespace}/{name} already exists with other data")]
+    RevisionCollision {
+        /// The namespace.
+        namespace: String,
+        /// The taken name.
+        name: String,
+    },
+    /// The controllers' settings are unusable (e.g. a cluster CIDR too
+    /// small for its node mask).
+    #[error("{0}")]
+    Config(String),
+    /// A stored object did not decode as its typed struct (a bug).
+    #[error("decoding a {resource} object")]
+    Decode {
+        /// The resource (plural).
+        resource: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: Box<serde_json::Error>,
+    },
 }
 
 impl Error {
@@ -165,13 +302,15 @@ pub struct Controllers {
     stop: CancellationToken,
 }
 
-/// Starts the deployment, replicaset, garbage-collector, CRD finalizer and event TTL controllers on
-/// `objects`. Each lists and watches what it needs, so it resumes after a
+/// Starts the controllers `options` enables on `objects`, the workload
+/// controllers (job, cronjob, TTL-after-finished, daemonset, statefulset),
+/// plus the CRD finalizer and event TTL controllers (kube-apiserver's,
+/// always on). Each lists and watches what it needs, so it resumes after a
 /// restart from the stored state.
 ///
 /// # Errors
-/// [`Error::MissingResource`] if the resource table lacks pods,
-/// replicasets, deployments, events or customresourcedefinitions.
+/// [`Error::MissingResource`] if the resource table lacks a resource a
+/// controller needs; [`Error::Config`] for unusable settings.
 pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Controllers, Error> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -188,21 +327,28 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         events: lookup("", "events")?,
     };
     let event_kinds = vec![kinds.events.clone(), lookup("events.k8s.io", "events")?];
-    let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
-    tasks.spawn(runtime::run(
-        rs,
-        objects.clone(),
-        vec![kinds.replicasets.clone(), kinds.pods.clone()],
-        stop.child_token(),
-    ));
-    let deploy = deployment::DeploymentController::new(objects.clone(), kinds.clone());
-    tasks.spawn(runtime::run(
-        deploy,
-        objects.clone(),
-        vec![kinds.deployments.clone(), kinds.replicasets.clone()],
-        stop.child_token(),
-    ));
-    tasks.spawn(garbage_collector::run(objects.clone(), stop.child_token()));
+    if options.enabled.is_enabled("replicaset-controller") {
+        let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
+        tasks.spawn(runtime::run(
+            rs,
+            objects.clone(),
+            vec![kinds.replicasets.clone(), kinds.pods.clone()],
+            stop.child_token(),
+        ));
+    }
+    if options.enabled.is_enabled("deployment-controller") {
+        let deploy = deployment::DeploymentController::new(objects.clone(), kinds.clone());
+        tasks.spawn(runtime::run(
+            deploy,
+            objects.clone(),
+            vec![kinds.deployments.clone(), kinds.replicasets.clone()],
+            stop.child_token(),
+        ));
+    }
+    if options.enabled.is_enabled("garbage-collector-controller") {
+        tasks.spawn(garbage_collector::run(objects.clone(), stop.child_token()));
+    }
+    let cluster = cluster::spawn(objects, options, &mut tasks, &stop)?;
     let crds = {
         let (g, v, r) = crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
         objects
@@ -224,73 +370,91 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         event_kinds,
         stop.child_token(),
     ));
+    spawn_workloads(objects, &kinds, &lookup, &mut tasks, &stop)?;
     if let Some(id) = &options.identity {
-        let rbac = |r: &'static str| {
-            objects
-                .table()
-                .lookup("rbac.authorization.k8s.io", "v1", r)
-                .ok_or(Error::MissingResource(r))
-        };
-        let clusterroles = rbac("clusterroles")?;
-        tasks.spawn(runtime::run(
-            clusterrole_aggregation::ClusterRoleAggregation::new(
-                objects.clone(),
-                clusterroles.clone(),
-            ),
-            objects.clone(),
-            vec![clusterroles],
-            stop.child_token(),
-        ));
-        let (namespaces, accounts, configmaps, secrets) = (
-            lookup("", "namespaces")?,
-            lookup("", "serviceaccounts")?,
-            lookup("", "configmaps")?,
-            lookup("", "secrets")?,
-        );
-        tasks.spawn(runtime::run(
-            serviceaccounts::NamespaceDefaults::new(
-                objects,
-                [namespaces.clone(), accounts.clone(), configmaps.clone()],
-                id.root_ca_pem.clone(),
-            ),
-            objects.clone(),
-            vec![namespaces, accounts.clone(), configmaps],
-            stop.child_token(),
-        ));
-        tasks.spawn(runtime::run(
-            sa_tokens::LegacyTokens::new(
-                objects,
-                secrets.clone(),
-                accounts.clone(),
-                id.tokens.clone(),
-                id.root_ca_pem.clone(),
-            ),
-            objects.clone(),
-            vec![secrets, accounts],
-            stop.child_token(),
-        ));
-        let csrs = objects
-            .table()
-            .lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
-            .ok_or(Error::MissingResource("certificatesigningrequests"))?;
-        tasks.spawn(runtime::run(
-            csr_signer::CsrSigner::new(objects, csrs.clone(), id.client_ca.clone()),
-            objects.clone(),
-            vec![csrs],
-            stop.child_token(),
-        ));
+        identity::spawn(objects, id, &options.enabled, &lookup, &mut tasks, &stop)?;
     }
     tracing::info!(
         event_ttl = ?options.event_ttl,
+        cluster = ?cluster,
         identity = options.identity.is_some(),
-        "controllers started: deployment, replicaset, garbagecollector, crd-finalizer, event-ttl{}",
+        "controllers started: deployment, replicaset, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl and the cluster controllers{}",
         if options.identity.is_some() {
-            ", clusterrole-aggregation, namespace-defaults, serviceaccount-tokens, csr-signer"
+            ", clusterrole-aggregation, serviceaccount-token, csr-signing"
         } else {
             ""
         }
     );
     Ok(Controllers { tasks, stop })
+}
+
+/// Starts the job, cronjob, TTL-after-finished, daemonset and statefulset controllers.
+fn spawn_workloads(
+    objects: &ObjectStore,
+    kinds: &client::Kinds,
+    lookup: &dyn Fn(
+        &'static str,
+        &'static str,
+    ) -> Result<std::sync::Arc<registry::ResourceInfo>, Error>,
+    tasks: &mut JoinSet<()>,
+    stop: &CancellationToken,
+) -> Result<(), Error> {
+    let jobs_info = lookup("batch", "jobs")?;
+    let cronjobs_info = lookup("batch", "cronjobs")?;
+    let jobs = typed::TypedApi::new(objects.clone(), jobs_info.clone());
+    let job = job::JobController::new(objects, kinds, jobs.clone());
+    tasks.spawn(runtime::run(
+        job,
+        objects.clone(),
+        vec![jobs_info.clone(), kinds.pods.clone()],
+        stop.child_token(),
+    ));
+    let cronjobs = typed::TypedApi::new(objects.clone(), cronjobs_info.clone());
+    let cron = cronjob::CronJobController::new(objects, kinds, cronjobs, jobs.clone());
+    tasks.spawn(runtime::run(
+        cron,
+        objects.clone(),
+        vec![cronjobs_info, jobs_info.clone()],
+        stop.child_token(),
+    ));
+    let ttl = ttl_after_finished::TtlAfterFinished::new(jobs);
+    tasks.spawn(runtime::run(
+        ttl,
+        objects.clone(),
+        vec![jobs_info],
+        stop.child_token(),
+    ));
+    let ds_kinds = daemonset::DaemonSetKinds {
+        daemonsets: lookup("apps", "daemonsets")?,
+        nodes: lookup("", "nodes")?,
+        revisions: lookup("apps", "controllerrevisions")?,
+    };
+    let ds = daemonset::DaemonSetController::new(objects, kinds, &ds_kinds);
+    tasks.spawn(runtime::run(
+        ds,
+        objects.clone(),
+        vec![
+            ds_kinds.daemonsets.clone(),
+            kinds.pods.clone(),
+            ds_kinds.nodes.clone(),
+            ds_kinds.revisions.clone(),
+        ],
+        stop.child_token(),
+    ));
+    let sets = lookup("apps", "statefulsets")?;
+    let sts = statefulset::StatefulSetController::new(
+        objects,
+        kinds,
+        sets.clone(),
+        ds_kinds.revisions.clone(),
+    );
+    tasks.spawn(runtime::run(
+        sts,
+        objects.clone(),
+        vec![sets, kinds.pods.clone(), ds_kinds.revisions],
+        stop.child_token(),
+    ));
+    Ok(())
 }
 
 impl Controllers {
@@ -306,5 +470,23 @@ impl Controllers {
             tracing::warn!("controllers did not stop within 5 s; aborting them");
             self.tasks.abort_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Enabled;
+
+    #[test]
+    fn controllers_flag() {
+        let all = Enabled::default();
+        assert!(all.is_enabled("node-lifecycle-controller"));
+        let some = Enabled::new(["*", "-nodelifecycle", "-podgc"]);
+        assert!(!some.is_enabled("node-lifecycle-controller"));
+        assert!(!some.is_enabled("pod-garbage-collector-controller"));
+        assert!(some.is_enabled("endpointslice-controller"));
+        let only = Enabled::new(["endpoint"]);
+        assert!(only.is_enabled("endpoints-controller"));
+        assert!(!only.is_enabled("deployment-controller"));
     }
 }

@@ -7,13 +7,16 @@
 //! Layering: `api → registry → store`. This module knows Kubernetes object
 //! semantics but nothing about HTTP.
 
+pub mod admission;
 pub mod custom;
 mod error;
+pub mod eviction;
 pub mod generic;
 pub mod kinds;
 pub mod managed;
 pub mod meta;
 pub mod patch;
+pub mod quantity;
 pub mod selector;
 pub mod table;
 pub mod typed;
@@ -250,13 +253,17 @@ pub enum Subresource {
     /// `certificatesigningrequests/approval`: the Approved or Denied
     /// condition of a request.
     Approval,
+    /// `/eviction` of pods: POST a `policy/v1 Eviction` (see [`eviction`]).
+    Eviction,
+    /// `/binding` (pods): POST a `v1.Binding` to assign the pod to a node.
+    Binding,
 }
 
 impl Subresource {
     /// The verbs discovery lists for it.
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
-            Subresource::Token => &["create"],
+            Subresource::Token | Subresource::Eviction | Subresource::Binding => &["create"],
             Subresource::Status | Subresource::Scale | Subresource::Approval => {
                 &["get", "patch", "update"]
             }
@@ -270,6 +277,8 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Token => "token",
             Subresource::Approval => "approval",
+            Subresource::Eviction => "eviction",
+            Subresource::Binding => "binding",
         }
     }
 }

@@ -9,22 +9,12 @@
 //!
 //! # Protocol
 //!
-//! Over vsock (production) or a Unix socket (dev). Every message is a frame `u32 BE length | kind u8 | body`, with
-//! `length` (kind + body) between 1 and the frame limit ([`JournalConfig::max_frame_bytes`]). Requests and their
-//! responses:
+//! Over vsock (production) or a Unix socket (dev), the journal protocol of `protocol::journal` (requests, bodies
+//! and responses are listed there), with `length` (kind + body) between 1 and the frame limit
+//! ([`JournalConfig::max_frame_bytes`]). `APPEND` is answered `OK` only after write + fsync; `SNAPSHOT_COMMIT`
+//! only after tmp fsync, rename, directory fsync and pruning; `DISCARD_FROM` removes trailing records with seq ≥
+//! its `seq` and answers how many it dropped.
 //!
-//! | request | body | response |
-//! |---|---|---|
-//! | `0x01 HELLO` (first) | `"KDJP" | u16 version | 16-byte session id` | `OK u16 version | u32 frame limit` |
-//! | `0x02 APPEND` | one sealed record | `OK`, sent only after write + fsync |
-//! | `0x03 READ_RECORDS` | — | `RECORD record`… then `END u64 count` |
-//! | `0x04 READ_SNAPSHOT` | — | `NONE`, or `CHUNK bytes`… then `END u64 total length` |
-//! | `0x05 SNAPSHOT_BEGIN` | — | `OK` |
-//! | `0x06 SNAPSHOT_CHUNK` | bytes | `OK` |
-//! | `0x07 SNAPSHOT_COMMIT` | `u64 total length | u64 covers_through_seq` | `OK` after tmp fsync, rename, directory fsync and pruning |
-//! | `0x08 DISCARD_FROM` | `u64 seq` | `OK u64 dropped`: trailing records with seq ≥ `seq` removed |
-//!
-//! Response kinds: `0x80 OK`, `0x81 RECORD`, `0x82 CHUNK`, `0x83 END`, `0x84 NONE`, `0xFF ERROR utf-8 message`.
 //! A request that is malformed (unknown kind, wrong body, out of order) gets `ERROR` and the connection stays
 //! usable; a frame over the limit or with length 0 gets `ERROR` and the connection is closed, since its body was
 //! not read. A connection that drops in the middle of a frame changes nothing: a record is written only once
@@ -45,21 +35,22 @@
 mod storage;
 #[cfg(test)]
 mod tests;
-pub(crate) mod wire;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use protocol::frame::FrameError;
+use protocol::journal::{self as wire, SessionId};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::accept_until_shutdown;
 use crate::error::{Error, Result, error_chain};
+use crate::frame_io;
 use crate::transport::{Listener, PeerAddr, Stream};
 use storage::JournalDir;
-use wire::FrameError;
 
 /// Default frame limit: 64 MiB, enough for the store's largest record (a 16 MiB group plus one 3 MiB value, keys
 /// and framing).
@@ -71,9 +62,6 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections beyond the owner's that may be open at once (waiting to say `HELLO`, or just replaced); more are
 /// closed on accept.
 pub const MAX_PENDING_CONNECTIONS: usize = 16;
-
-/// An enclave process's random journal session id (see "One writer" in the module documentation).
-type SessionId = [u8; 16];
 
 /// The session that owns the journal, through which connection.
 #[derive(Debug)]
@@ -158,7 +146,8 @@ impl JournalConfig {
         }
     }
 
-    /// Largest accepted frame (kind byte + body). Default [`DEFAULT_MAX_FRAME_BYTES`]; at least 64 bytes.
+    /// Largest accepted frame (kind byte + body). Default [`DEFAULT_MAX_FRAME_BYTES`]; at least 64 bytes
+    /// (`protocol::journal::MIN_FRAME_LIMIT`).
     #[must_use]
     pub fn max_frame_bytes(mut self, n: u32) -> Self {
         self.max_frame_bytes = n;
@@ -197,7 +186,7 @@ impl JournalService {
     /// [`Error::InvalidConfig`] for a frame limit under 64 bytes, [`Error::JournalLocked`] if another service
     /// holds the directory, [`Error::JournalIo`] if it cannot be created or read.
     pub fn open(config: &JournalConfig) -> Result<Self> {
-        if config.max_frame_bytes < 64 {
+        if config.max_frame_bytes < wire::MIN_FRAME_LIMIT {
             return Err(Error::InvalidConfig {
                 field: "max_frame_bytes",
                 reason: "must be at least 64",
@@ -267,7 +256,7 @@ struct Connection {
 /// Writes `frames` and flushes.
 async fn send(stream: &mut Stream, frames: &[(u8, Vec<u8>)]) -> std::io::Result<()> {
     for (kind, body) in frames {
-        wire::write_frame(stream, *kind, body).await?;
+        frame_io::write_frame(stream, *kind, body).await?;
     }
     stream.flush().await
 }
@@ -310,7 +299,7 @@ impl Connection {
                     tracing::warn!(?peer, "no HELLO within {HELLO_TIMEOUT:?}; closing the connection");
                     break;
                 }
-                f = wire::read_frame(&mut self.stream, self.limit) => f,
+                f = frame_io::read_frame(&mut self.stream, self.limit) => f,
             };
             let (kind, body) = match frame {
                 Ok(f) => f,
@@ -331,6 +320,12 @@ impl Connection {
                     let msg = "malformed frame: length 0 (a frame carries at least its kind byte)";
                     tracing::warn!("{msg}; closing the connection");
                     let _ = send(&mut self.stream, &[(wire::ERROR, msg.into())]).await;
+                    break;
+                }
+                Err(other) => {
+                    let msg = format!("malformed frame: {other}");
+                    tracing::warn!("{msg}; closing the connection");
+                    let _ = send(&mut self.stream, &[(wire::ERROR, msg.into_bytes())]).await;
                     break;
                 }
             };
@@ -449,17 +444,9 @@ impl Connection {
                 Ok(ok())
             }
             wire::SNAPSHOT_COMMIT => {
-                let (total, covers) = match (
-                    body.get(..8).and_then(wire::body_u64),
-                    body.get(8..).and_then(wire::body_u64),
-                ) {
-                    (Some(t), Some(c)) => (t, c),
-                    _ => {
-                        return Err(refuse(
-                            "SNAPSHOT_COMMIT body must be u64 total length | u64 covers_through_seq",
-                        ));
-                    }
-                };
+                let (total, covers) = wire::parse_snapshot_commit(&body).ok_or_else(|| {
+                    refuse("SNAPSHOT_COMMIT body must be u64 total length | u64 covers_through_seq")
+                })?;
                 self.storage(move |s| s.commit_snapshot(total, covers))
                     .await?;
                 Ok(ok())
@@ -475,41 +462,21 @@ impl Connection {
     }
 
     async fn hello(&mut self, body: &[u8]) -> Result<Reply, Refusal> {
-        let magic = body.get(..4);
-        let version = body
-            .get(4..6)
-            .and_then(|v| <[u8; 2]>::try_from(v).ok())
-            .map(u16::from_be_bytes);
-        let session = body.get(6..).and_then(|id| SessionId::try_from(id).ok());
-        match (magic, version, session) {
-            (Some(m), Some(wire::VERSION), Some(id)) if m == wire::MAGIC => {
-                if self.hello {
-                    return Err(refuse("HELLO was already said on this connection"));
-                }
-                let replaced = self
-                    .sessions
-                    .lock()
-                    .map_err(|_| refuse("journal session table poisoned by a panic"))?
-                    .claim(id, self.id, &self.token)?;
-                self.hello = true;
-                if replaced {
-                    // The replaced connection's unfinished snapshot upload can never be committed.
-                    self.abort_snapshot().await?;
-                }
-                let mut out = wire::VERSION.to_be_bytes().to_vec();
-                out.extend_from_slice(&self.limit.to_be_bytes());
-                Ok(Reply::One(wire::OK, out))
-            }
-            (Some(m), Some(v), _) if m == wire::MAGIC && v != wire::VERSION => {
-                Err(refuse(format!(
-                    "protocol version {v} is not supported (this service speaks {})",
-                    wire::VERSION
-                )))
-            }
-            _ => Err(refuse(
-                "HELLO body must be \"KDJP\", a u16 version and a 16-byte session id",
-            )),
+        let id = wire::parse_hello(body).map_err(|e| refuse(e.to_string()))?;
+        if self.hello {
+            return Err(refuse("HELLO was already said on this connection"));
         }
+        let replaced = self
+            .sessions
+            .lock()
+            .map_err(|_| refuse("journal session table poisoned by a panic"))?
+            .claim(id, self.id, &self.token)?;
+        self.hello = true;
+        if replaced {
+            // The replaced connection's unfinished snapshot upload can never be committed.
+            self.abort_snapshot().await?;
+        }
+        Ok(Reply::One(wire::OK, wire::hello_ok(self.limit)))
     }
 }
 

@@ -29,20 +29,9 @@ const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 const LOCK: &str = "lock";
 
-/// The record magic of the enclave's journal format (`enclave/src/store/journal/record.rs`).
-const RECORD_MAGIC: &[u8; 4] = b"KDJ1";
-
-/// The sequence number in a record's cleartext header, if the record has one.
-pub(crate) fn record_seq(record: &[u8]) -> Option<u64> {
-    let magic = record.get(..4)?;
-    let seq = record.get(4..12)?;
-    if magic != RECORD_MAGIC {
-        return None;
-    }
-    let mut b = [0u8; 8];
-    b.copy_from_slice(seq);
-    Some(u64::from_be_bytes(b))
-}
+// The sequence number in a record's cleartext header (`"KDJ1" | u64 seq`, the part of the enclave's record format
+// the journal protocol shares with the host), if the record has one.
+pub(crate) use protocol::journal::record_seq;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::JournalIo {

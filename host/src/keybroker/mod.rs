@@ -4,12 +4,9 @@
 //!
 //! # Protocol
 //!
-//! One request per connection, over vsock (production) or a Unix socket (dev), framed like the journal protocol
-//! (`u32 BE length | kind u8 | body`, length counting kind and body, at most [`MAX_FRAME_BYTES`]):
-//!
-//! | request | body | response |
-//! |---|---|---|
-//! | `0x01 ROOT_SECRET` | `"KDKB" | u16 version | attestation document` | `0x80 OK CiphertextForRecipient` or `0xFF ERROR utf-8 message` |
+//! One request per connection, over vsock (production) or a Unix socket (dev): the key broker protocol of
+//! `protocol::keybroker` (a `ROOT_SECRET` request carrying the attestation document, answered `OK` with
+//! `CiphertextForRecipient` or `ERROR` with a UTF-8 message; frames of at most [`MAX_FRAME_BYTES`]).
 //!
 //! A frame over the limit, with length 0, of another kind, or with a wrong magic or version gets `ERROR` and the
 //! connection is closed. A request must arrive within [`REQUEST_TIMEOUT`].
@@ -33,33 +30,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::frame::FrameError;
+pub use protocol::keybroker::{ERROR, MAGIC, MAX_FRAME_BYTES, OK, ROOT_SECRET, VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::accept_until_shutdown;
 use crate::dir_lock::{LockError, lock_exclusive};
 use crate::error::{Error, Result, error_chain};
-use crate::journal::wire::{self, FrameError};
+use crate::frame_io;
 use crate::kms::KmsClient;
 use crate::transport::{Listener, PeerAddr, Stream};
 
-/// Largest frame accepted or sent (an attestation document is at most about 16 KiB; a `CiphertextForRecipient`
-/// well under 1 KiB).
-pub const MAX_FRAME_BYTES: u32 = 64 * 1024;
 /// How long a connection may take to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 16;
-/// Protocol magic at the start of a request body.
-pub const MAGIC: &[u8; 4] = b"KDKB";
-/// Protocol version.
-pub const VERSION: u16 = 1;
-/// Request kind: release the root secret to the attested key in the document.
-pub const ROOT_SECRET: u8 = 0x01;
-/// Response kind: the body is `CiphertextForRecipient`.
-pub const OK: u8 = 0x80;
-/// Response kind: the body is a UTF-8 message.
-pub const ERROR: u8 = 0xFF;
 /// The stored `CiphertextBlob` under the state directory.
 pub const STORED_BLOB_FILE: &str = "root-secret.kms-blob";
 /// Largest stored blob read back (a KMS `CiphertextBlob` is at most 6144 bytes).
@@ -151,7 +137,7 @@ impl KeyBroker {
             }
         };
         let sent = async {
-            wire::write_frame(&mut stream, kind, body).await?;
+            frame_io::write_frame(&mut stream, kind, body).await?;
             stream.flush().await?;
             stream.shutdown().await
         };
@@ -209,7 +195,7 @@ impl KeyBroker {
 
 /// Reads and checks one request; the error is the message for the `ERROR` reply.
 async fn read_request(stream: &mut Stream) -> Result<Vec<u8>, String> {
-    let (kind, body) = match wire::read_frame(stream, MAX_FRAME_BYTES).await {
+    let (kind, body) = match frame_io::read_frame(stream, MAX_FRAME_BYTES).await {
         Ok(frame) => frame,
         Err(FrameError::Closed) => return Err("connection closed before a request".into()),
         Err(FrameError::Empty) => return Err("empty frame".into()),
@@ -217,32 +203,11 @@ async fn read_request(stream: &mut Stream) -> Result<Vec<u8>, String> {
             return Err(format!("frame of {len} bytes is over the limit of {limit}"));
         }
         Err(FrameError::Io(e)) => return Err(format!("reading the request: {e}")),
+        Err(other) => return Err(other.to_string()),
     };
-    parse_request(kind, &body).map(<[u8]>::to_vec)
-}
-
-/// The attestation document of a `ROOT_SECRET` request body.
-fn parse_request(kind: u8, body: &[u8]) -> Result<&[u8], String> {
-    if kind != ROOT_SECRET {
-        return Err(format!("unknown request kind {kind:#04x}"));
-    }
-    let (magic, rest) = body
-        .split_at_checked(MAGIC.len())
-        .ok_or("request too short")?;
-    if magic != MAGIC {
-        return Err("not a key broker request (bad magic)".into());
-    }
-    let (version, document) = rest.split_first_chunk::<2>().ok_or("request too short")?;
-    let version = u16::from_be_bytes(*version);
-    if version != VERSION {
-        return Err(format!(
-            "protocol version {version} is not supported (this broker speaks {VERSION})"
-        ));
-    }
-    if document.is_empty() {
-        return Err("no attestation document".into());
-    }
-    Ok(document)
+    protocol::keybroker::parse_request(kind, &body)
+        .map(<[u8]>::to_vec)
+        .map_err(|e| e.to_string())
 }
 
 /// The stored blob, or `None` if there is none yet.

@@ -4,92 +4,26 @@
 //! [`Endpoint`]. Production uses vsock between the parent instance and the enclave; dev mode and tests use Unix
 //! sockets (this machine has no vsock loopback); the public side of the relay is TCP.
 //!
-//! Endpoint syntax (also accepted by the `daas-host` flags):
-//!
-//! | form | meaning |
-//! |---|---|
-//! | `vsock:CID:PORT` | AF_VSOCK; `CID` is a number or `any` (bind to any CID) |
-//! | `unix:PATH` | a Unix stream socket at `PATH` |
-//! | `tcp:ADDR:PORT` or `ADDR:PORT` | TCP; `ADDR` is an IP literal (`[::1]` for IPv6) |
+//! [`Endpoint`] is `protocol::Endpoint`, the one endpoint syntax of every binary (also accepted by the `daas-host`
+//! flags): `vsock:CID:PORT` (`CID` a number or `any`), `unix:PATH`, or `[tcp:]IP:PORT`.
 
 mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
+pub use protocol::Endpoint;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio_vsock::{VMADDR_CID_ANY, VsockAddr, VsockListener, VsockStream};
+use tokio_vsock::{VsockAddr, VsockListener, VsockStream};
 
 use crate::error::{Error, Result};
 pub use stream::Stream;
 
-/// A place to listen on or connect to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// TCP.
-    Tcp(SocketAddr),
-    /// A Unix stream socket.
-    Unix(PathBuf),
-    /// AF_VSOCK: context id and port.
-    Vsock {
-        /// Context id; `u32::MAX` (`any`) binds to every CID.
-        cid: u32,
-        /// Port.
-        port: u32,
-    },
-}
-
-impl FromStr for Endpoint {
-    type Err = Error;
-
-    fn from_str(input: &str) -> Result<Self> {
-        let bad = |reason| Error::InvalidEndpoint {
-            input: input.to_owned(),
-            reason,
-        };
-        if let Some(rest) = input.strip_prefix("vsock:") {
-            let (cid, port) = rest
-                .split_once(':')
-                .ok_or_else(|| bad("expected vsock:CID:PORT"))?;
-            let cid = match cid {
-                "any" => VMADDR_CID_ANY,
-                _ => cid
-                    .parse()
-                    .map_err(|_| bad("vsock CID must be a number or `any`"))?,
-            };
-            let port = port
-                .parse()
-                .map_err(|_| bad("vsock port must be a number"))?;
-            Ok(Self::Vsock { cid, port })
-        } else if let Some(path) = input.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(bad("expected unix:PATH"));
-            }
-            Ok(Self::Unix(PathBuf::from(path)))
-        } else {
-            let addr = input.strip_prefix("tcp:").unwrap_or(input);
-            addr.parse()
-                .map(Self::Tcp)
-                .map_err(|_| bad("expected vsock:CID:PORT, unix:PATH or [tcp:]IP:PORT"))
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp(addr) => write!(f, "tcp:{addr}"),
-            Self::Unix(path) => write!(f, "unix:{}", path.display()),
-            Self::Vsock { cid, port } if *cid == VMADDR_CID_ANY => write!(f, "vsock:any:{port}"),
-            Self::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
-        }
-    }
-}
+// `vsock:any:PORT` must mean what the vsock crate binds to every CID.
+const _: () = assert!(protocol::endpoint::VSOCK_CID_ANY == tokio_vsock::VMADDR_CID_ANY);
 
 /// Who connected to a [`Listener`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,6 +40,9 @@ pub struct Attributes {
     pub resource_request: bool,
     /// The request path (what non-resource rules match).
     pub path: String,
+    /// The raw field selector of a list or watch ("" otherwise); the Node
+    /// authorizer reads `spec.nodeName` from it.
+    pub field_selector: String,
 }
 
 impl Attributes {
@@ -64,6 +67,7 @@ impl Attributes {
             name: name.to_string(),
             resource_request: true,
             path: String::new(),
+            field_selector: String::new(),
         }
     }
 
@@ -80,6 +84,7 @@ impl Attributes {
             name: String::new(),
             resource_request: false,
             path: path.to_string(),
+            field_selector: String::new(),
         }
     }
 
@@ -163,12 +168,11 @@ pub fn from_request(
                 a.verb = if watch { "watch" } else { "list" }.into();
                 // A list or watch of one object by field selector is
                 // authorized as that object (kubectl wait, rollout status).
-                if let Some(name) = query
-                    .iter()
-                    .find(|(k, _)| k == "fieldSelector")
-                    .and_then(|(_, v)| exact_name(v))
-                {
-                    a.name = name;
+                if let Some((_, selector)) = query.iter().find(|(k, _)| k == "fieldSelector") {
+                    if let Some(name) = exact_name(selector) {
+                        a.name = name;
+                    }
+                    a.field_selector.clone_from(selector);
                 }
             }
             _ => {}

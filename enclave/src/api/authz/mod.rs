@@ -2,7 +2,8 @@
 //! described by its [`Attributes`] (upstream's `authorizer.Attributes`, built
 //! from the path and method by [`attributes::from_request`]) and offered to an
 //! ordered [`AuthorizerChain`] (upstream's union authorizer): the privileged
-//! group `system:masters`, then the Node authorizer's slot, then [`rbac`].
+//! group `system:masters`, then the [`NodeAuthorizer`] (for `system:node:*`
+//! users in `system:nodes`), then [`rbac`].
 //! The first authorizer that allows or denies decides; when every one has no
 //! opinion the request is forbidden with upstream's message
 //! ([`forbidden::response`]).
@@ -10,6 +11,11 @@
 //! The same chain answers SubjectAccessReviews and computes the rules of
 //! SelfSubjectRulesReviews ([`reviews`]), checks `impersonate` for
 //! [`impersonation`], and `escalate`/`bind` for RBAC writes ([`escalation`]).
+//!
+//! Node writes are also checked by [`restriction::NodeRestriction`],
+//! upstream's NodeRestriction admission: a node may change only its own
+//! Node (not its taints, nor restricted labels), its own Lease, and the
+//! status of pods bound to it.
 
 pub mod attributes;
 pub mod bootstrap;
@@ -17,7 +23,10 @@ pub mod certificates;
 pub mod escalation;
 pub mod forbidden;
 pub mod impersonation;
+mod node;
 pub mod rbac;
+mod refs;
+pub mod restriction;
 pub mod reviews;
 
 use std::fmt;
@@ -26,6 +35,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub use attributes::Attributes;
+pub use node::NodeAuthorizer;
+pub(crate) use node::node_identity;
 pub use rbac::PolicyRule;
 
 use crate::registry::UserInfo;
@@ -91,8 +102,17 @@ pub struct UserRules {
     pub errors: Vec<String>,
 }
 
+/// The value a field selector requires `field` to equal exactly (`field=v` or `field==v`).
+pub(crate) fn selector_value<'s>(selector: &'s str, field: &str) -> Option<&'s str> {
+    selector.split(',').find_map(|term| {
+        let term = term.trim();
+        let rest = term.strip_prefix(field)?;
+        rest.strip_prefix("==").or_else(|| rest.strip_prefix('='))
+    })
+}
+
 /// One authorizer of the chain. Implementations: [`PrivilegedGroup`],
-/// [`rbac::RbacAuthorizer`], and the Node authorizer.
+/// [`NodeAuthorizer`] and [`rbac::RbacAuthorizer`].
 pub trait Authorizer: Send + Sync + fmt::Debug {
     /// A short name for logs.
     fn name(&self) -> &'static str;
@@ -250,5 +270,20 @@ mod tests {
             .await;
         assert_eq!(rules.resource_rules.len(), 1);
         assert_eq!(rules.non_resource_rules.len(), 1);
+    }
+
+    #[test]
+    fn field_selector_values() {
+        assert_eq!(
+            selector_value("metadata.name=a", "metadata.name"),
+            Some("a")
+        );
+        assert_eq!(
+            selector_value("spec.nodeName==n1,status.phase=Running", "spec.nodeName"),
+            Some("n1")
+        );
+        assert_eq!(selector_value("spec.nodeName!=n1", "spec.nodeName"), None);
+        assert_eq!(selector_value("", "spec.nodeName"), None);
+        assert_eq!(selector_value("spec.nodeNameX=a", "spec.nodeName"), None);
     }
 }

@@ -100,6 +100,7 @@ fn attributes(user: UserInfo, spec: &Value) -> Attributes {
             s(r, "/name"),
         );
         a.api_version = s(r, "/version").to_string();
+        a.field_selector = s(r, "/fieldSelector/rawSelector").to_string();
         return a;
     }
     let n = spec.get("nonResourceAttributes").unwrap_or(&Value::Null);

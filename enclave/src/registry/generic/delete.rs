@@ -104,22 +104,21 @@ impl ObjectStore {
                     kv.mod_revision
                 )));
             }
-            if !self.admission().is_empty() {
-                let request = crate::admission::Request {
-                    operation: crate::admission::Operation::Delete,
-                    info,
-                    subresource: None,
-                    namespace: ns,
-                    name,
-                    user: opts.user.as_ref(),
-                    dry_run: opts.dry_run,
-                    old: Some(&obj),
-                };
-                let mut out = crate::admission::Outcome::default();
-                self.admission()
-                    .validate(self, &request, &obj, &mut out)
-                    .await?;
-            }
+            let request = crate::admission::Request {
+                operation: crate::admission::Operation::Delete,
+                info,
+                subresource: None,
+                namespace: ns,
+                name,
+                request_name: name,
+                user: opts.user.as_ref(),
+                dry_run: opts.dry_run,
+                old: Some(&obj),
+            };
+            let mut out = crate::admission::Outcome::default();
+            self.admission()
+                .validate(self, &request, &obj, &mut out)
+                .await?;
             let has_finalizers = obj
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)

@@ -5,6 +5,7 @@
 
 mod alloc;
 mod apply;
+mod binding;
 mod decode;
 mod delete;
 mod list;
@@ -22,6 +23,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
+use super::admission::AdmissionOptions;
 use super::{Error, ResourceInfo, ResourceTable, Result, meta};
 use crate::store::{KeyValue, Store, StoreError};
 
@@ -33,6 +35,7 @@ pub struct ObjectStore {
     service_cidr: ServiceCidr,
     /// The admission plugins every write passes through.
     admission: Arc<crate::admission::Chain>,
+    admission_options: AdmissionOptions,
 }
 
 /// The served resource table, swapped whole when custom resources change.
@@ -66,11 +69,13 @@ impl ObjectStore {
                 rebuild: tokio::sync::Mutex::new(()),
             }),
             service_cidr: ServiceCidr::DEFAULT,
-            admission: Arc::new(crate::admission::Chain::new()),
+            admission: Arc::new(super::admission::builtin_chain()),
+            admission_options: AdmissionOptions::default(),
         }
     }
 
-    /// Runs every write through `chain` (default: no plugins).
+    /// Runs every write through `chain` (default: the built-in plugins of
+    /// [`super::admission::builtin_chain`]).
     #[must_use]
     pub fn with_admission(mut self, chain: crate::admission::Chain) -> Self {
         self.admission = Arc::new(chain);
@@ -80,6 +85,23 @@ impl ObjectStore {
     /// The admission plugins writes pass through.
     pub fn admission(&self) -> &crate::admission::Chain {
         &self.admission
+    }
+
+    /// Runs the admission plugins with `options` (default: upstream's defaults).
+    #[must_use]
+    pub fn with_admission_options(mut self, options: AdmissionOptions) -> Self {
+        self.admission_options = options;
+        self
+    }
+
+    /// The admission plugins' settings.
+    pub fn admission_options(&self) -> AdmissionOptions {
+        self.admission_options
+    }
+
+    /// The range Service ClusterIPs are allocated from.
+    pub fn service_cidr(&self) -> ServiceCidr {
+        self.service_cidr
     }
 
     /// Allocates Service ClusterIPs from `cidr` (default `10.43.0.0/16`).

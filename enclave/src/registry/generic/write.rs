@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{MAX_RETRIES, ObjectStore};
 use crate::admission::{Operation, Outcome, Request as AdmissionRequest};
+use crate::registry::admission;
 use crate::registry::managed::{self, FieldSet, Scope, Writer};
 use crate::registry::{Error, ResourceInfo, Result, Subresource, meta};
 use crate::store::{KeyValue, TxnOutcome};
@@ -132,6 +133,14 @@ impl ObjectStore {
         let (mut obj, warnings) = Self::decode_body(info, body, opts.field_validation)?;
         Self::place(info, &mut obj, ns)?;
         let now = meta::format_time(meta::now());
+        // What admission messages call the object: its name, or the
+        // generateName prefix before a name is generated (as upstream).
+        let request_name = match meta::name(&obj) {
+            "" => meta::meta_str(&obj, "generateName")
+                .unwrap_or("")
+                .to_string(),
+            n => n.to_string(),
+        };
         if let Some(m) = meta::metadata_mut(&mut obj) {
             for f in SERVER_FIELDS {
                 m.remove(*f);
@@ -150,12 +159,6 @@ impl ObjectStore {
             }
         }
         info.strategy.prepare_for_create(&mut obj);
-        if let Some(writer) = opts.writer(Endpoint::Main) {
-            let empty = Value::Object(serde_json::Map::new());
-            let scope = scope(info, Endpoint::Main);
-            let av = info.api_version();
-            managed::record_update(&empty, &mut obj, &writer, &av, scope, &now);
-        }
         // Upstream's NamespaceLifecycle, the first admission step.
         if let (true, Some(ns)) = (info.namespaced(), ns) {
             self.check_namespace(ns).await?;
@@ -169,23 +172,27 @@ impl ObjectStore {
             subresource: opts.subresource.as_deref(),
             namespace: ns,
             name: &name,
+            request_name: &request_name,
             user: opts.user.as_ref(),
             dry_run: opts.dry_run,
             old: None,
         };
-        if !self.admission().is_empty() {
-            self.admission()
-                .admit(self, &request, &mut obj, &mut admitted)
-                .await?;
+        self.admission()
+            .admit(self, &request, &mut obj, &mut admitted)
+            .await?;
+        admission::set_qos_class(&request, &mut obj)?;
+        if let Some(writer) = opts.writer(Endpoint::Main) {
+            let empty = Value::Object(serde_json::Map::new());
+            let scope = scope(info, Endpoint::Main);
+            let av = info.api_version();
+            managed::record_update(&empty, &mut obj, &writer, &av, scope, &now);
         }
         let mut causes = Self::validate_common(info, &obj);
         causes.extend(info.strategy.validate(&obj));
         Self::invalid(info, &obj, causes)?;
-        if !self.admission().is_empty() {
-            self.admission()
-                .validate(self, &request, &obj, &mut admitted)
-                .await?;
-        }
+        self.admission()
+            .validate(self, &request, &obj, &mut admitted)
+            .await?;
         warnings.extend(admitted.warnings);
         if opts.dry_run {
             return Ok(Written {
@@ -520,23 +527,20 @@ impl ObjectStore {
             subresource,
             namespace: ns,
             name: &name,
+            request_name: &name,
             user: opts.user.as_ref(),
             dry_run: opts.dry_run,
             old: Some(&old),
         };
-        if !self.admission().is_empty() {
-            self.admission()
-                .admit(self, &request, &mut new, admitted)
-                .await?;
-        }
+        self.admission()
+            .admit(self, &request, &mut new, admitted)
+            .await?;
         let mut causes = Self::validate_common(info, &new);
         causes.extend(info.strategy.validate_update(&new, &old));
         Self::invalid(info, &new, causes)?;
-        if !self.admission().is_empty() {
-            self.admission()
-                .validate(self, &request, &new, admitted)
-                .await?;
-        }
+        self.admission()
+            .validate(self, &request, &new, admitted)
+            .await?;
         meta::set_resource_version(&mut new, kv.mod_revision);
         if new == old || opts.dry_run {
             return Ok(Some(new));

@@ -69,6 +69,10 @@ fn default_job_spec_nested(spec: &mut Value) {
         for rule in rules {
             if let Some(Value::Array(patterns)) = rule.get_mut("onPodConditions") {
                 for pattern in patterns {
+                    // The typed decode turns a missing `status` into "".
+                    if pattern.get("status").and_then(Value::as_str) == Some("") {
+                        pattern["status"] = json!("True");
+                    }
                     default_at(pattern, "/status", json!("True"));
                 }
             }
@@ -356,6 +360,22 @@ fn check_schedule(schedule: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Upstream's `validateTimeZone`: an IANA zone name from the time zone
+/// database (the bundled one the CronJob controller reads), not `Local`.
+fn check_time_zone(tz: &str) -> Option<FieldError> {
+    let why = if tz.is_empty() {
+        "timeZone must be nil or non-empty string".to_string()
+    } else if tz.eq_ignore_ascii_case("local") {
+        "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"
+            .to_string()
+    } else if jiff::tz::TimeZone::get(tz).is_err() {
+        format!("unknown time zone {tz}")
+    } else {
+        return None;
+    };
+    Some(FieldError::invalid("spec.timeZone", tz, &why))
+}
+
 /// Upstream's `SetDefaults_CronJob` and the nested types' defaults of its
 /// job template; not `SetDefaults_Job`, which upstream applies to Jobs
 /// only (a CronJob's template gets those when its Jobs are created).
@@ -391,6 +411,9 @@ impl Strategy for CronJobs {
             out.push(FieldError::required("spec.schedule", ""));
         } else if let Err(why) = check_schedule(schedule) {
             out.push(FieldError::invalid("spec.schedule", schedule, &why));
+        }
+        if let Some(tz) = obj.pointer("/spec/timeZone").and_then(Value::as_str) {
+            out.extend(check_time_zone(tz));
         }
         let policy = s(obj, "/spec/concurrencyPolicy");
         if !["Allow", "Forbid", "Replace"].contains(&policy) {
@@ -556,15 +579,17 @@ mod tests {
         let mut job = json!({"metadata": {"name": "x", "uid": "u"}, "spec": {
             "backoffLimitPerIndex": 1, "completionMode": "Indexed", "completions": 2,
             "podFailurePolicy": {"rules": [{"action": "Ignore",
-                "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+                "onPodConditions": [{"type": "DisruptionTarget"}, {"type": "Decoded", "status": ""}]}]},
             "template": {"spec": {}}}});
         Jobs.prepare_for_create(&mut job);
         assert_eq!(job["spec"]["backoffLimit"], json!(i32::MAX));
         assert_eq!(job["spec"]["podReplacementPolicy"], "Failed");
-        assert_eq!(
-            job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][0]["status"],
-            "True"
-        );
+        for i in 0..2 {
+            assert_eq!(
+                job["spec"]["podFailurePolicy"]["rules"][0]["onPodConditions"][i]["status"],
+                "True"
+            );
+        }
     }
 
     #[test]
@@ -598,5 +623,17 @@ mod tests {
             "expected exactly 5 fields, found 1: [never]"
         );
         assert!(check_schedule("TZ=UTC 0 * * * *").is_err());
+    }
+
+    #[test]
+    fn time_zones_come_from_the_iana_database() {
+        assert!(super::check_time_zone("Europe/Berlin").is_none());
+        assert!(super::check_time_zone("Local").is_some());
+        let e = super::check_time_zone("Mars/Base").unwrap();
+        assert!(
+            e.message.contains("unknown time zone Mars/Base"),
+            "{}",
+            e.message
+        );
     }
 }

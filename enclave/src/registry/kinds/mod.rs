@@ -13,6 +13,7 @@ mod policy;
 mod quota;
 mod rbac;
 mod reviews;
+mod revisions;
 mod services;
 
 use serde_json::{Map, Value};
@@ -319,6 +320,13 @@ pub(crate) const STATUS_APPROVAL: &[Subresource] = &[Subresource::Status, Subres
 pub(crate) use certificates::condition as csr_condition;
 pub(crate) use reviews::user_info_json;
 
+/// Pods' subresources.
+const POD_SUBRESOURCES: &[Subresource] = &[
+    Subresource::Status,
+    Subresource::Eviction,
+    Subresource::Binding,
+];
+
 /// The group, version and resource of the definitions of custom resources.
 pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions");
@@ -329,6 +337,7 @@ pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
 pub const CUSTOM_RESOURCE_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 pub(crate) use crd::set_condition as set_crd_condition;
+pub(crate) use pods::update_pod_condition;
 
 /// A stored resource without short names, categories or subresources.
 fn res(
@@ -445,7 +454,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             )
             .short(&["po"])
             .in_all()
-            .subs(STATUS)
+            .subs(POD_SUBRESOURCES)
         },
         res(
             CORE,
@@ -529,6 +538,13 @@ pub fn builtin() -> Vec<ResourceInfo> {
         .short(&["sts"])
         .in_all()
         .subs(STATUS_SCALE),
+        res(
+            APPS,
+            "ControllerRevision",
+            ("controllerrevisions", "controllerrevision"),
+            Namespaced,
+            Box::new(revisions::ControllerRevisions),
+        ),
         res(
             BATCH,
             "Job",
