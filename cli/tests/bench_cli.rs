@@ -72,7 +72,7 @@ fn bench_api_drives_the_real_enclave_and_prints_its_summary_line() {
         "create configmap",
         "delete configmap",
         "watch: 25 watchers x 3 changes",
-        "GET as RBAC user (round)",
+        "authz rounds: ",
         "authz: RBAC-user GET ",
         "api: GET ",
     ] {
