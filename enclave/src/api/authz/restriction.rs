@@ -4,7 +4,7 @@
 //! labels outside the kubelet's own, create only its own Lease, and delete, evict or update the
 //! status of only the pods bound to it. [`NodeRestriction`] is the admission plugin (its slot
 //! of [`crate::admission::Chain`]); evictions, which the store serves as deletes, are checked
-//! before they are served by [`admit_eviction`].
+//! before they are served by `admit_eviction`.
 
 use std::collections::BTreeSet;
 
