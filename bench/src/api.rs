@@ -133,14 +133,14 @@ impl Drop for Enclave {
 
 /// How to reach the enclave: its address, a TLS connector trusting its dev CA, the admin token.
 #[derive(Clone)]
-struct Client {
+pub(super) struct Client {
     addr: SocketAddr,
     tls: TlsConnector,
     authorization: String,
 }
 
 /// One keep-alive TLS connection.
-type Connection = SendRequest<Full<Bytes>>;
+pub(super) type Connection = SendRequest<Full<Bytes>>;
 
 impl Client {
     fn new(addr: SocketAddr, ca_pem: &str, token: &str) -> anyhow::Result<Self> {
@@ -158,7 +158,15 @@ impl Client {
         })
     }
 
-    async fn connect(&self) -> anyhow::Result<Connection> {
+    /// The same server as another user.
+    pub(super) fn with_token(&self, token: &str) -> Self {
+        Self {
+            authorization: format!("Bearer {token}"),
+            ..self.clone()
+        }
+    }
+
+    pub(super) async fn connect(&self) -> anyhow::Result<Connection> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
         let name = ServerName::IpAddress(self.addr.ip().into());
@@ -168,7 +176,7 @@ impl Client {
         Ok(sender)
     }
 
-    fn request(
+    pub(super) fn request(
         &self,
         method: Method,
         path: &str,
@@ -190,7 +198,7 @@ impl Client {
 }
 
 /// Sends one request and reads the whole response; errors on a status other than `want`.
-async fn exchange(
+pub(super) async fn exchange(
     conn: &mut Connection,
     req: Request<Full<Bytes>>,
     want: StatusCode,
@@ -209,18 +217,18 @@ async fn exchange(
     Ok(body)
 }
 
-const JSON: &str = "application/json";
+pub(super) const JSON: &str = "application/json";
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 
 /// What one request phase measured.
-struct Phase {
-    per_sec: f64,
+pub(super) struct Phase {
+    pub(super) per_sec: f64,
     p50: Duration,
     p99: Duration,
 }
 
 /// Runs `total` requests from `concurrency` clients, each on its own connection; `make(i)` builds request `i`.
-async fn drive(
+pub(super) async fn drive(
     client: &Client,
     total: usize,
     concurrency: usize,
@@ -285,7 +293,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn print_phase(name: &str, p: &Phase) {
+pub(super) fn print_phase(name: &str, p: &Phase) {
     println!(
         "{name:<28} {:>9.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
         p.per_sec,
@@ -378,6 +386,14 @@ async fn run_async(args: ApiBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     print_phase("GET one configmap", &get);
+    super::api_authz::run(
+        &client,
+        enclave.child.id(),
+        args.gets,
+        args.concurrency,
+        &get,
+    )
+    .await?;
     for (name, accept) in [("JSON", JSON), ("Table", TABLE)] {
         let list = drive(
             &client,

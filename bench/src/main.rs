@@ -7,6 +7,7 @@
 //! benchmark), never the other way round.
 
 mod api;
+mod api_authz;
 mod join;
 mod network;
 mod relay;

@@ -72,6 +72,8 @@ fn bench_api_drives_the_real_enclave_and_prints_its_summary_line() {
         "create configmap",
         "delete configmap",
         "watch: 25 watchers x 3 changes",
+        "authz rounds: ",
+        "authz: RBAC-user GET ",
         "api: GET ",
     ] {
         assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");

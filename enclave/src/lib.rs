@@ -13,7 +13,9 @@
 //! | `cli` | yes | the `daas-enclave` binary (clap, anyhow, tracing-subscriber); the library never uses them |
 //! | `vsock` | no | listening on vsock and reaching the host's journal service and key broker over vsock (enclave mode) |
 
+pub mod admission;
 pub mod api;
+pub mod auth;
 pub mod boot;
 pub mod controllers;
 pub mod metrics;

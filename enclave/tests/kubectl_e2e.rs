@@ -1398,6 +1398,7 @@ fn scenario(k: &Kubectl<'_>) {
     has(&k.ok(&["-n", n, "get", "configmaps"]), "DATA", &v);
     assert_eq!(
         k.ok(&["-n", n, "get", "configmaps", "-o", "name"]),
+        // Every namespace has the root CA (upstream's root-ca-cert-publisher).
         "configmap/c1\nconfigmap/kube-root-ca.crt\n",
         "{v}"
     );

@@ -39,3 +39,33 @@ fn the_official_python_client_lists_watches_and_patches() {
         assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
     }
 }
+
+/// The same client against authorization: TokenRequest, a service account's
+/// rights and 403s, SubjectAccessReview, SelfSubjectRulesReview, TokenReview
+/// (`tests/client_support/python_authz.py` holds the checks).
+#[test]
+fn the_official_python_client_sees_rbac_and_tokens() {
+    let e = Enclave::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/client_support/python_authz.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(e.kubeconfig())
+        .arg("python-authz")
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "token request ok",
+        "forbidden ok",
+        "subject access reviews ok",
+        "self subject rules review ok",
+        "token review ok",
+    ] {
+        assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
+    }
+}

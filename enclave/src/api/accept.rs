@@ -81,9 +81,11 @@ pub(crate) async fn serve_tls<H: Handler>(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(Authenticator::client_certificate);
-            let service = hyper::service::service_fn(move |req| {
+            let peer_ext = super::access::Peer(Arc::from(peer.as_str()));
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let handler = handler.clone();
                 let user = cert_user.clone();
+                req.extensions_mut().insert(peer_ext.clone());
                 async move { Ok::<_, Infallible>(handler.handle(req, user).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -1,10 +1,18 @@
-//! Authentication: bearer tokens and client certificates verified by the
-//! cluster CA. Authorization is not enforced yet: every authenticated user
-//! may do everything (RBAC is a later issue).
+//! Authentication: client certificates verified by the TLS layer against
+//! the cluster's client CAs, static bearer tokens (the admin's), and
+//! service-account tokens ([`crate::auth::serviceaccount`]). Every
+//! authenticated user is in `system:authenticated`, as upstream's
+//! authenticators make it. What the user may do is decided afterwards by
+//! [`super::authz`].
+
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use x509_cert::der::{Decode, asn1::PrintableStringRef, asn1::Utf8StringRef};
 
+use super::authz::impersonation::AUTHENTICATED;
+use crate::auth::serviceaccount::{ServiceAccountTokens, TokenError};
+use crate::registry::ObjectStore;
 pub use crate::registry::UserInfo;
 
 /// The identities the server accepts.
@@ -14,6 +22,7 @@ pub struct Authenticator {
     /// Tokens known only by their SHA-256 (production: the digest is part of the
     /// measured enclave arguments, the token stays with the operator).
     token_digests: Vec<([u8; 32], UserInfo)>,
+    service_accounts: Option<Arc<ServiceAccountTokens>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -21,8 +30,26 @@ impl std::fmt::Debug for Authenticator {
         f.debug_struct("Authenticator")
             .field("tokens", &self.tokens.len())
             .field("token_digests", &self.token_digests.len())
+            .field("service_accounts", &self.service_accounts.is_some())
             .finish()
     }
+}
+
+/// What a bearer token turned out to be.
+#[derive(Debug, Clone)]
+pub enum BearerOutcome {
+    /// A valid token of this user, valid for these audiences.
+    User(UserInfo, Vec<String>),
+    /// A token nothing accepts (the reason is logged, never sent).
+    Invalid(String),
+}
+
+/// Adds `system:authenticated` unless present.
+pub fn with_authenticated(mut user: UserInfo) -> UserInfo {
+    if !user.in_group(AUTHENTICATED) {
+        user.groups.push(AUTHENTICATED.into());
+    }
+    user
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -39,7 +66,59 @@ impl Authenticator {
         Authenticator {
             tokens: Vec::new(),
             token_digests: Vec::new(),
+            service_accounts: None,
         }
+    }
+
+    /// Also accepts the service-account tokens of `tokens`.
+    #[must_use]
+    pub fn with_service_accounts(mut self, tokens: Arc<ServiceAccountTokens>) -> Self {
+        self.service_accounts = Some(tokens);
+        self
+    }
+
+    /// The service-account token issuer, if configured.
+    pub fn service_accounts(&self) -> Option<&Arc<ServiceAccountTokens>> {
+        self.service_accounts.as_ref()
+    }
+
+    /// Authenticates a bearer `token` (static tokens first, then
+    /// service-account tokens, whose objects are looked up in `objects`).
+    pub async fn token(&self, objects: &ObjectStore, token: &str) -> BearerOutcome {
+        if let Some(u) = self.static_token(token) {
+            let auds = self
+                .service_accounts
+                .as_ref()
+                .map(|t| t.api_audiences().to_vec())
+                .unwrap_or_default();
+            return BearerOutcome::User(with_authenticated(u), auds);
+        }
+        let Some(sa) = &self.service_accounts else {
+            return BearerOutcome::Invalid("invalid bearer token".into());
+        };
+        match sa.authenticate(objects, token).await {
+            Ok(a) => BearerOutcome::User(with_authenticated(a.user), a.audiences),
+            Err(TokenError::NotOurs) => BearerOutcome::Invalid("invalid bearer token".into()),
+            Err(e) => BearerOutcome::Invalid(e.to_string()),
+        }
+    }
+
+    fn static_token(&self, token: &str) -> Option<UserInfo> {
+        if let Some((_, user)) = self
+            .tokens
+            .iter()
+            .find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        {
+            return Some(user.clone());
+        }
+        if self.token_digests.is_empty() {
+            return None;
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        self.token_digests
+            .iter()
+            .find(|(d, _)| constant_time_eq(d, digest.as_ref()))
+            .map(|(_, u)| u.clone())
     }
 
     /// Accepts `token` as `user`.
@@ -57,24 +136,11 @@ impl Authenticator {
         self
     }
 
-    /// The user of an `Authorization` header value, if it carries a known bearer token.
+    /// The user of an `Authorization` header value, if it carries a known
+    /// static bearer token.
     pub fn bearer(&self, header: &str) -> Option<UserInfo> {
         let token = header.strip_prefix("Bearer ")?.trim();
-        if let Some((_, user)) = self
-            .tokens
-            .iter()
-            .find(|(t, _)| constant_time_eq(t.as_bytes(), token.as_bytes()))
-        {
-            return Some(user.clone());
-        }
-        if self.token_digests.is_empty() {
-            return None;
-        }
-        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-        self.token_digests
-            .iter()
-            .find(|(d, _)| constant_time_eq(d, digest.as_ref()))
-            .map(|(_, u)| u.clone())
+        self.static_token(token)
     }
 
     /// The user of a client certificate the TLS layer already verified
@@ -102,10 +168,11 @@ impl Authenticator {
                 }
             }
         }
-        Some(UserInfo {
+        Some(with_authenticated(UserInfo {
             name: name.filter(|n| !n.is_empty())?,
             groups,
-        })
+            ..Default::default()
+        }))
     }
 }
 
@@ -123,25 +190,22 @@ mod tests {
 
     #[test]
     fn tokens_and_certificates() {
-        let admin = UserInfo {
-            name: "admin".into(),
-            groups: vec!["system:masters".into()],
-        };
+        let admin = UserInfo::new("admin", &["system:masters"]);
         let a = Authenticator::new().with_token("s3cret", admin.clone());
         assert_eq!(a.bearer("Bearer s3cret"), Some(admin.clone()));
         assert_eq!(a.bearer("Bearer wrong"), None);
         assert_eq!(a.bearer("Basic s3cret"), None);
         let pki = DevPki::generate(&[]).unwrap();
         let der = CertificateDer::from_pem_slice(pki.admin_cert_pem.as_bytes()).unwrap();
-        assert_eq!(Authenticator::client_certificate(&der), Some(admin));
+        assert_eq!(
+            Authenticator::client_certificate(&der),
+            Some(UserInfo::new("admin", &["system:masters", AUTHENTICATED]))
+        );
     }
 
     #[test]
     fn tokens_known_by_digest_authenticate_and_others_do_not() {
-        let admin = UserInfo {
-            name: "admin".into(),
-            groups: vec!["system:masters".into()],
-        };
+        let admin = UserInfo::new("admin", &["system:masters"]);
         let digest = ring::digest::digest(&ring::digest::SHA256, b"s3cret-token");
         let mut d = [0u8; 32];
         d.copy_from_slice(digest.as_ref());

@@ -9,8 +9,9 @@ use crate::registry::{ResourceInfo, ResourceTable, Subresource};
 /// (group, version, kind) a subresource responds with.
 fn sub_kind(r: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str) {
     match sub {
-        Subresource::Status => (r.group, r.version, r.kind),
+        Subresource::Status | Subresource::Approval => (r.group, r.version, r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
+        Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Eviction => ("policy", "v1", "Eviction"),
         Subresource::Binding => ("", "v1", "Binding"),
     }
@@ -159,7 +160,10 @@ pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Optio
                 "kind": k,
                 "verbs": sub.verbs(),
             });
-            if matches!(sub, Subresource::Scale | Subresource::Eviction) {
+            if matches!(
+                sub,
+                Subresource::Scale | Subresource::Token | Subresource::Eviction
+            ) {
                 e["group"] = json!(g);
                 e["version"] = json!(v);
             }

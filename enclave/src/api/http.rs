@@ -24,7 +24,11 @@ pub fn json_with(code: u16, v: &Value, content_type: &str, warnings: &[String]) 
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-cache, private");
     for w in warnings {
-        let text = w.replace(['"', '\\'], "'").replace(['\r', '\n'], " ");
+        // Upstream's makeQuotedString: quotes and backslashes escaped.
+        let text = w
+            .replace(['\r', '\n'], " ")
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
         b = b.header("Warning", format!("299 - \"{text}\""));
     }
     b.body(full(v.to_string())).unwrap_or_else(|_| {
@@ -66,15 +70,16 @@ pub fn path_not_found() -> Response<Body> {
     )
 }
 
-/// 401 for requests without valid credentials.
+/// 401 for requests without valid credentials, the body byte for byte as upstream's.
 pub fn unauthorized() -> Response<Body> {
-    json(
-        401,
-        &serde_json::json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "Unauthorized", "reason": "Unauthorized", "code": 401,
-        }),
-    )
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(full(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#,
+        ))
+        .unwrap_or_else(|_| json(401, &serde_json::json!({})))
 }
 
 /// A `metav1.Status` failure with `reason` and `message`, outside the

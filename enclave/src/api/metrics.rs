@@ -3,18 +3,11 @@
 
 use hyper::{Method, Response, header};
 
-use super::UserInfo;
 use super::http::{self, Body};
 use super::route::{self, Route};
 use crate::metrics::apiserver::RequestLabels;
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, registry};
 use crate::registry::ResourceTable;
-
-/// Groups whose members may read `/metrics`. RBAC does not exist yet:
-/// when it does, this check becomes an authorization of `get` on the
-/// non-resource URL `/metrics` (upstream's `system:monitoring` group is
-/// bound to it by the bootstrap ClusterRole `system:monitoring`).
-const METRICS_READERS: [&str; 2] = ["system:masters", "system:monitoring"];
 
 /// Non-resource paths counted by their own name; any other is `other`
 /// (unbounded paths would make unbounded series).
@@ -94,22 +87,11 @@ pub(super) fn request_labels(
     }
 }
 
-/// `GET /metrics` for `user`, in Prometheus text (OpenMetrics when the
-/// client asks for it).
-pub(super) fn serve(user: Option<&UserInfo>, accept: &str) -> Response<Body> {
-    let allowed = user.is_some_and(|u| {
-        u.groups
-            .iter()
-            .any(|g| METRICS_READERS.contains(&g.as_str()))
-    });
-    if !allowed {
-        let name = user.map_or("system:anonymous", |u| u.name.as_str());
-        return http::status(
-            403,
-            "Forbidden",
-            &format!("forbidden: User {name:?} cannot get path \"/metrics\""),
-        );
-    }
+/// `GET /metrics`, in Prometheus text (OpenMetrics when the client asks for
+/// it). Who may read it is an authorization decision on the non-resource URL
+/// `/metrics` (`cluster-admin`, and the bootstrap ClusterRole
+/// `system:monitoring` bound to the `system:monitoring` group).
+pub(super) fn serve(accept: &str) -> Response<Body> {
     let metrics = registry();
     let (body, content_type) = if accept.contains("application/openmetrics-text") {
         (metrics.encode_openmetrics(), OPENMETRICS_CONTENT_TYPE)

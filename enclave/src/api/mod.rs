@@ -11,12 +11,15 @@
 //! Start with [`ApiServer::new`] and [`ApiServer::serve`].
 
 mod accept;
+pub mod access;
 pub mod attestation;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod discovery;
 mod eviction;
 pub mod http;
+mod identity;
 pub mod listener;
 mod metrics;
 pub mod nodes;
@@ -31,11 +34,12 @@ mod server;
 mod subresource;
 mod watch;
 
+pub use access::Security;
 pub use attestation::Attestor;
 pub use auth::{Authenticator, UserInfo};
 pub use listener::{ListenAddr, Listener};
 pub use pki::DevPki;
-pub use server::{ApiConfig, ApiServer, Negotiated, tls_config};
+pub use server::{ApiConfig, ApiServer, Negotiated, tls_config, tls_config_with_client_cas};
 
 use std::path::PathBuf;
 

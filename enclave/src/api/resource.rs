@@ -52,6 +52,7 @@ pub(super) fn write_opts(req: &ResourceRequest) -> WriteOptions {
             &req.user_agent,
         )),
         subresource: None,
+        user: req.user.clone(),
     }
 }
 
@@ -236,19 +237,24 @@ impl ApiServer {
             return http::error(&e);
         }
         if req.target.info.is_virtual() {
-            return self.review(&req).unwrap_or_else(|e| http::error(&e));
+            return self.review(&req).await.unwrap_or_else(|e| http::error(&e));
         }
         if let Some(node) = req
             .user
             .as_ref()
             .and_then(|u| super::authz::node_identity(u))
-            && req.method != Method::GET
-            && let Err(refused) = super::authz::restriction::admit(&self.objects, node, &req).await
+            && let Err(refused) =
+                super::authz::restriction::admit_eviction(&self.objects, node, &req).await
         {
             return refused;
         }
         let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
+        let writes = req.method != Method::GET;
+        let (group, resource) = (req.target.info.group, req.target.info.resource);
         let response = self.dispatch(req).await;
+        if writes && response.status().is_success() {
+            self.after_write(group, resource);
+        }
         if defines_resources && response.status().is_success() {
             // A definition changed: serve (or stop serving) its resources.
             if let Err(e) = self.objects.sync_custom_resources().await {
@@ -328,8 +334,8 @@ impl ApiServer {
         Ok(http::json(200, &body))
     }
 
-    /// POST to a create-only virtual resource (the self-subject reviews).
-    fn review(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+    /// POST to a create-only virtual resource (the reviews).
+    async fn review(&self, req: &ResourceRequest) -> Result<Response<Body>> {
         let t = &req.target;
         if req.method != Method::POST || t.name.is_some() || t.subresource.is_some() {
             return Err(Error::MethodNotAllowed(format!(
@@ -342,7 +348,15 @@ impl ApiServer {
             .as_ref()
             .ok_or_else(|| Error::BadRequest("no authenticated user".into()))?;
         let body = json_body(req)?;
-        let w = self.objects.review(&t.info, body, user, &write_opts(req))?;
+        let w = self
+            .objects
+            .review_validated(&t.info, body, &write_opts(req))?;
+        if let Some(answer) = self.answer_review(req, &w.object, user).await {
+            return Ok(object_response(req, 201, &answer?, &w.warnings));
+        }
+        let w = self
+            .objects
+            .review(&t.info, w.object, user, &write_opts(req))?;
         Ok(object_response(req, 201, &w.object, &w.warnings))
     }
 
@@ -352,7 +366,14 @@ impl ApiServer {
         if let Some(why) = req.target.info.strategy.refuses_create() {
             return Err(Error::MethodNotAllowed(why.to_string()));
         }
-        let body = json_body(req)?;
+        let mut body = json_body(req)?;
+        let info = &req.target.info;
+        if info.group == "certificates.k8s.io"
+            && info.resource == "certificatesigningrequests"
+            && let Some(user) = &req.user
+        {
+            super::identity::set_csr_requester(&mut body, user);
+        }
         let w = self
             .objects
             .create(&req.target.info, self.ns(req), body, &write_opts(req))
@@ -417,6 +438,7 @@ impl ApiServer {
             dry_run: req.query.dry_run,
             grace_period_seconds: req.query.grace_period_seconds,
             propagation: req.query.propagation.unwrap_or_default(),
+            user: req.user.clone(),
             ..Default::default()
         };
         if req.body.is_empty() {

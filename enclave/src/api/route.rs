@@ -32,6 +32,13 @@ pub enum Route {
     OpenApiV3Index,
     /// `/openapi/v3/{api/v1|apis/g/v}`.
     OpenApiV3(String, String),
+    /// `/.well-known/openid-configuration`: OIDC discovery of the
+    /// service-account token issuer.
+    OidcConfiguration,
+    /// `/openid/v1/jwks`: the service-account token verification keys.
+    Jwks,
+    /// `/audit/events`: the sealed audit log.
+    AuditEvents,
     /// `/metrics`.
     Metrics,
     /// A resource collection or object.
@@ -69,6 +76,9 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["api", v] => Route::GroupVersion(String::new(), (*v).to_string()),
         ["apis", g, v] => Route::GroupVersion((*g).to_string(), (*v).to_string()),
         ["openapi", "v2"] | ["swagger-2.0.0.pb-v1"] => Route::OpenApiV2,
+        [".well-known", "openid-configuration"] => Route::OidcConfiguration,
+        ["openid", "v1", "jwks"] => Route::Jwks,
+        ["audit", "events"] => Route::AuditEvents,
         ["openapi", "v3"] => Route::OpenApiV3Index,
         ["openapi", "v3", "api", v] => Route::OpenApiV3(String::new(), (*v).to_string()),
         ["openapi", "v3", "apis", g, v] => Route::OpenApiV3((*g).to_string(), (*v).to_string()),

@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::accept::{self, OnStop};
+use super::access::{Peer, Security, is_unchecked};
 use super::attestation::{self, Attestor};
-use super::authz::{self, Authorizers};
+use super::audit::{self, Outcome as AuditOutcome, RequestAudit, RequestFacts, Stage};
 use super::http::{self, Body};
 use super::metrics;
 use super::nodes::{self, NodeAdmission};
@@ -38,6 +39,10 @@ pub struct ApiConfig {
     pub server_address: String,
     /// What answers `GET /attestation`; `None` (the default) answers 503.
     pub attestor: Option<Attestor>,
+    /// The `jwks_uri` OIDC discovery advertises; default
+    /// `https://<server_address>/openid/v1/jwks` (upstream's
+    /// `--service-account-jwks-uri`).
+    pub jwks_uri: Option<String>,
     /// Nodes joining with stake tickets (`/join/v1/...`), and whether a node's credentials
     /// are still accepted; `None` (the default): the join endpoints answer 503.
     pub nodes: Option<NodeAdmission>,
@@ -50,6 +55,7 @@ impl Default for ApiConfig {
             max_body_bytes: 3 * 1024 * 1024,
             server_address: "127.0.0.1:6443".into(),
             attestor: None,
+            jwks_uri: None,
             nodes: None,
         }
     }
@@ -84,9 +90,9 @@ pub struct ApiServer {
     /// The OpenAPI v3 documents of the latest table seen, built on first
     /// request and rebuilt when the table changes (custom resources).
     openapi: std::sync::Mutex<Option<Arc<openapi::V3Documents>>>,
-    auth: Authenticator,
-    authorizers: Authorizers,
+    pub(crate) auth: Authenticator,
     pub(crate) config: ApiConfig,
+    pub(crate) security: Security,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
@@ -97,6 +103,18 @@ pub struct ApiServer {
 /// # Errors
 /// Unparseable PEM or a rejected key.
 pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
+    tls_config_with_client_cas(pki, &[])
+}
+
+/// [`tls_config`] that also accepts client certificates of `client_cas`
+/// (PEM; the client CA that signs approved CertificateSigningRequests).
+///
+/// # Errors
+/// Unparseable PEM or a rejected key.
+pub fn tls_config_with_client_cas(
+    pki: &DevPki,
+    client_cas: &[&str],
+) -> Result<Arc<ServerConfig>, ServeError> {
     let pem = |what: &str, e: rustls_pki_types::pem::Error| {
         ServeError::Certificate(format!("{what}: {e}"))
     };
@@ -105,6 +123,11 @@ pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
     let ca =
         CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).map_err(|e| pem("CA", e))?;
     roots.add(ca.clone())?;
+    for extra in client_cas {
+        roots.add(
+            CertificateDer::from_pem_slice(extra.as_bytes()).map_err(|e| pem("client CA", e))?,
+        )?;
+    }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
@@ -121,23 +144,6 @@ pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
     Ok(Arc::new(cfg))
 }
 
-/// Paths anonymous clients may read.
-fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/version"
-            | "/healthz"
-            | "/livez"
-            | "/readyz"
-            | "/attestation"
-            | "/unseal"
-            | protocol::join::CHALLENGE_PATH
-            | protocol::join::JOIN_PATH
-    ) || ["/healthz/", "/livez/", "/readyz/"]
-        .iter()
-        .any(|p| path.starts_with(p))
-}
-
 impl accept::Handler for ApiServer {
     async fn handle(&self, req: Request<Incoming>, cert_user: Option<UserInfo>) -> Response<Body> {
         ApiServer::handle(self, req, cert_user).await
@@ -145,14 +151,20 @@ impl accept::Handler for ApiServer {
 }
 
 impl ApiServer {
-    /// A server for `objects`, accepting the identities of `auth`.
-    pub fn new(objects: ObjectStore, auth: Authenticator, config: ApiConfig) -> Arc<Self> {
+    /// A server for `objects`, accepting the identities of `auth` and
+    /// allowing what `security` allows.
+    pub fn new(
+        objects: ObjectStore,
+        auth: Authenticator,
+        config: ApiConfig,
+        security: Security,
+    ) -> Arc<Self> {
         Arc::new(ApiServer {
-            authorizers: Authorizers::standard(objects.clone()),
             objects,
             openapi: std::sync::Mutex::new(None),
             auth,
             config,
+            security,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         })
@@ -183,8 +195,25 @@ impl ApiServer {
     }
 
     /// Accepts TLS connections on `listener` until [`ApiServer::shutdown`].
+    /// Also keeps the authorization and token caches in step with writes
+    /// the API does not serve, and writes audit events.
     pub async fn serve(self: Arc<Self>, listener: Listener, tls: Arc<ServerConfig>) {
         let (tasks, stop) = (self.tasks.clone(), self.shutdown.clone());
+        if let Some(rbac) = &self.security.rbac {
+            tasks.spawn(rbac.cache().clone().follow_changes(stop.clone()));
+        }
+        if let Some(tokens) = &self.security.tokens {
+            tasks.spawn(super::identity::follow_revocations(
+                self.objects.clone(),
+                tokens.clone(),
+                stop.clone(),
+            ));
+        }
+        if let Some(a) = &self.security.audit {
+            let log = a.log().clone();
+            let stop = stop.clone();
+            tasks.spawn(async move { log.run(stop).await });
+        }
         accept::serve_tls(&listener, tls, self, &tasks, &stop, OnStop::Cut).await;
     }
 
@@ -198,12 +227,6 @@ impl ApiServer {
         let span =
             tracing::debug_span!("request", request.verb = %req.method(), request.path = %path);
         async move {
-            let user = cert_user.or_else(|| {
-                req.headers()
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| self.auth.bearer(v))
-            });
             let labels = metrics::request_labels(
                 req.method(),
                 &path,
@@ -215,22 +238,7 @@ impl ApiServer {
                 &self.objects.table(),
             );
             let start = std::time::Instant::now();
-            let response = if user.is_none() && !is_public(&path) {
-                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
-                http::unauthorized()
-            } else if let (Some(nodes), Some(node)) = (
-                &self.config.nodes,
-                user.as_ref()
-                    .and_then(|u| protocol::join::node_name_of_user(&u.name)),
-            ) && !nodes.admits(node)
-            {
-                // A node whose stake stopped admitting it is refused on connections opened
-                // before.
-                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
-                http::unauthorized()
-            } else {
-                self.route(req, user).await
-            };
+            let response = self.checked(req, cert_user, &path).await;
             crate::metrics::registry().apiserver().observe(
                 labels,
                 response.status().as_u16(),
@@ -240,6 +248,114 @@ impl ApiServer {
         }
         .instrument(span)
         .await
+    }
+
+    /// Authenticates, audits and authorizes `req` for `path`, then serves it.
+    async fn checked(
+        &self,
+        req: Request<Incoming>,
+        cert_user: Option<UserInfo>,
+        path: &str,
+    ) -> Response<Body> {
+        if is_unchecked(path) {
+            return self.route(req, None).await;
+        }
+        if path.starts_with("/join/v1/") {
+            // The join endpoints: a first contact has no credentials, a renewal brings the
+            // node's certificate; the handlers check what they need, nothing is authorized.
+            if path == protocol::join::RENEW_PATH && cert_user.is_none() {
+                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                return http::unauthorized();
+            }
+            return self.route(req, cert_user).await;
+        }
+        let uri = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.to_string(), ToString::to_string);
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| "".into());
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let facts = RequestFacts {
+            uri: &uri,
+            peer: &peer,
+            user_agent: &user_agent,
+        };
+        let user = self
+            .authenticate(&req, cert_user)
+            .await
+            .filter(|u| self.node_still_admitted(u));
+        let Some(user) = user else {
+            if let Some(a) = &self.security.audit {
+                let attrs = Self::attributes(&req, UserInfo::default());
+                if let Some(r) = a.begin(&attrs, &facts) {
+                    r.emit(
+                        Stage::ResponseComplete,
+                        Some(&failure(401, "Unauthorized", "Unauthorized")),
+                    );
+                }
+            }
+            http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+            return http::unauthorized();
+        };
+        let attrs = Self::attributes(&req, user);
+        let audit = self
+            .security
+            .audit
+            .as_ref()
+            .and_then(|a| a.begin(&attrs, &facts));
+        let long_running = attrs.verb == "watch"
+            || (attrs.subresource == "log"
+                && req.uri().query().is_some_and(|q| q.contains("follow=true")));
+        let granted = match self.authorize(&req, attrs).await {
+            Ok(g) => g,
+            Err(refused) => {
+                if let Some(r) = &audit {
+                    r.annotate("authorization.k8s.io/decision", "forbid");
+                    r.annotate("authorization.k8s.io/reason", &refused.reason);
+                }
+                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                return finish(audit, refused.response, false).await;
+            }
+        };
+        if let Some(r) = &audit {
+            if granted.impersonated {
+                r.impersonated(&granted.attrs.user);
+            }
+            r.annotate("authorization.k8s.io/decision", "allow");
+            r.annotate("authorization.k8s.io/reason", &granted.reason);
+        }
+        let (response, annotations) = crate::admission::with_annotations(audit::scope(
+            audit.clone(),
+            self.route(req, Some(granted.attrs.user)),
+        ))
+        .await;
+        if let Some(r) = &audit {
+            for (k, v) in &annotations {
+                r.annotate(k, v);
+            }
+        }
+        finish(audit, response, long_running).await
+    }
+
+    /// False for a node whose stake stopped admitting it: its credentials are refused (401) on
+    /// connections opened before.
+    fn node_still_admitted(&self, user: &UserInfo) -> bool {
+        match (
+            &self.config.nodes,
+            protocol::join::node_name_of_user(&user.name),
+        ) {
+            (Some(nodes), Some(node)) => nodes.admits(node),
+            _ => true,
+        }
     }
 
     async fn route(&self, req: Request<Incoming>, user: Option<UserInfo>) -> Response<Body> {
@@ -257,7 +373,7 @@ impl ApiServer {
         match route::parse(&path, table) {
             Route::Version if get => http::json(200, &discovery::version()),
             Route::Health => http::text(200, "ok"),
-            Route::Metrics if get => metrics::serve(user.as_ref(), &accept),
+            Route::Metrics if get => metrics::serve(&accept),
             Route::Unseal => http::status(409, "Conflict", "the cluster is already unsealed"),
             Route::Join => nodes::serve(self.config.nodes.as_ref(), req, user.as_ref()).await,
             Route::Attestation => {
@@ -303,6 +419,11 @@ impl ApiServer {
                 .document(&g, &v)
                 .map(json_bytes)
                 .unwrap_or_else(http::path_not_found),
+            Route::OidcConfiguration if get => super::identity::openid_configuration(self),
+            Route::Jwks if get => super::identity::jwks(self),
+            Route::AuditEvents if get => {
+                super::identity::audit_events(self, req.uri().query()).await
+            }
             Route::Resource(target) => {
                 let query = match Query::parse(&route::query_pairs(req.uri().query().unwrap_or("")))
                 {
@@ -310,13 +431,6 @@ impl ApiServer {
                     Err(e) => return http::error(&e),
                 };
                 let method = req.method().clone();
-                if let Some(who) = &user {
-                    let attrs = authz::Attributes::of(who, &method, &target, &query);
-                    if let Some(refused) = self.authorizers.check(&attrs).await {
-                        http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
-                        return refused;
-                    }
-                }
                 let content_type = req
                     .headers()
                     .get(header::CONTENT_TYPE)
@@ -333,6 +447,7 @@ impl ApiServer {
                     Ok(b) => b,
                     Err(e) => return http::error(&e),
                 };
+                audit::note_request_body(&body, &content_type);
                 self.resource(ResourceRequest {
                     user,
                     method,
@@ -360,4 +475,73 @@ fn json_bytes(body: Bytes) -> Response<Body> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(http::full(body))
         .unwrap_or_else(|_| http::path_not_found())
+}
+
+fn failure(code: u16, reason: &str, message: &str) -> AuditOutcome {
+    AuditOutcome {
+        code,
+        message: Some(message.to_string()),
+        reason: Some(reason.to_string()),
+    }
+}
+
+/// Records the end of an audited request: its code (and a failure's
+/// Status), and the response body when the level asks for it. A
+/// long-running response gets `ResponseStarted` now and `ResponseComplete`
+/// when its body ends.
+async fn finish(
+    audit: Option<Arc<RequestAudit>>,
+    response: Response<Body>,
+    long_running: bool,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let Some(r) = audit else {
+        return response;
+    };
+    let code = response.status().as_u16();
+    if long_running && code < 300 {
+        let outcome = AuditOutcome {
+            code,
+            ..Default::default()
+        };
+        r.emit(Stage::ResponseStarted, Some(&outcome));
+        let (parts, body) = response.into_parts();
+        return Response::from_parts(parts, audit::completing(body, r, outcome));
+    }
+    let wants_body = code >= 400 || r.wants_response_body();
+    let (parts, body) = response.into_parts();
+    let (body, outcome) = if wants_body {
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        r.response_body(&bytes);
+        let status: Option<serde_json::Value> = (code >= 400)
+            .then(|| serde_json::from_slice(&bytes).ok())
+            .flatten();
+        let text = |k: &str| {
+            status
+                .as_ref()
+                .and_then(|s| s.get(k))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        let outcome = AuditOutcome {
+            code,
+            message: text("message"),
+            reason: text("reason"),
+        };
+        (http::full(bytes), outcome)
+    } else {
+        (
+            body,
+            AuditOutcome {
+                code,
+                ..Default::default()
+            },
+        )
+    };
+    r.emit(Stage::ResponseComplete, Some(&outcome));
+    Response::from_parts(parts, body)
 }

@@ -101,6 +101,18 @@ impl ApiServer {
         let which = match sub {
             "status" if info.has(Subresource::Status) => Subresource::Status,
             "scale" if info.has(Subresource::Scale) => Subresource::Scale,
+            "token" if info.has(Subresource::Token) => {
+                return self
+                    .token_request(req)
+                    .await
+                    .unwrap_or_else(|e| http::error(&e));
+            }
+            "approval" if info.has(Subresource::Approval) => {
+                return self
+                    .csr_approval(req)
+                    .await
+                    .unwrap_or_else(|e| http::error(&e));
+            }
             "binding" if info.has(Subresource::Binding) => Subresource::Binding,
             _ => return http::path_not_found(),
         };

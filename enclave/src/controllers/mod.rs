@@ -27,8 +27,10 @@
 
 pub(crate) mod client;
 pub mod cluster;
+mod clusterrole_aggregation;
 mod crd_finalizer;
 mod cronjob;
+mod csr_signer;
 mod daemonset;
 mod deployment;
 mod disruption;
@@ -38,6 +40,7 @@ mod event_ttl;
 pub(crate) mod events;
 mod garbage_collector;
 mod history;
+mod identity;
 mod job;
 mod kubernetes_service;
 pub mod node_ipam;
@@ -49,6 +52,7 @@ mod replicaset;
 mod resource_quota;
 mod root_ca;
 mod runtime;
+mod sa_tokens;
 mod service_index;
 mod serviceaccounts;
 mod statefulset;
@@ -64,7 +68,9 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::{self, ObjectStore};
 
 pub use cluster::ClusterOptions;
+pub use clusterrole_aggregation::aggregate_all as aggregate_cluster_roles;
 pub use event_ttl::DEFAULT_EVENT_TTL;
+pub use identity::IdentityOptions;
 pub use node_ipam::ClusterCidr;
 pub use node_lifecycle::NodeLifecycleOptions;
 
@@ -77,6 +83,8 @@ pub struct ControllerOptions {
     pub enabled: Enabled,
     /// The cluster controllers' settings.
     pub cluster: ClusterOptions,
+    /// The identity controllers' keys; `None` runs none of them.
+    pub identity: Option<IdentityOptions>,
 }
 
 impl Default for ControllerOptions {
@@ -85,6 +93,7 @@ impl Default for ControllerOptions {
             event_ttl: DEFAULT_EVENT_TTL,
             enabled: Enabled::default(),
             cluster: ClusterOptions::default(),
+            identity: None,
         }
     }
 }
@@ -263,7 +272,7 @@ impl Error {
 
     /// Whether the cause is a 403 Forbidden (e.g. a terminating namespace).
     pub(crate) fn is_forbidden(&self) -> bool {
-        matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::Forbidden { .. }))
+        matches!(self, Error::Api { source, .. } if matches!(**source, registry::Error::Forbidden { .. } | registry::Error::ForbiddenObject { .. }))
     }
 
     /// Whether the write was refused because its namespace is being
@@ -362,10 +371,19 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         stop.child_token(),
     ));
     spawn_workloads(objects, &kinds, &lookup, &mut tasks, &stop)?;
+    if let Some(id) = &options.identity {
+        identity::spawn(objects, id, &options.enabled, &lookup, &mut tasks, &stop)?;
+    }
     tracing::info!(
         event_ttl = ?options.event_ttl,
         cluster = ?cluster,
-        "controllers started: deployment, replicaset, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl and the cluster controllers"
+        identity = options.identity.is_some(),
+        "controllers started: deployment, replicaset, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl and the cluster controllers{}",
+        if options.identity.is_some() {
+            ", clusterrole-aggregation, serviceaccount-token, csr-signing"
+        } else {
+            ""
+        }
     );
     Ok(Controllers { tasks, stop })
 }

@@ -217,6 +217,22 @@ impl From<StoreError> for Error {
 }
 
 impl Error {
+    /// Upstream's `NewForbidden(resource.group, name, err)`.
+    pub fn forbidden(group: &str, resource: &str, name: &str, err: &str) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
+        Error::ForbiddenObject {
+            qualified,
+            group: group.to_string(),
+            resource: resource.to_string(),
+            name: name.to_string(),
+            why: err.to_string(),
+        }
+    }
+
     /// The HTTP status code.
     pub fn code(&self) -> u16 {
         match self {

@@ -201,13 +201,33 @@ impl Default for ScalePaths {
     }
 }
 
-/// Who made a request, as authentication established it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who made a request, as authentication established it (upstream's `user.Info`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserInfo {
     /// User name (`admin`, `system:node:x`, ...).
     pub name: String,
     /// Groups (`system:masters`, ...).
     pub groups: Vec<String>,
+    /// A unique id (a service account's uid); empty when unknown.
+    pub uid: String,
+    /// Extra attributes (a service account token's pod name and uid, ...).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// A user named `name` in `groups`, without uid or extra attributes.
+    pub fn new(name: impl Into<String>, groups: &[&str]) -> Self {
+        UserInfo {
+            name: name.into(),
+            groups: groups.iter().map(|g| (*g).to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether the user is in `group`.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
 }
 
 /// Whether a resource's objects are kept in the store.
@@ -227,6 +247,12 @@ pub enum Subresource {
     Status,
     /// `/scale`: an `autoscaling/v1 Scale` view of `spec.replicas`.
     Scale,
+    /// `serviceaccounts/token`: POST an `authentication.k8s.io/v1
+    /// TokenRequest` for a token of the service account.
+    Token,
+    /// `certificatesigningrequests/approval`: the Approved or Denied
+    /// condition of a request.
+    Approval,
     /// `/eviction` of pods: POST a `policy/v1 Eviction` (see [`eviction`]).
     Eviction,
     /// `/binding` (pods): POST a `v1.Binding` to assign the pod to a node.
@@ -234,21 +260,25 @@ pub enum Subresource {
 }
 
 impl Subresource {
+    /// The verbs discovery lists for it.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Token | Subresource::Eviction | Subresource::Binding => &["create"],
+            Subresource::Status | Subresource::Scale | Subresource::Approval => {
+                &["get", "patch", "update"]
+            }
+        }
+    }
+
     /// The path segment.
     pub fn name(self) -> &'static str {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Token => "token",
+            Subresource::Approval => "approval",
             Subresource::Eviction => "eviction",
             Subresource::Binding => "binding",
-        }
-    }
-
-    /// The verbs discovery lists for it.
-    pub fn verbs(self) -> &'static [&'static str] {
-        match self {
-            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Eviction | Subresource::Binding => &["create"],
         }
     }
 }

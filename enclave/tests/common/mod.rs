@@ -29,6 +29,45 @@ impl Enclave {
         Self::start_in_with(dir, &[])
     }
 
+    /// Starts the binary with extra flags.
+    pub fn start_with(extra: &[&str]) -> Enclave {
+        Self::start_in_with(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// A kubeconfig for this server authenticating with `token`, written to
+    /// `DIR/NAME.kubeconfig`.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        self.user_kubeconfig(name, &format!("    token: {token}\n"))
+    }
+
+    /// A kubeconfig for this server authenticating with a client
+    /// certificate (PEM), written to `DIR/NAME.kubeconfig`.
+    pub fn cert_kubeconfig(&self, name: &str, cert_pem: &str, key_pem: &str) -> PathBuf {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        self.user_kubeconfig(
+            name,
+            &format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64(cert_pem),
+                b64(key_pem)
+            ),
+        )
+    }
+
+    fn user_kubeconfig(&self, name: &str, user: &str) -> PathBuf {
+        use base64::Engine;
+        let ca = std::fs::read_to_string(self.pki("ca.crt")).unwrap();
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n{user}contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+            self.url
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// Starts the binary on an existing data directory with extra flags.
     pub fn start_in_with(dir: tempfile::TempDir, extra: &[&str]) -> Enclave {
         let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
@@ -175,6 +214,19 @@ impl<'a> Kubectl<'a> {
             kubeconfig: server.kubeconfig(),
             cache: tempfile::tempdir().unwrap(),
             _server: server,
+        }
+    }
+
+    /// kubectl `bin` against `server` as the user of `kubeconfig`.
+    pub fn with_kubeconfig(
+        version: &str,
+        bin: &Path,
+        server: &'a Enclave,
+        kubeconfig: &Path,
+    ) -> Self {
+        Kubectl {
+            kubeconfig: kubeconfig.to_path_buf(),
+            ..Self::new(version, bin, server)
         }
     }
 

@@ -1,58 +1,105 @@
-//! Authorization: every resource request is described by [`Attributes`] (user, verb, group,
-//! resource, subresource, namespace, name, field selector), as upstream's
-//! `authorizer.Attributes`, and asked of an [`Authorizers`] chain. The first authorizer that
-//! allows or denies decides; when none has an opinion the request is refused with upstream's
-//! 403 message and the authorizers' reasons.
+//! Authorization: every request, after authentication and impersonation, is
+//! described by its [`Attributes`] (upstream's `authorizer.Attributes`, built
+//! from the path and method by [`attributes::from_request`]) and offered to an
+//! ordered [`AuthorizerChain`] (upstream's union authorizer): the privileged
+//! group `system:masters`, then the [`NodeAuthorizer`] (for `system:node:*`
+//! users in `system:nodes`), then [`rbac`].
+//! The first authorizer that allows or denies decides; when every one has no
+//! opinion the request is forbidden with upstream's message
+//! ([`forbidden::response`]).
 //!
-//! The chain today is [`NodeAuthorizer`] (upstream's Node authorizer, with
-//! `AuthorizeNodeWithSelectors`) then [`AllowAuthenticated`], the stand-in for RBAC that lets
-//! every authenticated user except nodes do everything (today's behaviour). An RBAC authorizer
-//! replaces `AllowAuthenticated` in [`Authorizers::standard`]; nothing else changes.
+//! The same chain answers SubjectAccessReviews and computes the rules of
+//! SelfSubjectRulesReviews ([`reviews`]), checks `impersonate` for
+//! [`impersonation`], and `escalate`/`bind` for RBAC writes ([`escalation`]).
 //!
-//! Node writes are also checked by `restriction::admit`, upstream's NodeRestriction
-//! admission: a node may change only its own Node (not its taints, nor restricted labels), its
-//! own Lease, and the status of pods bound to it.
+//! Node writes are also checked by [`restriction::NodeRestriction`],
+//! upstream's NodeRestriction admission: a node may change only its own
+//! Node (not its taints, nor restricted labels), its own Lease, and the
+//! status of pods bound to it.
 
+pub mod attributes;
+pub mod bootstrap;
+pub mod certificates;
+pub mod escalation;
+pub mod forbidden;
+pub mod impersonation;
 mod node;
+pub mod rbac;
 mod refs;
 pub mod restriction;
-
-pub use node::NodeAuthorizer;
-pub(crate) use node::node_identity;
+pub mod reviews;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use hyper::{Method, Response};
-use serde_json::json;
+use futures::future::BoxFuture;
 
-use super::http::{self, Body};
-use super::query::Query;
-use super::route::ResourceTarget;
-use crate::registry::{ObjectStore, UserInfo};
+pub use attributes::Attributes;
+pub use node::NodeAuthorizer;
+pub(crate) use node::node_identity;
+pub use rbac::PolicyRule;
 
-/// What a resource request asks to do, as authorizers see it.
-#[derive(Debug, Clone)]
-pub struct Attributes<'a> {
-    /// Who asks (anonymous requests never reach resource authorization).
-    pub user: &'a UserInfo,
-    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
-    pub verb: &'static str,
-    /// API group (empty for core).
-    pub group: &'a str,
-    /// Resource, e.g. `pods`.
-    pub resource: &'a str,
-    /// Subresource, e.g. `status`, or empty.
-    pub subresource: &'a str,
-    /// Namespace, or empty for cluster scope and all-namespace lists.
-    pub namespace: &'a str,
-    /// Object name: from the path, or for a list or watch from a `metadata.name=` field
-    /// selector, as upstream's request info does.
-    pub name: String,
-    /// The raw field selector.
-    pub field_selector: &'a str,
+use crate::registry::UserInfo;
+
+/// The group whose members may do anything, without consulting RBAC
+/// (upstream's `system:masters`, `user.SystemPrivilegedGroup`).
+pub const SYSTEM_MASTERS: &str = "system:masters";
+
+/// What an authorizer says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed: the chain stops and the request proceeds.
+    Allow,
+    /// Denied outright: the chain stops and the request is forbidden.
+    Deny,
+    /// Neither: the next authorizer is asked.
+    NoOpinion,
+}
+
+/// A decision and why (upstream's `(Decision, reason string)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The decision.
+    pub decision: Decision,
+    /// Why; empty when the authorizer has nothing to say.
+    pub reason: String,
+}
+
+impl Verdict {
+    /// Allowed because of `reason`.
+    pub fn allow(reason: impl Into<String>) -> Self {
+        Verdict {
+            decision: Decision::Allow,
+            reason: reason.into(),
+        }
+    }
+
+    /// No opinion, with `reason` (often empty).
+    pub fn no_opinion(reason: impl Into<String>) -> Self {
+        Verdict {
+            decision: Decision::NoOpinion,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether the request may proceed.
+    pub fn allowed(&self) -> bool {
+        self.decision == Decision::Allow
+    }
+}
+
+/// The rules a user holds in a namespace, as a SelfSubjectRulesReview reports
+/// them (upstream's `RuleResolver.RulesFor`).
+#[derive(Debug, Clone, Default)]
+pub struct UserRules {
+    /// Resource rules (apiGroups, resources, resourceNames, verbs).
+    pub resource_rules: Vec<PolicyRule>,
+    /// Non-resource rules (nonResourceURLs, verbs).
+    pub non_resource_rules: Vec<PolicyRule>,
+    /// Whether some authorizer could not list everything it allows.
+    pub incomplete: bool,
+    /// Errors met while resolving (missing roles, ...), joined by the chain.
+    pub errors: Vec<String>,
 }
 
 /// The value a field selector requires `field` to equal exactly (`field=v` or `field==v`).
@@ -64,198 +111,166 @@ pub(crate) fn selector_value<'s>(selector: &'s str, field: &str) -> Option<&'s s
     })
 }
 
-impl<'a> Attributes<'a> {
-    /// The attributes of a request `method` on `target` with `query`, by `user`.
-    pub fn of(
-        user: &'a UserInfo,
-        method: &Method,
-        target: &'a ResourceTarget,
-        query: &'a Query,
-    ) -> Self {
-        let named = target.name.is_some();
-        let verb = match *method {
-            Method::GET | Method::HEAD if query.watch => "watch",
-            Method::GET | Method::HEAD if named => "get",
-            Method::GET | Method::HEAD => "list",
-            Method::POST => "create",
-            Method::PUT => "update",
-            Method::PATCH => "patch",
-            Method::DELETE if named => "delete",
-            Method::DELETE => "deletecollection",
-            _ => "unknown",
-        };
-        let name = match &target.name {
-            Some(n) => n.clone(),
-            None if matches!(verb, "list" | "watch") => {
-                selector_value(&query.field_selector, "metadata.name")
-                    .unwrap_or("")
-                    .to_owned()
-            }
-            None => String::new(),
-        };
-        Self {
-            user,
-            verb,
-            group: target.info.group,
-            resource: target.info.resource,
-            subresource: target.subresource.as_deref().unwrap_or(""),
-            namespace: target.namespace.as_deref().unwrap_or(""),
-            name,
-            field_selector: &query.field_selector,
-        }
-    }
-}
-
-/// An authorizer's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Allowed; later authorizers are not asked.
-    Allow,
-    /// Refused; later authorizers are not asked.
-    Deny(String),
-    /// No opinion, with an optional reason shown if every authorizer abstains.
-    NoOpinion(String),
-}
-
-/// A boxed authorization future.
-pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
-
-/// One authorizer of the chain.
+/// One authorizer of the chain. Implementations: [`PrivilegedGroup`],
+/// [`NodeAuthorizer`] and [`rbac::RbacAuthorizer`].
 pub trait Authorizer: Send + Sync + fmt::Debug {
-    /// Decides `attrs`.
-    fn authorize<'a>(&'a self, attrs: &'a Attributes<'a>) -> DecisionFuture<'a>;
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+
+    /// Decides about `attrs`.
+    fn authorize<'a>(&'a self, attrs: &'a Attributes) -> BoxFuture<'a, Verdict>;
+
+    /// The rules `user` holds in `namespace` ("" for cluster-wide only).
+    fn rules_for<'a>(&'a self, user: &'a UserInfo, namespace: &'a str) -> BoxFuture<'a, UserRules>;
 }
 
-/// Allows every authenticated user except nodes, whose rights come from the
-/// [`NodeAuthorizer`] alone: today's stand-in for RBAC. Nodes get only a part of what
-/// upstream's `system:basic-user` role gives every authenticated user: `kubectl auth whoami`
-/// (SelfSubjectReview). Access and rules reviews stay refused to nodes while they answer
-/// "allowed" to everything; they can follow once they ask this chain.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AllowAuthenticated;
-
-/// `kubectl auth whoami`: creating a SelfSubjectReview.
-fn is_self_review(attrs: &Attributes<'_>) -> bool {
-    attrs.verb == "create"
-        && attrs.group == "authentication.k8s.io"
-        && attrs.resource == "selfsubjectreviews"
-}
-
-impl Authorizer for AllowAuthenticated {
-    fn authorize<'a>(&'a self, attrs: &'a Attributes<'a>) -> DecisionFuture<'a> {
-        let decision = if node::looks_like_node(attrs.user) && !is_self_review(attrs) {
-            Decision::NoOpinion(String::new())
-        } else {
-            Decision::Allow
-        };
-        Box::pin(std::future::ready(decision))
-    }
-}
-
-/// The authorizer chain.
+/// Allows everything to members of one group (upstream's
+/// `authorizerfactory.NewPrivilegedGroups`), with an empty reason.
 #[derive(Debug, Clone)]
-pub struct Authorizers {
-    chain: Vec<Arc<dyn Authorizer>>,
+pub struct PrivilegedGroup {
+    group: String,
 }
 
-impl Authorizers {
-    /// A chain of `chain`, asked in order.
-    pub fn new(chain: Vec<Arc<dyn Authorizer>>) -> Self {
-        Self { chain }
+impl PrivilegedGroup {
+    /// Members of `group` may do anything.
+    pub fn new(group: impl Into<String>) -> Self {
+        PrivilegedGroup {
+            group: group.into(),
+        }
+    }
+}
+
+impl Authorizer for PrivilegedGroup {
+    fn name(&self) -> &'static str {
+        "privileged-group"
     }
 
-    /// Today's chain over `objects`: [`NodeAuthorizer`], then [`AllowAuthenticated`].
-    pub fn standard(objects: ObjectStore) -> Self {
-        Self::new(vec![
-            Arc::new(NodeAuthorizer::new(objects)),
-            Arc::new(AllowAuthenticated),
-        ])
+    fn authorize<'a>(&'a self, attrs: &'a Attributes) -> BoxFuture<'a, Verdict> {
+        let v = if attrs.user.in_group(&self.group) {
+            Verdict::allow("")
+        } else {
+            Verdict::no_opinion("")
+        };
+        Box::pin(std::future::ready(v))
     }
 
-    /// `None` when `attrs` is allowed; the 403 response otherwise.
-    pub async fn check(&self, attrs: &Attributes<'_>) -> Option<Response<Body>> {
+    fn rules_for<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, UserRules> {
+        let rules = if user.in_group(&self.group) {
+            UserRules {
+                resource_rules: vec![PolicyRule::resource(&["*"], &["*"], &["*"])],
+                non_resource_rules: vec![PolicyRule::non_resource(&["*"], &["*"])],
+                ..Default::default()
+            }
+        } else {
+            UserRules::default()
+        };
+        Box::pin(std::future::ready(rules))
+    }
+}
+
+/// Authorizers asked in order (upstream's union authorizer): the first
+/// `Allow` or `Deny` decides; otherwise no opinion, with every reason given
+/// joined by newlines.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizerChain {
+    authorizers: Vec<Arc<dyn Authorizer>>,
+}
+
+impl AuthorizerChain {
+    /// An empty chain (it has no opinion on anything: everything is forbidden).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `a`.
+    #[must_use]
+    pub fn with(mut self, a: Arc<dyn Authorizer>) -> Self {
+        self.authorizers.push(a);
+        self
+    }
+
+    /// Decides about `attrs`.
+    pub async fn authorize(&self, attrs: &Attributes) -> Verdict {
         let mut reasons = Vec::new();
-        for authorizer in &self.chain {
-            match authorizer.authorize(attrs).await {
-                Decision::Allow => return None,
-                Decision::Deny(reason) => {
-                    reasons.push(reason);
-                    break;
+        for a in &self.authorizers {
+            let v = a.authorize(attrs).await;
+            match v.decision {
+                Decision::Allow | Decision::Deny => return v,
+                Decision::NoOpinion => {
+                    if !v.reason.is_empty() {
+                        reasons.push(v.reason);
+                    }
                 }
-                Decision::NoOpinion(reason) => reasons.push(reason),
             }
         }
-        reasons.retain(|r| !r.is_empty());
-        tracing::info!(
-            user = %attrs.user.name, verb = attrs.verb, resource = attrs.resource,
-            namespace = attrs.namespace, name = %attrs.name, "forbidden"
-        );
-        Some(forbidden(attrs, &reasons.join("\n")))
+        Verdict::no_opinion(reasons.join("\n"))
     }
-}
 
-/// `resource` or `resource.group`, as upstream's `GroupResource.String()`.
-pub(crate) fn qualified(group: &str, resource: &str) -> String {
-    if group.is_empty() {
-        resource.to_owned()
-    } else {
-        format!("{resource}.{group}")
+    /// Every rule `user` holds in `namespace`, from every authorizer.
+    pub async fn rules_for(&self, user: &UserInfo, namespace: &str) -> UserRules {
+        let mut out = UserRules::default();
+        for a in &self.authorizers {
+            let r = a.rules_for(user, namespace).await;
+            out.resource_rules.extend(r.resource_rules);
+            out.non_resource_rules.extend(r.non_resource_rules);
+            out.incomplete |= r.incomplete;
+            out.errors.extend(r.errors);
+        }
+        out
     }
-}
-
-/// Upstream's 403 for `attrs`: `<resource> "<name>" is forbidden: User "<user>" cannot <verb>
-/// resource "<resource[/subresource]>" in API group "<group>" in the namespace "<ns>"` (or
-/// `at the cluster scope`), then `: <reason>` when there is one.
-pub fn forbidden(attrs: &Attributes<'_>, reason: &str) -> Response<Body> {
-    let resource = if attrs.subresource.is_empty() {
-        attrs.resource.to_owned()
-    } else {
-        format!("{}/{}", attrs.resource, attrs.subresource)
-    };
-    let scope = if attrs.namespace.is_empty() {
-        "at the cluster scope".to_owned()
-    } else {
-        format!("in the namespace {:?}", attrs.namespace)
-    };
-    let mut cause = format!(
-        "User {:?} cannot {} resource {resource:?} in API group {:?} {scope}",
-        attrs.user.name, attrs.verb, attrs.group
-    );
-    if !reason.is_empty() {
-        cause = format!("{cause}: {reason}");
-    }
-    forbidden_status(attrs.group, attrs.resource, &attrs.name, &cause)
-}
-
-/// A 403 `metav1.Status` as upstream's `NewForbidden(group resource, name, cause)`.
-pub(crate) fn forbidden_status(
-    group: &str,
-    resource: &str,
-    name: &str,
-    cause: &str,
-) -> Response<Body> {
-    let what = qualified(group, resource);
-    let message = if name.is_empty() {
-        format!("{what} is forbidden: {cause}")
-    } else {
-        format!("{what} {name:?} is forbidden: {cause}")
-    };
-    let mut details = json!({"group": group, "kind": resource});
-    if !name.is_empty() {
-        details["name"] = json!(name);
-    }
-    http::json(
-        403,
-        &json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": "Forbidden", "details": details, "code": 403,
-        }),
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Fixed(Verdict);
+
+    impl Authorizer for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn authorize<'a>(&'a self, _: &'a Attributes) -> BoxFuture<'a, Verdict> {
+            Box::pin(std::future::ready(self.0.clone()))
+        }
+        fn rules_for<'a>(&'a self, _: &'a UserInfo, _: &'a str) -> BoxFuture<'a, UserRules> {
+            Box::pin(std::future::ready(UserRules::default()))
+        }
+    }
+
+    fn attrs(groups: &[&str]) -> Attributes {
+        Attributes::resource(UserInfo::new("u", groups), "get", "", "", "pods", "", "p")
+    }
+
+    #[tokio::test]
+    async fn the_first_decision_wins_and_no_opinions_gather_reasons() {
+        let chain = AuthorizerChain::new()
+            .with(Arc::new(PrivilegedGroup::new(SYSTEM_MASTERS)))
+            .with(Arc::new(Fixed(Verdict::no_opinion("first"))))
+            .with(Arc::new(Fixed(Verdict::no_opinion(""))))
+            .with(Arc::new(Fixed(Verdict::no_opinion("second"))));
+        let v = chain.authorize(&attrs(&[])).await;
+        assert_eq!(v, Verdict::no_opinion("first\nsecond"));
+        assert!(chain.authorize(&attrs(&[SYSTEM_MASTERS])).await.allowed());
+        let deny = AuthorizerChain::new()
+            .with(Arc::new(Fixed(Verdict {
+                decision: Decision::Deny,
+                reason: "no".into(),
+            })))
+            .with(Arc::new(Fixed(Verdict::allow("yes"))));
+        assert_eq!(deny.authorize(&attrs(&[])).await.decision, Decision::Deny);
+        let rules = AuthorizerChain::new()
+            .with(Arc::new(PrivilegedGroup::new(SYSTEM_MASTERS)))
+            .rules_for(&UserInfo::new("a", &[SYSTEM_MASTERS]), "default")
+            .await;
+        assert_eq!(rules.resource_rules.len(), 1);
+        assert_eq!(rules.non_resource_rules.len(), 1);
+    }
 
     #[test]
     fn field_selector_values() {

@@ -8,10 +8,11 @@
 //! services (upstream's `system:node` role grants that last one through RBAC). Nothing else:
 //! every other request gets no opinion, and the chain refuses it.
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::refs::{self, Used};
-use super::{Attributes, Authorizer, Decision, DecisionFuture, selector_value};
+use super::{Attributes, Authorizer, UserRules, Verdict, selector_value};
 use crate::registry::{FieldSelector, ListOptions, ObjectStore, UserInfo};
 
 /// The node name of a node identity: user `system:node:NAME` in group `system:nodes`.
@@ -21,28 +22,21 @@ pub(crate) fn node_identity(user: &UserInfo) -> Option<&str> {
     in_group.then_some(name)
 }
 
-/// True for anything that claims to be a node (the user-name prefix or the group): such
-/// users get their rights from the node authorizer alone.
-pub(crate) fn looks_like_node(user: &UserInfo) -> bool {
-    user.name.starts_with(protocol::join::NODE_USER_PREFIX)
-        || user.groups.iter().any(|g| g == protocol::join::NODES_GROUP)
-}
-
 /// Upstream's node authorizer.
 #[derive(Debug, Clone)]
 pub struct NodeAuthorizer {
     objects: ObjectStore,
 }
 
-fn allow() -> Decision {
-    Decision::Allow
+fn allow() -> Verdict {
+    Verdict::allow("")
 }
 
-fn no(reason: impl Into<String>) -> Decision {
-    Decision::NoOpinion(reason.into())
+fn no(reason: impl Into<String>) -> Verdict {
+    Verdict::no_opinion(reason)
 }
 
-fn no_relationship(node: &str) -> Decision {
+fn no_relationship(node: &str) -> Verdict {
     no(format!(
         "no relationship found between node '{node}' and this object"
     ))
@@ -85,11 +79,11 @@ impl NodeAuthorizer {
     }
 
     /// Allowed when a pod bound to `node` uses the `used` object named in `attrs`.
-    async fn used_by_pods(&self, node: &str, used: Used, attrs: &Attributes<'_>) -> Decision {
+    async fn used_by_pods(&self, node: &str, used: Used, attrs: &Attributes) -> Verdict {
         if attrs.name.is_empty() {
             return no("No Object name found");
         }
-        let pods = self.pods_on(node, attrs.namespace).await;
+        let pods = self.pods_on(node, &attrs.namespace).await;
         if pods
             .iter()
             .any(|pod| refs::names(pod, used).contains(&attrs.name))
@@ -101,14 +95,14 @@ impl NodeAuthorizer {
     }
 
     /// Allowed when the pod named in `attrs` is bound to `node`.
-    async fn pod_bound(&self, node: &str, attrs: &Attributes<'_>) -> Decision {
+    async fn pod_bound(&self, node: &str, attrs: &Attributes) -> Verdict {
         if attrs.name.is_empty() {
             return no("No Object name found");
         }
         let Some(info) = self.objects.table().lookup("", "v1", "pods") else {
             return no_relationship(node);
         };
-        let ns = (!attrs.namespace.is_empty()).then_some(attrs.namespace);
+        let ns = (!attrs.namespace.is_empty()).then_some(attrs.namespace.as_str());
         match self.objects.get(&info, ns, &attrs.name).await {
             Ok(pod) if pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node) => {
                 allow()
@@ -117,10 +111,10 @@ impl NodeAuthorizer {
         }
     }
 
-    async fn decide(&self, node: &str, attrs: &Attributes<'_>) -> Decision {
-        let verb = attrs.verb;
-        let sub = attrs.subresource;
-        match (attrs.group, attrs.resource) {
+    async fn decide(&self, node: &str, attrs: &Attributes) -> Verdict {
+        let verb = attrs.verb.as_str();
+        let sub = attrs.subresource.as_str();
+        match (attrs.api_group.as_str(), attrs.resource.as_str()) {
             ("", "secrets") | ("", "configmaps") => {
                 if !matches!(verb, "get" | "list" | "watch") {
                     return no("can only read resources of this type");
@@ -191,7 +185,7 @@ impl NodeAuthorizer {
             ("", "pods") => match (sub, verb) {
                 ("", "get") => self.pod_bound(node, attrs).await,
                 ("", "list" | "watch") => {
-                    if selector_value(attrs.field_selector, "spec.nodeName") == Some(node) {
+                    if selector_value(&attrs.field_selector, "spec.nodeName") == Some(node) {
                         allow()
                     } else if !attrs.name.is_empty() {
                         self.pod_bound(node, attrs).await
@@ -228,15 +222,37 @@ impl NodeAuthorizer {
 }
 
 impl Authorizer for NodeAuthorizer {
-    fn authorize<'a>(&'a self, attrs: &'a Attributes<'a>) -> DecisionFuture<'a> {
+    fn name(&self) -> &'static str {
+        "node"
+    }
+
+    fn authorize<'a>(&'a self, attrs: &'a Attributes) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
-            if !looks_like_node(attrs.user) {
-                return no("");
-            }
-            match node_identity(attrs.user) {
-                Some(node) if !node.is_empty() => self.decide(node, attrs).await,
-                _ => no(format!("unknown node for user {:?}", attrs.user.name)),
+            match node_identity(&attrs.user) {
+                // Not a node: RBAC decides.
+                None => no(""),
+                Some("") => no(format!("unknown node for user {:?}", attrs.user.name)),
+                // Non-resource URLs: RBAC (system:discovery, ...) decides.
+                Some(_) if !attrs.resource_request => no(""),
+                Some(node) => self.decide(node, attrs).await,
             }
         })
+    }
+
+    fn rules_for<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        _namespace: &'a str,
+    ) -> BoxFuture<'a, UserRules> {
+        // Upstream's node authorizer cannot list a node's rules.
+        let rules = match node_identity(user) {
+            Some(_) => UserRules {
+                incomplete: true,
+                errors: vec!["node authorizer does not support user rule resolution".into()],
+                ..Default::default()
+            },
+            None => UserRules::default(),
+        };
+        Box::pin(std::future::ready(rules))
     }
 }

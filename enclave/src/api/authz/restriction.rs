@@ -2,17 +2,21 @@
 //! node may create, update and delete only its own Node, never change its taints (so a node
 //! cannot shed the `NoExecute` taint of an inactive stake, or steer workloads to itself) nor
 //! labels outside the kubelet's own, create only its own Lease, and delete, evict or update the
-//! status of only the pods bound to it.
+//! status of only the pods bound to it. [`NodeRestriction`] is the admission plugin (its slot
+//! of [`crate::admission::Chain`]); evictions, which the store serves as deletes, are checked
+//! before they are served by `admit_eviction`.
 
 use std::collections::BTreeSet;
 
+use futures::future::BoxFuture;
 use hyper::{Method, Response};
 use serde_json::Value;
 
-use super::forbidden_status;
+use super::node_identity;
+use crate::admission::{Operation, Outcome, Plugin, Request};
 use crate::api::http::{self, Body};
-use crate::api::resource::{self, ResourceRequest};
-use crate::registry::{ObjectStore, patch};
+use crate::api::resource::ResourceRequest;
+use crate::registry::{Error, ObjectStore, Result};
 
 /// Labels the kubelet may set on its own Node (upstream's `kubeletapis` list).
 const KUBELET_LABELS: &[&str] = &[
@@ -71,26 +75,44 @@ fn taints(obj: &Value) -> Value {
     }
 }
 
-fn deny(req: &ResourceRequest, name: &str, cause: &str) -> Response<Body> {
-    let info = &req.target.info;
-    forbidden_status(info.group, info.resource, name, cause)
+fn deny(req: &Request<'_>, name: &str, cause: String) -> Error {
+    Error::forbidden(req.info.group, req.info.resource, name, &cause)
 }
 
-/// Checks a write by `node` after the node authorizer allowed it. `Err` is the response to
-/// send instead of serving the request.
-pub(crate) async fn admit(
-    objects: &ObjectStore,
-    node: &str,
-    req: &ResourceRequest,
-) -> Result<(), Response<Body>> {
-    let info = &req.target.info;
-    let name = req.target.name.as_deref().unwrap_or("");
-    let sub = req.target.subresource.as_deref().unwrap_or("");
-    match (info.group, info.resource) {
-        ("", "nodes") => admit_node(objects, node, req, name, sub).await,
-        ("coordination.k8s.io", "leases") if req.method == Method::POST => {
-            let body = resource::json_body(req).map_err(|e| http::error(&e))?;
-            let lease = body
+fn bound_to(pod: Option<&Value>, node: &str) -> bool {
+    pod.and_then(|p| p.pointer("/spec/nodeName"))
+        .and_then(Value::as_str)
+        == Some(node)
+}
+
+/// Upstream's NodeRestriction admission plugin.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeRestriction;
+
+impl Plugin for NodeRestriction {
+    fn validate<'a>(
+        &'a self,
+        _objects: &'a ObjectStore,
+        req: &'a Request<'a>,
+        obj: &'a Value,
+        _out: &'a mut Outcome,
+    ) -> BoxFuture<'a, Result<()>> {
+        let result = match req.user.and_then(node_identity) {
+            Some(node) => check(node, req, obj),
+            None => Ok(()),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// Checks a write by `node`: `obj` is the object as it would be stored (on a delete, the
+/// stored object).
+fn check(node: &str, req: &Request<'_>, obj: &Value) -> Result<()> {
+    let sub = req.subresource.unwrap_or("");
+    match (req.info.group, req.info.resource) {
+        ("", "nodes") => check_node(node, req, obj, sub),
+        ("coordination.k8s.io", "leases") if req.operation == Operation::Create => {
+            let lease = obj
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
                 .unwrap_or("");
@@ -100,33 +122,23 @@ pub(crate) async fn admit(
                 Err(deny(
                     req,
                     lease,
-                    "can only access node lease with the same name as the requesting node",
+                    "can only access node lease with the same name as the requesting node".into(),
                 ))
             }
         }
         ("", "pods") => {
-            let what = match (&req.method, sub) {
-                (&Method::DELETE, "") => "delete pods",
-                (&Method::PUT | &Method::PATCH, "status") => "update pod status for pods",
-                (&Method::POST, "eviction") => "evict pods",
+            let what = match (req.operation, sub) {
+                (Operation::Delete, "") => "delete pods",
+                (Operation::Update, "status") => "update pod status for pods",
                 _ => return Ok(()),
             };
-            let bound = match objects
-                .get(info, req.target.namespace.as_deref(), name)
-                .await
-            {
-                Ok(pod) => pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node),
-                // Let the handler answer 404 as it would for anyone.
-                Err(crate::registry::Error::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(http::error(&e)),
-            };
-            if bound {
+            if bound_to(req.old, node) {
                 Ok(())
             } else {
                 Err(deny(
                     req,
-                    name,
-                    &format!("node {node:?} can only {what} with spec.nodeName set to itself"),
+                    req.name,
+                    format!("node {node:?} can only {what} with spec.nodeName set to itself"),
                 ))
             }
         }
@@ -134,35 +146,23 @@ pub(crate) async fn admit(
     }
 }
 
-async fn admit_node(
-    objects: &ObjectStore,
-    node: &str,
-    req: &ResourceRequest,
-    name: &str,
-    sub: &str,
-) -> Result<(), Response<Body>> {
-    let info = &req.target.info;
-    match req.method {
-        Method::POST => {
-            let body = resource::json_body(req).map_err(|e| http::error(&e))?;
-            let created = body
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if created != node {
+fn check_node(node: &str, req: &Request<'_>, obj: &Value, sub: &str) -> Result<()> {
+    let name = req.name;
+    match req.operation {
+        Operation::Create => {
+            if name != node {
                 return Err(deny(
                     req,
-                    created,
-                    &format!("node {node:?} is not allowed to modify node {created:?}"),
+                    name,
+                    format!("node {node:?} is not allowed to modify node {name:?}"),
                 ));
             }
-            let set = labels(&body);
-            let bad = forbidden_labels(set.keys());
+            let bad = forbidden_labels(labels(obj).keys());
             if !bad.is_empty() {
                 return Err(deny(
                     req,
-                    created,
-                    &format!(
+                    name,
+                    format!(
                         "node {node:?} is not allowed to set the following labels: {}",
                         bad.join(", ")
                     ),
@@ -170,55 +170,28 @@ async fn admit_node(
             }
             Ok(())
         }
-        Method::DELETE if name != node => Err(deny(
+        Operation::Delete if name != node => Err(deny(
             req,
             name,
-            &format!("node {node:?} is not allowed to delete node {name:?}"),
+            format!("node {node:?} is not allowed to delete node {name:?}"),
         )),
-        Method::PUT | Method::PATCH if name != node => Err(deny(
+        Operation::Update if name != node => Err(deny(
             req,
             name,
-            &format!("node {node:?} is not allowed to modify node {name:?}"),
+            format!("node {node:?} is not allowed to modify node {name:?}"),
         )),
-        Method::PUT | Method::PATCH if sub.is_empty() => {
-            let current = match objects.get(info, None, name).await {
-                Ok(c) => c,
-                Err(crate::registry::Error::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(http::error(&e)),
+        Operation::Update if sub.is_empty() => {
+            let Some(current) = req.old else {
+                return Ok(());
             };
-            let next = if req.method == Method::PUT {
-                resource::json_body(req).map_err(|e| http::error(&e))?
-            } else if resource::is_apply(req) {
-                // An apply changes what it names: compare only the fields it sets.
-                let mut body = resource::apply_body(req).map_err(|e| http::error(&e))?;
-                if body.pointer("/spec/taints").is_none()
-                    && let Some(obj) = body.as_object_mut()
-                {
-                    let spec = obj
-                        .entry("spec")
-                        .or_insert_with(|| Value::Object(Default::default()));
-                    if let Some(spec) = spec.as_object_mut() {
-                        spec.insert("taints".into(), taints(&current));
-                    }
-                }
-                let mut merged = labels(&current);
-                merged.extend(labels(&body));
-                if let Some(meta) = body.pointer_mut("/metadata").and_then(Value::as_object_mut) {
-                    meta.insert("labels".into(), Value::Object(merged.into_iter().collect()));
-                }
-                body
-            } else {
-                let ty = resource::patch_type(req).map_err(|e| http::error(&e))?;
-                patch::apply(ty, &current, &req.body).map_err(|e| http::error(&e))?
-            };
-            if taints(&next) != taints(&current) {
+            if taints(obj) != taints(current) {
                 return Err(deny(
                     req,
                     name,
-                    &format!("node {node:?} is not allowed to modify taints"),
+                    format!("node {node:?} is not allowed to modify taints"),
                 ));
             }
-            let (old, new) = (labels(&current), labels(&next));
+            let (old, new) = (labels(current), labels(obj));
             let changed: BTreeSet<&String> = old
                 .keys()
                 .chain(new.keys())
@@ -229,7 +202,7 @@ async fn admit_node(
                 return Err(deny(
                     req,
                     name,
-                    &format!(
+                    format!(
                         "node {node:?} is not allowed to modify labels: {}",
                         bad.join(", ")
                     ),
@@ -238,6 +211,39 @@ async fn admit_node(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// A node may evict only the pods bound to it; checked before the eviction is served. `Err` is
+/// the response to send instead.
+pub(crate) async fn admit_eviction(
+    objects: &ObjectStore,
+    node: &str,
+    req: &ResourceRequest,
+) -> std::result::Result<(), Response<Body>> {
+    let info = &req.target.info;
+    if !(info.group.is_empty()
+        && info.resource == "pods"
+        && req.method == Method::POST
+        && req.target.subresource.as_deref() == Some("eviction"))
+    {
+        return Ok(());
+    }
+    let name = req.target.name.as_deref().unwrap_or("");
+    match objects
+        .get(info, req.target.namespace.as_deref(), name)
+        .await
+    {
+        Ok(pod) if bound_to(Some(&pod), node) => Ok(()),
+        Ok(_) => Err(http::error(&Error::forbidden(
+            info.group,
+            info.resource,
+            name,
+            &format!("node {node:?} can only evict pods with spec.nodeName set to itself"),
+        ))),
+        // Let the handler answer 404 as it would for anyone.
+        Err(Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(http::error(&e)),
     }
 }
 

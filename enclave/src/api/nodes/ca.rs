@@ -215,7 +215,11 @@ mod tests {
         let der = rustls_pki_types::CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
         let user = crate::api::Authenticator::client_certificate(&der).unwrap();
         assert_eq!(user.name, "system:node:node-a");
-        assert_eq!(user.groups, vec!["system:nodes".to_owned()]);
+        // Every authenticated user is also in system:authenticated (upstream's authenticator).
+        assert_eq!(
+            user.groups,
+            vec!["system:nodes".to_owned(), "system:authenticated".to_owned()]
+        );
 
         // Issued by the first instance's certificate: a restarted enclave's CA verifies it.
         let mut roots = rustls::RootCertStore::empty();

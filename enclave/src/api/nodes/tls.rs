@@ -33,23 +33,26 @@ fn is_node_identity(cert: &CertificateDer<'_>) -> Option<String> {
 }
 
 impl NodeClientVerifier {
-    /// A verifier trusting `cluster_ca_der` for people and `admission`'s node CA for nodes.
+    /// A verifier trusting `cluster_ca_ders` (the cluster CA, and the client CA that signs
+    /// approved CertificateSigningRequests) for people and `admission`'s node CA for nodes.
     ///
     /// # Errors
     ///
     /// [`ServeError::Certificate`] for a CA certificate rustls refuses.
-    pub fn new(cluster_ca_der: &[u8], admission: NodeAdmission) -> Result<Self, ServeError> {
+    pub fn new(cluster_ca_ders: &[&[u8]], admission: NodeAdmission) -> Result<Self, ServeError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = |der: &[u8]| -> Result<Arc<dyn ClientCertVerifier>, ServeError> {
+        let verifier = |ders: &[&[u8]]| -> Result<Arc<dyn ClientCertVerifier>, ServeError> {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(CertificateDer::from(der.to_vec()))?;
+            for der in ders {
+                roots.add(CertificateDer::from(der.to_vec()))?;
+            }
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .allow_unauthenticated()
                 .build()
                 .map_err(|e| ServeError::Certificate(e.to_string()))
         };
-        let cluster = verifier(cluster_ca_der)?;
-        let nodes = verifier(admission.ca_cert_der())?;
+        let cluster = verifier(cluster_ca_ders)?;
+        let nodes = verifier(&[admission.ca_cert_der()])?;
         let hints = cluster
             .root_hint_subjects()
             .iter()
@@ -133,13 +136,15 @@ impl ClientCertVerifier for NodeClientVerifier {
 }
 
 /// The API server's rustls configuration once nodes can join: as
-/// [`crate::api::tls_config`], with client certificates verified by [`NodeClientVerifier`].
+/// [`crate::api::tls_config_with_client_cas`] (people's certificates from the cluster CA or
+/// one of `client_cas`, PEM), with client certificates verified by [`NodeClientVerifier`].
 ///
 /// # Errors
 ///
 /// Unparseable PEM or a rejected key.
 pub fn tls_config_with_nodes(
     pki: &DevPki,
+    client_cas: &[&str],
     admission: NodeAdmission,
 ) -> Result<Arc<ServerConfig>, ServeError> {
     let pem = |what: &str, e: rustls_pki_types::pem::Error| {
@@ -147,7 +152,14 @@ pub fn tls_config_with_nodes(
     };
     let ca =
         CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).map_err(|e| pem("CA", e))?;
-    let verifier = NodeClientVerifier::new(&ca, admission)?;
+    let mut people = vec![ca.clone()];
+    for extra in client_cas {
+        people.push(
+            CertificateDer::from_pem_slice(extra.as_bytes()).map_err(|e| pem("client CA", e))?,
+        );
+    }
+    let ders: Vec<&[u8]> = people.iter().map(|c| c.as_ref()).collect();
+    let verifier = NodeClientVerifier::new(&ders, admission)?;
     let cert = CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
         .map_err(|e| pem("server certificate", e))?;
     let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())

@@ -9,6 +9,7 @@
 //! workloads and services, whose mappers refuse fields they do not map).
 //! Kinds without a mapping get 415 with a message naming the kind.
 
+mod identity;
 mod kinds;
 mod workloads;
 
@@ -365,6 +366,18 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Ok(access_review(
             authz::SelfSubjectAccessReview::decode(raw).map_err(bad)?,
         )),
+        ("authentication.k8s.io/v1", "TokenRequest") => Ok(identity::token_request(
+            authn::TokenRequest::decode(raw).map_err(bad)?,
+        )),
+        ("authentication.k8s.io/v1", "TokenReview") => Ok(identity::token_review(
+            authn::TokenReview::decode(raw).map_err(bad)?,
+        )),
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => {
+            Ok(identity::certificate_signing_request(
+                k8s_pb::api::certificates::v1::CertificateSigningRequest::decode(raw)
+                    .map_err(bad)?,
+            ))
+        }
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => Ok(rules_review(
             authz::SelfSubjectRulesReview::decode(raw).map_err(bad)?,
         )),

@@ -107,6 +107,24 @@ pub(crate) struct Args {
     /// Seconds to keep trying to reach the key broker at startup.
     #[arg(long, default_value_t = 30)]
     pub(crate) key_broker_connect_timeout: u64,
+    /// The `iss` of service-account tokens and the OIDC discovery issuer
+    /// (kube-apiserver's `--service-account-issuer`).
+    #[arg(long, default_value = enclave::auth::serviceaccount::DEFAULT_ISSUER)]
+    pub(crate) service_account_issuer: String,
+    /// Audiences the API accepts tokens for (comma-separated; default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) api_audiences: Vec<String>,
+    /// The `jwks_uri` OIDC discovery advertises (default:
+    /// `https://<advertised host>/openid/v1/jwks`).
+    #[arg(long)]
+    pub(crate) service_account_jwks_uri: Option<String>,
+    /// An audit Policy file (`audit.k8s.io/v1`, YAML or JSON); without one
+    /// nothing is audited, as kube-apiserver.
+    #[arg(long)]
+    pub(crate) audit_policy_file: Option<PathBuf>,
+    /// How long audit events are kept in the sealed store.
+    #[arg(long, default_value = "168h", value_parser = humantime::parse_duration)]
+    pub(crate) audit_retention: Duration,
     /// The registry: rollback anchors are recorded on and checked against it, and nodes join
     /// against its stakes (without it the join endpoints answer 503). `local:PATH` (a file on
     /// the host's disk: dev only), `sui:RPC_URL#CLUSTER` or `relay:unix:PATH|relay:vsock:CID:PORT`

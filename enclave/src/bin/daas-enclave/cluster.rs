@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use attestation::{Mode, Purpose, PurposeKey, RootSecret};
 use chain::{AnyRegistry, OpenOptions};
 use enclave::api::sealed::UnsealRefused;
+use enclave::auth::keys::ClusterKeys;
 use enclave::boot::anchor::{self, AnchorRecorder, JournalVerdict, Unreachable};
 use enclave::registry::{ObjectStore, generic::WriteOptions};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
@@ -28,6 +29,8 @@ pub(crate) struct Opened {
     pub(crate) recorder: Option<AnchorRecorder>,
     /// The node CA's key, derived from the root secret (issues node certificates).
     pub(crate) node_ca: PurposeKey,
+    /// The identity keys derived from the root secret (service-account tokens, client CA).
+    pub(crate) identity: ClusterKeys,
 }
 
 impl std::fmt::Debug for Opened {
@@ -184,6 +187,9 @@ pub(crate) async fn open_cluster(
     let anchor_key = root.anchor_public_key(mode);
     let signing_key = root.anchor_signing_key(mode);
     let node_ca = root.derive(Purpose::NodeCa, mode);
+    let identity = ClusterKeys::derive(&root, mode)
+        .context("deriving the identity keys")
+        .map_err(OpenError::Other)?;
     // Kept for naming dev-sealed data if the production keys refuse the journal.
     let dev_keys =
         (mode == Mode::Production).then(|| RootSecretKeys::new(root.clone(), Mode::Dev, 1));
@@ -228,6 +234,7 @@ pub(crate) async fn open_cluster(
         anchor_key,
         recorder,
         node_ca,
+        identity,
     })
 }
 

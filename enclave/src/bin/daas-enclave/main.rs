@@ -32,6 +32,7 @@ mod args;
 mod cluster;
 mod nodes;
 mod production;
+mod security;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +44,7 @@ use enclave::api::nodes::tls_config_with_nodes;
 use enclave::api::sealed::{Unsealed, serve_until_unsealed};
 use enclave::api::{
     ApiConfig, ApiServer, Attestor, Authenticator, DevPki, Listener, UserInfo, attestation, pki,
-    tls_config,
+    tls_config, tls_config_with_client_cas,
 };
 use enclave::boot::root_secret_from_kms;
 use enclave::registry::admission::AdmissionOptions;
@@ -312,6 +313,7 @@ async fn serve(
         anchor_key,
         recorder,
         node_ca,
+        identity,
     } = opened;
     let attestor = attestor.with_anchor_key(anchor_key);
     tracing::info!(anchor_key = %hex::encode(anchor_key), "anchor key bound in user_data");
@@ -325,12 +327,13 @@ async fn serve(
     let anchoring = recorder
         .clone()
         .map(|r| tokio::spawn(r.run(args.anchor_interval, stop_anchoring.clone())));
-    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin())).with_admission(
-        AdmissionOptions {
+    let base = ObjectStore::new(store.clone(), ResourceTable::new(kinds::builtin()))
+        .with_admission_options(AdmissionOptions {
             not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
-        },
-    );
+        });
+    let (authorizer, rbac, admission) = security::chains(&base);
+    let objects = base.with_admission(admission);
     cluster::ensure_namespaces(&objects).await?;
     enclave::registry::admission::ensure_system_priority_classes(&objects)
         .await
@@ -340,17 +343,35 @@ async fn serve(
         .sync_custom_resources()
         .await
         .context("serving the stored custom resource definitions")?;
-    let controllers = enclave::controllers::spawn(
-        &objects,
-        &nodes::controller_options(args, &serving.pki, &serving.host),
-    )?;
+    enclave::api::authz::bootstrap::ensure(&objects)
+        .await
+        .context("creating the default RBAC policy")?;
+    // Aggregated roles (admin, edit, view) are complete before the first request.
+    enclave::controllers::aggregate_cluster_roles(&objects)
+        .await
+        .map_err(|e| anyhow::anyhow!("aggregating cluster roles: {e}"))?;
+    let tokens = Arc::new(enclave::auth::serviceaccount::ServiceAccountTokens::new(
+        identity.service_accounts,
+        args.service_account_issuer.clone(),
+        args.api_audiences.clone(),
+    ));
+    let client_ca = Arc::new(
+        enclave::auth::client_ca::ClientCa::new(&identity.client_ca)
+            .map_err(|e| anyhow::anyhow!("client CA: {e}"))?,
+    );
+    let mut controller_options = nodes::controller_options(args, &serving.pki, &serving.host);
+    controller_options.identity = Some(enclave::controllers::IdentityOptions {
+        root_ca_pem: serving.pki.ca_cert_pem.clone(),
+        tokens: tokens.clone(),
+        client_ca: client_ca.clone(),
+    });
+    let controllers = enclave::controllers::spawn(&objects, &controller_options)?;
     let scheduler = enclave::scheduler::spawn(&objects)?;
 
-    let admin = UserInfo {
-        name: "admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
-    };
-    let mut auth = Authenticator::new();
+    let audit = security::audit(args, &store)?;
+
+    let admin = UserInfo::new("admin", &["system:masters", "system:authenticated"]);
+    let mut auth = Authenticator::new().with_service_accounts(tokens.clone());
     if plan.mode == Mode::Dev {
         auth = auth.with_token(serving.pki.admin_token.clone(), admin.clone());
     }
@@ -371,8 +392,8 @@ async fn serve(
         None => None,
     };
     let tls = match &admission {
-        Some(a) => tls_config_with_nodes(&serving.pki, a.clone())?,
-        None => serving.tls,
+        Some(a) => tls_config_with_nodes(&serving.pki, &[client_ca.cert_pem()], a.clone())?,
+        None => tls_config_with_client_cas(&serving.pki, &[client_ca.cert_pem()])?,
     };
     let follow_stop = CancellationToken::new();
     let follower = admission
@@ -382,10 +403,17 @@ async fn serve(
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: serving.host.clone(),
         attestor: Some(attestor),
+        jwks_uri: args.service_account_jwks_uri.clone(),
         nodes: admission,
         ..Default::default()
     };
-    let server = ApiServer::new(objects, auth, config);
+    let security = enclave::api::Security {
+        authorizer,
+        rbac: Some(rbac),
+        tokens: Some(tokens),
+        audit,
+    };
+    let server = ApiServer::new(objects, auth, config, security);
     tracing::info!(listen = %serving.listener.local_addr(), url = %serving.url, "serving");
     println!("ready {}", serving.url);
     let serve_task = tokio::spawn(Arc::clone(&server).serve(serving.listener, tls));

@@ -49,6 +49,8 @@ pub(crate) fn controller_options(args: &Args, pki: &DevPki, host: &str) -> Contr
             terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
             pod_gc_period: args.pod_gc_period,
         },
+        // Filled in by the caller once the identity keys are open.
+        identity: None,
     }
 }
 

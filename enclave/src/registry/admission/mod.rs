@@ -18,24 +18,31 @@
 //!   with a compare-and-swap write, so that concurrent creates cannot both
 //!   take the last unit.
 //!
-//! The hooks run inside [`ObjectStore`]'s create and delete, so writes by
-//! the controllers are admitted exactly as API requests are (upstream's
-//! controllers go through the API server too). Mutations happen before the
-//! kind's `prepare_for_create` and the recording of managed fields (they
-//! are the request's), checks after validation. Updates are not admitted
-//! yet (pod resource updates and service type changes are not charged).
+//! Each is a plugin in its slot of the admission chain
+//! ([`crate::admission::Chain`], [`builtin_chain`]), which runs inside
+//! [`crate::registry::ObjectStore`]'s create, update and delete, so writes by the controllers
+//! are admitted exactly as API requests are (upstream's controllers go
+//! through the API server too). Mutations happen before the recording of
+//! managed fields (they are the request's), checks after validation. Quota
+//! charges only creates (pod resource updates and service type changes are
+//! not charged).
 
 pub(crate) mod limit_ranger;
+mod plugins;
 pub mod priority;
 pub(crate) mod quota;
 pub(crate) mod tolerations;
 pub(crate) mod usage;
 
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::{Error, ObjectStore, ResourceInfo, Result};
+use super::{Error, ResourceInfo, Result};
 
+pub(crate) use plugins::set_qos_class;
+pub use plugins::{
+    DefaultTolerationSeconds, LimitRanger, NamespaceLifecycle, Priority, ResourceQuota,
+    builtin_chain,
+};
 pub use priority::ensure_system_priority_classes;
 
 /// The namespaces upstream's `NamespaceLifecycle` never lets go
@@ -89,57 +96,6 @@ pub(crate) fn untyped<T: serde::Serialize>(t: &T, obj: &mut Value) -> Result<()>
     *obj = serde_json::to_value(t)
         .map_err(|e| Error::BadRequest(format!("encoding the admitted object: {e}")))?;
     Ok(())
-}
-
-/// The mutating plugins, on a create of `obj` in `ns`. A pod is decoded
-/// once for all of them, and gets its QoS class from the result.
-///
-/// # Errors
-/// Store errors reading the LimitRanges; 400 on an object that does not decode.
-pub(crate) async fn mutate_create(
-    objects: &ObjectStore,
-    info: &ResourceInfo,
-    ns: Option<&str>,
-    obj: &mut Value,
-) -> Result<()> {
-    if !is_core(info, "pods") {
-        return Ok(());
-    }
-    let ranges = match ns {
-        Some(ns) => limit_ranger::limit_ranges(objects, ns).await?,
-        None => Vec::new(),
-    };
-    let mut pod: Pod = typed(obj)?;
-    tolerations::default_toleration_seconds(objects.admission_options(), &mut pod);
-    limit_ranger::apply_defaults(&ranges, &mut pod);
-    let qos = usage::qos_class(&pod);
-    if let Some(status) = pod.status.as_mut() {
-        status.qos_class = Some(qos.into());
-    }
-    untyped(&pod, obj)
-}
-
-/// The validating plugins, on a create of `obj` in `ns` (`request_name`:
-/// the name as sent, or the `generateName` prefix, as upstream's messages
-/// name the object); charges quotas unless `dry_run`.
-///
-/// # Errors
-/// 403 Forbidden with upstream's LimitRanger or ResourceQuota message.
-pub(crate) async fn validate_create(
-    objects: &ObjectStore,
-    info: &ResourceInfo,
-    ns: Option<&str>,
-    obj: &Value,
-    request_name: &str,
-    dry_run: bool,
-) -> Result<()> {
-    let Some(ns) = ns.filter(|_| info.namespaced()) else {
-        return Ok(());
-    };
-    if is_core(info, "pods") {
-        limit_ranger::validate(objects, info, ns, obj, request_name).await?;
-    }
-    quota::admit(objects, info, ns, obj, request_name, dry_run).await
 }
 
 /// The checks on a DELETE of `name`: the system namespaces stay.

@@ -34,6 +34,8 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// Who deletes, for admission; `None` for the control plane's own writers.
+    pub user: Option<crate::registry::UserInfo>,
 }
 
 /// What a DELETE did.
@@ -79,7 +81,6 @@ impl ObjectStore {
         opts: &DeleteOptions,
     ) -> Result<DeleteOutcome> {
         let want_rv = parse_rv(opts.resource_version.as_deref())?;
-        crate::registry::admission::validate_delete(info, name)?;
         loop {
             let Some(kv) = self.get_kv(info, ns, name).await? else {
                 return Err(Self::not_found(info, name));
@@ -103,6 +104,21 @@ impl ObjectStore {
                     kv.mod_revision
                 )));
             }
+            let request = crate::admission::Request {
+                operation: crate::admission::Operation::Delete,
+                info,
+                subresource: None,
+                namespace: ns,
+                name,
+                request_name: name,
+                user: opts.user.as_ref(),
+                dry_run: opts.dry_run,
+                old: Some(&obj),
+            };
+            let mut out = crate::admission::Outcome::default();
+            self.admission()
+                .validate(self, &request, &obj, &mut out)
+                .await?;
             let has_finalizers = obj
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)

@@ -33,7 +33,9 @@ pub struct ObjectStore {
     store: Store,
     tables: Arc<Tables>,
     service_cidr: ServiceCidr,
-    admission: AdmissionOptions,
+    /// The admission plugins every write passes through.
+    admission: Arc<crate::admission::Chain>,
+    admission_options: AdmissionOptions,
 }
 
 /// The served resource table, swapped whole when custom resources change.
@@ -67,20 +69,34 @@ impl ObjectStore {
                 rebuild: tokio::sync::Mutex::new(()),
             }),
             service_cidr: ServiceCidr::DEFAULT,
-            admission: AdmissionOptions::default(),
+            admission: Arc::new(super::admission::builtin_chain()),
+            admission_options: AdmissionOptions::default(),
         }
+    }
+
+    /// Runs every write through `chain` (default: the built-in plugins of
+    /// [`super::admission::builtin_chain`]).
+    #[must_use]
+    pub fn with_admission(mut self, chain: crate::admission::Chain) -> Self {
+        self.admission = Arc::new(chain);
+        self
+    }
+
+    /// The admission plugins writes pass through.
+    pub fn admission(&self) -> &crate::admission::Chain {
+        &self.admission
     }
 
     /// Runs the admission plugins with `options` (default: upstream's defaults).
     #[must_use]
-    pub fn with_admission(mut self, options: AdmissionOptions) -> Self {
-        self.admission = options;
+    pub fn with_admission_options(mut self, options: AdmissionOptions) -> Self {
+        self.admission_options = options;
         self
     }
 
     /// The admission plugins' settings.
     pub fn admission_options(&self) -> AdmissionOptions {
-        self.admission
+        self.admission_options
     }
 
     /// The range Service ClusterIPs are allocated from.

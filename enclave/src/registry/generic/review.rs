@@ -8,6 +8,27 @@ use super::{ObjectStore, WriteOptions, Written};
 use crate::registry::{Error, ResourceInfo, Result, UserInfo};
 
 impl ObjectStore {
+    /// Decodes and validates a POST to a
+    /// [`Persistence::Virtual`](crate::registry::Persistence) resource,
+    /// without answering it (for reviews the API server answers).
+    ///
+    /// # Errors
+    /// 400 for a malformed body (or unknown fields with `Strict`), 422 Invalid.
+    pub fn review_validated(
+        &self,
+        info: &ResourceInfo,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let (obj, warnings) = Self::decode_body(info, body, opts.field_validation)?;
+        Self::invalid(info, &obj, info.strategy.validate(&obj))?;
+        Ok(Written {
+            object: obj,
+            warnings,
+            created: true,
+        })
+    }
+
     /// POST to a [`Persistence::Virtual`](crate::registry::Persistence)
     /// resource: the answer for `user`, e.g. a SelfSubjectAccessReview with
     /// its `status` filled in.

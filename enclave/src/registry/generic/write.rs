@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::{MAX_RETRIES, ObjectStore};
+use crate::admission::{Operation, Outcome, Request as AdmissionRequest};
 use crate::registry::admission;
 use crate::registry::managed::{self, FieldSet, Scope, Writer};
 use crate::registry::{Error, ResourceInfo, Result, Subresource, meta};
@@ -46,6 +47,9 @@ pub struct WriteOptions {
     /// The subresource written through when it is not the endpoint's own
     /// (`scale`); recorded with the manager.
     pub subresource: Option<String>,
+    /// Who writes, for admission; `None` (the default) for the control
+    /// plane's own writers.
+    pub user: Option<crate::registry::UserInfo>,
 }
 
 impl WriteOptions {
@@ -155,8 +159,28 @@ impl ObjectStore {
             }
         }
         info.strategy.prepare_for_create(&mut obj);
-        admission::priority::admit_create(self, info, &mut obj).await?;
-        admission::mutate_create(self, info, ns, &mut obj).await?;
+        // Upstream's NamespaceLifecycle, the first admission step.
+        if let (true, Some(ns)) = (info.namespaced(), ns) {
+            self.check_namespace(ns).await?;
+        }
+        let mut warnings = warnings;
+        let mut admitted = Outcome::default();
+        let name = meta::name(&obj).to_string();
+        let request = AdmissionRequest {
+            operation: Operation::Create,
+            info,
+            subresource: opts.subresource.as_deref(),
+            namespace: ns,
+            name: &name,
+            request_name: &request_name,
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+            old: None,
+        };
+        self.admission()
+            .admit(self, &request, &mut obj, &mut admitted)
+            .await?;
+        admission::set_qos_class(&request, &mut obj)?;
         if let Some(writer) = opts.writer(Endpoint::Main) {
             let empty = Value::Object(serde_json::Map::new());
             let scope = scope(info, Endpoint::Main);
@@ -166,11 +190,10 @@ impl ObjectStore {
         let mut causes = Self::validate_common(info, &obj);
         causes.extend(info.strategy.validate(&obj));
         Self::invalid(info, &obj, causes)?;
-        if let (true, Some(ns)) = (info.namespaced(), ns) {
-            self.check_namespace(ns).await?;
-        }
-        admission::validate_create(self, info, ns, &obj, &request_name, opts.dry_run).await?;
-        let name = meta::name(&obj).to_string();
+        self.admission()
+            .validate(self, &request, &obj, &mut admitted)
+            .await?;
+        warnings.extend(admitted.warnings);
         if opts.dry_run {
             return Ok(Written {
                 object: obj,
@@ -348,19 +371,29 @@ impl ObjectStore {
             }
             let old = Self::decode(&kv)?;
             let new = next(&old)?;
-            if admission::priority::admits_updates(info) {
-                admission::priority::admit_update(self, info, &new).await?;
-            }
             // A resourceVersion the patch itself put in is a precondition.
             let own_rv = parse_rv(meta::meta_str(&new, "resourceVersion"))?;
             if precondition.is_none() && own_rv.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(Self::conflict(info, name));
             }
+            let mut admitted = Outcome::default();
             match self
-                .commit_update(endpoint, info, ns, &kv, old, new, opts, fields)
+                .commit_update(
+                    endpoint,
+                    info,
+                    ns,
+                    &kv,
+                    old,
+                    new,
+                    opts,
+                    fields,
+                    &mut admitted,
+                )
                 .await?
             {
                 Some(object) => {
+                    let mut warnings = warnings;
+                    warnings.extend(admitted.warnings);
                     return Ok(Written {
                         object,
                         warnings,
@@ -391,6 +424,7 @@ impl ObjectStore {
         mut new: Value,
         opts: &WriteOptions,
         fields: FieldsOp<'_>,
+        admitted: &mut Outcome,
     ) -> Result<Option<Value>> {
         let name = meta::name(&old).to_string();
         let old_uid = meta::meta_str(&old, "uid").unwrap_or("").to_string();
@@ -483,9 +517,30 @@ impl ObjectStore {
                 }
             }
         }
+        let subresource = opts.subresource.as_deref().or(match endpoint {
+            Endpoint::Main => None,
+            Endpoint::Status => Some("status"),
+        });
+        let request = AdmissionRequest {
+            operation: Operation::Update,
+            info,
+            subresource,
+            namespace: ns,
+            name: &name,
+            request_name: &name,
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+            old: Some(&old),
+        };
+        self.admission()
+            .admit(self, &request, &mut new, admitted)
+            .await?;
         let mut causes = Self::validate_common(info, &new);
         causes.extend(info.strategy.validate_update(&new, &old));
         Self::invalid(info, &new, causes)?;
+        self.admission()
+            .validate(self, &request, &new, admitted)
+            .await?;
         meta::set_resource_version(&mut new, kv.mod_revision);
         if new == old || opts.dry_run {
             return Ok(Some(new));

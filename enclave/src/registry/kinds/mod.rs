@@ -3,6 +3,7 @@
 
 mod apps;
 mod batch;
+mod certificates;
 mod core;
 mod crd;
 mod events;
@@ -311,6 +312,13 @@ pub(crate) const STATUS: &[Subresource] = &[Subresource::Status];
 pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
 /// `/status` and `/scale`.
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+/// `/token` (service accounts).
+pub(crate) const TOKEN: &[Subresource] = &[Subresource::Token];
+/// `/status` and `/approval` (certificate signing requests).
+pub(crate) const STATUS_APPROVAL: &[Subresource] = &[Subresource::Status, Subresource::Approval];
+
+pub(crate) use certificates::condition as csr_condition;
+pub(crate) use reviews::user_info_json;
 
 /// Pods' subresources.
 const POD_SUBRESOURCES: &[Subresource] = &[
@@ -423,7 +431,8 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Namespaced,
             Box::new(core::ServiceAccounts),
         )
-        .short(&["sa"]),
+        .short(&["sa"])
+        .subs(TOKEN),
         res(
             CORE,
             "Service",
@@ -606,6 +615,15 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(rbac::Roles),
         ),
         res(
+            ("certificates.k8s.io", "v1"),
+            "CertificateSigningRequest",
+            ("certificatesigningrequests", "certificatesigningrequest"),
+            Cluster,
+            Box::new(certificates::CertificateSigningRequests),
+        )
+        .short(&["csr"])
+        .subs(STATUS_APPROVAL),
+        res(
             ("networking.k8s.io", "v1"),
             "Ingress",
             ("ingresses", "ingress"),
@@ -657,6 +675,30 @@ pub fn builtin() -> Vec<ResourceInfo> {
             ("selfsubjectreviews", "selfsubjectreview"),
             Cluster,
             Box::new(reviews::SelfSubjectReviews::V1Beta1),
+        )
+        .answered(),
+        res(
+            AUTHN,
+            "TokenReview",
+            ("tokenreviews", "tokenreview"),
+            Cluster,
+            Box::new(reviews::TokenReviews),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "LocalSubjectAccessReview",
+            ("localsubjectaccessreviews", "localsubjectaccessreview"),
+            Namespaced,
+            Box::new(reviews::LocalSubjectAccessReviews),
+        )
+        .answered(),
+        res(
+            AUTHZ,
+            "SubjectAccessReview",
+            ("subjectaccessreviews", "subjectaccessreview"),
+            Cluster,
+            Box::new(reviews::SubjectAccessReviews),
         )
         .answered(),
         res(

@@ -1,33 +1,32 @@
-//! The self-subject reviews: authentication.k8s.io `selfsubjectreviews`
-//! (v1, and v1beta1 for kubectl 1.27's `auth whoami`) and
-//! authorization.k8s.io/v1 `selfsubjectaccessreviews` and
+//! The reviews: authentication.k8s.io `selfsubjectreviews` (v1, and
+//! v1beta1 for kubectl 1.27's `auth whoami`) and `tokenreviews`, and
+//! authorization.k8s.io/v1 `subjectaccessreviews`,
+//! `localsubjectaccessreviews`, `selfsubjectaccessreviews` and
 //! `selfsubjectrulesreviews` (`auth can-i [--list]`). They are create-only
-//! and never stored: a create is answered for the requesting user.
-//!
-//! No authorization is enforced yet, so every authenticated user may do
-//! everything; the answers say so in their `reason`.
+//! and never stored. Whoami is answered here for the requesting user; the
+//! others need the authenticator or the authorizer, and the API server
+//! answers them (`crate::api::authz::reviews`).
 
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::authorization::v1::{SelfSubjectAccessReview, SelfSubjectRulesReview};
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenReview};
+use k8s_openapi::api::authorization::v1::{
+    LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
+};
 use serde_json::{Value, json};
 
 use super::typed;
 use crate::registry::table::{Column, name_cell};
 use crate::registry::{Canonical, FieldError, NameRule, Strategy, UserInfo};
 
-/// Every authenticated user's group, as upstream's authenticators add it.
-const AUTHENTICATED: &str = "system:authenticated";
-
-/// Why every review allows everything.
-pub(crate) const ALLOW_ALL_REASON: &str =
-    "no authorization is enforced yet: every authenticated user is allowed";
-
-fn groups(user: &UserInfo) -> Vec<String> {
-    let mut g = user.groups.clone();
-    if !g.iter().any(|x| x == AUTHENTICATED) {
-        g.push(AUTHENTICATED.into());
+/// A user as `status.userInfo` and TokenReview's `status.user` show it.
+pub(crate) fn user_info_json(user: &UserInfo) -> Value {
+    let mut u = json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        u["uid"] = json!(user.uid);
     }
-    g
+    if !user.extra.is_empty() {
+        u["extra"] = json!(user.extra);
+    }
+    u
 }
 
 /// Reviews have no name; everything else about them is answered.
@@ -73,53 +72,92 @@ impl Strategy for SelfSubjectReviews {
     }
     fn answer(&self, obj: &Value, user: &UserInfo) -> Option<Value> {
         let mut out = obj.clone();
-        out["status"] = json!({"userInfo": {"username": user.name, "groups": groups(user)}});
+        out["status"] = json!({"userInfo": user_info_json(user)});
         Some(out)
     }
 }
 
-/// `selfsubjectaccessreviews`: may the requesting user do this?
-#[derive(Debug)]
-pub(crate) struct SelfSubjectAccessReviews;
+/// Exactly one of `resourceAttributes` and `nonResourceAttributes`.
+fn validate_access_review(obj: &Value) -> Vec<FieldError> {
+    let set = |p: &str| obj.pointer(p).is_some_and(|v| !v.is_null());
+    let resource = set("/spec/resourceAttributes");
+    let non_resource = set("/spec/nonResourceAttributes");
+    if resource == non_resource {
+        let what = if resource {
+            "cannot be specified in combination with resourceAttributes"
+        } else {
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        };
+        let field = if resource {
+            "spec.nonResourceAttributes"
+        } else {
+            "spec.resourceAttributes"
+        };
+        return vec![FieldError::invalid(
+            field,
+            &obj.get("spec").map(Value::to_string).unwrap_or_default(),
+            what,
+        )];
+    }
+    Vec::new()
+}
 
-impl Strategy for SelfSubjectAccessReviews {
-    typed!(SelfSubjectAccessReview);
+/// Implements an access review kind's strategy: validation, and no answer
+/// of its own (the API server answers with the authorizer).
+macro_rules! access_review {
+    ($name:ident, $t:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug)]
+        pub(crate) struct $name;
+
+        impl Strategy for $name {
+            typed!($t);
+            fn name_rule(&self) -> NameRule {
+                NameRule::PathSegment
+            }
+            fn validate(&self, obj: &Value) -> Vec<FieldError> {
+                validate_access_review(obj)
+            }
+            fn columns(&self) -> Vec<Column> {
+                review_columns()
+            }
+            fn cells(&self, obj: &Value, _now: jiff::Timestamp) -> Vec<Value> {
+                vec![name_cell(obj)]
+            }
+        }
+    };
+}
+
+access_review!(
+    SelfSubjectAccessReviews,
+    SelfSubjectAccessReview,
+    "`selfsubjectaccessreviews`: may the requesting user do this?"
+);
+access_review!(
+    SubjectAccessReviews,
+    SubjectAccessReview,
+    "`subjectaccessreviews`: may this user do this?"
+);
+access_review!(
+    LocalSubjectAccessReviews,
+    LocalSubjectAccessReview,
+    "`localsubjectaccessreviews`: may this user do this in this namespace?"
+);
+
+/// `tokenreviews`: who does this token stand for?
+#[derive(Debug)]
+pub(crate) struct TokenReviews;
+
+impl Strategy for TokenReviews {
+    typed!(TokenReview);
     fn name_rule(&self) -> NameRule {
         NameRule::PathSegment
-    }
-    fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let set = |p: &str| obj.pointer(p).is_some_and(|v| !v.is_null());
-        let resource = set("/spec/resourceAttributes");
-        let non_resource = set("/spec/nonResourceAttributes");
-        if resource == non_resource {
-            let what = if resource {
-                "cannot be specified in combination with resourceAttributes"
-            } else {
-                "exactly one of nonResourceAttributes or resourceAttributes must be specified"
-            };
-            let field = if resource {
-                "spec.nonResourceAttributes"
-            } else {
-                "spec.resourceAttributes"
-            };
-            return vec![FieldError::invalid(
-                field,
-                &obj.get("spec").map(Value::to_string).unwrap_or_default(),
-                what,
-            )];
-        }
-        Vec::new()
     }
     fn columns(&self) -> Vec<Column> {
         review_columns()
     }
     fn cells(&self, obj: &Value, _now: jiff::Timestamp) -> Vec<Value> {
         vec![name_cell(obj)]
-    }
-    fn answer(&self, obj: &Value, _user: &UserInfo) -> Option<Value> {
-        let mut out = obj.clone();
-        out["status"] = json!({"allowed": true, "reason": ALLOW_ALL_REASON});
-        Some(out)
     }
 }
 
@@ -147,15 +185,5 @@ impl Strategy for SelfSubjectRulesReviews {
     }
     fn cells(&self, obj: &Value, _now: jiff::Timestamp) -> Vec<Value> {
         vec![name_cell(obj)]
-    }
-    fn answer(&self, obj: &Value, _user: &UserInfo) -> Option<Value> {
-        let mut out = obj.clone();
-        out["status"] = json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-            "evaluationError": ALLOW_ALL_REASON,
-        });
-        Some(out)
     }
 }

@@ -1,0 +1,73 @@
+//! Who may do what: the authorizer chain (upstream's order) and the admission chain, and the
+//! audit log.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use enclave::admission::{Chain as AdmissionChain, Slot};
+use enclave::api::audit::{AuditLog, Auditor, Policy};
+use enclave::api::authz::rbac::{PolicyCache, RbacAuthorizer};
+use enclave::api::authz::{AuthorizerChain, NodeAuthorizer, PrivilegedGroup, SYSTEM_MASTERS};
+use enclave::registry::ObjectStore;
+use enclave::store::Store;
+
+use crate::args::Args;
+
+/// The authorizer chain (system:masters, then the Node authorizer for nodes, then RBAC), the
+/// RBAC authorizer itself, and the admission chain: the store's built-in plugins
+/// (NamespaceLifecycle, LimitRanger, Priority, DefaultTolerationSeconds, ResourceQuota) plus
+/// those that need the policy (RBAC escalation, ServiceAccount, NodeRestriction, PodSecurity,
+/// certificates).
+pub(crate) fn chains(base: &ObjectStore) -> (Arc<AuthorizerChain>, RbacAuthorizer, AdmissionChain) {
+    let rbac = RbacAuthorizer::new(PolicyCache::new(base.clone()));
+    let authorizer = Arc::new(
+        AuthorizerChain::new()
+            .with(Arc::new(PrivilegedGroup::new(SYSTEM_MASTERS)))
+            .with(Arc::new(NodeAuthorizer::new(base.clone())))
+            .with(Arc::new(rbac.clone())),
+    );
+    let admission = base
+        .admission()
+        .clone()
+        .with(
+            Slot::RbacEscalation,
+            Arc::new(enclave::api::authz::escalation::Escalation::new(
+                authorizer.clone(),
+                rbac.clone(),
+            )),
+        )
+        .with(
+            Slot::ServiceAccount,
+            Arc::new(enclave::admission::serviceaccount::ServiceAccountAdmission),
+        )
+        .with(
+            Slot::NodeRestriction,
+            Arc::new(enclave::api::authz::restriction::NodeRestriction),
+        )
+        .with(
+            Slot::PodSecurity,
+            Arc::new(enclave::admission::podsecurity::PodSecurity),
+        )
+        .with(
+            Slot::Certificates,
+            Arc::new(
+                enclave::api::authz::certificates::CertificateAdmission::new(authorizer.clone()),
+            ),
+        );
+    (authorizer, rbac, admission)
+}
+
+/// The auditor of `--audit-policy-file` (none without one, as kube-apiserver), logging into
+/// the sealed store.
+pub(crate) fn audit(args: &Args, store: &Store) -> Result<Option<Arc<Auditor>>> {
+    let Some(path) = &args.audit_policy_file else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let policy = Policy::parse(&text).map_err(anyhow::Error::msg)?;
+    let log =
+        AuditLog::open(store.clone(), args.audit_retention).context("opening the audit log")?;
+    tracing::info!(policy = %path.display(), "audit logging enabled");
+    Ok(Some(Arc::new(Auditor::new(policy, Arc::new(log)))))
+}
