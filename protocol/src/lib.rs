@@ -15,6 +15,9 @@
 //! - [`keybroker`]: the root-secret request between the enclave and `daas-host keybroker`.
 //! - [`layout`]: where the image builder puts the enclave's files and the init finds them, and the
 //!   boot heartbeat.
+//! - [`tunnel`]: the node tunnel: the requests the enclave makes of a worker over the
+//!   connection the worker keeps open (logs, exec, attach, port-forward, usage), their framing
+//!   and the usage sample.
 //! - [`Endpoint`]: `unix:PATH`, `vsock:CID:PORT` and TCP addresses, parsed and displayed the
 //!   same way by every binary.
 
@@ -23,6 +26,7 @@ pub mod frame;
 pub mod journal;
 pub mod keybroker;
 pub mod layout;
+pub mod tunnel;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use frame::{Frame, FrameError};
