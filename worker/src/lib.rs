@@ -3,3 +3,12 @@
 //!
 //! Layering: `worker` depends on `protocol`, `attestation` and `chain`, never on `enclave` or
 //! `host`: it trusts the enclave only through what it verified.
+//!
+//! - [`tunnel`]: the connection the worker keeps open to the enclave, over which the enclave
+//!   reaches this node's containers (logs, exec, attach, port-forward, usage).
+//!
+//! | feature | what |
+//! |---|---|
+//! | `testing` | the in-process fake of the container-streams seam, `tunnel::fake` |
+
+pub mod tunnel;
