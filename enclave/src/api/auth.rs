@@ -108,5 +108,16 @@ mod tests {
         let pki = DevPki::generate(&[]).unwrap();
         let der = CertificateDer::from_pem_slice(pki.admin_cert_pem.as_bytes()).unwrap();
         assert_eq!(Authenticator::client_certificate(&der), Some(admin));
+        let (node_pem, _key) = pki
+            .issue_client_certificate("system:node:w1", &["system:nodes"])
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(node_pem.as_bytes()).unwrap();
+        assert_eq!(
+            Authenticator::client_certificate(&der),
+            Some(UserInfo {
+                name: "system:node:w1".into(),
+                groups: vec!["system:nodes".into()],
+            })
+        );
     }
 }

@@ -6,13 +6,15 @@ use serde_json::{Value, json};
 
 use crate::registry::{ResourceInfo, ResourceTable, Subresource};
 
-const SUB_VERBS: &[&str] = &["get", "patch", "update"];
-
 /// (group, version, kind) a subresource responds with.
 fn sub_kind(r: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str) {
     match sub {
         Subresource::Status => (r.group, r.version, r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
+        Subresource::Log => ("", "v1", "Pod"),
+        Subresource::Exec => ("", "v1", "PodExecOptions"),
+        Subresource::Attach => ("", "v1", "PodAttachOptions"),
+        Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
     }
 }
 
@@ -157,7 +159,7 @@ pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Optio
                 "singularName": "",
                 "namespaced": r.namespaced(),
                 "kind": k,
-                "verbs": SUB_VERBS,
+                "verbs": sub.verbs(),
             });
             if *sub == Subresource::Scale {
                 e["group"] = json!(g);
@@ -202,7 +204,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             .iter()
             .map(|s| {
                 let (g, v, k) = sub_kind(r, *s);
-                json!({"subresource": s.name(), "responseKind": {"group": g, "version": v, "kind": k}, "verbs": SUB_VERBS})
+                json!({"subresource": s.name(), "responseKind": {"group": g, "version": v, "kind": k}, "verbs": s.verbs()})
             })
             .collect();
         e["subresources"] = json!(subs);

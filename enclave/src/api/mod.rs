@@ -4,7 +4,9 @@
 //! resource table ([`route`]), and served by generic handlers over the
 //! [`ObjectStore`](crate::registry::ObjectStore): discovery, OpenAPI, and
 //! get/list/watch/create/update/patch/delete for every table resource, and
-//! attested first contact (`GET /attestation?nonce=<hex>`, [`attestation`]).
+//! attested first contact (`GET /attestation?nonce=<hex>`, [`attestation`]). Pods' logs,
+//! exec, attach and port-forward, and `metrics.k8s.io`, go to the workers over the tunnels
+//! they keep open ([`streams`]).
 //!
 //! Start with [`ApiServer::new`] and [`ApiServer::serve`].
 
@@ -22,6 +24,7 @@ pub mod resource;
 pub mod route;
 pub mod sealed;
 mod server;
+pub mod streams;
 mod subresource;
 mod watch;
 

@@ -238,6 +238,12 @@ impl ApiServer {
         if req.target.info.is_virtual() {
             return self.review(&req).unwrap_or_else(|e| http::error(&e));
         }
+        if req.target.info.persistence == crate::registry::Persistence::Computed {
+            if req.target.subresource.is_some() {
+                return http::path_not_found();
+            }
+            return self.metrics(&req).await;
+        }
         let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
         let response = self.dispatch(req).await;
         if defines_resources && response.status().is_success() {

@@ -16,6 +16,8 @@ pub enum Route {
     /// `/unseal`: the operator's root secret (see [`super::sealed`]); only
     /// the sealed phase takes it.
     Unseal,
+    /// `/daas/v1/tunnel`: a worker opens its node tunnel (see [`super::streams::tunnel`]).
+    Tunnel,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -57,6 +59,7 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["attestation"] => Route::Attestation,
         ["unseal"] => Route::Unseal,
+        ["daas", "v1", "tunnel"] => Route::Tunnel,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

@@ -21,7 +21,7 @@ use super::http::{self, Body};
 use super::query::Query;
 use super::resource::ResourceRequest;
 use super::route::{self, Route};
-use super::{Authenticator, DevPki, Listener, ServeError, UserInfo, discovery, openapi};
+use super::{Authenticator, DevPki, Listener, ServeError, UserInfo, discovery, openapi, streams};
 use crate::registry::{Error, ObjectStore, ResourceTable};
 
 /// Server settings.
@@ -79,6 +79,8 @@ pub struct ApiServer {
     openapi: std::sync::Mutex<Option<Arc<openapi::V3Documents>>>,
     auth: Authenticator,
     pub(crate) config: ApiConfig,
+    /// The node tunnels workers keep open.
+    pub(crate) tunnels: streams::Tunnels,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
@@ -137,6 +139,7 @@ impl ApiServer {
             openapi: std::sync::Mutex::new(None),
             auth,
             config,
+            tunnels: streams::Tunnels::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         })
@@ -214,6 +217,11 @@ impl ApiServer {
             Route::Version if get => http::json(200, &discovery::version()),
             Route::Health => http::text(200, "ok"),
             Route::Unseal => http::status(409, "Conflict", "the cluster is already unsealed"),
+            Route::Tunnel => self.accept_tunnel(req, user.as_ref()),
+            // Streams read (or upgrade) the request themselves.
+            Route::Resource(target) if streams::is_pod_stream(&target) => {
+                self.pod_stream(req, user, target).await
+            }
             Route::Attestation => {
                 attestation::serve(
                     self.config.attestor.as_ref(),

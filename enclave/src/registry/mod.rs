@@ -215,6 +215,9 @@ pub enum Persistence {
     /// Create-only: a POST is answered by [`Strategy::answer`] and nothing
     /// is stored (SelfSubjectReview, SelfSubjectAccessReview, ...).
     Virtual,
+    /// Read-only and not stored: GET and LIST are answered from elsewhere
+    /// (`metrics.k8s.io`, from what the workers report).
+    Computed,
 }
 
 /// A subresource served for a resource.
@@ -224,6 +227,14 @@ pub enum Subresource {
     Status,
     /// `/scale`: an `autoscaling/v1 Scale` view of `spec.replicas`.
     Scale,
+    /// Pods' `/log`: a container's log, from its worker.
+    Log,
+    /// Pods' `/exec`: a command in a container, streamed.
+    Exec,
+    /// Pods' `/attach`: a container's main process, streamed.
+    Attach,
+    /// Pods' `/portforward`: connections to the pod's ports, streamed.
+    PortForward,
 }
 
 impl Subresource {
@@ -232,6 +243,21 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
+        }
+    }
+
+    /// The verbs discovery lists for it, as upstream's.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Log => &["get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+                &["create", "get"]
+            }
         }
     }
 }
@@ -289,6 +315,9 @@ pub const VERBS: &[&str] = &[
 /// Verbs of a [`Persistence::Virtual`] resource.
 pub const CREATE_ONLY: &[&str] = &["create"];
 
+/// Verbs of a [`Persistence::Computed`] resource.
+pub const READ_ONLY: &[&str] = &["get", "list"];
+
 impl ResourceInfo {
     /// `group/version`, or `version` for core.
     pub fn api_version(&self) -> String {
@@ -318,7 +347,13 @@ impl ResourceInfo {
         match self.persistence {
             Persistence::Stored => VERBS,
             Persistence::Virtual => CREATE_ONLY,
+            Persistence::Computed => READ_ONLY,
         }
+    }
+
+    /// Whether objects are kept in the store.
+    pub fn is_stored(&self) -> bool {
+        self.persistence == Persistence::Stored
     }
 
     /// Whether objects are answered rather than stored.

@@ -6,6 +6,7 @@ mod batch;
 mod core;
 mod crd;
 mod events;
+mod metrics;
 mod networking;
 mod pods;
 mod policy;
@@ -311,6 +312,14 @@ pub(crate) const STATUS: &[Subresource] = &[Subresource::Status];
 pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
 /// `/status` and `/scale`.
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+/// Pods': `/status` and the streams through the pod's worker.
+pub(crate) const POD: &[Subresource] = &[
+    Subresource::Status,
+    Subresource::Log,
+    Subresource::Exec,
+    Subresource::Attach,
+    Subresource::PortForward,
+];
 
 /// The group, version and resource of the definitions of custom resources.
 pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
@@ -366,6 +375,12 @@ impl ResourceInfo {
         self
     }
 
+    /// Read-only and not stored (answered from the workers).
+    fn computed(mut self) -> Self {
+        self.persistence = Persistence::Computed;
+        self
+    }
+
     /// With subresources.
     fn subs(mut self, subs: &'static [Subresource]) -> Self {
         self.subresources = subs;
@@ -383,6 +398,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
     const AUTHN: (&str, &str) = ("authentication.k8s.io", "v1");
     const AUTHN_BETA: (&str, &str) = ("authentication.k8s.io", "v1beta1");
     const AUTHZ: (&str, &str) = ("authorization.k8s.io", "v1");
+    const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
     vec![
         res(
             CORE,
@@ -437,7 +453,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             )
             .short(&["po"])
             .in_all()
-            .subs(STATUS)
+            .subs(POD)
         },
         res(
             CORE,
@@ -667,5 +683,21 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(reviews::SelfSubjectRulesReviews),
         )
         .answered(),
+        res(
+            METRICS,
+            "NodeMetrics",
+            ("nodes", "node"),
+            Cluster,
+            Box::new(metrics::NodeMetricsKind),
+        )
+        .computed(),
+        res(
+            METRICS,
+            "PodMetrics",
+            ("pods", "pod"),
+            Namespaced,
+            Box::new(metrics::PodMetricsKind),
+        )
+        .computed(),
     ]
 }
