@@ -37,15 +37,17 @@ fn request() -> impl Strategy<Value = TunnelRequest> {
         any::<Option<u64>>(),
         any::<Option<i64>>(),
     )
-        .prop_map(|((follow, previous, timestamps), tail, limit, secs, since)| LogOptions {
-            follow,
-            previous,
-            timestamps,
-            tail_lines: tail,
-            limit_bytes: limit,
-            since_seconds: secs,
-            since_unix_seconds: since,
-        });
+        .prop_map(
+            |((follow, previous, timestamps), tail, limit, secs, since)| LogOptions {
+                follow,
+                previous,
+                timestamps,
+                tail_lines: tail,
+                limit_bytes: limit,
+                since_seconds: secs,
+                since_unix_seconds: since,
+            },
+        );
     prop_oneof![
         (pod(), text(), options).prop_map(|(pod, container, options)| TunnelRequest::Logs {
             pod,
@@ -82,7 +84,8 @@ fn usage() -> impl Strategy<Value = Usage> {
 }
 
 fn node_stats() -> impl Strategy<Value = NodeStats> {
-    let container = (any::<String>(), usage()).prop_map(|(name, usage)| ContainerStats { name, usage });
+    let container =
+        (any::<String>(), usage()).prop_map(|(name, usage)| ContainerStats { name, usage });
     let pod = (
         any::<String>(),
         any::<String>(),
@@ -95,14 +98,18 @@ fn node_stats() -> impl Strategy<Value = NodeStats> {
             uid,
             containers,
         });
-    (any::<i64>(), any::<u64>(), usage(), proptest::collection::vec(pod, 0..3)).prop_map(
-        |(timestamp_unix_ms, window_ms, node, pods)| NodeStats {
+    (
+        any::<i64>(),
+        any::<u64>(),
+        usage(),
+        proptest::collection::vec(pod, 0..3),
+    )
+        .prop_map(|(timestamp_unix_ms, window_ms, node, pods)| NodeStats {
             timestamp_unix_ms,
             window_ms,
             node,
             pods,
-        },
-    )
+        })
 }
 
 proptest! {

@@ -26,9 +26,7 @@ mod query;
 mod request;
 pub mod stats;
 
-pub use request::{
-    LogOptions, PodRef, RefusalKind, StdStreams, TunnelRequest, TunnelRequestError,
-};
+pub use request::{LogOptions, PodRef, RefusalKind, StdStreams, TunnelRequest, TunnelRequestError};
 
 /// The path a worker opens its tunnel on.
 pub const TUNNEL_PATH: &str = "/daas/v1/tunnel";

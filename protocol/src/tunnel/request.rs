@@ -344,7 +344,10 @@ impl Params {
 
     fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, TunnelRequestError> {
         self.one(key)
-            .map(|v| v.parse().map_err(|_| bad(format!("{key}={v:?} is not a number"))))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| bad(format!("{key}={v:?} is not a number")))
+            })
             .transpose()
     }
 
