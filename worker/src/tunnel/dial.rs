@@ -134,29 +134,32 @@ async fn dial(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
-    let mut conn = std::pin::pin!(conn.with_upgrades());
+    // The connection runs on its own: with a 101 it ends (handing its I/O to the upgrade)
+    // possibly before the response is read here.
+    let conn = tokio::spawn(conn.with_upgrades());
     let request = Request::get(TUNNEL_PATH)
         .header(header::HOST, &config.address)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, TUNNEL_UPGRADE)
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let response = tokio::select! {
-        r = sender.send_request(request) => r.map_err(|e| format!("HTTP: {e}"))?,
-        c = conn.as_mut() => {
-            return Err(format!("the connection ended before the answer: {c:?}"));
+    let response = match sender.send_request(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            conn.abort();
+            return Err(format!("HTTP: {e}"));
         }
     };
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         let status = response.status();
-        let body = tokio::select! {
-            b = http_body_util::Limited::new(response.into_body(), REFUSAL_LIMIT).collect() => {
-                b.map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string()).unwrap_or_default()
-            }
-            _ = conn.as_mut() => String::new(),
-        };
+        let body = http_body_util::Limited::new(response.into_body(), REFUSAL_LIMIT)
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_string())
+            .unwrap_or_default();
+        conn.abort();
         return Err(format!("the enclave refused the tunnel: {status} {body}"));
     }
-    let (upgraded, _) = tokio::join!(hyper::upgrade::on(response), conn);
+    let upgraded = hyper::upgrade::on(response).await;
     upgraded.map_err(|e| format!("upgrade: {e}"))
 }

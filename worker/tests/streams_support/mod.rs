@@ -239,15 +239,23 @@ impl Worker {
     /// Waits (up to 30 s) for the tunnel to be up.
     pub fn wait_connected(&self) {
         let mut state = self.state.clone();
-        runtime().block_on(async {
+        let mut last = None;
+        let up = runtime().block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(30),
-                state.wait_for(|s| *s == TunnelState::Connected),
+                state.wait_for(|s| {
+                    if let TunnelState::Lost { reason } = s {
+                        last = Some(reason.clone());
+                    }
+                    *s == TunnelState::Connected
+                }),
             )
             .await
-            .expect("the tunnel did not come up within 30 s")
-            .unwrap();
         });
+        assert!(
+            matches!(up, Ok(Ok(_))),
+            "the tunnel did not come up within 30 s; last failure: {last:?}"
+        );
     }
 
     /// Stops the worker's tunnel for good (the node is gone).
