@@ -3,10 +3,12 @@
 //!
 //! Layering: a binary of its own so that `daas` links neither the control plane nor RocksDB. It may depend on
 //! `enclave` (the store benchmark opens the store in-process; the API benchmark reads the dev credentials) and
-//! on `host` (the relay benchmark), never the other way round.
+//! on `host` (the relay benchmark), `worker` and `chain` (the join benchmark), never the other way round.
 
 mod api;
+mod join;
 mod relay;
+mod scheduler;
 mod store;
 
 use std::path::PathBuf;
@@ -26,6 +28,11 @@ enum BenchCommand {
     Relay(relay::RelayBenchArgs),
     /// The real `daas-enclave --dev` under kubectl-like load over TLS.
     Api(api::ApiBenchArgs),
+    /// Join handshakes (attestation, stake signature, node certificate) against one enclave,
+    /// and an idle `daas-worker`'s memory.
+    Join(join::JoinBenchArgs),
+    /// The enclave's scheduler against hollow nodes, in scheduler_perf's shapes.
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +46,8 @@ fn main() -> anyhow::Result<()> {
         BenchCommand::Store(args) => store::run(args),
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Api(args) => api::run(args),
+        BenchCommand::Join(args) => join::run(args),
+        BenchCommand::Scheduler(args) => scheduler::run(args),
     }
 }
 

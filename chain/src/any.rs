@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use attestation::Verifier;
 
+use crate::account::AccountKeystore;
 use crate::anchor::SignedAnchor;
 use crate::error::{Error, Result};
 use crate::file::FileRegistry;
@@ -15,15 +16,17 @@ use crate::types::{
 use crate::url::RegistryUrl;
 
 /// How to act on a registry.
+///
+/// Both backends act as an account of a Sui CLI keystore (`keystore`, `address`): on Sui it
+/// signs the transactions; the local backend acts as its address. Without a keystore the local
+/// backend acts as `0x0`, which owns nothing: enough to read.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
-    /// Local backend: the account to act as. Default: `0x0`.
-    pub account: Option<Address>,
     /// Local backend: how attestation documents are verified. Default: AWS Nitro Root-G1.
     pub verifier: Verifier,
-    /// Sui backend: the Sui CLI keystore that signs. Required for `sui:` URLs.
+    /// The Sui CLI keystore whose account acts. Required for `sui:` URLs.
     pub keystore: Option<PathBuf>,
-    /// Sui backend: which key of the keystore; the first when `None`.
+    /// Which account of the keystore; the first Ed25519 one when `None`.
     pub address: Option<Address>,
     /// Sui backend: the `k3s_daas` package (read from the cluster when `None`; required by
     /// `init`).
@@ -35,7 +38,6 @@ pub struct OpenOptions {
 impl Default for OpenOptions {
     fn default() -> Self {
         Self {
-            account: None,
             verifier: Verifier::aws_nitro(),
             keystore: None,
             address: None,
@@ -78,6 +80,22 @@ async fn sui_registry(
     .await
 }
 
+impl OpenOptions {
+    /// The address the local backend acts as: the keystore's account, or `0x0` without one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Keystore`] when the keystore is unreadable or lacks the account.
+    pub fn local_account(&self) -> Result<Address> {
+        match &self.keystore {
+            Some(path) => Ok(AccountKeystore::load(path)?
+                .account(self.address)?
+                .address()),
+            None => Ok(Address::ZERO),
+        }
+    }
+}
+
 impl AnyRegistry {
     /// Opens the registry `url` names.
     ///
@@ -88,7 +106,7 @@ impl AnyRegistry {
         match url {
             RegistryUrl::Local(path) => Ok(Self::Local(FileRegistry::open(
                 path,
-                options.account.unwrap_or(Address::ZERO),
+                options.local_account()?,
                 options.verifier.clone(),
             )?)),
             #[cfg(feature = "sui")]
@@ -100,8 +118,8 @@ impl AnyRegistry {
         }
     }
 
-    /// Creates a cluster at `url` (the acting account becomes its admin) and returns it with
-    /// the cluster's ID. For `sui:` URLs the part after `#` is ignored and `options.package`
+    /// Creates a cluster at `url` (the acting account becomes its admin; locally that needs a
+    /// keystore) and returns it with the cluster's ID. For `sui:` URLs the part after `#` is ignored and `options.package`
     /// is required.
     ///
     /// # Errors
@@ -115,11 +133,19 @@ impl AnyRegistry {
     ) -> Result<(Self, Address)> {
         match url {
             RegistryUrl::Local(path) => {
+                if options.keystore.is_none() {
+                    return Err(Error::Keystore {
+                        path: PathBuf::new(),
+                        reason: "creating a cluster needs a keystore: its account becomes the \
+                                 admin"
+                            .to_owned(),
+                    });
+                }
                 let registry = FileRegistry::init(
                     path,
                     name,
                     settings,
-                    options.account.unwrap_or(Address::ZERO),
+                    options.local_account()?,
                     options.verifier.clone(),
                 )?;
                 let id = registry.cluster().await?.id;

@@ -14,13 +14,20 @@
 //! |---|---|
 //! | `sui` | the Sui backend, keystore and transaction builders (the Sui Rust SDK 0.4; heavy to compile) |
 //!
+//! Accounts are Sui Ed25519 keys in the Sui CLI keystore format for both backends
+//! ([`AccountKeystore`], [`SuiAccount`]); [`verify_personal_message`] checks the personal-message
+//! signatures workers join with. [`attest::check_enclave`] is attested first contact's checks
+//! against the registry, shared by `daas` and `daas-worker`.
+//!
 //! The Move package's abort codes map one to one onto [`Error`] variants. Anchor messages are
 //! built by [`anchor_message`], byte for byte what the Move code verifies.
 //!
 //! [`Verifier`]: attestation::Verifier
 
+mod account;
 mod anchor;
 mod any;
+pub mod attest;
 mod clock;
 mod digest;
 mod error;
@@ -32,6 +39,10 @@ pub mod sui;
 mod types;
 mod url;
 
+pub use account::{
+    AccountKeystore, ED25519_FLAG, PERSONAL_MESSAGE_INTENT, SUI_SIGNATURE_LEN, SignatureProblem,
+    SuiAccount, address_of_public_key, personal_message_digest, verify_personal_message,
+};
 pub use anchor::{ANCHOR_INTENT, SignedAnchor, anchor_message, verify_anchor_signature};
 pub use any::{AnyRegistry, OpenOptions};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -160,7 +160,7 @@ pub(crate) fn run(args: &KubeconfigArgs) -> anyhow::Result<()> {
     let attested = match runtime.block_on(attested::attest(&args.server, &args.trust)) {
         Ok(a) => a,
         Err(report) => {
-            report.print();
+            print!("{report}");
             anyhow::bail!(
                 "{} is NOT verified, no kubeconfig written: {}",
                 report.server,
@@ -168,7 +168,7 @@ pub(crate) fn run(args: &KubeconfigArgs) -> anyhow::Result<()> {
             );
         }
     };
-    attested.report.print();
+    print!("{}", attested.report);
     let text = render(
         &args.context,
         &args.server,

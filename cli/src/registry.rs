@@ -1,7 +1,9 @@
 //! `daas registry ...`: create a cluster's registry, admit images, inspect it, stake and unstake.
 //!
 //! The backend is chosen by `--registry`: `local:PATH` (a `chain::FileRegistry` file, for dev
-//! mode) or `sui:RPC_URL#CLUSTER_OBJECT_ID`.
+//! mode) or `sui:RPC_URL#CLUSTER_OBJECT_ID`. Both act as an account of a Sui CLI keystore
+//! (`--keystore`, `--address`): on Sui it signs the transactions, locally the registry acts as
+//! its address, so dev and Sui follow one path. `daas registry new-account` makes one.
 
 mod show;
 
@@ -9,7 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use chain::{
-    Address, AnyRegistry, ClusterSettings, OpenOptions, Pcrs, Registry, RegistryAdmin, RegistryUrl,
+    AccountKeystore, Address, AnyRegistry, ClusterSettings, OpenOptions, Pcrs, Registry,
+    RegistryAdmin, RegistryUrl, SuiAccount,
 };
 use clap::{Args, Subcommand};
 
@@ -20,20 +23,17 @@ pub(crate) struct Target {
     #[arg(long, env = "DAAS_REGISTRY")]
     registry: RegistryUrl,
 
-    /// Local registry only: the account to act as (a Sui-style address). Defaults to 0x0.
-    #[arg(long, env = "DAAS_ACCOUNT")]
-    account: Option<Address>,
-
     /// Local registry only: trust this root certificate (PEM) instead of AWS Nitro Root-G1 when
     /// verifying attestation documents, e.g. the dev simulator's root. Never in production.
     #[arg(long, value_name = "PEM")]
     dangerous_trust_root: Option<PathBuf>,
 
-    /// Sui registry only: the Sui CLI keystore that signs.
+    /// The Sui CLI keystore whose account acts (signs on Sui; is the caller of a local
+    /// registry). Default: ~/.sui/sui_config/sui.keystore when it exists. Reading needs none.
     #[arg(long, env = "DAAS_SUI_KEYSTORE", value_name = "FILE")]
     keystore: Option<PathBuf>,
 
-    /// Sui registry only: which keystore address signs (default: the first key).
+    /// Which account of the keystore acts (default: its first Ed25519 key).
     #[arg(long, env = "DAAS_SUI_ADDRESS")]
     address: Option<Address>,
 
@@ -132,6 +132,13 @@ pub(crate) enum RegistryCommand {
         #[arg(long)]
         node: String,
     },
+    /// Add a new Ed25519 account to a Sui CLI keystore (created if missing) and print its
+    /// address, as `sui client new-address ed25519` does.
+    NewAccount {
+        /// The keystore file.
+        #[arg(long, env = "DAAS_SUI_KEYSTORE", value_name = "FILE")]
+        keystore: PathBuf,
+    },
     /// Take MIST from a stake (admin).
     Slash {
         #[command(flatten)]
@@ -180,8 +187,9 @@ enum Action {
 }
 
 impl RegistryCommand {
-    fn split(self) -> (Target, Action) {
-        match self {
+    /// The subcommand's target and action; `None` for `new-account`, which has no target.
+    fn split(self) -> Option<(Target, Action)> {
+        Some(match self {
             Self::Init {
                 target,
                 name,
@@ -229,11 +237,15 @@ impl RegistryCommand {
                 node,
                 amount,
             } => (target, Action::Slash { node, amount }),
-        }
+            Self::NewAccount { .. } => return None,
+        })
     }
 }
 
 pub(crate) fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
+    if let RegistryCommand::NewAccount { keystore } = &cmd {
+        return new_account(keystore);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -242,7 +254,9 @@ pub(crate) fn run(cmd: RegistryCommand) -> anyhow::Result<()> {
 }
 
 async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
-    let (target, action) = cmd.split();
+    let Some((target, action)) = cmd.split() else {
+        bail!("new-account acts on a keystore, not on a registry");
+    };
     let verifier = match &target.dangerous_trust_root {
         Some(pem) => {
             let bytes = std::fs::read(pem).with_context(|| format!("reading {}", pem.display()))?;
@@ -254,9 +268,9 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
     let keystore = target.keystore.or_else(|| {
         std::env::var_os("HOME")
             .map(|home| PathBuf::from(home).join(".sui/sui_config/sui.keystore"))
+            .filter(|p| p.exists())
     });
     let options = OpenOptions {
-        account: target.account,
         verifier,
         keystore,
         address: target.address,
@@ -281,6 +295,17 @@ async fn run_async(cmd: RegistryCommand) -> anyhow::Result<()> {
     }
     let registry = AnyRegistry::open(&url, &options).await?;
     act(&registry, action).await
+}
+
+/// `daas registry new-account`: appends a fresh Ed25519 key to `path`.
+fn new_account(path: &std::path::Path) -> anyhow::Result<()> {
+    let mut keystore = AccountKeystore::load_or_empty(path)?;
+    let account = SuiAccount::generate()?;
+    let address = account.address();
+    keystore.push(account);
+    keystore.save()?;
+    println!("{address}");
+    Ok(())
 }
 
 async fn act<R: RegistryAdmin>(registry: &R, action: Action) -> anyhow::Result<()> {

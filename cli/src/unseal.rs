@@ -56,7 +56,7 @@ pub(crate) fn run(args: &UnsealArgs) -> anyhow::Result<()> {
         let attested = match attested::attest(&args.server, &args.trust).await {
             Ok(a) => a,
             Err(report) => {
-                report.print();
+                print!("{report}");
                 bail!(
                     "{} is NOT verified: {}; the root secret was not sent",
                     report.server,

@@ -35,7 +35,7 @@ pub(crate) fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        report.print();
+        print!("{report}");
     }
     match outcome {
         Ok(attested) => {

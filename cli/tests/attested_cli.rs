@@ -87,7 +87,7 @@ fn verify_refuses_a_wrong_expected_pcr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_checks_the_registry_allowed_images() {
+async fn verify_checks_the_registry_allowed_images_and_live_enclave() {
     let enclave = tokio::task::spawn_blocking(Enclave::start).await.unwrap();
     let root = dev_root(&enclave);
     let dir = tempfile::tempdir().unwrap();
@@ -98,20 +98,16 @@ async fn verify_checks_the_registry_allowed_images() {
         max_document_age_ms: 300_000,
     };
     let path = dir.path().join("registry.json");
-    let registry = FileRegistry::init(
-        &path,
-        "dev",
-        settings,
-        admin,
-        attestation::Verifier::aws_nitro(),
-    )
-    .unwrap();
+    let verifier =
+        attestation::Verifier::dangerous_trust_root_pem(&std::fs::read(&root).unwrap()).unwrap();
+    let registry = FileRegistry::init(&path, "dev", settings, admin, verifier).unwrap();
     let other = Pcrs {
         pcr0: attestation::Pcr::measure(b"another image"),
         ..enclave_pcrs()
     };
     registry.allow_image(other, "other", 1).await.unwrap();
     let registry_arg = format!("local:{}", path.display());
+    let doc_path = dir.path().join("doc.cbor");
     let run = |extra: Vec<String>| {
         let mut args = vec![
             "verify".to_owned(),
@@ -119,6 +115,8 @@ async fn verify_checks_the_registry_allowed_images() {
             enclave.url.clone(),
             "--dev-root".to_owned(),
             root.clone(),
+            "--save-document".to_owned(),
+            doc_path.display().to_string(),
         ];
         args.extend(extra);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -134,6 +132,30 @@ async fn verify_checks_the_registry_allowed_images() {
         .allow_image(enclave_pcrs(), "daas-enclave dev", 2)
         .await
         .unwrap();
+    // The image is allowed, but this enclave is not the one the registry records live.
+    let out = run(vec!["--registry".into(), registry_arg.clone()]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    assert!(
+        shown.contains("REJECTED: live enclave: no enclave is live on the registry"),
+        "{shown}"
+    );
+
+    // Registered with a document it served (the verification above saved none, so fetch one).
+    let out = verify(
+        &enclave,
+        &[
+            "--dev-root",
+            &root,
+            "--save-document",
+            &doc_path.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    registry
+        .register_enclave(&std::fs::read(&doc_path).unwrap())
+        .await
+        .unwrap();
     // A plain path means a local registry too.
     let out = run(vec!["--registry".into(), path.display().to_string()]);
     let shown = text(&out);
@@ -142,6 +164,7 @@ async fn verify_checks_the_registry_allowed_images() {
         shown.contains("registry image \"daas-enclave dev\" v2"),
         "{shown}"
     );
+    assert!(shown.contains("[ok  ] live enclave"), "{shown}");
 }
 
 /// A TLS-terminating proxy with its own key: clients talk TLS to it, it

@@ -1,6 +1,7 @@
-//! The benchmarks run end to end on tiny workloads: `daas bench relay` and `daas bench api` (which run
-//! `daas-bench`) start their real peers, finish, and print their summary lines. Figures are not checked
-//! (benchmarks are not timed tests).
+//! The benchmarks run end to end on tiny workloads: `daas bench relay`, `daas bench api`, `daas
+//! bench join` and `daas bench scheduler` (which run `daas-bench`) start their real peers,
+//! finish, and print their summary lines. Figures are not checked (benchmarks are not timed
+//! tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
@@ -82,7 +83,7 @@ fn bench_help_is_daas_benchs_and_a_missing_daas_bench_is_named() {
     let out = daas(&["bench", "--help"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for sub in ["store", "relay", "api"] {
+    for sub in ["store", "relay", "api", "join", "scheduler"] {
         assert!(stdout.contains(sub), "{stdout}");
     }
 
@@ -100,4 +101,45 @@ fn bench_help_is_daas_benchs_and_a_missing_daas_bench_is_named() {
         stderr.contains("daas-bench") && stderr.contains("cargo build --release -p bench"),
         "{stderr}"
     );
+}
+
+#[test]
+fn bench_join_drives_the_real_enclave_and_worker_and_prints_its_summary_lines() {
+    common::bin_dir();
+    let out = daas(&[
+        "bench",
+        "join",
+        "--joins",
+        "6",
+        "--concurrency",
+        "2",
+        "--idle-secs",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "join handshakes: 6 in ",
+        "joins/s",
+        "daas-worker idle after 2 s",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn bench_scheduler_runs_the_three_workloads_and_prints_its_summary_line() {
+    common::bin_dir();
+    let out = daas(&["bench", "scheduler", "--tiny"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "SchedulingBasic: 300 pods bound",
+        "enclave RSS with 100 nodes and 320 pods",
+        "TopologySpreading: 100 pods bound",
+        "SchedulingPodAntiAffinity: 40 pods bound",
+        "scheduler pods/s: basic ",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+    }
 }

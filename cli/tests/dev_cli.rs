@@ -26,6 +26,8 @@ impl Dev {
             .arg("--data-dir")
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // The control plane alone, as before workers existed (tests/dev_workers.rs has them).
+            .args(["--workers", "0"])
             .arg("--kubeconfig")
             .arg(dir.join("admin.yaml"))
             .env("RUST_LOG", "warn")
@@ -191,6 +193,7 @@ fn dev_refuses_an_address_in_use() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--workers", "0"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "{}", text(&out));
@@ -212,6 +215,7 @@ fn a_second_dev_on_the_same_directory_is_refused_and_a_killed_dev_leaves_nothing
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--workers", "0"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "{}", text(&out));

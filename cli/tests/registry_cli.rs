@@ -1,4 +1,5 @@
-//! `daas registry` end to end against a local registry file, through the built binary.
+//! `daas registry` end to end against a local registry file, through the built binary. Every
+//! account is a real Ed25519 key in a Sui CLI keystore (`daas registry new-account`), as on Sui.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
@@ -6,8 +7,8 @@ use std::process::{Command, Output};
 
 const PCR_A: &str = "cbe1afb6ed0ff89f10295af0b802247ec5670da8f886e71a4226373b032c322f4e42c9c98288e7211682b258684505a2";
 const PCR_B: &str = "21b9efbc184807662e966d34f390821309eeac6802309798826296bf3e8bec7c10edb30948c90ba67310f7b964fc500a";
-const ADMIN: &str = "0xad";
-const WORKER: &str = "0xb0";
+const ADMIN: &str = "admin";
+const WORKER: &str = "worker";
 
 /// A fresh directory under the system temp dir, removed on drop (the cli crate has no
 /// `tempfile` dev-dependency).
@@ -47,13 +48,39 @@ impl Registry {
         Self { dir, url }
     }
 
+    /// The keystore of `account` (created with one key on first use).
+    fn keystore(&self, account: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{account}.keystore"));
+        if !path.exists() {
+            let out = Command::new(env!("CARGO_BIN_EXE_daas"))
+                .args(["registry", "new-account", "--keystore"])
+                .arg(&path)
+                .env_remove("DAAS_SUI_KEYSTORE")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        path
+    }
+
+    /// The address of `account`.
+    fn address(&self, account: &str) -> String {
+        let keystore = chain::AccountKeystore::load(self.keystore(account)).unwrap();
+        keystore.account(None).unwrap().address().to_string()
+    }
+
     fn daas(&self, account: &str, args: &[&str]) -> Output {
+        let keystore = self.keystore(account);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_daas"));
         cmd.arg("registry")
             .args(args)
-            .args(["--registry", &self.url, "--account", account])
+            .args(["--registry", &self.url, "--keystore", path_str(&keystore)])
             .env_remove("DAAS_REGISTRY")
-            .env_remove("DAAS_ACCOUNT");
+            .env_remove("DAAS_SUI_ADDRESS");
         cmd.output().unwrap()
     }
 
@@ -175,6 +202,9 @@ fn init_allow_show_stake_unstake() {
         WORKER,
         &["stake", "--node", "node-a", "--amount", "1500000000"],
     );
+    // The keystore's account acts: it owns the stake, and the admin is the creator's.
+    assert_eq!(r.state()["stakes"]["node-a"]["owner"], r.address(WORKER));
+    assert_eq!(r.state()["admin"], r.address(ADMIN));
     r.fails(
         WORKER,
         &["stake", "--node", "node-b", "--amount", "5"],
@@ -257,8 +287,11 @@ fn withdraw_after_cooldown_frees_the_name() {
 fn concurrent_processes_lose_no_stake() {
     let r = Registry::new();
     r.ok(ADMIN, &["init", "--name", "c", "--min-stake", "1"]);
-    let children: Vec<_> = (0..12)
-        .map(|i| {
+    let keystores: Vec<PathBuf> = (0..12).map(|i| r.keystore(&format!("acct-{i}"))).collect();
+    let children: Vec<_> = keystores
+        .iter()
+        .enumerate()
+        .map(|(i, keystore)| {
             Command::new(env!("CARGO_BIN_EXE_daas"))
                 .args([
                     "registry",
@@ -268,7 +301,7 @@ fn concurrent_processes_lose_no_stake() {
                     "--amount",
                     "1",
                 ])
-                .args(["--registry", &r.url, "--account", &format!("0x{:x}", i + 1)])
+                .args(["--registry", &r.url, "--keystore", path_str(keystore)])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -285,6 +318,70 @@ fn concurrent_processes_lose_no_stake() {
     }
     let stakes = r.state()["stakes"].as_object().unwrap().len();
     assert_eq!(stakes, 12);
+}
+
+#[test]
+fn accounts_are_keystore_keys() {
+    let r = Registry::new();
+    let path = r.dir.path().join("two.keystore");
+    let new = |p: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_daas"))
+            .args(["registry", "new-account", "--keystore"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let first = new(&path);
+    let second = new(&path);
+    assert_ne!(first, second);
+    let keystore = chain::AccountKeystore::load(&path).unwrap();
+    let addresses: Vec<String> = keystore
+        .accounts()
+        .iter()
+        .map(|a| a.address().to_string())
+        .collect();
+    assert_eq!(addresses, [first.clone(), second.clone()]);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // --address picks the account that acts.
+    r.ok(ADMIN, &["init", "--name", "c", "--min-stake", "1"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_daas"))
+        .args(["registry", "stake", "--node", "n2", "--amount", "1"])
+        .args(["--registry", &r.url, "--keystore", path_str(&path)])
+        .args(["--address", &second])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r.state()["stakes"]["n2"]["owner"], second);
+
+    // Creating a cluster needs an account to be its admin.
+    let other = Registry::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_daas"))
+        .args(["registry", "init", "--name", "c", "--registry", &other.url])
+        .env("HOME", other.dir.path())
+        .env_remove("DAAS_SUI_KEYSTORE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs a keystore"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

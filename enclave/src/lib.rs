@@ -16,5 +16,7 @@
 pub mod api;
 pub mod boot;
 pub mod controllers;
+pub mod metrics;
 pub mod registry;
+pub mod scheduler;
 pub use ::store;

@@ -270,7 +270,8 @@ spec:
             "rolebinding.rbac.authorization.k8s.io/rb1 created",
         ),
         (
-            vec!["create", "quota", "q1", "--hard=pods=3"],
+            // Enforced (ResourceQuota admission): high enough for the scenarios' pods.
+            vec!["create", "quota", "q1", "--hard=pods=500"],
             "resourcequota/q1 created",
         ),
         (
@@ -1397,7 +1398,7 @@ fn scenario(k: &Kubectl<'_>) {
     has(&k.ok(&["-n", n, "get", "configmaps"]), "DATA", &v);
     assert_eq!(
         k.ok(&["-n", n, "get", "configmaps", "-o", "name"]),
-        "configmap/c1\n",
+        "configmap/c1\nconfigmap/kube-root-ca.crt\n",
         "{v}"
     );
 

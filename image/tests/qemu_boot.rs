@@ -9,9 +9,10 @@
 //! token and with the admin client certificate. It also plays the Nitro parent for the
 //! init's boot heartbeat. The results are read from the serial console.
 //!
-//! `daas-init` (the `init` crate) and `daas-enclave` are built exactly as a release is
-//! (`scripts/build-enclave-static` with its default selection); the driver and `daas-host`
-//! by the same script in a second run.
+//! `daas-init` (the `init` crate) and `daas-enclave` are built as a release is
+//! (`scripts/build-enclave-static` with its default selection, static and path-independent),
+//! but with `DAAS_STATIC_QUICK=1` (opt-level 1, 16 codegen units: a boot test publishes no
+//! PCRs); the driver and `daas-host` by the same script in a second run.
 //!
 //! Needs `qemu-system-x86_64` and Debian's `linux-image-cloud-amd64` (scripts/setup
 //! installs both). Without them the test says so and passes, except under CI (`CI` set),
@@ -99,6 +100,8 @@ fn build_static(out: &Path, selection: &[&str]) {
     // keeps --locked).
     let status = Command::new(repo_root().join("scripts/build-enclave-static"))
         .env("SOURCE_DATE_EPOCH", SMOKE_SOURCE_DATE_EPOCH)
+        // opt-level 1, 16 codegen units: this test boots the binaries, it publishes no PCRs.
+        .env("DAAS_STATIC_QUICK", "1")
         .args(["--unlocked", "--out"])
         .arg(out)
         .args(selection)

@@ -1,13 +1,16 @@
 //! What the enclave, the host and the workers say to each other.
 //!
 //! Layering: `protocol` is the bottom of the workspace. It depends on no other crate of ours
-//! and on nothing outside `std`, so the trusted enclave, the untrusted host and the workers
+//! and on few outside crates (the framed protocols on `std` only; [`join`] on serde and
+//! BCS), so the trusted enclave, the untrusted host and the workers
 //! can share one definition of every message instead of keeping copies in step. It does no
 //! networking of its own: pure encode/decode functions, plus blocking `std::io` helpers;
 //! async callers read bytes with their runtime and hand them to the pure decoders.
 //!
 //! Where to start:
 //!
+//! - [`join`]: a worker's attested join: the enclave's challenge, the
+//!   [`join::JoinStatement`] its Sui account signs, the node credentials it gets back.
 //! - [`frame`]: `u32 BE length | kind u8 | body`, the framing of the journal and key broker
 //!   protocols ([`frame::read_frame`], [`frame::write_frame`], [`frame::decode`]).
 //! - [`journal`]: the sealed journal protocol between the enclave's store and `daas-host
@@ -23,6 +26,7 @@
 
 pub mod endpoint;
 pub mod frame;
+pub mod join;
 pub mod journal;
 pub mod keybroker;
 pub mod layout;

@@ -89,6 +89,25 @@ impl Store {
     }
 
     async fn submit(&self, op: WriteOp) -> Result<TxnOutcome> {
+        let Some(observer) = self.shared.opts.observer.clone() else {
+            return self.submit_unobserved(op).await;
+        };
+        let operation = match op {
+            WriteOp::Put { .. } => "put",
+            WriteOp::Delete { .. } => "delete",
+        };
+        let started = std::time::Instant::now();
+        let result = self.submit_unobserved(op).await;
+        let outcome = match &result {
+            Ok(TxnOutcome::Committed { .. }) => "committed",
+            Ok(TxnOutcome::Failed { .. }) => "failed",
+            Err(_) => "error",
+        };
+        observer.write(operation, outcome, started.elapsed(), self.revision());
+        result
+    }
+
+    async fn submit_unobserved(&self, op: WriteOp) -> Result<TxnOutcome> {
         let (reply, rx) = oneshot::channel();
         let Some(commits) = self.workers.commits() else {
             return Err(self.shared.closed_error());

@@ -66,6 +66,9 @@ pub(crate) fn compact(shared: &Shared, revision: Revision) -> Result<CompactStat
         });
     }
     let before = shared.compacted.fetch_max(revision, Ordering::AcqRel);
+    if let Some(observer) = &shared.opts.observer {
+        observer.compacted(revision.max(before));
+    }
     if revision <= before {
         return Err(StoreError::Compacted {
             requested: revision,

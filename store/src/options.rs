@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use super::compact::CompactionOptions;
+use super::observer::StoreObserver;
 
 /// How to open a store. Build with [`StoreOptions::new`] and the `with_*` methods.
 #[derive(Debug, Clone)]
@@ -28,6 +31,8 @@ pub struct StoreOptions {
     pub watch_buffer: usize,
     /// Background compaction; `None` (the default) compacts only on request.
     pub compaction: Option<CompactionOptions>,
+    /// Told about every read, write and compaction (metrics); `None` (the default) tells no one.
+    pub observer: Option<Arc<dyn StoreObserver>>,
 }
 
 impl StoreOptions {
@@ -43,6 +48,7 @@ impl StoreOptions {
             queue_depth: 4096,
             watch_buffer: 1024,
             compaction: None,
+            observer: None,
         }
     }
 
@@ -57,6 +63,13 @@ impl StoreOptions {
     #[must_use]
     pub fn with_compaction(mut self, c: CompactionOptions) -> Self {
         self.compaction = Some(c);
+        self
+    }
+
+    /// Reports every read, write and compaction to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn StoreObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 

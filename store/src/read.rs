@@ -339,6 +339,9 @@ impl Store {
         if key.is_empty() {
             return Err(StoreError::EmptyKey);
         }
+        if let Some(observer) = &self.shared.opts.observer {
+            observer.read("get");
+        }
         let view = View::new(&self.shared)?;
         let rev = view.resolve(revision)?;
         Ok((view.get(key, rev)?, rev))
@@ -346,6 +349,9 @@ impl Store {
 
     /// One page of keys under a prefix.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        if let Some(observer) = &self.shared.opts.observer {
+            observer.read("range");
+        }
         let view = View::new(&self.shared)?;
         let (requested, after) = match &req.continue_from {
             Some(t) => {

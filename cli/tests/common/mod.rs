@@ -1,5 +1,6 @@
 //! Shared by the CLI tests that run real processes: the workspace binaries
-//! `daas dev` needs, a running `daas-enclave --dev`, and `daas` itself.
+//! `daas dev` needs (with `daas-worker`), a running `daas-enclave --dev`, and
+//! `daas` itself.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -30,20 +31,27 @@ pub fn bin_dir() -> &'static Path {
             .args(["-p", "cli", "--bin", "daas"])
             .args(["-p", "enclave", "--bin", "daas-enclave"])
             .args(["-p", "host", "--bin", "daas-host"])
-            .args(["-p", "bench", "--bin", "daas-bench"]);
+            .args(["-p", "bench", "--bin", "daas-bench"])
+            .args(["-p", "worker", "--bin", "daas-worker"]);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().unwrap();
         assert!(
             status.success(),
-            "building daas, daas-enclave, daas-host and daas-bench failed"
+            "building daas, daas-enclave, daas-host, daas-bench and daas-worker failed"
         );
         let me = std::env::current_exe().unwrap();
         let own = dir.join("daas-test-bins").join(me.file_name().unwrap());
         let _ = std::fs::remove_dir_all(&own);
         std::fs::create_dir_all(&own).unwrap();
-        for name in ["daas", "daas-enclave", "daas-host", "daas-bench"] {
+        for name in [
+            "daas",
+            "daas-enclave",
+            "daas-host",
+            "daas-bench",
+            "daas-worker",
+        ] {
             std::fs::hard_link(dir.join(name), own.join(name))
                 .or_else(|_| std::fs::copy(dir.join(name), own.join(name)).map(drop))
                 .unwrap();

@@ -15,6 +15,8 @@ fn sub_kind(r: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, 
         Subresource::Exec => ("", "v1", "PodExecOptions"),
         Subresource::Attach => ("", "v1", "PodAttachOptions"),
         Subresource::PortForward => ("", "v1", "PodPortForwardOptions"),
+        Subresource::Eviction => ("policy", "v1", "Eviction"),
+        Subresource::Binding => ("", "v1", "Binding"),
     }
 }
 
@@ -161,7 +163,7 @@ pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Optio
                 "kind": k,
                 "verbs": sub.verbs(),
             });
-            if *sub == Subresource::Scale {
+            if matches!(sub, Subresource::Scale | Subresource::Eviction) {
                 e["group"] = json!(g);
                 e["version"] = json!(v);
             }

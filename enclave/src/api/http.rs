@@ -44,7 +44,17 @@ pub fn error(e: &Error) -> Response<Body> {
     if let Error::Store(inner) = e {
         tracing::error!(error = %inner, "store failure");
     }
-    json(e.code(), &e.to_status())
+    let mut response = json(e.code(), &e.to_status());
+    if let Error::TooManyRequests {
+        retry_after_seconds,
+        ..
+    } = e
+        && *retry_after_seconds > 0
+        && let Ok(v) = hyper::header::HeaderValue::from_str(&retry_after_seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// 404 for a path nothing serves, worded as upstream.

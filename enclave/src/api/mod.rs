@@ -4,7 +4,9 @@
 //! resource table ([`route`]), and served by generic handlers over the
 //! [`ObjectStore`](crate::registry::ObjectStore): discovery, OpenAPI, and
 //! get/list/watch/create/update/patch/delete for every table resource, and
-//! attested first contact (`GET /attestation?nonce=<hex>`, [`attestation`]). Pods' logs,
+//! attested first contact (`GET /attestation?nonce=<hex>`, [`attestation`]). Resource requests
+//! are authorized by [`authz`] (nodes are restricted as upstream's Node authorizer and
+//! NodeRestriction do); nodes join with stake tickets through [`nodes`] (`/join/v1/...`). Pods' logs,
 //! exec, attach and port-forward, and `metrics.k8s.io`, go to the workers over the tunnels
 //! they keep open ([`streams`]).
 //!
@@ -13,9 +15,13 @@
 mod accept;
 pub mod attestation;
 pub mod auth;
+pub mod authz;
 pub mod discovery;
+mod eviction;
 pub mod http;
 pub mod listener;
+mod metrics;
+pub mod nodes;
 pub mod openapi;
 pub mod pki;
 pub mod protobuf;

@@ -244,6 +244,15 @@ impl ApiServer {
             }
             return self.metrics(&req).await;
         }
+        if let Some(node) = req
+            .user
+            .as_ref()
+            .and_then(|u| super::authz::node_identity(u))
+            && req.method != Method::GET
+            && let Err(refused) = super::authz::restriction::admit(&self.objects, node, &req).await
+        {
+            return refused;
+        }
         let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
         let response = self.dispatch(req).await;
         if defines_resources && response.status().is_success() {

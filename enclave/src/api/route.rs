@@ -18,6 +18,8 @@ pub enum Route {
     Unseal,
     /// `/daas/v1/tunnel`: a worker opens its node tunnel (see [`super::streams::tunnel`]).
     Tunnel,
+    /// `/join/v1/...`: nodes joining with stake tickets (see [`super::nodes`]).
+    Join,
     /// `/api`.
     CoreVersions,
     /// `/apis`.
@@ -32,6 +34,8 @@ pub enum Route {
     OpenApiV3Index,
     /// `/openapi/v3/{api/v1|apis/g/v}`.
     OpenApiV3(String, String),
+    /// `/metrics`.
+    Metrics,
     /// A resource collection or object.
     Resource(ResourceTarget),
     /// Nothing we serve.
@@ -60,6 +64,8 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["attestation"] => Route::Attestation,
         ["unseal"] => Route::Unseal,
         ["daas", "v1", "tunnel"] => Route::Tunnel,
+        ["metrics"] => Route::Metrics,
+        ["join", "v1", ..] => Route::Join,
         ["api"] => Route::CoreVersions,
         ["apis"] => Route::Groups,
         ["apis", g] => Route::Group((*g).to_string()),

@@ -17,7 +17,10 @@ use tracing::Instrument;
 
 use super::accept::{self, OnStop};
 use super::attestation::{self, Attestor};
+use super::authz::{self, Authorizers};
 use super::http::{self, Body};
+use super::metrics;
+use super::nodes::{self, NodeAdmission};
 use super::query::Query;
 use super::resource::ResourceRequest;
 use super::route::{self, Route};
@@ -35,6 +38,9 @@ pub struct ApiConfig {
     pub server_address: String,
     /// What answers `GET /attestation`; `None` (the default) answers 503.
     pub attestor: Option<Attestor>,
+    /// Nodes joining with stake tickets (`/join/v1/...`), and whether a node's credentials
+    /// are still accepted; `None` (the default): the join endpoints answer 503.
+    pub nodes: Option<NodeAdmission>,
 }
 
 impl Default for ApiConfig {
@@ -44,6 +50,7 @@ impl Default for ApiConfig {
             max_body_bytes: 3 * 1024 * 1024,
             server_address: "127.0.0.1:6443".into(),
             attestor: None,
+            nodes: None,
         }
     }
 }
@@ -78,6 +85,7 @@ pub struct ApiServer {
     /// request and rebuilt when the table changes (custom resources).
     openapi: std::sync::Mutex<Option<Arc<openapi::V3Documents>>>,
     auth: Authenticator,
+    authorizers: Authorizers,
     pub(crate) config: ApiConfig,
     /// The node tunnels workers keep open.
     pub(crate) tunnels: streams::Tunnels,
@@ -119,7 +127,14 @@ pub fn tls_config(pki: &DevPki) -> Result<Arc<ServerConfig>, ServeError> {
 fn is_public(path: &str) -> bool {
     matches!(
         path,
-        "/version" | "/healthz" | "/livez" | "/readyz" | "/attestation" | "/unseal"
+        "/version"
+            | "/healthz"
+            | "/livez"
+            | "/readyz"
+            | "/attestation"
+            | "/unseal"
+            | protocol::join::CHALLENGE_PATH
+            | protocol::join::JOIN_PATH
     ) || ["/healthz/", "/livez/", "/readyz/"]
         .iter()
         .any(|p| path.starts_with(p))
@@ -135,6 +150,7 @@ impl ApiServer {
     /// A server for `objects`, accepting the identities of `auth`.
     pub fn new(objects: ObjectStore, auth: Authenticator, config: ApiConfig) -> Arc<Self> {
         Arc::new(ApiServer {
+            authorizers: Authorizers::standard(objects.clone()),
             objects,
             openapi: std::sync::Mutex::new(None),
             auth,
@@ -191,11 +207,39 @@ impl ApiServer {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| self.auth.bearer(v))
             });
-            if user.is_none() && !is_public(&path) {
+            let labels = metrics::request_labels(
+                req.method(),
+                &path,
+                req.uri().query().unwrap_or(""),
+                req.headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                &self.objects.table(),
+            );
+            let start = std::time::Instant::now();
+            let response = if user.is_none() && !is_public(&path) {
                 http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
-                return http::unauthorized();
-            }
-            self.route(req, user).await
+                http::unauthorized()
+            } else if let (Some(nodes), Some(node)) = (
+                &self.config.nodes,
+                user.as_ref()
+                    .and_then(|u| protocol::join::node_name_of_user(&u.name)),
+            ) && !nodes.admits(node)
+            {
+                // A node whose stake stopped admitting it is refused on connections opened
+                // before.
+                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                http::unauthorized()
+            } else {
+                self.route(req, user).await
+            };
+            crate::metrics::registry().apiserver().observe(
+                labels,
+                response.status().as_u16(),
+                start.elapsed(),
+            );
+            response
         }
         .instrument(span)
         .await
@@ -216,12 +260,10 @@ impl ApiServer {
         match route::parse(&path, table) {
             Route::Version if get => http::json(200, &discovery::version()),
             Route::Health => http::text(200, "ok"),
+            Route::Metrics if get => metrics::serve(user.as_ref(), &accept),
             Route::Unseal => http::status(409, "Conflict", "the cluster is already unsealed"),
+            Route::Join => nodes::serve(self.config.nodes.as_ref(), req, user.as_ref()).await,
             Route::Tunnel => self.accept_tunnel(req, user.as_ref()),
-            // Streams read (or upgrade) the request themselves.
-            Route::Resource(target) if streams::is_pod_stream(&target) => {
-                self.pod_stream(req, user, target).await
-            }
             Route::Attestation => {
                 attestation::serve(
                     self.config.attestor.as_ref(),
@@ -272,6 +314,23 @@ impl ApiServer {
                     Err(e) => return http::error(&e),
                 };
                 let method = req.method().clone();
+                let stream = streams::is_pod_stream(&target);
+                if let Some(who) = &user {
+                    let mut attrs = authz::Attributes::of(who, &method, &target, &query);
+                    if stream {
+                        // As upstream: `get pods/log`, `create` for the others (WebSocket
+                        // clients send GET).
+                        attrs.verb = streams::verb(&target);
+                    }
+                    if let Some(refused) = self.authorizers.check(&attrs).await {
+                        http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                        return refused;
+                    }
+                }
+                if stream {
+                    // Streams read (or upgrade) the request themselves.
+                    return self.pod_stream(req, user, target).await;
+                }
                 let content_type = req
                     .headers()
                     .get(header::CONTENT_TYPE)

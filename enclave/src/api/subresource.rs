@@ -66,14 +66,47 @@ fn replicas_of(scale: &Value, info: &ResourceInfo) -> Result<i64> {
 }
 
 impl ApiServer {
+    /// `POST pods/{name}/binding`: assigns the pod to the Binding's node
+    /// and answers `201` with a Success Status, as upstream.
+    async fn binding(&self, req: &ResourceRequest) -> Result<Response<Body>> {
+        if req.method != Method::POST {
+            return Err(Error::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource ({})",
+                req.method
+            )));
+        }
+        let body = json_body(req)?;
+        let name = req.target.name.as_deref().unwrap_or("");
+        self.objects
+            .bind(
+                &req.target.info,
+                req.target.namespace.as_deref(),
+                name,
+                body,
+                req.query.dry_run,
+            )
+            .await?;
+        Ok(http::json(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
+    }
+
     /// Serves `{name}/{sub}`.
     pub(crate) async fn subresource(&self, req: &ResourceRequest, sub: &str) -> Response<Body> {
         let info = &req.target.info;
+        if sub == "eviction" && info.has(Subresource::Eviction) {
+            return self.evict(req).await;
+        }
         let which = match sub {
             "status" if info.has(Subresource::Status) => Subresource::Status,
             "scale" if info.has(Subresource::Scale) => Subresource::Scale,
+            "binding" if info.has(Subresource::Binding) => Subresource::Binding,
             _ => return http::path_not_found(),
         };
+        if which == Subresource::Binding {
+            return self.binding(req).await.unwrap_or_else(|e| http::error(&e));
+        }
         let ns = req.target.namespace.as_deref();
         let name = req.target.name.as_deref().unwrap_or("");
         let paths = info.strategy.scale_paths();

@@ -17,20 +17,33 @@
 //! open the sealed journal is refused and the enclave keeps waiting). In dev
 //! mode the simulated NSM signs the documents, and the keys keep the dev
 //! label whatever the source.
+//!
+//! With `--registry local:PATH|sui:RPC#CLUSTER` nodes can join with stake
+//! tickets (`/join/v1/...`): the enclave reads the stakes from that registry
+//! (a local file on the host's disk is acceptable in dev only; a `sui:`
+//! registry needs the Sui backend, which this binary does not link yet),
+//! issues node certificates from a CA derived from the root secret, and
+//! follows the registry every `--registry-poll-interval` to revoke nodes
+//! whose stake stopped admitting them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::attestation::{Mode, RootSecret, SimNsm};
+use ::attestation::{Mode, Purpose, PurposeKey, RootSecret, SimNsm};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use enclave::api::nodes::{NodeAdmission, NodeCa, tls_config_with_nodes};
 use enclave::api::sealed::{UnsealRefused, Unsealed, serve_until_unsealed};
 use enclave::api::{
     ApiConfig, ApiServer, Attestor, Authenticator, DevPki, ListenAddr, Listener, UserInfo,
     attestation, pki, tls_config,
 };
 use enclave::boot::{KeyBrokerEndpoint, root_secret_from_kms};
+use enclave::controllers::{
+    ClusterCidr, ClusterOptions, ControllerOptions, Enabled, NodeLifecycleOptions,
+};
+use enclave::registry::admission::AdmissionOptions;
 use enclave::registry::{ObjectStore, ResourceTable, generic::WriteOptions, kinds};
 use enclave::store::journal::{JournalEndpoint, RemoteJournal, RemoteJournalOptions};
 use enclave::store::{FileJournal, Journal, RootSecretKeys, Store, StoreError, StoreOptions};
@@ -75,6 +88,51 @@ struct Args {
     /// `--event-ttl` (e.g. `1h`, `30m`, `90s`).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     event_ttl: Duration,
+    /// The range nodes' pod subnets (`spec.podCIDR`) come from, as k3s's
+    /// `--cluster-cidr`.
+    #[arg(long, default_value = "10.42.0.0/16", value_parser = ClusterCidr::parse)]
+    cluster_cidr: ClusterCidr,
+    /// The prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// The IP address `default/kubernetes` points at; default: the host of
+    /// `--advertise` (or of the TCP listen address) if it is an IP address.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+    /// Which controllers run, as kube-controller-manager's `--controllers`:
+    /// `*` for all, `name` to add one, `-name` to leave one out
+    /// (e.g. `*,-node-lifecycle-controller`).
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    controllers: Vec<String>,
+    /// How often the node lifecycle controller checks nodes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    node_monitor_period: Duration,
+    /// How long a node may go without a heartbeat (Ready condition or
+    /// Lease renewal) before it is marked Unknown.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How long a node that never reported may stay silent.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    node_startup_grace_period: Duration,
+    /// Nodes per second (per zone) that get the NoExecute taint which evicts their pods.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Terminated pods kept before the oldest are deleted (0: no limit).
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
+    /// How often the pod garbage collector runs; pods of a deleted node go
+    /// after twice this.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pod_gc_period: Duration,
+    /// Endpoints per EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    max_endpoints_per_slice: usize,
+    /// Seconds pods tolerate the `not-ready` NoExecute taint unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate the `unreachable` NoExecute taint unless they say otherwise.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// Shut down (as on SIGTERM) once the process with this pid is no longer
     /// our parent: a supervisor such as `daas dev` passes its own pid, so that
     /// killing it with SIGKILL does not leave the enclave running.
@@ -90,6 +148,16 @@ struct Args {
     /// Seconds to keep trying to reach the key broker at startup.
     #[arg(long, default_value_t = 30)]
     key_broker_connect_timeout: u64,
+    /// The registry nodes join against (`local:PATH` or `sui:RPC_URL#CLUSTER_OBJECT_ID`):
+    /// the stakes that admit them. Without it the join endpoints answer 503.
+    #[arg(long, value_name = "REGISTRY")]
+    registry: Option<chain::RegistryUrl>,
+    /// Lifetime of node client certificates (e.g. `1h`, `90s`); nodes renew at two thirds.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    node_cert_lifetime: Duration,
+    /// How often the registry is read to revoke nodes whose stake stopped admitting them.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    registry_poll_interval: Duration,
 }
 
 /// Where the root secret comes from.
@@ -201,6 +269,21 @@ fn log_dev_nsm(nsm: &SimNsm) {
     );
 }
 
+/// Where `default/kubernetes` points: `--advertise-address`, else the
+/// advertised host if it is an IP address, with the advertised port.
+fn advertised_address(host: &str, ip: Option<std::net::IpAddr>) -> Option<std::net::SocketAddr> {
+    let (h, port) = match host.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (host, 443),
+        Some((h, p)) => (h, p.parse().unwrap_or(443)),
+        None => (host, 443),
+    };
+    let ip = ip.or_else(|| h.trim_matches(['[', ']']).parse().ok());
+    if ip.is_none() {
+        tracing::warn!(%host, "the advertised host is not an IP address and --advertise-address is not set: default/kubernetes is not kept");
+    }
+    ip.map(|ip| std::net::SocketAddr::new(ip, port))
+}
+
 async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
     let info = objects
         .table()
@@ -219,16 +302,21 @@ async fn ensure_namespaces(objects: &ObjectStore) -> Result<()> {
     Ok(())
 }
 
+/// What a root secret opened: the store, and the node CA key derived from it.
+type Opened = (Store, PurposeKey);
+
 /// Opens the sealed store with the keys of `root`: restores the index from
 /// the journal (local file or the host's journal service) and checks that
-/// the keys open it. Returns the store and the anchor public key.
+/// the keys open it. Returns the store with the node CA key, and the anchor
+/// public key.
 async fn open_cluster(
     args: &Args,
     cluster: [u8; 16],
     root: RootSecret,
-) -> Result<(Store, [u8; 32])> {
+) -> Result<(Opened, [u8; 32])> {
     let dir = &args.data_dir;
     let anchor = root.anchor_public_key(Mode::Dev);
+    let node_ca = root.derive(Purpose::NodeCa, Mode::Dev);
     let keys = RootSecretKeys::new(root, Mode::Dev, 1);
     let journal: Box<dyn Journal> = match &args.journal {
         Some(endpoint) => {
@@ -239,13 +327,15 @@ async fn open_cluster(
         }
         None => Box::new(FileJournal::open(dir.join("journal")).context("opening the journal")?),
     };
-    let options = StoreOptions::new(dir.join("index"), cluster);
+    let options = StoreOptions::new(dir.join("index"), cluster).with_observer(std::sync::Arc::new(
+        enclave::metrics::store::RegistryObserver,
+    ));
     // Restoring reads the whole journal (possibly over a socket): blocking work.
     let store = tokio::task::spawn_blocking(move || Store::open(options, &keys, journal))
         .await
         .context("store open task")?
         .context("opening the store")?;
-    Ok((store, anchor))
+    Ok(((store, node_ca), anchor))
 }
 
 /// How `daas unseal` hears about a secret `open_cluster` refused.
@@ -330,7 +420,7 @@ async fn main() -> Result<()> {
     // for a large binary. With a KMS root secret its document is needed
     // before anything else; otherwise it is set up in the background, and
     // only attestation requests wait for it.
-    let (store, anchor_key, attestor) = match args.root_secret_source {
+    let ((store, node_ca_key), anchor_key, attestor) = match args.root_secret_source {
         // The dev root secret is a 0600 file; its keys carry the dev label
         // so dev-sealed data never opens in production.
         RootSecretSource::File => {
@@ -408,8 +498,16 @@ async fn main() -> Result<()> {
             Duration::from_secs(args.snapshot_interval),
         ))
     });
-    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin()));
+    let objects = ObjectStore::new(store, ResourceTable::new(kinds::builtin())).with_admission(
+        AdmissionOptions {
+            not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        },
+    );
     ensure_namespaces(&objects).await?;
+    enclave::registry::admission::ensure_system_priority_classes(&objects)
+        .await
+        .context("creating the built-in priority classes")?;
     // Custom resources defined before a restart are served again.
     objects
         .sync_custom_resources()
@@ -417,20 +515,51 @@ async fn main() -> Result<()> {
         .context("serving the stored custom resource definitions")?;
     let controllers = enclave::controllers::spawn(
         &objects,
-        &enclave::controllers::ControllerOptions {
+        &ControllerOptions {
             event_ttl: args.event_ttl,
+            enabled: Enabled::new(args.controllers.iter().cloned()),
+            cluster: ClusterOptions {
+                root_ca_pem: Some(pki.ca_cert_pem.clone()),
+                advertise: advertised_address(&host, args.advertise_address),
+                cluster_cidr: args.cluster_cidr,
+                node_cidr_mask_size: args.node_cidr_mask_size,
+                node_lifecycle: NodeLifecycleOptions {
+                    monitor_period: args.node_monitor_period,
+                    monitor_grace_period: args.node_monitor_grace_period,
+                    startup_grace_period: args.node_startup_grace_period,
+                    eviction_rate: args.node_eviction_rate,
+                    ..Default::default()
+                },
+                max_endpoints_per_slice: args.max_endpoints_per_slice,
+                terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+                pod_gc_period: args.pod_gc_period,
+            },
         },
     )?;
+    let scheduler = enclave::scheduler::spawn(&objects)?;
 
     let admin = UserInfo {
         name: "admin".into(),
         groups: vec!["system:masters".into(), "system:authenticated".into()],
     };
     let auth = Authenticator::new().with_token(pki.admin_token.clone(), admin);
+    let admission = match &args.registry {
+        Some(url) => Some(node_admission(&args, url, &objects, node_ca_key, &serving_cert).await?),
+        None => None,
+    };
+    let tls = match &admission {
+        Some(a) => tls_config_with_nodes(&pki, a.clone())?,
+        None => tls,
+    };
+    let follow_stop = tokio_util::sync::CancellationToken::new();
+    let follower = admission
+        .clone()
+        .map(|a| tokio::spawn(a.follow_registry(args.registry_poll_interval, follow_stop.clone())));
     let config = ApiConfig {
         bookmark_interval: Duration::from_secs(args.bookmark_interval.max(1)),
         server_address: host,
         attestor: Some(attestor),
+        nodes: admission,
         ..Default::default()
     };
     let server = ApiServer::new(objects, auth, config);
@@ -440,12 +569,44 @@ async fn main() -> Result<()> {
     stop_requested(args.exit_with_parent).await?;
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await;
+    scheduler.shutdown().await;
     controllers.shutdown().await;
+    follow_stop.cancel();
+    if let Some(task) = follower {
+        let _ = task.await;
+    }
     serving.abort();
     if let Some(task) = snapshots {
         task.abort();
     }
     Ok(())
+}
+
+/// Admission of nodes against the registry at `url`, issuing from the node CA
+/// derived from the root secret, for the enclave serving `serving_cert`.
+async fn node_admission(
+    args: &Args,
+    url: &chain::RegistryUrl,
+    objects: &ObjectStore,
+    node_ca_key: PurposeKey,
+    serving_cert: &CertificateDer<'_>,
+) -> Result<NodeAdmission> {
+    let registry = chain::AnyRegistry::open(url, &chain::OpenOptions::default())
+        .await
+        .with_context(|| format!("opening the registry {url}"))?;
+    let ca = NodeCa::from_key(&node_ca_key)?;
+    let digest = ::attestation::spki_sha256(serving_cert).context("the serving certificate")?;
+    let admission = NodeAdmission::open(
+        registry,
+        ca,
+        objects.clone(),
+        digest,
+        args.node_cert_lifetime,
+    )
+    .await
+    .context("loading the joined nodes")?;
+    tracing::info!(registry = %url, "nodes join against the registry");
+    Ok(admission)
 }
 
 /// Documents from the simulated NSM, set up in the background (measuring

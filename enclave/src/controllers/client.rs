@@ -149,6 +149,66 @@ impl Api {
         Ok(w.object)
     }
 
+    /// Read-modify-write of the current object's `/status` through `edit`,
+    /// retried on concurrent writes; `edit` returning `None` leaves it.
+    pub(crate) async fn edit_status(
+        &self,
+        ns: &str,
+        name: &str,
+        edit: impl Fn(&Value) -> Option<Value>,
+    ) -> Result<Value, Error> {
+        let w = self
+            .objects
+            .patch_at(
+                Endpoint::Status,
+                &self.info,
+                self.ns(ns),
+                name,
+                &opts(),
+                |cur| Ok(edit(cur).unwrap_or_else(|| cur.clone())),
+            )
+            .await
+            .map_err(self.err("update", ns, name))?;
+        Ok(w.object)
+    }
+
+    /// LIST in `ns` (every namespace when empty) with a field selector
+    /// such as `spec.nodeName=n1`.
+    pub(crate) async fn list_fields(&self, ns: &str, fields: &str) -> Result<Vec<Value>, Error> {
+        let selector = crate::registry::FieldSelector::parse(fields, &*self.info.strategy)
+            .map_err(self.err("list", ns, ""))?;
+        let page = self
+            .objects
+            .list(
+                &self.info,
+                self.ns(ns),
+                &ListOptions {
+                    fields: selector,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(self.err("list", ns, ""))?;
+        Ok(page.items)
+    }
+
+    /// DELETE with `opts`; a missing object is not an error.
+    pub(crate) async fn delete_with(
+        &self,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<(), Error> {
+        match self
+            .objects
+            .delete(&self.info, self.ns(ns), name, opts)
+            .await
+        {
+            Ok(_) | Err(crate::registry::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", ns, name)(e)),
+        }
+    }
+
     /// DELETE with `propagation`, conditional on `uid`; a missing object
     /// is not an error.
     pub(crate) async fn delete(

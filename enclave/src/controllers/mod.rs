@@ -1,8 +1,12 @@
 //! Controllers that run inside the enclave, as kube-controller-manager's do
 //! on a real cluster: the deployment, replicaset, job, cronjob,
-//! TTL-after-finished, daemonset and statefulset controllers, the
-//! garbage collector, apiextensions-apiserver's CRD finalizer, and the
-//! expiry of events that kube-apiserver gets from etcd leases.
+//! TTL-after-finished, daemonset and statefulset controllers, the garbage
+//! collector, the cluster controllers started in [`cluster`] (node
+//! lifecycle and IPAM, taint eviction, endpoints, endpointslices and their
+//! mirroring, service accounts, the root CA publisher, pod GC, disruption,
+//! resource quota), apiextensions-apiserver's CRD finalizer, and what
+//! kube-apiserver does itself: the expiry of events that it gets from etcd
+//! leases and the `default/kubernetes` Service.
 //!
 //! The workload controllers written since the typed layer exists
 //! (`typed`) read and write `k8s-openapi` objects; the deployment and
@@ -14,27 +18,41 @@
 //! concurrency), so watches and kubectl see their work. `runtime` is the
 //! small reconciler runtime they share; start with [`spawn`].
 //!
-//! Pods stay `Pending` until a kubelet reports otherwise (there are no
-//! workers yet; the tests play the kubelet through the pods' status). The deployment controller's rolling-update arithmetic is
+//! Pods stay `Pending` unless something plays the kubelet (tests patch pod
+//! and node status, and renew node Leases, as upstream's integration tests
+//! do). The deployment controller's rolling-update arithmetic is
 //! upstream's and counts a pod as available only when its ReplicaSet's
 //! status says so; a rolling update therefore waits, as on a real cluster
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
-mod client;
+pub(crate) mod client;
+pub mod cluster;
 mod crd_finalizer;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
+mod endpoints;
+mod endpointslice;
 mod event_ttl;
-mod events;
+pub(crate) mod events;
 mod garbage_collector;
 mod history;
 mod job;
+mod kubernetes_service;
+pub mod node_ipam;
+pub mod node_lifecycle;
 mod owner;
+mod pod_gc;
 mod pod_template;
 mod replicaset;
+mod resource_quota;
+mod root_ca;
 mod runtime;
+mod service_index;
+mod serviceaccounts;
 mod statefulset;
+mod taint_eviction;
 mod ttl_after_finished;
 mod typed;
 
@@ -45,20 +63,104 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::{self, ObjectStore};
 
+pub use cluster::ClusterOptions;
 pub use event_ttl::DEFAULT_EVENT_TTL;
+pub use node_ipam::ClusterCidr;
+pub use node_lifecycle::NodeLifecycleOptions;
 
 /// Settings of the controllers, each standing for a flag of kube-apiserver or kube-controller-manager.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
     /// How long an event lives after its last write (kube-apiserver's `--event-ttl`).
     pub event_ttl: Duration,
+    /// Which controllers run (`--controllers`).
+    pub enabled: Enabled,
+    /// The cluster controllers' settings.
+    pub cluster: ClusterOptions,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
         ControllerOptions {
             event_ttl: DEFAULT_EVENT_TTL,
+            enabled: Enabled::default(),
+            cluster: ClusterOptions::default(),
         }
+    }
+}
+
+/// kube-controller-manager's `--controllers`: `*` for every controller on
+/// by default, `name` to enable one, `-name` to disable one. Names are
+/// upstream's (`node-lifecycle-controller`, …), and their older short
+/// forms (`nodelifecycle`, …) are accepted too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enabled {
+    items: Vec<String>,
+}
+
+impl Default for Enabled {
+    fn default() -> Self {
+        Enabled {
+            items: vec!["*".into()],
+        }
+    }
+}
+
+/// upstream's aliases: the short names before kube-controller-manager 1.28.
+const ALIASES: [(&str, &str); 15] = [
+    ("deployment", "deployment-controller"),
+    ("replicaset", "replicaset-controller"),
+    ("garbagecollector", "garbage-collector-controller"),
+    ("nodelifecycle", "node-lifecycle-controller"),
+    ("nodeipam", "node-ipam-controller"),
+    ("endpoint", "endpoints-controller"),
+    ("endpointslice", "endpointslice-controller"),
+    (
+        "endpointslicemirroring",
+        "endpointslice-mirroring-controller",
+    ),
+    ("serviceaccount", "serviceaccount-controller"),
+    (
+        "root-ca-cert-publisher",
+        "root-ca-certificate-publisher-controller",
+    ),
+    ("podgc", "pod-garbage-collector-controller"),
+    ("disruption", "disruption-controller"),
+    ("resourcequota", "resourcequota-controller"),
+    ("taint-eviction-controller", "taint-eviction-controller"),
+    ("ttl-after-finished", "ttl-after-finished-controller"),
+];
+
+fn canonical(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(a, _)| *a == name)
+        .map_or(name, |(_, c)| c)
+}
+
+impl Enabled {
+    /// From `--controllers` items (comma-separated on the command line).
+    pub fn new(items: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Enabled {
+            items: items.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Whether the controller `name` (upstream's name) runs: the last item
+    /// naming it decides, else `*`.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        let name = canonical(name);
+        let mut star = false;
+        let mut decided = None;
+        for item in &self.items {
+            match item.strip_prefix('-') {
+                Some(n) if canonical(n) == name => decided = Some(false),
+                None if item == "*" => star = true,
+                None if canonical(item) == name => decided = Some(true),
+                _ => {}
+            }
+        }
+        decided.unwrap_or(star)
     }
 }
 
@@ -121,6 +223,19 @@ pub enum Error {
         /// The taken name.
         name: String,
     },
+    /// The controllers' settings are unusable (e.g. a cluster CIDR too
+    /// small for its node mask).
+    #[error("{0}")]
+    Config(String),
+    /// A stored object did not decode as its typed struct (a bug).
+    #[error("decoding a {resource} object")]
+    Decode {
+        /// The resource (plural).
+        resource: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: Box<serde_json::Error>,
+    },
 }
 
 impl Error {
@@ -178,16 +293,15 @@ pub struct Controllers {
     stop: CancellationToken,
 }
 
-/// Starts the deployment, replicaset, job, cronjob, TTL-after-finished,
-/// daemonset, statefulset, garbage-collector, CRD finalizer and event TTL
-/// controllers on `objects`. Each lists and watches what it needs, so it
-/// resumes after a restart from the stored state.
+/// Starts the controllers `options` enables on `objects`, the workload
+/// controllers (job, cronjob, TTL-after-finished, daemonset, statefulset),
+/// plus the CRD finalizer and event TTL controllers (kube-apiserver's,
+/// always on). Each lists and watches what it needs, so it resumes after a
+/// restart from the stored state.
 ///
 /// # Errors
-/// [`Error::MissingResource`] if the resource table lacks pods, nodes,
-/// replicasets, deployments, daemonsets, statefulsets,
-/// controllerrevisions, jobs, cronjobs, events or
-/// customresourcedefinitions.
+/// [`Error::MissingResource`] if the resource table lacks a resource a
+/// controller needs; [`Error::Config`] for unusable settings.
 pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Controllers, Error> {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -204,21 +318,28 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         events: lookup("", "events")?,
     };
     let event_kinds = vec![kinds.events.clone(), lookup("events.k8s.io", "events")?];
-    let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
-    tasks.spawn(runtime::run(
-        rs,
-        objects.clone(),
-        vec![kinds.replicasets.clone(), kinds.pods.clone()],
-        stop.child_token(),
-    ));
-    let deploy = deployment::DeploymentController::new(objects.clone(), kinds.clone());
-    tasks.spawn(runtime::run(
-        deploy,
-        objects.clone(),
-        vec![kinds.deployments.clone(), kinds.replicasets.clone()],
-        stop.child_token(),
-    ));
-    tasks.spawn(garbage_collector::run(objects.clone(), stop.child_token()));
+    if options.enabled.is_enabled("replicaset-controller") {
+        let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
+        tasks.spawn(runtime::run(
+            rs,
+            objects.clone(),
+            vec![kinds.replicasets.clone(), kinds.pods.clone()],
+            stop.child_token(),
+        ));
+    }
+    if options.enabled.is_enabled("deployment-controller") {
+        let deploy = deployment::DeploymentController::new(objects.clone(), kinds.clone());
+        tasks.spawn(runtime::run(
+            deploy,
+            objects.clone(),
+            vec![kinds.deployments.clone(), kinds.replicasets.clone()],
+            stop.child_token(),
+        ));
+    }
+    if options.enabled.is_enabled("garbage-collector-controller") {
+        tasks.spawn(garbage_collector::run(objects.clone(), stop.child_token()));
+    }
+    let cluster = cluster::spawn(objects, options, &mut tasks, &stop)?;
     let crds = {
         let (g, v, r) = crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
         objects
@@ -243,7 +364,8 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
     spawn_workloads(objects, &kinds, &lookup, &mut tasks, &stop)?;
     tracing::info!(
         event_ttl = ?options.event_ttl,
-        "controllers started: deployment, replicaset, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl"
+        cluster = ?cluster,
+        "controllers started: deployment, replicaset, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl and the cluster controllers"
     );
     Ok(Controllers { tasks, stop })
 }
@@ -330,5 +452,23 @@ impl Controllers {
             tracing::warn!("controllers did not stop within 5 s; aborting them");
             self.tasks.abort_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Enabled;
+
+    #[test]
+    fn controllers_flag() {
+        let all = Enabled::default();
+        assert!(all.is_enabled("node-lifecycle-controller"));
+        let some = Enabled::new(["*", "-nodelifecycle", "-podgc"]);
+        assert!(!some.is_enabled("node-lifecycle-controller"));
+        assert!(!some.is_enabled("pod-garbage-collector-controller"));
+        assert!(some.is_enabled("endpointslice-controller"));
+        let only = Enabled::new(["endpoint"]);
+        assert!(only.is_enabled("endpoints-controller"));
+        assert!(!only.is_enabled("deployment-controller"));
     }
 }

@@ -8,7 +8,7 @@
 //! (not a cache), so it never acts on stale state and needs none of
 //! upstream's "expectations".
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
+use crate::metrics::workqueue::QueueMetrics;
 use crate::registry::{ObjectStore, ResourceInfo, WatchEvent, WatchOptions, meta};
 
 /// A namespaced object's key on a work queue.
@@ -85,6 +86,12 @@ pub(crate) trait Reconciler: Send + 'static {
         event: &WatchEvent,
     ) -> impl Future<Output = Vec<Self::Key>> + Send;
 
+    /// Keys to reconcile once at start, before any watch event (e.g. an
+    /// object that must exist even when nothing is stored yet).
+    fn initial_keys(&mut self) -> Vec<Self::Key> {
+        Vec::new()
+    }
+
     /// Brings the world in line with the object named by `key`.
     /// Idempotent: it runs again after errors and restarts.
     fn reconcile(&mut self, key: &Self::Key) -> impl Future<Output = Result<Action, Error>> + Send;
@@ -94,9 +101,11 @@ pub(crate) trait Reconciler: Send + 'static {
 #[derive(Debug)]
 pub(crate) struct Queue<K> {
     ready: VecDeque<K>,
-    queued: HashSet<K>,
+    /// The keys waiting in `ready`, with when they were added.
+    queued: HashMap<K, Instant>,
     delayed: BTreeMap<(Instant, u64), K>,
     seq: u64,
+    metrics: Option<QueueMetrics>,
 }
 
 impl<K: Clone + Eq + Hash> Queue<K> {
@@ -104,16 +113,28 @@ impl<K: Clone + Eq + Hash> Queue<K> {
     pub(crate) fn new() -> Self {
         Queue {
             ready: VecDeque::new(),
-            queued: HashSet::new(),
+            queued: HashMap::new(),
             delayed: BTreeMap::new(),
             seq: 0,
+            metrics: None,
         }
+    }
+
+    /// Reports adds, depth and waits as the work queue `name`.
+    pub(crate) fn with_metrics(mut self, name: &'static str) -> Self {
+        self.metrics = Some(crate::metrics::registry().workqueue().queue(name));
+        self
     }
 
     /// Queues `key` unless it is already waiting.
     pub(crate) fn add(&mut self, key: K) {
-        if self.queued.insert(key.clone()) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.queued.entry(key.clone()) {
+            e.insert(Instant::now());
             self.ready.push_back(key);
+            if let Some(m) = &self.metrics {
+                m.added();
+                m.set_depth(self.ready.len());
+            }
         }
     }
 
@@ -139,7 +160,13 @@ impl<K: Clone + Eq + Hash> Queue<K> {
     /// The next ready key.
     pub(crate) fn pop(&mut self) -> Option<K> {
         let key = self.ready.pop_front()?;
-        self.queued.remove(&key);
+        let since = self.queued.remove(&key);
+        if let Some(m) = &self.metrics {
+            m.set_depth(self.ready.len());
+            if let Some(t) = since {
+                m.taken(t.elapsed());
+            }
+        }
         Some(key)
     }
 
@@ -181,8 +208,12 @@ pub(crate) async fn run<R: Reconciler>(
         ));
     }
     drop(tx);
-    let mut queue = Queue::new();
+    let mut queue = Queue::new().with_metrics(R::NAME);
+    let metrics = crate::metrics::registry().workqueue().queue(R::NAME);
     let mut failures: HashMap<R::Key, u32> = HashMap::new();
+    for key in reconciler.initial_keys() {
+        queue.add(key);
+    }
     loop {
         let deadline = queue.promote();
         if !queue.has_ready() {
@@ -212,11 +243,13 @@ pub(crate) async fn run<R: Reconciler>(
         }
         let Some(key) = queue.pop() else { continue };
         let span = tracing::debug_span!("reconcile", controller = R::NAME, object.ref = ?key);
+        let started = Instant::now();
         let result = {
             let _enter = span.enter();
             tracing::trace!("start");
             reconciler.reconcile(&key).await
         };
+        metrics.processed(started.elapsed());
         match result {
             Ok(action) => {
                 failures.remove(&key);
@@ -233,6 +266,7 @@ pub(crate) async fn run<R: Reconciler>(
                 } else {
                     tracing::debug!(controller = R::NAME, object.ref = ?key, error = %e.one_line(), retry_in = ?delay, "reconcile failed");
                 }
+                metrics.retried();
                 queue.add_after(key, delay);
             }
         }

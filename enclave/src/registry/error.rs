@@ -140,6 +140,32 @@ pub enum Error {
         /// The full message.
         message: String,
     },
+    /// 403 Forbidden about one object, worded as upstream's `NewForbidden`
+    /// (admission refusals): `namespaces "default" is forbidden: this
+    /// namespace may not be deleted`.
+    #[error("{}", forbidden_message(qualified, name, why))]
+    ForbiddenObject {
+        /// `resource[.group]`.
+        qualified: String,
+        /// Group (empty for core).
+        group: String,
+        /// Resource name (plural).
+        resource: String,
+        /// Object name (may be empty).
+        name: String,
+        /// Why, e.g. `this namespace may not be deleted`.
+        why: String,
+    },
+    /// 429 TooManyRequests, e.g. an eviction a disruption budget forbids.
+    #[error("{message}")]
+    TooManyRequests {
+        /// The message.
+        message: String,
+        /// `details.causes` as (reason, message) pairs.
+        causes: Vec<(String, String)>,
+        /// `details.retryAfterSeconds` and the `Retry-After` header (0: none).
+        retry_after_seconds: u32,
+    },
     /// 410 Expired: a resourceVersion or continue token that was compacted.
     #[error("{0}")]
     Expired(String),
@@ -159,6 +185,15 @@ pub enum Error {
     /// (The cause is part of the message, so it is not also the `source`: `{:#}` chains would repeat it.)
     #[error("store: {0}")]
     Store(StoreError),
+}
+
+/// upstream's `NewForbidden` message: `resource "name" is forbidden: why`.
+fn forbidden_message(qualified: &str, name: &str, why: &str) -> String {
+    if name.is_empty() {
+        format!("{qualified} is forbidden: {why}")
+    } else {
+        format!("{qualified} {name:?} is forbidden: {why}")
+    }
 }
 
 /// Result alias for registry operations.
@@ -191,7 +226,8 @@ impl Error {
             }
             Error::Invalid { .. } | Error::InvalidOptions { .. } => 422,
             Error::BadRequest(_) => 400,
-            Error::Forbidden { .. } => 403,
+            Error::Forbidden { .. } | Error::ForbiddenObject { .. } => 403,
+            Error::TooManyRequests { .. } => 429,
             Error::Expired(_) => 410,
             Error::TooLarge(_) => 413,
             Error::MethodNotAllowed(_) => 405,
@@ -209,7 +245,8 @@ impl Error {
             Error::Conflict { .. } | Error::ApplyConflict { .. } => "Conflict",
             Error::Invalid { .. } | Error::InvalidOptions { .. } => "Invalid",
             Error::BadRequest(_) => "BadRequest",
-            Error::Forbidden { .. } => "Forbidden",
+            Error::Forbidden { .. } | Error::ForbiddenObject { .. } => "Forbidden",
+            Error::TooManyRequests { .. } => "TooManyRequests",
             Error::Expired(_) => "Expired",
             Error::TooLarge(_) => "RequestEntityTooLarge",
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
@@ -294,6 +331,40 @@ impl Error {
                     "reason": c.reason, "message": c.body(), "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            Error::ForbiddenObject {
+                group,
+                resource,
+                name,
+                ..
+            } => {
+                let mut d = serde_json::Map::new();
+                if !name.is_empty() {
+                    d.insert("name".into(), json!(name));
+                }
+                if !group.is_empty() {
+                    d.insert("group".into(), json!(group));
+                }
+                d.insert("kind".into(), json!(resource));
+                Some(Value::Object(d))
+            }
+            Error::TooManyRequests {
+                causes,
+                retry_after_seconds,
+                ..
+            } => {
+                let mut d = serde_json::Map::new();
+                if !causes.is_empty() {
+                    let causes: Vec<Value> = causes
+                        .iter()
+                        .map(|(reason, message)| json!({"reason": reason, "message": message}))
+                        .collect();
+                    d.insert("causes".into(), Value::Array(causes));
+                }
+                if *retry_after_seconds > 0 {
+                    d.insert("retryAfterSeconds".into(), json!(retry_after_seconds));
+                }
+                Some(Value::Object(d))
+            }
             _ => None,
         };
         if let (Some(d), Some(obj)) = (details, status.as_object_mut()) {

@@ -7,13 +7,16 @@
 //! Layering: `api → registry → store`. This module knows Kubernetes object
 //! semantics but nothing about HTTP.
 
+pub mod admission;
 pub mod custom;
 mod error;
+pub mod eviction;
 pub mod generic;
 pub mod kinds;
 pub mod managed;
 pub mod meta;
 pub mod patch;
+pub mod quantity;
 pub mod selector;
 pub mod table;
 pub mod typed;
@@ -227,6 +230,10 @@ pub enum Subresource {
     Status,
     /// `/scale`: an `autoscaling/v1 Scale` view of `spec.replicas`.
     Scale,
+    /// `/eviction` of pods: POST a `policy/v1 Eviction` (see [`eviction`]).
+    Eviction,
+    /// `/binding` (pods): POST a `v1.Binding` to assign the pod to a node.
+    Binding,
     /// Pods' `/log`: a container's log, from its worker.
     Log,
     /// Pods' `/exec`: a command in a container, streamed.
@@ -243,6 +250,8 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Eviction => "eviction",
+            Subresource::Binding => "binding",
             Subresource::Log => "log",
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
@@ -254,6 +263,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Eviction | Subresource::Binding => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
                 &["create", "get"]

@@ -7,11 +7,11 @@
 //! and attach; SPDY/3.1 for port-forward, raw or tunnelled in WebSocket messages
 //! (`SPDY/3.1+portforward.k8s.io`).
 //!
-//! Authorization: today every authenticated user may use these (as everything else) except
-//! that a node identity reaches only the pods bound to it. Upstream asks `get` on `pods/log`
-//! and `create` on `pods/exec`, `pods/attach` and `pods/portforward` (WebSocket clients send
-//! GET; upstream 1.31+ still asks `create`): the RBAC check belongs in
-//! [`ApiServer::pod_stream`], before the pod is read.
+//! Authorization: the API server's authorizer chain is asked before anything is read, with
+//! upstream's verbs: `get` on `pods/log`, `create` on `pods/exec`, `pods/attach` and
+//! `pods/portforward` (WebSocket clients send GET; upstream 1.31+ still asks `create`), so a
+//! node identity reaches none of them (as upstream's node authorizer). [`ApiServer::pod_stream`]
+//! still refuses a node any pod not bound to it.
 
 // The refusals are the HTTP responses themselves, made once per request: boxing them buys nothing.
 #![allow(clippy::result_large_err)]
@@ -39,6 +39,15 @@ use crate::registry::{Error, UserInfo};
 
 /// The streaming subresources of pods.
 const STREAMS: &[&str] = &["log", "exec", "attach", "portforward"];
+
+/// The verb a pod stream is authorized as: `get` for `log`, `create` for the others.
+pub(crate) fn verb(target: &ResourceTarget) -> &'static str {
+    if target.subresource.as_deref() == Some("log") {
+        "get"
+    } else {
+        "create"
+    }
+}
 
 /// Whether `target` is one of the pod streams served here (before its body is read).
 pub(crate) fn is_pod_stream(target: &ResourceTarget) -> bool {
@@ -165,7 +174,6 @@ impl ApiServer {
         target: ResourceTarget,
     ) -> Response<Body> {
         let sub = target.subresource.clone().unwrap_or_default();
-        // RBAC goes here: `get pods/log`, `create pods/{exec,attach,portforward}`.
         let pod = match self.stream_pod(&target, user.as_ref(), &sub).await {
             Ok(p) => p,
             Err(r) => {

@@ -4,8 +4,11 @@
 //! say what was being done), plus typed ownership ([`owner`]) and pod
 //! ([`pod`]) helpers after upstream's `pkg/controller` utilities.
 
+mod access;
 pub(crate) mod owner;
 pub(crate) mod pod;
+
+pub(crate) use access::Typed;
 
 use std::marker::PhantomData;
 use std::sync::Arc;

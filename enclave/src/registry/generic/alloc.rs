@@ -45,6 +45,19 @@ impl ServiceCidr {
         })
     }
 
+    /// The range's first usable address, reserved for the `default/kubernetes`
+    /// Service (upstream's `kubernetes` ClusterIP, e.g. `10.43.0.1`).
+    pub fn first_ip(self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+
+    /// Whether the range and `base/prefix` share any address.
+    pub fn overlaps(self, base: Ipv4Addr, prefix: u8) -> bool {
+        let shorter = self.prefix.min(prefix);
+        let mask = u32::MAX.checked_shl(32 - u32::from(shorter)).unwrap_or(0);
+        self.base & mask == u32::from(base) & mask
+    }
+
     fn size(self) -> u32 {
         1u32 << (32 - self.prefix)
     }

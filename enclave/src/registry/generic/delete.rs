@@ -79,6 +79,7 @@ impl ObjectStore {
         opts: &DeleteOptions,
     ) -> Result<DeleteOutcome> {
         let want_rv = parse_rv(opts.resource_version.as_deref())?;
+        crate::registry::admission::validate_delete(info, name)?;
         loop {
             let Some(kv) = self.get_kv(info, ns, name).await? else {
                 return Err(Self::not_found(info, name));

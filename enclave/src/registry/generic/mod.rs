@@ -5,6 +5,7 @@
 
 mod alloc;
 mod apply;
+mod binding;
 mod decode;
 mod delete;
 mod list;
@@ -22,6 +23,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
+use super::admission::AdmissionOptions;
 use super::{Error, ResourceInfo, ResourceTable, Result, meta};
 use crate::store::{KeyValue, Store, StoreError};
 
@@ -31,6 +33,7 @@ pub struct ObjectStore {
     store: Store,
     tables: Arc<Tables>,
     service_cidr: ServiceCidr,
+    admission: AdmissionOptions,
 }
 
 /// The served resource table, swapped whole when custom resources change.
@@ -64,7 +67,25 @@ impl ObjectStore {
                 rebuild: tokio::sync::Mutex::new(()),
             }),
             service_cidr: ServiceCidr::DEFAULT,
+            admission: AdmissionOptions::default(),
         }
+    }
+
+    /// Runs the admission plugins with `options` (default: upstream's defaults).
+    #[must_use]
+    pub fn with_admission(mut self, options: AdmissionOptions) -> Self {
+        self.admission = options;
+        self
+    }
+
+    /// The admission plugins' settings.
+    pub fn admission_options(&self) -> AdmissionOptions {
+        self.admission
+    }
+
+    /// The range Service ClusterIPs are allocated from.
+    pub fn service_cidr(&self) -> ServiceCidr {
+        self.service_cidr
     }
 
     /// Allocates Service ClusterIPs from `cidr` (default `10.43.0.0/16`).

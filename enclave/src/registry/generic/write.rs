@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::{MAX_RETRIES, ObjectStore};
+use crate::registry::admission;
 use crate::registry::managed::{self, FieldSet, Scope, Writer};
 use crate::registry::{Error, ResourceInfo, Result, Subresource, meta};
 use crate::store::{KeyValue, TxnOutcome};
@@ -128,6 +129,14 @@ impl ObjectStore {
         let (mut obj, warnings) = Self::decode_body(info, body, opts.field_validation)?;
         Self::place(info, &mut obj, ns)?;
         let now = meta::format_time(meta::now());
+        // What admission messages call the object: its name, or the
+        // generateName prefix before a name is generated (as upstream).
+        let request_name = match meta::name(&obj) {
+            "" => meta::meta_str(&obj, "generateName")
+                .unwrap_or("")
+                .to_string(),
+            n => n.to_string(),
+        };
         if let Some(m) = meta::metadata_mut(&mut obj) {
             for f in SERVER_FIELDS {
                 m.remove(*f);
@@ -146,6 +155,8 @@ impl ObjectStore {
             }
         }
         info.strategy.prepare_for_create(&mut obj);
+        admission::priority::admit_create(self, info, &mut obj).await?;
+        admission::mutate_create(self, info, ns, &mut obj).await?;
         if let Some(writer) = opts.writer(Endpoint::Main) {
             let empty = Value::Object(serde_json::Map::new());
             let scope = scope(info, Endpoint::Main);
@@ -158,6 +169,7 @@ impl ObjectStore {
         if let (true, Some(ns)) = (info.namespaced(), ns) {
             self.check_namespace(ns).await?;
         }
+        admission::validate_create(self, info, ns, &obj, &request_name, opts.dry_run).await?;
         let name = meta::name(&obj).to_string();
         if opts.dry_run {
             return Ok(Written {
@@ -336,6 +348,9 @@ impl ObjectStore {
             }
             let old = Self::decode(&kv)?;
             let new = next(&old)?;
+            if admission::priority::admits_updates(info) {
+                admission::priority::admit_update(self, info, &new).await?;
+            }
             // A resourceVersion the patch itself put in is a precondition.
             let own_rv = parse_rv(meta::meta_str(&new, "resourceVersion"))?;
             if precondition.is_none() && own_rv.is_some_and(|rv| rv != kv.mod_revision) {

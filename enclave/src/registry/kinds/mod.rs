@@ -312,9 +312,12 @@ pub(crate) const STATUS: &[Subresource] = &[Subresource::Status];
 pub(crate) const SCALE: &[Subresource] = &[Subresource::Scale];
 /// `/status` and `/scale`.
 pub(crate) const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
-/// Pods': `/status` and the streams through the pod's worker.
-pub(crate) const POD: &[Subresource] = &[
+/// Pods' subresources: `/status`, `/eviction`, `/binding`, and the streams through the pod's
+/// worker.
+const POD_SUBRESOURCES: &[Subresource] = &[
     Subresource::Status,
+    Subresource::Eviction,
+    Subresource::Binding,
     Subresource::Log,
     Subresource::Exec,
     Subresource::Attach,
@@ -331,6 +334,7 @@ pub const CRD_GROUP_VERSION_RESOURCE: (&str, &str, &str) =
 pub const CUSTOM_RESOURCE_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 pub(crate) use crd::set_condition as set_crd_condition;
+pub(crate) use pods::update_pod_condition;
 
 /// A stored resource without short names, categories or subresources.
 fn res(
@@ -453,7 +457,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             )
             .short(&["po"])
             .in_all()
-            .subs(POD)
+            .subs(POD_SUBRESOURCES)
         },
         res(
             CORE,

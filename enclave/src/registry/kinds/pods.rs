@@ -40,6 +40,99 @@ pub(crate) fn default_pod_spec(spec: &mut Value) {
     }
 }
 
+/// upstream's `SetDefaults_Pod` (pods only, not templates): a container
+/// that limits a resource without requesting it requests its limit.
+fn default_requests_to_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(Value::Array(cs)) = spec.get_mut(list) else {
+            continue;
+        };
+        for c in cs {
+            let Some(limits) = c
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let requests = res.entry("requests").or_insert_with(|| json!({}));
+            if requests.is_null() {
+                *requests = json!({});
+            }
+            if let Some(r) = requests.as_object_mut() {
+                for (k, v) in limits {
+                    r.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+}
+
+/// upstream's `podutil.UpdatePodCondition`: sets the pod condition `ty`
+/// (its `lastTransitionTime` kept unless the status changes, its
+/// `lastProbeTime` null); returns whether anything changed.
+pub(crate) fn update_pod_condition(
+    pod: &mut Value,
+    ty: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) -> bool {
+    let mut cond = json!({"type": ty, "status": status, "lastProbeTime": null,
+        "lastTransitionTime": meta::format_time(meta::now())});
+    if let Some(r) = reason.filter(|r| !r.is_empty()) {
+        cond["reason"] = json!(r);
+    }
+    if let Some(m) = message.filter(|m| !m.is_empty()) {
+        cond["message"] = json!(m);
+    }
+    let Some(obj) = pod.as_object_mut() else {
+        return false;
+    };
+    let st = obj.entry("status").or_insert_with(|| json!({}));
+    if !st.is_object() {
+        *st = json!({});
+    }
+    let Some(st) = st.as_object_mut() else {
+        return false;
+    };
+    let conds = st.entry("conditions").or_insert_with(|| json!([]));
+    if !conds.is_array() {
+        *conds = json!([]);
+    }
+    let Some(conds) = conds.as_array_mut() else {
+        return false;
+    };
+    let Some(old) = conds
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(ty))
+    else {
+        conds.push(cond);
+        return true;
+    };
+    if old.get("status") == cond.get("status") {
+        cond["lastTransitionTime"] = old
+            .get("lastTransitionTime")
+            .cloned()
+            .unwrap_or(Value::Null);
+    }
+    let field = |c: &Value, f: &str| c.get(f).filter(|v| !v.is_null() && *v != "").cloned();
+    let changed = [
+        "status",
+        "reason",
+        "message",
+        "lastProbeTime",
+        "lastTransitionTime",
+    ]
+    .iter()
+    .any(|f| field(old, f) != field(&cond, f));
+    *old = cond;
+    changed
+}
+
 /// Checks containers of a pod spec at `path` (e.g. `spec`).
 pub(crate) fn validate_pod_spec(spec: Option<&Value>, path: &str) -> Vec<FieldError> {
     let mut out = Vec::new();
@@ -97,14 +190,40 @@ impl Strategy for Pods {
         obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         if let Some(spec) = obj.get_mut("spec") {
             default_pod_spec(spec);
+            default_requests_to_limits(spec);
             default_at(spec, "/serviceAccountName", json!("default"));
             default_at(spec, "/enableServiceLinks", json!(true));
-            default_at(spec, "/preemptionPolicy", json!("PreemptLowerPriority"));
-            default_at(spec, "/priority", json!(0));
+        }
+        // `spec.priority` and `spec.preemptionPolicy` come from the
+        // Priority admission plugin (`registry::admission`).
+        let gated = obj
+            .pointer("/spec/schedulingGates")
+            .and_then(Value::as_array)
+            .is_some_and(|g| !g.is_empty());
+        if gated {
+            // upstream's applySchedulingGatedCondition.
+            obj["status"]["conditions"] = json!([{
+                "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+                "lastProbeTime": null, "lastTransitionTime": null,
+            }]);
         }
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
+        // The Priority admission plugin keeps what it set on create.
+        for f in ["priority", "preemptionPolicy"] {
+            let missing = new
+                .pointer(&format!("/spec/{f}"))
+                .is_none_or(Value::is_null);
+            if let (true, Some(v), Some(spec)) = (
+                missing,
+                old.pointer(&format!("/spec/{f}")).cloned(),
+                new.get_mut("spec").and_then(Value::as_object_mut),
+            ) {
+                spec.insert(f.to_string(), v);
+            }
+        }
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         validate_pod_spec(obj.get("spec"), "spec")
@@ -127,12 +246,34 @@ impl Strategy for Pods {
                     "activeDeadlineSeconds",
                     "tolerations",
                     "terminationGracePeriodSeconds",
+                    "schedulingGates",
                 ] {
                     o.remove(f);
                 }
             }
             spec
         };
+        // Scheduling gates may only be removed.
+        let gates = |v: &Value| -> Vec<String> {
+            v.pointer("/spec/schedulingGates")
+                .and_then(Value::as_array)
+                .map(|g| {
+                    g.iter()
+                        .filter_map(|x| x.get("name").and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let before = gates(old);
+        if let Some(added) = gates(new).into_iter().find(|g| !before.contains(g)) {
+            out.push(FieldError {
+                reason: "FieldValueForbidden",
+                field: "spec.schedulingGates".into(),
+                message: format!(
+                    "spec.schedulingGates: Forbidden: only deletion is allowed, but found new scheduling gate '{added}'"
+                ),
+            });
+        }
         if strip(new) != strip(old) {
             out.push(FieldError {
                 reason: "FieldValueForbidden",

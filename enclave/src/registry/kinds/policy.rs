@@ -137,6 +137,17 @@ impl Strategy for PriorityClasses {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut out = Vec::new();
         let name = meta::name(obj);
+        let global = obj
+            .get("globalDefault")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if crate::registry::admission::priority::is_system_priority_class(
+            name,
+            int(obj, "/value"),
+            global,
+        ) {
+            return out;
+        }
         if name.starts_with("system-") {
             out.push(FieldError::invalid(
                 "metadata.name",

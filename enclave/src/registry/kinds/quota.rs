@@ -1,5 +1,6 @@
-//! `resourcequotas` and `limitranges` (core/v1): stored and shown, not
-//! enforced (no quota controller or admission yet).
+//! `resourcequotas` and `limitranges` (core/v1): stored and shown; the
+//! admission plugins in [`crate::registry::admission`] enforce them and
+//! the resource quota controller keeps `status.used`.
 
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use serde_json::{Value, json};
@@ -79,8 +80,29 @@ impl Strategy for ResourceQuotas {
 #[derive(Debug)]
 pub(crate) struct LimitRanges;
 
+/// upstream's LimitRange defaulting (`SetDefaults_LimitRangeItem`) of every item.
+fn default_limit_range(obj: &mut Value) {
+    let Ok(mut lr) = serde_json::from_value::<LimitRange>(obj.clone()) else {
+        return;
+    };
+    if let Some(spec) = lr.spec.as_mut() {
+        for item in &mut spec.limits {
+            crate::registry::admission::limit_ranger::default_item(item);
+        }
+    }
+    if let Ok(v) = serde_json::to_value(&lr) {
+        *obj = v;
+    }
+}
+
 impl Strategy for LimitRanges {
     typed!(LimitRange);
+    fn prepare_for_create(&self, obj: &mut Value) {
+        default_limit_range(obj);
+    }
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_limit_range(new);
+    }
     fn columns(&self) -> Vec<Column> {
         vec![Column::NAME, Column::CREATED_AT]
     }

@@ -19,6 +19,19 @@
 //! | `enclave.sock` | the enclave's Unix socket, relayed to `--listen` |
 //! | `kubeconfig` | the attested kubeconfig (unless `--kubeconfig`) |
 //! | `daas-dev.lock` | held (`flock`) by the running `daas dev`; a second one on the same directory is refused |
+//! | `registry.json` | the dev registry (with `--workers` above 0): allowed image, live enclave, stakes |
+//! | `registry-admin.keystore` | the dev registry admin's account (Sui CLI keystore) |
+//! | `workers/NAME/` | each worker's data directory: account, node key and certificate, kubeconfig |
+//!
+//! With `--workers N` (default 1) the enclave admits nodes against the dev
+//! registry (it reads the file on the host's disk: acceptable in dev only),
+//! and N `daas-worker` processes join through the relay (see [`workers`]).
+//! `--workers 0` runs no registry and no worker.
+
+mod children;
+mod workers;
+
+use children::{ChildSpec, Children, StopSignal, restarted};
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -27,12 +40,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use host::DevSupervisor;
 use host::dir_lock::{LockError, lock_exclusive};
 use host::launcher::RestartPolicy;
 use nix::fcntl::Flock;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::attested::{self, ServerUrl, TrustArgs};
 use crate::kubeconfig::{self, Credentials};
@@ -50,6 +60,10 @@ pub(crate) struct DevArgs {
     /// Where to write the attested kubeconfig. Default: `DATA_DIR/kubeconfig`.
     #[arg(long, value_name = "PATH")]
     kubeconfig: Option<PathBuf>,
+    /// Worker nodes to run (`daas-worker` processes joined with stakes on the dev registry
+    /// `DATA_DIR/registry.json`); 0 runs none, and no registry.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    workers: u32,
 }
 
 /// The programs `daas dev` runs.
@@ -57,15 +71,6 @@ pub(crate) struct DevArgs {
 struct Binaries {
     enclave: PathBuf,
     host: PathBuf,
-}
-
-/// One supervised child process.
-#[derive(Debug)]
-struct ChildSpec {
-    name: &'static str,
-    program: PathBuf,
-    args: Vec<OsString>,
-    policy: RestartPolicy,
 }
 
 /// Paths under the data directory.
@@ -124,14 +129,34 @@ pub(crate) fn find_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Every child `daas dev` runs, in start order. New host services (the
 /// journal) are one more entry here.
-fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSpec> {
+fn children(
+    bins: &Binaries,
+    layout: &Layout,
+    listen: SocketAddr,
+    registry: Option<&chain::RegistryUrl>,
+) -> Vec<ChildSpec> {
     let socket = format!("unix:{}", layout.socket.display());
     let journal = format!("unix:{}", layout.journal_socket.display());
+    let mut enclave_args: Vec<OsString> = vec![
+        "--dev".into(),
+        "--data-dir".into(),
+        layout.enclave_dir.clone().into(),
+        "--listen".into(),
+        socket.clone().into(),
+        "--advertise".into(),
+        format!("https://{listen}").into(),
+        "--journal".into(),
+        journal.clone().into(),
+    ];
+    if let Some(url) = registry {
+        enclave_args.push("--registry".into());
+        enclave_args.push(url.to_string().into());
+    }
     vec![
         // The host's sealed journal: the enclave's source of truth, which
         // the host stores but cannot read.
         ChildSpec {
-            name: "journal",
+            name: "journal".into(),
             program: bins.host.clone(),
             args: vec![
                 "journal".into(),
@@ -143,23 +168,13 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
             policy: RestartPolicy::default(),
         },
         ChildSpec {
-            name: "enclave",
+            name: "enclave".into(),
             program: bins.enclave.clone(),
-            args: vec![
-                "--dev".into(),
-                "--data-dir".into(),
-                layout.enclave_dir.clone().into(),
-                "--listen".into(),
-                socket.clone().into(),
-                "--advertise".into(),
-                format!("https://{listen}").into(),
-                "--journal".into(),
-                journal.into(),
-            ],
+            args: enclave_args,
             policy: RestartPolicy::default(),
         },
         ChildSpec {
-            name: "relay",
+            name: "relay".into(),
             program: bins.host.clone(),
             args: vec![
                 "relay".into(),
@@ -173,108 +188,6 @@ fn children(bins: &Binaries, layout: &Layout, listen: SocketAddr) -> Vec<ChildSp
             policy: RestartPolicy::default(),
         },
     ]
-}
-
-/// One supervised child, running.
-#[derive(Debug)]
-struct Running {
-    name: &'static str,
-    starts: watch::Receiver<u64>,
-    task: tokio::task::JoinHandle<host::Result<u64>>,
-}
-
-/// The children `daas dev` runs, each under its own [`DevSupervisor`].
-#[derive(Debug)]
-struct Children {
-    shutdown: CancellationToken,
-    running: Vec<Running>,
-}
-
-impl Children {
-    /// Starts every child in `specs`, in order.
-    fn start(specs: Vec<ChildSpec>) -> Self {
-        let shutdown = CancellationToken::new();
-        let running = specs
-            .into_iter()
-            .map(|mut spec| {
-                // Every child polls for its parent, so that `daas dev` killed
-                // by SIGKILL (no chance to stop them) leaves nothing running.
-                spec.args.push("--exit-with-parent".into());
-                spec.args.push(std::process::id().to_string().into());
-                eprintln!(
-                    "daas dev: starting {} ({} {})",
-                    spec.name,
-                    spec.program.display(),
-                    spec.args
-                        .iter()
-                        .map(|a| a.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                let supervisor =
-                    DevSupervisor::new(spec.program, spec.args).with_policy(spec.policy);
-                let starts = supervisor.starts();
-                let token = shutdown.clone();
-                Running {
-                    name: spec.name,
-                    starts,
-                    task: tokio::spawn(async move { supervisor.run(token).await }),
-                }
-            })
-            .collect();
-        Self { shutdown, running }
-    }
-
-    /// A child whose supervisor gave up (the program could not be started).
-    fn failed(&self) -> Option<&'static str> {
-        self.running
-            .iter()
-            .find(|r| r.task.is_finished())
-            .map(|r| r.name)
-    }
-
-    /// Observes how often the child `name` has been started.
-    fn starts(&self, name: &str) -> Option<watch::Receiver<u64>> {
-        self.running
-            .iter()
-            .find(|r| r.name == name)
-            .map(|r| r.starts.clone())
-    }
-
-    /// Stops every child (SIGTERM, then SIGKILL after the grace period) and
-    /// waits for them.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        for Running { name, task, .. } in self.running {
-            match task.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => eprintln!("daas dev: {name}: {e}"),
-                Err(e) => eprintln!("daas dev: {name} supervisor: {e}"),
-            }
-        }
-    }
-}
-
-/// SIGINT (Ctrl-C) or SIGTERM.
-#[derive(Debug)]
-struct StopSignal {
-    term: tokio::signal::unix::Signal,
-}
-
-impl StopSignal {
-    fn install() -> anyhow::Result<Self> {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        Ok(Self { term })
-    }
-
-    async fn recv(&mut self) -> anyhow::Result<()> {
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = self.term.recv() => {}
-        }
-        Ok(())
-    }
 }
 
 /// What `daas dev` expects the enclave to attest: the dev root it created
@@ -331,18 +244,45 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let trust = dev_trust(&layout, &bins.enclave)?;
+    let workers = match args.workers {
+        0 => None,
+        n => Some(workers::DevWorkers::new(
+            &data_dir,
+            n,
+            find_binary("daas-worker")?,
+        )),
+    };
+    if let Some(w) = &workers {
+        w.prepare_registry().await?;
+    }
+    let registry = workers.as_ref().map(workers::DevWorkers::registry_url);
     let session = Session {
         data_dir,
         layout,
         server,
         trust,
         kubeconfig: kubeconfig_path,
+        enclave_pcrs: {
+            let [pcr0, pcr1, pcr2] = attestation::measure_binary_file(&bins.enclave)
+                .with_context(|| format!("measuring {}", bins.enclave.display()))?;
+            chain::Pcrs { pcr0, pcr1, pcr2 }
+        },
+        workers,
     };
 
     let mut stop = StopSignal::install()?;
-    let children = Children::start(children(&bins, &session.layout, args.listen));
-    let outcome = session.serve(&children, &mut stop).await;
+    let children = Children::start(children(
+        &bins,
+        &session.layout,
+        args.listen,
+        registry.as_ref(),
+    ));
+    let mut nodes = None;
+    let outcome = session.serve(&children, &mut nodes, &mut stop).await;
     eprintln!("daas dev: stopping");
+    if let Some(nodes) = nodes {
+        nodes.stop().await;
+    }
     children.stop().await;
     outcome
 }
@@ -373,13 +313,23 @@ struct Session {
     server: ServerUrl,
     trust: TrustArgs,
     kubeconfig: PathBuf,
+    /// The measurements of the `daas-enclave` binary run.
+    enclave_pcrs: chain::Pcrs,
+    /// The workers, when `--workers` is above 0.
+    workers: Option<workers::DevWorkers>,
 }
 
 impl Session {
-    /// Verifies the enclave, writes the kubeconfig, then keeps the cluster
-    /// up until a stop signal, verifying the enclave again whenever its
-    /// supervisor restarted it.
-    async fn serve(&self, children: &Children, stop: &mut StopSignal) -> anyhow::Result<()> {
+    /// Verifies the enclave, writes the kubeconfig, registers the enclave and
+    /// starts the workers (into `nodes`), then keeps the cluster up until a
+    /// stop signal, verifying (and registering) the enclave again whenever
+    /// its supervisor restarted it.
+    async fn serve(
+        &self,
+        children: &Children,
+        nodes: &mut Option<Children>,
+        stop: &mut StopSignal,
+    ) -> anyhow::Result<()> {
         let attested = tokio::select! {
             a = self.wait_attested(children) => a?,
             s = stop.recv() => {
@@ -388,7 +338,19 @@ impl Session {
             }
         };
         self.write_kubeconfig(&attested.certificate)?;
-        attested.report.print();
+        print!("{}", attested.report);
+        if let Some(workers) = &self.workers {
+            let dev_root = self.dev_root();
+            workers
+                .admit_enclave(self.enclave_pcrs, &attested.document, &dev_root)
+                .await?;
+            let joining = workers.ensure_stakes().await?;
+            *nodes = Some(Children::start(workers.specs(
+                &self.server,
+                &dev_root,
+                &joining,
+            )));
+        }
         self.print_next_steps();
         let mut enclave_starts = children.starts("enclave");
         if let Some(starts) = enclave_starts.as_mut() {
@@ -404,6 +366,11 @@ impl Session {
                         a = self.wait_attested(children) => a?,
                         s = stop.recv() => return s,
                     };
+                    if let Some(workers) = &self.workers {
+                        workers
+                            .admit_enclave(self.enclave_pcrs, &again.document, &self.dev_root())
+                            .await?;
+                    }
                     if again.certificate != pinned {
                         self.write_kubeconfig(&again.certificate)?;
                         println!(
@@ -416,6 +383,11 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The dev attestation root the enclave created.
+    fn dev_root(&self) -> PathBuf {
+        self.layout.enclave_dir.join(::attestation::DEV_ROOT_CERT)
     }
 
     fn print_next_steps(&self) {
@@ -431,6 +403,17 @@ impl Session {
         println!("  export KUBECONFIG={kubeconfig}");
         println!("  kubectl get namespaces");
         println!("  kubectl create configmap hello --from-literal=greeting=hi");
+        if let Some(workers) = &self.workers {
+            println!("  kubectl get nodes");
+            println!();
+            println!(
+                "workers (daas-worker, joined with stakes on the dev registry local:{}):",
+                self.data_dir.join(workers::REGISTRY_FILE).display()
+            );
+            for w in workers.workers() {
+                println!("  {}: kubeconfig {}", w.name, w.kubeconfig().display());
+            }
+        }
         println!();
         println!(
             "Ctrl-C stops the cluster; `daas dev --data-dir {}` resumes it.",
@@ -467,7 +450,7 @@ impl Session {
                 match attested::attest(server, &self.trust).await {
                     Ok(a) => return Ok(a),
                     Err(report) if report.has_document() => {
-                        report.print();
+                        print!("{report}");
                         bail!(
                             "the dev enclave's attestation did not verify: {}",
                             report.error.as_deref().unwrap_or("unknown failure")
@@ -491,15 +474,5 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         bail!("unreachable: the wait loop ended")
-    }
-}
-
-/// Waits for the next start of the watched child (`None` when not watched).
-async fn restarted(
-    starts: &mut Option<watch::Receiver<u64>>,
-) -> Option<Result<(), watch::error::RecvError>> {
-    match starts {
-        Some(rx) => Some(rx.changed().await),
-        None => std::future::pending().await,
     }
 }

@@ -1,0 +1,175 @@
+//! `daas dev --workers 2` end to end: two real `daas-worker` processes join the dev enclave
+//! through the relay with stakes on the dev registry (`DATA_DIR/registry.json`, listed by `daas
+//! registry show`), their Nodes are Ready and their Leases renew, each node's kubeconfig reads
+//! its own Node and gets 403 on the other's, and `daas dev` run again resumes the same nodes on
+//! the same stakes.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, daas, kubectl, stdout_lines, text};
+
+/// A running `daas dev --workers 2`; SIGTERMed and reaped on drop.
+struct Dev {
+    child: Child,
+    output: std::sync::mpsc::Receiver<String>,
+}
+
+impl Dev {
+    fn start(dir: &Path, port: u16) -> Dev {
+        let mut child = Command::new(bin("daas"))
+            .arg("dev")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--workers", "2"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let output = stdout_lines(&mut child, Some("daas dev| "));
+        Dev { child, output }
+    }
+
+    /// Waits for `count` lines starting with `prefix`.
+    fn wait_for(&self, prefix: &str, count: usize) {
+        let mut seen = 0;
+        while seen < count {
+            let line = self
+                .output
+                .recv_timeout(Duration::from_secs(600))
+                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e})"));
+            if line.starts_with(prefix) {
+                seen += 1;
+            }
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(kubeconfig: &Path, args: &[&str], jsonpath: &str) -> String {
+    let path = format!("jsonpath={jsonpath}");
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", &path]);
+    let out = kubectl(kubeconfig, &all);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn both_ready(admin: &Path) -> bool {
+    get(
+        admin,
+        &["nodes"],
+        "{range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}",
+    )
+    .trim()
+        == "worker-1=True worker-2=True"
+}
+
+fn stakes(dir: &Path) -> serde_json::Value {
+    let registry = format!("local:{}", dir.join("registry.json").display());
+    let out = daas(&["registry", "show", "--registry", &registry, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["stakes"].clone()
+}
+
+#[test]
+fn dev_with_two_workers_joins_them_and_resumes_them() {
+    common::bin_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let port = free_port();
+    let admin = dir_path.join("kubeconfig");
+
+    let dev = Dev::start(&dir_path, port);
+    dev.wait_for("dev cluster ready", 1);
+    wait_until("two Ready nodes", || both_ready(&admin));
+
+    // The stakes are on the dev registry, one per worker, owned by the worker's account.
+    let first = stakes(&dir_path);
+    for name in ["worker-1", "worker-2"] {
+        let keystore = dir_path.join(format!("workers/{name}/sui.keystore"));
+        let owner = chain::AccountKeystore::load(&keystore)
+            .unwrap()
+            .account(None)
+            .unwrap()
+            .address()
+            .to_string();
+        assert_eq!(first[name]["owner"], owner, "{first}");
+    }
+    let shown = daas(&[
+        "registry",
+        "show",
+        "--registry",
+        &format!("local:{}", dir_path.join("registry.json").display()),
+    ]);
+    assert!(text(&shown).contains("stakes (2)"), "{}", text(&shown));
+
+    // Leases renew.
+    let lease = |name: &str| {
+        get(
+            &admin,
+            &["lease", "-n", "kube-node-lease", name],
+            "{.spec.renewTime}",
+        )
+    };
+    let before = lease("worker-1");
+    wait_until("worker-1's Lease to be renewed", || {
+        let now = lease("worker-1");
+        !now.is_empty() && now != before
+    });
+
+    // Node credentials: their own Node, and 403 on the other's.
+    let kubeconfig = dir_path.join("workers/worker-1/kubeconfig");
+    let own = kubectl(&kubeconfig, &["get", "node", "worker-1", "-o", "name"]);
+    assert!(own.status.success(), "{}", text(&own));
+    let other = kubectl(&kubeconfig, &["get", "node", "worker-2"]);
+    assert!(!other.status.success());
+    assert!(
+        text(&other).contains("node 'worker-1' cannot read 'worker-2', only its own Node object"),
+        "{}",
+        text(&other)
+    );
+    drop(dev);
+
+    // Run again: the same nodes come back on the same stakes, without joining anew.
+    let dev = Dev::start(&dir_path, port);
+    dev.wait_for("resumed", 2);
+    wait_until("two Ready nodes again", || both_ready(&admin));
+    let before = lease("worker-2");
+    wait_until("worker-2's Lease to be renewed", || {
+        let now = lease("worker-2");
+        !now.is_empty() && now != before
+    });
+    assert_eq!(stakes(&dir_path), first);
+    drop(dev);
+}

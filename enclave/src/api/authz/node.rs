@@ -1,0 +1,231 @@
+//! The node authorizer, as upstream's (`plugin/pkg/auth/authorizer/node`, with
+//! `AuthorizeNodeWithSelectors`, the default since 1.32): a node (user `system:node:NAME` in
+//! group `system:nodes`) may read its own Node, create and update Nodes (the NodeRestriction
+//! admission limits that to its own), read and write its own Lease in `kube-node-lease`, read
+//! the pods bound to it (list and watch only with a `spec.nodeName=NAME` field selector),
+//! update their status and delete them, read the secrets, config maps and persistent volume
+//! claims those pods use, create tokens of their service accounts, and create events. Nothing
+//! else: every other request gets no opinion, and the chain refuses it.
+
+use serde_json::Value;
+
+use super::refs::{self, Used};
+use super::{Attributes, Authorizer, Decision, DecisionFuture, selector_value};
+use crate::registry::{FieldSelector, ListOptions, ObjectStore, UserInfo};
+
+/// The node name of a node identity: user `system:node:NAME` in group `system:nodes`.
+pub(crate) fn node_identity(user: &UserInfo) -> Option<&str> {
+    let in_group = user.groups.iter().any(|g| g == protocol::join::NODES_GROUP);
+    let name = user.name.strip_prefix(protocol::join::NODE_USER_PREFIX)?;
+    in_group.then_some(name)
+}
+
+/// True for anything that claims to be a node (the user-name prefix or the group): such
+/// users get their rights from the node authorizer alone.
+pub(crate) fn looks_like_node(user: &UserInfo) -> bool {
+    user.name.starts_with(protocol::join::NODE_USER_PREFIX)
+        || user.groups.iter().any(|g| g == protocol::join::NODES_GROUP)
+}
+
+/// Upstream's node authorizer.
+#[derive(Debug, Clone)]
+pub struct NodeAuthorizer {
+    objects: ObjectStore,
+}
+
+fn allow() -> Decision {
+    Decision::Allow
+}
+
+fn no(reason: impl Into<String>) -> Decision {
+    Decision::NoOpinion(reason.into())
+}
+
+fn no_relationship(node: &str) -> Decision {
+    no(format!(
+        "no relationship found between node '{node}' and this object"
+    ))
+}
+
+impl NodeAuthorizer {
+    /// Reads pods from `objects` to find what a node's pods use.
+    pub fn new(objects: ObjectStore) -> Self {
+        Self { objects }
+    }
+
+    /// The pods in `namespace` (all when empty) bound to `node`.
+    async fn pods_on(&self, node: &str, namespace: &str) -> Vec<Value> {
+        let Some(info) = self.objects.table().lookup("", "v1", "pods") else {
+            return Vec::new();
+        };
+        let Ok(fields) = FieldSelector::parse(&format!("spec.nodeName={node}"), &*info.strategy)
+        else {
+            return Vec::new();
+        };
+        let ns = (!namespace.is_empty()).then_some(namespace);
+        match self
+            .objects
+            .list(
+                &info,
+                ns,
+                &ListOptions {
+                    fields,
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(page) => page.items,
+            Err(e) => {
+                tracing::warn!(node, error = %e, "listing a node's pods for authorization");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Allowed when a pod bound to `node` uses the `used` object named in `attrs`.
+    async fn used_by_pods(&self, node: &str, used: Used, attrs: &Attributes<'_>) -> Decision {
+        if attrs.name.is_empty() {
+            return no("No Object name found");
+        }
+        let pods = self.pods_on(node, attrs.namespace).await;
+        if pods
+            .iter()
+            .any(|pod| refs::names(pod, used).contains(&attrs.name))
+        {
+            allow()
+        } else {
+            no_relationship(node)
+        }
+    }
+
+    /// Allowed when the pod named in `attrs` is bound to `node`.
+    async fn pod_bound(&self, node: &str, attrs: &Attributes<'_>) -> Decision {
+        if attrs.name.is_empty() {
+            return no("No Object name found");
+        }
+        let Some(info) = self.objects.table().lookup("", "v1", "pods") else {
+            return no_relationship(node);
+        };
+        let ns = (!attrs.namespace.is_empty()).then_some(attrs.namespace);
+        match self.objects.get(&info, ns, &attrs.name).await {
+            Ok(pod) if pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node) => {
+                allow()
+            }
+            _ => no_relationship(node),
+        }
+    }
+
+    async fn decide(&self, node: &str, attrs: &Attributes<'_>) -> Decision {
+        let verb = attrs.verb;
+        let sub = attrs.subresource;
+        match (attrs.group, attrs.resource) {
+            ("", "secrets") | ("", "configmaps") => {
+                if !matches!(verb, "get" | "list" | "watch") {
+                    return no("can only read resources of this type");
+                }
+                if !sub.is_empty() {
+                    return no("cannot read subresource");
+                }
+                if attrs.namespace.is_empty() {
+                    return no("can only read namespaced object of this type");
+                }
+                let used = if attrs.resource == "secrets" {
+                    Used::Secret
+                } else {
+                    Used::ConfigMap
+                };
+                self.used_by_pods(node, used, attrs).await
+            }
+            ("", "persistentvolumeclaims") => {
+                if verb != "get" {
+                    return no("can only get individual resources of this type");
+                }
+                if !sub.is_empty() {
+                    return no("cannot get subresource");
+                }
+                self.used_by_pods(node, Used::Claim, attrs).await
+            }
+            ("", "serviceaccounts") => {
+                if verb != "create" || attrs.name.is_empty() {
+                    return no("can only create tokens for individual service accounts");
+                }
+                if sub != "token" {
+                    return no("can only create token subresource of serviceaccount");
+                }
+                self.used_by_pods(node, Used::ServiceAccount, attrs).await
+            }
+            ("coordination.k8s.io", "leases") => {
+                if !matches!(verb, "get" | "create" | "update" | "patch" | "delete") {
+                    return no("can only get, create, update, patch, or delete a node lease");
+                }
+                if attrs.namespace != "kube-node-lease" {
+                    return no(
+                        "can only access leases in the \"kube-node-lease\" system namespace",
+                    );
+                }
+                // Create names come from the body: the NodeRestriction admission checks them.
+                if verb != "create" && attrs.name != node {
+                    return no(
+                        "can only access node lease with the same name as the requesting node",
+                    );
+                }
+                allow()
+            }
+            ("", "nodes") => match (sub, verb) {
+                // NodeRestriction limits writes to the node's own object.
+                ("", "create" | "update" | "patch" | "delete") | ("status", "update" | "patch") => {
+                    allow()
+                }
+                ("", "get" | "list" | "watch") if attrs.name == node => allow(),
+                ("", "get" | "list" | "watch") if attrs.name.is_empty() => no(format!(
+                    "node '{node}' cannot read all nodes, only its own Node object"
+                )),
+                ("", "get" | "list" | "watch") => no(format!(
+                    "node '{node}' cannot read '{}', only its own Node object",
+                    attrs.name
+                )),
+                _ => no(""),
+            },
+            ("", "pods") => match (sub, verb) {
+                ("", "get") => self.pod_bound(node, attrs).await,
+                ("", "list" | "watch") => {
+                    if selector_value(attrs.field_selector, "spec.nodeName") == Some(node) {
+                        allow()
+                    } else if !attrs.name.is_empty() {
+                        self.pod_bound(node, attrs).await
+                    } else {
+                        no("can only list/watch pods with spec.nodeName field selector")
+                    }
+                }
+                // NodeRestriction limits these to pods bound to the node. Creating (mirror)
+                // pods is not offered: nothing here runs static pods.
+                ("", "delete") | ("status", "update" | "patch") | ("eviction", "create") => allow(),
+                ("status", "get") => self.pod_bound(node, attrs).await,
+                _ => no(""),
+            },
+            ("", "events") | ("events.k8s.io", "events") => {
+                if matches!(verb, "create" | "update" | "patch") {
+                    allow()
+                } else {
+                    no("")
+                }
+            }
+            _ => no(""),
+        }
+    }
+}
+
+impl Authorizer for NodeAuthorizer {
+    fn authorize<'a>(&'a self, attrs: &'a Attributes<'a>) -> DecisionFuture<'a> {
+        Box::pin(async move {
+            if !looks_like_node(attrs.user) {
+                return no("");
+            }
+            match node_identity(attrs.user) {
+                Some(node) if !node.is_empty() => self.decide(node, attrs).await,
+                _ => no(format!("unknown node for user {:?}", attrs.user.name)),
+            }
+        })
+    }
+}

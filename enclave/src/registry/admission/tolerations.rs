@@ -1,0 +1,82 @@
+//! `DefaultTolerationSeconds`: a pod created without a toleration for the
+//! `node.kubernetes.io/not-ready` or `node.kubernetes.io/unreachable`
+//! NoExecute taint gets one for `--default-not-ready-toleration-seconds`
+//! (`--default-unreachable-toleration-seconds`), 300 s by default, so that
+//! its pods leave a dead node five minutes after the node lifecycle
+//! controller taints it.
+
+use k8s_openapi::api::core::v1::{Pod, Toleration};
+
+use super::AdmissionOptions;
+
+/// The taint the node lifecycle controller puts on a node whose Ready condition is False.
+pub(crate) const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The taint the node lifecycle controller puts on a node whose Ready condition is Unknown.
+pub(crate) const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// Whether `t` tolerates the NoExecute taint `key` (upstream's check: the
+/// key matches or is empty, the effect is NoExecute or empty).
+fn covers(t: &Toleration, key: &str) -> bool {
+    let k = t.key.as_deref().unwrap_or("");
+    let effect = t.effect.as_deref().unwrap_or("");
+    (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+}
+
+/// Adds the default tolerations `pod` lacks.
+pub(crate) fn default_toleration_seconds(opts: AdmissionOptions, pod: &mut Pod) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for (key, seconds) in [
+        (TAINT_NOT_READY, opts.not_ready_toleration_seconds),
+        (TAINT_UNREACHABLE, opts.unreachable_toleration_seconds),
+    ] {
+        if !tolerations.iter().any(|t| covers(t, key)) {
+            tolerations.push(Toleration {
+                key: Some(key.to_string()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(seconds),
+                value: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn admit(pod: Value) -> Value {
+        let mut p: Pod = serde_json::from_value(pod).unwrap();
+        default_toleration_seconds(AdmissionOptions::default(), &mut p);
+        serde_json::to_value(&p).unwrap()
+    }
+
+    #[test]
+    fn adds_both_unless_tolerated() {
+        let pod = admit(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        );
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        let own = admit(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": [
+            {"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]}}),
+        );
+        let t = own["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["tolerationSeconds"], 5);
+        let all = admit(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}}),
+        );
+        assert_eq!(all["spec"]["tolerations"].as_array().unwrap().len(), 1);
+    }
+}
