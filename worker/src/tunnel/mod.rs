@@ -9,7 +9,10 @@
 //!   [`fake::FakeContainers`] (feature `testing`) runs local processes instead.
 //! - [`TunnelTls`] is the seam to the node's credentials: the TLS client configuration (the
 //!   node certificate, and how the enclave's certificate is verified), asked for at every
-//!   dial so renewed certificates are used. [`PemCredentials`] reads PEM files.
+//!   dial so renewed certificates are used. [`PemCredentials`] reads PEM files; the join's
+//!   [`ApiAccess`](crate::client::ApiAccess) pins the attested key and presents the node
+//!   certificate.
+//! - [`agent_task`] runs the tunnel as a task of the node agent, with the join's credentials.
 //! - [`cri_log`] reads CRI-format container log files as `pods/log` returns them (follow,
 //!   tail, since, timestamps, limitBytes), for any implementation of the seam.
 
@@ -21,6 +24,7 @@ pub mod fake;
 mod serve;
 mod stats;
 mod streams;
+mod task;
 mod tls;
 
 pub use dial::{Backoff, TunnelConfig, TunnelState, run};
@@ -28,4 +32,5 @@ pub use stats::{CumulativeUsage, PodUsage, UsageSample};
 pub use streams::{
     BoxFuture, ByteStream, ContainerStreams, Duplex, Process, StreamError, boxed_duplex,
 };
+pub use task::agent_task;
 pub use tls::{PemCredentials, TunnelTls};

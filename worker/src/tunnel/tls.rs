@@ -54,3 +54,11 @@ impl TunnelTls for PemCredentials {
         Ok(Arc::new(config))
     }
 }
+
+/// The join's credentials: the enclave's attested key pinned, the node's current certificate
+/// (renewals are picked up at the next dial).
+impl TunnelTls for crate::client::ApiAccess {
+    fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+        self.tls_config().map(Arc::new).map_err(|e| e.to_string())
+    }
+}
