@@ -206,3 +206,30 @@ fn top_reads_the_workers_usage() {
         assert!(nodes.contains("512Mi"), "{label}: {nodes}");
     }
 }
+
+#[test]
+fn attach_reaches_the_main_process() {
+    let c = Cluster::start();
+    for (i, (label, k)) in clients(&c).into_iter().enumerate() {
+        let name = format!("attached-{i}");
+        c.pod(&name, &["app"], json!({}));
+        // The main process answers one line and exits: the session ends with it.
+        let _runtime = streams_support::runtime().enter();
+        c.worker
+            .containers
+            .run_main(
+                "default",
+                &name,
+                "app",
+                &["sh", "-c", "read x; echo got $x"],
+            )
+            .unwrap();
+        let out = k.run_stdin(&["attach", "-i", &name], Some(b"hello\n"));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("got hello"),
+            "{label}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

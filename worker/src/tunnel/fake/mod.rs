@@ -343,9 +343,18 @@ fn attach(main: MainProcess, streams: StdStreams, tasks: &TaskTracker) -> Proces
     let (err_w, err_r) = tokio::io::duplex(64 * 1024);
     let mut output = main.output.subscribe();
     let (want_out, want_err) = (streams.stdout, streams.stderr && !streams.tty);
+    let mut ended = main.exited.clone();
     tasks.spawn(async move {
         let (mut out_w, mut err_w) = (out_w, err_w);
-        while let Ok((ch, bytes)) = output.recv().await {
+        // The output ends when the process does (its output is all sent by then; the
+        // container keeps the sender, so the channel itself never closes).
+        loop {
+            let next = tokio::select! {
+                biased;
+                r = output.recv() => r.ok(),
+                _ = ended.wait_for(Option::is_some) => output.try_recv().ok(),
+            };
+            let Some((ch, bytes)) = next else { return };
             let w = match ch {
                 1 if want_out => &mut out_w,
                 2 if want_err => &mut err_w,
