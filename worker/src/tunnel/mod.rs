@@ -6,7 +6,7 @@
 //!   backoff; [`TunnelState`] says where it is.
 //! - [`ContainerStreams`] is the seam to the container runtime: logs, exec, attach,
 //!   port-forward and usage for the pods of this node. The CRI runtime implements it;
-//!   [`fake::FakeContainers`] (feature `testing`) runs local processes instead.
+//!   `fake::FakeContainers` (feature `testing`) runs local processes instead.
 //! - [`TunnelTls`] is the seam to the node's credentials: the TLS client configuration (the
 //!   node certificate, and how the enclave's certificate is verified), asked for at every
 //!   dial so renewed certificates are used. [`PemCredentials`] reads PEM files; the join's

@@ -10,7 +10,7 @@
 //! Authorization: the API server's authorizer chain is asked before anything is read, with
 //! upstream's verbs: `get` on `pods/log`, `create` on `pods/exec`, `pods/attach` and
 //! `pods/portforward` (WebSocket clients send GET; upstream 1.31+ still asks `create`), so a
-//! node identity reaches none of them (as upstream's node authorizer). [`ApiServer::pod_stream`]
+//! node identity reaches none of them (as upstream's node authorizer). `ApiServer::pod_stream`
 //! still refuses a node any pod not bound to it.
 
 // The refusals are the HTTP responses themselves, made once per request: boxing them buys nothing.
