@@ -19,6 +19,9 @@
 //! - [`layout`]: where the image builder puts the enclave's files and the init finds them, and the
 //!   boot heartbeat.
 //! - [`parent`]: the vsock ports of the parent instance's services a production enclave dials.
+//! - [`tunnel`]: the node tunnel: the requests the enclave makes of a worker over the
+//!   connection the worker keeps open (logs, exec, attach, port-forward, usage), their framing
+//!   and the usage sample.
 //! - [`Endpoint`]: `unix:PATH`, `vsock:CID:PORT` and TCP addresses, parsed and displayed the
 //!   same way by every binary.
 
@@ -29,6 +32,7 @@ pub mod journal;
 pub mod keybroker;
 pub mod layout;
 pub mod parent;
+pub mod tunnel;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use frame::{Frame, FrameError};

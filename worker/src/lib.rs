@@ -18,6 +18,7 @@
 //! | [`agent`] | the main loop and its tasks |
 //! | [`runtime`] | containerd and CRI (below the pods) |
 //! | [`kubelet`] | the pod manager task: list+watch of the node's pods into [`pods::PodRuntime`], status and deletion through the node's API client |
+//! | [`tunnel`] | the connection the worker keeps open to the enclave, over which the enclave reaches this node's containers (logs, exec, attach, port-forward, usage) |
 //! | [`pods`] | the pod lifecycle as the kubelet runs it: one worker per pod, status, volumes, probes; the API is reached only through the seams in [`pods::api`] |
 //! | [`network`] | pod network: CNI configuration, routes (host-gw or VXLAN), masquerade, pods' `resolv.conf`, dev topology; [`network::NodeNetworking`] starts all networking of a worker |
 //! | [`proxy`] | Services in nftables (kube-proxy's nftables mode) |
@@ -26,7 +27,7 @@
 //!
 //! | feature | what |
 //! |---|---|
-//! | `testing` | the in-memory fake of the API seams, `pods::fake` |
+//! | `testing` | the in-memory fake of the API seams, `pods::fake`; the in-process fake of the container-streams seam, `tunnel::fake` |
 
 pub mod agent;
 pub mod attested;
@@ -40,6 +41,7 @@ pub mod node;
 pub mod pods;
 pub mod proxy;
 pub mod runtime;
+pub mod tunnel;
 
 pub use agent::{Agent, AgentContext, AgentError, AgentTask};
 pub use attested::{AttestError, AttestedServer, attest};

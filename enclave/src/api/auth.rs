@@ -201,6 +201,17 @@ mod tests {
             Authenticator::client_certificate(&der),
             Some(UserInfo::new("admin", &["system:masters", AUTHENTICATED]))
         );
+        let (node_pem, _key) = pki
+            .issue_client_certificate("system:node:w1", &["system:nodes"])
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(node_pem.as_bytes()).unwrap();
+        assert_eq!(
+            Authenticator::client_certificate(&der),
+            Some(UserInfo::new(
+                "system:node:w1",
+                &["system:nodes", AUTHENTICATED]
+            ))
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! get/list/watch/create/update/patch/delete for every table resource, and
 //! attested first contact (`GET /attestation?nonce=<hex>`, [`attestation`]). Resource requests
 //! are authorized by [`authz`] (nodes are restricted as upstream's Node authorizer and
-//! NodeRestriction do); nodes join with stake tickets through [`nodes`] (`/join/v1/...`).
+//! NodeRestriction do); nodes join with stake tickets through [`nodes`] (`/join/v1/...`). Pods' logs,
+//! exec, attach and port-forward, and `metrics.k8s.io`, go to the workers over the tunnels
+//! they keep open ([`streams`]).
 //!
 //! Start with [`ApiServer::new`] and [`ApiServer::serve`].
 
@@ -31,6 +33,7 @@ pub mod resource;
 pub mod route;
 pub mod sealed;
 mod server;
+pub mod streams;
 mod subresource;
 mod watch;
 

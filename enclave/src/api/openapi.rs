@@ -71,6 +71,10 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
             })
         };
         let json_body = json!({"content": {"application/json": {"schema": object_schema}}});
+        if r.persistence == crate::registry::Persistence::Computed {
+            // Read-only: no write operations to describe.
+            continue;
+        }
         if r.is_virtual() {
             // Create-only: a POST on the collection, nothing else.
             let mut post = op("post");

@@ -2,6 +2,10 @@
 //! client certificate and bearer token, created at first start under
 //! `DIR/pki/` (private files 0600) and reused afterwards. In enclave mode
 //! the TLS identity comes from the attestation crate instead.
+//!
+//! The dev CA's key is kept too (`ca.key`), so dev tooling can issue more
+//! client certificates ([`DevPki::issue_client_certificate`]), e.g. node
+//! credentials for tests before nodes join through attestation.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -31,6 +35,8 @@ pub struct DevPki {
     pub admin_key_pem: String,
     /// The admin bearer token.
     pub admin_token: String,
+    /// The CA's private key; `None` for a directory made before it was kept.
+    pub ca_key_pem: Option<String>,
 }
 
 impl std::fmt::Debug for DevPki {
@@ -63,6 +69,23 @@ fn cert_error(e: rcgen::Error) -> ServeError {
     ServeError::Certificate(e.to_string())
 }
 
+/// The dev CA's certificate parameters.
+fn dev_ca_params() -> Result<CertificateParams, ServeError> {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "k3s-daas dev CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(ca)
+}
+
+/// The CA key, kept apart from [`FILES`]: directories made before it was kept lack it.
+const CA_KEY: &str = "ca.key";
+
 const FILES: [&str; 6] = [
     "ca.crt",
     "server.crt",
@@ -90,6 +113,7 @@ impl DevPki {
                 admin_cert_pem: read(&paths[3])?,
                 admin_key_pem: read(&paths[4])?,
                 admin_token: read(&paths[5])?.trim().to_string(),
+                ca_key_pem: std::fs::read_to_string(pki.join(CA_KEY)).ok(),
             });
         }
         if present != 0 {
@@ -111,6 +135,9 @@ impl DevPki {
         for (p, c) in paths.iter().zip(contents) {
             write_private(p, c.as_bytes())?;
         }
+        if let Some(key) = &created.ca_key_pem {
+            write_private(&pki.join(CA_KEY), key.as_bytes())?;
+        }
         Ok(created)
     }
 
@@ -120,15 +147,7 @@ impl DevPki {
     /// Certificate generation failures.
     pub fn generate(extra_sans: &[String]) -> Result<Self, ServeError> {
         let ca_key = KeyPair::generate().map_err(cert_error)?;
-        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "k3s-daas dev CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let ca = dev_ca_params()?;
         let ca_cert = ca.self_signed(&ca_key).map_err(cert_error)?;
         let issuer = Issuer::new(ca, &ca_key);
 
@@ -173,7 +192,35 @@ impl DevPki {
             admin_cert_pem: admin_cert.pem(),
             admin_key_pem: admin_key.serialize_pem(),
             admin_token: hex::encode(token),
+            ca_key_pem: Some(ca_key.serialize_pem()),
         })
+    }
+
+    /// A client certificate (and its key, both PEM) for `name` in `groups`, signed by the
+    /// dev CA: what the server's client verifier accepts as that user.
+    ///
+    /// # Errors
+    /// [`ServeError::Config`] without the CA key; certificate generation failures.
+    pub fn issue_client_certificate(
+        &self,
+        name: &str,
+        groups: &[&str],
+    ) -> Result<(String, String), ServeError> {
+        let ca_key_pem = self.ca_key_pem.as_deref().ok_or_else(|| {
+            ServeError::Config("the dev CA's key was not kept in this data directory".into())
+        })?;
+        let ca_key = KeyPair::from_pem(ca_key_pem).map_err(cert_error)?;
+        // The CA's own parameters (its name is what issued certificates name as issuer).
+        let issuer = Issuer::new(dev_ca_params()?, &ca_key);
+        let key = KeyPair::generate().map_err(cert_error)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        for g in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *g);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer).map_err(cert_error)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// A kubeconfig for the admin (client certificate and token) against `server_url`.

@@ -239,6 +239,12 @@ impl ApiServer {
         if req.target.info.is_virtual() {
             return self.review(&req).await.unwrap_or_else(|e| http::error(&e));
         }
+        if req.target.info.persistence == crate::registry::Persistence::Computed {
+            if req.target.subresource.is_some() {
+                return http::path_not_found();
+            }
+            return self.metrics(&req).await;
+        }
         if let Some(node) = req
             .user
             .as_ref()

@@ -16,6 +16,8 @@ pub enum Route {
     /// `/unseal`: the operator's root secret (see [`super::sealed`]); only
     /// the sealed phase takes it.
     Unseal,
+    /// `/daas/v1/tunnel`: a worker opens its node tunnel (see [`super::streams::tunnel`]).
+    Tunnel,
     /// `/join/v1/...`: nodes joining with stake tickets (see [`super::nodes`]).
     Join,
     /// `/api`.
@@ -68,6 +70,7 @@ pub fn parse(path: &str, table: &ResourceTable) -> Route {
         ["healthz" | "livez" | "readyz", ..] => Route::Health,
         ["attestation"] => Route::Attestation,
         ["unseal"] => Route::Unseal,
+        ["daas", "v1", "tunnel"] => Route::Tunnel,
         ["metrics"] => Route::Metrics,
         ["join", "v1", ..] => Route::Join,
         ["api"] => Route::CoreVersions,

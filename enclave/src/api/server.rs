@@ -25,7 +25,7 @@ use super::nodes::{self, NodeAdmission};
 use super::query::Query;
 use super::resource::ResourceRequest;
 use super::route::{self, Route};
-use super::{Authenticator, DevPki, Listener, ServeError, UserInfo, discovery, openapi};
+use super::{Authenticator, DevPki, Listener, ServeError, UserInfo, discovery, openapi, streams};
 use crate::registry::{Error, ObjectStore, ResourceTable};
 
 /// Server settings.
@@ -93,6 +93,8 @@ pub struct ApiServer {
     pub(crate) auth: Authenticator,
     pub(crate) config: ApiConfig,
     pub(crate) security: Security,
+    /// The node tunnels workers keep open.
+    pub(crate) tunnels: streams::Tunnels,
     pub(crate) tasks: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
@@ -165,6 +167,7 @@ impl ApiServer {
             auth,
             config,
             security,
+            tunnels: streams::Tunnels::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         })
@@ -268,6 +271,15 @@ impl ApiServer {
                 return http::unauthorized();
             }
             return self.route(req, cert_user).await;
+        }
+        if path == protocol::tunnel::TUNNEL_PATH {
+            // A worker's tunnel: only an admitted node's certificate opens it (the handler
+            // checks the identity is a node); there is nothing for RBAC to decide.
+            let Some(user) = cert_user.filter(|u| self.node_still_admitted(u)) else {
+                http::discard_body(req, http::UNREAD_BODY_DRAIN).await;
+                return http::unauthorized();
+            };
+            return self.route(req, Some(user)).await;
         }
         let uri = req
             .uri()
@@ -376,6 +388,7 @@ impl ApiServer {
             Route::Metrics if get => metrics::serve(&accept),
             Route::Unseal => http::status(409, "Conflict", "the cluster is already unsealed"),
             Route::Join => nodes::serve(self.config.nodes.as_ref(), req, user.as_ref()).await,
+            Route::Tunnel => self.accept_tunnel(req, user.as_ref()),
             Route::Attestation => {
                 attestation::serve(
                     self.config.attestor.as_ref(),
@@ -431,6 +444,11 @@ impl ApiServer {
                     Err(e) => return http::error(&e),
                 };
                 let method = req.method().clone();
+                if streams::is_pod_stream(&target) {
+                    // Authorized in `checked` (`get pods/log`, `create` for the others);
+                    // streams read (or upgrade) the request themselves.
+                    return self.pod_stream(req, user, target).await;
+                }
                 let content_type = req
                     .headers()
                     .get(header::CONTENT_TYPE)

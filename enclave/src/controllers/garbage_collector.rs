@@ -163,7 +163,7 @@ impl GarbageCollector {
         objects
             .table()
             .iter()
-            .filter(|r| !r.is_virtual() && r.resource != "events")
+            .filter(|r| r.is_stored() && r.resource != "events")
             .cloned()
             .collect()
     }

@@ -238,6 +238,9 @@ pub enum Persistence {
     /// Create-only: a POST is answered by [`Strategy::answer`] and nothing
     /// is stored (SelfSubjectReview, SelfSubjectAccessReview, ...).
     Virtual,
+    /// Read-only and not stored: GET and LIST are answered from elsewhere
+    /// (`metrics.k8s.io`, from what the workers report).
+    Computed,
 }
 
 /// A subresource served for a resource.
@@ -257,6 +260,14 @@ pub enum Subresource {
     Eviction,
     /// `/binding` (pods): POST a `v1.Binding` to assign the pod to a node.
     Binding,
+    /// Pods' `/log`: a container's log, from its worker.
+    Log,
+    /// Pods' `/exec`: a command in a container, streamed.
+    Exec,
+    /// Pods' `/attach`: a container's main process, streamed.
+    Attach,
+    /// Pods' `/portforward`: connections to the pod's ports, streamed.
+    PortForward,
 }
 
 impl Subresource {
@@ -266,6 +277,10 @@ impl Subresource {
             Subresource::Token | Subresource::Eviction | Subresource::Binding => &["create"],
             Subresource::Status | Subresource::Scale | Subresource::Approval => {
                 &["get", "patch", "update"]
+            }
+            Subresource::Log => &["get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+                &["create", "get"]
             }
         }
     }
@@ -279,6 +294,10 @@ impl Subresource {
             Subresource::Approval => "approval",
             Subresource::Eviction => "eviction",
             Subresource::Binding => "binding",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 }
@@ -336,6 +355,9 @@ pub const VERBS: &[&str] = &[
 /// Verbs of a [`Persistence::Virtual`] resource.
 pub const CREATE_ONLY: &[&str] = &["create"];
 
+/// Verbs of a [`Persistence::Computed`] resource.
+pub const READ_ONLY: &[&str] = &["get", "list"];
+
 impl ResourceInfo {
     /// `group/version`, or `version` for core.
     pub fn api_version(&self) -> String {
@@ -365,7 +387,13 @@ impl ResourceInfo {
         match self.persistence {
             Persistence::Stored => VERBS,
             Persistence::Virtual => CREATE_ONLY,
+            Persistence::Computed => READ_ONLY,
         }
+    }
+
+    /// Whether objects are kept in the store.
+    pub fn is_stored(&self) -> bool {
+        self.persistence == Persistence::Stored
     }
 
     /// Whether objects are answered rather than stored.

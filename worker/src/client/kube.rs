@@ -148,6 +148,20 @@ impl ApiAccess {
         }
     }
 
+    /// The TLS client configuration of a new connection: the attested key pinned, the current
+    /// identity presented.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Config`] when the identity does not parse.
+    pub fn tls_config(&self) -> Result<rustls::ClientConfig, ClientError> {
+        let current = self.current();
+        super::tls_client_config(
+            ServerTrust::PinnedKey(current.pinned_key),
+            Some(&current.identity),
+        )
+    }
+
     /// Opens a connection presenting the current identity.
     ///
     /// # Errors

@@ -184,6 +184,34 @@ impl Drop for Connection {
     }
 }
 
+/// The TLS client configuration accepting the server's certificate as `trust` says and
+/// presenting `identity` when given (no ALPN set): for connections made elsewhere, such as the
+/// node tunnel.
+///
+/// # Errors
+///
+/// [`ClientError::Config`] when the identity does not parse.
+pub fn tls_client_config(
+    trust: ServerTrust,
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(tls::Verifier::new(provider, trust)));
+    Ok(match identity {
+        Some(identity) => {
+            let (chain, key) = identity.rustls()?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ClientError::Config(format!("the node certificate: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    })
+}
+
 impl Connection {
     /// Connects to `server`, accepting its certificate as `trust` says and presenting
     /// `identity` when given.
@@ -208,21 +236,7 @@ impl Connection {
         trust: ServerTrust,
         identity: Option<&ClientIdentity>,
     ) -> Result<Self, ClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Config(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(tls::Verifier::new(provider, trust)));
-        let mut config = match identity {
-            Some(identity) => {
-                let (chain, key) = identity.rustls()?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| ClientError::Config(format!("the node certificate: {e}")))?
-            }
-            None => builder.with_no_client_auth(),
-        };
+        let mut config = tls_client_config(trust, identity)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let name = ServerName::try_from(server.host.clone())
             .map_err(|e| ClientError::Config(format!("{:?}: {e}", server.host)))?;

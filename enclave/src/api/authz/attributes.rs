@@ -158,6 +158,14 @@ pub fn from_request(
     if let Some(r) = rest.first() {
         a.resource = (*r).to_string();
     }
+    // kubectl's WebSocket exec, attach and port-forward are GETs; upstream authorizes them as
+    // `create`, as the SPDY POSTs (AuthorizePodWebsocketUpgradeCreatePermission).
+    if a.verb == "get"
+        && a.resource == "pods"
+        && matches!(a.subresource.as_str(), "exec" | "attach" | "portforward")
+    {
+        a.verb = "create".into();
+    }
     if by_method && a.name.is_empty() {
         match a.verb.as_str() {
             "delete" => a.verb = "deletecollection".into(),

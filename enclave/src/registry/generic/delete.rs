@@ -263,7 +263,11 @@ impl ObjectStore {
                 break;
             }
         }
-        for info in self.table().iter().filter(|r| r.namespaced()) {
+        for info in self
+            .table()
+            .iter()
+            .filter(|r| r.namespaced() && r.is_stored())
+        {
             let prefix = info.key_prefix(Some(ns));
             let store = self.store.clone();
             let page =

@@ -7,6 +7,7 @@ mod certificates;
 mod core;
 mod crd;
 mod events;
+mod metrics;
 mod networking;
 mod pods;
 mod policy;
@@ -320,11 +321,16 @@ pub(crate) const STATUS_APPROVAL: &[Subresource] = &[Subresource::Status, Subres
 pub(crate) use certificates::condition as csr_condition;
 pub(crate) use reviews::user_info_json;
 
-/// Pods' subresources.
+/// Pods' subresources: `/status`, `/eviction`, `/binding`, and the streams through the pod's
+/// worker.
 const POD_SUBRESOURCES: &[Subresource] = &[
     Subresource::Status,
     Subresource::Eviction,
     Subresource::Binding,
+    Subresource::Log,
+    Subresource::Exec,
+    Subresource::Attach,
+    Subresource::PortForward,
 ];
 
 /// The group, version and resource of the definitions of custom resources.
@@ -382,6 +388,12 @@ impl ResourceInfo {
         self
     }
 
+    /// Read-only and not stored (answered from the workers).
+    fn computed(mut self) -> Self {
+        self.persistence = Persistence::Computed;
+        self
+    }
+
     /// With subresources.
     fn subs(mut self, subs: &'static [Subresource]) -> Self {
         self.subresources = subs;
@@ -399,6 +411,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
     const AUTHN: (&str, &str) = ("authentication.k8s.io", "v1");
     const AUTHN_BETA: (&str, &str) = ("authentication.k8s.io", "v1beta1");
     const AUTHZ: (&str, &str) = ("authorization.k8s.io", "v1");
+    const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
     vec![
         res(
             CORE,
@@ -717,5 +730,21 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(reviews::SelfSubjectRulesReviews),
         )
         .answered(),
+        res(
+            METRICS,
+            "NodeMetrics",
+            ("nodes", "node"),
+            Cluster,
+            Box::new(metrics::NodeMetricsKind),
+        )
+        .computed(),
+        res(
+            METRICS,
+            "PodMetrics",
+            ("pods", "pod"),
+            Namespaced,
+            Box::new(metrics::PodMetricsKind),
+        )
+        .computed(),
     ]
 }
