@@ -164,8 +164,21 @@ fn dev_attestor(args: &Args, cert: &CertificateDer<'_>) -> Result<Attestor> {
     )?)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Stack of each runtime thread. The request path (authentication, the authorizer and
+/// admission chains, the registry's write path, the controllers' reconciles) nests deep futures;
+/// a CronJob create overflowed tokio's default 2 MiB in unoptimised builds.
+const RUNTIME_THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(RUNTIME_THREAD_STACK_BYTES)
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
