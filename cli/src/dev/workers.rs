@@ -15,7 +15,7 @@
 //! worker stops that containerd and every pod it ran when it stops (also when `daas dev` is
 //! killed: it exits with its parent). Pods get their network in one of two ways:
 //! - the dev network (default, see [`super::network`]): each worker runs in a network namespace
-//!   of its own on the dev bridge (`ip netns exec daas-dev-wI daas-worker run --network ...`),
+//!   of its own on the dev bridge (`nsenter --net=/run/netns/daas-dev-wI daas-worker run --network ...`),
 //!   with the node's networking on: pods reach each other across nodes, Services and cluster
 //!   DNS work;
 //! - without it (`daas dev --no-network`, or when namespaces cannot be made here): each worker
@@ -222,7 +222,7 @@ impl DevWorkers {
     }
 
     /// The `daas-worker run` processes of `workers`. With `net` (the dev network's nodes, one
-    /// per worker, in order), each runs inside its namespace (`ip netns exec`) with the node's
+    /// per worker, in order), each runs inside its namespace (`nsenter --net`) with the node's
     /// networking on and reaches the API at `server` (the relay on the bridge address).
     pub(super) fn specs(
         &self,
@@ -261,13 +261,16 @@ impl DevWorkers {
                 if runtime {
                     args.extend(runtime_args(w, i, cgroup_scope, &images, node.is_some()));
                 }
+                // `nsenter --net` switches the network namespace only and execs the worker (same
+                // pid, so `--exit-with-parent` still sees `daas dev`); `ip netns exec` would also
+                // remount /sys, hiding /sys/fs/cgroup from runc.
                 let (program, args) = match node.and_then(|n| n.netns.name()) {
                     Some(netns) => {
                         let mut wrapped: Vec<OsString> =
-                            vec!["netns".into(), "exec".into(), netns.into()];
+                            vec![format!("--net=/run/netns/{netns}").into()];
                         wrapped.push(self.program.clone().into());
                         wrapped.extend(args);
-                        (PathBuf::from("ip"), wrapped)
+                        (PathBuf::from("nsenter"), wrapped)
                     }
                     None => (self.program.clone(), args),
                 };
