@@ -148,16 +148,18 @@ fn dev_with_two_workers_joins_them_and_resumes_them() {
         !now.is_empty() && now != before
     });
 
-    // Node credentials: their own Node, and 403 on the other's.
+    // Node credentials: every Node to read, 403 on changing the other's.
     let kubeconfig = dir_path.join("workers/worker-1/kubeconfig");
     let own = kubectl(&kubeconfig, &["get", "node", "worker-1", "-o", "name"]);
     assert!(own.status.success(), "{}", text(&own));
-    let other = kubectl(&kubeconfig, &["get", "node", "worker-2"]);
-    assert!(!other.status.success());
+    let other = kubectl(&kubeconfig, &["get", "node", "worker-2", "-o", "name"]);
+    assert!(other.status.success(), "{}", text(&other));
+    let label = kubectl(&kubeconfig, &["label", "node", "worker-2", "a=b"]);
+    assert!(!label.status.success());
     assert!(
-        text(&other).contains("node 'worker-1' cannot read 'worker-2', only its own Node object"),
+        text(&label).contains("node \"worker-1\" is not allowed to modify node \"worker-2\""),
         "{}",
-        text(&other)
+        text(&label)
     );
     drop(dev);
 

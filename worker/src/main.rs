@@ -15,7 +15,8 @@ use chain::{Address, RegistryUrl};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use worker::client::ServerUrl;
-use worker::kubelet::{PodManagerConfig, pod_manager};
+use worker::kubelet::{NetworkedPodsConfig, PodManagerConfig, networked_pod_manager, pod_manager};
+use worker::network::{Backend, ClusterNetwork};
 use worker::pods::Shutdown;
 use worker::runtime::{BridgeNetwork, Containerd, ContainerdConfig, Cri, ImageArchive};
 use worker::{Agent, AttestError, JoinConfig, JoinError, JoinMode, NodeFiles, join_or_resume};
@@ -28,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the `run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Verify the enclave and join with the stake (or check the saved certificate), write
@@ -97,6 +100,32 @@ struct RunArgs {
     exit_with_parent: Option<u32>,
     #[command(flatten)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    network: NetworkArgs,
+}
+
+/// The node's networking (pod network across nodes, Services, cluster DNS, network policies).
+/// Off unless `--network`: the node then needs its own containerd (`--containerd-dir`), whose
+/// CNI configuration the pod network writes; `--pod-bridge`/`--pod-subnet` no longer apply.
+#[derive(Debug, Args)]
+struct NetworkArgs {
+    /// Run the pod network, the service proxy, cluster DNS and network policies on this node
+    /// (needs `--containerd-dir`).
+    #[arg(long, requires = "containerd_dir")]
+    network: bool,
+    /// The cluster's pod range; must equal daas-enclave's `--cluster-cidr`.
+    #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// The Services' range; must equal the enclave's service range (`10.43.0.0/16`).
+    #[arg(long, default_value = "10.43.0.0/16", value_name = "CIDR")]
+    service_cidr: ipnet::Ipv4Net,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    cluster_domain: String,
+    /// How pod traffic reaches other nodes: `host-gw` (direct routes; nodes share a network)
+    /// or `vxlan` (nodes reach each other over UDP 8472), as k3s's `--flannel-backend`.
+    #[arg(long, default_value = "host-gw", value_name = "BACKEND")]
+    network_backend: Backend,
 }
 
 /// Where the pods run. Without `--containerd-dir` or `--container-runtime-endpoint` the node
@@ -156,29 +185,51 @@ struct PodRuntimeHandle {
 }
 
 impl RuntimeArgs {
+    /// The own containerd's configuration, when `--containerd-dir`.
+    fn containerd_config(&self) -> Option<(PathBuf, ContainerdConfig)> {
+        let dir = self.containerd_dir.as_ref()?;
+        let images = self
+            .import_images
+            .iter()
+            .map(|path| ImageArchive {
+                reference: String::new(),
+                path: path.clone(),
+            })
+            .collect();
+        let network = BridgeNetwork {
+            bridge: self.pod_bridge.clone(),
+            subnet: self.pod_subnet.0,
+            prefix: self.pod_subnet.1,
+        };
+        let config = ContainerdConfig::new(dir)
+            .with_images(images)
+            .with_network(network)
+            .with_binary(&self.containerd_binary);
+        Some((dir.clone(), config))
+    }
+
+    /// `containerd://VERSION` from `containerd --version`, for a containerd started later.
+    async fn containerd_version(&self) -> String {
+        let out = tokio::process::Command::new(&self.containerd_binary)
+            .arg("--version")
+            .output()
+            .await;
+        // "containerd github.com/containerd/containerd v1.7.24 HASH"
+        out.ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .nth(2)
+                    .map(|v| format!("containerd://{}", v.trim_start_matches('v')))
+            })
+            .unwrap_or_default()
+    }
+
     async fn start(&self) -> anyhow::Result<Option<PodRuntimeHandle>> {
-        let (containerd, cri) = if let Some(dir) = &self.containerd_dir {
-            let images = self
-                .import_images
-                .iter()
-                .map(|path| ImageArchive {
-                    reference: String::new(),
-                    path: path.clone(),
-                })
-                .collect();
-            let network = BridgeNetwork {
-                bridge: self.pod_bridge.clone(),
-                subnet: self.pod_subnet.0,
-                prefix: self.pod_subnet.1,
-            };
-            let containerd = Containerd::start(
-                ContainerdConfig::new(dir)
-                    .with_images(images)
-                    .with_network(network)
-                    .with_binary(&self.containerd_binary),
-            )
-            .await
-            .with_context(|| format!("starting containerd under {}", dir.display()))?;
+        let (containerd, cri) = if let Some((dir, config)) = self.containerd_config() {
+            let containerd = Containerd::start(config)
+                .await
+                .with_context(|| format!("starting containerd under {}", dir.display()))?;
             let cri = containerd.cri();
             (Some(containerd), cri)
         } else if let Some(socket) = &self.container_runtime_endpoint {
@@ -354,6 +405,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         config.node_name,
         files.kubeconfig_path().display()
     );
+    if args.network.network {
+        return run_networked(args, joined, files, config, stop, signal).await;
+    }
     let runtime = tokio::select! {
         () = stop.cancelled() => return Ok(()),
         r = args.runtime.start() => r,
@@ -385,6 +439,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         cri: handle.cri,
                         cgroup_root: args.runtime.cgroup_root.clone(),
                         on_stop,
+                        cluster_dns: None,
                     }),
                 );
             containerd = handle.containerd;
@@ -400,6 +455,46 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, "stopping containerd's pods");
     }
+    signal.abort();
+    outcome.context("the node agent stopped")
+}
+
+/// `run` with `--network`: the networking and the own containerd start in the pods task, once
+/// the Node is registered and has its pod CIDR (`network::wiring`).
+async fn run_networked(
+    args: RunArgs,
+    joined: worker::join::Joined,
+    files: NodeFiles,
+    config: JoinConfig,
+    stop: CancellationToken,
+    signal: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<()> {
+    let Some((containerd_dir, containerd)) = args.runtime.containerd_config() else {
+        signal.abort();
+        anyhow::bail!("--network needs --containerd-dir");
+    };
+    let version = args.runtime.containerd_version().await;
+    println!("running pods on {version} with the node's networking");
+    let cluster = ClusterNetwork {
+        cluster_cidr: args.network.cluster_cidr,
+        service_cidr: args.network.service_cidr,
+        cluster_domain: args.network.cluster_domain.clone(),
+    };
+    let agent = Agent::new(joined, files, Some(config))
+        .with_instance_type(args.instance_type)
+        .with_disk_reserve_percent(args.eviction_hard_nodefs_available)
+        .with_container_runtime_version(version)
+        .with_task(
+            "pods",
+            networked_pod_manager(NetworkedPodsConfig {
+                cluster,
+                backend: args.network.network_backend,
+                containerd,
+                containerd_dir,
+                cgroup_root: args.runtime.cgroup_root.clone(),
+            }),
+        );
+    let outcome = agent.run(stop).await;
     signal.abort();
     outcome.context("the node agent stopped")
 }

@@ -89,7 +89,8 @@ fn a_node_reads_what_its_pods_use_and_changes_only_what_is_its_own() {
         "cannot list resource \"secrets\"",
     );
 
-    // Its pods only, listed by node name.
+    // Every pod, read-only (the worker's network policies and DNS need them), but it deletes
+    // only its own.
     allowed(&["get", "pod", "p-on", "-n", "default"]);
     allowed(&[
         "get",
@@ -98,14 +99,8 @@ fn a_node_reads_what_its_pods_use_and_changes_only_what_is_its_own() {
         "--field-selector",
         "spec.nodeName=node-n",
     ]);
-    forbidden(
-        &["get", "pod", "p-off", "-n", "default"],
-        "no relationship found between node 'node-n' and this object",
-    );
-    forbidden(
-        &["get", "pods", "-A"],
-        "can only list/watch pods with spec.nodeName field selector",
-    );
+    allowed(&["get", "pod", "p-off", "-n", "default"]);
+    allowed(&["get", "pods", "-A"]);
     forbidden(
         &["delete", "pod", "p-off", "-n", "default"],
         "node \"node-n\" can only delete pods with spec.nodeName set to itself",
@@ -126,7 +121,8 @@ fn a_node_reads_what_its_pods_use_and_changes_only_what_is_its_own() {
         ],
         "node \"node-n\" is not allowed to modify labels: node-restriction.kubernetes.io/pool",
     );
-    // Another Node it may neither create nor (kubectl reads before it writes) even see.
+    // Every Node it may read (the pod network routes to their pod CIDRs), but not create or
+    // change another one.
     let other = c.path("node-y.json");
     std::fs::write(
         &other,
@@ -138,9 +134,43 @@ fn a_node_reads_what_its_pods_use_and_changes_only_what_is_its_own() {
         &["create", "-f", other.to_str().unwrap()],
         "nodes \"node-y\" is forbidden: node \"node-n\" is not allowed to modify node \"node-y\"",
     );
+    allowed(&["get", "nodes"]);
+    allowed(&["get", "node", "node-n"]);
+    let admin_node_y = c.path("node-y-admin.json");
+    std::fs::write(
+        &admin_node_y,
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-y"}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = c.kubectl(&["create", "-f", admin_node_y.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    allowed(&["get", "node", "node-y"]);
     forbidden(
         &["label", "node", "node-y", "a=b"],
-        "node 'node-n' cannot read 'node-y', only its own Node object",
+        "node \"node-n\" is not allowed to modify node \"node-y\"",
+    );
+    forbidden(
+        &["delete", "node", "node-y"],
+        "node \"node-n\" is not allowed to delete node \"node-y\"",
+    );
+
+    // The networking objects, read-only (NetworkPolicies too, once the API serves them).
+    for kind in [
+        "services",
+        "endpoints",
+        "endpointslices.discovery.k8s.io",
+        "namespaces",
+    ] {
+        allowed(&["get", kind, "-A"]);
+    }
+    forbidden(
+        &["create", "namespace", "x"],
+        "cannot create resource \"namespaces\"",
+    );
+    forbidden(
+        &["delete", "service", "kubernetes", "-n", "default"],
+        "cannot delete resource \"services\"",
     );
 
     // Its own Lease only; no other kinds.
@@ -152,10 +182,6 @@ fn a_node_reads_what_its_pods_use_and_changes_only_what_is_its_own() {
     forbidden(
         &["create", "configmap", "x", "-n", "default"],
         "cannot create resource \"configmaps\"",
-    );
-    forbidden(
-        &["get", "namespaces"],
-        "cannot list resource \"namespaces\"",
     );
 
     // Events it may create; who it is it may ask.

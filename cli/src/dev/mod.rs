@@ -35,6 +35,7 @@
 //! `--workers 0` as well, no registry is used.
 
 mod children;
+mod network;
 mod workers;
 
 use children::restarted;
@@ -75,6 +76,12 @@ pub(crate) struct DevArgs {
     /// (`DATA_DIR/registry.json`); `0` disables anchors.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     anchor_interval: Duration,
+    /// Run the workers in the host's network namespace, each on a bridge of its own, without
+    /// the node networking (no pod traffic across nodes, no Services, no cluster DNS). By
+    /// default each worker gets a namespace of its own on the dev bridge `daas-dev0`
+    /// (`10.199.0.0/24`) and runs the pod network, service proxy and cluster DNS.
+    #[arg(long)]
+    no_network: bool,
 }
 
 /// The programs `daas dev` runs.
@@ -154,7 +161,7 @@ fn children(
         "--data-dir".into(),
         layout.enclave_dir.clone().into(),
         "--listen".into(),
-        socket.clone().into(),
+        socket.into(),
         "--advertise".into(),
         format!("https://{listen}").into(),
         "--journal".into(),
@@ -192,21 +199,26 @@ fn children(
             args: enclave_args,
             policy: RestartPolicy::default(),
         },
-        ChildSpec {
-            name: "relay".into(),
-            program: bins.host.clone(),
-            args: vec![
-                "relay".into(),
-                "--listen".into(),
-                listen.to_string().into(),
-                "--enclave".into(),
-                socket.into(),
-                "--drain-timeout".into(),
-                "2".into(),
-            ],
-            policy: RestartPolicy::default(),
-        },
+        relay("relay", &bins.host, &layout.socket, listen),
     ]
+}
+
+/// A relay (`daas-host relay`) from `listen` to the enclave's socket.
+fn relay(name: &str, host: &Path, socket: &Path, listen: SocketAddr) -> ChildSpec {
+    ChildSpec {
+        name: name.into(),
+        program: host.to_path_buf(),
+        args: vec![
+            "relay".into(),
+            "--listen".into(),
+            listen.to_string().into(),
+            "--enclave".into(),
+            format!("unix:{}", socket.display()).into(),
+            "--drain-timeout".into(),
+            "2".into(),
+        ],
+        policy: RestartPolicy::default(),
+    }
 }
 
 /// What `daas dev` expects the enclave to attest: the dev root it created
@@ -290,6 +302,9 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
             chain::Pcrs { pcr0, pcr1, pcr2 }
         },
         workers,
+        host_program: bins.host.clone(),
+        listen: args.listen,
+        network: !args.no_network,
     };
 
     let mut stop = StopSignal::install()?;
@@ -305,6 +320,9 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
     eprintln!("daas dev: stopping");
     if let Some(nodes) = nodes {
         nodes.stop().await;
+        if session.network {
+            network::cleanup().await;
+        }
     }
     children.stop().await;
     outcome
@@ -340,6 +358,12 @@ struct Session {
     enclave_pcrs: chain::Pcrs,
     /// The workers, when `--workers` is above 0.
     workers: Option<workers::DevWorkers>,
+    /// `daas-host` (for the workers' relay on the dev bridge).
+    host_program: PathBuf,
+    /// The relay's address (`--listen`).
+    listen: SocketAddr,
+    /// Whether the workers get the dev network (not `--no-network`).
+    network: bool,
 }
 
 impl Session {
@@ -368,11 +392,28 @@ impl Session {
                 .admit_enclave(self.enclave_pcrs, &attested.document, &dev_root)
                 .await?;
             let joining = workers.ensure_stakes().await?;
-            *nodes = Some(Children::start(workers.specs(
-                &self.server,
-                &dev_root,
-                &joining,
-            )));
+            let net = if self.network && !joining.is_empty() {
+                network::setup(joining.len()).await
+            } else {
+                None
+            };
+            let mut specs = Vec::new();
+            let server = if net.is_some() {
+                let at = network::relay_listen(self.listen);
+                specs.push(relay(
+                    "relay-workers",
+                    &self.host_program,
+                    &self.layout.socket,
+                    at,
+                ));
+                format!("https://{at}")
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!(e))?
+            } else {
+                self.server.clone()
+            };
+            specs.extend(workers.specs(&server, &dev_root, &joining, net.as_deref()));
+            *nodes = Some(Children::start(specs));
         }
         self.print_next_steps();
         let mut enclave_starts = children.starts("enclave");

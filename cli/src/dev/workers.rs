@@ -11,10 +11,16 @@
 //!
 //! When `containerd` is on `PATH`, each worker runs pods on a containerd of its own
 //! (`--containerd-dir` = its data directory: root, state, socket under `containerd/`, CNI
-//! config under `cni/`), on a bridge of its own (`daas{I-1}`, `10.88.{I-1}.0/24`), with its pods'
-//! cgroups under a root of its own, and the images `scripts/build-images` cached imported; the
+//! config under `cni/`), with its pods' cgroups under a root of its own, and the images `scripts/build-images` cached imported; the
 //! worker stops that containerd and every pod it ran when it stops (also when `daas dev` is
-//! killed: it exits with its parent).
+//! killed: it exits with its parent). Pods get their network in one of two ways:
+//! - the dev network (default, see [`super::network`]): each worker runs in a network namespace
+//!   of its own on the dev bridge (`nsenter --net=/run/netns/daas-dev-wI daas-worker run --network ...`),
+//!   with the node's networking on: pods reach each other across nodes, Services and cluster
+//!   DNS work;
+//! - without it (`daas dev --no-network`, or when namespaces cannot be made here): each worker
+//!   in the host's namespace on a bridge of its own (`daas{I-1}`, `10.88.{I-1}.0/24`), pods
+//!   reachable only from their own node.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,6 +31,8 @@ use chain::{
     RegistryUrl, SuiAccount,
 };
 use host::launcher::RestartPolicy;
+
+use worker::network::devnet::DevNode;
 
 use super::ChildSpec;
 use crate::attested::ServerUrl;
@@ -213,12 +221,15 @@ impl DevWorkers {
         Ok(workers)
     }
 
-    /// The `daas-worker run` processes of `workers`.
+    /// The `daas-worker run` processes of `workers`. With `net` (the dev network's nodes, one
+    /// per worker, in order), each runs inside its namespace (`nsenter --net`) with the node's
+    /// networking on and reaches the API at `server` (the relay on the bridge address).
     pub(super) fn specs(
         &self,
         server: &ServerUrl,
         dev_root: &Path,
         workers: &[DevWorker],
+        net: Option<&[DevNode]>,
     ) -> Vec<ChildSpec> {
         let runtime = containerd_available();
         if !runtime {
@@ -244,21 +255,35 @@ impl DevWorkers {
         workers
             .iter()
             .enumerate()
-            .map(|(i, w)| ChildSpec {
-                name: w.name.clone(),
-                program: self.program.clone(),
-                args: {
-                    let mut args = self.worker_args(server, dev_root, w);
-                    if runtime {
-                        args.extend(runtime_args(w, i, cgroup_scope, &images));
+            .map(|(i, w)| {
+                let node = net.and_then(|nodes| nodes.get(i));
+                let mut args = self.worker_args(server, dev_root, w);
+                if runtime {
+                    args.extend(runtime_args(w, i, cgroup_scope, &images, node.is_some()));
+                }
+                // `nsenter --net` switches the network namespace only and execs the worker (same
+                // pid, so `--exit-with-parent` still sees `daas dev`); `ip netns exec` would also
+                // remount /sys, hiding /sys/fs/cgroup from runc.
+                let (program, args) = match node.and_then(|n| n.netns.name()) {
+                    Some(netns) => {
+                        let mut wrapped: Vec<OsString> =
+                            vec![format!("--net=/run/netns/{netns}").into()];
+                        wrapped.push(self.program.clone().into());
+                        wrapped.extend(args);
+                        (PathBuf::from("nsenter"), wrapped)
                     }
-                    args
-                },
-                policy: RestartPolicy {
-                    // Time to stop its pods and its containerd.
-                    stop_grace: std::time::Duration::from_secs(30),
-                    ..RestartPolicy::default()
-                },
+                    None => (self.program.clone(), args),
+                };
+                ChildSpec {
+                    name: w.name.clone(),
+                    program,
+                    args,
+                    policy: RestartPolicy {
+                        // Time to stop its pods and its containerd.
+                        stop_grace: std::time::Duration::from_secs(30),
+                        ..RestartPolicy::default()
+                    },
+                }
             })
             .collect()
     }
@@ -335,18 +360,31 @@ fn cached_images() -> Vec<PathBuf> {
     newest.into_values().map(|(_, p)| p).collect()
 }
 
-/// The `daas-worker run` flags of worker number `index` (from 0) for its own containerd.
-fn runtime_args(w: &DevWorker, index: usize, scope: u64, images: &[PathBuf]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec![
-        "--containerd-dir".into(),
-        w.dir.clone().into(),
-        "--pod-bridge".into(),
-        format!("daas{index}").into(),
-        "--pod-subnet".into(),
-        format!("10.88.{}.0/24", index % 256).into(),
+/// The `daas-worker run` flags of worker number `index` (from 0) for its own containerd: with
+/// `network`, the node's networking (in its own namespace); otherwise a bridge of its own in
+/// the host's namespace.
+fn runtime_args(
+    w: &DevWorker,
+    index: usize,
+    scope: u64,
+    images: &[PathBuf],
+    network: bool,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--containerd-dir".into(), w.dir.clone().into()];
+    if network {
+        args.push("--network".into());
+    } else {
+        args.extend([
+            "--pod-bridge".into(),
+            format!("daas{index}").into(),
+            "--pod-subnet".into(),
+            format!("10.88.{}.0/24", index % 256).into(),
+        ]);
+    }
+    args.extend([
         "--cgroup-root".into(),
         format!("/k3s-daas-dev-{scope:08x}/{}", w.name).into(),
-    ];
+    ]);
     for image in images {
         args.push("--import-image".into());
         args.push(image.clone().into());

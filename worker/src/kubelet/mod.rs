@@ -6,6 +6,7 @@
 //! Start at [`pod_manager`], added to the agent with [`crate::Agent::with_task`].
 
 mod api;
+mod networked;
 mod patch;
 
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ use crate::node::machine;
 use crate::pods::{PodRuntime, PodRuntimeConfig, Shutdown};
 use crate::runtime::Cri;
 
+pub use self::networked::{NetworkedPodsConfig, networked_pod_manager};
+
 /// How long a watch asks the server to stay open.
 const WATCH_SECONDS: u64 = 300;
 /// How long a watch may stay silent before it is taken for broken.
@@ -38,6 +41,9 @@ pub struct PodManagerConfig {
     pub cgroup_root: String,
     /// How the pods are left when the agent stops.
     pub on_stop: Shutdown,
+    /// The cluster DNS servers and domain for `dnsPolicy: ClusterFirst`
+    /// (`PodRuntimeConfig::with_cluster_dns`), when the node runs cluster DNS.
+    pub cluster_dns: Option<(Vec<IpAddr>, String)>,
 }
 
 /// The pod manager task: runs the pods bound to the agent's node until the agent stops, then
@@ -58,9 +64,12 @@ async fn run(
     config: PodManagerConfig,
     stop: CancellationToken,
 ) -> Result<(), AgentError> {
-    let runtime_config =
+    let mut runtime_config =
         PodRuntimeConfig::new(&context.node_name, host_ip(&context), &context.data_dir)
             .with_cgroup_root(config.cgroup_root.clone());
+    if let Some((servers, domain)) = config.cluster_dns.clone() {
+        runtime_config = runtime_config.with_cluster_dns(servers, domain);
+    }
     let statuses: ServerStatuses = Arc::default();
     let api = Arc::new(NodeApi::new(context.access.clone(), Arc::clone(&statuses)));
     let runtime = PodRuntime::new(

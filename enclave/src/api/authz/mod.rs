@@ -102,15 +102,6 @@ pub struct UserRules {
     pub errors: Vec<String>,
 }
 
-/// The value a field selector requires `field` to equal exactly (`field=v` or `field==v`).
-pub(crate) fn selector_value<'s>(selector: &'s str, field: &str) -> Option<&'s str> {
-    selector.split(',').find_map(|term| {
-        let term = term.trim();
-        let rest = term.strip_prefix(field)?;
-        rest.strip_prefix("==").or_else(|| rest.strip_prefix('='))
-    })
-}
-
 /// One authorizer of the chain. Implementations: [`PrivilegedGroup`],
 /// [`NodeAuthorizer`] and [`rbac::RbacAuthorizer`].
 pub trait Authorizer: Send + Sync + fmt::Debug {
@@ -270,20 +261,5 @@ mod tests {
             .await;
         assert_eq!(rules.resource_rules.len(), 1);
         assert_eq!(rules.non_resource_rules.len(), 1);
-    }
-
-    #[test]
-    fn field_selector_values() {
-        assert_eq!(
-            selector_value("metadata.name=a", "metadata.name"),
-            Some("a")
-        );
-        assert_eq!(
-            selector_value("spec.nodeName==n1,status.phase=Running", "spec.nodeName"),
-            Some("n1")
-        );
-        assert_eq!(selector_value("spec.nodeName!=n1", "spec.nodeName"), None);
-        assert_eq!(selector_value("", "spec.nodeName"), None);
-        assert_eq!(selector_value("spec.nodeNameX=a", "spec.nodeName"), None);
     }
 }

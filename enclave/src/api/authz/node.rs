@@ -7,12 +7,20 @@
 //! claims those pods use, create tokens of their service accounts, create events, and read
 //! services (upstream's `system:node` role grants that last one through RBAC). Nothing else:
 //! every other request gets no opinion, and the chain refuses it.
+//!
+//! Deliberate deviation from upstream: a node may also read (get, list, watch) every Node,
+//! every pod (cluster-wide, read-only), and the services, endpoints, endpoint slices
+//! (`discovery.k8s.io`), namespaces and network policies (`networking.k8s.io`) of the cluster.
+//! The worker runs the pod network, the service proxy, cluster DNS and the network-policy
+//! controller itself, which need these lists; k3s grants them to its agent through separate
+//! identities (`system:kube-proxy`, the network-policy controller's), which the join protocol
+//! does not issue. Writes stay as upstream's: only the node's own objects.
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::refs::{self, Used};
-use super::{Attributes, Authorizer, UserRules, Verdict, selector_value};
+use super::{Attributes, Authorizer, UserRules, Verdict};
 use crate::registry::{FieldSelector, ListOptions, ObjectStore, UserInfo};
 
 /// The node name of a node identity: user `system:node:NAME` in group `system:nodes`.
@@ -172,27 +180,14 @@ impl NodeAuthorizer {
                 ("", "create" | "update" | "patch" | "delete") | ("status", "update" | "patch") => {
                     allow()
                 }
-                ("", "get" | "list" | "watch") if attrs.name == node => allow(),
-                ("", "get" | "list" | "watch") if attrs.name.is_empty() => no(format!(
-                    "node '{node}' cannot read all nodes, only its own Node object"
-                )),
-                ("", "get" | "list" | "watch") => no(format!(
-                    "node '{node}' cannot read '{}', only its own Node object",
-                    attrs.name
-                )),
+                // Read-only, every Node: the pod network routes to the other nodes' pod CIDRs.
+                ("", "get" | "list" | "watch") => allow(),
                 _ => no(""),
             },
             ("", "pods") => match (sub, verb) {
-                ("", "get") => self.pod_bound(node, attrs).await,
-                ("", "list" | "watch") => {
-                    if selector_value(&attrs.field_selector, "spec.nodeName") == Some(node) {
-                        allow()
-                    } else if !attrs.name.is_empty() {
-                        self.pod_bound(node, attrs).await
-                    } else {
-                        no("can only list/watch pods with spec.nodeName field selector")
-                    }
-                }
+                // Cluster-wide and read-only: network policies select peers by pod labels and
+                // cluster DNS answers pod names (see the module doc).
+                ("", "get" | "list" | "watch") => allow(),
                 // NodeRestriction limits these to pods bound to the node. Creating (mirror)
                 // pods is not offered: nothing here runs static pods.
                 ("", "delete") | ("status", "update" | "patch") | ("eviction", "create") => allow(),
@@ -202,11 +197,15 @@ impl NodeAuthorizer {
             // Upstream grants this through RBAC's `system:node` role (the kubelet's service
             // lister, for the service environment variables); the stand-in for RBAC serves no
             // node, so the node authorizer does.
-            ("", "services") => {
+            // The networking objects the worker's proxy, DNS and policy controller read (see the
+            // module doc); Services are also what upstream's `system:node` role grants.
+            ("", "services" | "endpoints" | "namespaces")
+            | ("discovery.k8s.io", "endpointslices")
+            | ("networking.k8s.io", "networkpolicies") => {
                 if matches!(verb, "get" | "list" | "watch") && sub.is_empty() {
                     allow()
                 } else {
-                    no("can only read services")
+                    no("can only read resources of this type")
                 }
             }
             ("", "events") | ("events.k8s.io", "events") => {
