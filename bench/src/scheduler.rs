@@ -37,7 +37,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
@@ -219,7 +218,7 @@ struct Client {
     authorization: String,
 }
 
-type Connection = SendRequest<Full<Bytes>>;
+use crate::api::{Connection, exchange};
 
 fn start(program: &Path) -> anyhow::Result<(Enclave, Client)> {
     let dir = tempfile::tempdir()?;
@@ -299,25 +298,6 @@ impl Client {
             .header("user-agent", "daas-bench-scheduler")
             .body(Full::new(bytes))?)
     }
-}
-
-async fn exchange(
-    conn: &mut Connection,
-    req: Request<Full<Bytes>>,
-    want: StatusCode,
-) -> anyhow::Result<Bytes> {
-    let what = format!("{} {}", req.method(), req.uri());
-    conn.ready().await?;
-    let resp = conn.send_request(req).await.with_context(|| what.clone())?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    if status != want {
-        bail!(
-            "{what}: {status} (wanted {want}): {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    Ok(body)
 }
 
 /// POSTs `bodies` to `path` from `concurrency` clients; returns when each was created.

@@ -94,9 +94,20 @@ async fn sigterm_drains_the_real_binary_and_metrics_count_traffic() {
     let mut buf = [0u8; 5];
     busy.read_exact(&mut buf).await.unwrap();
 
-    let body = http_get(&metrics_addr, "/metrics").await;
-    let (head, body) = body.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The relay counts a chunk just after writing it, so the echo can reach us a moment before the
+    // outbound counter moves: scrape until it has (bounded), then check every figure.
+    let mut body = String::new();
+    for _ in 0..200 {
+        let response = http_get(&metrics_addr, "/metrics").await;
+        let (head, rest) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        body = rest.to_owned();
+        if metric(&body, "relay_bytes_total", Some(("direction", "outbound"))) >= 5.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let body = body.as_str();
     assert_eq!(metric(body, "relay_connections_accepted_total", None), 1.0);
     assert_eq!(metric(body, "relay_connections_active", None), 1.0);
     assert_eq!(

@@ -1,7 +1,7 @@
-//! The pod runtime alone (no API server): 100 busybox pods handed to it at once, time from
-//! upsert to a Running status for each, as upstream's pod startup SLI measures it. A
-//! benchmark, not a test: run with
-//! `cargo test -p worker --release --test bench_pods -- --ignored --nocapture`.
+//! The pod runtime alone (no API server): busybox pods handed to it at once, time from
+//! upsert to a Running status for each, as upstream's pod startup SLI measures it. CI runs
+//! it on a tiny workload (5 pods; no figure is checked); the benchmark is
+//! `DAAS_BENCH_PODS=100 cargo test -p worker --release --test bench_pods -- --nocapture`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,13 +23,15 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run explicitly"]
-async fn bench_100_pods() {
-    const PODS: usize = 100;
+async fn bench_pods() {
+    let pods_wanted: usize = std::env::var("DAAS_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let Some(h) = Harness::start_with(Duration::from_secs(10)).await else {
         return;
     };
-    let pods: Vec<_> = (0..PODS)
+    let pods: Vec<_> = (0..pods_wanted)
         .map(|i| busybox_pod(&format!("bench-{i}"), "exec sleep 3600"))
         .collect();
     let rss_before = rss_kib(std::process::id());
@@ -37,7 +39,7 @@ async fn bench_100_pods() {
     for p in &pods {
         h.pods().upsert(p.clone());
     }
-    let mut running: Vec<Option<Duration>> = vec![None; PODS];
+    let mut running: Vec<Option<Duration>> = vec![None; pods_wanted];
     while running.iter().any(Option::is_none) {
         for (i, p) in pods.iter().enumerate() {
             if running[i].is_none()
@@ -61,12 +63,12 @@ async fn bench_100_pods() {
     let rss_after = rss_kib(std::process::id());
     let containerd_rss = rss_kib(h.containerd.as_ref().unwrap().pid().unwrap());
     println!(
-        "bench_100_pods: {PODS} pods; create->Running p50 {:.2?} p99 {:.2?} max {:.2?}; {:.1} pods/s; \
+        "bench_pods: {pods_wanted} pods; create->Running p50 {:.2?} p99 {:.2?} max {:.2?}; {:.1} pods/s; \
          agent process RSS {} MiB (before {} MiB); containerd RSS {} MiB",
         pct(50),
         pct(99),
         times[times.len() - 1],
-        PODS as f64 / total.as_secs_f64(),
+        pods_wanted as f64 / total.as_secs_f64(),
         rss_after / 1024,
         rss_before / 1024,
         containerd_rss / 1024,
