@@ -2,8 +2,11 @@
 //! `daas-worker`s (each in its own network namespace on the dev bridge) and their own
 //! containerds: a pod on worker-1 reaches a `busybox httpd` pod on worker-2 by its pod IP, by
 //! a Service's ClusterIP and by the Service's DNS name (`web.default.svc.cluster.local`, and
-//! `web` through the pod's search list), and a name that does not exist does not resolve. Each client is a pod with `restartPolicy:
-//! Never` whose command makes the request: its phase (Succeeded or Failed) is the verdict.
+//! `web` through the pod's search list), and a name that does not exist does not resolve. A
+//! NodePort Service answers on both nodes' addresses from outside the nodes, and a
+//! NetworkPolicy lets only `role=client` pods reach the server once the worker enforces it.
+//! Each client is a pod with `restartPolicy: Never` whose command makes the request: its phase
+//! (Succeeded or Failed) is the verdict.
 //!
 //! Skips (loudly) only when containerd is not installed or network namespaces cannot be made
 //! here (not root); under CI that fails.
@@ -147,6 +150,24 @@ fn pod(name: &str, node: &str, labels: serde_json::Value, script: &str) -> serde
     })
 }
 
+/// One HTTP/1.0 GET to `addr` from this process (not from a pod); the response, or "" when the
+/// connection fails or times out.
+fn http_get_from_here(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
+        return String::new();
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut response = String::new();
+    if stream.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok() {
+        let _ = stream.read_to_string(&mut response);
+    }
+    response
+}
+
 /// Retries `request` inside the pod for up to a minute (the proxy and DNS pick new Services
 /// and endpoints up within seconds), exiting 0 on the first success.
 fn retrying(request: &str) -> String {
@@ -280,6 +301,87 @@ fn pods_reach_each_other_across_nodes_by_ip_service_and_dns() {
         eprintln!("{name}: {phase} ({request})");
         if phase != *expected {
             wrong.push(format!("{name}: {phase}, expected {expected} ({request})"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+
+    // NodePort: every node's address answers on the allocated port, from outside the nodes
+    // (this test runs in the machine's own namespace, on the dev bridge like another host).
+    create(
+        &dir_path,
+        &admin,
+        "svc-np",
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web-np", "namespace": "default"},
+            "spec": {"type": "NodePort", "selector": {"app": "web"},
+                     "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}
+        }),
+    );
+    let node_port: u16 = jsonpath(&admin, &["service", "web-np"], "{.spec.ports[0].nodePort}")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+    for node in &nodes {
+        let ip = node.split('=').next().unwrap();
+        let addr = format!("{ip}:{node_port}");
+        wait_until(Duration::from_secs(60), &format!("NodePort {addr}"), || {
+            http_get_from_here(&addr).contains("hello-from-web")
+        });
+    }
+
+    // NetworkPolicy: only pods labelled role=client may reach `web` once the policy is in force.
+    create(
+        &dir_path,
+        &admin,
+        "netpol",
+        &serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "web-from-clients", "namespace": "default"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}],
+                                  "ports": [{"port": 8080}]}]}
+        }),
+    );
+    let out = kubectl(&admin, &["get", "networkpolicies"]);
+    assert!(
+        text(&out).contains("web-from-clients") && text(&out).contains("app=web"),
+        "{}",
+        text(&out)
+    );
+    let direct = fetch(&web_ip.to_string(), 8080);
+    // First wait (from an unlabelled pod) until the worker enforces the policy...
+    let until_denied = format!(
+        "for i in $(seq 60); do if ! {direct}; then exit 0; fi; sleep 1; done; exit 1"
+    );
+    create(
+        &dir_path,
+        &admin,
+        "cut-off",
+        &pod("cut-off", "worker-1", serde_json::json!({}), &until_denied),
+    );
+    assert_eq!(verdict(&admin, "cut-off"), "Succeeded", "the policy never took effect");
+    // ...then a labelled client still gets through and an unlabelled one does not.
+    let three_tries =
+        format!("for i in 1 2 3; do if {direct}; then exit 0; fi; sleep 1; done; exit 1");
+    let policy_clients = [
+        ("client", serde_json::json!({"role": "client"}), retrying(&direct), "Succeeded"),
+        ("stranger", serde_json::json!({}), three_tries, "Failed"),
+    ];
+    for (name, labels, script, _) in &policy_clients {
+        create(
+            &dir_path,
+            &admin,
+            name,
+            &pod(name, "worker-1", labels.clone(), script),
+        );
+    }
+    for (name, _, script, expected) in &policy_clients {
+        let phase = verdict(&admin, name);
+        eprintln!("{name}: {phase} ({script})");
+        if phase != *expected {
+            wrong.push(format!("{name}: {phase}, expected {expected} ({script})"));
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");

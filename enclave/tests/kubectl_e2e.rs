@@ -1313,6 +1313,8 @@ fn scenario(k: &Kubectl<'_>) {
         "cronjobs",
         "batch/v1",
         "ingresses",
+        "networkpolicies",
+        "netpol",
         "poddisruptionbudgets",
         "priorityclasses",
         "clusterrolebindings",

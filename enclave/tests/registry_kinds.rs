@@ -472,6 +472,10 @@ async fn tables_use_upstream_columns() {
         ["Name", "Class", "Hosts", "Address", "Ports", "Age"]
     );
     assert_eq!(
+        header("networking.k8s.io", "networkpolicies"),
+        ["Name", "Pod-Selector", "Age"]
+    );
+    assert_eq!(
         header("rbac.authorization.k8s.io", "clusterroles"),
         ["Name", "Created At"]
     );
@@ -598,6 +602,13 @@ fn discovery_names_match_upstream() {
         false,
     );
     check("networking.k8s.io", "ingresses", true, &["ing"], false);
+    check(
+        "networking.k8s.io",
+        "networkpolicies",
+        true,
+        &["netpol"],
+        false,
+    );
     check("policy", "poddisruptionbudgets", true, &["pdb"], false);
     check(
         "scheduling.k8s.io",

@@ -8,6 +8,7 @@ mod core;
 mod crd;
 mod events;
 mod metrics;
+mod network_policies;
 mod networking;
 mod pods;
 mod policy;
@@ -645,6 +646,14 @@ pub fn builtin() -> Vec<ResourceInfo> {
         )
         .short(&["ing"])
         .subs(STATUS),
+        res(
+            ("networking.k8s.io", "v1"),
+            "NetworkPolicy",
+            ("networkpolicies", "networkpolicy"),
+            Namespaced,
+            Box::new(network_policies::NetworkPolicies),
+        )
+        .short(&["netpol"]),
         res(
             ("policy", "v1"),
             "PodDisruptionBudget",
