@@ -7,14 +7,15 @@
 //! | `apiserver_request_total` | verb, dry_run, group, version, resource, subresource, scope, component, code | [`apiserver`] |
 //! | `apiserver_request_duration_seconds` (histogram) | the same without code | [`apiserver`] |
 //! | `workqueue_adds_total`, `workqueue_depth`, `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`, `workqueue_retries_total` | name (the controller) | [`workqueue`] |
+//! | `scheduler_schedule_attempts_total`, `scheduler_scheduling_attempt_duration_seconds`, `scheduler_pending_pods` | profile, result / queue | [`scheduler`] |
 //! | `daas_store_*` | operation, outcome | [`store`] |
 //!
 //! The registry is process-wide, as upstream's `legacyregistry`: every
-//! component registers its families once, at start, through
-//! [`registry`] ([`Metrics::register`] for new ones, e.g. the scheduler's
-//! `scheduler_*`), and `/metrics` encodes them all.
+//! component's families are registered once, here, and `/metrics` encodes
+//! them all (two schedulers in one test process add to the same series).
 
 pub mod apiserver;
+pub mod scheduler;
 pub mod store;
 pub mod workqueue;
 
@@ -28,6 +29,7 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     apiserver: apiserver::ApiserverMetrics,
     workqueue: workqueue::WorkqueueMetrics,
+    scheduler: scheduler::SchedulerFamilies,
     store: store::StoreMetrics,
 }
 
@@ -48,11 +50,13 @@ impl Metrics {
         let mut registry = Registry::default();
         let apiserver = apiserver::ApiserverMetrics::register(&mut registry);
         let workqueue = workqueue::WorkqueueMetrics::register(&mut registry);
+        let scheduler = scheduler::SchedulerFamilies::register(&mut registry);
         let store = store::StoreMetrics::register(&mut registry);
         Metrics {
             registry: Mutex::new(registry),
             apiserver,
             workqueue,
+            scheduler,
             store,
         }
     }
@@ -83,6 +87,11 @@ impl Metrics {
     /// The controllers' work queue metrics.
     pub fn workqueue(&self) -> &workqueue::WorkqueueMetrics {
         &self.workqueue
+    }
+
+    /// The scheduler's metrics.
+    pub fn scheduler(&self) -> &scheduler::SchedulerFamilies {
+        &self.scheduler
     }
 
     /// The store's metrics.

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::ObjectStore;
 
-pub use metrics::{AttemptResult, DURATION_BUCKETS, SchedulerMetrics};
+pub use metrics::{AttemptResult, SchedulerMetrics};
 
 /// The scheduler name pods select this scheduler with (their
 /// `spec.schedulerName`, defaulted by the API server).

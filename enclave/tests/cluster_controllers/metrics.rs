@@ -1,7 +1,7 @@
 //! `/metrics`: who may read it and what it holds.
 
 use crate::common::{Enclave, eventually};
-use crate::support::{Client, get};
+use crate::support::{Client, create, get};
 
 fn scrape(e: &Enclave) -> prometheus_parse::Scrape {
     let (code, body) = e.curl_admin("/metrics", &[]);
@@ -30,12 +30,36 @@ fn metrics_are_served_in_prometheus_text_to_the_admin() {
     assert_eq!(code, 401);
     get(&e, "/api/v1/namespaces/default/configmaps");
     let _ = Client::of(&e).curl("/api/v1/namespaces/default/pods/nope", &[]);
-    let s = eventually("controller metrics", || {
+    // No node exists, so the scheduler's attempt at this pod is `unschedulable`.
+    create(
+        &e,
+        "/api/v1/namespaces/default/pods",
+        &serde_json::json!({"metadata": {"name": "unplaced"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+    );
+    let unschedulable = [("profile", "default-scheduler"), ("result", "unschedulable")];
+    let s = eventually("controller and scheduler metrics", || {
         let s = scrape(&e);
-        value(&s, "workqueue_adds_total", &[("name", "serviceaccount")])
-            .filter(|v| *v >= 1.0)
-            .map(|_| s)
+        let controllers = value(&s, "workqueue_adds_total", &[("name", "serviceaccount")]);
+        let scheduler = value(&s, "scheduler_schedule_attempts_total", &unschedulable);
+        (controllers >= Some(1.0) && scheduler >= Some(1.0)).then_some(s)
     });
+    assert!(
+        s.samples.iter().any(|x| x.metric == "scheduler_pending_pods"
+            && x.labels.get("queue") == Some("unschedulable")),
+        "scheduler_pending_pods missing"
+    );
+    let attempt = s.samples.iter().find(|x| {
+        x.metric == "scheduler_scheduling_attempt_duration_seconds"
+            && x.labels.get("result") == Some("unschedulable")
+    });
+    assert!(
+        matches!(
+            attempt.map(|h| &h.value),
+            Some(prometheus_parse::Value::Histogram(_))
+        ),
+        "{attempt:?}"
+    );
     let list = [
         ("verb", "LIST"),
         ("resource", "configmaps"),
