@@ -166,6 +166,9 @@ fn children(
         format!("https://{listen}").into(),
         "--journal".into(),
         journal.clone().into(),
+        // The workers reach the API on the dev bridge (see `network`).
+        "--tls-san".into(),
+        network::bridge_ip().to_string().into(),
     ];
     if let Some(url) = registry {
         enclave_args.push("--registry".into());

@@ -24,9 +24,15 @@ pub(super) async fn setup(count: usize) -> Option<Vec<DevNode>> {
     }
 }
 
+/// This machine's address on the dev bridge, where the workers reach the API (the serving
+/// certificate names it).
+pub(super) fn bridge_ip() -> IpAddr {
+    IpAddr::V4(DevTopology::default().host_ip())
+}
+
 /// Where the workers' relay listens: the bridge address, on the port of `listen`.
 pub(super) fn relay_listen(listen: SocketAddr) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(DevTopology::default().host_ip()), listen.port())
+    SocketAddr::new(bridge_ip(), listen.port())
 }
 
 /// Removes the namespaces and the bridge (after the workers stopped).

@@ -31,6 +31,10 @@ pub(crate) struct Args {
     /// The URL clients use (written to admin.kubeconfig); defaults to the TCP listen address.
     #[arg(long)]
     pub(crate) advertise: Option<String>,
+    /// More hostnames or IP addresses the serving certificate is valid for, besides localhost
+    /// and the host of `--advertise` (as k3s's `--tls-san`; repeat or comma-separate).
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    pub(crate) tls_sans: Vec<String>,
     /// Production: the parent instance's vsock CID, for the default journal, key broker and
     /// registry endpoints (3 on Nitro; QEMU's emulator with vhost-device-vsock uses 2).
     #[arg(long, default_value_t = parent::DEFAULT_PARENT_CID)]

@@ -125,7 +125,9 @@ async fn bind(args: &Args, plan: &Plan) -> Result<Serving> {
         .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
         .unwrap_or_else(|| host.clone());
     // Production: a fresh TLS key every boot, in enclave memory, bound by attestation.
-    let pki = DevPki::load_or_create(&args.data_dir, &[san_host])?;
+    let mut sans = vec![san_host];
+    sans.extend(args.tls_sans.iter().cloned());
+    let pki = DevPki::load_or_create(&args.data_dir, &sans)?;
     if plan.mode == Mode::Dev {
         pki::write_private(
             &args.data_dir.join("admin.kubeconfig"),
