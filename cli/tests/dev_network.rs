@@ -220,8 +220,14 @@ fn pods_reach_each_other_across_nodes_by_ip_service_and_dns() {
     );
     let nodes: Vec<&str> = nodes.split_whitespace().collect();
     assert_eq!(nodes.len(), 2, "{nodes:?}");
+    // The dev network slot this cluster got (0 unless another `daas dev` holds it).
+    let slot: u8 = std::fs::read_to_string(dir_path.join("dev-network-slot"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     for n in &nodes {
-        assert!(n.starts_with("10.199.0.1"), "{nodes:?}");
+        assert!(n.starts_with(&format!("10.199.{slot}.1")), "{nodes:?}");
         assert!(n.contains("=10.42."), "{nodes:?}");
     }
 
@@ -352,21 +358,29 @@ fn pods_reach_each_other_across_nodes_by_ip_service_and_dns() {
     );
     let direct = fetch(&web_ip.to_string(), 8080);
     // First wait (from an unlabelled pod) until the worker enforces the policy...
-    let until_denied = format!(
-        "for i in $(seq 60); do if ! {direct}; then exit 0; fi; sleep 1; done; exit 1"
-    );
+    let until_denied =
+        format!("for i in $(seq 60); do if ! {direct}; then exit 0; fi; sleep 1; done; exit 1");
     create(
         &dir_path,
         &admin,
         "cut-off",
         &pod("cut-off", "worker-1", serde_json::json!({}), &until_denied),
     );
-    assert_eq!(verdict(&admin, "cut-off"), "Succeeded", "the policy never took effect");
+    assert_eq!(
+        verdict(&admin, "cut-off"),
+        "Succeeded",
+        "the policy never took effect"
+    );
     // ...then a labelled client still gets through and an unlabelled one does not.
     let three_tries =
         format!("for i in 1 2 3; do if {direct}; then exit 0; fi; sleep 1; done; exit 1");
     let policy_clients = [
-        ("client", serde_json::json!({"role": "client"}), retrying(&direct), "Succeeded"),
+        (
+            "client",
+            serde_json::json!({"role": "client"}),
+            retrying(&direct),
+            "Succeeded",
+        ),
         ("stranger", serde_json::json!({}), three_tries, "Failed"),
     ];
     for (name, labels, script, _) in &policy_clients {
@@ -387,9 +401,14 @@ fn pods_reach_each_other_across_nodes_by_ip_service_and_dns() {
     assert!(wrong.is_empty(), "{wrong:#?}");
     drop(dev);
     // daas dev removed the namespaces it made.
-    for ns in ["daas-dev-w1", "daas-dev-w2"] {
+    let prefix = if slot == 0 {
+        "daas-dev".to_owned()
+    } else {
+        format!("daas-dev{slot}")
+    };
+    for ns in [format!("{prefix}-w1"), format!("{prefix}-w2")] {
         assert!(
-            !Path::new("/run/netns").join(ns).exists(),
+            !Path::new("/run/netns").join(&ns).exists(),
             "{ns} left behind"
         );
     }

@@ -153,6 +153,7 @@ fn children(
     listen: SocketAddr,
     registry: Option<&chain::RegistryUrl>,
     anchor_interval: Duration,
+    network: Option<&network::DevNetwork>,
 ) -> Vec<ChildSpec> {
     let socket = format!("unix:{}", layout.socket.display());
     let journal = format!("unix:{}", layout.journal_socket.display());
@@ -166,10 +167,12 @@ fn children(
         format!("https://{listen}").into(),
         "--journal".into(),
         journal.clone().into(),
-        // The workers reach the API on the dev bridge (see `network`).
-        "--tls-san".into(),
-        network::bridge_ip().to_string().into(),
     ];
+    if let Some(net) = network {
+        // The workers reach the API on the dev bridge.
+        enclave_args.push("--tls-san".into());
+        enclave_args.push(net.bridge_ip().to_string().into());
+    }
     if let Some(url) = registry {
         enclave_args.push("--registry".into());
         enclave_args.push(url.to_string().into());
@@ -293,6 +296,11 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         w.prepare_registry().await?;
     }
     let registry = workers.as_ref().map(workers::DevWorkers::registry_url);
+    let dev_network = if args.no_network || args.workers == 0 {
+        None
+    } else {
+        Some(network::DevNetwork::reserve(&data_dir)?)
+    };
     let session = Session {
         data_dir,
         layout,
@@ -307,7 +315,7 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         workers,
         host_program: bins.host.clone(),
         listen: args.listen,
-        network: !args.no_network,
+        network: dev_network,
     };
 
     let mut stop = StopSignal::install()?;
@@ -317,14 +325,15 @@ async fn run_async(args: &DevArgs) -> anyhow::Result<()> {
         args.listen,
         registry.as_ref(),
         args.anchor_interval,
+        session.network.as_ref(),
     ));
     let mut nodes = None;
     let outcome = session.serve(&children, &mut nodes, &mut stop).await;
     eprintln!("daas dev: stopping");
     if let Some(nodes) = nodes {
         nodes.stop().await;
-        if session.network {
-            network::cleanup().await;
+        if let Some(net) = &session.network {
+            net.cleanup().await;
         }
     }
     children.stop().await;
@@ -365,8 +374,8 @@ struct Session {
     host_program: PathBuf,
     /// The relay's address (`--listen`).
     listen: SocketAddr,
-    /// Whether the workers get the dev network (not `--no-network`).
-    network: bool,
+    /// The workers' dev network slot, unless `--no-network` (or no workers).
+    network: Option<network::DevNetwork>,
 }
 
 impl Session {
@@ -395,14 +404,15 @@ impl Session {
                 .admit_enclave(self.enclave_pcrs, &attested.document, &dev_root)
                 .await?;
             let joining = workers.ensure_stakes().await?;
-            let net = if self.network && !joining.is_empty() {
-                network::setup(joining.len()).await
-            } else {
-                None
+            let (net, dev_network) = match &self.network {
+                Some(dev_network) if !joining.is_empty() => {
+                    (dev_network.setup(joining.len()).await, Some(dev_network))
+                }
+                _ => (None, None),
             };
             let mut specs = Vec::new();
-            let server = if net.is_some() {
-                let at = network::relay_listen(self.listen);
+            let server = if let (Some(_), Some(dev_network)) = (&net, dev_network) {
+                let at = dev_network.relay_listen(self.listen);
                 specs.push(relay(
                     "relay-workers",
                     &self.host_program,

@@ -2,7 +2,7 @@
 //! address on a dev bridge, like separate machines on one switch, so that traffic between workers
 //! really crosses from one node to another (routes, VXLAN, NodePorts, policies all apply).
 //!
-//! | what | default |
+//! | what | default ([`DevTopology::slot`] `n` for others) |
 //! |---|---|
 //! | bridge (host namespace) | `daas-dev0`, `10.199.0.1/24` |
 //! | worker `i` (1-based) | namespace `daas-dev-w<i>`, `eth0` `10.199.0.(10+i)/24`, default route via `10.199.0.1` |
@@ -51,11 +51,7 @@ pub struct DevTopology {
 
 impl Default for DevTopology {
     fn default() -> Self {
-        Self {
-            prefix: "daas-dev".into(),
-            bridge: "daas-dev0".into(),
-            subnet: Ipv4Net::new_assert(Ipv4Addr::new(10, 199, 0, 0), 24),
-        }
+        Self::slot(0)
     }
 }
 
@@ -75,6 +71,24 @@ pub struct DevNode {
 }
 
 impl DevTopology {
+    /// The topology of dev network number `n`, so that several `daas dev` clusters can run on
+    /// one machine side by side: slot 0 is the default (`daas-dev0`, namespaces `daas-dev-w<i>`,
+    /// `10.199.0.0/24`), slot `n` has the bridge `daas-dev<n>`, namespaces `daas-dev<n>-w<i>`,
+    /// host-side veths `daas-dev<n>-v<i>` and `10.199.<n>.0/24`. Whoever runs a slot must hold
+    /// it exclusively ([`DevTopology::setup`] removes what the slot's names hold).
+    pub fn slot(n: u8) -> Self {
+        let prefix = if n == 0 {
+            "daas-dev".to_owned()
+        } else {
+            format!("daas-dev{n}")
+        };
+        Self {
+            prefix,
+            bridge: format!("daas-dev{n}"),
+            subnet: Ipv4Net::new_assert(Ipv4Addr::new(10, 199, n, 0), 24),
+        }
+    }
+
     /// The host's address on the bridge.
     pub fn host_ip(&self) -> Ipv4Addr {
         nth_host(self.subnet, 1)
@@ -247,6 +261,45 @@ impl DevTopology {
             let _ = std::process::Command::new("ip")
                 .args(["link", "del", &self.bridge])
                 .output();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `name` is one of `topo`'s namespaces or veths, by the filters cleanup uses.
+    fn claims(topo: &DevTopology, name: &str) -> bool {
+        [format!("{}-w", topo.prefix), format!("{}-v", topo.prefix)]
+            .iter()
+            .any(|p| {
+                name.strip_prefix(p.as_str())
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            || name == topo.bridge
+    }
+
+    #[test]
+    fn slots_share_no_name_or_subnet() {
+        let slots: Vec<DevTopology> = [0u8, 1, 2, 12, 255]
+            .into_iter()
+            .map(DevTopology::slot)
+            .collect();
+        assert_eq!(slots[0], DevTopology::default());
+        assert_eq!(slots[0].netns_name(1), "daas-dev-w1");
+        assert_eq!(slots[3].veth_name(7), "daas-dev12-v7");
+        for (i, a) in slots.iter().enumerate() {
+            for (j, b) in slots.iter().enumerate() {
+                let names = [b.netns_name(1), b.veth_name(1), b.bridge.clone()];
+                for name in names {
+                    assert_eq!(claims(a, &name), i == j, "{a:?} vs {name}");
+                }
+                if i != j {
+                    assert_ne!(a.subnet, b.subnet);
+                }
+            }
+            assert!(a.veth_name(99).len() <= 15, "{}", a.veth_name(99));
         }
     }
 }
