@@ -804,6 +804,100 @@ async fn services_get_unique_cluster_ips_released_on_delete() {
 }
 
 #[tokio::test]
+async fn node_ports_are_allocated_unique_kept_on_update_and_released_on_delete() {
+    let f = Fixture::new().await;
+    let svc = |name: &str, node_port: Option<i64>| {
+        let mut s = json!({"metadata": {"name": name}, "spec": {"type": "NodePort",
+            "ports": [{"port": 80, "name": "http"}, {"port": 53, "protocol": "UDP", "name": "dns"}],
+            "selector": {"app": "x"}}});
+        if let Some(p) = node_port {
+            s["spec"]["ports"][0]["nodePort"] = json!(p);
+        }
+        s
+    };
+    let a = f
+        .create("services", Some("default"), svc("a", None))
+        .await
+        .unwrap();
+    let a_ports: Vec<i64> = (0..2)
+        .map(|i| a["spec"]["ports"][i]["nodePort"].as_i64().unwrap())
+        .collect();
+    for p in &a_ports {
+        assert!((30000..=32767).contains(p), "{a}");
+    }
+    assert_ne!(a_ports[0], a_ports[1]);
+
+    // A port someone holds, and one out of range: 422 with upstream's words, nothing claimed.
+    let taken = f
+        .create("services", Some("default"), svc("b", Some(a_ports[0])))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), 422);
+    assert!(
+        taken.message().contains(&format!(
+            "spec.ports[0].nodePort: Invalid value: {}: provided port is already allocated",
+            a_ports[0]
+        )),
+        "{}",
+        taken.message()
+    );
+    let outside = f
+        .create("services", Some("default"), svc("b", Some(8080)))
+        .await
+        .unwrap_err();
+    assert!(
+        outside
+            .message()
+            .contains("The range of valid ports is 30000-32767"),
+        "{}",
+        outside.message()
+    );
+    let free = (30000..=32767).find(|p| !a_ports.contains(p)).unwrap();
+    let b = f
+        .create("services", Some("default"), svc("b", Some(free)))
+        .await
+        .unwrap();
+    assert_eq!(b["spec"]["ports"][0]["nodePort"], free);
+
+    // Re-applying the manifest without nodePort keeps the allocated ones.
+    let info = f.info("services");
+    let mut again = svc("a", None);
+    again["metadata"]["resourceVersion"] = a["metadata"]["resourceVersion"].clone();
+    let updated = f
+        .objects
+        .update(&info, Some("default"), "a", again, &WriteOptions::default())
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(updated["spec"]["ports"][0]["nodePort"], a_ports[0]);
+    assert_eq!(updated["spec"]["ports"][1]["nodePort"], a_ports[1]);
+
+    // Deleting a Service frees its node ports.
+    f.objects
+        .delete(&info, Some("default"), "a", &DeleteOptions::default())
+        .await
+        .unwrap();
+    let c = f
+        .create("services", Some("default"), svc("c", Some(a_ports[0])))
+        .await
+        .unwrap();
+    assert_eq!(c["spec"]["ports"][0]["nodePort"], a_ports[0]);
+    // ClusterIP Services get none.
+    let plain = f
+        .create(
+            "services",
+            Some("default"),
+            json!({"metadata": {"name": "plain"}, "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        plain["spec"]["ports"][0].get("nodePort").is_none(),
+        "{plain}"
+    );
+}
+
+#[tokio::test]
 async fn delete_collection_follows_selectors_and_scope() {
     let f = Fixture::new().await;
     f.create("namespaces", None, json!({"metadata": {"name": "other"}}))

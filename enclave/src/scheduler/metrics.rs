@@ -51,8 +51,7 @@ impl Default for SchedulerMetrics {
 impl SchedulerMetrics {
     /// Records one attempt and how long it took.
     pub fn observe_attempt(&self, result: AttemptResult, took: Duration) {
-        self.families
-            .observe_attempt(PROFILE, result.label(), took);
+        self.families.observe_attempt(PROFILE, result.label(), took);
     }
 
     /// Sets `scheduler_pending_pods`.
@@ -99,9 +98,15 @@ mod tests {
             gated: 3,
         });
         let text = crate::metrics::registry().encode_prometheus();
-        assert!(text.contains("# TYPE scheduler_schedule_attempts_total counter"), "{text}");
         assert!(
-            value(&text, "scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"}") >= 1.0
+            text.contains("# TYPE scheduler_schedule_attempts_total counter"),
+            "{text}"
+        );
+        assert!(
+            value(
+                &text,
+                "scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"}"
+            ) >= 1.0
         );
         assert!(text.contains("scheduler_scheduling_attempt_duration_seconds_bucket{le=\"0.004\",profile=\"default-scheduler\",result=\"scheduled\"}")
             || text.contains("scheduler_scheduling_attempt_duration_seconds_bucket{profile=\"default-scheduler\",result=\"scheduled\",le=\"0.004\"}"), "{text}");

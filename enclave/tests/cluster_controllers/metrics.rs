@@ -37,7 +37,10 @@ fn metrics_are_served_in_prometheus_text_to_the_admin() {
         &serde_json::json!({"metadata": {"name": "unplaced"},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
     );
-    let unschedulable = [("profile", "default-scheduler"), ("result", "unschedulable")];
+    let unschedulable = [
+        ("profile", "default-scheduler"),
+        ("result", "unschedulable"),
+    ];
     let s = eventually("controller and scheduler metrics", || {
         let s = scrape(&e);
         let controllers = value(&s, "workqueue_adds_total", &[("name", "serviceaccount")]);
@@ -45,8 +48,10 @@ fn metrics_are_served_in_prometheus_text_to_the_admin() {
         (controllers >= Some(1.0) && scheduler >= Some(1.0)).then_some(s)
     });
     assert!(
-        s.samples.iter().any(|x| x.metric == "scheduler_pending_pods"
-            && x.labels.get("queue") == Some("unschedulable")),
+        s.samples
+            .iter()
+            .any(|x| x.metric == "scheduler_pending_pods"
+                && x.labels.get("queue") == Some("unschedulable")),
         "scheduler_pending_pods missing"
     );
     let attempt = s.samples.iter().find(|x| {

@@ -1,7 +1,8 @@
-//! ClusterIP allocation for kinds whose strategy asks for it (Services).
-//! Each allocated address is claimed by creating the store key
-//! `/registry/core/serviceips/<ip>` (compare-and-swap), so two concurrent
-//! creates can never get the same address; deleting the Service releases it.
+//! ClusterIP and NodePort allocation for kinds whose strategy asks for it
+//! (Services). Each allocated address is claimed by creating the store key
+//! `/registry/core/serviceips/<ip>` (compare-and-swap), each node port by
+//! creating `/registry/core/servicenodeports/<port>`, so two concurrent
+//! creates can never get the same one; deleting the Service releases them.
 
 use std::net::Ipv4Addr;
 
@@ -94,9 +95,23 @@ fn alloc_error(ip: &str, why: &str) -> Error {
 }
 
 impl ObjectStore {
+    /// Claims a ClusterIP and node ports for `obj` if its strategy allocates
+    /// them and it needs them. Returns whether anything was claimed (to
+    /// release with [`ObjectStore::release_ip`] if the create fails).
+    pub(super) async fn allocate_ip(&self, info: &ResourceInfo, obj: &mut Value) -> Result<bool> {
+        let ip = self.allocate_cluster_ip(info, obj).await?;
+        match self.allocate_node_ports(info, obj).await {
+            Ok(ports) => Ok(ip.is_some() || ports),
+            Err(e) => {
+                self.release_cluster_ip(info, obj).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Claims a ClusterIP for `obj` if its strategy allocates them and it
-    /// needs one. Returns the claimed address (to release on failure).
-    pub(super) async fn allocate_ip(
+    /// needs one. Returns the claimed address.
+    async fn allocate_cluster_ip(
         &self,
         info: &ResourceInfo,
         obj: &mut Value,
@@ -162,8 +177,19 @@ impl ObjectStore {
         })
     }
 
-    /// Releases the ClusterIP of a deleted (or never created) object.
+    /// Releases the ClusterIP and node ports of a deleted (or never created)
+    /// object.
     pub(super) async fn release_ip(&self, info: &ResourceInfo, obj: &Value) {
+        self.release_cluster_ip(info, obj).await;
+        if info.strategy.allocates_cluster_ip() {
+            for port in node_ports(obj) {
+                self.release_node_port(port).await;
+            }
+        }
+    }
+
+    /// Releases the ClusterIP of a deleted (or never created) object.
+    async fn release_cluster_ip(&self, info: &ResourceInfo, obj: &Value) {
         if !info.strategy.allocates_cluster_ip() {
             return;
         }
@@ -176,6 +202,150 @@ impl ObjectStore {
             tracing::warn!(%ip, error = %e, "releasing a ClusterIP failed");
         }
     }
+}
+
+impl ObjectStore {
+    /// Claims a node port for every port of a `NodePort` Service (and of a
+    /// `LoadBalancer` one unless `allocateLoadBalancerNodePorts: false`):
+    /// the one asked for if it is in range and free, else a free one from
+    /// [`NODE_PORTS`]. On an error, what this call claimed is released.
+    async fn allocate_node_ports(&self, info: &ResourceInfo, obj: &mut Value) -> Result<bool> {
+        if !info.strategy.allocates_cluster_ip() || !wants_node_ports(obj) {
+            return Ok(false);
+        }
+        let owner = format!("{}/{}", meta::namespace(obj), meta::name(obj));
+        let count = obj
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let mut claimed = Vec::new();
+        for i in 0..count {
+            let pointer = format!("/spec/ports/{i}/nodePort");
+            let requested = obj.pointer(&pointer).and_then(Value::as_i64).unwrap_or(0);
+            let port = if requested == 0 {
+                self.claim_free_node_port(&owner).await
+            } else {
+                self.claim_node_port(requested, &owner, i).await
+            };
+            match port {
+                Ok(port) => {
+                    claimed.push(port);
+                    if let Some(slot) = obj.pointer_mut(&pointer.replace("/nodePort", "")) {
+                        slot["nodePort"] = json!(port);
+                    }
+                }
+                Err(e) => {
+                    for port in claimed {
+                        self.release_node_port(port).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(!claimed.is_empty())
+    }
+
+    async fn claim_node_port(&self, requested: i64, owner: &str, index: usize) -> Result<u16> {
+        let field = format!("spec.ports[{index}].nodePort");
+        let refused = |why: String| Error::Invalid {
+            kind: "Service".into(),
+            group: String::new(),
+            name: owner.rsplit('/').next().unwrap_or_default().to_string(),
+            causes: vec![FieldError {
+                reason: "FieldValueInvalid",
+                message: format!("{field}: Invalid value: {requested}: {why}"),
+                field: field.clone(),
+            }],
+        };
+        let port = u16::try_from(requested)
+            .ok()
+            .filter(|p| NODE_PORTS.contains(p))
+            .ok_or_else(|| {
+                refused(format!(
+                    "provided port is not in the valid range. The range of valid ports is {}-{}",
+                    NODE_PORTS.start(),
+                    NODE_PORTS.end()
+                ))
+            })?;
+        match self
+            .store
+            .create(&node_port_key(port), owner.as_bytes())
+            .await?
+        {
+            TxnOutcome::Committed { .. } => Ok(port),
+            TxnOutcome::Failed { .. } => Err(refused("provided port is already allocated".into())),
+        }
+    }
+
+    async fn claim_free_node_port(&self, owner: &str) -> Result<u16> {
+        let span = u32::from(NODE_PORTS.end() - NODE_PORTS.start()) + 1;
+        let start = u32::from_be_bytes(rand4());
+        for i in 0..span {
+            let offset = start.wrapping_add(i) % span;
+            let port = NODE_PORTS.start() + u16::try_from(offset).unwrap_or(0);
+            if let TxnOutcome::Committed { .. } = self
+                .store
+                .create(&node_port_key(port), owner.as_bytes())
+                .await?
+            {
+                return Ok(port);
+            }
+        }
+        Err(Error::Invalid {
+            kind: "Service".into(),
+            group: String::new(),
+            name: owner.rsplit('/').next().unwrap_or_default().to_string(),
+            causes: vec![FieldError {
+                reason: "FieldValueInvalid",
+                field: "spec.ports".into(),
+                message: "spec.ports: Internal error: failed to allocate a nodePort: range is full"
+                    .into(),
+            }],
+        })
+    }
+
+    async fn release_node_port(&self, port: u16) {
+        if let Err(e) = self.store.delete(&node_port_key(port), None).await {
+            tracing::warn!(port, error = %e, "releasing a node port failed");
+        }
+    }
+}
+
+/// The node port range, kube-apiserver's default `--service-node-port-range`.
+const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
+fn node_port_key(port: u16) -> Vec<u8> {
+    format!("/registry/core/servicenodeports/{port}").into_bytes()
+}
+
+/// Whether a Service of this type gets node ports.
+fn wants_node_ports(obj: &Value) -> bool {
+    match obj.pointer("/spec/type").and_then(Value::as_str) {
+        Some("NodePort") => true,
+        Some("LoadBalancer") => obj
+            .pointer("/spec/allocateLoadBalancerNodePorts")
+            .and_then(Value::as_bool)
+            .unwrap_or(true),
+        _ => false,
+    }
+}
+
+/// The node ports a stored Service holds.
+fn node_ports(obj: &Value) -> Vec<u16> {
+    if !wants_node_ports(obj) {
+        return Vec::new();
+    }
+    obj.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+                .filter_map(|p| u16::try_from(p).ok())
+                .filter(|p| NODE_PORTS.contains(p))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn rand4() -> [u8; 4] {

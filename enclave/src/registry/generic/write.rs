@@ -214,7 +214,7 @@ impl ObjectStore {
                 TxnOutcome::Committed { revision, prev }
             }
             other => {
-                if claimed.is_some() {
+                if claimed {
                     self.release_ip(info, &obj).await;
                 }
                 other?

@@ -104,7 +104,9 @@ fn validate_policy(policy: &NetworkPolicy) -> Vec<FieldError> {
         out.push(FieldError::required("spec", ""));
         return out;
     };
-    validate_selector(&spec.pod_selector, "spec.podSelector", &mut out);
+    if let Some(sel) = &spec.pod_selector {
+        validate_selector(sel, "spec.podSelector", &mut out);
+    }
     for (i, rule) in spec.ingress.iter().flatten().enumerate() {
         let path = format!("spec.ingress[{i}]");
         for (j, port) in rule.ports.iter().flatten().enumerate() {

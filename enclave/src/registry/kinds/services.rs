@@ -37,6 +37,42 @@ fn ports_cell(obj: &Value) -> String {
         .join(",")
 }
 
+/// A port of an updated Service that does not name its node port keeps the
+/// one the same port (by port number and protocol) had, as upstream's
+/// `patchAllocatedValues` does: re-applying a manifest without `nodePort`
+/// does not move the Service.
+fn keep_node_ports(new: &mut Value, old: &Value) {
+    let key = |p: &Value| {
+        (
+            p.get("port").and_then(Value::as_i64),
+            p.get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_string(),
+        )
+    };
+    let old_ports: Vec<((Option<i64>, String), Value)> = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p.get("nodePort").map(|n| (key(p), n.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+        for p in ports {
+            if p.get("nodePort")
+                .is_none_or(|n| n.as_i64().unwrap_or(0) == 0)
+                && let Some((_, n)) = old_ports.iter().find(|(k, _)| *k == key(p))
+            {
+                p["nodePort"] = n.clone();
+            }
+        }
+    }
+}
+
 impl Strategy for Services {
     typed!(Service);
     fn allocates_cluster_ip(&self) -> bool {
@@ -71,6 +107,7 @@ impl Strategy for Services {
                 default_at(new, &ptr, v);
             }
         }
+        keep_node_ports(new, old);
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut out = Vec::new();
