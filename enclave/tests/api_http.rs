@@ -376,6 +376,57 @@ fn delete_collection_over_http() {
     );
 }
 
+/// Upstream's `ReturnDeletedObject`: deleting a pod, Service or ServiceAccount answers with
+/// the object (clients such as Python's decode it as one), other kinds with a `Status`.
+#[test]
+fn delete_answers_with_the_object_where_upstream_does() {
+    let e = Enclave::start();
+    for (path, body, answers_object) in [
+        (
+            "/api/v1/namespaces/default/services",
+            r#"{"metadata":{"name":"web"},"spec":{"ports":[{"port":80}]}}"#,
+            true,
+        ),
+        (
+            "/api/v1/namespaces/default/serviceaccounts",
+            r#"{"metadata":{"name":"robot"}}"#,
+            true,
+        ),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            r#"{"metadata":{"name":"settings"}}"#,
+            false,
+        ),
+    ] {
+        let (code, out) = e.curl_admin(
+            path,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                body,
+            ],
+        );
+        assert_eq!(code, 201, "{out}");
+        let name = status(&out)["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (code, out) = e.curl_admin(&format!("{path}/{name}"), &["-X", "DELETE"]);
+        assert_eq!(code, 200, "{out}");
+        let answer = status(&out);
+        if answers_object {
+            assert_eq!(answer["metadata"]["name"], name.as_str(), "{path}: {out}");
+            assert_ne!(answer["kind"], "Status", "{path}: {out}");
+        } else {
+            assert_eq!(answer["kind"], "Status", "{path}: {out}");
+            assert_eq!(answer["status"], "Success", "{path}: {out}");
+        }
+    }
+}
+
 #[test]
 fn self_subject_reviews_are_answered_not_stored() {
     let e = Enclave::start();

@@ -193,7 +193,8 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
                 scope,
                 short_names,
                 categories,
-                return_deleted_object: false,
+                // As upstream's custom resource storage.
+                return_deleted_object: true,
                 subresources,
                 persistence: Persistence::Stored,
                 strategy: Box::new(CustomResources {

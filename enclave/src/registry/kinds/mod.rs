@@ -377,6 +377,14 @@ impl ResourceInfo {
         self
     }
 
+    /// DELETE answers with the deleted object, not a Status (upstream's
+    /// `ReturnDeletedObject: true`: pods, services, service accounts,
+    /// custom resources).
+    fn returns_deleted_object(mut self) -> Self {
+        self.return_deleted_object = true;
+        self
+    }
+
     /// In the `all` category.
     fn in_all(mut self) -> Self {
         self.categories = ALL;
@@ -446,7 +454,8 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(core::ServiceAccounts),
         )
         .short(&["sa"])
-        .subs(TOKEN),
+        .subs(TOKEN)
+        .returns_deleted_object(),
         res(
             CORE,
             "Service",
@@ -456,20 +465,19 @@ pub fn builtin() -> Vec<ResourceInfo> {
         )
         .short(&["svc"])
         .in_all()
-        .subs(STATUS),
-        ResourceInfo {
-            return_deleted_object: true,
-            ..res(
-                CORE,
-                "Pod",
-                ("pods", "pod"),
-                Namespaced,
-                Box::new(pods::Pods),
-            )
-            .short(&["po"])
-            .in_all()
-            .subs(POD_SUBRESOURCES)
-        },
+        .subs(STATUS)
+        .returns_deleted_object(),
+        res(
+            CORE,
+            "Pod",
+            ("pods", "pod"),
+            Namespaced,
+            Box::new(pods::Pods),
+        )
+        .short(&["po"])
+        .in_all()
+        .subs(POD_SUBRESOURCES)
+        .returns_deleted_object(),
         res(
             CORE,
             "Node",
