@@ -337,6 +337,44 @@ fn pods_reach_each_other_across_nodes_by_ip_service_and_dns() {
         });
     }
 
+    // The `kubernetes` Service: its endpoint is the bridge address the workers' relay listens
+    // on, and from a node the API answers on the ClusterIP with a certificate that names it.
+    let endpoint = jsonpath(
+        &admin,
+        &[
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+        ],
+        "{.items[0].endpoints[0].addresses[0]}",
+    );
+    assert_eq!(endpoint.trim(), format!("10.199.{slot}.1"));
+    let prefix = if slot == 0 {
+        "daas-dev".to_owned()
+    } else {
+        format!("daas-dev{slot}")
+    };
+    let in_node = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{prefix}-w1")])
+            .arg(kubectl_bin())
+            .arg("--kubeconfig")
+            .arg(&admin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    wait_until(Duration::from_secs(60), "the API on its ClusterIP", || {
+        let out = in_node(&[
+            "--server",
+            "https://10.43.0.1:443",
+            "get",
+            "--raw",
+            "/version",
+        ]);
+        out.status.success() && text(&out).contains("gitVersion")
+    });
+
     // NetworkPolicy: only pods labelled role=client may reach `web` once the policy is in force.
     create(
         &dir_path,
@@ -401,11 +439,6 @@ fn pods_reach_each_other_across_nodes_by_ip_service_and_dns() {
     assert!(wrong.is_empty(), "{wrong:#?}");
     drop(dev);
     // daas dev removed the namespaces it made.
-    let prefix = if slot == 0 {
-        "daas-dev".to_owned()
-    } else {
-        format!("daas-dev{slot}")
-    };
     for ns in [format!("{prefix}-w1"), format!("{prefix}-w2")] {
         assert!(
             !Path::new("/run/netns").join(&ns).exists(),

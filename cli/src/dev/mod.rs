@@ -169,9 +169,11 @@ fn children(
         journal.clone().into(),
     ];
     if let Some(net) = network {
-        // The workers reach the API on the dev bridge.
-        enclave_args.push("--tls-san".into());
-        enclave_args.push(net.bridge_ip().to_string().into());
+        // The workers, and pods through the `kubernetes` Service, reach the API on the dev
+        // bridge, where the workers' relay listens on the same port.
+        let bridge = net.bridge_ip().to_string();
+        enclave_args.extend(["--tls-san".into(), bridge.clone().into()]);
+        enclave_args.extend(["--advertise-address".into(), bridge.into()]);
     }
     if let Some(url) = registry {
         enclave_args.push("--registry".into());

@@ -125,7 +125,18 @@ async fn bind(args: &Args, plan: &Plan) -> Result<Serving> {
         .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
         .unwrap_or_else(|| host.clone());
     // Production: a fresh TLS key every boot, in enclave memory, bound by attestation.
-    let mut sans = vec![san_host];
+    // In-cluster clients reach the API as the `default/kubernetes` Service: its ClusterIP and
+    // names (as kube-apiserver and k3s put them in the serving certificate).
+    let mut sans = vec![
+        san_host,
+        enclave::registry::generic::ServiceCidr::DEFAULT
+            .first_ip()
+            .to_string(),
+        "kubernetes".to_owned(),
+        "kubernetes.default".to_owned(),
+        "kubernetes.default.svc".to_owned(),
+        "kubernetes.default.svc.cluster.local".to_owned(),
+    ];
     sans.extend(args.tls_sans.iter().cloned());
     let pki = DevPki::load_or_create(&args.data_dir, &sans)?;
     if plan.mode == Mode::Dev {
