@@ -13,7 +13,7 @@
 mod netns;
 mod remote;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -296,10 +296,43 @@ impl CriStreams {
         }
     }
 
+    /// (pod UID, container name) of this node's running containers.
+    async fn running_containers(&self) -> Result<HashSet<(String, String)>, StreamError> {
+        let containers = self
+            .cri
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(cri::ContainerFilter {
+                    state: Some(cri::ContainerStateValue {
+                        state: cri::ContainerState::ContainerRunning.into(),
+                    }),
+                    label_selector: HashMap::from([(labels::NODE.to_owned(), self.node.clone())]),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(|e| runtime_error(&e))?
+            .containers;
+        Ok(containers
+            .into_iter()
+            .map(|c| {
+                let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
+                (label(labels::POD_UID), label(labels::CONTAINER_NAME))
+            })
+            .collect())
+    }
+
+    /// Usage of the running containers (as metrics-server shows them: an exited container or
+    /// a finished pod is not listed).
     async fn sample(&self) -> Result<UsageSample, StreamError> {
-        let usage = super::usage(&self.cri, &self.node)
+        let running = self.running_containers().await?;
+        let mut usage = super::usage(&self.cri, &self.node)
             .await
             .map_err(|e| runtime_error(&e))?;
+        for pod in &mut usage.pods {
+            pod.containers
+                .retain(|(name, _, _)| running.contains(&(pod.uid.clone(), name.clone())));
+        }
+        usage.pods.retain(|p| !p.containers.is_empty());
         Ok(UsageSample {
             timestamp: usage.timestamp,
             node: CumulativeUsage {
