@@ -2,10 +2,11 @@
 //! worker's own containerd, and kubectl reaches them through the enclave and the worker's
 //! tunnel (`runtime::CriStreams` on the worker). Checked: `logs` (`--tail`, `--timestamps`,
 //! `-f` on a pod that prints and exits, `--previous` refused), `exec` with output and exit
-//! codes, `exec -i` with stdin to its end, `attach -i`, `port-forward` (two ports, several
-//! connections, a closed port), `cp` both ways, `top pod`, and the refusals (a missing
-//! container, a stopped container). exec and port-forward with every kubectl 1.27–1.33 (SPDY
-//! up to 1.29, WebSocket exec from 1.30, SPDY-in-WebSocket port-forward from 1.31).
+//! codes, `exec -i` with stdin to its end, `exec -it` with the terminal's size, `attach -i`,
+//! `port-forward` (two ports, several connections, a closed port), `cp` both ways, `top pod`,
+//! and the refusals (a missing container, a stopped container). exec and port-forward with
+//! every kubectl 1.27–1.33 (SPDY up to 1.29, WebSocket exec from 1.30, SPDY-in-WebSocket
+//! port-forward from 1.31).
 //!
 //! Skips (loudly) only when containerd is not installed; under CI that fails. Two `daas dev`
 //! clusters with workers cannot run on one machine at once (they share the dev bridge and the
@@ -342,14 +343,23 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
     }
 
     // logs: whole, tail, timestamps, previous (none).
+    // stdout and stderr are separate pipes: either line may come first.
+    let mut whole = String::new();
     wait_until(Duration::from_secs(30), "talk's log", || {
-        newest.run(&["logs", "talk"]).stdout == b"hello\noops\n"
+        whole = newest.ok(&["logs", "talk"]);
+        let mut lines: Vec<&str> = whole.lines().collect();
+        lines.sort_unstable();
+        lines == ["hello", "oops"]
     });
-    assert_eq!(oldest.ok(&["logs", "talk", "--tail=1"]), "oops\n");
+    let last = whole.lines().last().unwrap();
+    assert_eq!(
+        oldest.ok(&["logs", "talk", "--tail=1"]),
+        format!("{last}\n")
+    );
     let stamped = newest.ok(&["logs", "talk", "--timestamps"]);
     let first = stamped.lines().next().unwrap();
     let (time, line) = first.split_once(' ').unwrap();
-    assert_eq!(line, "hello");
+    assert_eq!(line, whole.lines().next().unwrap());
     // RFC 3339 in UTC, as the CRI log file has it.
     assert!(
         time.len() > 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
@@ -429,6 +439,26 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
         assert_eq!(echo(nc, "again\n"), "again\n", "kubectl {version}");
         assert_eq!(http_get(http), "hello-web\n", "kubectl {version}");
         forward.stop();
+    }
+
+    // exec -it: a terminal of the caller's size (kubectl sends it after the process starts,
+    // so the command waits for it), exit code kept. `script` gives kubectl a terminal.
+    for k in [oldest, newest] {
+        let inner = "for i in $(seq 100); do z=$(stty size); [ \"$z\" = \"30 100\" ] && break; \
+                     sleep 0.1; done; echo size=$z; tty; exit 7";
+        let line = format!(
+            "stty cols 100 rows 30; {} --kubeconfig {} exec -it talk -- sh -c '{inner}'",
+            k.bin.display(),
+            k.kubeconfig.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.contains("size=30 100\r\n/dev/pts/"), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     }
 
     // A closed port: the connection ends and kubectl says why.
