@@ -209,6 +209,18 @@ async fn cri_streams_serve_logs_exec_attach_port_forward_and_usage() {
         finish(p).await,
         ("one\ntwo\n".into(), String::new(), StreamEnd::Exited(0))
     );
+    // A command that does not exist: the session ends with an error, not a hang.
+    let p = s
+        .exec(
+            pod_ref(&talk),
+            "main".into(),
+            vec!["no-such-command".into()],
+            output(),
+        )
+        .await
+        .unwrap();
+    let (_, _, end) = finish(p).await;
+    assert_ne!(end, StreamEnd::Exited(0));
     // A terminal, resized (the size arrives after the process starts: it waits for it).
     let p = s
         .exec(

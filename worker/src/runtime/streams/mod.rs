@@ -7,7 +7,7 @@
 //! - exec and attach: CRI `Exec`/`Attach`, then the streaming URL as a SPDY client
 //!   ([`remote`]);
 //! - port-forward: a connection to the port from inside the sandbox's network namespace
-//!   ([`netns`]);
+//!   ([`netns`]; the namespace's path from the sandbox's verbose status);
 //! - usage: CRI container stats ([`super::usage`]).
 
 mod netns;
@@ -267,19 +267,17 @@ impl CriStreams {
             })
             .await
             .map_err(|e| runtime_error(&e))?;
-        let pid = status
+        let info = status
             .info
             .get("info")
             .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
-            .and_then(|info| info["pid"].as_u64())
-            .filter(|pid| *pid > 0)
-            .ok_or_else(|| {
-                StreamError::Runtime(format!(
-                    "the runtime gave no process for the sandbox of pod \"{}\"",
-                    pod.name
-                ))
-            })?;
-        let netns = std::path::PathBuf::from(format!("/proc/{pid}/ns/net"));
+            .unwrap_or_default();
+        let netns = sandbox_netns(&info).ok_or_else(|| {
+            StreamError::Runtime(format!(
+                "the runtime gave no network namespace for the sandbox of pod \"{}\"",
+                pod.name
+            ))
+        })?;
         match netns::connect(netns, port).await {
             Ok(stream) => Ok(boxed_duplex(stream)),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -367,6 +365,28 @@ impl CriStreams {
     }
 }
 
+/// The sandbox's network namespace, from containerd's verbose sandbox info: the path in its
+/// runtime spec, else its process's (`hostNetwork` sandboxes have neither a path nor a
+/// namespace of their own, and their process's is the node's).
+fn sandbox_netns(info: &serde_json::Value) -> Option<std::path::PathBuf> {
+    let from_spec = info["runtimeSpec"]["linux"]["namespaces"]
+        .as_array()
+        .and_then(|namespaces| {
+            namespaces
+                .iter()
+                .find(|n| n["type"] == "network")
+                .and_then(|n| n["path"].as_str())
+        })
+        .filter(|path| !path.is_empty());
+    if let Some(path) = from_spec {
+        return Some(path.into());
+    }
+    info["pid"]
+        .as_u64()
+        .filter(|pid| *pid > 0)
+        .map(|pid| format!("/proc/{pid}/ns/net").into())
+}
+
 /// Clears `running` once container `id` stops (or cannot be asked about), or ends when the log
 /// reader is gone.
 async fn watch_running(streams: CriStreams, id: String, running: std::sync::Weak<AtomicBool>) {
@@ -421,5 +441,28 @@ impl ContainerStreams for CriStreams {
 
     fn usage(&self) -> BoxFuture<'_, Result<UsageSample, StreamError>> {
         Box::pin(self.sample())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_netns_comes_from_the_spec_else_the_process() {
+        let spec = serde_json::json!({
+            "pid": 42,
+            "runtimeSpec": {"linux": {"namespaces": [
+                {"type": "pid"},
+                {"type": "network", "path": "/run/netns/cni-1"},
+            ]}},
+        });
+        assert_eq!(sandbox_netns(&spec), Some("/run/netns/cni-1".into()));
+        let host = serde_json::json!({
+            "pid": 42,
+            "runtimeSpec": {"linux": {"namespaces": [{"type": "pid"}]}},
+        });
+        assert_eq!(sandbox_netns(&host), Some("/proc/42/ns/net".into()));
+        assert_eq!(sandbox_netns(&serde_json::json!({"pid": 0})), None);
     }
 }

@@ -32,6 +32,9 @@ const PROTOCOL: &str = "v4.channel.k8s.io";
 /// The most the error stream's status may take.
 const STATUS_LIMIT: usize = 64 * 1024;
 
+/// How long the streaming server may take to connect and answer the upgrade.
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn runtime(what: &str, e: impl std::fmt::Display) -> StreamError {
     StreamError::Runtime(format!("{what}: {e}"))
 }
@@ -112,7 +115,13 @@ pub(super) async fn session(
     streams: StdStreams,
     exec: bool,
 ) -> Result<Process, StreamError> {
-    let (session, driver) = upgrade(url).await?;
+    let (session, driver) = tokio::time::timeout(UPGRADE_TIMEOUT, upgrade(url))
+        .await
+        .map_err(|_| {
+            StreamError::Runtime(format!(
+                "the runtime's streaming server did not answer within {UPGRADE_TIMEOUT:?}"
+            ))
+        })??;
     let driver = tokio::spawn(async move {
         if let Err(e) = driver.await {
             tracing::debug!(error = %e, "the runtime's SPDY session ended");
