@@ -209,6 +209,55 @@ async fn cri_streams_serve_logs_exec_attach_port_forward_and_usage() {
         finish(p).await,
         ("one\ntwo\n".into(), String::new(), StreamEnd::Exited(0))
     );
+    // 8 MiB each way (what `kubectl cp` of a large file does).
+    let big = 8 << 20;
+    let mut p = s
+        .exec(
+            pod_ref(&talk),
+            "main".into(),
+            cmd("wc -c"),
+            StdStreams {
+                stdin: true,
+                ..output()
+            },
+        )
+        .await
+        .unwrap();
+    let mut stdin = p.stdin.take().unwrap();
+    let writing = tokio::spawn(async move {
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..(big / chunk.len()) {
+            stdin.write_all(&chunk).await.unwrap();
+        }
+        stdin.shutdown().await.unwrap();
+    });
+    let (out, _, end) = finish(p).await;
+    writing.await.unwrap();
+    assert_eq!(
+        (out.trim(), end),
+        (big.to_string().as_str(), StreamEnd::Exited(0))
+    );
+    let mut p = s
+        .exec(
+            pod_ref(&talk),
+            "main".into(),
+            cmd(&format!("head -c {big} /dev/zero")),
+            output(),
+        )
+        .await
+        .unwrap();
+    let mut stdout = p.stdout.take().unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(LIMIT, stdout.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.len(), big);
+    assert_eq!(
+        tokio::time::timeout(LIMIT, p.done).await.unwrap(),
+        StreamEnd::Exited(0)
+    );
+
     // A command that does not exist: the session ends with an error, not a hang.
     let p = s
         .exec(
