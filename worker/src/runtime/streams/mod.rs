@@ -32,6 +32,12 @@ use crate::tunnel::{
 const RUNNING_POLL: Duration = Duration::from_millis(500);
 
 /// The container-streams seam over CRI, for the pods of one node. Cheap to clone.
+///
+/// Refusals: a pod without a sandbox here (or of another UID) is [`StreamError::NotFound`];
+/// a container the sandbox has not created yet is [`StreamError::BadRequest`] ("waiting to
+/// start", as the kubelet says; the enclave has already checked the name against the pod's
+/// spec); exec or attach into a container that is not running is
+/// [`StreamError::NotRunning`]; a port nothing listens on is [`StreamError::BadRequest`].
 #[derive(Debug, Clone)]
 pub struct CriStreams {
     cri: Cri,
