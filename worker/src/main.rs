@@ -18,7 +18,7 @@ use worker::client::ServerUrl;
 use worker::kubelet::{NetworkedPodsConfig, PodManagerConfig, networked_pod_manager, pod_manager};
 use worker::network::{Backend, ClusterNetwork};
 use worker::pods::Shutdown;
-use worker::runtime::{BridgeNetwork, Containerd, ContainerdConfig, Cri, ImageArchive};
+use worker::runtime::{BridgeNetwork, Containerd, ContainerdConfig, Cri, CriStreams, ImageArchive};
 use worker::{Agent, AttestError, JoinConfig, JoinError, JoinMode, NodeFiles, join_or_resume};
 
 /// The K3s-DaaS node agent.
@@ -419,6 +419,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let node_name = config.node_name.clone();
     let mut agent = Agent::new(joined, files, Some(config))
         .with_instance_type(args.instance_type)
         .with_disk_reserve_percent(args.eviction_hard_nodefs_available);
@@ -431,8 +432,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             } else {
                 Shutdown::LeavePodsRunning
             };
+            let streams = CriStreams::new(handle.cri.clone(), node_name);
             agent = agent
                 .with_container_runtime_version(handle.version)
+                .with_task("tunnel", tunnel_task(streams))
                 .with_task(
                     "pods",
                     pod_manager(PodManagerConfig {
@@ -459,6 +462,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     outcome.context("the node agent stopped")
 }
 
+/// The node tunnel (the enclave's logs, exec, attach, port-forward and usage requests),
+/// served by `streams`.
+fn tunnel_task(streams: CriStreams) -> worker::AgentTask {
+    let (state, _) =
+        tokio::sync::watch::channel(worker::tunnel::TunnelState::Connecting { attempt: 1 });
+    worker::tunnel::agent_task(std::sync::Arc::new(streams), state)
+}
+
 /// `run` with `--network`: the networking and the own containerd start in the pods task, once
 /// the Node is registered and has its pod CIDR (`network::wiring`).
 async fn run_networked(
@@ -480,10 +491,15 @@ async fn run_networked(
         service_cidr: args.network.service_cidr,
         cluster_domain: args.network.cluster_domain.clone(),
     };
+    // containerd starts later, in the pods task; the CRI client connects on first use.
+    let cri = Cri::connect(&containerd.socket())
+        .with_context(|| format!("the CRI socket {}", containerd.socket().display()))?;
+    let streams = CriStreams::new(cri, config.node_name.clone());
     let agent = Agent::new(joined, files, Some(config))
         .with_instance_type(args.instance_type)
         .with_disk_reserve_percent(args.eviction_hard_nodefs_available)
         .with_container_runtime_version(version)
+        .with_task("tunnel", tunnel_task(streams))
         .with_task(
             "pods",
             networked_pod_manager(NetworkedPodsConfig {

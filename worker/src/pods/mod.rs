@@ -29,7 +29,7 @@ pub mod fake;
 mod handlers;
 mod hosts;
 mod images;
-mod labels;
+pub(crate) mod labels;
 mod objects;
 mod observed;
 mod probes;
