@@ -8,75 +8,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{bin, kubectl, stdout_lines, text};
-
-/// A running `daas dev`; SIGTERMed and reaped on drop.
-struct Dev {
-    child: Child,
-    output: std::sync::mpsc::Receiver<String>,
-}
-
-impl Dev {
-    fn start(dir: &Path, port: u16) -> Dev {
-        let mut child = Command::new(bin("daas"))
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            // The control plane alone, as before workers existed (tests/dev_workers.rs has them).
-            .args(["--workers", "0"])
-            .arg("--kubeconfig")
-            .arg(dir.join("admin.yaml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let output = stdout_lines(&mut child, Some("daas dev| "));
-        Dev { child, output }
-    }
-
-    /// Waits for the "ready" line; returns everything printed up to it.
-    fn wait_ready(&self) -> String {
-        self.wait_for("dev cluster ready")
-    }
-
-    /// Waits for a line starting with `prefix`; returns everything printed
-    /// up to it.
-    fn wait_for(&self, prefix: &str) -> String {
-        let mut seen = String::new();
-        loop {
-            // A generous bound only so a broken build cannot hang CI.
-            let line = self
-                .output
-                .recv_timeout(Duration::from_secs(600))
-                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e}):\n{seen}"));
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.starts_with(prefix) {
-                return seen;
-            }
-        }
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.terminate();
-        }
-    }
-}
+use common::dev::{Dev, free_port};
+use common::{bin, kubectl, text};
 
 /// Every process whose command line mentions `needle`, as (pid, command line).
 fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
@@ -100,12 +36,16 @@ fn enclave_pid(dir: &Path) -> u32 {
         .0
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `daas dev` with the control plane alone, as before workers existed (dev_workers has them),
+/// writing its kubeconfig to `DIR/admin.yaml`.
+fn start(dir: &Path, port: u16) -> Dev {
+    let kubeconfig = dir.join("admin.yaml");
+    Dev::start(
+        dir,
+        port,
+        0,
+        &["--kubeconfig", kubeconfig.to_str().unwrap()],
+    )
 }
 
 #[test]
@@ -115,8 +55,8 @@ fn dev_brings_up_an_attested_cluster_and_resumes_it() {
     let port = free_port();
     let kubeconfig = dir.path().join("admin.yaml");
 
-    let mut dev = Dev::start(dir.path(), port);
-    let shown = dev.wait_ready();
+    let mut dev = start(dir.path(), port);
+    let shown = dev.wait_for("dev cluster ready");
     assert!(shown.contains(": VERIFIED"), "{shown}");
     assert!(shown.contains("dev simulator root"), "{shown}");
     assert!(shown.contains("[ok  ] TLS binding"), "{shown}");
@@ -164,8 +104,8 @@ fn dev_brings_up_an_attested_cluster_and_resumes_it() {
     std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     assert!(kubectl(&kubeconfig, &["get", "namespaces"]).status.code() != Some(0));
 
-    let mut dev = Dev::start(dir.path(), port);
-    dev.wait_ready();
+    let mut dev = start(dir.path(), port);
+    dev.wait_for("dev cluster ready");
     let out = kubectl(
         &kubeconfig,
         &[
@@ -205,8 +145,8 @@ fn a_second_dev_on_the_same_directory_is_refused_and_a_killed_dev_leaves_nothing
     common::bin_dir();
     let dir = tempfile::tempdir().unwrap();
     let dir_path = std::fs::canonicalize(dir.path()).unwrap();
-    let mut dev = Dev::start(dir.path(), free_port());
-    dev.wait_ready();
+    let mut dev = start(dir.path(), free_port());
+    dev.wait_for("dev cluster ready");
 
     // One cluster, one `daas dev`: a second one on the same directory stops
     // before touching anything, even on a free port.
@@ -233,12 +173,7 @@ fn a_second_dev_on_the_same_directory_is_refused_and_a_killed_dev_leaves_nothing
         children.len() >= 3,
         "expected journal, enclave and relay: {children:?}"
     );
-    let killed = Command::new("kill")
-        .args(["-KILL", &dev.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    dev.child.wait().unwrap();
+    dev.kill9();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let left = processes_mentioning(&needle);
@@ -253,8 +188,8 @@ fn a_second_dev_on_the_same_directory_is_refused_and_a_killed_dev_leaves_nothing
     }
 
     // And the directory is free for the next `daas dev`, which resumes it.
-    let mut dev = Dev::start(dir.path(), free_port());
-    dev.wait_ready();
+    let mut dev = start(dir.path(), free_port());
+    dev.wait_for("dev cluster ready");
     let status = dev.terminate();
     assert!(status.success(), "daas dev exited with {status}");
 }

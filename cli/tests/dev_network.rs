@@ -15,10 +15,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use common::{bin, stdout_lines, text};
+use common::dev::{Dev, free_port, wait_until};
+use common::text;
 
 fn skip(why: &str) -> bool {
     assert!(std::env::var_os("CI").is_none(), "{why}; CI requires it");
@@ -47,59 +48,6 @@ fn cannot_run() -> bool {
     false
 }
 
-/// A running `daas dev`; SIGTERMed and reaped on drop.
-struct Dev {
-    child: Child,
-    output: std::sync::mpsc::Receiver<String>,
-}
-
-impl Dev {
-    fn start(dir: &Path, port: u16) -> Dev {
-        let mut child = Command::new(bin("daas"))
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--workers", "2"])
-            .env("RUST_LOG", "warn,worker=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let output = stdout_lines(&mut child, Some("daas dev| "));
-        Dev { child, output }
-    }
-
-    fn wait_for(&self, prefix: &str) {
-        loop {
-            let line = self
-                .output
-                .recv_timeout(Duration::from_secs(600))
-                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e})"));
-            if line.starts_with(prefix) {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn kubectl_bin() -> PathBuf {
     PathBuf::from("kubectl")
 }
@@ -119,14 +67,6 @@ fn jsonpath(kubeconfig: &Path, args: &[&str], path: &str) -> String {
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", &path]);
     String::from_utf8_lossy(&kubectl(kubeconfig, &all).stdout).into_owned()
-}
-
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn create(dir: &Path, kubeconfig: &Path, name: &str, object: &serde_json::Value) {
@@ -201,7 +141,7 @@ fn pods_reach_each_other_across_nodes_by_ip_service_and_dns() {
     let dir_path = std::fs::canonicalize(dir.path()).unwrap();
     let admin = dir_path.join("kubeconfig");
 
-    let dev = Dev::start(&dir_path, free_port());
+    let dev = Dev::start(&dir_path, free_port(), 2, &[]);
     dev.wait_for("dev cluster ready");
     wait_until(Duration::from_secs(240), "two Ready nodes", || {
         jsonpath(

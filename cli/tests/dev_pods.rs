@@ -12,10 +12,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{bin, stdout_lines, text};
+use common::dev::{Dev, free_port, kubectl_version, wait_until};
+use common::text;
 
 /// Whether containerd can run here; says why not.
 fn containerd_available() -> bool {
@@ -33,74 +34,6 @@ fn containerd_available() -> bool {
         );
     }
     found
-}
-
-/// A running `daas dev`; SIGTERMed and reaped on drop.
-struct Dev {
-    child: Child,
-    output: std::sync::mpsc::Receiver<String>,
-}
-
-impl Dev {
-    fn start(dir: &Path, port: u16, workers: u32) -> Dev {
-        let mut child = Command::new(bin("daas"))
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--workers", &workers.to_string()])
-            .env("RUST_LOG", "warn,worker=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let output = stdout_lines(&mut child, Some("daas dev| "));
-        Dev { child, output }
-    }
-
-    fn wait_for(&self, prefix: &str) {
-        loop {
-            let line = self
-                .output
-                .recv_timeout(Duration::from_secs(600))
-                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e})"));
-            if line.starts_with(prefix) {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The versioned kubectl binaries installed beside `kubectl` (`kubectl.1.27`, ...).
-fn kubectl_version(version: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("kubectl"))
-                .find(|p| p.is_file())
-        })
-        .expect("kubectl is not on PATH");
-    let real = std::fs::canonicalize(on_path).unwrap();
-    let versioned = real.parent().unwrap().join(format!("kubectl.{version}"));
-    assert!(versioned.is_file(), "{} is missing", versioned.display());
-    versioned
 }
 
 /// `kubectl --kubeconfig KC args...` with the binary `kubectl`.
@@ -129,14 +62,6 @@ fn jsonpath(kubectl_bin: &Path, kubeconfig: &Path, args: &[&str], path: &str) ->
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", &path]);
     String::from_utf8_lossy(&kubectl(kubectl_bin, kubeconfig, &all).stdout).into_owned()
-}
-
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// Processes whose command line mentions `dir` (containerd, its shims, the workers).
@@ -221,7 +146,7 @@ fn dev_runs_pods_deployments_and_jobs() {
     let k127 = kubectl_version("1.27");
     let k133 = kubectl_version("1.33");
 
-    let dev = Dev::start(&dir_path, free_port(), 2);
+    let dev = Dev::start(&dir_path, free_port(), 2, &[]);
     dev.wait_for("dev cluster ready");
     wait_until(Duration::from_secs(180), "two Ready nodes", || {
         jsonpath(
@@ -360,9 +285,8 @@ fn dev_runs_pods_deployments_and_jobs() {
         "no containerd runs under {}",
         dir_path.display()
     );
-    let _ = Command::new("kill")
-        .args(["-KILL", &dev.child.id().to_string()])
-        .status();
+    let mut dev = dev;
+    dev.kill9();
     drop(dev);
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

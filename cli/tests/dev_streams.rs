@@ -19,9 +19,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{bin, stdout_lines, text};
+use common::dev::{Dev, free_port, kubectl_version, wait_until};
+use common::text;
 
 const BUSYBOX: &str = "docker.io/library/busybox:1.35";
 const VERSIONS: [&str; 7] = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"];
@@ -41,74 +42,6 @@ fn containerd_available() -> bool {
         );
     }
     found
-}
-
-/// A running `daas dev`; SIGTERMed and reaped on drop.
-struct Dev {
-    child: Child,
-    output: std::sync::mpsc::Receiver<String>,
-}
-
-impl Dev {
-    fn start(dir: &Path, port: u16) -> Dev {
-        let mut child = Command::new(bin("daas"))
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--workers", "1"])
-            .env("RUST_LOG", "warn,worker=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let output = stdout_lines(&mut child, Some("daas dev| "));
-        Dev { child, output }
-    }
-
-    fn wait_for(&self, prefix: &str) {
-        loop {
-            let line = self
-                .output
-                .recv_timeout(Duration::from_secs(600))
-                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e})"));
-            if line.starts_with(prefix) {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The versioned kubectl binaries installed beside `kubectl` (`kubectl.1.27`, ...).
-fn kubectl_version(version: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("kubectl"))
-                .find(|p| p.is_file())
-        })
-        .expect("kubectl is not on PATH");
-    let real = std::fs::canonicalize(on_path).unwrap();
-    let versioned = real.parent().unwrap().join(format!("kubectl.{version}"));
-    assert!(versioned.is_file(), "{} is missing", versioned.display());
-    versioned
 }
 
 /// One kubectl binary against the dev cluster.
@@ -164,14 +97,6 @@ impl Kubectl {
         let file = dir.join(format!("{name}.json"));
         std::fs::write(&file, object.to_string()).unwrap();
         self.ok(&["apply", "-f", file.to_str().unwrap()]);
-    }
-}
-
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -289,7 +214,7 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
         .collect();
     let (oldest, newest) = (&kubectls[0].1, &kubectls[VERSIONS.len() - 1].1);
 
-    let dev = Dev::start(&dir_path, free_port());
+    let dev = Dev::start(&dir_path, free_port(), 1, &[]);
     dev.wait_for("dev cluster ready");
     wait_until(Duration::from_secs(180), "a Ready node", || {
         newest

@@ -8,65 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{bin, daas, kubectl, stdout_lines, text};
-
-/// A running `daas dev --workers 2`; SIGTERMed and reaped on drop.
-struct Dev {
-    child: Child,
-    output: std::sync::mpsc::Receiver<String>,
-}
-
-impl Dev {
-    fn start(dir: &Path, port: u16) -> Dev {
-        let mut child = Command::new(bin("daas"))
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--workers", "2"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let output = stdout_lines(&mut child, Some("daas dev| "));
-        Dev { child, output }
-    }
-
-    /// Waits for `count` lines starting with `prefix`.
-    fn wait_for(&self, prefix: &str, count: usize) {
-        let mut seen = 0;
-        while seen < count {
-            let line = self
-                .output
-                .recv_timeout(Duration::from_secs(600))
-                .unwrap_or_else(|e| panic!("daas dev never printed {prefix:?} ({e})"));
-            if line.starts_with(prefix) {
-                seen += 1;
-            }
-        }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::dev::{Dev, free_port, wait_until};
+use common::{daas, kubectl, text};
 
 fn get(kubeconfig: &Path, args: &[&str], jsonpath: &str) -> String {
     let path = format!("jsonpath={jsonpath}");
@@ -75,14 +20,6 @@ fn get(kubeconfig: &Path, args: &[&str], jsonpath: &str) -> String {
     all.extend_from_slice(&["-o", &path]);
     let out = kubectl(kubeconfig, &all);
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn both_ready(admin: &Path) -> bool {
@@ -110,9 +47,11 @@ fn dev_with_two_workers_joins_them_and_resumes_them() {
     let port = free_port();
     let admin = dir_path.join("kubeconfig");
 
-    let dev = Dev::start(&dir_path, port);
-    dev.wait_for("dev cluster ready", 1);
-    wait_until("two Ready nodes", || both_ready(&admin));
+    let dev = Dev::start(&dir_path, port, 2, &[]);
+    dev.wait_for("dev cluster ready");
+    wait_until(Duration::from_secs(120), "two Ready nodes", || {
+        both_ready(&admin)
+    });
 
     // The stakes are on the dev registry, one per worker, owned by the worker's account.
     let first = stakes(&dir_path);
@@ -143,10 +82,14 @@ fn dev_with_two_workers_joins_them_and_resumes_them() {
         )
     };
     let before = lease("worker-1");
-    wait_until("worker-1's Lease to be renewed", || {
-        let now = lease("worker-1");
-        !now.is_empty() && now != before
-    });
+    wait_until(
+        Duration::from_secs(120),
+        "worker-1's Lease to be renewed",
+        || {
+            let now = lease("worker-1");
+            !now.is_empty() && now != before
+        },
+    );
 
     // Node credentials: every Node to read, 403 on changing the other's.
     let kubeconfig = dir_path.join("workers/worker-1/kubeconfig");
@@ -164,14 +107,20 @@ fn dev_with_two_workers_joins_them_and_resumes_them() {
     drop(dev);
 
     // Run again: the same nodes come back on the same stakes, without joining anew.
-    let dev = Dev::start(&dir_path, port);
-    dev.wait_for("resumed", 2);
-    wait_until("two Ready nodes again", || both_ready(&admin));
-    let before = lease("worker-2");
-    wait_until("worker-2's Lease to be renewed", || {
-        let now = lease("worker-2");
-        !now.is_empty() && now != before
+    let dev = Dev::start(&dir_path, port, 2, &[]);
+    dev.wait_for_count("resumed", 2);
+    wait_until(Duration::from_secs(120), "two Ready nodes again", || {
+        both_ready(&admin)
     });
+    let before = lease("worker-2");
+    wait_until(
+        Duration::from_secs(120),
+        "worker-2's Lease to be renewed",
+        || {
+            let now = lease("worker-2");
+            !now.is_empty() && now != before
+        },
+    );
     assert_eq!(stakes(&dir_path), first);
     drop(dev);
 }

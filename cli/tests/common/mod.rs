@@ -3,6 +3,8 @@
 //! `daas` itself.
 #![allow(dead_code)]
 
+pub mod dev;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
