@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::common::{Enclave, Kubectl, eventually, kubectl_versions};
-use crate::support::{create, delete, get, merge, parse};
+use crate::support::{create, delete, get, merge, parse, start};
 
 const SYSTEM: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -170,4 +170,21 @@ fn kubernetes_service_points_at_the_advertised_address() {
     assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], "127.0.0.1");
     let svc = get(&e, "/api/v1/namespaces/default/services/kubernetes").unwrap();
     assert_eq!(svc["spec"]["clusterIP"], "10.43.0.1");
+}
+
+#[test]
+fn a_configured_service_range_gives_the_cluster_ips() {
+    let e = start(&["--service-cidr", "10.96.0.0/12"]);
+    let kubernetes = eventually("the kubernetes Service", || {
+        get(&e, "/api/v1/namespaces/default/services/kubernetes")
+    });
+    assert_eq!(kubernetes["spec"]["clusterIP"], "10.96.0.1");
+    let svc = create(
+        &e,
+        "/api/v1/namespaces/default/services",
+        &json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
+    );
+    let ip: std::net::Ipv4Addr = svc["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+    let in_range = u32::from(ip) >> 20 == u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0)) >> 20;
+    assert!(in_range, "{ip} is outside 10.96.0.0/12");
 }

@@ -11,6 +11,7 @@ use enclave::api::ListenAddr;
 use enclave::boot::KeyBrokerEndpoint;
 use enclave::boot::parent;
 use enclave::controllers::ClusterCidr;
+use enclave::registry::generic::ServiceCidr;
 use enclave::store::journal::JournalEndpoint;
 
 #[derive(Debug, Parser)]
@@ -59,6 +60,10 @@ pub(crate) struct Args {
     /// The range nodes' pod subnets (`spec.podCIDR`) come from, as k3s's `--cluster-cidr`.
     #[arg(long, default_value = "10.42.0.0/16", value_parser = ClusterCidr::parse)]
     pub(crate) cluster_cidr: ClusterCidr,
+    /// The range Services' ClusterIPs come from, as k3s's `--service-cidr`; its first address
+    /// is the `default/kubernetes` Service's. Workers must be given the same range.
+    #[arg(long, default_value = "10.43.0.0/16", value_parser = ServiceCidr::parse)]
+    pub(crate) service_cidr: ServiceCidr,
     /// The prefix length of each node's pod subnet.
     #[arg(long, default_value_t = 24)]
     pub(crate) node_cidr_mask_size: u8,

@@ -129,9 +129,7 @@ async fn bind(args: &Args, plan: &Plan) -> Result<Serving> {
     // names (as kube-apiserver and k3s put them in the serving certificate).
     let mut sans = vec![
         san_host,
-        enclave::registry::generic::ServiceCidr::DEFAULT
-            .first_ip()
-            .to_string(),
+        args.service_cidr.first_ip().to_string(),
         "kubernetes".to_owned(),
         "kubernetes.default".to_owned(),
         "kubernetes.default.svc".to_owned(),
@@ -354,6 +352,7 @@ async fn serve(
         .clone()
         .map(|r| tokio::spawn(r.run(args.anchor_interval, stop_anchoring.clone())));
     let base = ObjectStore::new(store.clone(), ResourceTable::new(kinds::builtin()))
+        .with_service_cidr(args.service_cidr)
         .with_admission_options(AdmissionOptions {
             not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
