@@ -15,26 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::dev::{Dev, free_port, kubectl_version, wait_until};
+use common::dev::{Dev, containerd_available, free_port, kubectl_version, wait_until};
 use common::text;
-
-/// Whether containerd can run here; says why not.
-fn containerd_available() -> bool {
-    let found = Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "containerd is not installed (scripts/setup installs it); CI requires it"
-        );
-        eprintln!(
-            "\n\n*** SKIPPED dev_pods: containerd is not installed (run scripts/setup) ***\n\n"
-        );
-    }
-    found
-}
 
 /// `kubectl --kubeconfig KC args...` with the binary `kubectl`.
 fn kubectl(kubectl: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
@@ -133,7 +115,7 @@ fn run_pod(k: &Path, admin: &Path, name: &str) {
 
 #[test]
 fn dev_runs_pods_deployments_and_jobs() {
-    if !containerd_available() {
+    if !containerd_available("dev_pods") {
         return;
     }
     common::bin_dir();

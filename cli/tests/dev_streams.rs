@@ -21,28 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::dev::{Dev, free_port, kubectl_version, wait_until};
+use common::dev::{Dev, containerd_available, free_port, kubectl_version, wait_until};
 use common::text;
 
 const BUSYBOX: &str = "docker.io/library/busybox:1.35";
 const VERSIONS: [&str; 7] = ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"];
-
-fn containerd_available() -> bool {
-    let found = Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "containerd is not installed (scripts/setup installs it); CI requires it"
-        );
-        eprintln!(
-            "\n\n*** SKIPPED dev_streams: containerd is not installed (run scripts/setup) ***\n\n"
-        );
-    }
-    found
-}
 
 /// One kubectl binary against the dev cluster.
 struct Kubectl {
@@ -190,7 +173,7 @@ fn http_get(port: u16) -> String {
 
 #[test]
 fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
-    if !containerd_available() {
+    if !containerd_available("dev_streams") {
         return;
     }
     common::bin_dir();

@@ -86,6 +86,25 @@ impl Drop for Dev {
     }
 }
 
+/// Whether containerd can run here; when not, says that `test` is skipped (and fails under CI,
+/// which requires it).
+pub fn containerd_available(test: &str) -> bool {
+    let found = Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "containerd is not installed (scripts/setup installs it); CI requires it"
+        );
+        eprintln!(
+            "\n\n*** SKIPPED {test}: containerd is not installed (run scripts/setup) ***\n\n"
+        );
+    }
+    found
+}
+
 /// A TCP port free on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

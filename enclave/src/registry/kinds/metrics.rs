@@ -30,33 +30,26 @@ fn columns() -> Vec<Column> {
     ]
 }
 
-/// `nodes.metrics.k8s.io`.
+/// `nodes.metrics.k8s.io` and `pods.metrics.k8s.io`: answered from the workers' reports,
+/// tabled from the usage at `usage`.
 #[derive(Debug)]
-pub(crate) struct NodeMetricsKind;
-
-impl Strategy for NodeMetricsKind {
-    fn canonicalize(&self, obj: &Value) -> Result<Canonical, String> {
-        Ok(Canonical {
-            value: obj.clone(),
-            unknown_fields: Vec::new(),
-        })
-    }
-    fn name_rule(&self) -> NameRule {
-        NameRule::PathSegment
-    }
-    fn columns(&self) -> Vec<Column> {
-        columns()
-    }
-    fn cells(&self, obj: &Value, _now: jiff::Timestamp) -> Vec<Value> {
-        usage_cells(obj, "/usage")
-    }
+pub(crate) struct MetricsKind {
+    /// Where the usage the table shows is: a node's own, or (for a pod, whose total is the sum
+    /// its containers report) the first container's, standing in for a table cell (`kubectl
+    /// top` prints the sums itself).
+    usage: &'static str,
 }
 
-/// `pods.metrics.k8s.io`.
-#[derive(Debug)]
-pub(crate) struct PodMetricsKind;
+impl MetricsKind {
+    /// `nodes.metrics.k8s.io`.
+    pub(crate) const NODES: MetricsKind = MetricsKind { usage: "/usage" };
+    /// `pods.metrics.k8s.io`.
+    pub(crate) const PODS: MetricsKind = MetricsKind {
+        usage: "/containers/0/usage",
+    };
+}
 
-impl Strategy for PodMetricsKind {
+impl Strategy for MetricsKind {
     fn canonicalize(&self, obj: &Value) -> Result<Canonical, String> {
         Ok(Canonical {
             value: obj.clone(),
@@ -70,8 +63,6 @@ impl Strategy for PodMetricsKind {
         columns()
     }
     fn cells(&self, obj: &Value, _now: jiff::Timestamp) -> Vec<Value> {
-        // The pod's total is the sum its containers report; the first container stands in
-        // for a table cell (`kubectl top` prints the sums itself).
-        usage_cells(obj, "/containers/0/usage")
+        usage_cells(obj, self.usage)
     }
 }

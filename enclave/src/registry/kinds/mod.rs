@@ -752,7 +752,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             "NodeMetrics",
             ("nodes", "node"),
             Cluster,
-            Box::new(metrics::NodeMetricsKind),
+            Box::new(metrics::MetricsKind::NODES),
         )
         .computed(),
         res(
@@ -760,7 +760,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
             "PodMetrics",
             ("pods", "pod"),
             Namespaced,
-            Box::new(metrics::PodMetricsKind),
+            Box::new(metrics::MetricsKind::PODS),
         )
         .computed(),
     ]
