@@ -26,11 +26,24 @@ fn enclave_bin() -> &'static Path {
         let built = PathBuf::from(env!("CARGO_BIN_EXE_daas-enclave"));
         let dir = built.parent().unwrap();
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--manifest-path"])
+        if std::env::var_os("DAAS_WORKSPACE_TESTS_BUILT").is_some() {
+            // scripts/run-tests built every test target: the same selection again is
+            // a no-op, where a narrower build would unify features differently.
+            cmd.args([
+                "test",
+                "--no-run",
+                "--quiet",
+                "--workspace",
+                "--all-targets",
+            ]);
+        } else {
+            cmd.args(["build", "--quiet"])
+                .args(["-p", "enclave", "--bin", "daas-enclave"]);
+        }
+        cmd.arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
             .arg("--target-dir")
-            .arg(dir.parent().unwrap())
-            .args(["-p", "enclave", "--bin", "daas-enclave"]);
+            .arg(dir.parent().unwrap());
         if dir.ends_with("release") {
             cmd.arg("--release");
         }

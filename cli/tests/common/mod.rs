@@ -26,15 +26,28 @@ pub fn bin_dir() -> &'static Path {
         let dir = daas.parent().unwrap().to_path_buf();
         let target_dir = dir.parent().unwrap();
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--manifest-path"])
+        if std::env::var_os("DAAS_WORKSPACE_TESTS_BUILT").is_some() {
+            // scripts/run-tests built every test target: the same selection again is
+            // a no-op, where a narrower build would unify features differently.
+            cmd.args([
+                "test",
+                "--no-run",
+                "--quiet",
+                "--workspace",
+                "--all-targets",
+            ]);
+        } else {
+            cmd.args(["build", "--quiet"])
+                .args(["-p", "cli", "--bin", "daas"])
+                .args(["-p", "enclave", "--bin", "daas-enclave"])
+                .args(["-p", "host", "--bin", "daas-host"])
+                .args(["-p", "bench", "--bin", "daas-bench"])
+                .args(["-p", "worker", "--bin", "daas-worker"]);
+        }
+        cmd.arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
             .arg("--target-dir")
-            .arg(target_dir)
-            .args(["-p", "cli", "--bin", "daas"])
-            .args(["-p", "enclave", "--bin", "daas-enclave"])
-            .args(["-p", "host", "--bin", "daas-host"])
-            .args(["-p", "bench", "--bin", "daas-bench"])
-            .args(["-p", "worker", "--bin", "daas-worker"]);
+            .arg(target_dir);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }

@@ -33,12 +33,25 @@ pub fn bin_dir() -> &'static Path {
         let dir = worker.parent().unwrap().to_path_buf();
         let target_dir = dir.parent().unwrap();
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--manifest-path"])
+        if std::env::var_os("DAAS_WORKSPACE_TESTS_BUILT").is_some() {
+            // scripts/run-tests built every test target: the same selection again is
+            // a no-op, where a narrower build would unify features differently.
+            cmd.args([
+                "test",
+                "--no-run",
+                "--quiet",
+                "--workspace",
+                "--all-targets",
+            ]);
+        } else {
+            cmd.args(["build", "--quiet"])
+                .args(["-p", "enclave", "--bin", "daas-enclave"])
+                .args(["-p", "worker", "--bin", "daas-worker"]);
+        }
+        cmd.arg("--manifest-path")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
             .arg("--target-dir")
-            .arg(target_dir)
-            .args(["-p", "enclave", "--bin", "daas-enclave"])
-            .args(["-p", "worker", "--bin", "daas-worker"]);
+            .arg(target_dir);
         if dir.ends_with("release") {
             cmd.arg("--release");
         }
