@@ -427,6 +427,118 @@ fn delete_answers_with_the_object_where_upstream_does() {
     }
 }
 
+/// Pods on a node are deleted as upstream's pod strategy does: the first DELETE marks them
+/// with the grace period (the kubelet stops the containers, then deletes with 0), a later one
+/// may only shorten it, status updates keep them; unscheduled and finished pods go at once.
+#[test]
+fn pods_on_a_node_are_deleted_gracefully() {
+    let e = Enclave::start();
+    let pods = "/api/v1/namespaces/default/pods";
+    let json = ["-H", "Content-Type: application/json"];
+    let create = |name: &str, node: Option<&str>| {
+        let mut spec = serde_json::json!({"containers": [{"name": "c", "image": "busybox"}]});
+        if let Some(node) = node {
+            spec["nodeName"] = node.into();
+        }
+        let body = serde_json::json!({"metadata": {"name": name}, "spec": spec}).to_string();
+        let (code, out) = e.curl_admin(pods, &[&json[..], &["-X", "POST", "-d", &body]].concat());
+        assert_eq!(code, 201, "{out}");
+    };
+    let delete = |name: &str, query: &str| {
+        let (code, out) = e.curl_admin(&format!("{pods}/{name}{query}"), &["-X", "DELETE"]);
+        assert_eq!(code, 200, "{out}");
+        status(&out)
+    };
+    let get = |name: &str| e.curl_admin(&format!("{pods}/{name}"), &[]);
+    let at = |pod: &Value| {
+        pod["metadata"]["deletionTimestamp"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no deletionTimestamp: {pod}"))
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    };
+
+    create("bound", Some("node-x"));
+    let before = jiff::Timestamp::now();
+    let marked = delete("bound", "");
+    assert_eq!(marked["kind"], "Pod", "{marked}");
+    assert_eq!(
+        marked["metadata"]["deletionGracePeriodSeconds"], 30,
+        "{marked}"
+    );
+    let first = at(&marked);
+    let ahead = first.duration_since(before).as_secs();
+    assert!(
+        (29..=31).contains(&ahead),
+        "deletionTimestamp {ahead} s ahead: {marked}"
+    );
+    let (code, out) = get("bound");
+    assert_eq!(code, 200, "still there while the grace period runs: {out}");
+    assert_eq!(at(&status(&out)), first);
+
+    // The kubelet's status updates while it stops the pod keep the object.
+    let mut running = status(&out);
+    running["status"]["phase"] = "Running".into();
+    let (code, out) = e.curl_admin(
+        &format!("{pods}/bound/status"),
+        &[&json[..], &["-X", "PUT", "-d", &running.to_string()]].concat(),
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(
+        get("bound").0,
+        200,
+        "a status update deleted a terminating pod"
+    );
+
+    // A longer period changes nothing; a shorter one counts from when the first started.
+    let again = delete("bound", "?gracePeriodSeconds=60");
+    assert_eq!(
+        again["metadata"]["deletionGracePeriodSeconds"], 30,
+        "{again}"
+    );
+    assert_eq!(at(&again), first);
+    let shorter = delete("bound", "?gracePeriodSeconds=10");
+    assert_eq!(
+        shorter["metadata"]["deletionGracePeriodSeconds"], 10,
+        "{shorter}"
+    );
+    assert_eq!(
+        first.duration_since(at(&shorter)).as_secs(),
+        20,
+        "{shorter}"
+    );
+
+    // A dry run of the final delete leaves it; the real one (the kubelet's) removes it.
+    delete("bound", "?gracePeriodSeconds=0&dryRun=All");
+    assert_eq!(get("bound").0, 200);
+    delete("bound", "?gracePeriodSeconds=0");
+    assert_eq!(get("bound").0, 404);
+
+    // No kubelet runs an unscheduled pod; a finished pod has nothing left to stop.
+    create("pending", None);
+    delete("pending", "");
+    assert_eq!(get("pending").0, 404, "an unscheduled pod goes at once");
+    create("finished", Some("node-x"));
+    let (_, out) = get("finished");
+    let mut done = status(&out);
+    done["status"]["phase"] = "Succeeded".into();
+    let (code, out) = e.curl_admin(
+        &format!("{pods}/finished/status"),
+        &[&json[..], &["-X", "PUT", "-d", &done.to_string()]].concat(),
+    );
+    assert_eq!(code, 200, "{out}");
+    delete("finished", "");
+    assert_eq!(get("finished").0, 404, "a finished pod goes at once");
+
+    // A negative period counts as one second.
+    create("hurry", Some("node-x"));
+    let marked = delete("hurry", "?gracePeriodSeconds=-5");
+    assert_eq!(
+        marked["metadata"]["deletionGracePeriodSeconds"], 1,
+        "{marked}"
+    );
+}
+
 #[test]
 fn self_subject_reviews_are_answered_not_stored() {
     let e = Enclave::start();

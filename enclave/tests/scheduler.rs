@@ -83,10 +83,13 @@ fn node(e: &Enclave, name: &str, cpu: &str, pods: u32, extra: Value) {
 }
 
 /// A pod requesting `cpu`, with `spec` fields merged in.
+/// A pod asking for `cpu`. No kubelet runs on these nodes to finish a graceful deletion, so
+/// the pods have no grace period (preemption's victims go at once).
 fn pod(e: &Enclave, name: &str, cpu: &str, labels: Value, spec: Value) -> Value {
     let mut p = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+        "spec": {"terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
             "resources": {"requests": {"cpu": cpu, "memory": "100Mi"}}}]}});
     if let Some(s) = spec.as_object() {
         for (k, v) in s {

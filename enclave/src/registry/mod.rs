@@ -103,6 +103,15 @@ pub trait Strategy: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Upstream's `CheckGracefulDelete`: the grace period a first DELETE gives the object,
+    /// from the request's `gracePeriodSeconds` (`requested`, never negative here) and the
+    /// object itself. A positive period marks the object (`deletionTimestamp` that far
+    /// ahead) and leaves it to whoever stops it (the kubelet, for pods), who deletes it
+    /// again with 0. `None` (most kinds) and `Some(0)`: deleted at once.
+    fn graceful_deletion_period(&self, _obj: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
+
     /// Marks what a first DELETE changes besides `deletionTimestamp` and
     /// finalizers (e.g. a `Terminating` condition). Called only for kinds
     /// with a [`Strategy::deletion_finalizer`].

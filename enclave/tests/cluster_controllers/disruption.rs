@@ -139,7 +139,12 @@ fn budgets_report_status_and_the_eviction_api_honours_them() {
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
         )
     );
-    assert!(get(&e, &format!("/api/v1/namespaces/{NS}/pods/{victim}")).is_none());
+    // Marked for deletion with its grace period (the paused kubelet does not finish it).
+    let evicted = get(&e, &format!("/api/v1/namespaces/{NS}/pods/{victim}"));
+    assert!(
+        evicted.is_none_or(|p| !p["metadata"]["deletionTimestamp"].is_null()),
+        "the victim is neither gone nor terminating"
+    );
     // The next is refused with upstream's 429 until the replacement is ready.
     // A running one: the unready replacement is Pending, and a Pending pod
     // is evicted whatever the budget says.

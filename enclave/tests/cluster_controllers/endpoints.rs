@@ -255,8 +255,9 @@ fn selectorless_services_are_mirrored_and_slices_hold_at_most_100() {
     });
     assert_eq!(sizes, [50, 100]);
     // With no pods left, one empty placeholder slice remains.
+    // Forced (no kubelet runs them to finish a graceful deletion).
     for i in 0..150 {
-        delete(&e, &format!("{pods}/m{i}"));
+        delete(&e, &format!("{pods}/m{i}?gracePeriodSeconds=0"));
     }
     let placeholder = eventually("the placeholder slice", || {
         let s = slices_of(&e, "many");

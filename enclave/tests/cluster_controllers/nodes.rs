@@ -127,8 +127,10 @@ fn a_node_whose_lease_stops_goes_unknown_is_tainted_and_its_pods_leave_after_the
     assert!(
         events_about(&e, "default").contains(&("NodeNotReady".into(), "Node is not ready".into()))
     );
+    // Evicted: marked for deletion (no kubelet on the dead node finishes it, so it stays
+    // Terminating, as upstream).
     eventually("short to be evicted", || {
-        get(&e, &format!("{PODS}/short")).is_none().then_some(())
+        marked_or_gone(&e, "short").then_some(())
     });
     assert!(
         events_about(&e, "short").contains(&(
@@ -139,7 +141,7 @@ fn a_node_whose_lease_stops_goes_unknown_is_tainted_and_its_pods_leave_after_the
         events_about(&e, "short")
     );
     for p in ["default", "forever", "elsewhere"] {
-        assert!(get(&e, &format!("{PODS}/{p}")).is_some(), "{p} must stay");
+        assert!(!marked_or_gone(&e, p), "{p} must stay");
     }
     let elsewhere = get(&e, &format!("{PODS}/elsewhere")).unwrap();
     assert_eq!(condition(&elsewhere, "Ready").unwrap()["status"], "True");
@@ -152,6 +154,11 @@ fn a_node_whose_lease_stops_goes_unknown_is_tainted_and_its_pods_leave_after_the
         taints(&n).is_empty().then_some(())
     });
     assert!(get(&e, &format!("{PODS}/default")).is_some());
+}
+
+/// Whether pod `name` is gone or being deleted (`deletionTimestamp` set).
+fn marked_or_gone(e: &crate::common::Enclave, name: &str) -> bool {
+    get(e, &format!("{PODS}/{name}")).is_none_or(|p| !p["metadata"]["deletionTimestamp"].is_null())
 }
 
 #[test]
@@ -171,9 +178,9 @@ fn not_ready_and_user_no_execute_taints() {
         json!({"spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoExecute"}]}}),
     );
     eventually("plain to be evicted", || {
-        get(&e, &format!("{PODS}/plain")).is_none().then_some(())
+        marked_or_gone(&e, "plain").then_some(())
     });
-    assert!(get(&e, &format!("{PODS}/tolerant")).is_some());
+    assert!(!marked_or_gone(&e, "tolerant"));
 
     // A kubelet posting Ready=False gets the not-ready taints.
     post_ready(&e, "b", "False");

@@ -300,6 +300,26 @@ impl Kubelet {
                     && let Ok(list) = serde_json::from_str::<Value>(&out)
                 {
                     for p in list["items"].as_array().cloned().unwrap_or_default() {
+                        if !p["metadata"]["deletionTimestamp"].is_null()
+                            && p["metadata"]["deletionGracePeriodSeconds"].as_i64() != Some(0)
+                        {
+                            // Stopped at once: the kubelet's final delete (grace period 0,
+                            // UID precondition).
+                            let body = json!({"gracePeriodSeconds": 0,
+                                "preconditions": {"uid": p["metadata"]["uid"]}});
+                            client.curl(
+                                &format!("/api/v1/namespaces/{ns}/pods/{}", name(&p)),
+                                &[
+                                    "-X",
+                                    "DELETE",
+                                    "-H",
+                                    "Content-Type: application/json",
+                                    "-d",
+                                    &body.to_string(),
+                                ],
+                            );
+                            continue;
+                        }
                         let bound = p["spec"]["nodeName"]
                             .as_str()
                             .is_some_and(|n| !n.is_empty());

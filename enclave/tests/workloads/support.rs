@@ -294,8 +294,27 @@ impl Kubelet {
                         .cloned()
                         .unwrap_or_default()
                     {
+                        if !pod["metadata"]["deletionTimestamp"].is_null()
+                            && pod["metadata"]["deletionGracePeriodSeconds"].as_i64() != Some(0)
+                        {
+                            // Stopped at once: the object goes, as the kubelet's final delete.
+                            finish_deletion(&pod, |path, body| {
+                                e.curl(
+                                    path,
+                                    &[
+                                        "-X",
+                                        "DELETE",
+                                        "-H",
+                                        "Content-Type: application/json",
+                                        "-d",
+                                        body,
+                                    ],
+                                )
+                            });
+                            continue;
+                        }
                         let pending = pod["status"]["phase"] == "Pending";
-                        if pending && pod["metadata"]["deletionTimestamp"].is_null() {
+                        if pending {
                             let c = container_name(&pod);
                             let t = now();
                             let status = json!({"status": {"phase": "Running",
@@ -314,6 +333,18 @@ impl Kubelet {
             thread: Some(thread),
         }
     }
+}
+
+/// The kubelet's last word on a pod being deleted: `DELETE` with grace period 0 and its UID
+/// as a precondition (through `delete(path, body)`).
+pub fn finish_deletion(pod: &Value, delete: impl Fn(&str, &str) -> (u16, String)) {
+    let body = json!({"gracePeriodSeconds": 0, "preconditions": {"uid": pod["metadata"]["uid"]}});
+    let path = format!(
+        "/api/v1/namespaces/{}/pods/{}",
+        pod["metadata"]["namespace"].as_str().unwrap_or_default(),
+        name(pod)
+    );
+    let _ = delete(&path, &body.to_string());
 }
 
 impl Drop for Kubelet {

@@ -68,8 +68,92 @@ fn gc_finalizer(info: &ResourceInfo, propagation: Propagation) -> Option<&'stati
     }
 }
 
+/// What a DELETE does about the object's grace period (upstream's `rest.BeforeDelete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grace {
+    /// No grace period (the kind has none, or it has run out): delete, or wait for the
+    /// finalizers.
+    Now,
+    /// A grace period is running and the request does not shorten it: nothing changes.
+    Pending,
+    /// Start the grace period, or shorten the running one, to this many seconds.
+    Mark(i64),
+}
+
+fn graceful_deletion(info: &ResourceInfo, obj: &Value, requested: Option<i64>) -> Grace {
+    // Negative periods count as one second on the delete path.
+    let requested = requested.map(|g| if g < 0 { 1 } else { g });
+    if meta::meta_str(obj, "deletionTimestamp").is_none() {
+        return info
+            .strategy
+            .graceful_deletion_period(obj, requested)
+            .map_or(Grace::Now, Grace::Mark);
+    }
+    let running = obj
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .filter(|g| *g > 0);
+    match (running, requested) {
+        // Marked without a grace period (or with 0): a DELETE that failed half-way, or
+        // finalizers; it goes now (or when they are done).
+        (None, _) => Grace::Now,
+        // Only a shorter period may be asked for.
+        (Some(current), Some(p)) if p < current => Grace::Mark(p),
+        (Some(_), _) => Grace::Pending,
+    }
+}
+
+/// Marks `obj` for deletion in `period` seconds: a first mark counts from now, a shorter
+/// period counts from when the running one started (as upstream's `BeforeDelete`). A first
+/// mark also bumps `metadata.generation` where the kind keeps one, and adds the garbage
+/// collector's finalizer the request asks for.
+fn mark_graceful(obj: &mut Value, period: i64, gc_finalizer: Option<&'static str>) {
+    let started = match (
+        meta::meta_str(obj, "deletionTimestamp").and_then(|t| t.parse::<jiff::Timestamp>().ok()),
+        obj.pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64),
+    ) {
+        (Some(at), Some(running)) => Some(
+            at.checked_sub(jiff::SignedDuration::from_secs(running))
+                .unwrap_or(at),
+        ),
+        _ => None,
+    };
+    let first = started.is_none();
+    let from = started.unwrap_or_else(meta::now);
+    let at = from
+        .checked_add(jiff::SignedDuration::from_secs(period))
+        .unwrap_or(from);
+    let Some(m) = meta::metadata_mut(obj) else {
+        return;
+    };
+    m.insert(
+        "deletionTimestamp".into(),
+        Value::String(meta::format_time(at)),
+    );
+    m.insert("deletionGracePeriodSeconds".into(), Value::from(period));
+    if first
+        && let Some(generation) = m
+            .get("generation")
+            .and_then(Value::as_i64)
+            .filter(|g| *g > 0)
+    {
+        m.insert("generation".into(), Value::from(generation + 1));
+    }
+    if let Some(f) = gc_finalizer {
+        let list = m.entry("finalizers").or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut()
+            && !list.iter().any(|x| x.as_str() == Some(f))
+        {
+            list.push(Value::String(f.to_string()));
+        }
+    }
+}
+
 impl ObjectStore {
-    /// DELETE one object.
+    /// DELETE one object. Kinds with a grace period (pods on a node) are marked with
+    /// `deletionTimestamp` and stay until a DELETE with grace period 0 comes (the kubelet's,
+    /// once their containers are stopped), as upstream's `Store.Delete`.
     ///
     /// # Errors
     /// 404 NotFound; 409 Conflict when a precondition fails.
@@ -125,6 +209,31 @@ impl ObjectStore {
                 .is_some_and(|f| !f.is_empty());
             let gc_finalizer = gc_finalizer(info, opts.propagation);
             let kind_finalizer = info.strategy.deletion_finalizer();
+            match graceful_deletion(info, &obj, opts.grace_period_seconds) {
+                Grace::Now => {}
+                Grace::Pending => return Ok(DeleteOutcome::Pending(obj)),
+                Grace::Mark(period) if period > 0 || has_finalizers => {
+                    let mut marked = obj.clone();
+                    mark_graceful(&mut marked, period, gc_finalizer);
+                    if opts.dry_run {
+                        return Ok(DeleteOutcome::Pending(marked));
+                    }
+                    let bytes = Self::encode(&marked)?;
+                    match self
+                        .store
+                        .update(&info.key(ns, name), &bytes, kv.mod_revision)
+                        .await?
+                    {
+                        TxnOutcome::Committed { revision, .. } => {
+                            meta::set_resource_version(&mut marked, revision);
+                            return Ok(DeleteOutcome::Pending(marked));
+                        }
+                        TxnOutcome::Failed { .. } => continue,
+                    }
+                }
+                // A grace period of 0 and nothing to wait for: deleted now.
+                Grace::Mark(_) => {}
+            }
             if has_finalizers || gc_finalizer.is_some() || kind_finalizer.is_some() {
                 if meta::meta_str(&obj, "deletionTimestamp").is_some() || opts.dry_run {
                     return Ok(DeleteOutcome::Pending(obj));

@@ -550,8 +550,14 @@ impl ObjectStore {
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_none_or(Vec::is_empty);
-        if meta::meta_str(&new, "deletionTimestamp").is_some() && finalizers_empty {
-            // Upstream's ShouldDeleteDuringUpdate: the last finalizer is gone.
+        let grace_running = new
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0);
+        if meta::meta_str(&new, "deletionTimestamp").is_some() && finalizers_empty && !grace_running
+        {
+            // Upstream's ShouldDeleteDuringUpdate: the last finalizer is gone (and no grace
+            // period runs: a terminating pod's status updates keep it).
             return match self.store.delete(&key, Some(kv.mod_revision)).await? {
                 TxnOutcome::Committed { revision, .. } => {
                     meta::set_resource_version(&mut new, revision);

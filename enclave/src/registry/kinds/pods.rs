@@ -225,6 +225,22 @@ impl Strategy for Pods {
             }
         }
     }
+    fn graceful_deletion_period(&self, pod: &Value, requested: Option<i64>) -> Option<i64> {
+        // No kubelet runs an unscheduled pod, and a finished one has nothing left to stop.
+        let scheduled = !s(pod, "/spec/nodeName").is_empty();
+        let finished = matches!(s(pod, "/status/phase"), "Succeeded" | "Failed");
+        let period = if scheduled && !finished {
+            requested
+                .or_else(|| {
+                    pod.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        Some(if period < 0 { 1 } else { period })
+    }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         validate_pod_spec(obj.get("spec"), "spec")
     }
