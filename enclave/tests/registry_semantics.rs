@@ -803,6 +803,119 @@ async fn services_get_unique_cluster_ips_released_on_delete() {
     assert_eq!(headless["spec"]["clusterIP"], "None");
 }
 
+/// A Service whose type changes gets or gives up node ports on update, and one moved to
+/// another node port frees the old one; a refused update claims nothing.
+#[tokio::test]
+async fn node_ports_follow_updates_of_the_service_type_and_ports() {
+    let f = Fixture::new().await;
+    let info = f.info("services");
+    let svc = |ty: &str, node_port: Option<i64>, rv: &Value| {
+        let mut s = json!({"metadata": {"name": "web", "resourceVersion": rv},
+            "spec": {"type": ty, "ports": [{"port": 80}], "selector": {"app": "x"}}});
+        if let Some(p) = node_port {
+            s["spec"]["ports"][0]["nodePort"] = json!(p);
+        }
+        s
+    };
+    let update = |obj: Value| {
+        let objects = f.objects.clone();
+        let info = info.clone();
+        async move {
+            objects
+                .update(&info, Some("default"), "web", obj, &WriteOptions::default())
+                .await
+        }
+    };
+    let node_port = |o: &Value| o["spec"]["ports"][0]["nodePort"].as_i64();
+    let plain = f
+        .create(
+            "services",
+            Some("default"),
+            svc("ClusterIP", None, &Value::Null),
+        )
+        .await
+        .unwrap();
+    assert_eq!(node_port(&plain), None);
+
+    // ClusterIP -> NodePort: a port is allocated.
+    let np = update(svc("NodePort", None, &plain["metadata"]["resourceVersion"]))
+        .await
+        .unwrap()
+        .object;
+    let first = node_port(&np).unwrap_or_else(|| panic!("no nodePort: {np}"));
+    assert!((30000..=32767).contains(&first), "{np}");
+    let squatter = |port: i64, name: &str| {
+        json!({"metadata": {"name": name}, "spec": {"type": "NodePort",
+            "ports": [{"port": 80, "nodePort": port}]}})
+    };
+    let held = f
+        .create("services", Some("default"), squatter(first, "other"))
+        .await
+        .unwrap_err();
+    assert_eq!(held.code(), 422, "{}", held.message());
+
+    // Moved to a port someone holds: refused, and nothing changes.
+    let second = if first == 32767 { 30000 } else { first + 1 };
+    f.create("services", Some("default"), squatter(second, "taker"))
+        .await
+        .unwrap();
+    let refused = update(svc(
+        "NodePort",
+        Some(second),
+        &np["metadata"]["resourceVersion"],
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        refused
+            .message()
+            .contains("provided port is already allocated"),
+        "{}",
+        refused.message()
+    );
+    f.objects
+        .delete(
+            &f.info("services"),
+            Some("default"),
+            "taker",
+            &DeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+
+    // Moved to a free port: the old one is free again.
+    let moved = update(svc(
+        "NodePort",
+        Some(second),
+        &np["metadata"]["resourceVersion"],
+    ))
+    .await
+    .unwrap()
+    .object;
+    assert_eq!(node_port(&moved), Some(second), "{moved}");
+    let reused = f
+        .create("services", Some("default"), squatter(first, "reuse"))
+        .await
+        .unwrap();
+    assert_eq!(node_port(&reused), Some(first));
+
+    // NodePort -> ClusterIP: the port goes, and is free for others.
+    let back = update(svc(
+        "ClusterIP",
+        None,
+        &moved["metadata"]["resourceVersion"],
+    ))
+    .await
+    .unwrap()
+    .object;
+    assert_eq!(node_port(&back), None, "{back}");
+    let again = f
+        .create("services", Some("default"), squatter(second, "again"))
+        .await
+        .unwrap();
+    assert_eq!(node_port(&again), Some(second));
+}
+
 #[tokio::test]
 async fn node_ports_are_allocated_unique_kept_on_update_and_released_on_delete() {
     let f = Fixture::new().await;

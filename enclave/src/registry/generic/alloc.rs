@@ -304,11 +304,99 @@ impl ObjectStore {
         })
     }
 
+    /// The node ports of a Service being updated (`old` as stored, `new` as it will be):
+    /// a port `new` names that `old` did not hold is claimed (refused if taken), a port that
+    /// names none gets a free one, and a Service that no longer wants node ports (type
+    /// `ClusterIP` again) drops them, as upstream's Service REST `Update`. What `old` held and
+    /// `new` does not is only released by [`ObjectStore::settle_node_ports`] once the update
+    /// is stored.
+    pub(super) async fn reallocate_node_ports(
+        &self,
+        info: &ResourceInfo,
+        old: &Value,
+        new: &mut Value,
+    ) -> Result<NodePortChange> {
+        if !info.strategy.allocates_cluster_ip() {
+            return Ok(NodePortChange::default());
+        }
+        let held = node_ports(old);
+        if !wants_node_ports(new) {
+            if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    p.remove("nodePort");
+                }
+            }
+            return Ok(NodePortChange {
+                claimed: Vec::new(),
+                released: held,
+            });
+        }
+        let owner = format!("{}/{}", meta::namespace(new), meta::name(new));
+        let count = new
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let mut change = NodePortChange::default();
+        let mut kept = Vec::new();
+        for i in 0..count {
+            let pointer = format!("/spec/ports/{i}/nodePort");
+            let requested = new.pointer(&pointer).and_then(Value::as_i64).unwrap_or(0);
+            let already = u16::try_from(requested)
+                .ok()
+                .filter(|p| held.contains(p) && !kept.contains(p));
+            let port = match already {
+                Some(port) => {
+                    kept.push(port);
+                    continue;
+                }
+                None if requested == 0 => self.claim_free_node_port(&owner).await,
+                None => self.claim_node_port(requested, &owner, i).await,
+            };
+            match port {
+                Ok(port) => {
+                    change.claimed.push(port);
+                    if let Some(slot) = new.pointer_mut(&format!("/spec/ports/{i}")) {
+                        slot["nodePort"] = json!(port);
+                    }
+                }
+                Err(e) => {
+                    self.settle_node_ports(change, false).await;
+                    return Err(e);
+                }
+            }
+        }
+        change.released = held.into_iter().filter(|p| !kept.contains(p)).collect();
+        Ok(change)
+    }
+
+    /// Ends a [`ObjectStore::reallocate_node_ports`]: when the update was stored, the ports
+    /// the Service gave up are released; otherwise the ones claimed for it.
+    pub(super) async fn settle_node_ports(&self, change: NodePortChange, stored: bool) {
+        let ports = if stored {
+            change.released
+        } else {
+            change.claimed
+        };
+        for port in ports {
+            self.release_node_port(port).await;
+        }
+    }
+
     async fn release_node_port(&self, port: u16) {
         if let Err(e) = self.store.delete(&node_port_key(port), None).await {
             tracing::warn!(port, error = %e, "releasing a node port failed");
         }
     }
+}
+
+/// What an update did to a Service's node ports (see
+/// [`ObjectStore::reallocate_node_ports`]).
+#[derive(Debug, Default)]
+pub(super) struct NodePortChange {
+    /// Claimed for the updated Service; released if the update is not stored.
+    claimed: Vec<u16>,
+    /// Held by the old Service and not the new one; released once the update is stored.
+    released: Vec<u16>,
 }
 
 /// The node port range, kube-apiserver's default `--service-node-port-range`.

@@ -542,10 +542,36 @@ impl ObjectStore {
             .validate(self, &request, &new, admitted)
             .await?;
         meta::set_resource_version(&mut new, kv.mod_revision);
-        if new == old || opts.dry_run {
+        let node_ports = match endpoint {
+            Endpoint::Main => self.reallocate_node_ports(info, &old, &mut new).await?,
+            Endpoint::Status => super::alloc::NodePortChange::default(),
+        };
+        let stored = self
+            .store_update(info, ns, &name, kv, &old, new, opts.dry_run)
+            .await;
+        let kept = matches!(stored, Ok(Some(_))) && !opts.dry_run;
+        self.settle_node_ports(node_ports, kept).await;
+        stored
+    }
+
+    /// Stores an admitted and validated update, unless it changes nothing or is a dry run;
+    /// deletes the object instead when its last finalizer went. `Ok(None)`: the object
+    /// changed since `kv` (the caller retries).
+    #[allow(clippy::too_many_arguments)]
+    async fn store_update(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        kv: &KeyValue,
+        old: &Value,
+        mut new: Value,
+        dry_run: bool,
+    ) -> Result<Option<Value>> {
+        if new == *old || dry_run {
             return Ok(Some(new));
         }
-        let key = info.key(ns, &name);
+        let key = info.key(ns, name);
         let finalizers_empty = new
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
