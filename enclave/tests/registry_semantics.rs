@@ -1160,3 +1160,103 @@ async fn delete_collection_follows_selectors_and_scope() {
         ["n2"]
     );
 }
+
+/// Bodies are defaulted on update as on create: a pod manifest sent again unchanged is the
+/// same pod (`kubectl replace`), and the defaults upstream applies to fields users leave out
+/// are there (a fieldRef's `apiVersion`, a volume without a source, file modes).
+#[tokio::test]
+async fn updates_are_defaulted_as_creates_are() {
+    let f = Fixture::new().await;
+    let manifest = json!({"metadata": {"name": "p"}, "spec": {
+    "containers": [{"name": "c", "image": "busybox:1.35",
+        "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "resources": {"limits": {"cpu": "1"}}}],
+    "volumes": [
+        {"name": "scratch"},
+        {"name": "settings", "configMap": {"name": "settings"}},
+        {"name": "info", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        {"name": "token", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}}]}},
+    ]}});
+    let created = f
+        .create("pods", Some("default"), manifest.clone())
+        .await
+        .unwrap();
+    let spec = &created["spec"];
+    assert_eq!(
+        spec["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["apiVersion"],
+        "v1"
+    );
+    assert_eq!(spec["volumes"][0]["emptyDir"], json!({}), "{spec}");
+    assert_eq!(spec["volumes"][1]["configMap"]["defaultMode"], 420);
+    assert_eq!(
+        spec["volumes"][2]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"],
+        "v1"
+    );
+    assert_eq!(
+        spec["volumes"][3]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+        3600
+    );
+
+    let mut again = manifest;
+    again["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"].clone();
+    let replaced = f
+        .objects
+        .update(
+            &f.info("pods"),
+            Some("default"),
+            "p",
+            again,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the unchanged manifest was refused: {}", e.message()))
+        .object;
+    assert_eq!(replaced["spec"], created["spec"]);
+}
+
+/// A Secret's `stringData` is written into `data` (overriding the same key), never kept.
+#[tokio::test]
+async fn secret_string_data_is_merged_into_data() {
+    let f = Fixture::new().await;
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let created = f
+        .create(
+            "secrets",
+            Some("default"),
+            json!({"metadata": {"name": "s"}, "data": {"user": b64("old"), "keep": b64("k")},
+                "stringData": {"user": "admin", "password": "pässword"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        created["data"],
+        json!({"user": b64("admin"), "keep": b64("k"), "password": b64("pässword")})
+    );
+    assert!(created.get("stringData").is_none(), "{created}");
+    let info = f.info("secrets");
+    let stored = f.objects.get(&info, Some("default"), "s").await.unwrap();
+    assert!(stored.get("stringData").is_none(), "{stored}");
+
+    let mut update = created.clone();
+    update["stringData"] = json!({"keep": "changed"});
+    let updated = f
+        .objects
+        .update(
+            &info,
+            Some("default"),
+            "s",
+            update,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(updated["data"]["keep"], b64("changed"));
+    assert_eq!(updated["data"]["user"], b64("admin"));
+    assert!(updated.get("stringData").is_none(), "{updated}");
+}

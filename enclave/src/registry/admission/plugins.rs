@@ -125,8 +125,8 @@ impl Plugin for Priority {
     }
 }
 
-/// Upstream's DefaultTolerationSeconds: pods tolerate the `not-ready` and
-/// `unreachable` NoExecute taints for the configured time unless they say
+/// Upstream's DefaultTolerationSeconds: pods (created or updated) tolerate the
+/// `not-ready` and `unreachable` NoExecute taints for the configured time unless they say
 /// otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct DefaultTolerationSeconds;
@@ -139,7 +139,12 @@ impl Plugin for DefaultTolerationSeconds {
         obj: &'a mut Value,
         _out: &'a mut Outcome,
     ) -> BoxFuture<'a, Result<()>> {
-        let result = if creating_pod(req) {
+        // On updates too, as upstream's plugin: a manifest sent again without them
+        // (`kubectl replace`) gets the same tolerations back.
+        let writing_pod = matches!(req.operation, Operation::Create | Operation::Update)
+            && req.subresource.is_none()
+            && is_core(req.info, "pods");
+        let result = if writing_pod {
             typed::<Pod>(obj).and_then(|mut pod| {
                 tolerations::default_toleration_seconds(objects.admission_options(), &mut pod);
                 untyped(&pod, obj)

@@ -1,6 +1,8 @@
 //! Core kinds without much behaviour: namespaces, configmaps, secrets,
 //! serviceaccounts, nodes, events and (coordination) leases.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Secret, ServiceAccount};
 use serde_json::{Value, json};
@@ -125,7 +127,34 @@ impl Strategy for ConfigMaps {
     }
 }
 
-/// `secrets`: type defaults to Opaque; `type` is selectable.
+/// Upstream's conversion of a v1 Secret: each `stringData` entry replaces the `data` entry
+/// of the same key (as base64 of its UTF-8), and `stringData` itself is never stored nor
+/// returned (it is write-only).
+fn merge_string_data(obj: &mut Value) {
+    let Some(o) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = o.remove("stringData") else {
+        return;
+    };
+    if strings.is_empty() {
+        return;
+    }
+    let data = o.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            if let Some(text) = value.as_str() {
+                data.insert(key, Value::String(STANDARD.encode(text)));
+            }
+        }
+    }
+}
+
+/// `secrets`: type defaults to Opaque; `stringData` merged into `data`; `type` is
+/// selectable.
 #[derive(Debug)]
 pub(crate) struct Secrets;
 
@@ -133,6 +162,7 @@ impl Strategy for Secrets {
     typed!(Secret);
     fn prepare_for_create(&self, obj: &mut Value) {
         default_at(obj, "/type", json!("Opaque"));
+        merge_string_data(obj);
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         validate_data_keys(obj, &["data", "stringData"])
@@ -153,6 +183,7 @@ impl Strategy for Secrets {
         {
             new["type"] = t.clone();
         }
+        merge_string_data(new);
     }
     fn selectable_fields(&self) -> &'static [&'static str] {
         &["type"]

@@ -35,8 +35,105 @@ pub(crate) fn default_pod_spec(spec: &mut Value) {
                         default_at(p, "/protocol", json!("TCP"));
                     }
                 }
+                if let Some(Value::Array(env)) = c.get_mut("env") {
+                    for e in env {
+                        if let Some(from) = e.get_mut("valueFrom") {
+                            default_field_ref(from);
+                        }
+                    }
+                }
             }
         }
+    }
+    if let Some(Value::Array(volumes)) = spec.get_mut("volumes") {
+        volumes.iter_mut().for_each(default_volume);
+    }
+}
+
+/// Every volume source a v1 volume may name (upstream's `VolumeSource` fields).
+const VOLUME_SOURCES: &[&str] = &[
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "hostPath",
+    "image",
+    "iscsi",
+    "nfs",
+    "persistentVolumeClaim",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "projected",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "secret",
+    "storageos",
+    "vsphereVolume",
+];
+
+/// Upstream's volume defaults: a volume that names no source is an `emptyDir`; configMap,
+/// secret, downwardAPI and projected files default to mode 0644; a projected token lives an
+/// hour; a `fieldRef` names `v1`.
+fn default_volume(volume: &mut Value) {
+    let Some(v) = volume.as_object_mut() else {
+        return;
+    };
+    if !VOLUME_SOURCES
+        .iter()
+        .any(|k| v.get(*k).is_some_and(|s| !s.is_null()))
+    {
+        v.insert("emptyDir".into(), json!({}));
+    }
+    for source in ["configMap", "secret", "downwardAPI", "projected"] {
+        if let Some(src) = v.get_mut(source).filter(|s| s.is_object()) {
+            default_at(src, "/defaultMode", json!(420));
+        }
+    }
+    if let Some(Value::Array(items)) = v.get_mut("downwardAPI").and_then(|d| d.get_mut("items")) {
+        items.iter_mut().for_each(default_field_ref);
+    }
+    if let Some(Value::Array(sources)) = v.get_mut("projected").and_then(|p| p.get_mut("sources")) {
+        for src in sources {
+            if let Some(Value::Array(items)) =
+                src.get_mut("downwardAPI").and_then(|d| d.get_mut("items"))
+            {
+                items.iter_mut().for_each(default_field_ref);
+            }
+            if let Some(token) = src.get_mut("serviceAccountToken").filter(|t| t.is_object()) {
+                default_at(token, "/expirationSeconds", json!(3600));
+            }
+        }
+    }
+}
+
+/// `fieldRef.apiVersion` defaults to `v1` (in `env[].valueFrom` and downwardAPI items).
+fn default_field_ref(holder: &mut Value) {
+    if let Some(field_ref) = holder.get_mut("fieldRef").filter(|f| f.is_object()) {
+        default_at(field_ref, "/apiVersion", json!("v1"));
+    }
+}
+
+/// A pod's defaults (upstream's, applied to every body that reaches the API: create and
+/// update alike).
+fn default_pod(obj: &mut Value) {
+    if let Some(spec) = obj.get_mut("spec") {
+        default_pod_spec(spec);
+        default_requests_to_limits(spec);
+        default_at(spec, "/serviceAccountName", json!("default"));
+        default_at(spec, "/enableServiceLinks", json!(true));
     }
 }
 
@@ -188,12 +285,7 @@ impl Strategy for Pods {
     typed!(Pod);
     fn prepare_for_create(&self, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
-        if let Some(spec) = obj.get_mut("spec") {
-            default_pod_spec(spec);
-            default_requests_to_limits(spec);
-            default_at(spec, "/serviceAccountName", json!("default"));
-            default_at(spec, "/enableServiceLinks", json!(true));
-        }
+        default_pod(obj);
         // `spec.priority` and `spec.preemptionPolicy` come from the
         // Priority admission plugin (`registry::admission`).
         let gated = obj
@@ -211,6 +303,9 @@ impl Strategy for Pods {
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
+        // Defaulted as on create, so a manifest sent again unchanged (`kubectl replace`)
+        // is the same pod.
+        default_pod(new);
         // The Priority admission plugin keeps what it set on create.
         for f in ["priority", "preemptionPolicy"] {
             let missing = new
