@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::dev::{Dev, containerd_available, free_port, kubectl_version, wait_until};
+use common::dev::{
+    Dev, containerd_available, free_port, kubectl_version, processes_under, wait_until,
+};
 use common::text;
 
 /// `kubectl --kubeconfig KC args...` with the binary `kubectl`.
@@ -44,22 +46,6 @@ fn jsonpath(kubectl_bin: &Path, kubeconfig: &Path, args: &[&str], path: &str) ->
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", &path]);
     String::from_utf8_lossy(&kubectl(kubectl_bin, kubeconfig, &all).stdout).into_owned()
-}
-
-/// Processes whose command line mentions `dir` (containerd, its shims, the workers).
-fn processes_under(dir: &Path) -> Vec<String> {
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
-            let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            found.push(format!("{}: {shown}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
 }
 
 /// Runs a pod with `kubectl run`, checks it runs on a worker with an IP, shows in `get pods -o
@@ -168,6 +154,21 @@ fn dev_runs_pods_deployments_and_jobs() {
         "{runtimes}"
     );
 
+    // A pod that keeps crashing (started first: its back-off is checked further down).
+    ok(
+        &k133,
+        &admin,
+        &[
+            "run",
+            "crash",
+            "--image=docker.io/library/busybox:1.35",
+            "--",
+            "sh",
+            "-c",
+            "echo crashing; exit 1",
+        ],
+    );
+
     // kubectl run, with the oldest and the newest kubectl.
     run_pod(&k127, &admin, "b127");
     run_pod(&k133, &admin, "b133");
@@ -235,16 +236,188 @@ fn dev_runs_pods_deployments_and_jobs() {
         "1"
     );
 
+    // A pod calls the API with its projected service-account token, through the
+    // `kubernetes` Service's ClusterIP, with exactly its RBAC rights. The client is kubectl
+    // itself (a static binary, mounted from this machine: busybox has no TLS client), which
+    // reads the in-cluster configuration as client-go does.
+    let real = std::fs::canonicalize(&k133).unwrap();
+    let (bin_dir, bin_name) = (real.parent().unwrap(), real.file_name().unwrap());
+    ok(&k133, &admin, &["create", "serviceaccount", "reader"]);
+    ok(
+        &k133,
+        &admin,
+        &[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+    );
+    ok(
+        &k133,
+        &admin,
+        &[
+            "create",
+            "rolebinding",
+            "reader",
+            "--role=pod-reader",
+            "--serviceaccount=default:reader",
+        ],
+    );
+    let client = format!("/client/{}", bin_name.to_string_lossy());
+    let script =
+        format!("{client} get pods -o name; echo pods=$?; {client} get secrets; echo secrets=$?");
+    let in_cluster = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "in-cluster"},
+        "spec": {"serviceAccountName": "reader", "restartPolicy": "Never",
+            "containers": [{"name": "client", "image": "docker.io/library/busybox:1.35",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "client", "mountPath": "/client", "readOnly": true}]}],
+            "volumes": [{"name": "client",
+                "hostPath": {"path": bin_dir.to_str().unwrap(), "type": "Directory"}}]}});
+    let manifest = dir_path.join("in-cluster.json");
+    std::fs::write(&manifest, in_cluster.to_string()).unwrap();
+    ok(&k133, &admin, &["apply", "-f", manifest.to_str().unwrap()]);
+    wait_until(Duration::from_secs(180), "in-cluster to finish", || {
+        jsonpath(&k133, &admin, &["pod", "in-cluster"], "{.status.phase}") == "Succeeded"
+    });
+    let said = ok(&k133, &admin, &["logs", "in-cluster"]);
+    assert!(said.contains("pod/in-cluster\n"), "{said}");
+    assert!(said.contains("pods=0\n"), "{said}");
+    assert!(
+        said.contains(
+            "secrets is forbidden: User \"system:serviceaccount:default:reader\" cannot list \
+             resource \"secrets\" in API group \"\" in the namespace \"default\""
+        ),
+        "{said}"
+    );
+    assert!(said.contains("secrets=1\n"), "{said}");
+
+    // The crashing pod backs off as the kubelet does (10 s, doubling): waiting in
+    // CrashLoopBackOff between restarts, its last run's log kept for `--previous`.
+    wait_until(Duration::from_secs(120), "crash to back off", || {
+        let state = jsonpath(
+            &k133,
+            &admin,
+            &["pod", "crash"],
+            "{.status.containerStatuses[0].state.waiting.reason} {.status.containerStatuses[0].restartCount}",
+        );
+        state.starts_with("CrashLoopBackOff ") && !state.ends_with(" 0")
+    });
+    let row = ok(&k127, &admin, &["get", "pod", "crash", "--no-headers"]);
+    assert!(row.contains("CrashLoopBackOff"), "{row}");
+    let last = jsonpath(
+        &k133,
+        &admin,
+        &["pod", "crash"],
+        "{.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].lastState.terminated.reason}",
+    );
+    assert_eq!(last, "1 Error");
+    assert_eq!(
+        ok(&k133, &admin, &["logs", "crash", "--previous"]),
+        "crashing\n"
+    );
+    // Forced: the object goes at once (the worker then stops what is left).
+    ok(
+        &k133,
+        &admin,
+        &["delete", "pod", "crash", "--grace-period=0", "--force"],
+    );
+    assert!(
+        !kubectl(&k133, &admin, &["get", "pod", "crash"])
+            .status
+            .success()
+    );
+
+    // A rollout: new pods first, the old ones terminate gracefully.
+    let before = jsonpath(
+        &k133,
+        &admin,
+        &["pods", "-l", "app=web"],
+        "{.items[*].metadata.name}",
+    );
+    ok(&k133, &admin, &["rollout", "restart", "deployment/web"]);
+    ok(
+        &k127,
+        &admin,
+        &["rollout", "status", "deployment/web", "--timeout=180s"],
+    );
+    let ready = jsonpath(
+        &k133,
+        &admin,
+        &["deployment", "web"],
+        "{.status.updatedReplicas} {.status.readyReplicas}",
+    );
+    assert_eq!(ready, "2 2");
+    let after = jsonpath(
+        &k133,
+        &admin,
+        &[
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector=status.phase=Running",
+        ],
+        "{.items[*].metadata.name}",
+    );
+    for old in before.split_whitespace() {
+        let deleting = jsonpath(
+            &k133,
+            &admin,
+            &["pod", old],
+            "{.metadata.deletionTimestamp}",
+        );
+        let gone = !kubectl(&k133, &admin, &["get", "pod", old])
+            .status
+            .success();
+        assert!(
+            gone || !deleting.is_empty(),
+            "{old} neither gone nor terminating ({after})"
+        );
+    }
+
     // Graceful deletes (sh ignores SIGTERM as PID 1: the grace period runs out, then the
-    // worker deletes the object), both at once.
+    // worker deletes the object). b133's is watched: the API marks the pod, `get` shows it
+    // Terminating while its container still runs, and it goes once the worker is done.
+    let out = kubectl(
+        &k133,
+        &admin,
+        &["delete", "pod", "b133", "--grace-period=8", "--wait=false"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let marked = jsonpath(
+        &k133,
+        &admin,
+        &["pod", "b133"],
+        "{.metadata.deletionGracePeriodSeconds} {.status.containerStatuses[0].state.running.startedAt}",
+    );
+    let parts: Vec<&str> = marked.split_whitespace().collect();
+    assert_eq!(parts.len(), 2, "not marked, or not running: {marked}");
+    assert_eq!(parts[0], "8", "{marked}");
+    let row = ok(&k133, &admin, &["get", "pod", "b133", "--no-headers"]);
+    assert!(row.contains("Terminating"), "{row}");
     let deleting = {
         let (k, admin) = (k127.clone(), admin.clone());
         std::thread::spawn(move || {
-            kubectl(&k, &admin, &["delete", "pod", "b127", "--timeout=180s"])
+            kubectl(
+                &k,
+                &admin,
+                &[
+                    "delete",
+                    "pod",
+                    "b127",
+                    "--grace-period=5",
+                    "--timeout=180s",
+                ],
+            )
         })
     };
-    let out = kubectl(&k133, &admin, &["delete", "pod", "b133", "--timeout=180s"]);
-    assert!(out.status.success(), "{}", text(&out));
+    ok(
+        &k133,
+        &admin,
+        &["wait", "--for=delete", "pod/b133", "--timeout=180s"],
+    );
     let out = deleting.join().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     for name in ["b127", "b133"] {
@@ -257,10 +430,9 @@ fn dev_runs_pods_deployments_and_jobs() {
     // sandboxes, files, cgroups) and containerds.
     let uids = jsonpath(&k133, &admin, &["pods"], "{.items[*].metadata.uid}");
     let uids: Vec<String> = uids.split_whitespace().map(str::to_owned).collect();
-    assert_eq!(
-        uids.len(),
-        3,
-        "the deployment's 2 pods and the job's: {uids:?}"
+    assert!(
+        uids.len() >= 3,
+        "the deployment's 2 pods (and old ones still terminating) and the job's: {uids:?}"
     );
     assert!(
         !processes_under(&dir_path).is_empty(),

@@ -137,3 +137,35 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// Processes whose command line mentions `dir` (containerd, its shims, the workers), as
+/// `PID: COMMAND LINE`.
+pub fn processes_under(dir: &Path) -> Vec<String> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle) {
+            let shown = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push(format!("{}: {shown}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+/// The PIDs of the `daas-worker` processes of the `daas dev` cluster in `dir`.
+pub fn worker_pids(dir: &Path) -> Vec<u32> {
+    processes_under(dir)
+        .iter()
+        .filter_map(|p| {
+            let (pid, cmdline) = p.split_once(": ")?;
+            let program = cmdline.split(' ').next()?;
+            program
+                .ends_with("/daas-worker")
+                .then(|| pid.parse().ok())
+                .flatten()
+        })
+        .collect()
+}

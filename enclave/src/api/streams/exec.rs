@@ -184,17 +184,26 @@ async fn websocket_session(
     let sink = tokio::sync::Mutex::new(sink);
     let from_client = async {
         while let Some(msg) = incoming.next().await {
+            // Text frames carry channel data too, as upstream reads them (the Python client
+            // writes a `str` to stdin as a text frame).
+            let frame: &[u8] = match &msg {
+                Ok(Message::Binary(b)) => b,
+                Ok(Message::Text(t)) => t.as_bytes(),
+                _ => &[],
+            };
             match msg {
-                Ok(Message::Binary(b)) => match (b.first(), b.get(1..).unwrap_or_default()) {
-                    (Some(0), data) if streams.stdin => input.stdin(data).await,
-                    (Some(4), json) => {
-                        if let Some(size) = parse_resize(json) {
-                            input.resize(size).await;
+                Ok(Message::Binary(_) | Message::Text(_)) => {
+                    match (frame.first(), frame.get(1..).unwrap_or_default()) {
+                        (Some(0), data) if streams.stdin => input.stdin(data).await,
+                        (Some(4), json) => {
+                            if let Some(size) = parse_resize(json) {
+                                input.resize(size).await;
+                            }
                         }
+                        (Some(255), [0]) if v5 => input.close_stdin().await,
+                        _ => {}
                     }
-                    (Some(255), [0]) if v5 => input.close_stdin().await,
-                    _ => {}
-                },
+                }
                 // tungstenite queued the pong; it goes out with a flush.
                 Ok(Message::Ping(_)) => {
                     let _ = sink.lock().await.flush().await;
