@@ -26,6 +26,24 @@ fn enclave_bin() -> &'static Path {
         let built = PathBuf::from(env!("CARGO_BIN_EXE_daas-enclave"));
         let dir = built.parent().unwrap();
         let mut cmd = Command::new(env!("CARGO"));
+        // Not the variables cargo set for this test crate: build scripts track some (ring
+        // tracks CARGO_MANIFEST_DIR), and a value the workspace build did not have makes
+        // them, and all that depends on them, build again.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("CARGO_BIN_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                ]
+                .contains(&key.as_str())
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&key.as_str())
+            {
+                cmd.env_remove(key);
+            }
+        }
         if std::env::var_os("DAAS_WORKSPACE_TESTS_BUILT").is_some() {
             // scripts/run-tests built every test target: the same selection again is
             // a no-op, where a narrower build would unify features differently.
