@@ -54,8 +54,10 @@ pub(crate) struct Tables {
     pub(crate) swapped: tokio::sync::watch::Sender<u64>,
 }
 
-/// Tries of an unconditional update or patch before giving up with 409.
-const MAX_RETRIES: usize = 8;
+/// Tries of an unconditional update or patch before giving up with 409. Upstream's
+/// `GuaranteedUpdate` retries without limit; a controller writing an object's status many
+/// times a second made 8 too few (`kubectl replace` without a resourceVersion got 409 in CI).
+const MAX_RETRIES: usize = 64;
 
 impl ObjectStore {
     /// An object store serving the resources of `table` from `store`.
