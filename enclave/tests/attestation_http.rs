@@ -4,6 +4,9 @@
 //! requests get a 400 Status saying what is wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+#[path = "../../testing/workspace_bins.rs"]
+mod workspace_bins;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,50 +28,13 @@ fn enclave_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let built = PathBuf::from(env!("CARGO_BIN_EXE_daas-enclave"));
         let dir = built.parent().unwrap();
-        let mut cmd = Command::new(env!("CARGO"));
-        // Not the variables cargo set for this test crate: build scripts track some (ring
-        // tracks CARGO_MANIFEST_DIR), and a value the workspace build did not have makes
-        // them, and all that depends on them, build again.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_BIN_")
-                || [
-                    "CARGO_MANIFEST_DIR",
-                    "CARGO_MANIFEST_PATH",
-                    "CARGO_CRATE_NAME",
-                ]
-                .contains(&key.as_str())
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&key.as_str())
-            {
-                cmd.env_remove(key);
-            }
-        }
-        if std::env::var_os("DAAS_WORKSPACE_TESTS_BUILT").is_some() {
-            // scripts/run-tests built every test target: the same selection again is
-            // a no-op, where a narrower build would unify features differently.
-            cmd.args([
-                "test",
-                "--no-run",
-                "--quiet",
-                "--workspace",
-                "--all-targets",
-            ]);
-        } else {
-            cmd.args(["build", "--quiet"])
-                .args(["-p", "enclave", "--bin", "daas-enclave"]);
-        }
-        cmd.arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .arg("--target-dir")
-            .arg(dir.parent().unwrap());
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().unwrap().success(),
-            "building daas-enclave failed"
+        let status = workspace_bins::build(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"),
+            dir.parent().unwrap(),
+            dir.ends_with("release"),
+            &[("enclave", "daas-enclave")],
         );
+        assert!(status.success(), "building daas-enclave failed");
         let me = std::env::current_exe().unwrap();
         let own = dir.join("daas-test-bins").join(me.file_name().unwrap());
         let _ = std::fs::remove_dir_all(&own);

@@ -12,6 +12,9 @@
 pub mod kubectl;
 pub mod relay;
 
+#[path = "../../../testing/workspace_bins.rs"]
+mod workspace_bins;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,50 +54,13 @@ pub fn enclave_bin() -> &'static Path {
         // target/<profile>/deps/<test> → target/<profile>
         let profile_dir = me.parent().unwrap().parent().unwrap().to_path_buf();
         let target_dir = profile_dir.parent().unwrap();
-        let mut cmd = Command::new(env!("CARGO"));
-        // Not the variables cargo set for this test crate: build scripts track some (ring
-        // tracks CARGO_MANIFEST_DIR), and a value the workspace build did not have makes
-        // them, and all that depends on them, build again.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_BIN_")
-                || [
-                    "CARGO_MANIFEST_DIR",
-                    "CARGO_MANIFEST_PATH",
-                    "CARGO_CRATE_NAME",
-                ]
-                .contains(&key.as_str())
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&key.as_str())
-            {
-                cmd.env_remove(key);
-            }
-        }
-        if std::env::var_os("DAAS_WORKSPACE_TESTS_BUILT").is_some() {
-            // scripts/run-tests built every test target: the same selection again is
-            // a no-op, where a narrower build would unify features differently.
-            cmd.args([
-                "test",
-                "--no-run",
-                "--quiet",
-                "--workspace",
-                "--all-targets",
-            ]);
-        } else {
-            cmd.args(["build", "--quiet"])
-                .args(["-p", "enclave", "--bin", "daas-enclave"]);
-        }
-        cmd.arg("--manifest-path")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target_dir);
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().unwrap().success(),
-            "building daas-enclave failed"
+        let status = workspace_bins::build(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"),
+            target_dir,
+            profile_dir.ends_with("release"),
+            &[("enclave", "daas-enclave")],
         );
+        assert!(status.success(), "building daas-enclave failed");
         let own = profile_dir
             .join("daas-test-bins")
             .join(me.file_name().unwrap());
