@@ -26,8 +26,7 @@ const ANCHOR_INTERVAL: &str = "1s";
 
 /// A dev registry allowing the `daas-enclave` binary's PCRs.
 fn new_registry(path: &Path) -> FileRegistry {
-    let [pcr0, pcr1, pcr2] =
-        attestation::measure_binary_file(Path::new(env!("CARGO_BIN_EXE_daas-enclave"))).unwrap();
+    let [pcr0, pcr1, pcr2] = attestation::measure_binary_file(common::enclave_exe()).unwrap();
     let r = FileRegistry::init(
         path,
         "anchors",
@@ -140,7 +139,7 @@ fn start(dir: tempfile::TempDir, flags: &[String]) -> Enclave {
 /// Runs the enclave on `dir` expecting it to refuse to start; its standard error.
 fn refused(dir: &Path, flags: &[String]) -> String {
     let _ = std::fs::remove_dir_all(dir.join("index"));
-    let out = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+    let out = Command::new(common::enclave_exe())
         .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(flags)
@@ -295,7 +294,7 @@ fn with_the_registry_unreachable_nothing_is_served_until_it_answers() {
         ANCHOR_INTERVAL.to_owned(),
     ];
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+    let mut child = Command::new(common::enclave_exe())
         .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .args(&flags)
@@ -351,7 +350,7 @@ fn with_the_registry_unreachable_nothing_is_served_until_it_answers() {
     std::fs::remove_file(&relay_sock).ok();
     let mut degraded_flags = flags.clone();
     degraded_flags.push("--degraded-start-without-registry".into());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+    let mut child = Command::new(common::enclave_exe())
         .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .args(&degraded_flags)

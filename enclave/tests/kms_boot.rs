@@ -30,8 +30,7 @@ fn fake_kms_script() -> PathBuf {
 
 /// PCR0 of the `daas-enclave` binary as the simulated NSM reports it.
 fn enclave_pcr0() -> String {
-    attestation::measure_binary_file(Path::new(env!("CARGO_BIN_EXE_daas-enclave"))).unwrap()[0]
-        .to_string()
+    attestation::measure_binary_file(common::enclave_exe()).unwrap()[0].to_string()
 }
 
 /// A child process killed on drop.
@@ -150,7 +149,7 @@ impl World {
     /// serves attestation (200) and says why on /readyz (503). Returns its standard error and
     /// the /readyz body.
     fn enclave_stays_sealed(&self, key_broker: &str) -> String {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+        let mut child = Command::new(common::enclave_exe())
             .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
             .arg(&self.data_path)
             .args(["--root-secret-source", "kms", "--key-broker", key_broker])

@@ -6,7 +6,34 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// This test executable's own hard link to `daas-enclave`, made on first use. The target
+/// directory is shared (another checkout's build, or a test's nested cargo run, replaces
+/// `target/debug/daas-enclave` at any moment), and a test that measures the binary (its
+/// PCR0 in a KMS policy or an anchor) must run the very file it measured.
+pub fn enclave_exe() -> &'static Path {
+    static PINNED: OnceLock<PathBuf> = OnceLock::new();
+    PINNED.get_or_init(|| {
+        let built = Path::new(env!("CARGO_BIN_EXE_daas-enclave"));
+        let me = std::env::current_exe().unwrap();
+        let own = built
+            .parent()
+            .unwrap()
+            .join("daas-test-bins")
+            .join(me.file_name().unwrap());
+        std::fs::create_dir_all(&own).unwrap();
+        let pinned = own.join("daas-enclave");
+        let staged = own.join(format!("daas-enclave.{}", std::process::id()));
+        let _ = std::fs::remove_file(&staged);
+        std::fs::hard_link(built, &staged)
+            .or_else(|_| std::fs::copy(built, &staged).map(drop))
+            .unwrap();
+        std::fs::rename(&staged, &pinned).unwrap();
+        pinned
+    })
+}
 
 /// A running `daas-enclave --dev`; killed on drop.
 pub struct Enclave {
@@ -70,7 +97,7 @@ impl Enclave {
 
     /// Starts the binary on an existing data directory with extra flags.
     pub fn start_in_with(dir: tempfile::TempDir, extra: &[&str]) -> Enclave {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_daas-enclave"))
+        let mut child = Command::new(enclave_exe())
             .args([
                 "--dev",
                 "--listen",
