@@ -106,7 +106,7 @@ impl Enclave {
         std::thread::spawn(move || lines.for_each(drop));
         let pki = enclave::api::pki::DevPki::load_or_create(dir.path(), &[])
             .context("reading the dev credentials")?;
-        let client = Client::new(addr, &pki.ca_cert_pem, &pki.admin_token)?;
+        let client = Client::new(addr, &pki.server_cert_pem, &pki.admin_token)?;
         Ok((
             Self {
                 child,

@@ -253,7 +253,10 @@ fn start(program: &Path) -> anyhow::Result<(Enclave, Client)> {
     let pki = enclave::api::pki::DevPki::load_or_create(dir.path(), &[])
         .context("reading the dev credentials")?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).context("the dev CA")?)?;
+    roots.add(
+        CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
+            .context("the server certificate")?,
+    )?;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -1,16 +1,16 @@
 //! `daas kubeconfig --server URL --out PATH`: verify, then write a kubeconfig
 //! that pins the attested certificate.
 //!
-//! The cluster's `certificate-authority-data` is the attested **leaf**
-//! certificate itself, not the CA that issued it. kubectl (Go's
-//! `crypto/x509`) accepts a chain that consists of a certificate found in
-//! its roots, so it connects only to a server presenting exactly that
-//! certificate, and TLS makes the server prove it holds that certificate's
-//! key: the very key the attestation document binds. Pinning the issuing CA
-//! instead would let any other certificate from the same CA through, and in
-//! dev mode that CA's key sits in a file outside the attested key's
-//! control. When the server's key changes (a new enclave), the kubeconfig
-//! stops working until `daas kubeconfig` runs again and re-verifies.
+//! The cluster's `certificate-authority-data` is the attested server
+//! certificate itself. The server's certificate is self-signed and sent
+//! alone, so every TLS stack takes it as a trust anchor: Go's `crypto/x509`,
+//! OpenSSL (Python, Node, curl), Java's PKIX and rustls. A client then
+//! connects only to a server presenting exactly that certificate, and TLS
+//! makes the server prove it holds that certificate's key: the very key the
+//! attestation document binds. Pinning an issuing CA instead would let any
+//! other certificate of that CA through. When the server's key changes (a
+//! new enclave), the kubeconfig stops working until `daas kubeconfig` runs
+//! again and re-verifies.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;

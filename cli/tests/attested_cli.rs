@@ -217,7 +217,7 @@ async fn man_in_the_middle(upstream: SocketAddr, enclave_ca: CertificateDer<'sta
 async fn verify_refuses_a_man_in_the_middle() {
     let enclave = tokio::task::spawn_blocking(Enclave::start).await.unwrap();
     let upstream: SocketAddr = enclave.url.trim_start_matches("https://").parse().unwrap();
-    let ca = CertificateDer::from_pem_file(enclave.path("pki/ca.crt")).unwrap();
+    let ca = CertificateDer::from_pem_file(enclave.path("pki/server.crt")).unwrap();
     let mitm = man_in_the_middle(upstream, ca).await;
     let root = dev_root(&enclave);
     let out = tokio::task::spawn_blocking(move || {

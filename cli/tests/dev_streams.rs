@@ -17,7 +17,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 
-use base64::Engine as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -351,25 +350,13 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
         forward.stop();
     }
 
-    // The Python client's `stream` (WebSocket exec as client libraries do it). Its kubeconfig
-    // trusts the cluster CA: OpenSSL refuses the attested kubeconfig's pinned leaf as a trust
+    // The Python client's `stream` (WebSocket exec as client libraries do it), through the
+    // attested kubeconfig `daas dev` wrote: OpenSSL takes its pinned certificate as the trust
     // anchor (issue 20).
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/python_exec.py");
-    let ca = std::fs::read(dir_path.join("enclave/pki/ca.crt")).unwrap();
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
-    let python_kubeconfig = dir_path.join("python.kubeconfig");
-    let pinned = std::fs::read_to_string(&kubeconfig).unwrap();
-    let trusting_ca: Vec<String> = pinned
-        .lines()
-        .map(|l| match l.split_once("certificate-authority-data:") {
-            Some((indent, _)) => format!("{indent}certificate-authority-data: {ca}"),
-            None => l.to_owned(),
-        })
-        .collect();
-    std::fs::write(&python_kubeconfig, trusting_ca.join("\n")).unwrap();
     let out = Command::new("python3")
         .arg(&script)
-        .arg(&python_kubeconfig)
+        .arg(&kubeconfig)
         .arg("talk")
         .output()
         .unwrap();

@@ -56,7 +56,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn register(e: &Enclave, registry: &Path) {
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "60", "--cacert"])
-        .arg(e.pki("ca.crt"))
+        .arg(e.pki("server.crt"))
         .arg(format!("{}/attestation?nonce={}", e.url, "cd".repeat(16)))
         .output()
         .unwrap();

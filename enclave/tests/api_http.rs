@@ -190,7 +190,7 @@ print(json.dumps(out))
 fn write_all_then_read(e: &Enclave, token: &str, path: &str, file: &std::path::Path) -> Value {
     let out = std::process::Command::new("python3")
         .args(["-c", WRITE_ALL_THEN_READ, &e.url])
-        .arg(e.pki("ca.crt"))
+        .arg(e.pki("server.crt"))
         .arg(token)
         .arg(path)
         .arg(file)
@@ -297,11 +297,11 @@ fn state_and_credentials_survive_a_restart() {
         ],
     );
     assert_eq!(code, 201, "{body}");
-    let ca = std::fs::read(e.pki("ca.crt")).unwrap();
+    let ca = std::fs::read(e.pki("server.crt")).unwrap();
     let token = e.token();
     let dir = e.stop();
     let e = Enclave::start_in(dir);
-    assert_eq!(std::fs::read(e.pki("ca.crt")).unwrap(), ca);
+    assert_eq!(std::fs::read(e.pki("server.crt")).unwrap(), ca);
     assert_eq!(e.token(), token);
     let (code, body) = e.curl_admin("/api/v1/namespaces/default/configmaps/kept", &[]);
     assert_eq!(code, 200, "{body}");

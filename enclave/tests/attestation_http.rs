@@ -120,7 +120,7 @@ fn fetch(enclave: &Enclave, query: &str) -> (u16, String, Vec<u8>) {
         .args(["-sS", "--max-time", "20", "-o"])
         .arg(&body)
         .args(["-w", "%{http_code} %{content_type}", "--cacert"])
-        .arg(enclave.pki("ca.crt"))
+        .arg(enclave.pki("server.crt"))
         .arg(format!("{}/attestation{query}", enclave.url))
         .output()
         .unwrap();
@@ -241,7 +241,7 @@ fn bad_requests_get_a_400_status_with_the_reason() {
             "POST",
             "--cacert",
         ])
-        .arg(enclave.pki("ca.crt"))
+        .arg(enclave.pki("server.crt"))
         .arg(format!("{}/attestation?nonce=01", enclave.url))
         .output()
         .unwrap();

@@ -176,7 +176,7 @@ impl World {
                     "\n%{http_code}",
                     "--cacert",
                 ])
-                .arg(self.data_path.join("pki/ca.crt"))
+                .arg(self.data_path.join("pki/server.crt"))
                 .arg(format!("{url}{path}"))
                 .output()
                 .unwrap();

@@ -241,12 +241,12 @@ struct Response {
     body: String,
 }
 
-/// The TLS client configuration: the dev CA as the only root, HTTP/1.1, optionally the
+/// The TLS client configuration: the server certificate as the only root, HTTP/1.1, optionally the
 /// admin client certificate.
 fn tls_config(client_cert: bool) -> Result<Arc<ClientConfig>> {
     let pki = std::path::Path::new(DATA_DIR).join("pki");
-    let ca = CertificateDer::from_pem_file(pki.join("ca.crt"))
-        .map_err(|e| format!("reading the dev CA: {e}"))?;
+    let ca = CertificateDer::from_pem_file(pki.join("server.crt"))
+        .map_err(|e| format!("reading the server certificate: {e}"))?;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(ca)

@@ -1,7 +1,15 @@
-//! Dev-mode credentials: a CA, the server certificate, and the admin's
-//! client certificate and bearer token, created at first start under
+//! Dev-mode credentials: a client CA, the server certificate, and the
+//! admin's client certificate and bearer token, created at first start under
 //! `DIR/pki/` (private files 0600) and reused afterwards. In enclave mode
 //! the TLS identity comes from the attestation crate instead.
+//!
+//! The server certificate is self-signed and is itself what clients trust
+//! (kubeconfigs, `curl --cacert`, the pods' `ca.crt`), the certificate the
+//! attestation document binds. A trust anchor that is not self-signed is
+//! refused by OpenSSL's default verification (Python, Node, curl): the
+//! server certificate used to be issued by the CA and sent with it, and the
+//! attested kubeconfig that pins it failed there with "self-signed
+//! certificate in certificate chain" (issue 20).
 //!
 //! The dev CA's key is kept too (`ca.key`), so dev tooling can issue more
 //! client certificates ([`DevPki::issue_client_certificate`]), e.g. node
@@ -23,9 +31,10 @@ use super::ServeError;
 /// PEM-encoded dev credentials.
 #[derive(Clone)]
 pub struct DevPki {
-    /// The CA certificate (trusted by kubeconfigs, verifies client certs).
+    /// The client CA's certificate: issues and verifies client certificates.
     pub ca_cert_pem: String,
-    /// The server certificate (SANs localhost, 127.0.0.1, ::1 and any extra names).
+    /// The server certificate, self-signed: what clients trust (SANs localhost, 127.0.0.1,
+    /// ::1 and any extra names).
     pub server_cert_pem: String,
     /// The server's private key.
     pub server_key_pem: String,
@@ -83,6 +92,38 @@ fn dev_ca_params() -> Result<CertificateParams, ServeError> {
     Ok(ca)
 }
 
+/// The self-signed server certificate (PEM) of `key`, for localhost, 127.0.0.1, ::1 and
+/// `extra_sans`.
+fn server_certificate(key: &KeyPair, extra_sans: &[String]) -> Result<String, ServeError> {
+    let mut server = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+    let defaults = ["localhost", "127.0.0.1", "::1"].map(str::to_owned);
+    for s in defaults.iter().chain(extra_sans) {
+        let san = match s.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(s.clone().try_into().map_err(cert_error)?),
+        };
+        if !server.subject_alt_names.contains(&san) {
+            server.subject_alt_names.push(san);
+        }
+    }
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "k3s-daas-apiserver");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    Ok(server.self_signed(key).map_err(cert_error)?.pem())
+}
+
+/// Whether the PEM certificate names itself as its issuer.
+fn is_self_signed(cert_pem: &str) -> Result<bool, ServeError> {
+    use rustls_pki_types::pem::PemObject as _;
+    use x509_cert::der::Decode as _;
+    let bad = |e: String| ServeError::Certificate(format!("the stored server certificate: {e}"));
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    let cert = x509_cert::Certificate::from_der(&der).map_err(|e| bad(e.to_string()))?;
+    Ok(cert.tbs_certificate.issuer == cert.tbs_certificate.subject)
+}
+
 /// The CA key, kept apart from [`FILES`]: directories made before it was kept lack it.
 const CA_KEY: &str = "ca.key";
 
@@ -106,7 +147,7 @@ impl DevPki {
         let present = paths.iter().filter(|p| p.exists()).count();
         if present == FILES.len() {
             let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(io(p));
-            return Ok(DevPki {
+            let mut loaded = DevPki {
                 ca_cert_pem: read(&paths[0])?,
                 server_cert_pem: read(&paths[1])?,
                 server_key_pem: read(&paths[2])?,
@@ -114,7 +155,14 @@ impl DevPki {
                 admin_key_pem: read(&paths[4])?,
                 admin_token: read(&paths[5])?.trim().to_string(),
                 ca_key_pem: std::fs::read_to_string(pki.join(CA_KEY)).ok(),
-            });
+            };
+            if !is_self_signed(&loaded.server_cert_pem)? {
+                // Made by a version whose CA issued it: the same key, self-signed now.
+                let key = KeyPair::from_pem(&loaded.server_key_pem).map_err(cert_error)?;
+                loaded.server_cert_pem = server_certificate(&key, extra_sans)?;
+                write_private(&paths[1], loaded.server_cert_pem.as_bytes())?;
+            }
+            return Ok(loaded);
         }
         if present != 0 {
             return Err(ServeError::Config(format!(
@@ -151,26 +199,8 @@ impl DevPki {
         let ca_cert = ca.self_signed(&ca_key).map_err(cert_error)?;
         let issuer = Issuer::new(ca, &ca_key);
 
-        let mut sans = vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ];
-        sans.extend(extra_sans.iter().cloned());
         let server_key = KeyPair::generate().map_err(cert_error)?;
-        let mut server = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
-        for s in &sans {
-            let san = match s.parse::<std::net::IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(s.clone().try_into().map_err(cert_error)?),
-            };
-            server.subject_alt_names.push(san);
-        }
-        server
-            .distinguished_name
-            .push(DnType::CommonName, "k3s-daas-apiserver");
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = server.signed_by(&server_key, &issuer).map_err(cert_error)?;
+        let server_cert_pem = server_certificate(&server_key, extra_sans)?;
 
         let admin_key = KeyPair::generate().map_err(cert_error)?;
         let mut admin = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
@@ -187,7 +217,7 @@ impl DevPki {
             .map_err(|_| ServeError::Config("no system randomness".into()))?;
         Ok(DevPki {
             ca_cert_pem: ca_cert.pem(),
-            server_cert_pem: server_cert.pem(),
+            server_cert_pem,
             server_key_pem: server_key.serialize_pem(),
             admin_cert_pem: admin_cert.pem(),
             admin_key_pem: admin_key.serialize_pem(),
@@ -247,9 +277,76 @@ contexts:
     user: admin
 current-context: k3s-daas
 ",
-            ca = b64(&self.ca_cert_pem),
+            ca = b64(&self.server_cert_pem),
             cert = b64(&self.admin_cert_pem),
             key = b64(&self.admin_key_pem),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use rustls_pki_types::pem::PemObject as _;
+
+    #[test]
+    fn the_server_certificate_is_self_signed_with_the_extra_names() {
+        let pki = DevPki::generate(&["10.43.0.1".into(), "kubernetes".into()]).unwrap();
+        assert!(is_self_signed(&pki.server_cert_pem).unwrap());
+        assert!(is_self_signed(&pki.ca_cert_pem).unwrap());
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes())
+            .unwrap();
+        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+        for name in ["localhost", "127.0.0.1", "10.43.0.1", "kubernetes"] {
+            let name = rustls_pki_types::ServerName::try_from(name).unwrap();
+            cert.verify_is_valid_for_subject_name(&name).unwrap();
+        }
+        // The admin kubeconfig trusts the server certificate, not the client CA.
+        let kubeconfig = pki.admin_kubeconfig("https://127.0.0.1:6443");
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&pki.server_cert_pem);
+        assert!(kubeconfig.contains(&format!("certificate-authority-data: {b64}")));
+    }
+
+    #[test]
+    fn a_ca_issued_server_certificate_from_an_older_version_is_reissued_self_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = DevPki::load_or_create(dir.path(), &["example.test".into()]).unwrap();
+        // As older versions wrote it: issued by the CA, for the same key.
+        let ca_key = KeyPair::from_pem(made.ca_key_pem.as_deref().unwrap()).unwrap();
+        let issuer = Issuer::new(dev_ca_params().unwrap(), &ca_key);
+        let key = KeyPair::from_pem(&made.server_key_pem).unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let legacy = params.signed_by(&key, &issuer).unwrap().pem();
+        let path = dir.path().join("pki/server.crt");
+        std::fs::write(&path, &legacy).unwrap();
+        assert!(!is_self_signed(&legacy).unwrap());
+
+        let loaded = DevPki::load_or_create(dir.path(), &["example.test".into()]).unwrap();
+        assert!(is_self_signed(&loaded.server_cert_pem).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            loaded.server_cert_pem
+        );
+        assert_eq!(
+            loaded.server_key_pem, made.server_key_pem,
+            "the key is kept"
+        );
+        assert_eq!(loaded.admin_token, made.admin_token);
+        // A self-signed one is read as it is.
+        let again = DevPki::load_or_create(dir.path(), &[]).unwrap();
+        assert_eq!(again.server_cert_pem, loaded.server_cert_pem);
+    }
+
+    #[test]
+    fn an_unreadable_stored_server_certificate_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        DevPki::load_or_create(dir.path(), &[]).unwrap();
+        std::fs::write(dir.path().join("pki/server.crt"), "not a certificate").unwrap();
+        let err = DevPki::load_or_create(dir.path(), &[]).unwrap_err();
+        assert!(err.to_string().contains("server certificate"), "{err}");
     }
 }

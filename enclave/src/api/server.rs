@@ -99,8 +99,9 @@ pub struct ApiServer {
     pub(crate) shutdown: CancellationToken,
 }
 
-/// The rustls configuration for `pki`: the server certificate, client
-/// certificates optional but verified against the CA, ALPN h2 and http/1.1.
+/// The rustls configuration for `pki`: the self-signed server certificate (sent alone, it is
+/// the clients' trust anchor), client certificates optional but verified against the client
+/// CA, ALPN h2 and http/1.1.
 ///
 /// # Errors
 /// Unparseable PEM or a rejected key.
@@ -124,7 +125,7 @@ pub fn tls_config_with_client_cas(
     let mut roots = rustls::RootCertStore::empty();
     let ca =
         CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).map_err(|e| pem("CA", e))?;
-    roots.add(ca.clone())?;
+    roots.add(ca)?;
     for extra in client_cas {
         roots.add(
             CertificateDer::from_pem_slice(extra.as_bytes()).map_err(|e| pem("client CA", e))?,
@@ -141,7 +142,7 @@ pub fn tls_config_with_client_cas(
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert, ca], key)?;
+        .with_single_cert(vec![cert], key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -47,7 +47,7 @@ fn system_namespaces_cannot_be_deleted() {
 #[test]
 fn every_namespace_gets_its_service_account_and_root_ca() {
     let e = Enclave::start();
-    let ca = std::fs::read_to_string(e.pki("ca.crt")).unwrap();
+    let ca = std::fs::read_to_string(e.pki("server.crt")).unwrap();
     create(
         &e,
         "/api/v1/namespaces",

@@ -176,7 +176,7 @@ impl Client {
     pub fn of(e: &Enclave) -> Self {
         Client {
             url: e.url.clone(),
-            ca: e.pki("ca.crt"),
+            ca: e.pki("server.crt"),
             token: e.token(),
         }
     }

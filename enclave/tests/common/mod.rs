@@ -84,7 +84,7 @@ impl Enclave {
 
     fn user_kubeconfig(&self, name: &str, user: &str) -> PathBuf {
         use base64::Engine;
-        let ca = std::fs::read_to_string(self.pki("ca.crt")).unwrap();
+        let ca = std::fs::read_to_string(self.pki("server.crt")).unwrap();
         let ca = base64::engine::general_purpose::STANDARD.encode(ca);
         let path = self.dir.path().join(format!("{name}.kubeconfig"));
         let text = format!(
@@ -169,7 +169,7 @@ impl Enclave {
                 "\n%{http_code}",
                 "--cacert",
             ])
-            .arg(self.pki("ca.crt"))
+            .arg(self.pki("server.crt"))
             .args(args)
             .arg(format!("{}{path}", self.url))
             .output()

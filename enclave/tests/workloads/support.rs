@@ -278,7 +278,7 @@ impl Kubelet {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let url = e.url.clone();
-        let ca = e.pki("ca.crt");
+        let ca = e.pki("server.crt");
         let token = e.token();
         let selector = selector.to_string();
         let thread = std::thread::spawn(move || {

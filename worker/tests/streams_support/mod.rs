@@ -159,7 +159,7 @@ pub fn node_credentials(enclave: &Enclave, node: &str, dir: &Path) -> PemCredent
     let cert = params.signed_by(&key, &issuer).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     let creds = PemCredentials {
-        ca: enclave.pki("ca.crt"),
+        ca: enclave.pki("server.crt"),
         certificate: dir.join(format!("{node}.crt")),
         key: dir.join(format!("{node}.key")),
     };

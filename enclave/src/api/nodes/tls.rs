@@ -152,7 +152,7 @@ pub fn tls_config_with_nodes(
     };
     let ca =
         CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).map_err(|e| pem("CA", e))?;
-    let mut people = vec![ca.clone()];
+    let mut people = vec![ca];
     for extra in client_cas {
         people.push(
             CertificateDer::from_pem_slice(extra.as_bytes()).map_err(|e| pem("client CA", e))?,
@@ -168,7 +168,7 @@ pub fn tls_config_with_nodes(
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(vec![cert, ca], key)?;
+        .with_single_cert(vec![cert], key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -386,7 +386,7 @@ async fn serve(
     );
     let mut controller_options = nodes::controller_options(args, &serving.pki, &serving.host);
     controller_options.identity = Some(enclave::controllers::IdentityOptions {
-        root_ca_pem: serving.pki.ca_cert_pem.clone(),
+        root_ca_pem: serving.pki.server_cert_pem.clone(),
         tokens: tokens.clone(),
         client_ca: client_ca.clone(),
     });

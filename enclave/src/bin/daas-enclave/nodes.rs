@@ -34,7 +34,7 @@ pub(crate) fn controller_options(args: &Args, pki: &DevPki, host: &str) -> Contr
         event_ttl: args.event_ttl,
         enabled: Enabled::new(args.controllers.iter().cloned()),
         cluster: ClusterOptions {
-            root_ca_pem: Some(pki.ca_cert_pem.clone()),
+            root_ca_pem: Some(pki.server_cert_pem.clone()),
             advertise: advertised_address(host, args.advertise_address),
             cluster_cidr: args.cluster_cidr,
             node_cidr_mask_size: args.node_cidr_mask_size,
