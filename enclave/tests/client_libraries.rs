@@ -1,7 +1,13 @@
-//! A second real client: the official Python client (PyPI `kubernetes`, installed by `scripts/setup`) drives the real
-//! `daas-enclave --dev` binary through the kubeconfig it wrote: list with selectors and pagination, watch from a
-//! list's resourceVersion, the three patch types and server-side apply, a 409 on a stale update, and deletion
-//! (`tests/client_support/python_client.py` holds the checks).
+//! Real client libraries other than kubectl drive the real `daas-enclave --dev` binary through the
+//! kubeconfig it wrote, which trusts the server certificate alone (as the attested kubeconfig pins it):
+//! - the official Python client (PyPI `kubernetes`, OpenSSL): list with selectors and pagination, watch
+//!   from a list's resourceVersion, the three patch types and server-side apply, a 409 on a stale update,
+//!   deletion (`tests/client_support/python_client.py`), and authorization (`python_authz.py`);
+//! - the official JavaScript client (npm `@kubernetes/client-node`, Node's OpenSSL): list, create,
+//!   replace and a stale 409, a 404 Status, a watch, deletes returning the object
+//!   (`tests/client_support/node/node_client.mjs`).
+//!
+//! `scripts/setup` installs both.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
@@ -65,6 +71,45 @@ fn the_official_python_client_sees_rbac_and_tokens() {
         "subject access reviews ok",
         "self subject rules review ok",
         "token review ok",
+    ] {
+        assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
+    }
+}
+
+/// The JavaScript client (`tests/client_support/node`, installed by `scripts/setup`).
+#[test]
+fn the_official_javascript_client_lists_watches_and_deletes() {
+    let e = Enclave::start();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/client_support/node");
+    if !dir.join("node_modules/@kubernetes/client-node").is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} has no node_modules: scripts/setup installs them",
+            dir.display()
+        );
+        eprintln!("SKIPPED: npm install in {} first", dir.display());
+        return;
+    }
+    let out = Command::new("node")
+        .arg(dir.join("node_client.mjs"))
+        .arg(e.kubeconfig())
+        .arg("node-client")
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "javascript client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "list ok",
+        "create ok",
+        "update conflict ok: 409",
+        "not found ok: 404",
+        "watch ok: 2 events",
+        "delete ok",
+        "all ok",
     ] {
         assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
     }
