@@ -427,6 +427,45 @@ fn delete_answers_with_the_object_where_upstream_does() {
     }
 }
 
+/// Status bodies byte for byte as kube-apiserver writes them (its field order, empty fields
+/// left out), in responses and in a watch's ERROR event.
+#[test]
+fn status_bodies_are_upstreams_byte_for_byte() {
+    let e = Enclave::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, body) = e.curl_admin(&format!("{cms}/missing"), &[]);
+    assert_eq!(code, 404);
+    assert_eq!(
+        body,
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"missing\" not found","reason":"NotFound","details":{"name":"missing","kind":"configmaps"},"code":404}"#
+    );
+    let create = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"metadata":{"name":"twice"}}"#,
+    ];
+    let (code, _) = e.curl_admin(cms, &create);
+    assert_eq!(code, 201);
+    let (code, body) = e.curl_admin(cms, &create);
+    assert_eq!(code, 409);
+    assert_eq!(
+        body,
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"configmaps \"twice\" already exists","reason":"AlreadyExists","details":{"name":"twice","kind":"configmaps"},"code":409}"#
+    );
+    let (code, body) = e.curl_admin(&format!("{cms}/twice"), &["-X", "DELETE"]);
+    assert_eq!(code, 200);
+    let uid = status(&body)["details"]["uid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        body,
+        format!(
+            r#"{{"kind":"Status","apiVersion":"v1","metadata":{{}},"status":"Success","details":{{"name":"twice","kind":"configmaps","uid":"{uid}"}}}}"#
+        )
+    );
+}
+
 /// Pods on a node are deleted as upstream's pod strategy does: the first DELETE marks them
 /// with the grace period (the kubelet stops the containers, then deletes with 0), a later one
 /// may only shorten it, status updates keep them; unscheduled and finished pods go at once.

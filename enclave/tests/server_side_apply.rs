@@ -283,7 +283,7 @@ fn apply_creates_owns_conflicts_and_forces() {
     assert_eq!(
         st["details"]["causes"],
         json!([{
-            "type": "FieldManagerConflict",
+            "reason": "FieldManagerConflict",
             "message": "conflict with \"scaler\" with subresource \"scale\" using apps/v1",
             "field": ".spec.replicas",
         }])

@@ -31,7 +31,7 @@ pub fn json_with(code: u16, v: &Value, content_type: &str, warnings: &[String]) 
             .replace('"', "\\\"");
         b = b.header("Warning", format!("299 - \"{text}\""));
     }
-    b.body(full(v.to_string())).unwrap_or_else(|_| {
+    b.body(full(super::status::encode(v))).unwrap_or_else(|_| {
         let mut r = Response::new(full("{}"));
         *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         r

@@ -33,6 +33,7 @@ pub mod resource;
 pub mod route;
 pub mod sealed;
 mod server;
+pub mod status;
 pub mod streams;
 mod subresource;
 mod watch;

@@ -53,7 +53,9 @@ fn encode_line(
             "kind": info.kind, "apiVersion": info.api_version(),
             "metadata": {"resourceVersion": rv.to_string()},
         }),
-        WatchEvent::Error(status) => status.clone(),
+        WatchEvent::Error(status) => {
+            return line_around(ev.type_name(), super::status::encode(status).as_bytes());
+        }
     };
     line_around(ev.type_name(), object.to_string().as_bytes())
 }
@@ -159,5 +161,20 @@ mod tests {
         assert_eq!(rest, b"\n");
         let event: Value = serde_json::from_slice(event).unwrap();
         assert_eq!(event, json!({"type": "MODIFIED", "object": object}));
+    }
+
+    #[test]
+    fn an_error_event_carries_the_status_in_upstreams_field_order() {
+        let info = crate::registry::kinds::builtin()
+            .into_iter()
+            .find(|i| i.resource == "configmaps")
+            .unwrap();
+        let status =
+            crate::registry::Error::Expired("too old resource version: 1 (9)".into()).to_status();
+        let line = encode_line(&info, &WatchEvent::Error(status), None, &mut true);
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"too old resource version: 1 (9)\",\"reason\":\"Expired\",\"code\":410}}\n"
+        );
     }
 }

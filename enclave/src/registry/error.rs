@@ -335,7 +335,8 @@ impl Error {
             })),
             Error::ApplyConflict { conflicts, .. } => Some(json!({
                 "causes": conflicts.iter().map(|c| json!({
-                    "type": "FieldManagerConflict",
+                    // StatusCause's type is written as `reason`.
+                    "reason": "FieldManagerConflict",
                     "message": format!("conflict with {}", c.manager),
                     "field": c.field,
                 })).collect::<Vec<_>>(),

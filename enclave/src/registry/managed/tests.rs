@@ -367,7 +367,7 @@ fn apply_conflicts_and_force() {
     );
     assert_eq!(
         st["details"]["causes"][0],
-        json!({"type": "FieldManagerConflict", "message": "conflict with \"kubectl\" with subresource \"scale\" using apps/v1", "field": ".spec.replicas"})
+        json!({"reason": "FieldManagerConflict", "message": "conflict with \"kubectl\" with subresource \"scale\" using apps/v1", "field": ".spec.replicas"})
     );
 
     // Forced: the applier takes it, the scaler's entry (now empty) goes away.
