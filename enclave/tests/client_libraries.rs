@@ -5,9 +5,11 @@
 //!   deletion (`tests/client_support/python_client.py`), and authorization (`python_authz.py`);
 //! - the official JavaScript client (npm `@kubernetes/client-node`, Node's OpenSSL): list, create,
 //!   replace and a stale 409, a 404 Status, a watch, deletes returning the object
-//!   (`tests/client_support/node/node_client.mjs`).
+//!   (`tests/client_support/node/node_client.mjs`);
+//! - the JDK's own TLS with the kubeconfig's certificate as its only trust anchor, as the official Java
+//!   client sets it up (`tests/client_support/java`), where a JDK is installed.
 //!
-//! `scripts/setup` installs both.
+//! `scripts/setup` installs the Python and JavaScript clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
@@ -113,4 +115,34 @@ fn the_official_javascript_client_lists_watches_and_deletes() {
     ] {
         assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
     }
+}
+
+/// The JDK's TLS with the kubeconfig's certificate as its only trust anchor, loaded as the
+/// official Java client loads it (`tests/client_support/java/PinnedKubeconfig.java`). Runs
+/// where a JDK is installed (`scripts/setup` does not install one; the Java client itself
+/// comes from Maven Central, which these machines cannot reach).
+#[test]
+fn the_jdk_trusts_the_kubeconfigs_certificate_alone() {
+    let Ok(version) = Command::new("java").arg("-version").output() else {
+        eprintln!("SKIPPED: no java on PATH");
+        return;
+    };
+    assert!(version.status.success());
+    let e = Enclave::start();
+    let kubeconfig = e.token_kubeconfig("java", &e.token());
+    let program = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/client_support/java/PinnedKubeconfig.java");
+    let out = Command::new("java")
+        .arg(&program)
+        .arg(&kubeconfig)
+        .output()
+        .expect("java runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "java failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("/api ok"), "{stdout}");
+    assert!(stdout.contains("/api/v1/namespaces ok"), "{stdout}");
 }
