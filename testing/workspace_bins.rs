@@ -38,13 +38,8 @@ pub fn build(
         }
     }
     if std::env::var_os("DAAS_WORKSPACE_TESTS_BUILT").is_some() {
-        cmd.args([
-            "test",
-            "--no-run",
-            "--quiet",
-            "--workspace",
-            "--all-targets",
-        ]);
+        // Not quiet: should this build compile anything, the test's log names it.
+        cmd.args(["test", "--no-run", "--workspace", "--all-targets"]);
     } else {
         cmd.args(["build", "--quiet"]);
         for (package, bin) in bins {
@@ -58,5 +53,11 @@ pub fn build(
     if release {
         cmd.arg("--release");
     }
-    cmd.status().expect("running cargo")
+    let started = std::time::Instant::now();
+    let status = cmd.status().expect("running cargo");
+    eprintln!(
+        "workspace_bins: cargo built {bins:?} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    status
 }
