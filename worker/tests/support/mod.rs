@@ -107,7 +107,8 @@ impl Harness {
         Self::start_with(Duration::from_secs(2)).await
     }
 
-    fn config_cgroup_root(&self) -> String {
+    /// The cgroup under which this harness's pods live (removed on drop).
+    pub fn config_cgroup_root(&self) -> String {
         format!("/daas-test-{}", self.node.trim_start_matches("node-"))
     }
 
