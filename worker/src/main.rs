@@ -15,7 +15,9 @@ use chain::{Address, RegistryUrl};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use worker::client::ServerUrl;
-use worker::kubelet::{NetworkedPodsConfig, PodManagerConfig, networked_pod_manager, pod_manager};
+use worker::kubelet::{
+    ContainerLogs, NetworkedPodsConfig, PodManagerConfig, networked_pod_manager, pod_manager,
+};
 use worker::network::{Backend, ClusterNetwork};
 use worker::pods::Shutdown;
 use worker::runtime::{BridgeNetwork, Containerd, ContainerdConfig, Cri, CriStreams, ImageArchive};
@@ -158,9 +160,47 @@ struct RuntimeArgs {
     /// The cgroup under which the pods' cgroups go.
     #[arg(long, default_value = "/kubepods", value_name = "PATH")]
     cgroup_root: String,
+    /// Rotate a container's log once it reaches this size (`10Mi`, `500Ki`, `1048576`): the
+    /// kubelet's `containerLogMaxSize`.
+    #[arg(long, default_value = "10Mi", value_name = "SIZE", value_parser = parse_log_size)]
+    container_log_max_size: u64,
+    /// Log files kept per container, the current one included: the kubelet's
+    /// `containerLogMaxFiles`.
+    #[arg(long, default_value_t = 5, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(2..))]
+    container_log_max_files: u16,
     /// The containerd program (own containerd only).
     #[arg(long, default_value = "containerd", value_name = "PATH", hide = true)]
     containerd_binary: PathBuf,
+}
+
+/// Bytes, plain or with a binary (`Ki`, `Mi`, `Gi`) or decimal (`k`, `M`, `G`) suffix.
+fn parse_log_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected a size such as 10Mi, 500Ki or 1048576"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a size such as 10Mi, 500Ki or 1048576"))?;
+    match n.checked_mul(unit) {
+        Some(bytes) if bytes > 0 => Ok(bytes),
+        _ => Err(format!("{text:?}: must be above zero and fit 64 bits")),
+    }
 }
 
 fn parse_subnet(text: &str) -> Result<(Ipv4Addr, u8), String> {
@@ -185,6 +225,13 @@ struct PodRuntimeHandle {
 }
 
 impl RuntimeArgs {
+    fn container_logs(&self) -> ContainerLogs {
+        ContainerLogs {
+            max_size: self.container_log_max_size,
+            max_files: usize::from(self.container_log_max_files),
+        }
+    }
+
     /// The own containerd's configuration, when `--containerd-dir`.
     fn containerd_config(&self) -> Option<(PathBuf, ContainerdConfig)> {
         let dir = self.containerd_dir.as_ref()?;
@@ -443,6 +490,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         cgroup_root: args.runtime.cgroup_root.clone(),
                         on_stop,
                         cluster_dns: None,
+                        container_logs: args.runtime.container_logs(),
                     }),
                 );
             containerd = handle.containerd;
@@ -508,6 +556,7 @@ async fn run_networked(
                 containerd,
                 containerd_dir,
                 cgroup_root: args.runtime.cgroup_root.clone(),
+                container_logs: args.runtime.container_logs(),
             }),
         );
     let outcome = agent.run(stop).await;
@@ -535,5 +584,31 @@ fn main() -> anyhow::Result<()> {
             join_once(&config, &files).await.map(drop)
         }),
         Command::Run(args) => runtime.block_on(run(args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::parse_log_size;
+
+    #[test]
+    fn log_sizes_read_as_kubelet_quantities() {
+        assert_eq!(parse_log_size("10Mi").unwrap(), 10 << 20);
+        assert_eq!(parse_log_size("500Ki").unwrap(), 500 << 10);
+        assert_eq!(parse_log_size("2M").unwrap(), 2_000_000);
+        assert_eq!(parse_log_size("1048576").unwrap(), 1 << 20);
+        for bad in [
+            "",
+            "0",
+            "10MB",
+            "Mi",
+            "-1Mi",
+            "99999999999999999999Gi",
+            "1.5Mi",
+        ] {
+            assert!(parse_log_size(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Pod lifecycle against a real containerd: a pod runs with the kubelet's status, init
 //! containers run in order, restart policies and CrashLoopBackOff, missing images, bad
-//! commands. Ending pods is in `termination.rs`.
+//! commands, container log rotation. Ending pods is in `termination.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -410,5 +410,83 @@ async fn bad_command_is_a_run_container_error_with_start_error() {
         (128, Some("StartError"))
     );
     assert!(last.message.unwrap_or_default().contains("/no/such/binary"));
+    h.stop().await;
+}
+
+/// The files of the `main` container's log directory: `0.log` and its rotated siblings.
+fn log_files(h: &Harness, pod: &k8s_openapi::api::core::v1::Pod) -> Vec<(String, u64)> {
+    let dir = h.dir.path().join("logs/pods").join(format!(
+        "default_{}_{}/main",
+        pod.metadata.name.as_deref().unwrap(),
+        pod.metadata.uid.as_deref().unwrap()
+    ));
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let len = e.metadata().map_or(0, |m| m.len());
+                    (e.file_name().to_string_lossy().into_owned(), len)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_containers_log_is_rotated_and_written_on() {
+    let Some(h) = Harness::start_configured(|c| {
+        c.with_container_log_rotation(4096, 3)
+            .with_log_rotation_interval(std::time::Duration::from_millis(200))
+    })
+    .await
+    else {
+        return;
+    };
+    let pod = busybox_pod(
+        "chatty",
+        "i=0; while true; do echo line-$i-0123456789abcdef0123456789abcdef; i=$((i+1)); sleep 0.005; done",
+    );
+    h.pods().upsert(pod.clone());
+    h.wait(&pod, 60, "Running", |s| phase(s) == "Running").await;
+    // Rotated files appear; never more than three files; containerd writes on into the
+    // reopened 0.log (it grows again after each rotation).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut rotations_seen = std::collections::BTreeSet::new();
+    let mut grew_after_rotation = false;
+    while rotations_seen.len() < 3 || !grew_after_rotation {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotations seen: {rotations_seen:?}, files now: {:?}",
+            log_files(&h, &pod)
+        );
+        let files = log_files(&h, &pod);
+        assert!(files.len() <= 3, "{files:?}");
+        for (name, _) in &files {
+            if name.starts_with("0.log.") {
+                rotations_seen.insert(name.clone());
+            }
+        }
+        let current = files.iter().find(|(n, _)| n == "0.log").map_or(0, |f| f.1);
+        if !rotations_seen.is_empty() && current > 0 {
+            grew_after_rotation = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The rotated files (no longer written) hold whole CRI entries.
+    for (name, _) in log_files(&h, &pod)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("0.log."))
+    {
+        let dir = h.dir.path().join("logs/pods").join(format!(
+            "default_chatty_{}/main",
+            pod.metadata.uid.as_deref().unwrap()
+        ));
+        let text = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+        for line in text.lines() {
+            assert!(line.contains(" stdout F line-"), "{name}: {line:?}");
+        }
+    }
     h.stop().await;
 }

@@ -44,6 +44,28 @@ pub struct PodManagerConfig {
     /// The cluster DNS servers and domain for `dnsPolicy: ClusterFirst`
     /// (`PodRuntimeConfig::with_cluster_dns`), when the node runs cluster DNS.
     pub cluster_dns: Option<(Vec<IpAddr>, String)>,
+    /// When container logs are rotated.
+    pub container_logs: ContainerLogs,
+}
+
+/// Container log rotation (`PodRuntimeConfig::with_container_log_rotation`): the kubelet's
+/// `containerLogMaxSize` and `containerLogMaxFiles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerLogs {
+    /// A log is rotated once it has this many bytes.
+    pub max_size: u64,
+    /// Files kept per container, the current one included.
+    pub max_files: usize,
+}
+
+impl Default for ContainerLogs {
+    /// 10 MiB, 5 files, as the kubelet.
+    fn default() -> Self {
+        Self {
+            max_size: 10 << 20,
+            max_files: 5,
+        }
+    }
 }
 
 /// The pod manager task: runs the pods bound to the agent's node until the agent stops, then
@@ -66,7 +88,11 @@ async fn run(
 ) -> Result<(), AgentError> {
     let mut runtime_config =
         PodRuntimeConfig::new(&context.node_name, host_ip(&context), &context.data_dir)
-            .with_cgroup_root(config.cgroup_root.clone());
+            .with_cgroup_root(config.cgroup_root.clone())
+            .with_container_log_rotation(
+                config.container_logs.max_size,
+                config.container_logs.max_files,
+            );
     if let Some((servers, domain)) = config.cluster_dns.clone() {
         runtime_config = runtime_config.with_cluster_dns(servers, domain);
     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{PodManagerConfig, pod_manager};
+use super::{ContainerLogs, PodManagerConfig, pod_manager};
 use crate::agent::{AgentContext, AgentError, AgentTask};
 use crate::network::wiring::{FEED_PERIOD, wait_for_pod_cidr};
 use crate::network::{Backend, ClusterNetwork, NodeNetworkConfig, NodeNetworking};
@@ -29,6 +29,8 @@ pub struct NetworkedPodsConfig {
     pub containerd_dir: PathBuf,
     /// The cgroup under which pods go.
     pub cgroup_root: String,
+    /// When container logs are rotated.
+    pub container_logs: ContainerLogs,
 }
 
 fn failed(reason: impl std::fmt::Display) -> AgentError {
@@ -91,6 +93,7 @@ async fn run(
             cgroup_root: config.cgroup_root,
             on_stop: Shutdown::RemovePods,
             cluster_dns: Some((dns, domain)),
+            container_logs: config.container_logs,
         })(context, stop)
         .await;
         if let Err(e) = containerd.stop().await {

@@ -18,6 +18,9 @@ pub struct PodRuntimeConfig {
     pub(crate) cluster_domain: String,
     pub(crate) node_cpu_milli: i64,
     pub(crate) node_memory: i64,
+    pub(crate) container_log_max_size: u64,
+    pub(crate) container_log_max_files: usize,
+    pub(crate) log_rotation_interval: Duration,
 }
 
 impl PodRuntimeConfig {
@@ -25,7 +28,8 @@ impl PodRuntimeConfig {
     /// (`pods/<uid>/` and `logs/`). Defaults: cgroup root `/kubepods`, resync every 10 s
     /// (a changed configmap shows up within that), relist every 1 s, no cluster DNS (pods get
     /// the node's resolv.conf), cluster domain `cluster.local`, the node's CPUs and memory
-    /// from `/proc`.
+    /// from `/proc`, container logs rotated at 10 MiB keeping 5 files (the kubelet's
+    /// `containerLogMaxSize` and `containerLogMaxFiles`), checked every 10 s.
     #[must_use]
     pub fn new(
         node_name: impl Into<String>,
@@ -44,7 +48,26 @@ impl PodRuntimeConfig {
             cluster_domain: "cluster.local".to_owned(),
             node_cpu_milli: i64::try_from(cpus).unwrap_or(1) * 1000,
             node_memory: node_memory_bytes().unwrap_or(1 << 30),
+            container_log_max_size: 10 << 20,
+            container_log_max_files: 5,
+            log_rotation_interval: Duration::from_secs(10),
         }
+    }
+
+    /// Container logs are rotated once they reach `max_size` bytes, keeping `max_files`
+    /// files per container, the current one included (at least 2).
+    #[must_use]
+    pub fn with_container_log_rotation(mut self, max_size: u64, max_files: usize) -> Self {
+        self.container_log_max_size = max_size.max(1);
+        self.container_log_max_files = max_files.max(2);
+        self
+    }
+
+    /// How often the container logs are checked for rotation (default 10 s).
+    #[must_use]
+    pub fn with_log_rotation_interval(mut self, every: Duration) -> Self {
+        self.log_rotation_interval = every;
+        self
     }
 
     /// The cgroup under which every pod's cgroup goes (default `/kubepods`).

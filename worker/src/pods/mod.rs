@@ -30,6 +30,7 @@ mod handlers;
 mod hosts;
 mod images;
 pub(crate) mod labels;
+mod log_rotation;
 mod objects;
 mod observed;
 mod probes;
@@ -152,11 +153,15 @@ impl PodRuntime {
             Arc::clone(&workers),
             cancel.clone(),
         ));
+        let log_rotation = tokio::spawn(log_rotation::rotation_loop(
+            Arc::clone(&ctx),
+            cancel.clone(),
+        ));
         Self {
             ctx,
             workers,
             cancel,
-            background: vec![pleg],
+            background: vec![pleg, log_rotation],
         }
     }
 

@@ -2,9 +2,12 @@
 //! <P|F> <text>`, one entry per line, `P` for a partial line continued by the next entry),
 //! read as `pods/log` returns them: the kubelet's order of options (tail first, then since),
 //! timestamps at the start of each whole line, `limitBytes` on the output, and `follow`
-//! polling the file until the container stops.
+//! polling the file until the container stops. A followed log carries on into the new file
+//! when the worker rotates it (`pods::log_rotation`): the reader keeps the file it opened,
+//! finishes it, and moves to the file now at the path.
 
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -56,7 +59,9 @@ struct Reader {
     options: LogOptions,
     since: Option<Timestamp>,
     running: StillRunning,
-    /// Bytes of the file consumed so far (whole lines only).
+    /// The file being read and its inode, kept open: after a rotation it is the renamed file.
+    file: Option<(tokio::fs::File, u64)>,
+    /// Bytes of that file consumed so far (whole lines only).
     offset: u64,
     /// Output bytes still allowed by `limitBytes`.
     budget: Option<u64>,
@@ -100,9 +105,38 @@ impl Reader {
         out
     }
 
-    /// The whole lines of the file after `offset`; advances it.
+    /// The whole lines of the file after `offset`; advances it. Once the kept file has no
+    /// more whole lines and another file is at the path (rotated), reads on in that one.
     async fn read_new(&mut self) -> io::Result<Vec<Entry>> {
-        let mut f = tokio::fs::File::open(&self.path).await?;
+        let mut entries = self.read_kept().await?;
+        if entries.is_empty() && self.options.follow && self.rotated().await {
+            self.file = None;
+            self.offset = 0;
+            entries = self.read_kept().await?;
+        }
+        Ok(entries)
+    }
+
+    /// Whether the path now names another file than the one kept open.
+    async fn rotated(&self) -> bool {
+        let Some((_, ino)) = &self.file else {
+            return false;
+        };
+        tokio::fs::metadata(&self.path)
+            .await
+            .is_ok_and(|m| m.ino() != *ino)
+    }
+
+    /// The whole lines of the kept file (opened at the path first) after `offset`.
+    async fn read_kept(&mut self) -> io::Result<Vec<Entry>> {
+        if self.file.is_none() {
+            let f = tokio::fs::File::open(&self.path).await?;
+            let ino = f.metadata().await?.ino();
+            self.file = Some((f, ino));
+        }
+        let Some((f, _)) = self.file.as_mut() else {
+            return Ok(Vec::new());
+        };
         f.seek(io::SeekFrom::Start(self.offset)).await?;
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).await?;
@@ -183,6 +217,7 @@ pub fn read(
         since,
         options,
         running,
+        file: None,
         offset: 0,
         at_line_start: true,
         started: false,

@@ -53,6 +53,14 @@ pub fn available() -> bool {
 impl Harness {
     /// Starts containerd and a pod runtime (resync every `resync`), or `None` when skipped.
     pub async fn start_with(resync: Duration) -> Option<Self> {
+        Self::start_configured(move |c| c.with_resync(resync)).await
+    }
+
+    /// Starts containerd and a pod runtime whose configuration `configure` finishes, or
+    /// `None` when skipped.
+    pub async fn start_configured(
+        configure: impl FnOnce(PodRuntimeConfig) -> PodRuntimeConfig,
+    ) -> Option<Self> {
         if !available() {
             return None;
         }
@@ -83,9 +91,10 @@ impl Harness {
         .await
         .unwrap();
         let node = format!("node-{id}");
-        let config = PodRuntimeConfig::new(node.clone(), "127.0.0.1".parse().unwrap(), dir.path())
-            .with_resync(resync)
-            .with_cgroup_root(format!("/daas-test-{id}/kubepods"));
+        let config = configure(
+            PodRuntimeConfig::new(node.clone(), "127.0.0.1".parse().unwrap(), dir.path())
+                .with_cgroup_root(format!("/daas-test-{id}/kubepods")),
+        );
         let api = FakeApi::default();
         let pods = PodRuntime::new(
             config.clone(),

@@ -118,3 +118,34 @@ async fn a_followed_log_streams_until_the_container_stops() {
     let rest: Vec<Bytes> = s.map(|c| c.unwrap()).collect().await;
     assert_eq!(rest.concat(), b"six\n");
 }
+
+#[tokio::test]
+async fn a_followed_log_carries_on_into_the_file_after_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = sample(&dir);
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    let mut s = super::read(
+        p.clone(),
+        LogOptions {
+            follow: true,
+            tail_lines: Some(1),
+            ..LogOptions::default()
+        },
+        Box::new(move || flag.load(Ordering::SeqCst)),
+        at(10),
+    );
+    assert_eq!(s.next().await.unwrap().unwrap(), "four\n");
+    // The runtime's last lines into the file, then it is renamed and reopened.
+    write(&p, &[entry(at(4), "stdout", false, "five")]);
+    std::fs::rename(&p, dir.path().join("0.log.20231114-221324")).unwrap();
+    write(&p, &[entry(at(5), "stdout", false, "six")]);
+    assert_eq!(s.next().await.unwrap().unwrap(), "five\n");
+    assert_eq!(s.next().await.unwrap().unwrap(), "six\n");
+    // And again.
+    std::fs::rename(&p, dir.path().join("0.log.20231114-221325")).unwrap();
+    write(&p, &[entry(at(6), "stdout", false, "seven")]);
+    running.store(false, Ordering::SeqCst);
+    let rest: Vec<Bytes> = s.map(|c| c.unwrap()).collect().await;
+    assert_eq!(rest.concat(), b"seven\n");
+}
