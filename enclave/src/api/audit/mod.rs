@@ -4,7 +4,7 @@
 //! line, fields in upstream's order), and kept in the sealed store
 //! ([`log`]). `GET /audit/events` (a non-resource URL, so only users RBAC
 //! allows it, `cluster-admin` by default) returns the lines, `?follow=true`
-//! keeps streaming them; `daas audit` prints them.
+//! keeps streaming them (`kubectl get --raw /audit/events`).
 
 pub mod log;
 pub mod policy;
