@@ -1643,3 +1643,87 @@ fn every_kubectl_version_works() {
         assert!(failed.is_empty(), "kubectl versions failing: {failed:?}");
     });
 }
+
+/// `kubectl debug node/X` with every profile creates its pod on that node; kubectl 1.32+
+/// sends the Pod as protobuf (it was refused with 415 before).
+#[test]
+fn debug_node_creates_its_pod_with_every_kubectl_and_profile() {
+    let server = Enclave::start();
+    let versions = kubectl_versions();
+    let (_, newest) = versions.last().expect("kubectl.1.X binaries");
+    let admin = Kubectl::new("admin", newest, &server);
+    admin.ok_stdin(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Node\nmetadata:\n  name: debugged\n"),
+    );
+    for (v, bin) in &versions {
+        let k = Kubectl::new(v, bin, &server);
+        for profile in [
+            "legacy",
+            "general",
+            "baseline",
+            "restricted",
+            "netadmin",
+            "sysadmin",
+        ] {
+            let out = k.run(&[
+                "debug",
+                "node/debugged",
+                "--image=busybox:1.35",
+                &format!("--profile={profile}"),
+                "--",
+                "sleep",
+                "1",
+            ]);
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if said.contains("unknown profile") && v != &versions.last().unwrap().0 {
+                // Profiles came one by one (1.27 has no sysadmin); the newest has them all.
+                continue;
+            }
+            assert!(
+                out.status.success(),
+                "kubectl {v} --profile={profile}: {said}"
+            );
+            let name = said
+                .split_whitespace()
+                .skip_while(|w| *w != "pod")
+                .nth(1)
+                .unwrap_or_else(|| panic!("kubectl {v} --profile={profile}: {said}"))
+                .to_owned();
+            let pod: serde_json::Value =
+                serde_json::from_str(&admin.ok(&["get", "pod", &name, "-o", "json"])).unwrap();
+            let spec = &pod["spec"];
+            assert_eq!(spec["nodeName"], "debugged", "{v} {profile}: {spec}");
+            assert_eq!(
+                spec["containers"][0]["image"], "busybox:1.35",
+                "{v} {profile}"
+            );
+            assert_eq!(
+                spec["tolerations"][0]["operator"], "Exists",
+                "{v} {profile}"
+            );
+            let security = &spec["containers"][0]["securityContext"];
+            match profile {
+                "sysadmin" => assert_eq!(security["privileged"], true, "{v}: {spec}"),
+                "restricted" => {
+                    assert_eq!(security["capabilities"]["drop"][0], "ALL", "{v}: {spec}");
+                    assert_eq!(security["runAsNonRoot"], true, "{v}: {spec}");
+                }
+                // NET_ADMIN everywhere; later versions add NET_RAW.
+                "netadmin" => assert_eq!(
+                    security["capabilities"]["add"][0], "NET_ADMIN",
+                    "{v}: {spec}"
+                ),
+                _ => {}
+            }
+            if matches!(profile, "legacy" | "general" | "sysadmin") {
+                assert_eq!(spec["hostPID"], true, "{v} {profile}: {spec}");
+                assert_eq!(spec["volumes"][0]["hostPath"]["path"], "/", "{v} {profile}");
+            }
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! kubectl 1.32+ sends them for typed creates (`create namespace|configmap|
 //! secret|serviceaccount|service|deployment|job|cronjob|role|rolebinding|
 //! clusterrole|clusterrolebinding|quota|pdb|priorityclass|ingress`) and for
-//! `auth whoami|can-i`. The wire format is decoded by the generated `k8s-pb`
+//! `auth whoami|can-i`, and pods (`debug node/X`). The wire format is decoded by the generated `k8s-pb`
 //! types; each supported kind is then mapped to its JSON form field by
 //! field, with a round-trip test per kind so no field is dropped
 //! (`kinds` for the rbac, policy and networking kinds, `workloads` for
@@ -324,6 +324,7 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
             core::ServiceAccount::decode(raw).map_err(bad)?,
         )),
         ("v1", "Service") => workloads::service(core::Service::decode(raw).map_err(bad)?),
+        ("v1", "Pod") => workloads::pod(core::Pod::decode(raw).map_err(bad)?),
         ("apps/v1", "Deployment") => {
             workloads::deployment(apps::Deployment::decode(raw).map_err(bad)?)
         }
@@ -1003,13 +1004,7 @@ mod tests {
         // A field the mapping does not cover is refused, not dropped.
         let mut t = pod_template();
         if let Some(spec) = t.spec.as_mut() {
-            spec.tolerations = vec![
-                core::Toleration::default(),
-                core::Toleration {
-                    key: Some("k".into()),
-                    ..Default::default()
-                },
-            ];
+            spec.affinity = Some(core::Affinity::default());
         }
         let job = batch::Job {
             metadata: None,
@@ -1022,6 +1017,153 @@ mod tests {
         let e = decode(&envelope("batch/v1", "Job", job.encode_to_vec())).unwrap_err();
         assert_eq!(e.code(), 415);
         assert!(e.to_string().contains("PodSpec"), "{e}");
+    }
+
+    /// A pod as `kubectl debug node/X --profile=sysadmin` sends it, with a restricted
+    /// container's security context beside.
+    fn debug_pod() -> core::Pod {
+        core::Pod {
+            metadata: full_meta(),
+            spec: Some(core::PodSpec {
+                containers: vec![
+                    core::Container {
+                        name: Some("debugger".into()),
+                        image: Some("busybox:1.35".into()),
+                        command: vec!["sleep".into(), "1".into()],
+                        stdin: Some(true),
+                        tty: Some(true),
+                        termination_message_policy: Some("File".into()),
+                        volume_mounts: vec![core::VolumeMount {
+                            name: Some("host-root".into()),
+                            mount_path: Some("/host".into()),
+                            read_only: Some(true),
+                            ..Default::default()
+                        }],
+                        security_context: Some(core::SecurityContext {
+                            privileged: Some(true),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    core::Container {
+                        name: Some("restricted".into()),
+                        image: Some("busybox:1.35".into()),
+                        security_context: Some(core::SecurityContext {
+                            capabilities: Some(core::Capabilities {
+                                add: vec![],
+                                drop: vec!["ALL".into()],
+                            }),
+                            run_as_non_root: Some(true),
+                            allow_privilege_escalation: Some(false),
+                            seccomp_profile: Some(core::SeccompProfile {
+                                r#type: Some("RuntimeDefault".into()),
+                                localhost_profile: None,
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                node_name: Some("n1".into()),
+                restart_policy: Some("Never".into()),
+                host_pid: Some(true),
+                host_network: Some(true),
+                host_ipc: Some(true),
+                tolerations: vec![core::Toleration {
+                    operator: Some("Exists".into()),
+                    ..Default::default()
+                }],
+                volumes: vec![
+                    core::Volume {
+                        name: Some("host-root".into()),
+                        volume_source: Some(core::VolumeSource {
+                            host_path: Some(core::HostPathVolumeSource {
+                                path: Some("/".into()),
+                                r#type: None,
+                            }),
+                            ..Default::default()
+                        }),
+                    },
+                    core::Volume {
+                        name: Some("scratch".into()),
+                        volume_source: Some(core::VolumeSource {
+                            empty_dir: Some(core::EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        }),
+                    },
+                ],
+                security_context: Some(core::PodSecurityContext {
+                    run_as_user: Some(1000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn a_debug_pod_maps_field_by_field() {
+        let v = decode(&envelope("v1", "Pod", debug_pod().encode_to_vec())).unwrap();
+        assert_eq!(v["apiVersion"], "v1");
+        assert_eq!(v["kind"], "Pod");
+        assert_eq!(v["metadata"]["name"], "n");
+        let spec = &v["spec"];
+        assert_eq!(
+            spec["volumes"],
+            json!([{"name": "host-root", "hostPath": {"path": "/"}}, {"name": "scratch", "emptyDir": {}}])
+        );
+        assert_eq!(spec["tolerations"], json!([{"operator": "Exists"}]));
+        assert_eq!(spec["securityContext"], json!({"runAsUser": 1000}));
+        for (k, want) in [
+            ("hostPID", json!(true)),
+            ("hostNetwork", json!(true)),
+            ("hostIPC", json!(true)),
+            ("nodeName", json!("n1")),
+            ("restartPolicy", json!("Never")),
+        ] {
+            assert_eq!(spec[k], want, "{k}: {spec}");
+        }
+        let debugger = &spec["containers"][0];
+        assert_eq!(
+            debugger["volumeMounts"],
+            json!([{"name": "host-root", "mountPath": "/host", "readOnly": true}])
+        );
+        assert_eq!(debugger["securityContext"], json!({"privileged": true}));
+        assert_eq!(
+            (debugger["stdin"].clone(), debugger["tty"].clone()),
+            (json!(true), json!(true))
+        );
+        assert_eq!(
+            spec["containers"][1]["securityContext"],
+            json!({
+                "capabilities": {"drop": ["ALL"]},
+                "runAsNonRoot": true,
+                "allowPrivilegeEscalation": false,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            })
+        );
+    }
+
+    #[test]
+    fn a_pod_field_that_is_not_mapped_is_refused_by_name() {
+        let mut with_affinity = debug_pod();
+        if let Some(s) = with_affinity.spec.as_mut() {
+            s.affinity = Some(core::Affinity::default());
+        }
+        let e = decode(&envelope("v1", "Pod", with_affinity.encode_to_vec())).unwrap_err();
+        assert_eq!(e.code(), 415);
+        assert!(e.to_string().contains("PodSpec"), "{e}");
+        let mut projected = debug_pod();
+        if let Some(s) = projected.spec.as_mut() {
+            s.volumes[1].volume_source = Some(core::VolumeSource {
+                projected: Some(core::ProjectedVolumeSource::default()),
+                ..Default::default()
+            });
+        }
+        let e = decode(&envelope("v1", "Pod", projected.encode_to_vec())).unwrap_err();
+        assert_eq!(e.code(), 415);
+        assert!(e.to_string().contains("VolumeSource"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Protobuf-to-JSON mappings of the workloads kubectl 1.32+ creates through
-//! typed clients (`create deployment|job|cronjob|service`): Deployment,
-//! Job and CronJob with their pod templates, and Service.
+//! typed clients (`create deployment|job|cronjob|service`, `debug node/X`):
+//! Deployment, Job and CronJob with their pod templates, Pod, and Service.
 //!
 //! A pod spec has far more fields than are mapped here, so every mapper
 //! takes the fields it maps out of the message and then requires the rest
@@ -91,8 +91,175 @@ fn container(mut c: core::Container) -> Res<Value> {
     put(&mut m, "stdin", nz(&take(&mut c.stdin)));
     put(&mut m, "stdinOnce", nz(&take(&mut c.stdin_once)));
     put(&mut m, "tty", nz(&take(&mut c.tty)));
+    let mut mounts = Vec::new();
+    for mut v in take(&mut c.volume_mounts) {
+        let mut vm = Map::new();
+        put(&mut vm, "name", opt(&take(&mut v.name)));
+        put(&mut vm, "readOnly", nz(&take(&mut v.read_only)));
+        put(
+            &mut vm,
+            "recursiveReadOnly",
+            opt(&take(&mut v.recursive_read_only)),
+        );
+        put(&mut vm, "mountPath", opt(&take(&mut v.mount_path)));
+        put(&mut vm, "subPath", opt(&take(&mut v.sub_path)));
+        put(
+            &mut vm,
+            "mountPropagation",
+            opt(&take(&mut v.mount_propagation)),
+        );
+        put(&mut vm, "subPathExpr", opt(&take(&mut v.sub_path_expr)));
+        nothing_left(&v, "VolumeMount")?;
+        mounts.push(Value::Object(vm));
+    }
+    put(&mut m, "volumeMounts", Value::Array(mounts));
+    if let Some(sc) = take(&mut c.security_context) {
+        m.insert("securityContext".into(), security_context(sc)?);
+    }
     nothing_left(&c, "Container")?;
     Ok(Value::Object(m))
+}
+
+fn seccomp(p: Option<core::SeccompProfile>) -> Value {
+    let Some(p) = p else {
+        return Value::Null;
+    };
+    let mut m = Map::new();
+    put(&mut m, "type", opt(&p.r#type));
+    put(&mut m, "localhostProfile", opt(&p.localhost_profile));
+    Value::Object(m)
+}
+
+/// A container's `securityContext` (what `kubectl debug`'s profiles set, and more).
+fn security_context(mut sc: core::SecurityContext) -> Res<Value> {
+    let mut m = Map::new();
+    if let Some(mut caps) = take(&mut sc.capabilities) {
+        let mut cm = Map::new();
+        put(&mut cm, "add", json!(take(&mut caps.add)));
+        put(&mut cm, "drop", json!(take(&mut caps.drop)));
+        m.insert("capabilities".into(), Value::Object(cm));
+    }
+    put(&mut m, "privileged", opt(&take(&mut sc.privileged)));
+    put(&mut m, "runAsUser", opt(&take(&mut sc.run_as_user)));
+    put(&mut m, "runAsGroup", opt(&take(&mut sc.run_as_group)));
+    put(&mut m, "runAsNonRoot", opt(&take(&mut sc.run_as_non_root)));
+    put(
+        &mut m,
+        "readOnlyRootFilesystem",
+        opt(&take(&mut sc.read_only_root_filesystem)),
+    );
+    put(
+        &mut m,
+        "allowPrivilegeEscalation",
+        opt(&take(&mut sc.allow_privilege_escalation)),
+    );
+    put(&mut m, "procMount", opt(&take(&mut sc.proc_mount)));
+    put(
+        &mut m,
+        "seccompProfile",
+        seccomp(take(&mut sc.seccomp_profile)),
+    );
+    nothing_left(&sc, "SecurityContext")?;
+    Ok(Value::Object(m))
+}
+
+/// A pod's `securityContext`.
+fn pod_security_context(mut sc: core::PodSecurityContext) -> Res<Value> {
+    let mut m = Map::new();
+    put(&mut m, "runAsUser", opt(&take(&mut sc.run_as_user)));
+    put(&mut m, "runAsGroup", opt(&take(&mut sc.run_as_group)));
+    put(&mut m, "runAsNonRoot", opt(&take(&mut sc.run_as_non_root)));
+    put(
+        &mut m,
+        "supplementalGroups",
+        json!(take(&mut sc.supplemental_groups)),
+    );
+    put(&mut m, "fsGroup", opt(&take(&mut sc.fs_group)));
+    put(
+        &mut m,
+        "seccompProfile",
+        seccomp(take(&mut sc.seccomp_profile)),
+    );
+    nothing_left(&sc, "PodSecurityContext")?;
+    Ok(Value::Object(m))
+}
+
+fn key_to_paths(items: Vec<core::KeyToPath>) -> Value {
+    Value::Array(
+        items
+            .into_iter()
+            .map(|k| {
+                let mut m = Map::new();
+                put(&mut m, "key", opt(&k.key));
+                put(&mut m, "path", opt(&k.path));
+                put(&mut m, "mode", opt(&k.mode));
+                Value::Object(m)
+            })
+            .collect(),
+    )
+}
+
+/// A volume: hostPath, emptyDir, configMap or secret sources.
+fn volume(mut v: core::Volume) -> Res<Value> {
+    let mut m = Map::new();
+    m.insert("name".into(), opt(&take(&mut v.name)));
+    if let Some(mut src) = take(&mut v.volume_source) {
+        if let Some(mut h) = take(&mut src.host_path) {
+            let mut hm = Map::new();
+            put(&mut hm, "path", opt(&take(&mut h.path)));
+            put(&mut hm, "type", opt(&take(&mut h.r#type)));
+            m.insert("hostPath".into(), Value::Object(hm));
+        }
+        if let Some(mut e) = take(&mut src.empty_dir) {
+            let mut em = Map::new();
+            put(&mut em, "medium", opt(&take(&mut e.medium)));
+            put(
+                &mut em,
+                "sizeLimit",
+                opt(&take(&mut e.size_limit).and_then(|q| q.string)),
+            );
+            m.insert("emptyDir".into(), Value::Object(em));
+        }
+        if let Some(mut c) = take(&mut src.config_map) {
+            let mut cm = Map::new();
+            put(
+                &mut cm,
+                "name",
+                opt(&take(&mut c.local_object_reference).and_then(|r| r.name)),
+            );
+            put(&mut cm, "items", key_to_paths(take(&mut c.items)));
+            put(&mut cm, "defaultMode", opt(&take(&mut c.default_mode)));
+            put(&mut cm, "optional", opt(&take(&mut c.optional)));
+            m.insert("configMap".into(), Value::Object(cm));
+        }
+        if let Some(mut sec) = take(&mut src.secret) {
+            let mut sm = Map::new();
+            put(&mut sm, "secretName", opt(&take(&mut sec.secret_name)));
+            put(&mut sm, "items", key_to_paths(take(&mut sec.items)));
+            put(&mut sm, "defaultMode", opt(&take(&mut sec.default_mode)));
+            put(&mut sm, "optional", opt(&take(&mut sec.optional)));
+            m.insert("secret".into(), Value::Object(sm));
+        }
+        nothing_left(&src, "VolumeSource")?;
+    }
+    nothing_left(&v, "Volume")?;
+    Ok(Value::Object(m))
+}
+
+fn tolerations(ts: Vec<core::Toleration>) -> Value {
+    Value::Array(
+        ts.into_iter()
+            .map(|t| {
+                let mut m = Map::new();
+                put(&mut m, "key", opt(&t.key));
+                put(&mut m, "operator", opt(&t.operator));
+                put(&mut m, "value", opt(&t.value));
+                put(&mut m, "effect", opt(&t.effect));
+                put(&mut m, "tolerationSeconds", opt(&t.toleration_seconds));
+                Value::Object(m)
+            })
+            .collect(),
+    )
 }
 
 fn containers(cs: Vec<core::Container>) -> Res<Value> {
@@ -161,11 +328,15 @@ fn pod_spec(mut s: core::PodSpec) -> Res<Value> {
         .map(|r| json!({"name": opt(&r.name)}))
         .collect();
     put(&mut m, "imagePullSecrets", Value::Array(pulls));
-    // An empty security context is common (`{}`); anything in it is not mapped.
     if let Some(sc) = take(&mut s.security_context) {
-        nothing_left(&sc, "PodSecurityContext")?;
-        m.insert("securityContext".into(), json!({}));
+        m.insert("securityContext".into(), pod_security_context(sc)?);
     }
+    put(&mut m, "tolerations", tolerations(take(&mut s.tolerations)));
+    let volumes = take(&mut s.volumes)
+        .into_iter()
+        .map(volume)
+        .collect::<Res<Vec<_>>>()?;
+    put(&mut m, "volumes", Value::Array(volumes));
     nothing_left(&s, "PodSpec")?;
     Ok(Value::Object(m))
 }
@@ -314,6 +485,15 @@ pub(super) fn deployment(x: apps::Deployment) -> Res<Value> {
         );
         nothing_left(&s, "DeploymentSpec")?;
         o.insert("spec".into(), Value::Object(m));
+    }
+    Ok(Value::Object(o))
+}
+
+/// `v1 Pod` (`kubectl debug node/X` with every profile); `status` is not mapped.
+pub(super) fn pod(x: core::Pod) -> Res<Value> {
+    let mut o = top("v1", "Pod", &x.metadata);
+    if let Some(spec) = x.spec {
+        o.insert("spec".into(), pod_spec(spec)?);
     }
     Ok(Value::Object(o))
 }
