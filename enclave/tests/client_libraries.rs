@@ -19,33 +19,52 @@ use std::process::Command;
 
 use common::Enclave;
 
+/// `tests/client_support/<path>` of this crate.
+fn support(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/client_support")
+        .join(path)
+}
+
+/// Runs `program args…`, which must succeed and print every line of `checks`; returns its
+/// standard output.
+fn run_client(program: &str, args: &[&std::ffi::OsStr], checks: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in checks {
+        assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
+    }
+    stdout
+}
+
 #[test]
 fn the_official_python_client_lists_watches_and_patches() {
     let e = Enclave::start();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/client_support/python_client.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(e.kubeconfig())
-        .arg("python-client")
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let script = support("python_client.py");
+    run_client(
+        "python3",
+        &[
+            script.as_os_str(),
+            e.kubeconfig().as_os_str(),
+            "python-client".as_ref(),
+        ],
+        &[
+            "list ok",
+            "watch ok: 6 events",
+            "patch ok",
+            "update conflict ok: 409",
+            "deployment ok",
+            "delete namespace ok",
+        ],
     );
-    for check in [
-        "list ok",
-        "watch ok: 6 events",
-        "patch ok",
-        "update conflict ok: 409",
-        "deployment ok",
-        "delete namespace ok",
-    ] {
-        assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
-    }
 }
 
 /// The same client against authorization: TokenRequest, a service account's
@@ -54,35 +73,29 @@ fn the_official_python_client_lists_watches_and_patches() {
 #[test]
 fn the_official_python_client_sees_rbac_and_tokens() {
     let e = Enclave::start();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/client_support/python_authz.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(e.kubeconfig())
-        .arg("python-authz")
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let script = support("python_authz.py");
+    run_client(
+        "python3",
+        &[
+            script.as_os_str(),
+            e.kubeconfig().as_os_str(),
+            "python-authz".as_ref(),
+        ],
+        &[
+            "token request ok",
+            "forbidden ok",
+            "subject access reviews ok",
+            "self subject rules review ok",
+            "token review ok",
+        ],
     );
-    for check in [
-        "token request ok",
-        "forbidden ok",
-        "subject access reviews ok",
-        "self subject rules review ok",
-        "token review ok",
-    ] {
-        assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
-    }
 }
 
 /// The JavaScript client (`tests/client_support/node`, installed by `scripts/setup`).
 #[test]
 fn the_official_javascript_client_lists_watches_and_deletes() {
     let e = Enclave::start();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/client_support/node");
+    let dir = support("node");
     if !dir.join("node_modules/@kubernetes/client-node").is_dir() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -92,29 +105,24 @@ fn the_official_javascript_client_lists_watches_and_deletes() {
         eprintln!("SKIPPED: npm install in {} first", dir.display());
         return;
     }
-    let out = Command::new("node")
-        .arg(dir.join("node_client.mjs"))
-        .arg(e.kubeconfig())
-        .arg("node-client")
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "javascript client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let script = dir.join("node_client.mjs");
+    run_client(
+        "node",
+        &[
+            script.as_os_str(),
+            e.kubeconfig().as_os_str(),
+            "node-client".as_ref(),
+        ],
+        &[
+            "list ok",
+            "create ok",
+            "update conflict ok: 409",
+            "not found ok: 404",
+            "watch ok: 2 events",
+            "delete ok",
+            "all ok",
+        ],
     );
-    for check in [
-        "list ok",
-        "create ok",
-        "update conflict ok: 409",
-        "not found ok: 404",
-        "watch ok: 2 events",
-        "delete ok",
-        "all ok",
-    ] {
-        assert!(stdout.contains(check), "{check:?} missing from:\n{stdout}");
-    }
 }
 
 /// The JDK's TLS with the kubeconfig's certificate as its only trust anchor, loaded as the
@@ -130,19 +138,10 @@ fn the_jdk_trusts_the_kubeconfigs_certificate_alone() {
     assert!(version.status.success());
     let e = Enclave::start();
     let kubeconfig = e.token_kubeconfig("java", &e.token());
-    let program = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/client_support/java/PinnedKubeconfig.java");
-    let out = Command::new("java")
-        .arg(&program)
-        .arg(&kubeconfig)
-        .output()
-        .expect("java runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "java failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let program = support("java/PinnedKubeconfig.java");
+    run_client(
+        "java",
+        &[program.as_os_str(), kubeconfig.as_os_str()],
+        &["/api ok", "/api/v1/namespaces ok"],
     );
-    assert!(stdout.contains("/api ok"), "{stdout}");
-    assert!(stdout.contains("/api/v1/namespaces ok"), "{stdout}");
 }
