@@ -149,7 +149,7 @@ impl World {
     /// serves attestation (200) and says why on /readyz (503). Returns its standard error and
     /// the /readyz body.
     fn enclave_stays_sealed(&self, key_broker: &str) -> String {
-        let mut child = Command::new(common::enclave_exe())
+        let child = Command::new(common::enclave_exe())
             .args(["--dev", "--listen", "tcp:127.0.0.1:0", "--data-dir"])
             .arg(&self.data_path)
             .args(["--root-secret-source", "kms", "--key-broker", key_broker])
@@ -160,7 +160,9 @@ impl World {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = lines(&mut child);
+        // Killed on drop: a failed assertion below must not leave the enclave running.
+        let mut enclave = Proc(child);
+        let stdout = lines(&mut enclave.0);
         let url = wait_for(&stdout, "sealed ")
             .trim_start_matches("sealed ")
             .to_owned();
@@ -191,9 +193,13 @@ impl World {
         assert!(readyz.contains("the cluster is sealed"), "{readyz}");
         let (code, _) = curl("/api/v1/namespaces");
         assert_eq!(code, "503");
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let _ = enclave.0.kill();
+        let _ = enclave.0.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = enclave.0.stderr.take() {
+            use std::io::Read as _;
+            let _ = pipe.read_to_string(&mut stderr);
+        }
         assert!(
             stderr.contains("staying sealed"),
             "the log says it stays sealed: {stderr}"
