@@ -1,6 +1,6 @@
 //! `runtime::CriStreams` (the node tunnel's container streams) against a real containerd and
 //! the pod runtime: logs (whole, tail, limitBytes, follow to the container's end, no previous
-//! instance), exec (output, exit code, stdin to its end, a terminal with its size), attach,
+//! instance, the previous instance after a new sandbox), exec (output, exit code, stdin to its end, a terminal with its size), attach,
 //! port-forward (an echo server, a closed port), usage, and the refusals (a missing pod, a
 //! UID of another pod, a stopped container). The same seam through the enclave and real
 //! kubectl is `cli/tests/dev_streams.rs`.
@@ -411,5 +411,84 @@ async fn cri_streams_serve_logs_exec_attach_port_forward_and_usage() {
     assert!(talk_usage.containers[0].1.memory_working_set_bytes > 0);
     assert!(sample.node.cpu_usage_ns > 0);
 
+    h.stop().await;
+}
+
+/// `previous` after the sandbox itself died: the pod runtime makes a new sandbox and runs
+/// the container again in it, and the previous instance's log, in the old sandbox, is still
+/// served (the runtime keeps it, as the kubelet does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_logs_survive_a_new_sandbox() {
+    use k8s_cri::v1 as cri;
+    let Some(h) = Harness::start().await else {
+        return;
+    };
+    let s = CriStreams::new(h.cri(), h.node.clone());
+    let pod = busybox_pod(
+        "reborn",
+        "echo run-$(cat /proc/sys/kernel/random/uuid); exec sleep 3600",
+    );
+    running(&h, &pod).await;
+    let mut first = String::new();
+    for _ in 0..100 {
+        first = log(&s, &pod, "main", LogOptions::default()).await;
+        if first.starts_with("run-") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(first.starts_with("run-"), "{first:?}");
+
+    // The sandbox dies (as when its pause process is killed).
+    let sandboxes = h
+        .cri()
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
+    h.cri()
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandboxes[0].id.clone(),
+        })
+        .await
+        .unwrap();
+
+    // A new instance in a new sandbox writes its own line; the previous one's is kept.
+    let deadline = std::time::Instant::now() + LIMIT;
+    let mut now = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(stream) = s
+            .logs(pod_ref(&pod), "main".into(), LogOptions::default())
+            .await
+        {
+            let chunks: Vec<_> = stream.collect().await;
+            now = chunks
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect();
+            if now.starts_with("run-") && now != first {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        now.starts_with("run-") && now != first,
+        "{first:?} then {now:?}"
+    );
+    let sandboxes = h
+        .cri()
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(sandboxes.len(), 2, "a new sandbox beside the dead one");
+    let previous = LogOptions {
+        previous: true,
+        ..Default::default()
+    };
+    assert_eq!(log(&s, &pod, "main", previous).await, first);
     h.stop().await;
 }

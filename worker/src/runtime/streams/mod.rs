@@ -1,9 +1,9 @@
 //! [`CriStreams`]: the tunnel's [`ContainerStreams`] served by the node's containerd through
 //! CRI, for the pods this node runs.
 //!
-//! - logs: the container (by the labels the pod runtime puts on it; `previous` is the
-//!   instance before the newest) and its CRI log file, read by [`cri_log`]; a followed log
-//!   ends once `ContainerStatus` says the container exited;
+//! - logs: the container (by the labels the pod runtime puts on it, in any of the pod's
+//!   sandboxes; `previous` is the instance before the newest) and its CRI log file, read
+//!   by [`cri_log`]; a followed log ends once `ContainerStatus` says the container exited;
 //! - exec and attach: CRI `Exec`/`Attach`, then the streaming URL as a SPDY client
 //!   ([`remote`]);
 //! - port-forward: a connection to the port from inside the sandbox's network namespace
@@ -100,20 +100,23 @@ impl CriStreams {
             .ok_or_else(|| pod_not_found(pod))
     }
 
-    /// The instances of `container` in the pod's newest sandbox, newest first.
+    /// The instances of `container` in any of the pod's sandboxes, newest first: after the
+    /// sandbox itself died and was made again, the previous instance (for `previous`, or
+    /// while the new one waits to start) lives in the old sandbox, and the kubelet serves
+    /// it from there too.
     async fn instances(
         &self,
         pod: &PodRef,
         container: &str,
     ) -> Result<Vec<cri::Container>, StreamError> {
-        let sandbox = self.sandbox(pod, false).await?;
+        // The pod must be this node's (a clear "not found" otherwise).
+        self.sandbox(pod, false).await?;
         let mut selector = self.selector(pod);
         selector.insert(labels::CONTAINER_NAME.to_owned(), container.to_owned());
         let mut found = self
             .cri
             .list_containers(cri::ListContainersRequest {
                 filter: Some(cri::ContainerFilter {
-                    pod_sandbox_id: sandbox.id,
                     label_selector: selector,
                     ..Default::default()
                 }),
