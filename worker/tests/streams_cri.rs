@@ -414,6 +414,15 @@ async fn cri_streams_serve_logs_exec_attach_port_forward_and_usage() {
     h.stop().await;
 }
 
+/// Every sandbox of the harness's containerd (each test's harness has its own).
+async fn all_sandboxes(h: &Harness) -> Vec<k8s_cri::v1::PodSandbox> {
+    h.cri()
+        .list_pod_sandbox(k8s_cri::v1::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .items
+}
+
 /// `previous` after the sandbox itself died: the pod runtime makes a new sandbox and runs
 /// the container again in it, and the previous instance's log, in the old sandbox, is still
 /// served (the runtime keeps it, as the kubelet does).
@@ -440,12 +449,7 @@ async fn previous_logs_survive_a_new_sandbox() {
     assert!(first.starts_with("run-"), "{first:?}");
 
     // The sandbox dies (as when its pause process is killed).
-    let sandboxes = h
-        .cri()
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .items;
+    let sandboxes = all_sandboxes(&h).await;
     assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
     h.cri()
         .stop_pod_sandbox(cri::StopPodSandboxRequest {
@@ -478,12 +482,7 @@ async fn previous_logs_survive_a_new_sandbox() {
         now.starts_with("run-") && now != first,
         "{first:?} then {now:?}"
     );
-    let sandboxes = h
-        .cri()
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .items;
+    let sandboxes = all_sandboxes(&h).await;
     assert_eq!(sandboxes.len(), 2, "a new sandbox beside the dead one");
     let previous = LogOptions {
         previous: true,

@@ -52,18 +52,7 @@ async fn rotate_running(cri: &Cri, max_size: u64, max_files: usize) -> Result<()
         .await?
         .containers;
     for container in running {
-        let status = match cri
-            .container_status(cri::ContainerStatusRequest {
-                container_id: container.id.clone(),
-                verbose: false,
-            })
-            .await
-        {
-            Ok(s) => s.status,
-            // Gone between the list and the status call.
-            Err(e) if e.cri_code() == Some(tonic::Code::NotFound) => continue,
-            Err(e) => return Err(e),
-        };
+        let status = cri.container_status_if_present(&container.id).await?;
         let Some(log_path) = status.map(|s| s.log_path).filter(|p| !p.is_empty()) else {
             continue;
         };

@@ -112,19 +112,9 @@ pub(crate) async fn observe(cri: &Cri, uid: &str, node: &str) -> Result<Observed
         .containers;
     let mut containers = Vec::with_capacity(listed.len());
     for c in listed {
-        let status = match cri
-            .container_status(cri::ContainerStatusRequest {
-                container_id: c.id.clone(),
-                verbose: false,
-            })
-            .await
-        {
-            Ok(s) => s.status,
-            // Removed between the list and the status call.
-            Err(e) if e.cri_code() == Some(tonic::Code::NotFound) => continue,
-            Err(e) => return Err(e),
+        let Some(s) = cri.container_status_if_present(&c.id).await? else {
+            continue;
         };
-        let Some(s) = status else { continue };
         let annotations = s.annotations.clone();
         containers.push(ObservedContainer {
             name: s

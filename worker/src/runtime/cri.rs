@@ -66,6 +66,28 @@ impl Cri {
         })
     }
 
+    /// The status of container `id`, or `None` when it is gone (removed between a list and
+    /// this call).
+    ///
+    /// # Errors
+    /// [`Error::Cri`] with containerd's status, other than NotFound.
+    pub async fn container_status_if_present(
+        &self,
+        id: &str,
+    ) -> Result<Option<cri::ContainerStatus>> {
+        match self
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await
+        {
+            Ok(s) => Ok(s.status),
+            Err(e) if e.cri_code() == Some(tonic::Code::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The socket this client talks to.
     #[must_use]
     pub fn socket(&self) -> &Path {
