@@ -8,7 +8,7 @@
 use k8s_openapi::api::core::v1::Binding;
 use serde_json::{Value, json};
 
-use super::{MAX_RETRIES, ObjectStore, write::parse_rv};
+use super::{CasRetries, ObjectStore, write::parse_rv};
 use crate::registry::kinds::update_pod_condition;
 use crate::registry::{Error, FieldError, ResourceInfo, Result, meta};
 use crate::store::TxnOutcome;
@@ -82,7 +82,8 @@ impl ObjectStore {
             message: format!("Operation cannot be fulfilled on pods/binding {name:?}: {message}"),
         };
         let key = pods.key(ns, name);
-        for _ in 0..MAX_RETRIES {
+        let mut retries = CasRetries::new();
+        loop {
             let Some(kv) = self.get_kv(pods, ns, name).await? else {
                 return Err(Self::not_found(pods, name));
             };
@@ -156,9 +157,13 @@ impl ObjectStore {
                     meta::set_resource_version(&mut pod, revision);
                     return Ok(pod);
                 }
-                TxnOutcome::Failed { .. } => continue,
+                TxnOutcome::Failed { current } => {
+                    let won = current.map(|c| c.mod_revision);
+                    if !retries.lost(pods, name, kv.mod_revision, won).await {
+                        return Err(conflict("the pod changed too often; try again".into()));
+                    }
+                }
             }
         }
-        Err(conflict("the pod changed too often; try again".into()))
     }
 }

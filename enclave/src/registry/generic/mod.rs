@@ -54,10 +54,49 @@ pub(crate) struct Tables {
     pub(crate) swapped: tokio::sync::watch::Sender<u64>,
 }
 
-/// Tries of an unconditional update or patch before giving up with 409. Upstream's
-/// `GuaranteedUpdate` retries without limit; a controller writing an object's status many
-/// times a second made 8 too few (`kubectl replace` without a resourceVersion got 409 in CI).
-const MAX_RETRIES: usize = 64;
+/// Retries of a compare-and-swap lost to a concurrent write (an unconditional update or
+/// patch, a binding). Upstream's `GuaranteedUpdate` retries without a count limit, for as long
+/// as its request may run; a fixed count (8, then 64) still let `kubectl replace` without a
+/// resourceVersion answer 409 on a loaded CI machine. So retries are bounded by upstream's
+/// default request timeout instead, and a streak of lost tries is logged with the revisions
+/// that won, so that a writer in a hot loop shows in the enclave's log.
+struct CasRetries {
+    started: std::time::Instant,
+    lost: u32,
+}
+
+impl CasRetries {
+    /// Upstream's default `--request-timeout`.
+    const BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Lost tries in a row before the streak is logged.
+    const LOG_AFTER: u32 = 16;
+
+    fn new() -> Self {
+        CasRetries {
+            started: std::time::Instant::now(),
+            lost: 0,
+        }
+    }
+
+    /// Records a lost compare-and-swap of `name` (we read `read`, another write made
+    /// `won`). Returns false once the budget is spent (the caller answers 409).
+    async fn lost(&mut self, info: &ResourceInfo, name: &str, read: u64, won: Option<u64>) -> bool {
+        self.lost += 1;
+        if self.lost == Self::LOG_AFTER {
+            tracing::warn!(
+                resource = %info.resource,
+                name,
+                read,
+                won,
+                "{} compare-and-swaps in a row lost to concurrent writes; still retrying",
+                self.lost
+            );
+        }
+        // Let the writer that keeps winning finish before reading again.
+        tokio::task::yield_now().await;
+        self.started.elapsed() < Self::BUDGET
+    }
+}
 
 impl ObjectStore {
     /// An object store serving the resources of `table` from `store`.

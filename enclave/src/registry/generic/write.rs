@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{MAX_RETRIES, ObjectStore};
+use super::{CasRetries, ObjectStore};
 use crate::admission::{Operation, Outcome, Request as AdmissionRequest};
 use crate::registry::admission;
 use crate::registry::managed::{self, FieldSet, Scope, Writer};
@@ -362,7 +362,8 @@ impl ObjectStore {
         warnings: Vec<String>,
         next: impl Fn(&Value) -> Result<Value>,
     ) -> Result<Written> {
-        for _ in 0..MAX_RETRIES {
+        let mut retries = CasRetries::new();
+        loop {
             let Some(kv) = self.get_kv(info, ns, name).await? else {
                 return Err(Self::not_found(info, name));
             };
@@ -391,7 +392,7 @@ impl ObjectStore {
                 )
                 .await?
             {
-                Some(object) => {
+                CasWrite::Stored(object) => {
                     let mut warnings = warnings;
                     warnings.extend(admitted.warnings);
                     return Ok(Written {
@@ -403,16 +404,19 @@ impl ObjectStore {
                 // An explicit precondition fails for good; otherwise re-read and
                 // re-apply (a resourceVersion the patch set itself then no longer
                 // matches and fails above).
-                None if precondition.is_some() => {
+                CasWrite::Lost { .. } if precondition.is_some() => {
                     return Err(Self::conflict(info, name));
                 }
-                None => continue,
+                CasWrite::Lost { won } => {
+                    if !retries.lost(info, name, kv.mod_revision, won).await {
+                        return Err(Self::conflict(info, name));
+                    }
+                }
             }
         }
-        Err(Self::conflict(info, name))
     }
 
-    /// `BeforeUpdate` and the CAS write. `None` means the key changed meanwhile.
+    /// `BeforeUpdate` and the CAS write.
     #[allow(clippy::too_many_arguments)]
     async fn commit_update(
         &self,
@@ -425,7 +429,7 @@ impl ObjectStore {
         opts: &WriteOptions,
         fields: FieldsOp<'_>,
         admitted: &mut Outcome,
-    ) -> Result<Option<Value>> {
+    ) -> Result<CasWrite> {
         let name = meta::name(&old).to_string();
         let old_uid = meta::meta_str(&old, "uid").unwrap_or("").to_string();
         if let Some(m) = meta::metadata_mut(&mut new) {
@@ -549,14 +553,14 @@ impl ObjectStore {
         let stored = self
             .store_update(info, ns, &name, kv, &old, new, opts.dry_run)
             .await;
-        let kept = matches!(stored, Ok(Some(_))) && !opts.dry_run;
+        let kept = matches!(stored, Ok(CasWrite::Stored(_))) && !opts.dry_run;
         self.settle_node_ports(node_ports, kept).await;
         stored
     }
 
     /// Stores an admitted and validated update, unless it changes nothing or is a dry run;
-    /// deletes the object instead when its last finalizer went. `Ok(None)`: the object
-    /// changed since `kv` (the caller retries).
+    /// deletes the object instead when its last finalizer went. [`CasWrite::Lost`]: the
+    /// object changed since `kv` (the caller retries).
     #[allow(clippy::too_many_arguments)]
     async fn store_update(
         &self,
@@ -567,9 +571,9 @@ impl ObjectStore {
         old: &Value,
         mut new: Value,
         dry_run: bool,
-    ) -> Result<Option<Value>> {
+    ) -> Result<CasWrite> {
         if new == *old || dry_run {
-            return Ok(Some(new));
+            return Ok(CasWrite::Stored(new));
         }
         let key = info.key(ns, name);
         let finalizers_empty = new
@@ -587,18 +591,34 @@ impl ObjectStore {
             return match self.store.delete(&key, Some(kv.mod_revision)).await? {
                 TxnOutcome::Committed { revision, .. } => {
                     meta::set_resource_version(&mut new, revision);
-                    Ok(Some(new))
+                    Ok(CasWrite::Stored(new))
                 }
-                TxnOutcome::Failed { .. } => Ok(None),
+                TxnOutcome::Failed { current } => Ok(CasWrite::lost(current.as_ref())),
             };
         }
         let bytes = Self::encode(&new)?;
         match self.store.update(&key, &bytes, kv.mod_revision).await? {
             TxnOutcome::Committed { revision, .. } => {
                 meta::set_resource_version(&mut new, revision);
-                Ok(Some(new))
+                Ok(CasWrite::Stored(new))
             }
-            TxnOutcome::Failed { .. } => Ok(None),
+            TxnOutcome::Failed { current } => Ok(CasWrite::lost(current.as_ref())),
+        }
+    }
+}
+
+/// What a compare-and-swap write of an update came to.
+enum CasWrite {
+    /// Stored (or, for a dry run or a no-op, what would be).
+    Stored(Value),
+    /// Another write changed the key first; `won` is its mod revision (`None`: deleted).
+    Lost { won: Option<u64> },
+}
+
+impl CasWrite {
+    fn lost(current: Option<&KeyValue>) -> Self {
+        CasWrite::Lost {
+            won: current.map(|kv| kv.mod_revision),
         }
     }
 }
