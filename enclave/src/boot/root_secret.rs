@@ -21,6 +21,8 @@ use protocol::frame::{self, LEN_BYTES};
 use protocol::keybroker::{ERROR, MAX_FRAME_BYTES, OK};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::parent::{ParentStream, dial};
+
 /// How long one exchange with the broker may take (the broker's KMS call times out after 30 s).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest broker message kept for the log.
@@ -134,18 +136,14 @@ pub async fn root_secret_from_kms<N: Nsm>(
     Ok(opened)
 }
 
-/// One connected stream of either transport.
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
-
 async fn connect(
     endpoint: &KeyBrokerEndpoint,
     timeout: Duration,
-) -> Result<Box<dyn Conn>, RootSecretError> {
+) -> Result<Box<dyn ParentStream>, RootSecretError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(50);
     loop {
-        let error = match connect_once(endpoint).await {
+        let error = match dial(endpoint, "key broker").await {
             Ok(conn) => return Ok(conn),
             Err(e) => e,
         };
@@ -160,25 +158,6 @@ async fn connect(
         tracing::info!(%endpoint, error = %error, "key broker not reachable yet; retrying");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
-    }
-}
-
-async fn connect_once(endpoint: &KeyBrokerEndpoint) -> io::Result<Box<dyn Conn>> {
-    match endpoint {
-        KeyBrokerEndpoint::Unix(path) => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
-        #[cfg(feature = "vsock")]
-        KeyBrokerEndpoint::Vsock { cid, port } => Ok(Box::new(
-            tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(*cid, *port)).await?,
-        )),
-        #[cfg(not(feature = "vsock"))]
-        KeyBrokerEndpoint::Vsock { .. } => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "connecting over vsock needs the enclave's `vsock` feature",
-        )),
-        KeyBrokerEndpoint::Tcp(_) | protocol::Endpoint::HybridVsock { .. } => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the key broker is reached over unix: or vsock:, not TCP or hybrid-vsock: (a host-side transport)",
-        )),
     }
 }
 
