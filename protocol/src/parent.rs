@@ -18,3 +18,6 @@ pub const KEY_BROKER_PORT: u32 = 7002;
 pub const REGISTRY_PORT: u32 = 7003;
 /// The host's outbound proxy, first route (the KMS endpoint); the Sui fullnode is the next port.
 pub const OUTBOUND_PORT: u32 = 8000;
+/// The host's outbound route to the audit webhook (`daas launch --audit-webhook`), apart from
+/// the numbered routes above so that it does not move when they do.
+pub const AUDIT_WEBHOOK_PORT: u32 = 8010;

@@ -100,6 +100,11 @@ pub(crate) struct LaunchArgs {
     /// The Sui fullnode the enclave may reach through the outbound proxy (`HOST:PORT`).
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) sui_fullnode: Option<String>,
+    /// The audit webhook server the enclave may reach (`HOST:PORT`), on the outbound route of
+    /// vsock port 8010; the enclave image's `--audit-webhook-config-file` names the server
+    /// and its CA, and TLS runs end to end through the route.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) audit_webhook: Option<String>,
     /// Accept the unsigned documents of QEMU's nitro-enclave emulator when verifying and
     /// registering the enclave. Tests of images under the emulator only.
     #[arg(long)]

@@ -132,7 +132,8 @@ pub(crate) fn host_services(
         }
         specs.push(spec("keybroker", broker));
     }
-    // The enclave's only ways out: KMS and the Sui fullnode, each on its own route.
+    // The enclave's only ways out: KMS, the Sui fullnode and the audit webhook, each on its
+    // own route.
     let mut outbound = os(&["outbound"]);
     let mut port = parent::OUTBOUND_PORT;
     for target in [kms_target(args), args.sui_fullnode.clone()]
@@ -143,7 +144,11 @@ pub(crate) fn host_services(
         outbound.extend(os(&["--route", &route, "--allow", &target]));
         port += 1;
     }
-    if port > parent::OUTBOUND_PORT {
+    if let Some(target) = &args.audit_webhook {
+        let route = format!("{}={target}", transport.service(parent::AUDIT_WEBHOOK_PORT));
+        outbound.extend(os(&["--route", &route, "--allow", target]));
+    }
+    if port > parent::OUTBOUND_PORT || args.audit_webhook.is_some() {
         specs.push(spec("outbound", outbound));
     }
     Ok(specs)
@@ -283,6 +288,24 @@ mod tests {
         assert_eq!(
             specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             ["journal"]
+        );
+        // The audit webhook alone still gets the outbound proxy, on its own port.
+        let specs = host_services(
+            &parse(&["--audit-webhook", "audit.example.com:443"]),
+            Path::new("daas-host"),
+            &StateDir::new(Path::new("/s")),
+            &Transport::Vsock,
+        )
+        .unwrap();
+        let outbound = specs.iter().find(|s| s.name == "outbound").unwrap();
+        assert_eq!(
+            outbound
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            "outbound --route vsock:any:8010=audit.example.com:443 --allow audit.example.com:443"
         );
     }
 }

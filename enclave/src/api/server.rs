@@ -214,6 +214,9 @@ impl ApiServer {
             ));
         }
         if let Some(a) = &self.security.audit {
+            if let Some(webhook) = a.webhook() {
+                tasks.spawn(webhook.clone().run(stop.clone()));
+            }
             let log = a.log().clone();
             let stop = stop.clone();
             tasks.spawn(async move { log.run(stop).await });

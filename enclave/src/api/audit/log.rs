@@ -34,6 +34,15 @@ fn key_time(key: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// One stored batch of events.
+#[derive(Debug)]
+pub struct StoredBatch {
+    /// Its key: batches sort by it in the order they were written.
+    pub key: Vec<u8>,
+    /// Its events, one JSON object per line.
+    pub lines: Vec<u8>,
+}
+
 /// The sealed audit log.
 #[derive(Debug)]
 pub struct AuditLog {
@@ -151,6 +160,43 @@ impl AuditLog {
                 tracing::warn!(error = %e, "writing audit events failed; retrying");
             }
         }
+    }
+
+    /// The key of the newest stored batch.
+    pub fn newest(&self) -> Option<Vec<u8>> {
+        self.batches.lock().ok()?.back().cloned()
+    }
+
+    /// Up to `limit` stored batches after the batch key `after` (exclusive; `None`: from the
+    /// oldest), each with its key, oldest first. A batch deleted meanwhile (retention) is
+    /// skipped.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn batches_after(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<StoredBatch>, StoreError> {
+        let keys: Vec<Vec<u8>> = match self.batches.lock() {
+            Ok(b) => b
+                .iter()
+                .filter(|k| after.is_none_or(|a| k.as_slice() > a))
+                .take(limit)
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let (Some(kv), _) = self.store.get(&k)? {
+                out.push(StoredBatch {
+                    key: k,
+                    lines: kv.value,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The stored batches written at or after `since` (unix nanos), after

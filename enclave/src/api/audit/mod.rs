@@ -4,10 +4,12 @@
 //! line, fields in upstream's order), and kept in the sealed store
 //! ([`log`]). `GET /audit/events` (a non-resource URL, so only users RBAC
 //! allows it, `cluster-admin` by default) returns the lines, `?follow=true`
-//! keeps streaming them (`kubectl get --raw /audit/events`).
+//! keeps streaming them (`kubectl get --raw /audit/events`), and [`webhook`] sends them on
+//! to a server outside the enclave.
 
 pub mod log;
 pub mod policy;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,13 +33,11 @@ pub async fn scope<F: std::future::Future>(audit: Option<Arc<RequestAudit>>, f: 
 }
 
 /// Records the request body of the request being handled (JSON, YAML or
-/// protobuf, by `content_type`), if its audit level asks.
+/// protobuf, by `content_type`) if it is audited: its metadata completes the event's object
+/// reference, and the body is kept if the level asks.
 pub fn note_request_body(body: &[u8], content_type: &str) {
     let _ = CURRENT.try_with(|c| {
-        if let Some(r) = c
-            .as_ref()
-            .filter(|r| r.level() >= Level::Request && !body.is_empty())
-        {
+        if let Some(r) = c.as_ref().filter(|_| !body.is_empty()) {
             let media = content_type.split(';').next().unwrap_or("").trim();
             let v = if media == crate::api::protobuf::CONTENT_TYPE {
                 crate::api::protobuf::decode(body).ok()
@@ -58,6 +58,7 @@ pub fn note_request_body(body: &[u8], content_type: &str) {
 pub struct Auditor {
     policy: Policy,
     log: Arc<AuditLog>,
+    webhook: Option<Arc<webhook::WebhookBackend>>,
 }
 
 #[derive(Serialize)]
@@ -92,11 +93,40 @@ struct ObjectRef {
     #[serde(skip_serializing_if = "String::is_empty")]
     name: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    uid: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     api_group: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     api_version: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    resource_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     subresource: String,
+}
+
+impl ObjectRef {
+    /// Upstream's `LogRequestObject`: what the URL did not say (a create's name, the uid and
+    /// resourceVersion of the object sent) is taken from the request body's metadata.
+    fn completed_from(&self, body: &Value) -> ObjectRef {
+        let mut r = self.clone();
+        let field = |k: &str| {
+            body.pointer(&format!("/metadata/{k}"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        for (slot, key) in [
+            (&mut r.namespace, "namespace"),
+            (&mut r.name, "name"),
+            (&mut r.uid, "uid"),
+            (&mut r.resource_version, "resourceVersion"),
+        ] {
+            if slot.is_empty() {
+                *slot = field(key);
+            }
+        }
+        r
+    }
 }
 
 #[derive(Serialize)]
@@ -177,6 +207,8 @@ struct State {
     annotations: BTreeMap<String, String>,
     request_object: Option<Value>,
     response_object: Option<Value>,
+    /// The object reference completed from the request body.
+    object_ref: Option<ObjectRef>,
 }
 
 /// The parts of a request an event records.
@@ -193,12 +225,28 @@ pub struct RequestFacts<'a> {
 impl Auditor {
     /// Records what `policy` asks for into `log`.
     pub fn new(policy: Policy, log: Arc<AuditLog>) -> Self {
-        Auditor { policy, log }
+        Auditor {
+            policy,
+            log,
+            webhook: None,
+        }
+    }
+
+    /// Also delivers the log's events to a webhook.
+    #[must_use]
+    pub fn with_webhook(mut self, webhook: webhook::WebhookBackend) -> Self {
+        self.webhook = Some(Arc::new(webhook));
+        self
     }
 
     /// The log (for reading).
     pub fn log(&self) -> &Arc<AuditLog> {
         &self.log
+    }
+
+    /// The webhook backend, if one is configured.
+    pub fn webhook(&self) -> Option<&Arc<webhook::WebhookBackend>> {
+        self.webhook.as_ref()
     }
 
     /// Starts auditing a request of `attrs` (by the authenticated user);
@@ -220,6 +268,7 @@ impl Auditor {
             api_group: attrs.api_group.clone(),
             api_version: attrs.api_version.clone(),
             subresource: attrs.subresource.clone(),
+            ..Default::default()
         });
         let r = Arc::new(RequestAudit {
             log: self.log.clone(),
@@ -279,14 +328,16 @@ impl RequestAudit {
         v
     }
 
-    /// Records the decoded request body (at level Request and above).
+    /// Records the decoded request body: at every level its metadata completes the object
+    /// reference, at level Request and above the body itself is kept.
     pub fn request_object(&self, v: Value) {
-        if self.decision.level < Level::Request {
-            return;
-        }
-        let v = self.strip(v);
+        let completed = self.object_ref.as_ref().map(|r| r.completed_from(&v));
+        let body = (self.decision.level >= Level::Request).then(|| self.strip(v));
         if let Ok(mut s) = self.state.lock() {
-            s.request_object = Some(v);
+            s.object_ref = completed;
+            if body.is_some() {
+                s.request_object = body;
+            }
         }
     }
 
@@ -327,7 +378,7 @@ impl RequestAudit {
             impersonated_user: state.impersonated.as_ref().map(User::of),
             source_ips: &self.source_ips,
             user_agent: &self.user_agent,
-            object_ref: self.object_ref.as_ref(),
+            object_ref: state.object_ref.as_ref().or(self.object_ref.as_ref()),
             response_status: outcome.map(|o| ResponseStatus {
                 metadata: Empty {},
                 status: o.message.as_ref().map(|_| "Failure"),
@@ -447,5 +498,23 @@ mod tests {
             r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"id","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"list","user":{"username":"alice","groups":["system:authenticated"]},"sourceIPs":["127.0.0.1"],"userAgent":"kubectl","objectRef":{"resource":"pods","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"t0","stageTimestamp":"t1","annotations":{"authorization.k8s.io/decision":"allow"}}"#
         );
         assert!(micro_now().ends_with('Z') && micro_now().len() == 27);
+    }
+
+    #[test]
+    fn a_request_body_completes_the_object_reference_as_upstream() {
+        let from_url = ObjectRef {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            api_version: "v1".into(),
+            ..Default::default()
+        };
+        let body = serde_json::json!({"metadata": {"name": "cm", "namespace": "other",
+            "uid": "u-1", "resourceVersion": "42"}});
+        let r = from_url.completed_from(&body);
+        // The URL's namespace stands; the name, uid and resourceVersion come from the body.
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"resource":"configmaps","namespace":"default","name":"cm","uid":"u-1","apiVersion":"v1","resourceVersion":"42"}"#
+        );
     }
 }

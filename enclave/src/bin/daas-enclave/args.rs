@@ -134,6 +134,23 @@ pub(crate) struct Args {
     /// How long audit events are kept in the sealed store.
     #[arg(long, default_value = "168h", value_parser = humantime::parse_duration)]
     pub(crate) audit_retention: Duration,
+    /// An audit webhook, as kube-apiserver's `--audit-webhook-config-file`: a kubeconfig
+    /// naming an `https://` server, its CA and a token or client certificate. The audit log's
+    /// events are POSTed there as `audit.k8s.io/v1 EventList`s, TLS end to end through the
+    /// host's outbound route `--audit-webhook-via`. Needs `--audit-policy-file`.
+    #[arg(long, requires = "audit_policy_file")]
+    pub(crate) audit_webhook_config_file: Option<PathBuf>,
+    /// The host's outbound route to the webhook server, `unix:PATH` or `vsock:CID:PORT`
+    /// [default: dev none (required with a webhook), production vsock:PARENT:8010].
+    #[arg(long)]
+    pub(crate) audit_webhook_via: Option<protocol::Endpoint>,
+    /// Most events per webhook request (kube-apiserver's `--audit-webhook-batch-max-size`).
+    #[arg(long, default_value_t = enclave::api::audit::webhook::DEFAULT_BATCH_MAX_SIZE)]
+    pub(crate) audit_webhook_batch_max_size: usize,
+    /// The wait after a failed delivery, doubling up to 5 minutes (kube-apiserver's
+    /// `--audit-webhook-initial-backoff`). Undelivered events stay in the sealed log.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) audit_webhook_initial_backoff: Duration,
     /// The registry: rollback anchors are recorded on and checked against it, and nodes join
     /// against its stakes (without it the join endpoints answer 503). `local:PATH` (a file on
     /// the host's disk: dev only), `sui:RPC_URL#CLUSTER` or `relay:unix:PATH|relay:vsock:CID:PORT`
@@ -192,6 +209,8 @@ pub(crate) struct Plan {
     pub(crate) registry: Option<RegistryUrl>,
     /// Whether the journal is checked against, and anchored on, the registry.
     pub(crate) anchors: bool,
+    /// The outbound route to the audit webhook, when one is configured.
+    pub(crate) audit_webhook_via: Option<protocol::Endpoint>,
 }
 
 impl Args {
@@ -226,6 +245,7 @@ impl Args {
                 key_broker: self.key_broker.clone(),
                 registry: self.registry.clone(),
                 anchors: self.registry.is_some() && !self.anchor_interval.is_zero(),
+                audit_webhook_via: self.audit_webhook_via.clone(),
             },
             Mode::Production => {
                 if source == RootSecretSource::File {
@@ -262,9 +282,21 @@ impl Args {
                         },
                     ))),
                     anchors: true,
+                    audit_webhook_via: Some(
+                        self.audit_webhook_via
+                            .clone()
+                            .unwrap_or_else(|| vsock(parent::AUDIT_WEBHOOK_PORT)),
+                    ),
                 }
             }
         };
+        if self.audit_webhook_config_file.is_some() && plan.audit_webhook_via.is_none() {
+            bail!(
+                "--audit-webhook-config-file needs --audit-webhook-via, the host's outbound route to \
+                 the webhook server (`daas-host outbound --route ENDPOINT=HOST:PORT`): the enclave \
+                 has no network of its own"
+            );
+        }
         if plan.source == RootSecretSource::Kms && plan.key_broker.is_none() {
             bail!("--key-broker is required with --root-secret-source kms");
         }

@@ -393,7 +393,7 @@ async fn serve(
     let controllers = enclave::controllers::spawn(&objects, &controller_options)?;
     let scheduler = enclave::scheduler::spawn(&objects)?;
 
-    let audit = security::audit(args, &store)?;
+    let audit = security::audit(args, plan, &store)?;
 
     let admin = UserInfo::new("admin", &["system:masters", "system:authenticated"]);
     let mut auth = Authenticator::new().with_service_accounts(tokens.clone());

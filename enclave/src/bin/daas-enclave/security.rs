@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use enclave::admission::{Chain as AdmissionChain, Slot};
+use enclave::api::audit::webhook::{WebhookBackend, WebhookConfig};
 use enclave::api::audit::{AuditLog, Auditor, Policy};
 use enclave::api::authz::rbac::{PolicyCache, RbacAuthorizer};
 use enclave::api::authz::{AuthorizerChain, NodeAuthorizer, PrivilegedGroup, SYSTEM_MASTERS};
 use enclave::registry::ObjectStore;
 use enclave::store::Store;
 
-use crate::args::Args;
+use crate::args::{Args, Plan};
 
 /// The authorizer chain (system:masters, then the Node authorizer for nodes, then RBAC), the
 /// RBAC authorizer itself, and the admission chain: the store's built-in plugins
@@ -59,15 +60,34 @@ pub(crate) fn chains(base: &ObjectStore) -> (Arc<AuthorizerChain>, RbacAuthorize
 
 /// The auditor of `--audit-policy-file` (none without one, as kube-apiserver), logging into
 /// the sealed store.
-pub(crate) fn audit(args: &Args, store: &Store) -> Result<Option<Arc<Auditor>>> {
+/// With `--audit-webhook-config-file`, its events also go to the webhook through the
+/// plan's outbound route.
+pub(crate) fn audit(args: &Args, plan: &Plan, store: &Store) -> Result<Option<Arc<Auditor>>> {
     let Some(path) = &args.audit_policy_file else {
         return Ok(None);
     };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let policy = Policy::parse(&text).map_err(anyhow::Error::msg)?;
-    let log =
-        AuditLog::open(store.clone(), args.audit_retention).context("opening the audit log")?;
+    let log = Arc::new(
+        AuditLog::open(store.clone(), args.audit_retention).context("opening the audit log")?,
+    );
     tracing::info!(policy = %path.display(), "audit logging enabled");
-    Ok(Some(Arc::new(Auditor::new(policy, Arc::new(log)))))
+    let mut auditor = Auditor::new(policy, log.clone());
+    if let (Some(config), Some(via)) = (&args.audit_webhook_config_file, &plan.audit_webhook_via) {
+        let text = std::fs::read_to_string(config)
+            .with_context(|| format!("reading {}", config.display()))?;
+        let dir = config.parent().unwrap_or(std::path::Path::new("."));
+        let webhook = WebhookConfig::from_kubeconfig(&text, dir)
+            .with_context(|| format!("{}", config.display()))?;
+        auditor = auditor.with_webhook(WebhookBackend::new(
+            webhook,
+            via.clone(),
+            log,
+            store.clone(),
+            args.audit_webhook_batch_max_size,
+            args.audit_webhook_initial_backoff,
+        ));
+    }
+    Ok(Some(Arc::new(auditor)))
 }
