@@ -305,8 +305,24 @@ fn dev_runs_pods_deployments_and_jobs() {
         );
         state.starts_with("CrashLoopBackOff ") && !state.ends_with(" 0")
     });
-    let row = ok(&k127, &admin, &["get", "pod", "crash", "--no-headers"]);
-    assert!(row.contains("CrashLoopBackOff"), "{row}");
+    // Every kubectl shows it backing off and its last run's log (a restart in between may
+    // show another state for a moment, hence the wait).
+    for version in ["1.27", "1.28", "1.29", "1.30", "1.31", "1.32", "1.33"] {
+        let k = kubectl_version(version);
+        wait_until(
+            Duration::from_secs(60),
+            "CrashLoopBackOff in get pod",
+            || {
+                ok(&k, &admin, &["get", "pod", "crash", "--no-headers"])
+                    .contains("CrashLoopBackOff")
+            },
+        );
+        assert_eq!(
+            ok(&k, &admin, &["logs", "crash", "--previous"]),
+            "crashing\n",
+            "kubectl {version}"
+        );
+    }
     let last = jsonpath(
         &k133,
         &admin,

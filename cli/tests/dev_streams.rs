@@ -3,10 +3,11 @@
 //! tunnel (`runtime::CriStreams` on the worker). Checked: `logs` (`--tail`, `--timestamps`,
 //! `-f` on a pod that prints and exits, `--previous` refused), `exec` with output and exit
 //! codes, `exec -i` with stdin to its end, `exec -it` with the terminal's size, `attach -i`,
-//! `port-forward` (two ports, several connections, a closed port), `cp` both ways, `top pod`,
-//! and the refusals (a missing container, a stopped container). exec and port-forward with
-//! every kubectl 1.27–1.33 (SPDY up to 1.29, WebSocket exec from 1.30, SPDY-in-WebSocket
-//! port-forward from 1.31).
+//! `port-forward` (two ports, several connections, a closed port), `cp` both ways, `top pod`
+//! and `top node`, `logs deploy/X` and `job/X`, a rollout, and the refusals (a missing
+//! container, a stopped container). `run` (and its pod's log), exec, `exec -it`,
+//! port-forward, cp, owner logs, `rollout status` and top with every kubectl 1.27–1.33 (SPDY
+//! exec up to 1.29, WebSocket exec from 1.30, SPDY-in-WebSocket port-forward from 1.31).
 //!
 //! Skips (loudly) only when containerd is not installed; under CI that fails. Two `daas dev`
 //! clusters with workers cannot run on one machine at once (they share the dev bridge and the
@@ -242,6 +243,20 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
     for p in &pods {
         newest.apply(&dir_path, p["metadata"]["name"].as_str().unwrap(), p);
     }
+    // `kubectl run` with every kubectl, each pod's log read back with the same one.
+    let run_name = |version: &str| format!("run-{}", version.replace('.', "-"));
+    for (version, k) in &kubectls {
+        k.ok(&[
+            "run",
+            &run_name(version),
+            "--image=docker.io/library/busybox:1.35",
+            "--restart=Never",
+            "--",
+            "sh",
+            "-c",
+            &format!("echo run by {version}; exec sleep 3600"),
+        ]);
+    }
     for name in ["talk", "web", "reader"] {
         newest.ok(&[
             "wait",
@@ -249,6 +264,19 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
             &format!("pod/{name}"),
             "--timeout=180s",
         ]);
+    }
+
+    for (version, k) in &kubectls {
+        let name = run_name(version);
+        k.ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{name}"),
+            "--timeout=180s",
+        ]);
+        wait_until(Duration::from_secs(30), "the run pod's log", || {
+            k.run(&["logs", &name]).stdout == format!("run by {version}\n").as_bytes()
+        });
     }
 
     // logs: whole, tail, timestamps, previous (none).
@@ -374,7 +402,7 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
 
     // exec -it: a terminal of the caller's size (kubectl sends it after the process starts,
     // so the command waits for it), exit code kept. `script` gives kubectl a terminal.
-    for k in [oldest, newest] {
+    for (_, k) in &kubectls {
         let inner = "for i in $(seq 100); do z=$(stty size); [ \"$z\" = \"30 100\" ] && break; \
                      sleep 0.1; done; echo size=$z; tty; exit 7";
         let line = format!(
@@ -434,7 +462,7 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
     // cp both ways (tar over exec).
     let local = dir_path.join("up.txt");
     std::fs::write(&local, "copied up\n").unwrap();
-    for k in [oldest, newest] {
+    for (_, k) in &kubectls {
         k.ok(&["cp", local.to_str().unwrap(), "talk:/tmp/up.txt"]);
         assert_eq!(
             k.ok(&["exec", "talk", "--", "cat", "/tmp/up.txt"]),
@@ -474,11 +502,16 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
         "--timeout=180s",
     ]);
     newest.ok(&["rollout", "status", "deployment/logger", "--timeout=180s"]);
-    for (_, k) in [&kubectls[0], &kubectls[VERSIONS.len() - 1]] {
+    for (_, k) in &kubectls {
         wait_until(Duration::from_secs(30), "logs deploy/logger", || {
             k.run(&["logs", "deploy/logger"]).stdout == b"from-deploy\n"
         });
         assert_eq!(k.ok(&["logs", "job/once"]), "from-job\n");
+    }
+    // A rollout started by the oldest kubectl, followed to its end by every one.
+    oldest.ok(&["rollout", "restart", "deployment/logger"]);
+    for (_, k) in &kubectls {
+        k.ok(&["rollout", "status", "deployment/logger", "--timeout=180s"]);
     }
 
     // top: the running pods, from CRI stats; a finished pod is not listed.
@@ -489,6 +522,12 @@ fn kubectl_logs_exec_attach_port_forward_cp_and_top_reach_real_pods() {
         out.status.success() && shown.lines().any(|l| l.starts_with("talk "))
     });
     assert!(!shown.lines().any(|l| l.starts_with("counter ")), "{shown}");
+    for (version, k) in &kubectls {
+        let pods = k.ok(&["top", "pod", "talk", "--no-headers"]);
+        assert!(pods.starts_with("talk "), "kubectl {version}: {pods}");
+        let nodes = k.ok(&["top", "node", "--no-headers"]);
+        assert!(nodes.starts_with("worker-1 "), "kubectl {version}: {nodes}");
+    }
 
     // The worker killed mid-stream: the follow ends (no hang), and once daas dev has
     // restarted the worker its tunnel is back, with the pod adopted, not restarted.
