@@ -224,6 +224,23 @@ async fn create_sets_server_fields_and_rejects_bad_input() {
         .unwrap();
     assert_eq!(w.warnings, vec!["unknown field \"bogus\"".to_string()]);
     assert!(w.object.get("bogus").is_none());
+    // A patch that brings an unknown field warns too (its warnings were dropped).
+    let w = f
+        .objects
+        .patch(
+            &f.info("configmaps"),
+            Some("default"),
+            "u",
+            &WriteOptions::default(),
+            |cur| {
+                let mut v = cur.clone();
+                v["patched"] = json!(true);
+                Ok(v)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.warnings, vec!["unknown field \"patched\"".to_string()]);
 
     // nothing was written by any failed request
     let page = f

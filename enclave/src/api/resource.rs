@@ -11,7 +11,7 @@ use super::route::ResourceTarget;
 use super::watch;
 use super::{ApiServer, Negotiated};
 use crate::registry::generic::{
-    ApplyConflicts, DeleteOptions, DeleteOutcome, Endpoint, ListOptions, WriteOptions,
+    ApplyConflicts, DeleteOptions, DeleteOutcome, Endpoint, ListOptions, WriteOptions, WriteTarget,
 };
 use crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
 use crate::registry::managed;
@@ -409,10 +409,12 @@ impl ApiServer {
             let w = self
                 .objects
                 .apply(
-                    Endpoint::Main,
-                    &req.target.info,
-                    self.ns(req),
-                    Self::name(req),
+                    WriteTarget {
+                        endpoint: Endpoint::Main,
+                        info: &req.target.info,
+                        ns: self.ns(req),
+                        name: Self::name(req),
+                    },
                     config,
                     &write_opts(req),
                     conflicts,

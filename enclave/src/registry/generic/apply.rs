@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::ObjectStore;
-use super::write::{Endpoint, FieldsOp, WriteOptions, Written, scope};
+use super::write::{Endpoint, FieldsOp, UpdateRequest, WriteOptions, WriteTarget, Written, scope};
 use crate::registry::managed::{self, Writer};
 use crate::registry::{Error, ResourceInfo, Result, meta};
 
@@ -21,26 +21,27 @@ pub enum ApplyConflicts {
 }
 
 impl ObjectStore {
-    /// Applies `config` (the decoded apply patch) to the object `name`
-    /// through `endpoint`, creating it if it does not exist (on the object
-    /// itself, not a subresource).
+    /// Applies `config` (the decoded apply patch) to `target`, creating the
+    /// object if it does not exist (on the object itself, not a subresource).
     ///
     /// # Errors
     /// 422 if `opts` has no field manager; 400 if `config` is not an
     /// object of this kind and version, names another object or carries
     /// `metadata.managedFields`; 409 with the conflicting fields unless
     /// forced; then whatever create or update return.
-    #[allow(clippy::too_many_arguments)]
     pub async fn apply(
         &self,
-        endpoint: Endpoint,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
+        target: WriteTarget<'_>,
         mut config: Value,
         opts: &WriteOptions,
         conflicts: ApplyConflicts,
     ) -> Result<Written> {
+        let WriteTarget {
+            endpoint,
+            info,
+            ns,
+            name,
+        } = target;
         let writer = match opts.manager.as_deref() {
             Some(m) if !m.is_empty() => Writer {
                 manager: m.to_string(),
@@ -63,17 +64,12 @@ impl ObjectStore {
             let mut obj = config;
             let empty = Value::Object(serde_json::Map::new());
             let now = meta::format_time(meta::now());
-            managed::record_apply(
-                &empty,
-                &mut obj,
-                &config_set,
-                &writer,
-                &av,
-                scope,
-                &now,
+            let applied = managed::Applied {
+                fields: &config_set,
                 force,
-            )
-            .map_err(managed::conflict_error)?;
+            };
+            managed::record_apply(&empty, &mut obj, applied, &writer, &av, scope, &now)
+                .map_err(managed::conflict_error)?;
             // The entry is already recorded: create must not add an Update.
             let create_opts = WriteOptions {
                 manager: None,
@@ -87,23 +83,21 @@ impl ObjectStore {
             config: &config_set,
             force,
         };
-        self.guaranteed_update(
-            endpoint,
-            info,
-            ns,
-            name,
-            None,
-            opts,
-            fields,
-            Vec::new(),
-            |cur| {
+        let request = UpdateRequest::new(target, opts, fields);
+        // The unknown-field warnings of the try that was stored (`fieldValidation=Warn`).
+        let decoded = std::sync::Mutex::new(Vec::new());
+        let written = self
+            .guaranteed_update(request, |cur| {
                 let merged = managed::apply_merge(cur, &config, &writer, &av, scope);
-                let (mut obj, _) = Self::decode_body(info, merged, opts.field_validation)?;
+                let (mut obj, warnings) = Self::decode_body(info, merged, opts.field_validation)?;
                 Self::place(info, &mut obj, ns)?;
+                if let Ok(mut d) = decoded.lock() {
+                    *d = warnings;
+                }
                 Ok(obj)
-            },
-        )
-        .await
+            })
+            .await?;
+        Ok(written.with_warnings_first(decoded.into_inner().unwrap_or_default()))
     }
 }
 

@@ -17,7 +17,7 @@ pub use apply::ApplyConflicts;
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use list::ListOptions;
-pub use write::{Endpoint, FieldValidation, WriteOptions, Written};
+pub use write::{Endpoint, FieldValidation, WriteOptions, WriteTarget, Written};
 
 use std::sync::{Arc, RwLock};
 

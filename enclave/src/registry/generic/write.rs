@@ -67,6 +67,47 @@ impl WriteOptions {
     }
 }
 
+/// The object a write goes to, and through which endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteTarget<'a> {
+    /// The object itself or its `/status`.
+    pub endpoint: Endpoint,
+    /// Its resource.
+    pub info: &'a ResourceInfo,
+    /// Its namespace (`None` for cluster-scoped resources).
+    pub ns: Option<&'a str>,
+    /// Its name.
+    pub name: &'a str,
+}
+
+/// An update as [`ObjectStore::guaranteed_update`] carries it through its tries.
+pub(super) struct UpdateRequest<'a> {
+    pub(super) target: WriteTarget<'a>,
+    /// The resourceVersion the client named: a lost race then fails for good.
+    pub(super) precondition: Option<u64>,
+    pub(super) opts: &'a WriteOptions,
+    pub(super) fields: FieldsOp<'a>,
+    /// Warnings from decoding the body, returned with the result.
+    pub(super) warnings: Vec<String>,
+}
+
+impl<'a> UpdateRequest<'a> {
+    /// An update of `target` without a precondition or warnings yet.
+    pub(super) fn new(
+        target: WriteTarget<'a>,
+        opts: &'a WriteOptions,
+        fields: FieldsOp<'a>,
+    ) -> Self {
+        UpdateRequest {
+            target,
+            precondition: None,
+            opts,
+            fields,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// How a write changes field ownership.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum FieldsOp<'a> {
@@ -104,6 +145,15 @@ pub struct Written {
     pub warnings: Vec<String>,
     /// Whether the object was created (201) rather than updated (200).
     pub created: bool,
+}
+
+impl Written {
+    /// Puts `warnings` (the body's, found before admission's) ahead of the others.
+    pub(super) fn with_warnings_first(mut self, mut warnings: Vec<String>) -> Self {
+        warnings.append(&mut self.warnings);
+        self.warnings = warnings;
+        self
+    }
 }
 
 /// Metadata fields only the server sets.
@@ -278,18 +328,18 @@ impl ObjectStore {
             )));
         }
         let precondition = parse_rv(meta::meta_str(&obj, "resourceVersion"))?;
-        self.guaranteed_update(
+        let target = WriteTarget {
             endpoint,
             info,
             ns,
             name,
+        };
+        let request = UpdateRequest {
             precondition,
-            opts,
-            FieldsOp::Update,
             warnings,
-            |_| Ok(obj.clone()),
-        )
-        .await
+            ..UpdateRequest::new(target, opts, FieldsOp::Update)
+        };
+        self.guaranteed_update(request, |_| Ok(obj.clone())).await
     }
 
     /// PATCH: applies `patch_fn` to the current object and stores the
@@ -323,19 +373,19 @@ impl ObjectStore {
         opts: &WriteOptions,
         patch_fn: impl Fn(&Value) -> Result<Value>,
     ) -> Result<Written> {
-        let fields = FieldsOp::Update;
-        self.guaranteed_update(
+        let target = WriteTarget {
             endpoint,
             info,
             ns,
             name,
-            None,
-            opts,
-            fields,
-            Vec::new(),
-            |cur| {
+        };
+        let request = UpdateRequest::new(target, opts, FieldsOp::Update);
+        // The unknown-field warnings of the try that was stored (`fieldValidation=Warn`).
+        let decoded = std::sync::Mutex::new(Vec::new());
+        let written = self
+            .guaranteed_update(request, |cur| {
                 let patched = patch_fn(cur)?;
-                let (mut obj, _) = Self::decode_body(info, patched, opts.field_validation)?;
+                let (mut obj, warnings) = Self::decode_body(info, patched, opts.field_validation)?;
                 Self::place(info, &mut obj, ns)?;
                 if meta::name(&obj) != name {
                     return Err(Error::BadRequest(format!(
@@ -343,25 +393,25 @@ impl ObjectStore {
                         meta::name(&obj)
                     )));
                 }
+                if let Ok(mut d) = decoded.lock() {
+                    *d = warnings;
+                }
                 Ok(obj)
-            },
-        )
-        .await
+            })
+            .await?;
+        Ok(written.with_warnings_first(decoded.into_inner().unwrap_or_default()))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Upstream's `GuaranteedUpdate`: reads the object, makes `next` of it, and writes that
+    /// if nothing wrote the object meanwhile; otherwise tries again with what is there now
+    /// (unless the request named a resourceVersion).
     pub(super) async fn guaranteed_update(
         &self,
-        endpoint: Endpoint,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        precondition: Option<u64>,
-        opts: &WriteOptions,
-        fields: FieldsOp<'_>,
-        warnings: Vec<String>,
+        request: UpdateRequest<'_>,
         next: impl Fn(&Value) -> Result<Value>,
     ) -> Result<Written> {
+        let WriteTarget { info, ns, name, .. } = request.target;
+        let precondition = request.precondition;
         let mut retries = CasRetries::new();
         loop {
             let Some(kv) = self.get_kv(info, ns, name).await? else {
@@ -379,21 +429,11 @@ impl ObjectStore {
             }
             let mut admitted = Outcome::default();
             match self
-                .commit_update(
-                    endpoint,
-                    info,
-                    ns,
-                    &kv,
-                    old,
-                    new,
-                    opts,
-                    fields,
-                    &mut admitted,
-                )
+                .commit_update(&request, &kv, old, new, &mut admitted)
                 .await?
             {
                 CasWrite::Stored(object) => {
-                    let mut warnings = warnings;
+                    let mut warnings = request.warnings;
                     warnings.extend(admitted.warnings);
                     return Ok(Written {
                         object,
@@ -417,19 +457,18 @@ impl ObjectStore {
     }
 
     /// `BeforeUpdate` and the CAS write.
-    #[allow(clippy::too_many_arguments)]
     async fn commit_update(
         &self,
-        endpoint: Endpoint,
-        info: &ResourceInfo,
-        ns: Option<&str>,
+        update: &UpdateRequest<'_>,
         kv: &KeyValue,
         old: Value,
         mut new: Value,
-        opts: &WriteOptions,
-        fields: FieldsOp<'_>,
         admitted: &mut Outcome,
     ) -> Result<CasWrite> {
+        let WriteTarget {
+            endpoint, info, ns, ..
+        } = update.target;
+        let (opts, fields) = (update.opts, update.fields);
         let name = meta::name(&old).to_string();
         let old_uid = meta::meta_str(&old, "uid").unwrap_or("").to_string();
         if let Some(m) = meta::metadata_mut(&mut new) {
@@ -497,8 +536,12 @@ impl ObjectStore {
                 let kubectl = w.manager == managed::KUBECTL;
                 // Kept for a second, forced attempt (record_apply edits `new`).
                 let unrecorded = (kubectl && !force).then(|| new.clone());
+                let apply_set = managed::Applied {
+                    fields: config,
+                    force,
+                };
                 if let Err(conflicts) =
-                    managed::record_apply(&old, &mut new, config, &w, &av, scope, &now, force)
+                    managed::record_apply(&old, &mut new, apply_set, &w, &av, scope, &now)
                 {
                     // upstream's lastAppliedManager: kubectl may take what
                     // its client-side apply annotation says it set.
@@ -513,7 +556,11 @@ impl ObjectStore {
                         return Err(managed::conflict_error(left));
                     };
                     new = unrecorded;
-                    managed::record_apply(&old, &mut new, config, &w, &av, scope, &now, true)
+                    let forced = managed::Applied {
+                        force: true,
+                        ..apply_set
+                    };
+                    managed::record_apply(&old, &mut new, forced, &w, &av, scope, &now)
                         .map_err(managed::conflict_error)?;
                 }
                 if kubectl {
@@ -550,9 +597,11 @@ impl ObjectStore {
             Endpoint::Main => self.reallocate_node_ports(info, &old, &mut new).await?,
             Endpoint::Status => super::alloc::NodePortChange::default(),
         };
-        let stored = self
-            .store_update(info, ns, &name, kv, &old, new, opts.dry_run)
-            .await;
+        let target = WriteTarget {
+            name: &name,
+            ..update.target
+        };
+        let stored = self.store_update(target, kv, &old, new, opts.dry_run).await;
         let kept = matches!(stored, Ok(CasWrite::Stored(_))) && !opts.dry_run;
         self.settle_node_ports(node_ports, kept).await;
         stored
@@ -561,12 +610,9 @@ impl ObjectStore {
     /// Stores an admitted and validated update, unless it changes nothing or is a dry run;
     /// deletes the object instead when its last finalizer went. [`CasWrite::Lost`]: the
     /// object changed since `kv` (the caller retries).
-    #[allow(clippy::too_many_arguments)]
     async fn store_update(
         &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
+        target: WriteTarget<'_>,
         kv: &KeyValue,
         old: &Value,
         mut new: Value,
@@ -575,7 +621,7 @@ impl ObjectStore {
         if new == *old || dry_run {
             return Ok(CasWrite::Stored(new));
         }
-        let key = info.key(ns, name);
+        let key = target.info.key(target.ns, target.name);
         let finalizers_empty = new
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)

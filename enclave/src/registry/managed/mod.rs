@@ -294,22 +294,33 @@ pub struct Conflict {
     pub field: String,
 }
 
-/// Records an `Apply` by `writer` of `config_set` from `old` to `new`.
+/// What an apply sets, and whether it takes fields other managers own.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied<'a> {
+    /// The fields the applied configuration sets.
+    pub fields: &'a FieldSet,
+    /// `force=true`.
+    pub force: bool,
+}
+
+/// Records an `Apply` by `writer` of `applied.fields` from `old` to `new`.
 ///
 /// # Errors
-/// The conflicts, unless `force`: fields another manager owns that the
-/// apply changes. With `force`, those move to `writer`.
-#[allow(clippy::too_many_arguments)]
+/// The conflicts, unless `applied.force`: fields another manager owns that
+/// the apply changes. With `force`, those move to `writer`.
 pub fn record_apply(
     old: &Value,
     new: &mut Value,
-    config_set: &FieldSet,
+    applied: Applied<'_>,
     writer: &Writer,
     api_version: &str,
     scope: Scope,
     now: &str,
-    force: bool,
 ) -> Result<(), Vec<Conflict>> {
+    let Applied {
+        fields: config_set,
+        force,
+    } = applied;
     let mut managers = managers_for_apply(old, api_version, scope);
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");

@@ -271,7 +271,19 @@ fn apply_removes_what_the_applier_dropped_unless_others_own_it() {
     // First apply creates.
     let mut obj = apply_merge(&json!({}), &first, &ar, av, scope);
     let set = applied_fields(&first, scope);
-    record_apply(&json!({}), &mut obj, &set, &ar, av, scope, "t0", false).unwrap();
+    record_apply(
+        &json!({}),
+        &mut obj,
+        Applied {
+            fields: &set,
+            force: false,
+        },
+        &ar,
+        av,
+        scope,
+        "t0",
+    )
+    .unwrap();
     // Someone else also sets label `shared` (same value: co-owned) and adds `other`.
     let mut edited = obj.clone();
     edited["metadata"]["labels"]["other"] = json!("o");
@@ -285,12 +297,14 @@ fn apply_removes_what_the_applier_dropped_unless_others_own_it() {
     record_apply(
         &with_other,
         &mut co_obj,
-        &co_set,
+        Applied {
+            fields: &co_set,
+            force: false,
+        },
         &co,
         av,
         scope,
         "t2",
-        false,
     )
     .unwrap();
     assert_eq!(co_obj["metadata"]["labels"]["shared"], "s");
@@ -309,7 +323,19 @@ fn apply_removes_what_the_applier_dropped_unless_others_own_it() {
     assert_eq!(out["metadata"]["finalizers"], json!(["f1"]));
     assert_eq!(out["data"], json!({"k1": "v"}));
     let set2 = applied_fields(&second, scope);
-    record_apply(&co_obj, &mut out, &set2, &ar, av, scope, "t3", false).unwrap();
+    record_apply(
+        &co_obj,
+        &mut out,
+        Applied {
+            fields: &set2,
+            force: false,
+        },
+        &ar,
+        av,
+        scope,
+        "t3",
+    )
+    .unwrap();
     let es = entries(&out);
     assert_eq!(
         entry(&es, "applier")["fieldsV1"],
@@ -326,10 +352,34 @@ fn apply_conflicts_and_force() {
     let ar = writer("kubectl");
     let mut obj = apply_merge(&json!({}), &cfg, &ar, AV, MAIN);
     let set = applied_fields(&cfg, MAIN);
-    record_apply(&json!({}), &mut obj, &set, &ar, AV, MAIN, "t0", false).unwrap();
+    record_apply(
+        &json!({}),
+        &mut obj,
+        Applied {
+            fields: &set,
+            force: false,
+        },
+        &ar,
+        AV,
+        MAIN,
+        "t0",
+    )
+    .unwrap();
     // The same apply again changes nothing, not even the entry's time.
     let mut again = apply_merge(&obj, &cfg, &ar, AV, MAIN);
-    record_apply(&obj, &mut again, &set, &ar, AV, MAIN, "t9", false).unwrap();
+    record_apply(
+        &obj,
+        &mut again,
+        Applied {
+            fields: &set,
+            force: false,
+        },
+        &ar,
+        AV,
+        MAIN,
+        "t9",
+    )
+    .unwrap();
     assert_eq!(again, obj);
 
     // A scaler takes .spec.replicas.
@@ -344,12 +394,36 @@ fn apply_conflicts_and_force() {
     // Applying the same value as live is no conflict; a different one is.
     let mut same = apply_merge(&scaled, &deployment(5, "nginx"), &ar, AV, MAIN);
     let same_set = applied_fields(&deployment(5, "nginx"), MAIN);
-    record_apply(&scaled, &mut same, &same_set, &ar, AV, MAIN, "t2", false).unwrap();
+    record_apply(
+        &scaled,
+        &mut same,
+        Applied {
+            fields: &same_set,
+            force: false,
+        },
+        &ar,
+        AV,
+        MAIN,
+        "t2",
+    )
+    .unwrap();
 
     let cfg2 = deployment(2, "nginx:2");
     let set2 = applied_fields(&cfg2, MAIN);
     let mut out = apply_merge(&scaled, &cfg2, &ar, AV, MAIN);
-    let conflicts = record_apply(&scaled, &mut out, &set2, &ar, AV, MAIN, "t2", false).unwrap_err();
+    let conflicts = record_apply(
+        &scaled,
+        &mut out,
+        Applied {
+            fields: &set2,
+            force: false,
+        },
+        &ar,
+        AV,
+        MAIN,
+        "t2",
+    )
+    .unwrap_err();
     assert_eq!(
         conflicts,
         vec![Conflict {
@@ -372,7 +446,19 @@ fn apply_conflicts_and_force() {
 
     // Forced: the applier takes it, the scaler's entry (now empty) goes away.
     let mut forced = apply_merge(&scaled, &cfg2, &ar, AV, MAIN);
-    record_apply(&scaled, &mut forced, &set2, &ar, AV, MAIN, "t3", true).unwrap();
+    record_apply(
+        &scaled,
+        &mut forced,
+        Applied {
+            fields: &set2,
+            force: true,
+        },
+        &ar,
+        AV,
+        MAIN,
+        "t3",
+    )
+    .unwrap();
     assert_eq!(forced["spec"]["replicas"], 2);
     let es = entries(&forced);
     assert_eq!(es.len(), 1, "{es:?}");
@@ -408,7 +494,19 @@ fn first_apply_on_an_unmanaged_object_does_not_take_everything() {
     let ar = writer("kubectl");
     let set = applied_fields(&cfg, MAIN);
     let mut out = apply_merge(&live, &cfg, &ar, AV, MAIN);
-    let conflicts = record_apply(&live, &mut out, &set, &ar, AV, MAIN, "t", false).unwrap_err();
+    let conflicts = record_apply(
+        &live,
+        &mut out,
+        Applied {
+            fields: &set,
+            force: false,
+        },
+        &ar,
+        AV,
+        MAIN,
+        "t",
+    )
+    .unwrap_err();
     assert_eq!(conflicts[0].manager, "\"before-first-apply\" using apps/v1");
     assert_eq!(
         manager_name(None, "kubectl/v1.33.0 (linux/amd64)"),
