@@ -95,6 +95,35 @@ spec:
   minAvailable: 1
   selector: {{matchLabels: {{app: web}}}}
 ---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local-{v}
+  resources: {{requests: {{storage: 1Gi}}}}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{name: local-{v}, labels: {{e2e: storage-{v}}}}}
+provisioner: rancher.io/local-path
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: web}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: StatefulSet, name: web}}
+  minReplicas: 1
+  maxReplicas: 4
+  metrics:
+  - {{type: Resource, resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 60}}}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: nginx-{v}, labels: {{e2e: ingress-{v}}}}}
+spec: {{controller: k8s.io/ingress-nginx}}
+---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {{name: reader-{v}, labels: {{e2e: rbac-{v}}}}}
@@ -124,6 +153,10 @@ fn scenario_more_kinds(k: &Kubectl<'_>, n: &str) {
         "cronjob.batch/tick created",
         "ingress.networking.k8s.io/ing1 created",
         "poddisruptionbudget.policy/pdb1 created",
+        "persistentvolumeclaim/data created",
+        &format!("storageclass.storage.k8s.io/local-{v} created"),
+        "horizontalpodautoscaler.autoscaling/web created",
+        &format!("ingressclass.networking.k8s.io/nginx-{v} created"),
         &format!("clusterrole.rbac.authorization.k8s.io/reader-{v} created"),
         &format!("clusterrolebinding.rbac.authorization.k8s.io/reader-{v} created"),
     ] {
@@ -147,6 +180,43 @@ fn scenario_more_kinds(k: &Kubectl<'_>, n: &str) {
     ] {
         has(&out, want, &format!("{v} get"));
     }
+    // Storage, autoscaling and ingress classes, with upstream's columns.
+    let out = k.ok(&["-n", n, "get", "pvc,hpa"]);
+    for want in [
+        "persistentvolumeclaim/data",
+        "Pending",
+        &format!("local-{v}"),
+        "VOLUMEATTRIBUTESCLASS",
+        "horizontalpodautoscaler.autoscaling/web",
+        "StatefulSet/web",
+        "cpu: <unknown>/60%",
+        "MINPODS",
+    ] {
+        has(&out, want, &format!("{v} get pvc,hpa"));
+    }
+    let out = k.ok(&["get", "sc", &format!("local-{v}")]);
+    has(&out, "WaitForFirstConsumer", &v);
+    has(&out, "ALLOWVOLUMEEXPANSION", &v);
+    has(
+        &k.ok(&["get", "ingressclass", &format!("nginx-{v}")]),
+        "k8s.io/ingress-nginx",
+        &v,
+    );
+    has(
+        &k.ok(&["-n", n, "describe", "pvc", "data"]),
+        "StorageClass:",
+        &v,
+    );
+    has(
+        &k.ok(&["-n", n, "describe", "hpa", "web"]),
+        "Reference:",
+        &v,
+    );
+    has(
+        &k.ok(&["explain", "pvc.spec.accessModes"]),
+        "accessModes contains the desired access modes",
+        &v,
+    );
     has(
         &k.ok(&["get", "clusterrole", &format!("reader-{v}")]),
         "CREATED AT",
@@ -245,6 +315,24 @@ spec:
     has(
         &out,
         &format!("clusterrolebinding.rbac.authorization.k8s.io \"reader-{v}\" deleted"),
+        &v,
+    );
+    let out = k.ok(&[
+        "delete",
+        "sc,ingressclass",
+        "-l",
+        &format!("e2e in (storage-{v},ingress-{v})"),
+    ]);
+    has(
+        &out,
+        &format!("storageclass.storage.k8s.io \"local-{v}\" deleted"),
+        &v,
+    );
+    let out = k.ok(&["-n", n, "delete", "pvc/data", "hpa/web"]);
+    has(&out, "persistentvolumeclaim \"data\" deleted", &v);
+    has(
+        &out,
+        "horizontalpodautoscaler.autoscaling \"web\" deleted",
         &v,
     );
     let out = k.ok(&[
@@ -1326,6 +1414,16 @@ fn scenario(k: &Kubectl<'_>) {
         "resourcequotas",
         "events.k8s.io/v1",
         "selfsubjectaccessreviews",
+        "persistentvolumeclaims",
+        "pvc",
+        "persistentvolumes",
+        "storageclasses",
+        "storage.k8s.io/v1",
+        "horizontalpodautoscalers",
+        "autoscaling/v2",
+        "ingressclasses",
+        "runtimeclasses",
+        "podtemplates",
     ] {
         has(&out, want, &format!("{v} api-resources"));
     }

@@ -617,6 +617,13 @@ fn discovery_names_match_upstream() {
         &["pc"],
         false,
     );
+    check("", "persistentvolumeclaims", true, &["pvc"], false);
+    check("", "persistentvolumes", false, &["pv"], false);
+    check("", "podtemplates", true, &[], false);
+    check("storage.k8s.io", "storageclasses", false, &["sc"], false);
+    check("storage.k8s.io", "csistoragecapacities", true, &[], false);
+    check("networking.k8s.io", "ingressclasses", false, &[], false);
+    check("node.k8s.io", "runtimeclasses", false, &[], false);
 }
 
 #[tokio::test]
@@ -736,5 +743,278 @@ async fn quota_status_is_split_and_v1_events_are_their_own_resource() {
     assert!(
         listed.items.is_empty(),
         "events.k8s.io events are stored apart from core events"
+    );
+}
+
+/// The column headers (priority 0) of `info`.
+fn header(info: &ResourceInfo) -> Vec<&'static str> {
+    info.strategy
+        .columns()
+        .iter()
+        .filter(|c| c.priority == 0)
+        .map(|c| c.name)
+        .collect()
+}
+
+/// The cells of one object's table row.
+fn cells(info: &ResourceInfo, obj: &Value) -> Vec<Value> {
+    let t = table::table(
+        info,
+        std::slice::from_ref(obj),
+        json!({}),
+        table::IncludeObject::None,
+        true,
+    );
+    t["rows"][0]["cells"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn claims_and_volumes_get_upstream_defaults_checks_and_columns() {
+    let f = Fixture::new().await;
+    let pvc = json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "fast"}});
+    let created = f
+        .create("", "persistentvolumeclaims", pvc.clone())
+        .await
+        .unwrap();
+    assert_eq!(created["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(created["status"], json!({"phase": "Pending"}));
+    let info = f.info("", "persistentvolumeclaims");
+    assert_eq!(
+        header(&info),
+        [
+            "Name",
+            "Status",
+            "Volume",
+            "Capacity",
+            "Access Modes",
+            "StorageClass",
+            "VolumeAttributesClass",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        cells(&info, &created)[..7],
+        [
+            json!("data"),
+            json!("Pending"),
+            json!(""),
+            json!(""),
+            json!(""),
+            json!("fast"),
+            json!("<unset>")
+        ]
+    );
+    let e = f
+        .create(
+            "",
+            "persistentvolumeclaims",
+            json!({"metadata": {"name": "bad"}, "spec": {}}),
+        )
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = causes(&e).into_iter().map(|c| c.0).collect();
+    assert_eq!(fields, ["spec.accessModes", "spec.resources[storage]"]);
+    // Expansion is allowed; another class is not.
+    let mut bigger = created.clone();
+    bigger["spec"]["resources"]["requests"]["storage"] = json!("2Gi");
+    let bigger = f
+        .update("", "persistentvolumeclaims", "data", bigger)
+        .await
+        .unwrap();
+    assert_eq!(bigger["spec"]["resources"]["requests"]["storage"], "2Gi");
+    let mut other = bigger;
+    other["spec"]["storageClassName"] = json!("slow");
+    let e = f
+        .update("", "persistentvolumeclaims", "data", other)
+        .await
+        .unwrap_err();
+    let c = causes(&e);
+    assert_eq!(
+        (c[0].0.as_str(), c[0].1.as_str()),
+        ("spec", "FieldValueForbidden")
+    );
+    assert!(
+        c[0].2
+            .contains("spec is immutable after creation except resources.requests"),
+        "{c:?}"
+    );
+
+    let pv = json!({"metadata": {"name": "pv1"}, "spec": {"capacity": {"storage": "5Gi"},
+        "accessModes": ["ReadWriteMany", "ReadWriteOnce"], "hostPath": {"path": "/srv"},
+        "claimRef": {"namespace": "default", "name": "data"}}});
+    let created = f.create("", "persistentvolumes", pv).await.unwrap();
+    assert_eq!(created["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(created["status"]["phase"], "Pending");
+    let info = f.info("", "persistentvolumes");
+    assert_eq!(
+        cells(&info, &created)[..9],
+        [
+            json!("pv1"),
+            json!("5Gi"),
+            json!("RWO,RWX"),
+            json!("Retain"),
+            json!("Pending"),
+            json!("default/data"),
+            json!(""),
+            json!("<unset>"),
+            json!("")
+        ]
+    );
+    let e = f
+        .create(
+            "",
+            "persistentvolumes",
+            json!({"metadata": {"name": "none"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        causes(&e)[0].2,
+        "Required value: must specify a volume type"
+    );
+}
+
+#[tokio::test]
+async fn classes_and_autoscalers_get_upstream_defaults_checks_and_columns() {
+    let f = Fixture::new().await;
+    let sc = json!({"metadata": {"name": "local", "annotations": {
+        "storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "rancher.io/local-path"});
+    let created = f
+        .create("storage.k8s.io", "storageclasses", sc)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            created["reclaimPolicy"].as_str(),
+            created["volumeBindingMode"].as_str()
+        ),
+        (Some("Delete"), Some("Immediate"))
+    );
+    let info = f.info("storage.k8s.io", "storageclasses");
+    assert_eq!(
+        cells(&info, &created)[..5],
+        [
+            json!("local (default)"),
+            json!("rancher.io/local-path"),
+            json!("Delete"),
+            json!("Immediate"),
+            json!(false)
+        ]
+    );
+    let mut moved = created.clone();
+    moved["provisioner"] = json!("other.io/x");
+    let e = f
+        .update("storage.k8s.io", "storageclasses", "local", moved)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        causes(&e)[0].2,
+        "Forbidden: updates to provisioner are forbidden."
+    );
+
+    let hpas = f
+        .objects
+        .table()
+        .lookup("autoscaling", "v2", "horizontalpodautoscalers")
+        .expect("autoscaling/v2 is served");
+    let hpa = json!({"metadata": {"name": "web"}, "spec": {"maxReplicas": 5,
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}});
+    let created = f
+        .objects
+        .create(
+            &hpas,
+            Some("default"),
+            hpa.clone(),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap()
+        .object;
+    assert_eq!(created["spec"]["minReplicas"], 1);
+    assert_eq!(
+        created["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        80
+    );
+    assert_eq!(
+        header(&hpas),
+        [
+            "Name",
+            "Reference",
+            "Targets",
+            "MinPods",
+            "MaxPods",
+            "Replicas",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        cells(&hpas, &created)[..6],
+        [
+            json!("web"),
+            json!("Deployment/web"),
+            json!("cpu: <unknown>/80%"),
+            json!("1"),
+            json!(5),
+            json!(0)
+        ]
+    );
+    let mut bad = hpa;
+    bad["metadata"]["name"] = json!("bad");
+    bad["spec"]["minReplicas"] = json!(6);
+    let e = f
+        .objects
+        .create(&hpas, Some("default"), bad, &WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        causes(&e)[0].2,
+        "Invalid value: 5: must be greater than or equal to `minReplicas`"
+    );
+
+    let class = json!({"metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx",
+        "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p"}}});
+    let created = f
+        .create("networking.k8s.io", "ingressclasses", class)
+        .await
+        .unwrap();
+    let info = f.info("networking.k8s.io", "ingressclasses");
+    assert_eq!(
+        cells(&info, &created)[..3],
+        [
+            json!("nginx"),
+            json!("k8s.io/ingress-nginx"),
+            json!("IngressParameters.k8s.example.com/p")
+        ]
+    );
+    let e = f
+        .create(
+            "node.k8s.io",
+            "runtimeclasses",
+            json!({"metadata": {"name": "gvisor"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(causes(&e)[0].0, "handler");
+    f.create(
+        "node.k8s.io",
+        "runtimeclasses",
+        json!({"metadata": {"name": "gvisor"}, "handler": "runsc"}),
+    )
+    .await
+    .unwrap();
+    let driver = f
+        .create(
+            "storage.k8s.io",
+            "csidrivers",
+            json!({"metadata": {"name": "csi.example.com"}, "spec": {}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(driver["spec"]["attachRequired"], true);
+    assert_eq!(
+        driver["spec"]["volumeLifecycleModes"],
+        json!(["Persistent"])
     );
 }

@@ -51,6 +51,16 @@ impl FieldError {
         }
     }
 
+    /// `field: Invalid value: 5: detail`: a number, unquoted as upstream prints it.
+    pub fn invalid_int(field: impl Into<String>, value: i64, detail: &str) -> Self {
+        let field = field.into();
+        FieldError {
+            reason: "FieldValueInvalid",
+            message: format!("{field}: Invalid value: {value}: {detail}"),
+            field,
+        }
+    }
+
     /// `field: Invalid value: <value>: field is immutable`.
     pub fn immutable(field: impl Into<String>, value: &Value) -> Self {
         let field = field.into();

@@ -38,6 +38,17 @@ impl Column {
         self
     }
 
+    /// A boolean column.
+    pub const fn boolean(name: &'static str, description: &'static str) -> Self {
+        Column {
+            name,
+            kind: "boolean",
+            format: "",
+            priority: 0,
+            description,
+        }
+    }
+
     /// An integer column.
     pub const fn integer(name: &'static str, description: &'static str) -> Self {
         Column {

@@ -2,6 +2,7 @@
 //! [`builtin`], the resource table they are served from.
 
 mod apps;
+mod autoscaling;
 mod batch;
 mod certificates;
 mod core;
@@ -10,6 +11,8 @@ mod events;
 mod metrics;
 mod network_policies;
 mod networking;
+mod node;
+mod pod_templates;
 mod pods;
 mod policy;
 mod quota;
@@ -17,6 +20,7 @@ mod rbac;
 mod reviews;
 mod revisions;
 mod services;
+mod storage;
 
 use serde_json::{Map, Value};
 
@@ -421,6 +425,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
     const AUTHN_BETA: (&str, &str) = ("authentication.k8s.io", "v1beta1");
     const AUTHZ: (&str, &str) = ("authorization.k8s.io", "v1");
     const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
+    const STORAGE: (&str, &str) = ("storage.k8s.io", "v1");
     vec![
         res(
             CORE,
@@ -520,6 +525,31 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(quota::LimitRanges),
         )
         .short(&["limits"]),
+        res(
+            CORE,
+            "PersistentVolumeClaim",
+            ("persistentvolumeclaims", "persistentvolumeclaim"),
+            Namespaced,
+            Box::new(storage::PersistentVolumeClaims),
+        )
+        .short(&["pvc"])
+        .subs(STATUS),
+        res(
+            CORE,
+            "PersistentVolume",
+            ("persistentvolumes", "persistentvolume"),
+            Cluster,
+            Box::new(storage::PersistentVolumes),
+        )
+        .short(&["pv"])
+        .subs(STATUS),
+        res(
+            CORE,
+            "PodTemplate",
+            ("podtemplates", "podtemplate"),
+            Namespaced,
+            Box::new(pod_templates::PodTemplates),
+        ),
         res(
             APPS,
             "Deployment",
@@ -679,6 +709,67 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(policy::PriorityClasses),
         )
         .short(&["pc"]),
+        res(
+            STORAGE,
+            "StorageClass",
+            ("storageclasses", "storageclass"),
+            Cluster,
+            Box::new(storage::StorageClasses),
+        )
+        .short(&["sc"]),
+        res(
+            STORAGE,
+            "CSIDriver",
+            ("csidrivers", "csidriver"),
+            Cluster,
+            Box::new(storage::CsiDrivers),
+        ),
+        res(
+            STORAGE,
+            "CSINode",
+            ("csinodes", "csinode"),
+            Cluster,
+            Box::new(storage::CsiNodes),
+        ),
+        res(
+            STORAGE,
+            "VolumeAttachment",
+            ("volumeattachments", "volumeattachment"),
+            Cluster,
+            Box::new(storage::VolumeAttachments),
+        )
+        .subs(STATUS),
+        res(
+            STORAGE,
+            "CSIStorageCapacity",
+            ("csistoragecapacities", "csistoragecapacity"),
+            Namespaced,
+            Box::new(storage::CsiStorageCapacities),
+        ),
+        res(
+            ("autoscaling", "v2"),
+            "HorizontalPodAutoscaler",
+            ("horizontalpodautoscalers", "horizontalpodautoscaler"),
+            Namespaced,
+            Box::new(autoscaling::HorizontalPodAutoscalers),
+        )
+        .short(&["hpa"])
+        .in_all()
+        .subs(STATUS),
+        res(
+            ("networking.k8s.io", "v1"),
+            "IngressClass",
+            ("ingressclasses", "ingressclass"),
+            Cluster,
+            Box::new(networking::IngressClasses),
+        ),
+        res(
+            ("node.k8s.io", "v1"),
+            "RuntimeClass",
+            ("runtimeclasses", "runtimeclass"),
+            Cluster,
+            Box::new(node::RuntimeClasses),
+        ),
         ResourceInfo {
             categories: &["api-extensions"],
             ..res(

@@ -1,12 +1,12 @@
-//! networking.k8s.io/v1 `ingresses`: path and backend validation, the
-//! status split, upstream columns.
+//! networking.k8s.io/v1 `ingresses` (path and backend validation, the status split) and
+//! `ingressclasses`, with upstream's columns.
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{Value, json};
 
-use super::{count, keep_status, s, typed, unsupported};
+use super::{count, immutable, keep_status, s, typed, unsupported};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
 
@@ -200,6 +200,56 @@ impl Strategy for Ingresses {
             json!(hosts(obj)),
             json!(address(obj)),
             json!(ports),
+            age_cell(obj, now),
+        ]
+    }
+}
+
+/// `ingressclasses`.
+#[derive(Debug)]
+pub(crate) struct IngressClasses;
+
+impl Strategy for IngressClasses {
+    typed!(IngressClass);
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        if s(obj, "/spec/controller").is_empty() {
+            return vec![FieldError::required("spec.controller", "")];
+        }
+        Vec::new()
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut out = self.validate(new);
+        out.extend(immutable(new, old, "/spec/controller"));
+        out
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::text("Controller", "The controller that implements the class"),
+            Column::text("Parameters", "The resource with the class's parameters"),
+            Column::AGE,
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let parameters = match obj.pointer("/spec/parameters").filter(|p| !p.is_null()) {
+            None => "<none>".to_string(),
+            Some(p) => {
+                let group = s(p, "/apiGroup");
+                let kind = if group.is_empty() {
+                    s(p, "/kind").to_string()
+                } else {
+                    format!("{}.{group}", s(p, "/kind"))
+                };
+                format!("{kind}/{}", s(p, "/name"))
+            }
+        };
+        vec![
+            name_cell(obj),
+            json!(s(obj, "/spec/controller")),
+            json!(parameters),
             age_cell(obj, now),
         ]
     }
