@@ -54,9 +54,9 @@ fn replicas_of(scale: &Value, info: &ResourceInfo) -> Result<i64> {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .into(),
-            causes: vec![crate::registry::FieldError::invalid(
+            causes: vec![crate::registry::FieldError::invalid_int(
                 "spec.replicas",
-                &r.to_string(),
+                r,
                 "must be greater than or equal to 0",
             )],
         });

@@ -55,23 +55,23 @@ fn options(
     };
     let mut causes = Vec::new();
     if let Some(t) = tail.filter(|t| *t < 0) {
-        causes.push(FieldError::invalid(
+        causes.push(FieldError::invalid_int(
             "tailLines",
-            &t.to_string(),
+            t,
             "must be greater than or equal to 0",
         ));
     }
     if let Some(l) = limit.filter(|l| *l < 1) {
-        causes.push(FieldError::invalid(
+        causes.push(FieldError::invalid_int(
             "limitBytes",
-            &l.to_string(),
+            l,
             "must be greater than 0",
         ));
     }
     if let Some(s) = since_seconds.filter(|s| *s < 1) {
-        causes.push(FieldError::invalid(
+        causes.push(FieldError::invalid_int(
             "sinceSeconds",
-            &s.to_string(),
+            s,
             "must be greater than 0",
         ));
     }

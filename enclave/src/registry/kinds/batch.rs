@@ -117,9 +117,9 @@ fn validate_job_spec(obj: &Value, ptr: &str, path: &str) -> Vec<FieldError> {
     ] {
         let v = int(spec, &format!("/{f}"));
         if v < 0 {
-            out.push(FieldError::invalid(
+            out.push(FieldError::invalid_int(
                 format!("{path}.{f}"),
-                &v.to_string(),
+                v,
                 "must be greater than or equal to 0",
             ));
         }

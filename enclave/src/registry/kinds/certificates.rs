@@ -99,9 +99,9 @@ fn validate_spec(obj: &Value) -> Vec<FieldError> {
         .and_then(Value::as_i64)
         && e < 600
     {
-        out.push(FieldError::invalid(
+        out.push(FieldError::invalid_int(
             "spec.expirationSeconds",
-            &e.to_string(),
+            e,
             "may not specify a duration less than 600 seconds (10 minutes)",
         ));
     }

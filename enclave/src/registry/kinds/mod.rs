@@ -268,9 +268,9 @@ pub(crate) fn validate_selector(
 pub(crate) fn validate_non_negative(obj: &Value, ptr: &str) -> Option<FieldError> {
     let v = obj.pointer(ptr).and_then(Value::as_i64)?;
     (v < 0).then(|| {
-        FieldError::invalid(
+        FieldError::invalid_int(
             ptr.trim_start_matches('/').replace('/', "."),
-            &v.to_string(),
+            v,
             "must be greater than or equal to 0",
         )
     })

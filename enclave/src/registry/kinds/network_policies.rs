@@ -160,9 +160,9 @@ fn validate_port(port: &NetworkPolicyPort, path: &str, out: &mut Vec<FieldError>
     let number = match &port.port {
         Some(IntOrString::Int(n)) => {
             if !(1..=65535).contains(n) {
-                out.push(FieldError::invalid(
+                out.push(FieldError::invalid_int(
                     format!("{path}.port"),
-                    &n.to_string(),
+                    i64::from(*n),
                     "must be between 1 and 65535, inclusive",
                 ));
             }
@@ -182,14 +182,14 @@ fn validate_port(port: &NetworkPolicyPort, path: &str, out: &mut Vec<FieldError>
                 format!("{path}.port"),
                 "when endPort is specified",
             )),
-            (Some(_), None) => out.push(FieldError::invalid(
+            (Some(_), None) => out.push(FieldError::invalid_int(
                 format!("{path}.endPort"),
-                &end.to_string(),
+                i64::from(end),
                 "may not be specified when `port` is non-numeric",
             )),
-            (Some(_), Some(start)) if end < start => out.push(FieldError::invalid(
+            (Some(_), Some(start)) if end < start => out.push(FieldError::invalid_int(
                 format!("{path}.endPort"),
-                &end.to_string(),
+                i64::from(end),
                 "must be greater than or equal to `port`",
             )),
             _ => {}
@@ -414,11 +414,11 @@ mod tests {
         }));
         let expect = [
             "spec.podSelector.matchExpressions[0].values: Required value",
-            "spec.ingress[0].ports[0].port: Invalid value: \"0\": must be between 1 and 65535",
+            "spec.ingress[0].ports[0].port: Invalid value: 0: must be between 1 and 65535",
             "spec.ingress[0].ports[1].port: Invalid value: \"HTTP\"",
-            "spec.ingress[0].ports[2].endPort: Invalid value: \"90\": may not be specified when `port` is non-numeric",
+            "spec.ingress[0].ports[2].endPort: Invalid value: 90: may not be specified when `port` is non-numeric",
             "spec.ingress[0].ports[3].port: Required value: when endPort is specified",
-            "spec.ingress[0].ports[4].endPort: Invalid value: \"90\": must be greater than or equal to `port`",
+            "spec.ingress[0].ports[4].endPort: Invalid value: 90: must be greater than or equal to `port`",
             "spec.ingress[0].ports[5].protocol: Unsupported value: \"ICMP\"",
             "spec.ingress[0].from[0]: Required value: must specify a peer",
             "spec.ingress[0].from[1]: Forbidden: may not specify more than 1 peer",

@@ -26,9 +26,9 @@ fn int_or_string(obj: &Value, ptr: &str) -> Value {
 fn check_bound(obj: &Value, ptr: &str, field: &str, out: &mut Vec<FieldError>) {
     match obj.pointer(ptr) {
         Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v < 0) => {
-            out.push(FieldError::invalid(
+            out.push(FieldError::invalid_int(
                 field,
-                &n.to_string(),
+                n.as_i64().unwrap_or_default(),
                 "must be greater than or equal to 0",
             ));
         }

@@ -49,9 +49,9 @@ impl Strategy for ControllerRevisions {
         if let Some(r) = obj.get("revision").and_then(Value::as_i64)
             && r < 0
         {
-            out.push(FieldError::invalid(
+            out.push(FieldError::invalid_int(
                 "revision",
-                &r.to_string(),
+                r,
                 "must be greater than or equal to 0",
             ));
         }

@@ -129,9 +129,9 @@ impl Strategy for Services {
         for (i, p) in ports.into_iter().flatten().enumerate() {
             let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
             if !(1..=65535).contains(&port) {
-                out.push(FieldError::invalid(
+                out.push(FieldError::invalid_int(
                     format!("spec.ports[{i}].port"),
-                    &port.to_string(),
+                    port,
                     "must be between 1 and 65535, inclusive",
                 ));
             }
