@@ -442,6 +442,71 @@ fn dev_runs_pods_deployments_and_jobs() {
         assert!(text(&out).contains("NotFound"), "{}", text(&out));
     }
 
+    // The horizontal pod autoscaler: a pod far above its 50 % CPU target (a light busy loop
+    // against a 5m request) makes its Deployment grow to maxReplicas, from the usage the
+    // workers report.
+    let manifest = dir_path.join("autoscaled.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: burn}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: burn}}
+  template:
+    metadata: {labels: {app: burn}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: burn
+        image: docker.io/library/busybox:1.35
+        command: [sh, -c, 'while :; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 0.1; done']
+        resources: {requests: {cpu: 5m}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: burn}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: burn}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - {type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}
+",
+    )
+    .unwrap();
+    ok(&k133, &admin, &["apply", "-f", manifest.to_str().unwrap()]);
+    wait_until(
+        Duration::from_secs(180),
+        "the autoscaler to scale burn to 3",
+        || jsonpath(&k133, &admin, &["deployment", "burn"], "{.spec.replicas}") == "3",
+    );
+    let status = jsonpath(
+        &k133,
+        &admin,
+        &["hpa", "burn"],
+        "{.status.desiredReplicas} {.status.conditions[?(@.type==\"ScalingActive\")].reason} {.status.conditions[?(@.type==\"ScalingLimited\")].reason}",
+    );
+    assert_eq!(status, "3 ValidMetricFound TooManyReplicas");
+    let row = ok(&k127, &admin, &["get", "hpa", "burn", "--no-headers"]);
+    assert!(
+        row.contains("Deployment/burn") && row.contains("cpu: "),
+        "{row}"
+    );
+    let events = ok(
+        &k133,
+        &admin,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=burn,reason=SuccessfulRescale",
+        ],
+    );
+    assert!(events.contains("New size: "), "{events}");
+    ok(&k133, &admin, &["delete", "-f", manifest.to_str().unwrap()]);
+
     // daas dev killed outright: its workers exit with it, taking their pods (containers,
     // sandboxes, files, cgroups) and containerds.
     let uids = jsonpath(&k133, &admin, &["pods"], "{.items[*].metadata.uid}");

@@ -46,6 +46,9 @@ pub struct ApiConfig {
     /// Nodes joining with stake tickets (`/join/v1/...`), and whether a node's credentials
     /// are still accepted; `None` (the default): the join endpoints answer 503.
     pub nodes: Option<NodeAdmission>,
+    /// How often the horizontal pod autoscaler syncs; `None` (the default) runs none. It
+    /// runs beside the API server because its metrics come over the workers' tunnels.
+    pub autoscaler_sync_period: Option<Duration>,
 }
 
 impl Default for ApiConfig {
@@ -57,6 +60,7 @@ impl Default for ApiConfig {
             attestor: None,
             jwks_uri: None,
             nodes: None,
+            autoscaler_sync_period: None,
         }
     }
 }
@@ -210,6 +214,16 @@ impl ApiServer {
             tasks.spawn(super::identity::follow_revocations(
                 self.objects.clone(),
                 tokens.clone(),
+                stop.clone(),
+            ));
+        }
+        if let Some(period) = self.config.autoscaler_sync_period {
+            let source: Arc<dyn crate::controllers::horizontal_pod_autoscaler::UsageSource> =
+                self.clone();
+            tasks.spawn(crate::controllers::horizontal_pod_autoscaler::run(
+                self.objects.clone(),
+                source,
+                period,
                 stop.clone(),
             ));
         }

@@ -40,6 +40,7 @@ mod event_ttl;
 pub(crate) mod events;
 mod garbage_collector;
 mod history;
+pub mod horizontal_pod_autoscaler;
 mod identity;
 mod job;
 mod kubernetes_service;
@@ -116,7 +117,7 @@ impl Default for Enabled {
 }
 
 /// upstream's aliases: the short names before kube-controller-manager 1.28.
-const ALIASES: [(&str, &str); 15] = [
+const ALIASES: [(&str, &str); 16] = [
     ("deployment", "deployment-controller"),
     ("replicaset", "replicaset-controller"),
     ("garbagecollector", "garbage-collector-controller"),
@@ -138,6 +139,10 @@ const ALIASES: [(&str, &str); 15] = [
     ("resourcequota", "resourcequota-controller"),
     ("taint-eviction-controller", "taint-eviction-controller"),
     ("ttl-after-finished", "ttl-after-finished-controller"),
+    (
+        "horizontalpodautoscaling",
+        "horizontal-pod-autoscaler-controller",
+    ),
 ];
 
 fn canonical(name: &str) -> &str {

@@ -75,6 +75,57 @@ fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"kind": kind, "apiVersion": API_VERSION, "metadata": {}, "items": items})
 }
 
+impl crate::controllers::horizontal_pod_autoscaler::UsageSource for ApiServer {
+    fn usage<'a>(
+        &'a self,
+        pods: &'a [Value],
+    ) -> futures::future::BoxFuture<
+        'a,
+        std::collections::HashMap<
+            (String, String),
+            crate::controllers::horizontal_pod_autoscaler::PodUsage,
+        >,
+    > {
+        Box::pin(async move {
+            let nodes = pods
+                .iter()
+                .filter_map(|p| p.pointer("/spec/nodeName").and_then(Value::as_str))
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect();
+            let stats = self.stats_of(nodes).await;
+            let mut out = std::collections::HashMap::new();
+            for p in pods {
+                let text = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("");
+                let Some(s) = stats.get(text("/spec/nodeName")) else {
+                    continue;
+                };
+                let Some(reported) = s.pods.iter().find(|r| {
+                    r.namespace == text("/metadata/namespace")
+                        && r.name == text("/metadata/name")
+                        && (r.uid.is_empty() || r.uid == text("/metadata/uid"))
+                }) else {
+                    continue;
+                };
+                let (cpu, memory) = reported.containers.iter().fold((0u64, 0u64), |(c, m), x| {
+                    (c + x.usage.cpu_nanocores, m + x.usage.memory_bytes)
+                });
+                out.insert(
+                    (
+                        text("/metadata/namespace").to_string(),
+                        text("/metadata/name").to_string(),
+                    ),
+                    crate::controllers::horizontal_pod_autoscaler::PodUsage {
+                        cpu_milli: cpu as f64 / 1e6,
+                        memory_bytes: memory as f64,
+                    },
+                );
+            }
+            out
+        })
+    }
+}
+
 impl ApiServer {
     /// One node's usage report, if it gives one in time.
     async fn node_stats(&self, node: &str) -> Option<NodeStats> {

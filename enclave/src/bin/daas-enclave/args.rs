@@ -75,6 +75,10 @@ pub(crate) struct Args {
     /// `name` to add one, `-name` to leave one out (e.g. `*,-node-lifecycle-controller`).
     #[arg(long, default_value = "*", value_delimiter = ',')]
     pub(crate) controllers: Vec<String>,
+    /// How often the horizontal pod autoscaler syncs (kube-controller-manager's
+    /// `--horizontal-pod-autoscaler-sync-period`).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub(crate) horizontal_pod_autoscaler_sync_period: Duration,
     /// How often the node lifecycle controller checks nodes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub(crate) node_monitor_period: Duration,

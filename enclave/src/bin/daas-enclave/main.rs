@@ -430,6 +430,11 @@ async fn serve(
         attestor: Some(attestor),
         jwks_uri: args.service_account_jwks_uri.clone(),
         nodes: admission,
+        autoscaler_sync_period: enclave::controllers::Enabled::new(
+            args.controllers.iter().cloned(),
+        )
+        .is_enabled("horizontal-pod-autoscaler-controller")
+        .then_some(args.horizontal_pod_autoscaler_sync_period),
         ..Default::default()
     };
     let security = enclave::api::Security {
