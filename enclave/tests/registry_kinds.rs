@@ -620,6 +620,7 @@ fn discovery_names_match_upstream() {
     check("", "persistentvolumeclaims", true, &["pvc"], false);
     check("", "persistentvolumes", false, &["pv"], false);
     check("", "podtemplates", true, &[], false);
+    check("", "replicationcontrollers", true, &["rc"], true);
     check("storage.k8s.io", "storageclasses", false, &["sc"], false);
     check("storage.k8s.io", "csistoragecapacities", true, &[], false);
     check("networking.k8s.io", "ingressclasses", false, &[], false);

@@ -22,6 +22,10 @@ fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string(),
+        // A ReplicationController's selector is the label map itself.
+        None if obj.get("kind").and_then(Value::as_str) == Some("ReplicationController") => {
+            format_label_map(obj.pointer("/spec/selector"))
+        }
         None => format_label_map(obj.pointer("/spec/selector/matchLabels")),
     };
     let meta = obj.get("metadata").cloned().unwrap_or(Value::Null);

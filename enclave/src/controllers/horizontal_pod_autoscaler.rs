@@ -1,6 +1,6 @@
 //! The horizontal pod autoscaler (upstream `pkg/controller/podautoscaler`) for the metrics
 //! clusters use most: `Resource` metrics (cpu, memory) of the pods of a Deployment,
-//! StatefulSet or ReplicaSet, as a utilization of their requests or as an average value, read
+//! StatefulSet, ReplicaSet or ReplicationController, as a utilization of their requests or as an average value, read
 //! from what the workers report (the source of `metrics.k8s.io`, so `kubectl top` and the
 //! autoscaler see the same numbers).
 //!
@@ -52,13 +52,15 @@ pub trait UsageSource: Send + Sync {
     -> BoxFuture<'a, HashMap<(String, String), PodUsage>>;
 }
 
-/// The target kinds whose `/scale` is the object's own `spec.replicas` and `spec.selector`.
-fn target_resource(api_version: &str, kind: &str) -> Option<&'static str> {
+/// The target kinds whose `/scale` is the object's own `spec.replicas` and `spec.selector`:
+/// their group and resource.
+fn target_resource(api_version: &str, kind: &str) -> Option<(&'static str, &'static str)> {
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
     match (group, kind) {
-        ("apps", "Deployment") => Some("deployments"),
-        ("apps", "StatefulSet") => Some("statefulsets"),
-        ("apps", "ReplicaSet") => Some("replicasets"),
+        ("apps", "Deployment") => Some(("apps", "deployments")),
+        ("apps", "StatefulSet") => Some(("apps", "statefulsets")),
+        ("apps", "ReplicaSet") => Some(("apps", "replicasets")),
+        ("", "ReplicationController") => Some(("", "replicationcontrollers")),
         _ => None,
     }
 }
@@ -342,7 +344,7 @@ impl Autoscaler<'_> {
             text(hpa, "/spec/scaleTargetRef/name"),
         );
         let target_api = target_resource(api_version, kind)
-            .and_then(|r| self.objects.table().lookup("apps", "v1", r))
+            .and_then(|(g, r)| self.objects.table().lookup(g, "v1", r))
             .map(|info| Api::new(self.objects.clone(), info));
         let target = match &target_api {
             Some(api) => api.get(&ns, target_name).await.ok().flatten(),
@@ -393,10 +395,12 @@ impl Autoscaler<'_> {
                 .await;
             return;
         }
-        let selector = target
-            .pointer("/spec/selector")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let selector = match target.pointer("/spec/selector") {
+            // A ReplicationController's selector is a plain label map.
+            Some(map) if kind == "ReplicationController" => json!({"matchLabels": map}),
+            Some(sel) => sel.clone(),
+            None => Value::Null,
+        };
         let pods: Vec<Value> = match self.pods.list(&ns).await {
             Ok(all) => all
                 .into_iter()

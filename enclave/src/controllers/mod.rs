@@ -117,7 +117,7 @@ impl Default for Enabled {
 }
 
 /// upstream's aliases: the short names before kube-controller-manager 1.28.
-const ALIASES: [(&str, &str); 16] = [
+const ALIASES: [(&str, &str); 17] = [
     ("deployment", "deployment-controller"),
     ("replicaset", "replicaset-controller"),
     ("garbagecollector", "garbage-collector-controller"),
@@ -139,6 +139,7 @@ const ALIASES: [(&str, &str); 16] = [
     ("resourcequota", "resourcequota-controller"),
     ("taint-eviction-controller", "taint-eviction-controller"),
     ("ttl-after-finished", "ttl-after-finished-controller"),
+    ("replicationcontroller", "replicationcontroller-controller"),
     (
         "horizontalpodautoscaling",
         "horizontal-pod-autoscaler-controller",
@@ -333,11 +334,32 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
     };
     let event_kinds = vec![kinds.events.clone(), lookup("events.k8s.io", "events")?];
     if options.enabled.is_enabled("replicaset-controller") {
-        let rs = replicaset::ReplicaSetController::new(objects.clone(), kinds.clone());
+        let rs = replicaset::ReplicaSetController::<replicaset::ReplicaSets>::new(
+            objects.clone(),
+            kinds.clone(),
+            kinds.replicasets.clone(),
+        );
         tasks.spawn(runtime::run(
             rs,
             objects.clone(),
             vec![kinds.replicasets.clone(), kinds.pods.clone()],
+            stop.child_token(),
+        ));
+    }
+    if options
+        .enabled
+        .is_enabled("replicationcontroller-controller")
+    {
+        let rcs = lookup("", "replicationcontrollers")?;
+        let rc = replicaset::ReplicaSetController::<replicaset::ReplicationControllers>::new(
+            objects.clone(),
+            kinds.clone(),
+            rcs.clone(),
+        );
+        tasks.spawn(runtime::run(
+            rc,
+            objects.clone(),
+            vec![rcs, kinds.pods.clone()],
             stop.child_token(),
         ));
     }
@@ -383,7 +405,7 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
         event_ttl = ?options.event_ttl,
         cluster = ?cluster,
         identity = options.identity.is_some(),
-        "controllers started: deployment, replicaset, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl and the cluster controllers{}",
+        "controllers started: deployment, replicaset, replicationcontroller, job, cronjob, ttl-after-finished, daemonset, statefulset, garbagecollector, crd-finalizer, event-ttl and the cluster controllers{}",
         if options.identity.is_some() {
             ", clusterrole-aggregation, serviceaccount-token, csr-signing"
         } else {

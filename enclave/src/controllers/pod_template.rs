@@ -137,8 +137,9 @@ pub(crate) fn with_label(map: Option<&Value>, key: &str, value: &str) -> Value {
 }
 
 /// upstream's `GetPodFromTemplate`: a pod named `<rs>-<random>` with the
-/// template's labels, annotations, finalizers and spec, controlled by `rs`.
-pub(crate) fn pod_from_template(rs: &Value) -> Value {
+/// template's labels, annotations, finalizers and spec, controlled by `rs` (of
+/// `api_version` and `kind`).
+pub(crate) fn pod_from_template(rs: &Value, api_version: &str, kind: &str) -> Value {
     let template = rs.pointer("/spec/template").cloned().unwrap_or(Value::Null);
     let mut metadata = Map::new();
     let name = meta::name(rs);
@@ -160,7 +161,7 @@ pub(crate) fn pod_from_template(rs: &Value) -> Value {
     }
     metadata.insert(
         "ownerReferences".into(),
-        json!([controller_ref(rs, "apps/v1", "ReplicaSet")]),
+        json!([controller_ref(rs, api_version, kind)]),
     );
     json!({
         "apiVersion": "v1",
@@ -207,7 +208,7 @@ mod tests {
     fn pods_carry_labels_owner_and_prefix() {
         let rs = json!({"metadata": {"name": "web-abc", "namespace": "ns", "uid": "u1"},
             "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
-        let pod = pod_from_template(&rs);
+        let pod = pod_from_template(&rs, "apps/v1", "ReplicaSet");
         assert_eq!(pod["metadata"]["generateName"], "web-abc-");
         assert_eq!(pod["metadata"]["labels"]["app"], "web");
         assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "u1");

@@ -1,9 +1,12 @@
 //! The ReplicaSet controller (upstream `pkg/controller/replicaset`): keeps
 //! `spec.replicas` pods from the template, adopts matching orphans,
 //! releases pods that stopped matching, deletes surplus pods in upstream's
-//! preference order and reports status.
+//! preference order and reports status. The same code keeps ReplicationControllers, as
+//! upstream's replication manager does ([`Replicated`] says what differs).
 
 use std::cmp::Ordering;
+
+use std::sync::Arc;
 
 use futures::future::join_all;
 use serde_json::{Value, json};
@@ -15,30 +18,74 @@ use super::owner::{self, claim};
 use super::pod_template::pod_from_template;
 use super::runtime::{Action, ObjectKey, Reconciler};
 use crate::registry::generic::Propagation;
-use crate::registry::{ObjectStore, WatchEvent, meta};
+use crate::registry::{ObjectStore, ResourceInfo, WatchEvent, meta};
 
 /// At most this many pods are created or deleted per reconcile, as
 /// upstream's `BurstReplicas`.
 const BURST_REPLICAS: usize = 500;
 
-/// The ReplicaSet controller.
+/// What differs between the kinds this controller keeps.
+pub(crate) trait Replicated: std::fmt::Debug + Send + Sync + 'static {
+    /// The owner's `apiVersion` in its pods' owner references.
+    const API_VERSION: &'static str;
+    /// The owner's kind.
+    const KIND: &'static str;
+    /// The component its events come from, as upstream's.
+    const COMPONENT: &'static str;
+    /// The queue's name, for logs.
+    const QUEUE: &'static str;
+    /// The owner's selector as a `metav1.LabelSelector`.
+    fn selector(owner: &Value) -> Value;
+}
+
+/// apps/v1 ReplicaSets.
 #[derive(Debug)]
-pub(crate) struct ReplicaSetController {
+pub(crate) struct ReplicaSets;
+
+impl Replicated for ReplicaSets {
+    const API_VERSION: &'static str = "apps/v1";
+    const KIND: &'static str = "ReplicaSet";
+    const COMPONENT: &'static str = "replicaset-controller";
+    const QUEUE: &'static str = "replicaset";
+    fn selector(owner: &Value) -> Value {
+        owner
+            .pointer("/spec/selector")
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// core/v1 ReplicationControllers, whose selector is a plain label map.
+#[derive(Debug)]
+pub(crate) struct ReplicationControllers;
+
+impl Replicated for ReplicationControllers {
+    const API_VERSION: &'static str = "v1";
+    const KIND: &'static str = "ReplicationController";
+    const COMPONENT: &'static str = "replication-controller";
+    const QUEUE: &'static str = "replicationmanager";
+    fn selector(owner: &Value) -> Value {
+        json!({"matchLabels": owner.pointer("/spec/selector").cloned().unwrap_or_else(|| json!({}))})
+    }
+}
+
+/// The ReplicaSet controller, for ReplicaSets or ReplicationControllers (`F`).
+#[derive(Debug)]
+pub(crate) struct ReplicaSetController<F: Replicated = ReplicaSets> {
     pods: Api,
     replicasets: Api,
     events: EventRecorder,
+    flavor: std::marker::PhantomData<F>,
 }
 
-/// The component the ReplicaSet controller's events come from, as upstream's.
-const COMPONENT: &str = "replicaset-controller";
-
-impl ReplicaSetController {
-    /// A controller over `objects`.
-    pub(crate) fn new(objects: ObjectStore, kinds: Kinds) -> Self {
+impl<F: Replicated> ReplicaSetController<F> {
+    /// A controller over `objects` keeping the objects of `owners`.
+    pub(crate) fn new(objects: ObjectStore, kinds: Kinds, owners: Arc<ResourceInfo>) -> Self {
         ReplicaSetController {
             pods: Api::new(objects.clone(), kinds.pods),
-            replicasets: Api::new(objects.clone(), kinds.replicasets),
-            events: EventRecorder::new(Api::new(objects, kinds.events), COMPONENT),
+            replicasets: Api::new(objects.clone(), owners),
+            events: EventRecorder::new(Api::new(objects, kinds.events), F::COMPONENT),
+            flavor: std::marker::PhantomData,
         }
     }
 
@@ -61,8 +108,11 @@ impl ReplicaSetController {
             let mut batch = 1usize;
             while done < missing {
                 let size = batch.min(missing - done);
-                let results =
-                    join_all((0..size).map(|_| self.pods.create(ns, pod_from_template(rs)))).await;
+                let results = join_all((0..size).map(|_| {
+                    self.pods
+                        .create(ns, pod_from_template(rs, F::API_VERSION, F::KIND))
+                }))
+                .await;
                 let mut failed = None;
                 for result in results {
                     self.record_create(rs, &result).await;
@@ -121,7 +171,7 @@ impl ReplicaSetController {
     }
 }
 
-impl ReplicaSetController {
+impl<F: Replicated> ReplicaSetController<F> {
     /// upstream's `CreatePods` events: `SuccessfulCreate` per pod made,
     /// `FailedCreate` per refusal (none when the namespace is going away).
     async fn record_create(&self, rs: &Value, result: &Result<Value, Error>) {
@@ -300,19 +350,19 @@ fn calculate_status(rs: &Value, pods: &[Value], failure: Option<&Error>) -> Valu
     status
 }
 
-impl Reconciler for ReplicaSetController {
+impl<F: Replicated> Reconciler for ReplicaSetController<F> {
     type Key = ObjectKey;
-    const NAME: &'static str = "replicaset";
+    const NAME: &'static str = F::QUEUE;
 
     async fn keys_for(&mut self, kind: usize, event: &WatchEvent) -> Vec<ObjectKey> {
-        owner::keys_for(&self.replicasets, "ReplicaSet", kind, event).await
+        owner::keys_for(&self.replicasets, F::KIND, kind, event).await
     }
 
     async fn reconcile(&mut self, key: &ObjectKey) -> Result<Action, Error> {
         let Some(rs) = self.replicasets.get(&key.namespace, &key.name).await? else {
             return Ok(Action::await_change());
         };
-        let selector = rs.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
+        let selector = F::selector(&rs);
         let active: Vec<Value> = self
             .pods
             .list(&key.namespace)
@@ -320,7 +370,7 @@ impl Reconciler for ReplicaSetController {
             .into_iter()
             .filter(is_active)
             .collect();
-        let pods = claim(&self.pods, &rs, &selector, "apps/v1", "ReplicaSet", active).await?;
+        let pods = claim(&self.pods, &rs, &selector, F::API_VERSION, F::KIND, active).await?;
         let failure = if is_deleting(&rs) {
             None
         } else {

@@ -12,5 +12,6 @@ mod cronjob;
 mod daemonset;
 mod faults;
 mod job;
+mod replication;
 mod statefulset;
 mod support;

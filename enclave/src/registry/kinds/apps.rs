@@ -1,8 +1,9 @@
 //! apps/v1 workloads: `deployments`, `replicasets`, `daemonsets` and
-//! `statefulsets`. Defaults, selector and template validation, generation
-//! and the status split, upstream columns.
+//! `statefulsets`, and core/v1 `replicationcontrollers`. Defaults, selector and template
+//! validation, generation and the status split, upstream columns.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::ReplicationController;
 use serde_json::{Value, json};
 
 use super::pods::{default_pod_spec, validate_pod_spec};
@@ -228,6 +229,99 @@ impl Strategy for ReplicaSets {
             containers,
             images,
             format_selector(obj.pointer("/spec/selector")),
+        ]
+    }
+}
+
+/// core/v1 `replicationcontrollers`: a ReplicaSet's older form, with a plain label map as
+/// its selector (defaulted, with the object's labels, from the template's labels).
+#[derive(Debug)]
+pub(crate) struct ReplicationControllers;
+
+/// upstream's `SetDefaults_ReplicationController`.
+fn replication_controller_defaults(obj: &mut Value) {
+    let labels = obj.pointer("/spec/template/metadata/labels").cloned();
+    if let Some(labels) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        if obj
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .is_none_or(|m| m.is_empty())
+        {
+            obj["spec"]["selector"] = labels.clone();
+        }
+        if obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .is_none_or(|m| m.is_empty())
+        {
+            obj["metadata"]["labels"] = labels;
+        }
+    }
+    default_at(obj, "/spec/replicas", json!(1));
+}
+
+impl Strategy for ReplicationControllers {
+    typed!(ReplicationController);
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        prepare_workload(obj);
+        replication_controller_defaults(obj);
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        prepare_workload_update(new, old);
+        replication_controller_defaults(new);
+    }
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut out = validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec");
+        out.extend(validate_non_negative(obj, "/spec/replicas"));
+        let selector = obj.pointer("/spec/selector").and_then(Value::as_object);
+        match selector.filter(|m| !m.is_empty()) {
+            None => out.push(FieldError::required("spec.selector", "")),
+            Some(sel) => {
+                let labels = obj
+                    .pointer("/spec/template/metadata/labels")
+                    .and_then(Value::as_object);
+                let matches = sel
+                    .iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+                if !matches {
+                    out.push(FieldError::invalid(
+                        "spec.template.metadata.labels",
+                        &labels
+                            .map(|l| Value::Object(l.clone()).to_string())
+                            .unwrap_or_default(),
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        }
+        out
+    }
+    fn columns(&self) -> Vec<Column> {
+        vec![
+            Column::NAME,
+            Column::integer("Desired", "The number of desired pods"),
+            Column::integer("Current", "The most recently observed number of pods"),
+            Column::integer("Ready", "The number of ready pods"),
+            Column::AGE,
+            Column::text("Containers", CONTAINERS).wide(),
+            Column::text("Images", IMAGES).wide(),
+            selector_column("The label query over the controlled pods"),
+        ]
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        let (containers, images) = containers_images(obj, "/spec/template");
+        vec![
+            name_cell(obj),
+            json!(int(obj, "/spec/replicas")),
+            json!(int(obj, "/status/replicas")),
+            json!(int(obj, "/status/readyReplicas")),
+            age_cell(obj, now),
+            containers,
+            images,
+            json!(format_label_map(obj.pointer("/spec/selector"))),
         ]
     }
 }

@@ -545,6 +545,16 @@ pub fn builtin() -> Vec<ResourceInfo> {
         .subs(STATUS),
         res(
             CORE,
+            "ReplicationController",
+            ("replicationcontrollers", "replicationcontroller"),
+            Namespaced,
+            Box::new(apps::ReplicationControllers),
+        )
+        .short(&["rc"])
+        .in_all()
+        .subs(STATUS_SCALE),
+        res(
+            CORE,
             "PodTemplate",
             ("podtemplates", "podtemplate"),
             Namespaced,
