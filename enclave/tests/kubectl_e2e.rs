@@ -1424,9 +1424,28 @@ fn scenario(k: &Kubectl<'_>) {
         "ingressclasses",
         "runtimeclasses",
         "podtemplates",
+        "replicationcontrollers",
+        "flowschemas",
+        "prioritylevelconfigurations",
     ] {
         has(&out, want, &format!("{v} api-resources"));
     }
+    // kube-apiserver's mandatory flow-control objects, with upstream's columns.
+    let fs = k.ok(&["get", "flowschemas"]);
+    has(&fs, "MISSINGPL", &v);
+    assert!(
+        fs.lines().any(|l| l.starts_with("catch-all ")
+            && l.contains("10000")
+            && l.contains("ByUser")
+            && l.trim_end().ends_with("False")),
+        "{v}: {fs}"
+    );
+    let pl = k.ok(&["get", "prioritylevelconfigurations"]);
+    assert!(
+        pl.lines()
+            .any(|l| l.starts_with("catch-all ") && l.contains("Limited")),
+        "{v}: {pl}"
+    );
     has(&k.ok(&["api-versions"]), "coordination.k8s.io/v1", &v);
     // explain reads the OpenAPI v3 schemas (found by their GVK).
     has(

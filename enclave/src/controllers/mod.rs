@@ -38,6 +38,7 @@ mod endpoints;
 mod endpointslice;
 mod event_ttl;
 pub(crate) mod events;
+mod flow_control_bootstrap;
 mod garbage_collector;
 mod history;
 pub mod horizontal_pod_autoscaler;
@@ -372,6 +373,11 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
             stop.child_token(),
         ));
     }
+    // kube-apiserver's own work, not a controller one can turn off.
+    tasks.spawn(flow_control_bootstrap::run(
+        objects.clone(),
+        stop.child_token(),
+    ));
     if options.enabled.is_enabled("garbage-collector-controller") {
         tasks.spawn(garbage_collector::run(objects.clone(), stop.child_token()));
     }

@@ -8,6 +8,7 @@ mod certificates;
 mod core;
 mod crd;
 mod events;
+mod flowcontrol;
 mod metrics;
 mod network_policies;
 mod networking;
@@ -426,6 +427,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
     const AUTHZ: (&str, &str) = ("authorization.k8s.io", "v1");
     const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
     const STORAGE: (&str, &str) = ("storage.k8s.io", "v1");
+    const FLOWCONTROL: (&str, &str) = ("flowcontrol.apiserver.k8s.io", "v1");
     vec![
         res(
             CORE,
@@ -773,6 +775,22 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Cluster,
             Box::new(networking::IngressClasses),
         ),
+        res(
+            FLOWCONTROL,
+            "FlowSchema",
+            ("flowschemas", "flowschema"),
+            Cluster,
+            Box::new(flowcontrol::FlowSchemas),
+        )
+        .subs(STATUS),
+        res(
+            FLOWCONTROL,
+            "PriorityLevelConfiguration",
+            ("prioritylevelconfigurations", "prioritylevelconfiguration"),
+            Cluster,
+            Box::new(flowcontrol::PriorityLevelConfigurations),
+        )
+        .subs(STATUS),
         res(
             ("node.k8s.io", "v1"),
             "RuntimeClass",
