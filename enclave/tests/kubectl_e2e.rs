@@ -638,10 +638,20 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
     );
     assert_eq!(image(k, n, "wf"), "nginx:1.26", "{v}");
 
-    // Without a resourceVersion the update is unconditional: the server retries its
-    // compare-and-swap while the deployment controller writes the object, as upstream's
-    // GuaranteedUpdate does, so this never answers 409.
-    let replaced = k.run_stdin(&["-n", n, "replace", "-f", "-"], Some(&yaml));
+    // kubectl replace is not unconditional even without a resourceVersion in the file:
+    // kubectl GETs the object and sends the resourceVersion it read (cli-runtime's
+    // Helper.Replace with overwrite), so a write by the deployment controller between its
+    // GET and PUT is a real 409, on any cluster. A user runs it again; so does the test.
+    let mut replaced = k.run_stdin(&["-n", n, "replace", "-f", "-"], Some(&yaml));
+    for _ in 0..5 {
+        if replaced.status.success()
+            || !String::from_utf8_lossy(&replaced.stderr).contains("(Conflict)")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        replaced = k.run_stdin(&["-n", n, "replace", "-f", "-"], Some(&yaml));
+    }
     assert!(replaced.status.success(), "{v}: {replaced:?}");
     has(
         &String::from_utf8_lossy(&replaced.stdout),

@@ -56,10 +56,10 @@ pub(crate) struct Tables {
 
 /// Retries of a compare-and-swap lost to a concurrent write (an unconditional update or
 /// patch, a binding). Upstream's `GuaranteedUpdate` retries without a count limit, for as long
-/// as its request may run; a fixed count (8, then 64) still let `kubectl replace` without a
-/// resourceVersion answer 409 on a loaded CI machine. So retries are bounded by upstream's
-/// default request timeout instead, and a streak of lost tries is logged with the revisions
-/// that won, so that a writer in a hot loop shows in the enclave's log.
+/// as its request may run, so retries are bounded by upstream's default request timeout rather
+/// than a count, and a streak of lost tries is logged with the revisions that won, so that a
+/// writer in a hot loop shows in the enclave's log. (`kubectl replace` is not unconditional:
+/// kubectl sends the resourceVersion it has just read, so it can meet a 409 on any cluster.)
 struct CasRetries {
     started: std::time::Instant,
     lost: u32,
