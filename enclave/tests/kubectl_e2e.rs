@@ -1437,6 +1437,7 @@ fn scenario(k: &Kubectl<'_>) {
         "replicationcontrollers",
         "flowschemas",
         "prioritylevelconfigurations",
+        "apiservices",
     ] {
         has(&out, want, &format!("{v} api-resources"));
     }
@@ -1450,6 +1451,20 @@ fn scenario(k: &Kubectl<'_>) {
             && l.trim_end().ends_with("False")),
         "{v}: {fs}"
     );
+    // Every served group version as an APIService, Local and available, as upstream lists its own.
+    let apis = k.ok(&["get", "apiservices"]);
+    for want in [
+        "v1.apps ",
+        "v2.autoscaling ",
+        "v1beta1.metrics.k8s.io ",
+        "v1.storage.k8s.io ",
+    ] {
+        assert!(
+            apis.lines()
+                .any(|l| l.starts_with(want) && l.contains("Local") && l.contains("True")),
+            "{v}: {want} in {apis}"
+        );
+    }
     let pl = k.ok(&["get", "prioritylevelconfigurations"]);
     assert!(
         pl.lines()

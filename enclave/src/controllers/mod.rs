@@ -25,6 +25,7 @@
 //! status says so; a rolling update therefore waits, as on a real cluster
 //! whose pods never start, unless `maxUnavailable` allows old pods to go.
 
+mod api_service_registration;
 pub(crate) mod client;
 pub mod cluster;
 mod clusterrole_aggregation;
@@ -375,6 +376,10 @@ pub fn spawn(objects: &ObjectStore, options: &ControllerOptions) -> Result<Contr
     }
     // kube-apiserver's own work, not a controller one can turn off.
     tasks.spawn(flow_control_bootstrap::run(
+        objects.clone(),
+        stop.child_token(),
+    ));
+    tasks.spawn(api_service_registration::run(
         objects.clone(),
         stop.child_token(),
     ));

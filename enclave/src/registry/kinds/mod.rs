@@ -1,6 +1,7 @@
 //! The built-in kinds: one [`Strategy`] each, and
 //! [`builtin`], the resource table they are served from.
 
+mod apiregistration;
 mod apps;
 mod autoscaling;
 mod batch;
@@ -775,6 +776,14 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Cluster,
             Box::new(networking::IngressClasses),
         ),
+        res(
+            ("apiregistration.k8s.io", "v1"),
+            "APIService",
+            ("apiservices", "apiservice"),
+            Cluster,
+            Box::new(apiregistration::ApiServices),
+        )
+        .subs(STATUS),
         res(
             FLOWCONTROL,
             "FlowSchema",
