@@ -540,6 +540,34 @@ fn the_binding_subresource_binds_once() {
         sub.map(|s| (s["kind"].clone(), s["verbs"].clone())),
         Some((json!("Binding"), json!(["create"])))
     );
+
+    // The older form: POST namespaces/NS/bindings naming the pod.
+    pod(
+        &e,
+        "legacy",
+        "100m",
+        json!({}),
+        json!({"schedulerName": "by-hand"}),
+    );
+    let bindings = format!(
+        "{}/bindings",
+        pod_path("legacy").rsplit_once("/pods/").unwrap().0
+    );
+    let body = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "legacy"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    let (code, out) = request(&e, "POST", &bindings, "application/json", &body);
+    assert_eq!(code, 201, "{out}");
+    assert_eq!(node_of(&get(&e, &pod_path("legacy")).unwrap()), "n1");
+    let (code, _) = request(&e, "POST", &bindings, "application/json", &body);
+    assert_eq!(code, 409);
+    let bindings_resource = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "bindings")
+        .cloned()
+        .expect("bindings is served");
+    assert_eq!(bindings_resource["verbs"], json!(["create"]));
 }
 
 #[test]

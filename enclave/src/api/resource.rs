@@ -354,6 +354,9 @@ impl ApiServer {
             .as_ref()
             .ok_or_else(|| Error::BadRequest("no authenticated user".into()))?;
         let body = json_body(req)?;
+        if t.info.group.is_empty() && t.info.resource == "bindings" {
+            return self.legacy_binding(req, body).await;
+        }
         let w = self
             .objects
             .review_validated(&t.info, body, &write_opts(req))?;
@@ -364,6 +367,39 @@ impl ApiServer {
             .objects
             .review(&t.info, w.object, user, &write_opts(req))?;
         Ok(object_response(req, 201, &w.object, &w.warnings))
+    }
+
+    /// `POST namespaces/NS/bindings`: binds the pod the Binding names, as its
+    /// `pods/NAME/binding` does.
+    async fn legacy_binding(&self, req: &ResourceRequest, body: Value) -> Result<Response<Body>> {
+        let pods = self
+            .objects
+            .table()
+            .lookup("", "v1", "pods")
+            .ok_or_else(|| Error::BadRequest("pods are not served".into()))?;
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if name.is_empty() {
+            return Err(Error::BadRequest(
+                "name in URL does not match name in Binding object".into(),
+            ));
+        }
+        self.objects
+            .bind(
+                &pods,
+                req.target.namespace.as_deref(),
+                &name,
+                body,
+                req.query.dry_run,
+            )
+            .await?;
+        Ok(http::json(
+            201,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        ))
     }
 
     async fn create(&self, req: &ResourceRequest) -> Result<Response<Body>> {

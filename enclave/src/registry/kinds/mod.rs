@@ -548,6 +548,14 @@ pub fn builtin() -> Vec<ResourceInfo> {
         .subs(STATUS),
         res(
             CORE,
+            "Binding",
+            ("bindings", "binding"),
+            Namespaced,
+            Box::new(pods::Bindings),
+        )
+        .answered(),
+        res(
+            CORE,
             "ReplicationController",
             ("replicationcontrollers", "replicationcontroller"),
             Namespaced,

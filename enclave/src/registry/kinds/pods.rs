@@ -475,3 +475,18 @@ impl Strategy for Pods {
         ]
     }
 }
+
+/// core/v1 `bindings`: the older way to bind a pod (`POST namespaces/NS/bindings` naming the
+/// pod), answered as `pods/NAME/binding` is; never stored.
+#[derive(Debug)]
+pub(crate) struct Bindings;
+
+impl Strategy for Bindings {
+    typed!(k8s_openapi::api::core::v1::Binding);
+    fn columns(&self) -> Vec<Column> {
+        vec![Column::NAME]
+    }
+    fn cells(&self, obj: &Value, _now: jiff::Timestamp) -> Vec<Value> {
+        vec![name_cell(obj)]
+    }
+}
