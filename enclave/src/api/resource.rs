@@ -396,10 +396,7 @@ impl ApiServer {
                 req.query.dry_run,
             )
             .await?;
-        Ok(http::json(
-            201,
-            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-        ))
+        Ok(super::subresource::bound())
     }
 
     async fn create(&self, req: &ResourceRequest) -> Result<Response<Body>> {

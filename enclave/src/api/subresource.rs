@@ -14,6 +14,14 @@ use crate::registry::kinds::{format_label_map, set_at};
 use crate::registry::patch;
 use crate::registry::{Error, ResourceInfo, Result, ScalePaths, Subresource};
 
+/// What a binding answers: a `Success` Status with code 201, as upstream's.
+pub(crate) fn bound() -> Response<Body> {
+    http::json(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
+}
+
 /// The `autoscaling/v1 Scale` view of an object, its replicas at `paths`.
 fn scale_of(obj: &Value, paths: &ScalePaths) -> Value {
     let selector = match &paths.label_selector {
@@ -90,10 +98,7 @@ impl ApiServer {
                 req.query.dry_run,
             )
             .await?;
-        Ok(http::json(
-            201,
-            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-        ))
+        Ok(bound())
     }
 
     /// Serves `{name}/{sub}`.

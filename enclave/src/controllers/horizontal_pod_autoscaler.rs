@@ -224,6 +224,18 @@ fn condition(old: &Value, ty: &str, status: bool, reason: &str, message: &str, n
            "message": message})
 }
 
+/// `AbleToScale=True`: the target's scale was read.
+fn got_scale(hpa: &Value, now: &str) -> Value {
+    condition(
+        hpa,
+        "AbleToScale",
+        true,
+        "SucceededGetScale",
+        "the HPA controller was able to get the target's current scale",
+        now,
+    )
+}
+
 /// The controller's memory: recent recommendations per autoscaler.
 #[derive(Debug, Default)]
 struct History {
@@ -374,14 +386,7 @@ impl Autoscaler<'_> {
             .unwrap_or(1);
         if current == 0 {
             let conditions = vec![
-                condition(
-                    hpa,
-                    "AbleToScale",
-                    true,
-                    "SucceededGetScale",
-                    "the HPA controller was able to get the target's current scale",
-                    &now,
-                ),
+                got_scale(hpa, &now),
                 condition(
                     hpa,
                     "ScalingActive",
@@ -446,14 +451,7 @@ impl Autoscaler<'_> {
         let Some(best) = best else {
             let message = failure.unwrap_or_else(|| "no metrics to scale on".into());
             let conditions = vec![
-                condition(
-                    hpa,
-                    "AbleToScale",
-                    true,
-                    "SucceededGetScale",
-                    "the HPA controller was able to get the target's current scale",
-                    &now,
-                ),
+                got_scale(hpa, &now),
                 condition(
                     hpa,
                     "ScalingActive",

@@ -26,6 +26,21 @@ const STATS_LIMIT: usize = 8 * 1024 * 1024;
 
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 
+/// The report of pod `p` from its node's stats, and the node's stats.
+fn reported<'a>(
+    stats: &'a BTreeMap<String, NodeStats>,
+    p: &Value,
+) -> Option<(&'a NodeStats, &'a protocol::tunnel::stats::PodStats)> {
+    let text = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("");
+    let s = stats.get(text("/spec/nodeName"))?;
+    let pod = s.pods.iter().find(|r| {
+        r.namespace == text("/metadata/namespace")
+            && r.name == text("/metadata/name")
+            && (r.uid.is_empty() || r.uid == text("/metadata/uid"))
+    })?;
+    Some((s, pod))
+}
+
 /// `N` nanocores as a quantity (`1234n`).
 fn cpu(nanocores: u64) -> String {
     format!("{nanocores}n")
@@ -97,14 +112,7 @@ impl crate::controllers::horizontal_pod_autoscaler::UsageSource for ApiServer {
             let mut out = std::collections::HashMap::new();
             for p in pods {
                 let text = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("");
-                let Some(s) = stats.get(text("/spec/nodeName")) else {
-                    continue;
-                };
-                let Some(reported) = s.pods.iter().find(|r| {
-                    r.namespace == text("/metadata/namespace")
-                        && r.name == text("/metadata/name")
-                        && (r.uid.is_empty() || r.uid == text("/metadata/uid"))
-                }) else {
+                let Some((_, reported)) = reported(&stats, p) else {
                     continue;
                 };
                 let (cpu, memory) = reported.containers.iter().fold((0u64, 0u64), |(c, m), x| {
@@ -273,13 +281,7 @@ impl ApiServer {
         let items: Vec<Value> = pods
             .iter()
             .filter_map(|p| {
-                let s = stats.get(p.pointer("/spec/nodeName")?.as_str()?)?;
-                let text = |ptr: &str| p.pointer(ptr).and_then(Value::as_str).unwrap_or("");
-                let reported = s.pods.iter().find(|r| {
-                    r.namespace == text("/metadata/namespace")
-                        && r.name == text("/metadata/name")
-                        && (r.uid.is_empty() || r.uid == text("/metadata/uid"))
-                })?;
+                let (s, reported) = reported(&stats, p)?;
                 let containers: Vec<Value> = reported
                     .containers
                     .iter()
