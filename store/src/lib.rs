@@ -46,6 +46,7 @@ mod pipeline;
 mod position;
 mod read;
 mod recovery;
+mod resident;
 mod seal;
 mod shared;
 mod types;

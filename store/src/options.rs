@@ -33,6 +33,10 @@ pub struct StoreOptions {
     pub compaction: Option<CompactionOptions>,
     /// Told about every read, write and compaction (metrics); `None` (the default) tells no one.
     pub observer: Option<Arc<dyn StoreObserver>>,
+    /// Most bytes of keys and values kept resident in memory to answer reads at the
+    /// current revision; 0 keeps none. A store that outgrows it reads from RocksDB.
+    /// Default 512 MiB.
+    pub resident_max_bytes: usize,
 }
 
 impl StoreOptions {
@@ -49,6 +53,7 @@ impl StoreOptions {
             watch_buffer: 1024,
             compaction: None,
             observer: None,
+            resident_max_bytes: 512 * 1024 * 1024,
         }
     }
 
@@ -70,6 +75,13 @@ impl StoreOptions {
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn StoreObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Bounds the resident copy of the current state (0: reads always go to RocksDB).
+    #[must_use]
+    pub fn with_resident_max_bytes(mut self, n: usize) -> Self {
+        self.resident_max_bytes = n;
         self
     }
 

@@ -13,7 +13,7 @@ use super::encoding::{
 use super::error::{Result, StoreError};
 use super::journal::record::{ChainHash, GENESIS};
 use super::shared::{CF_HISTORY, CF_LATEST, CF_META, META_APPLIED, Shared};
-use super::types::{KeyValue, Revision};
+use super::types::{DerivedSlot, KeyValue, Revision};
 
 /// Decodes the `applied` meta record: revision, journal seq, chain hash.
 pub(crate) fn decode_applied(v: &[u8]) -> Result<(Revision, (u64, ChainHash))> {
@@ -78,6 +78,10 @@ impl RangeRequest {
 pub struct RangeResponse {
     /// The keys, in byte order.
     pub kvs: Vec<KeyValue>,
+    /// One slot per key, where the layer above keeps what it derives from the value. Read
+    /// from the resident copy, a key's slot is shared by every read until its value changes;
+    /// read from RocksDB, each slot is new.
+    pub derived: Vec<DerivedSlot>,
     /// The revision the page was read at (the list's resourceVersion).
     pub revision: Revision,
     /// Where the next page starts, if there are more keys.
@@ -342,6 +346,11 @@ impl Store {
         if let Some(observer) = &self.shared.opts.observer {
             observer.read("get");
         }
+        if revision.unwrap_or(0) == 0
+            && let Some(found) = self.shared.resident.get(key)
+        {
+            return Ok(found);
+        }
         let view = View::new(&self.shared)?;
         let rev = view.resolve(revision)?;
         Ok((view.get(key, rev)?, rev))
@@ -352,7 +361,6 @@ impl Store {
         if let Some(observer) = &self.shared.opts.observer {
             observer.read("range");
         }
-        let view = View::new(&self.shared)?;
         let (requested, after) = match &req.continue_from {
             Some(t) => {
                 if !t.after_key.starts_with(&req.prefix) {
@@ -365,8 +373,22 @@ impl Store {
             }
             None => (req.revision, None),
         };
-        let rev = view.resolve(requested)?;
-        let (kvs, more) = view.range(&req.prefix, after, req.limit, rev)?;
+        let resident = self.shared.resident.range(
+            &req.prefix,
+            after,
+            req.limit,
+            requested.filter(|&r| r != 0),
+        );
+        let (kvs, derived, more, rev) = match resident {
+            Some(page) => (page.kvs, page.derived, page.more, page.revision),
+            None => {
+                let view = View::new(&self.shared)?;
+                let rev = view.resolve(requested)?;
+                let (kvs, more) = view.range(&req.prefix, after, req.limit, rev)?;
+                let derived = kvs.iter().map(|_| DerivedSlot::default()).collect();
+                (kvs, derived, more, rev)
+            }
+        };
         let next = match (more, kvs.last()) {
             (true, Some(last)) => Some(ContinueToken {
                 revision: rev,
@@ -376,25 +398,36 @@ impl Store {
         };
         Ok(RangeResponse {
             kvs,
+            derived,
             revision: rev,
             next,
         })
     }
 
+    /// How many bytes (keys, values and per-entry overhead) the resident copy of the current
+    /// state holds; `None` when none is kept (disabled, or outgrown since the store opened).
+    pub fn resident_bytes(&self) -> Option<usize> {
+        self.shared.resident.held_bytes()
+    }
+
     /// Every live key at one consistent revision, with the view it was read from.
     pub(crate) fn scan_latest(&self) -> Result<(Vec<KeyValue>, Revision, (u64, ChainHash))> {
-        let view = View::new(&self.shared)?;
-        let mut out = Vec::new();
-        let mut ro = ReadOptions::default();
-        ro.set_snapshot(&view.snap);
-        for item in
-            self.shared
-                .db
-                .iterator_cf_opt(self.shared.cf(CF_LATEST)?, ro, IteratorMode::Start)
-        {
-            let (k, v) = item?;
-            out.push(view.latest_kv(&k, &v)?);
-        }
-        Ok((out, view.current, view.head))
+        scan_latest(&self.shared)
     }
+}
+
+/// Every live key of `shared` at one consistent revision, with the view it was read from.
+pub(crate) fn scan_latest(shared: &Shared) -> Result<(Vec<KeyValue>, Revision, (u64, ChainHash))> {
+    let view = View::new(shared)?;
+    let mut out = Vec::new();
+    let mut ro = ReadOptions::default();
+    ro.set_snapshot(&view.snap);
+    for item in shared
+        .db
+        .iterator_cf_opt(shared.cf(CF_LATEST)?, ro, IteratorMode::Start)
+    {
+        let (k, v) = item?;
+        out.push(view.latest_kv(&k, &v)?);
+    }
+    Ok((out, view.current, view.head))
 }

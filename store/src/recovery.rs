@@ -27,7 +27,8 @@ use super::options::StoreOptions;
 
 use super::pipeline;
 use super::position::ChainPoint;
-use super::read::decode_applied;
+use super::read::{decode_applied, scan_latest};
+use super::resident::Resident;
 use super::seal::Sealer;
 use super::shared::{
     CF_HISTORY, CF_LATEST, CF_LOG, CF_META, ChainPosition, META_APPLIED, META_CLUSTER,
@@ -105,6 +106,7 @@ impl Store {
                 head: GENESIS,
             }),
             fatal: Mutex::new(None),
+            resident: Resident::new(opts.resident_max_bytes),
             closed: Default::default(),
         });
         let meta = shared.cf(CF_META)?;
@@ -200,6 +202,17 @@ impl Store {
             seq: pos.seq,
             head: pos.hash,
         };
+        if opts.resident_max_bytes > 0 {
+            // A value that does not open fails its own reads, as without the copy; it does
+            // not keep the store from opening.
+            match scan_latest(&shared) {
+                Ok((kvs, revision, _)) => shared.resident.fill(kvs, revision),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "reading the current state into memory failed; reads go to RocksDB"
+                ),
+            }
+        }
         let (commits, rx) = mpsc::channel(opts.queue_depth);
         let (evaluator, durability) = pipeline::start(
             shared.clone(),

@@ -17,6 +17,7 @@ use super::encoding::{
 use super::error::{Result, StoreError, lossy};
 use super::journal::record::{ChainHash, JournalOp};
 use super::options::StoreOptions;
+use super::resident::Resident;
 use super::seal::Sealer;
 use super::types::{Event, KeyValue, Revision};
 use super::workers::SignalOnDrop;
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) chain: Mutex<ChainPosition>,
     /// Why the commit pipeline stopped, if it did.
     pub(crate) fatal: Mutex<Option<String>>,
+    /// The current state in memory, answering reads at the current revision.
+    pub(crate) resident: Resident,
     /// Declared last so it drops after `db`: signals that RocksDB is closed.
     pub(crate) closed: SignalOnDrop,
 }
@@ -204,6 +207,8 @@ impl Shared {
         {
             let mut c = self.chain.lock().unwrap_or_else(|p| p.into_inner());
             *c = chain;
+            // Before the revision shows: whoever learns of it finds it resident.
+            self.resident.apply(revision, &events);
             self.revision.store(revision, Ordering::Release);
         }
         // No receivers is fine: nobody is watching.

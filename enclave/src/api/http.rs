@@ -38,6 +38,20 @@ pub fn json_with(code: u16, v: &Value, content_type: &str, warnings: &[String]) 
     })
 }
 
+/// A JSON response whose body is already encoded (and is not a `Status`).
+pub fn json_bytes(code: u16, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(full(body))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(full("{}"));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}
+
 /// A JSON response.
 pub fn json(code: u16, v: &Value) -> Response<Body> {
     json_with(code, v, "application/json", &[])

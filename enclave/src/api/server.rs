@@ -444,11 +444,11 @@ impl ApiServer {
                 .header(header::CONTENT_TYPE, openapi::V2_CONTENT_TYPE)
                 .body(http::full(Bytes::new()))
                 .unwrap_or_else(|_| http::path_not_found()),
-            Route::OpenApiV3Index if get => json_bytes(self.openapi_v3(table).index()),
+            Route::OpenApiV3Index if get => http::json_bytes(200, self.openapi_v3(table).index()),
             Route::OpenApiV3(g, v) if get => self
                 .openapi_v3(table)
                 .document(&g, &v)
-                .map(json_bytes)
+                .map(|doc| http::json_bytes(200, doc))
                 .unwrap_or_else(http::path_not_found),
             Route::OidcConfiguration if get => super::identity::openid_configuration(self),
             Route::Jwks if get => super::identity::jwks(self),
@@ -502,15 +502,6 @@ impl ApiServer {
             )),
         }
     }
-}
-
-/// A 200 response with an already serialized JSON body.
-fn json_bytes(body: Bytes) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(http::full(body))
-        .unwrap_or_else(|_| http::path_not_found())
 }
 
 fn failure(code: u16, reason: &str, message: &str) -> AuditOutcome {

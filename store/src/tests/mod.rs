@@ -4,6 +4,7 @@
 mod bad_input;
 mod compaction;
 mod position;
+mod resident;
 mod restore;
 mod sealing;
 mod semantics;

@@ -71,6 +71,14 @@ pub(crate) struct Args {
     /// of the TCP listen address) if it is an IP address.
     #[arg(long)]
     pub(crate) advertise_address: Option<std::net::IpAddr>,
+    /// Keep the current state in memory and answer LIST and GET from it (kube-apiserver's
+    /// `--watch-cache`); `false` reads every request from the sealed index.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) watch_cache: bool,
+    /// Most MiB of keys and values the watch cache keeps; a state that outgrows it is read
+    /// from the sealed index until the next start.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) watch_cache_max_mib: usize,
     /// Which controllers run, as kube-controller-manager's `--controllers`: `*` for all,
     /// `name` to add one, `-name` to leave one out (e.g. `*,-node-lifecycle-controller`).
     #[arg(long, default_value = "*", value_delimiter = ',')]

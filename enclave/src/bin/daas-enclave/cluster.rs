@@ -195,8 +195,14 @@ pub(crate) async fn open_cluster(
         (mode == Mode::Production).then(|| RootSecretKeys::new(root.clone(), Mode::Dev, 1));
     let keys = RootSecretKeys::new(root, mode, 1);
     let journal = open_journal(args, plan).await.map_err(OpenError::Other)?;
+    let resident_max_bytes = if args.watch_cache {
+        args.watch_cache_max_mib.saturating_mul(1024 * 1024)
+    } else {
+        0
+    };
     let options = StoreOptions::new(args.data_dir.join("index"), cluster)
-        .with_observer(Arc::new(enclave::metrics::store::RegistryObserver));
+        .with_observer(Arc::new(enclave::metrics::store::RegistryObserver))
+        .with_resident_max_bytes(resident_max_bytes);
     // Restoring reads the whole journal (possibly over a socket): blocking work.
     let opened = tokio::task::spawn_blocking(move || Store::open(options, &keys, journal))
         .await

@@ -1,10 +1,16 @@
 //! LIST: selectors, `limit`/`continue` at one revision, resourceVersion semantics.
+//!
+//! The store answers reads at the current revision from its resident copy of the current
+//! state; [`ObjectStore::list_encoded`] adds the other half of kube-apiserver's watch cache:
+//! each stored value's response bytes are made once, kept in the value's slot in that copy,
+//! and shared by every LIST until the value changes.
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::ObjectStore;
 use crate::registry::{Error, FieldSelector, LabelSelector, ResourceInfo, Result};
-use crate::store::{ContinueToken, RangeRequest, StoreError};
+use crate::store::{ContinueToken, DerivedSlot, KeyValue, RangeRequest, StoreError};
 
 /// LIST options.
 #[derive(Debug, Clone, Default)]
@@ -23,18 +29,26 @@ pub struct ListOptions {
     pub resource_version_match: Option<String>,
 }
 
-/// One page of matching objects.
+/// One page of matching objects: decoded ([`Value`]) or as response bytes ([`EncodedObject`]).
 #[derive(Debug, Clone)]
-pub struct ListPage {
+pub struct ListPage<T = Value> {
     /// The matching objects.
-    pub items: Vec<Value>,
+    pub items: Vec<T>,
     /// The list's resourceVersion (the revision read).
     pub revision: u64,
     /// The continue token, if there are more.
     pub continue_token: Option<String>,
 }
 
-impl ListPage {
+/// An object's JSON as a response carries it (with its resourceVersion), made once per stored
+/// value.
+#[derive(Debug, Clone)]
+pub struct EncodedObject(pub Bytes);
+
+/// What is kept in a stored value's slot: its response bytes, or why it does not decode.
+struct Encoded(std::result::Result<Bytes, String>);
+
+impl<T> ListPage<T> {
     /// The list metadata object.
     pub fn list_meta(&self) -> Value {
         let mut m = json!({"resourceVersion": self.revision.to_string()});
@@ -43,6 +57,16 @@ impl ListPage {
         }
         m
     }
+}
+
+/// A stored value as a response carries it: decoded, resourceVersion stamped, encoded.
+fn served_bytes(kv: &KeyValue) -> Result<Bytes> {
+    let obj = ObjectStore::decode(kv)?;
+    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| {
+        Error::Store(StoreError::Corrupt(format!(
+            "encoding a stored object: {e}"
+        )))
+    })
 }
 
 const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
@@ -59,6 +83,46 @@ impl ObjectStore {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> Result<ListPage> {
+        self.collect(info, ns, opts, |kv, _, decoded| match decoded {
+            Some(obj) => Ok(obj),
+            None => ObjectStore::decode(kv),
+        })
+        .await
+    }
+
+    /// LIST as [`ObjectStore::list`] does, each object as the JSON bytes a response carries:
+    /// made once per stored value and shared by every LIST until it changes, so a LIST
+    /// without selectors decodes and encodes nothing.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::list`].
+    pub async fn list_encoded(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ListPage<EncodedObject>> {
+        self.collect(info, ns, opts, |kv, slot, _| {
+            let encoded = slot.get_or_init(|| Encoded(served_bytes(kv).map_err(|e| e.to_string())));
+            match encoded {
+                Some(Encoded(Ok(bytes))) => Ok(EncodedObject(bytes.clone())),
+                Some(Encoded(Err(why))) => Err(Error::Store(StoreError::Corrupt(why.clone()))),
+                // Another derivation in the slot (not made by a LIST): encode this once.
+                None => served_bytes(kv).map(EncodedObject),
+            }
+        })
+        .await
+    }
+
+    /// The LIST both forms share: `item` makes one matching object from its stored value, its
+    /// slot, and its decoded form when the selectors needed one.
+    async fn collect<T: Send + 'static>(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        item: fn(&KeyValue, &DerivedSlot, Option<Value>) -> Result<T>,
+    ) -> Result<ListPage<T>> {
         let prefix = info.key_prefix(ns);
         let token = match opts.continue_token.as_deref().filter(|c| !c.is_empty()) {
             Some(c) => Some(
@@ -102,7 +166,8 @@ impl ObjectStore {
             .lookup(info.group, info.version, info.resource)
             .ok_or_else(|| Error::BadRequest(format!("unknown resource {}", info.resource)))?;
         let resuming = token.is_some();
-        let page = tokio::task::spawn_blocking(move || -> Result<ListPage> {
+        let selects = !(labels.is_empty() && fields.is_empty());
+        let page = tokio::task::spawn_blocking(move || -> Result<ListPage<T>> {
             let mut items = Vec::new();
             let mut req = RangeRequest::prefix(prefix);
             if let Some(r) = at {
@@ -114,10 +179,14 @@ impl ObjectStore {
             loop {
                 let want = if limit == 0 { 0 } else { limit - items.len() };
                 let resp = store.range(&req.clone().with_limit(want))?;
-                for kv in &resp.kvs {
+                for (kv, slot) in resp.kvs.iter().zip(&resp.derived) {
+                    if !selects {
+                        items.push(item(kv, slot, None)?);
+                        continue;
+                    }
                     let obj = ObjectStore::decode(kv)?;
                     if labels.matches(&obj) && fields.matches(&obj, &*strategy_info.strategy) {
-                        items.push(obj);
+                        items.push(item(kv, slot, Some(obj))?);
                     }
                 }
                 match resp.next {

@@ -16,7 +16,7 @@ pub use alloc::ServiceCidr;
 pub use apply::ApplyConflicts;
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
-pub use list::ListOptions;
+pub use list::{EncodedObject, ListOptions, ListPage};
 pub use write::{Endpoint, FieldValidation, WriteOptions, WriteTarget, Written};
 
 use std::sync::{Arc, RwLock};
