@@ -106,6 +106,38 @@ fn write(e: &Enclave, name: &str) -> u64 {
         .unwrap()
 }
 
+/// The store's current revision (a LIST's resourceVersion).
+fn current_revision(e: &Enclave) -> u64 {
+    let (code, text) = e.curl_admin("/api/v1/namespaces/default/configmaps?limit=1", &[]);
+    assert_eq!(code, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the control plane's own start-up writes (the `kubernetes` Service, its
+/// ServiceCIDR and IPAddress, APIServices, flow-control objects) are done, so that the
+/// revisions these tests write are the journal's last ones.
+fn settle(e: &Enclave) {
+    let start = Instant::now();
+    let mut last = current_revision(e);
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let now = current_revision(e);
+        if now == last {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "still writing at {now}"
+        );
+        last = now;
+    }
+}
+
 /// Waits (bounded, a hang guard) until the registry's anchor reaches `revision`.
 fn wait_anchored(registry: &Path, revision: u64) {
     let start = Instant::now();
@@ -200,6 +232,7 @@ fn a_journal_older_than_the_latest_anchor_is_refused_and_the_right_one_opens() {
     let c = Cluster::new();
     let e = start(tempfile::tempdir().unwrap(), &c.flags);
     register(&e, &c.registry);
+    settle(&e);
     let first = write(&e, "first");
     wait_anchored(&c.registry, first);
     let old_journal = c.base.path().join("old-journal");
@@ -234,6 +267,7 @@ fn forged_anchors_and_anchors_for_another_cluster_are_refused() {
     let c = Cluster::new();
     let e = start(tempfile::tempdir().unwrap(), &c.flags);
     register(&e, &c.registry);
+    settle(&e);
     let revision = write(&e, "one");
     wait_anchored(&c.registry, revision);
     let dir = e.stop();

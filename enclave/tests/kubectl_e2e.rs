@@ -1438,6 +1438,13 @@ fn scenario(k: &Kubectl<'_>) {
         "flowschemas",
         "prioritylevelconfigurations",
         "apiservices",
+        "componentstatuses",
+        "servicecidrs",
+        "ipaddresses",
+        "validatingwebhookconfigurations",
+        "mutatingwebhookconfigurations",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
     ] {
         has(&out, want, &format!("{v} api-resources"));
     }
@@ -1454,6 +1461,7 @@ fn scenario(k: &Kubectl<'_>) {
     // Every served group version as an APIService, Local and available, as upstream lists its own.
     let apis = k.ok(&["get", "apiservices"]);
     for want in [
+        "v1. ",
         "v1.apps ",
         "v2.autoscaling ",
         "v1beta1.metrics.k8s.io ",
@@ -1465,6 +1473,52 @@ fn scenario(k: &Kubectl<'_>) {
             "{v}: {want} in {apis}"
         );
     }
+    // The deprecated component statuses, with upstream's columns and warning.
+    let cs = k.run(&["get", "componentstatuses"]);
+    let (cs_out, cs_err) = (
+        String::from_utf8_lossy(&cs.stdout),
+        String::from_utf8_lossy(&cs.stderr),
+    );
+    assert!(cs.status.success(), "{v}: {cs_err}");
+    let header: Vec<&str> = cs_out
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "STATUS", "MESSAGE", "ERROR"],
+        "{v}: {cs_out}"
+    );
+    for name in ["controller-manager", "etcd-0", "scheduler"] {
+        assert!(
+            cs_out
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains("Healthy") && l.contains("ok")),
+            "{v}: {name} in {cs_out}"
+        );
+    }
+    has(&cs_err, "v1 ComponentStatus is deprecated in v1.19+", &v);
+    // The default ServiceCIDR and the kubernetes Service's IPAddress, kept by the apiserver.
+    eventually_ok(
+        k,
+        &["get", "servicecidrs"],
+        "the default ServiceCIDR",
+        |o| {
+            o.lines()
+                .any(|l| l.starts_with("kubernetes ") && l.contains("10.43.0.0/16"))
+        },
+    );
+    eventually_ok(
+        k,
+        &["get", "ipaddresses"],
+        "the kubernetes Service's address",
+        |o| {
+            o.lines()
+                .any(|l| l.starts_with("10.43.0.1 ") && l.contains("services/default/kubernetes"))
+        },
+    );
     let pl = k.ok(&["get", "prioritylevelconfigurations"]);
     assert!(
         pl.lines()

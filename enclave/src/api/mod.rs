@@ -18,6 +18,7 @@ pub mod attestation;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+mod component_status;
 pub mod discovery;
 mod eviction;
 pub mod http;

@@ -11,14 +11,15 @@ use super::route::ResourceTarget;
 use super::watch;
 use super::{ApiServer, Negotiated};
 use crate::registry::generic::{
-    ApplyConflicts, DeleteOptions, DeleteOutcome, Endpoint, ListOptions, WriteOptions, WriteTarget,
+    ApplyConflicts, DeleteOptions, DeleteOutcome, EncodedObject, Endpoint, ListOptions, ListPage,
+    WriteOptions, WriteTarget,
 };
 use crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
 use crate::registry::managed;
 use crate::registry::patch::{self, PatchType};
 use crate::registry::table::{self, IncludeObject};
 use crate::registry::{
-    Error, FieldError, FieldSelector, LabelSelector, Result, UserInfo, WatchOptions,
+    Error, FieldError, FieldSelector, LabelSelector, ResourceInfo, Result, UserInfo, WatchOptions,
 };
 
 /// Everything a resource handler needs from the request.
@@ -243,6 +244,9 @@ impl ApiServer {
             if req.target.subresource.is_some() {
                 return http::path_not_found();
             }
+            if req.target.info.group.is_empty() && req.target.info.resource == "componentstatuses" {
+                return self.component_statuses(&req).await;
+            }
             return self.metrics(&req).await;
         }
         if let Some(node) = req
@@ -325,19 +329,14 @@ impl ApiServer {
     async fn list(&self, req: &ResourceRequest) -> Result<Response<Body>> {
         let info = &req.target.info;
         let opts = Self::list_options(req)?;
-        let page = self.objects.list(info, self.ns(req), &opts).await?;
-        let meta = page.list_meta();
-        let body = if req.negotiated.table {
-            table::table(info, &page.items, meta, req.query.include_object, true)
-        } else {
-            json!({
-                "kind": info.list_kind(),
-                "apiVersion": info.api_version(),
-                "metadata": meta,
-                "items": page.items,
-            })
-        };
-        Ok(http::json(200, &body))
+        if req.negotiated.table {
+            let page = self.objects.list(info, self.ns(req), &opts).await?;
+            let meta = page.list_meta();
+            let body = table::table(info, &page.items, meta, req.query.include_object, true);
+            return Ok(http::json(200, &body));
+        }
+        let page = self.objects.list_encoded(info, self.ns(req), &opts).await?;
+        Ok(http::json_bytes(200, encoded_list(info, &page)))
     }
 
     /// POST to a create-only virtual resource (the reviews).
@@ -586,5 +585,75 @@ impl ApiServer {
             None::<IncludeObject>
         };
         watch::respond(self, req.target.info.clone(), stream, &req.query, include)
+    }
+}
+
+/// A list's JSON, written around its items' encoded bytes: the bytes `serde_json` would make
+/// of the list as a value (its keys in sorted order), without decoding an item.
+fn encoded_list(info: &ResourceInfo, page: &ListPage<EncodedObject>) -> Vec<u8> {
+    let items: usize = page.items.iter().map(|i| i.0.len() + 1).sum();
+    let mut out = Vec::with_capacity(items + 256);
+    let string = |out: &mut Vec<u8>, s: &str| {
+        // Writing a `&str` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    out.extend_from_slice(b"{\"apiVersion\":");
+    string(&mut out, &info.api_version());
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&item.0);
+    }
+    out.extend_from_slice(b"],\"kind\":");
+    string(&mut out, &info.list_kind());
+    out.extend_from_slice(b",\"metadata\":");
+    let _ = serde_json::to_writer(&mut out, &page.list_meta());
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoded_list_is_the_bytes_of_the_list_as_a_value() {
+        let table = crate::registry::ResourceTable::new(crate::registry::kinds::builtin());
+        let info = table.lookup("", "v1", "configmaps").unwrap();
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "resourceVersion": "7"}, "data": {"k": "v\"\u{e9}"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "resourceVersion": "9"}}),
+        ];
+        for (items, continue_token) in [
+            (&objects[..], Some("9.2f61".to_string())),
+            (&objects[..0], None),
+        ] {
+            let page = ListPage {
+                items: items
+                    .iter()
+                    .map(|o| EncodedObject(Bytes::from(serde_json::to_vec(o).unwrap())))
+                    .collect(),
+                revision: 9,
+                continue_token: continue_token.clone(),
+            };
+            let decoded = ListPage {
+                items: items.to_vec(),
+                revision: 9,
+                continue_token,
+            };
+            let want = serde_json::to_vec(&json!({
+                "kind": info.list_kind(),
+                "apiVersion": info.api_version(),
+                "metadata": decoded.list_meta(),
+                "items": decoded.items,
+            }))
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(encoded_list(&info, &page)).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
     }
 }

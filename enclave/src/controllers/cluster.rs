@@ -261,10 +261,28 @@ pub(crate) fn spawn(
         tasks.spawn(runtime::run(
             r,
             objects.clone(),
-            vec![services, endpoints, slices],
+            vec![services.clone(), endpoints, slices],
             stop.child_token(),
         ));
         started.push("kubernetes-service");
     }
+    // kube-apiserver's default ServiceCIDR controller and its allocator's IPAddresses: always on.
+    let r = super::service_cidr::ServiceCidrController::new(
+        l.typed("", "services")?,
+        l.typed("networking.k8s.io", "ipaddresses")?,
+        l.typed("networking.k8s.io", "servicecidrs")?,
+        objects.service_cidr().to_string(),
+    );
+    tasks.spawn(runtime::run(
+        r,
+        objects.clone(),
+        vec![
+            services.clone(),
+            l.info("networking.k8s.io", "ipaddresses")?,
+            l.info("networking.k8s.io", "servicecidrs")?,
+        ],
+        stop.child_token(),
+    ));
+    started.push("service-cidr");
     Ok(started)
 }

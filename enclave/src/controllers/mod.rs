@@ -56,6 +56,7 @@ mod resource_quota;
 mod root_ca;
 mod runtime;
 mod sa_tokens;
+mod service_cidr;
 mod service_index;
 mod serviceaccounts;
 mod statefulset;

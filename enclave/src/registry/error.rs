@@ -61,6 +61,26 @@ impl FieldError {
         }
     }
 
+    /// `field: Duplicate value: "value"`.
+    pub fn duplicate(field: impl Into<String>, value: &str) -> Self {
+        let field = field.into();
+        FieldError {
+            reason: "FieldValueDuplicate",
+            message: format!("{field}: Duplicate value: {value:?}"),
+            field,
+        }
+    }
+
+    /// `field: Too many: n: must have at most max items`.
+    pub fn too_many(field: impl Into<String>, n: usize, max: usize) -> Self {
+        let field = field.into();
+        FieldError {
+            reason: "FieldValueTooMany",
+            message: format!("{field}: Too many: {n}: must have at most {max} items"),
+            field,
+        }
+    }
+
     /// `field: Invalid value: <value>: field is immutable`.
     pub fn immutable(field: impl Into<String>, value: &Value) -> Self {
         let field = field.into();
@@ -191,6 +211,17 @@ pub enum Error {
     /// 504 Timeout: e.g. a resourceVersion newer than the store's.
     #[error("{0}")]
     Timeout(String),
+    /// The answer of an admission webhook: a denial with the webhook's code and reason, or a
+    /// call that failed under `failurePolicy: Fail` (500 InternalError).
+    #[error("{message}")]
+    Admission {
+        /// The HTTP code (at least 400).
+        code: u16,
+        /// The `metav1.StatusReason` (may be empty, as a webhook may leave it).
+        reason: String,
+        /// The full message.
+        message: String,
+    },
     /// 500 InternalError: the store failed.
     /// (The cause is part of the message, so it is not also the `source`: `{:#}` chains would repeat it.)
     #[error("store: {0}")]
@@ -259,12 +290,13 @@ impl Error {
             Error::MethodNotAllowed(_) => 405,
             Error::UnsupportedMediaType(_) => 415,
             Error::Timeout(_) => 504,
+            Error::Admission { code, .. } => *code,
             Error::Store(_) => 500,
         }
     }
 
     /// The `metav1.StatusReason`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &str {
         match self {
             Error::NotFound { .. } => "NotFound",
             Error::AlreadyExists { .. } => "AlreadyExists",
@@ -278,6 +310,7 @@ impl Error {
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Error::Timeout(_) => "Timeout",
+            Error::Admission { reason, .. } => reason,
             Error::Store(_) => "InternalError",
         }
     }

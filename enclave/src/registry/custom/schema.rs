@@ -158,11 +158,8 @@ pub fn validate(v: &Value, schema: &Value, path: &str, out: &mut Vec<FieldError>
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
                 && n > max
             {
-                out.push(FieldError {
-                    reason: "FieldValueTooMany",
-                    message: format!("{path}: Too many: {n}: must have at most {max} items"),
-                    field: path.to_string(),
-                });
+                let max = usize::try_from(max).unwrap_or(usize::MAX);
+                out.push(FieldError::too_many(path, items.len(), max));
             }
             if let Some(is) = schema.get("items") {
                 for (i, x) in items.iter().enumerate() {

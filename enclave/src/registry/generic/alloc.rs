@@ -19,6 +19,13 @@ pub struct ServiceCidr {
     prefix: u8,
 }
 
+impl std::fmt::Display for ServiceCidr {
+    /// `10.43.0.0/16`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
+    }
+}
+
 impl ServiceCidr {
     /// `10.43.0.0/16`, as k3s uses.
     pub const DEFAULT: ServiceCidr = ServiceCidr {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{keep_status, s, typed};
 use crate::registry::table::{Column, age_cell, name_cell};
-use crate::registry::{FieldError, Strategy, meta};
+use crate::registry::{FieldError, NameRule, Strategy, meta};
 
 /// `apiservices`.
 #[derive(Debug)]
@@ -16,6 +16,11 @@ pub(crate) struct ApiServices;
 
 impl Strategy for ApiServices {
     typed!(APIService);
+    /// Upstream checks a path segment that is `version.group`, so the core group's `v1.`
+    /// (which ends with a dot, not a DNS subdomain) is a valid name.
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
     fn prepare_for_create(&self, obj: &mut Value) {
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");

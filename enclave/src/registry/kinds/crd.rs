@@ -233,11 +233,7 @@ fn validate_versions(versions: &[Value], out: &mut Vec<FieldError>) {
                 "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
             ));
         } else if seen.contains(&name) {
-            out.push(FieldError {
-                reason: "FieldValueDuplicate",
-                message: format!("{path}.name: Duplicate value: {name:?}"),
-                field: format!("{path}.name"),
-            });
+            out.push(FieldError::duplicate(format!("{path}.name"), name));
         }
         seen.push(name);
         let root = v.pointer("/schema/openAPIV3Schema");

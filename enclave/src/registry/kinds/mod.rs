@@ -1,11 +1,13 @@
 //! The built-in kinds: one [`Strategy`] each, and
 //! [`builtin`], the resource table they are served from.
 
+mod admissionregistration;
 mod apiregistration;
 mod apps;
 mod autoscaling;
 mod batch;
 mod certificates;
+mod component_status;
 mod core;
 mod crd;
 mod events;
@@ -21,6 +23,7 @@ mod quota;
 mod rbac;
 mod reviews;
 mod revisions;
+mod service_cidrs;
 mod services;
 mod storage;
 
@@ -314,6 +317,8 @@ pub(crate) fn immutable(new: &Value, old: &Value, ptr: &str) -> Option<FieldErro
 
 /// Upstream's category of the workloads and pods `kubectl get all` lists.
 const ALL: &[&str] = &["all"];
+/// Upstream's category of what extends the API (`kubectl get api-extensions`).
+const API_EXTENSIONS: &[&str] = &["api-extensions"];
 /// `/status` only.
 pub(crate) const STATUS: &[Subresource] = &[Subresource::Status];
 /// `/scale` only.
@@ -409,6 +414,12 @@ impl ResourceInfo {
         self
     }
 
+    /// In `categories` (`kubectl get api-extensions`).
+    fn categories(mut self, categories: &'static [&'static str]) -> Self {
+        self.categories = categories;
+        self
+    }
+
     /// With subresources.
     fn subs(mut self, subs: &'static [Subresource]) -> Self {
         self.subresources = subs;
@@ -429,6 +440,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
     const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
     const STORAGE: (&str, &str) = ("storage.k8s.io", "v1");
     const FLOWCONTROL: (&str, &str) = ("flowcontrol.apiserver.k8s.io", "v1");
+    const ADMISSION: (&str, &str) = ("admissionregistration.k8s.io", "v1");
     vec![
         res(
             CORE,
@@ -495,6 +507,15 @@ pub fn builtin() -> Vec<ResourceInfo> {
         )
         .short(&["no"])
         .subs(STATUS),
+        res(
+            CORE,
+            "ComponentStatus",
+            ("componentstatuses", "componentstatus"),
+            Cluster,
+            Box::new(component_status::ComponentStatuses),
+        )
+        .short(&["cs"])
+        .computed(),
         res(
             CORE,
             "Event",
@@ -785,12 +806,71 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(networking::IngressClasses),
         ),
         res(
+            ("networking.k8s.io", "v1"),
+            "ServiceCIDR",
+            ("servicecidrs", "servicecidr"),
+            Cluster,
+            Box::new(service_cidrs::ServiceCidrs),
+        )
+        .subs(STATUS),
+        res(
+            ("networking.k8s.io", "v1"),
+            "IPAddress",
+            ("ipaddresses", "ipaddress"),
+            Cluster,
+            Box::new(service_cidrs::IpAddresses),
+        )
+        .short(&["ip"]),
+        res(
+            ADMISSION,
+            "ValidatingWebhookConfiguration",
+            (
+                "validatingwebhookconfigurations",
+                "validatingwebhookconfiguration",
+            ),
+            Cluster,
+            Box::new(admissionregistration::ValidatingWebhookConfigurations),
+        )
+        .categories(API_EXTENSIONS),
+        res(
+            ADMISSION,
+            "MutatingWebhookConfiguration",
+            (
+                "mutatingwebhookconfigurations",
+                "mutatingwebhookconfiguration",
+            ),
+            Cluster,
+            Box::new(admissionregistration::MutatingWebhookConfigurations),
+        )
+        .categories(API_EXTENSIONS),
+        res(
+            ADMISSION,
+            "ValidatingAdmissionPolicy",
+            ("validatingadmissionpolicies", "validatingadmissionpolicy"),
+            Cluster,
+            Box::new(admissionregistration::ValidatingAdmissionPolicies),
+        )
+        .categories(API_EXTENSIONS)
+        .subs(STATUS),
+        res(
+            ADMISSION,
+            "ValidatingAdmissionPolicyBinding",
+            (
+                "validatingadmissionpolicybindings",
+                "validatingadmissionpolicybinding",
+            ),
+            Cluster,
+            Box::new(admissionregistration::ValidatingAdmissionPolicyBindings),
+        )
+        .categories(API_EXTENSIONS),
+        res(
             ("apiregistration.k8s.io", "v1"),
             "APIService",
             ("apiservices", "apiservice"),
             Cluster,
             Box::new(apiregistration::ApiServices),
         )
+        .categories(API_EXTENSIONS)
         .subs(STATUS),
         res(
             FLOWCONTROL,
@@ -825,6 +905,7 @@ pub fn builtin() -> Vec<ResourceInfo> {
                 Box::new(crd::CustomResourceDefinitions),
             )
             .short(&["crd", "crds"])
+            .categories(API_EXTENSIONS)
             .subs(STATUS)
         },
         res(
@@ -900,4 +981,98 @@ pub fn builtin() -> Vec<ResourceInfo> {
         )
         .computed(),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::Resource;
+    use k8s_openapi::api::{
+        admissionregistration, apps, authentication, authorization, autoscaling, batch,
+        certificates, coordination, core, discovery, events, flowcontrol, networking, node, policy,
+        rbac, scheduling, storage,
+    };
+
+    /// `(group, version, plural)` of `K`, from `k8s-openapi`'s constants.
+    fn gvr<K: Resource>() -> (&'static str, &'static str, &'static str) {
+        (K::GROUP, K::VERSION, K::URL_PATH_SEGMENT)
+    }
+
+    /// kube-apiserver 1.33 serves every resource `k8s-openapi`'s `v1_33` declares at a GA version
+    /// (its alpha and beta versions are off by default); so does the built-in table. Listed
+    /// from the crate's modules: every top-level kind of every `v1` (and `autoscaling/v2`)
+    /// module, subresource kinds (Scale, Eviction, TokenRequest) aside.
+    #[test]
+    fn every_ga_resource_of_kubernetes_1_33_is_served() {
+        let served: std::collections::BTreeSet<(String, String, String)> = super::builtin()
+            .iter()
+            .map(|r| (r.group.into(), r.version.into(), r.resource.into()))
+            .collect();
+        let ga = [
+            gvr::<admissionregistration::v1::MutatingWebhookConfiguration>(),
+            gvr::<admissionregistration::v1::ValidatingWebhookConfiguration>(),
+            gvr::<admissionregistration::v1::ValidatingAdmissionPolicy>(),
+            gvr::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(),
+            gvr::<apps::v1::ControllerRevision>(),
+            gvr::<apps::v1::DaemonSet>(),
+            gvr::<apps::v1::Deployment>(),
+            gvr::<apps::v1::ReplicaSet>(),
+            gvr::<apps::v1::StatefulSet>(),
+            gvr::<authentication::v1::SelfSubjectReview>(),
+            gvr::<authentication::v1::TokenReview>(),
+            gvr::<authorization::v1::LocalSubjectAccessReview>(),
+            gvr::<authorization::v1::SelfSubjectAccessReview>(),
+            gvr::<authorization::v1::SelfSubjectRulesReview>(),
+            gvr::<authorization::v1::SubjectAccessReview>(),
+            gvr::<autoscaling::v2::HorizontalPodAutoscaler>(),
+            gvr::<batch::v1::CronJob>(),
+            gvr::<batch::v1::Job>(),
+            gvr::<certificates::v1::CertificateSigningRequest>(),
+            gvr::<coordination::v1::Lease>(),
+            gvr::<core::v1::Binding>(),
+            gvr::<core::v1::ComponentStatus>(),
+            gvr::<core::v1::ConfigMap>(),
+            gvr::<core::v1::Endpoints>(),
+            gvr::<core::v1::Event>(),
+            gvr::<core::v1::LimitRange>(),
+            gvr::<core::v1::Namespace>(),
+            gvr::<core::v1::Node>(),
+            gvr::<core::v1::PersistentVolume>(),
+            gvr::<core::v1::PersistentVolumeClaim>(),
+            gvr::<core::v1::Pod>(),
+            gvr::<core::v1::PodTemplate>(),
+            gvr::<core::v1::ReplicationController>(),
+            gvr::<core::v1::ResourceQuota>(),
+            gvr::<core::v1::Secret>(),
+            gvr::<core::v1::Service>(),
+            gvr::<core::v1::ServiceAccount>(),
+            gvr::<discovery::v1::EndpointSlice>(),
+            gvr::<events::v1::Event>(),
+            gvr::<flowcontrol::v1::FlowSchema>(),
+            gvr::<flowcontrol::v1::PriorityLevelConfiguration>(),
+            gvr::<networking::v1::Ingress>(),
+            gvr::<networking::v1::IngressClass>(),
+            gvr::<networking::v1::IPAddress>(),
+            gvr::<networking::v1::NetworkPolicy>(),
+            gvr::<networking::v1::ServiceCIDR>(),
+            gvr::<node::v1::RuntimeClass>(),
+            gvr::<policy::v1::PodDisruptionBudget>(),
+            gvr::<rbac::v1::ClusterRole>(),
+            gvr::<rbac::v1::ClusterRoleBinding>(),
+            gvr::<rbac::v1::Role>(),
+            gvr::<rbac::v1::RoleBinding>(),
+            gvr::<scheduling::v1::PriorityClass>(),
+            gvr::<storage::v1::CSIDriver>(),
+            gvr::<storage::v1::CSINode>(),
+            gvr::<storage::v1::CSIStorageCapacity>(),
+            gvr::<storage::v1::StorageClass>(),
+            gvr::<storage::v1::VolumeAttachment>(),
+            gvr::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(),
+            gvr::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>(),
+        ];
+        let missing: Vec<_> = ga
+            .iter()
+            .filter(|(g, v, r)| !served.contains(&((*g).into(), (*v).into(), (*r).into())))
+            .collect();
+        assert!(missing.is_empty(), "not served: {missing:?}");
+    }
 }

@@ -251,11 +251,7 @@ pub(crate) fn validate_pod_spec(spec: Option<&Value>, path: &str) -> Vec<FieldEr
                 } else if !meta::is_dns_label(name) {
                     out.push(FieldError::invalid(format!("{f}.name"), name, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"));
                 } else if seen.contains(&name) {
-                    out.push(FieldError {
-                        reason: "FieldValueDuplicate",
-                        field: format!("{f}.name"),
-                        message: format!("{f}.name: Duplicate value: {name:?}"),
-                    });
+                    out.push(FieldError::duplicate(format!("{f}.name"), name));
                 }
                 seen.push(name);
                 if c.get("image")
