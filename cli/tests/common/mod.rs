@@ -209,3 +209,22 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
         .output()
         .expect("kubectl is not on PATH")
 }
+
+/// Runs `kubectl --kubeconfig KC args...` with `stdin` piped in.
+pub fn kubectl_stdin(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--request-timeout", "30s"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is not on PATH");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("kubectl's stdin");
+    }
+    child.wait_with_output().expect("kubectl")
+}

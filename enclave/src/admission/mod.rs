@@ -19,6 +19,7 @@
 
 pub mod podsecurity;
 pub mod serviceaccount;
+pub mod webhook;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -108,6 +109,10 @@ pub enum Slot {
     /// CertificateSigningRequests of a signer, and no `system:masters`
     /// client certificates.
     Certificates,
+    /// MutatingAdmissionWebhook: the mutating webhooks of the cluster's configurations.
+    MutatingAdmissionWebhook,
+    /// ValidatingAdmissionWebhook: the validating webhooks of the cluster's configurations.
+    ValidatingAdmissionWebhook,
     /// ResourceQuota usage.
     ResourceQuota,
 }
@@ -125,6 +130,8 @@ impl Slot {
             Slot::Priority => "Priority",
             Slot::DefaultTolerationSeconds => "DefaultTolerationSeconds",
             Slot::Certificates => "CertificateApproval",
+            Slot::MutatingAdmissionWebhook => "MutatingAdmissionWebhook",
+            Slot::ValidatingAdmissionWebhook => "ValidatingAdmissionWebhook",
             Slot::ResourceQuota => "ResourceQuota",
         }
     }

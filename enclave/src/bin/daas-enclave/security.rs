@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use enclave::admission::webhook::{Phase as WebhookPhase, Webhooks};
 use enclave::admission::{Chain as AdmissionChain, Slot};
 use enclave::api::audit::webhook::{WebhookBackend, WebhookConfig};
 use enclave::api::audit::{AuditLog, Auditor, Policy};
@@ -54,6 +55,14 @@ pub(crate) fn chains(base: &ObjectStore) -> (Arc<AuthorizerChain>, RbacAuthorize
             Arc::new(
                 enclave::api::authz::certificates::CertificateAdmission::new(authorizer.clone()),
             ),
+        )
+        .with(
+            Slot::MutatingAdmissionWebhook,
+            Arc::new(Webhooks(WebhookPhase::Mutating)),
+        )
+        .with(
+            Slot::ValidatingAdmissionWebhook,
+            Arc::new(Webhooks(WebhookPhase::Validating)),
         );
     (authorizer, rbac, admission)
 }
