@@ -37,6 +37,9 @@ pub struct StoreOptions {
     /// current revision; 0 keeps none. A store that outgrows it reads from RocksDB.
     /// Default 512 MiB.
     pub resident_max_bytes: usize,
+    /// Only keys under this prefix are kept resident (the enclave keeps its API objects,
+    /// `/registry/`, and leaves the audit log to RocksDB). Default: every key.
+    pub resident_prefix: Vec<u8>,
 }
 
 impl StoreOptions {
@@ -54,6 +57,7 @@ impl StoreOptions {
             compaction: None,
             observer: None,
             resident_max_bytes: 512 * 1024 * 1024,
+            resident_prefix: Vec::new(),
         }
     }
 
@@ -82,6 +86,13 @@ impl StoreOptions {
     #[must_use]
     pub fn with_resident_max_bytes(mut self, n: usize) -> Self {
         self.resident_max_bytes = n;
+        self
+    }
+
+    /// Keeps only the keys under `prefix` resident.
+    #[must_use]
+    pub fn with_resident_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Self {
+        self.resident_prefix = prefix.into();
         self
     }
 

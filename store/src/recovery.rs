@@ -106,7 +106,7 @@ impl Store {
                 head: GENESIS,
             }),
             fatal: Mutex::new(None),
-            resident: Resident::new(opts.resident_max_bytes),
+            resident: Resident::new(opts.resident_max_bytes, opts.resident_prefix.clone()),
             closed: Default::default(),
         });
         let meta = shared.cf(CF_META)?;

@@ -31,6 +31,8 @@ const ENTRY_OVERHEAD: usize = 96;
 pub(crate) struct Resident {
     state: RwLock<Option<State>>,
     max_bytes: usize,
+    /// Only keys under it are kept; reads of others go to RocksDB.
+    prefix: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -61,19 +63,22 @@ pub(crate) struct ResidentPage {
 }
 
 impl Resident {
-    /// A copy bounded by `max_bytes` (0: never kept), empty until [`Resident::fill`].
-    pub(crate) fn new(max_bytes: usize) -> Self {
+    /// A copy of the keys under `prefix`, bounded by `max_bytes` (0: never kept), empty until
+    /// [`Resident::fill`].
+    pub(crate) fn new(max_bytes: usize, prefix: Vec<u8>) -> Self {
         Resident {
             state: RwLock::new(None),
             max_bytes,
+            prefix,
         }
     }
 
     /// Takes every live key at `revision` (the state the store opened with).
-    pub(crate) fn fill(&self, kvs: Vec<KeyValue>, revision: Revision) {
+    pub(crate) fn fill(&self, mut kvs: Vec<KeyValue>, revision: Revision) {
         if self.max_bytes == 0 {
             return;
         }
+        kvs.retain(|kv| kv.key.starts_with(&self.prefix));
         let bytes: usize = kvs.iter().map(cost).sum();
         let mut guard = self.write();
         if bytes > self.max_bytes {
@@ -104,7 +109,7 @@ impl Resident {
         let Some(state) = guard.as_mut() else {
             return;
         };
-        for event in events {
+        for event in events.iter().filter(|e| e.kv.key.starts_with(&self.prefix)) {
             match event.kind {
                 EventKind::Put => {
                     let added = cost(&event.kv);
@@ -133,6 +138,9 @@ impl Resident {
 
     /// The current value of `key`, if the copy is kept: `Some((value, revision))`.
     pub(crate) fn get(&self, key: &[u8]) -> Option<(Option<KeyValue>, Revision)> {
+        if !key.starts_with(&self.prefix) {
+            return None;
+        }
         let guard = self.read();
         let state = guard.as_ref()?;
         Some((
@@ -150,6 +158,9 @@ impl Resident {
         limit: usize,
         revision: Option<Revision>,
     ) -> Option<ResidentPage> {
+        if !prefix.starts_with(&self.prefix) {
+            return None;
+        }
         let guard = self.read();
         let state = guard.as_ref()?;
         if revision.is_some_and(|r| r != state.revision) {

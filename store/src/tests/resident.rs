@@ -223,3 +223,27 @@ async fn a_value_that_does_not_open_leaves_the_copy_off_and_fails_only_its_own_r
     assert_eq!(s.get(b"/t/good").unwrap().0.unwrap().value, b"fine");
     assert!(matches!(s.get(b"/t/bad"), Err(StoreError::Unseal { .. })));
 }
+
+#[tokio::test]
+async fn only_keys_under_the_resident_prefix_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path())
+        .with_resident_max_bytes(64 << 20)
+        .with_resident_prefix(b"/registry/".to_vec());
+    let s = open_with(dir.path(), opts, &StaticKeys::single(KEY)).unwrap();
+    s.create(b"/registry/a", b"object").await.unwrap();
+    let with_object = s.resident_bytes().unwrap();
+    s.create(b"/audit/1", &[b'x'; 4096]).await.unwrap();
+    assert_eq!(
+        s.resident_bytes(),
+        Some(with_object),
+        "the audit batch is not kept"
+    );
+    // Both read right: one from memory, one from the index.
+    assert_eq!(s.get(b"/audit/1").unwrap().0.unwrap().value.len(), 4096);
+    assert_eq!(s.get(b"/registry/a").unwrap().0.unwrap().value, b"object");
+    let audit = s.range(&RangeRequest::prefix(b"/audit/".to_vec())).unwrap();
+    assert_eq!((audit.kvs.len(), audit.revision), (1, 2));
+    let everything = s.range(&RangeRequest::prefix(b"/".to_vec())).unwrap();
+    assert_eq!(everything.kvs.len(), 2);
+}

@@ -202,7 +202,9 @@ pub(crate) async fn open_cluster(
     };
     let options = StoreOptions::new(args.data_dir.join("index"), cluster)
         .with_observer(Arc::new(enclave::metrics::store::RegistryObserver))
-        .with_resident_max_bytes(resident_max_bytes);
+        .with_resident_max_bytes(resident_max_bytes)
+        // The API objects; the audit log is read rarely and left to the index.
+        .with_resident_prefix(b"/registry/".to_vec());
     // Restoring reads the whole journal (possibly over a socket): blocking work.
     let opened = tokio::task::spawn_blocking(move || Store::open(options, &keys, journal))
         .await
