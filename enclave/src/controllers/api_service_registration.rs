@@ -71,7 +71,7 @@ async fn reconcile(objects: &ObjectStore, api: &Api) {
     let existing = match api.list("").await {
         Ok(all) => all,
         Err(e) => {
-            tracing::warn!(error = %e, "listing APIServices failed");
+            tracing::warn!(error = %e.one_line(), "listing APIServices failed");
             return;
         }
     };
@@ -103,7 +103,9 @@ async fn reconcile(objects: &ObjectStore, api: &Api) {
                     .await;
             }
             Err(e) if e.is_already_exists() => {}
-            Err(e) => tracing::warn!(error = %e, name, "registering an APIService failed"),
+            Err(e) => {
+                tracing::warn!(error = %e.one_line(), name, "registering an APIService failed")
+            }
         }
     }
     for a in &existing {

@@ -73,7 +73,7 @@ async fn ensure(api: &Api, objects: Vec<Value>, schemas: bool) {
             Ok(Some(_)) => continue,
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %e, name, "reading a flow-control object failed");
+                tracing::warn!(error = %e.one_line(), name, "reading a flow-control object failed");
                 continue;
             }
         }
@@ -92,7 +92,9 @@ async fn ensure(api: &Api, objects: Vec<Value>, schemas: bool) {
             }
             Ok(_) => {}
             Err(e) if e.is_already_exists() => {}
-            Err(e) => tracing::warn!(error = %e, name, "creating a flow-control object failed"),
+            Err(e) => {
+                tracing::warn!(error = %e.one_line(), name, "creating a flow-control object failed")
+            }
         }
     }
 }
