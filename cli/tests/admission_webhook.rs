@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use base64::Engine as _;
-use common::{Enclave, kubectl, kubectl_stdin, text};
+use common::{Enclave, kubectl, kubectl_stdin, python_server, text};
 use serde_json::Value;
 
 fn support(name: &str) -> PathBuf {
@@ -32,23 +31,10 @@ struct Webhook {
 
 impl Webhook {
     fn start(certs: &Path, out: &Path) -> Webhook {
-        let mut child = Command::new("python3")
-            .arg(support("admission_webhook.py"))
-            .args(["serve", certs.to_str().unwrap(), "0"])
-            .arg(out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the webhook said {line:?}"));
+        let (child, port) = python_server(
+            "admission_webhook.py",
+            &["serve", certs.to_str().unwrap(), "0", out.to_str().unwrap()],
+        );
         Webhook {
             child,
             port,

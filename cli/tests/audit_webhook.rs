@@ -9,13 +9,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::dev::wait_until;
-use common::{Enclave, bin, kubectl, text};
+use common::{Enclave, bin, kubectl, python_server, text};
 use serde_json::Value;
 
 const POLICY: &str = "apiVersion: audit.k8s.io/v1
@@ -52,24 +51,17 @@ struct Receiver {
 
 impl Receiver {
     fn start(certs: &Path, port: u16, out: &Path, fail_first: u32) -> Receiver {
-        let mut child = Command::new("python3")
-            .arg(script())
-            .args(["serve", certs.to_str().unwrap(), &port.to_string()])
-            .arg(out)
-            .args(["--fail-first", &fail_first.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the receiver said {line:?}"));
+        let (child, port) = python_server(
+            "audit_webhook.py",
+            &[
+                "serve",
+                certs.to_str().unwrap(),
+                &port.to_string(),
+                out.to_str().unwrap(),
+                "--fail-first",
+                &fail_first.to_string(),
+            ],
+        );
         Receiver {
             child,
             port,

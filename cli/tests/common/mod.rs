@@ -228,3 +228,31 @@ pub fn kubectl_stdin(kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
     }
     child.wait_with_output().expect("kubectl")
 }
+
+/// Starts `python3 tests/support/SCRIPT ARGS...`, a test server that prints `listening PORT`
+/// as its first line; returns the process and the port.
+pub fn python_server(script: &str, args: &[&str]) -> (Child, u16) {
+    let mut child = Command::new("python3")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/support")
+                .join(script),
+        )
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out)
+            .read_line(&mut line)
+            .expect("the server's first line");
+    }
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{script} said {line:?}"));
+    (child, port)
+}

@@ -83,6 +83,19 @@ pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata")?.get("labels")?.as_object()
 }
 
+/// The strings of a JSON array (`rules[].verbs`, a review's `groups`); non-strings and a
+/// missing or non-array value give none.
+pub fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Sets `metadata.resourceVersion`.
 pub fn set_resource_version(obj: &mut Value, rv: u64) {
     if let Some(m) = metadata_mut(obj) {

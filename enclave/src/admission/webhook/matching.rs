@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::registry::kinds::selector_matches;
+use crate::registry::meta::string_list;
 
 /// What a request is, as the rules see it.
 #[derive(Debug, Clone, Copy)]
@@ -21,15 +22,7 @@ pub(crate) struct Attributes<'a> {
 }
 
 fn strings(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    string_list(v.get(field))
 }
 
 /// Whether one `resources` entry names the resource and subresource: `pods`, `pods/status`,

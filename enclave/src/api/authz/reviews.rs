@@ -48,17 +48,7 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
 /// The user a SubjectAccessReview's spec names (its groups as given: no
 /// `system:authenticated` is added, as upstream).
 fn spec_user(spec: &Value) -> UserInfo {
-    let list = |k: &str| -> Vec<String> {
-        spec.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |k: &str| crate::registry::meta::string_list(spec.get(k));
     let extra: BTreeMap<String, Vec<String>> = spec
         .get("extra")
         .and_then(Value::as_object)

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::super::Attributes;
+use crate::registry::meta::string_list;
 
 /// `*`: every verb, group, resource or non-resource URL.
 const ALL: &str = "*";
@@ -24,17 +25,6 @@ pub struct PolicyRule {
     pub resource_names: Vec<String>,
     /// Non-resource URLs, exact or ending in `*`.
     pub non_resource_urls: Vec<String>,
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn owned(xs: &[&str]) -> Vec<String> {
@@ -79,11 +69,11 @@ impl PolicyRule {
     /// A rule from its JSON form (missing lists are empty).
     pub fn from_json(v: &Value) -> Self {
         PolicyRule {
-            verbs: strings(v.get("verbs")),
-            api_groups: strings(v.get("apiGroups")),
-            resources: strings(v.get("resources")),
-            resource_names: strings(v.get("resourceNames")),
-            non_resource_urls: strings(v.get("nonResourceURLs")),
+            verbs: string_list(v.get("verbs")),
+            api_groups: string_list(v.get("apiGroups")),
+            resources: string_list(v.get("resources")),
+            resource_names: string_list(v.get("resourceNames")),
+            non_resource_urls: string_list(v.get("nonResourceURLs")),
         }
     }
 
