@@ -69,15 +69,17 @@ impl ApiServer {
             .collect();
         let warnings = [DEPRECATED.to_string()];
         let info = &req.target.info;
-        let body = match (req.negotiated.table, req.target.name.is_some()) {
-            (true, _) => table::table(info, &items, json!({}), req.query.include_object, true),
-            (false, true) => items.into_iter().next().unwrap_or_default(),
-            (false, false) => json!({
+        let body = if req.negotiated.table {
+            table::table(info, &items, json!({}), req.query.include_object, true)
+        } else if req.target.name.is_some() {
+            items.into_iter().next().unwrap_or_default()
+        } else {
+            json!({
                 "kind": "ComponentStatusList",
                 "apiVersion": "v1",
                 "metadata": {},
                 "items": items,
-            }),
+            })
         };
         Ok(http::json_with(200, &body, "application/json", &warnings))
     }

@@ -170,22 +170,25 @@ fn call_failed(name: &str, e: &call::CallError) -> Error {
 }
 
 impl Webhooks {
-    /// Calls every matching webhook of the phase; mutating ones may change `obj`.
+    /// The webhooks of the phase that may concern `req` (none for admission's own
+    /// configurations).
+    async fn candidates(&self, objects: &ObjectStore, req: &Request<'_>) -> Result<Vec<Value>> {
+        if matching::exempt(&attributes(req)) {
+            return Ok(Vec::new());
+        }
+        webhooks(objects, self.0).await
+    }
+
+    /// Calls each of `hooks` that matches; mutating ones may change `obj`.
     async fn run(
         &self,
+        hooks: Vec<Value>,
         objects: &ObjectStore,
         req: &Request<'_>,
         obj: &mut Value,
         out: &mut Outcome,
     ) -> Result<()> {
         let attrs = attributes(req);
-        if matching::exempt(&attrs) {
-            return Ok(());
-        }
-        let hooks = webhooks(objects, self.0).await?;
-        if hooks.is_empty() {
-            return Ok(());
-        }
         let mut ns_labels = None;
         for hook in hooks {
             let name = hook
@@ -267,7 +270,11 @@ impl Plugin for Webhooks {
             if self.0 != Phase::Mutating || req.operation == Operation::Delete {
                 return Ok(());
             }
-            self.run(objects, req, obj, out).await
+            let hooks = self.candidates(objects, req).await?;
+            if hooks.is_empty() {
+                return Ok(());
+            }
+            self.run(hooks, objects, req, obj, out).await
         })
     }
 
@@ -282,8 +289,14 @@ impl Plugin for Webhooks {
             if self.0 != Phase::Validating {
                 return Ok(());
             }
+            let hooks = self.candidates(objects, req).await?;
+            if hooks.is_empty() {
+                return Ok(());
+            }
+            // Validating webhooks change nothing; `run` takes the object mutably for the
+            // mutating phase, so it gets a copy, made only when some webhook exists.
             let mut copy = obj.clone();
-            self.run(objects, req, &mut copy, out).await
+            self.run(hooks, objects, req, &mut copy, out).await
         })
     }
 }

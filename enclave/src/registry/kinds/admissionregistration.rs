@@ -15,7 +15,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use serde_json::{Value, json};
 
-use super::{default_at, forbidden, format_selector, keep_status, s, typed, unsupported};
+use super::{
+    default_at, drop_status, forbidden, format_selector, keep_status, s, typed, unsupported,
+};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
 
@@ -305,9 +307,7 @@ impl Strategy for ValidatingAdmissionPolicies {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
         default_policy(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {

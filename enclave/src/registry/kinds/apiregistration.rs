@@ -6,7 +6,7 @@
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde_json::{Value, json};
 
-use super::{keep_status, s, typed};
+use super::{drop_status, keep_status, s, typed};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, NameRule, Strategy, meta};
 
@@ -22,9 +22,7 @@ impl Strategy for ApiServices {
         NameRule::PathSegment
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::pods::{default_pod_spec, validate_pod_spec};
 use super::{
-    containers_images, default_at, forbidden, format_label_map, format_selector, immutable, int,
-    keep_status, s, typed, unsupported, validate_non_negative, validate_selector,
+    containers_images, default_at, drop_status, forbidden, format_label_map, format_selector,
+    immutable, int, keep_status, s, typed, unsupported, validate_non_negative, validate_selector,
 };
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
@@ -19,9 +19,7 @@ const IMAGES: &str = "Images referenced by each container in the template.";
 
 /// Clears `status` on create and applies the pod-template defaults.
 fn prepare_workload(obj: &mut Value) {
-    if let Some(o) = obj.as_object_mut() {
-        o.remove("status");
-    }
+    drop_status(obj);
     if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
         default_pod_spec(spec);
     }

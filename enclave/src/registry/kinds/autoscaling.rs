@@ -5,7 +5,7 @@
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use serde_json::{Value, json};
 
-use super::{default_at, int, keep_status, s, typed};
+use super::{default_at, drop_status, int, keep_status, s, typed};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
 
@@ -120,9 +120,7 @@ fn targets(obj: &Value) -> String {
 impl Strategy for HorizontalPodAutoscalers {
     typed!(HorizontalPodAutoscaler);
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
         defaults(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {

@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::pods::{default_pod_spec, validate_pod_spec};
 use super::{
-    containers_images, default_at, format_selector, immutable, int, keep_status, s, typed,
-    unsupported, validate_non_negative, validate_selector,
+    containers_images, default_at, drop_status, format_selector, immutable, int, keep_status, s,
+    typed, unsupported, validate_non_negative, validate_selector,
 };
 use crate::registry::table::{Column, age, age_cell, human_duration, name_cell};
 use crate::registry::{FieldError, Strategy, meta};
@@ -232,9 +232,7 @@ impl Strategy for Jobs {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
         if let Some(spec) = obj.get_mut("spec") {
             default_job_spec(spec);
         }
@@ -395,9 +393,7 @@ impl Strategy for CronJobs {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
         cronjob_defaults(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {

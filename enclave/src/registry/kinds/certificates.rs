@@ -9,7 +9,7 @@ use base64::Engine;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use serde_json::{Value, json};
 
-use super::{s, typed, unsupported};
+use super::{drop_status, s, typed, unsupported};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, NameRule, Strategy};
 
@@ -148,9 +148,7 @@ impl Strategy for CertificateSigningRequests {
         NameRule::Subdomain
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         // Users may not change their request or its status through the main endpoint.

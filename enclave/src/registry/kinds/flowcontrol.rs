@@ -6,7 +6,7 @@
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use serde_json::{Value, json};
 
-use super::{int, keep_status, s, typed, unsupported};
+use super::{drop_status, int, keep_status, s, typed, unsupported};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
 
@@ -20,9 +20,7 @@ impl Strategy for FlowSchemas {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
@@ -90,9 +88,7 @@ impl Strategy for PriorityLevelConfigurations {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);

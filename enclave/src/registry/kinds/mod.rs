@@ -62,6 +62,13 @@ pub(crate) fn count(obj: &Value, ptr: &str) -> usize {
     }
 }
 
+/// Drops `status` (what a create may not set: the controllers write it).
+pub(crate) fn drop_status(obj: &mut Value) {
+    if let Some(o) = obj.as_object_mut() {
+        o.remove("status");
+    }
+}
+
 /// Keeps `status` from `old` (the main endpoint may not change it).
 pub(crate) fn keep_status(new: &mut Value, old: &Value) {
     if let Some(o) = new.as_object_mut() {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{Value, json};
 
-use super::{count, immutable, keep_status, s, typed, unsupported};
+use super::{count, drop_status, immutable, keep_status, s, typed, unsupported};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
 
@@ -98,9 +98,7 @@ impl Strategy for Ingresses {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);

@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use serde_json::{Value, json};
 
-use super::{keep_status, typed};
+use super::{drop_status, keep_status, typed};
 use crate::registry::Strategy;
 use crate::registry::table::{Column, age_cell, created_at_cell, name_cell};
 
@@ -43,9 +43,7 @@ fn quota_cells(obj: &Value) -> (String, String) {
 impl Strategy for ResourceQuotas {
     typed!(ResourceQuota);
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);

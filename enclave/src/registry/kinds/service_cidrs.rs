@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 use serde_json::{Value, json};
 
-use super::{immutable, keep_status, s, typed};
+use super::{drop_status, immutable, keep_status, s, typed};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, NameRule, Strategy};
 
@@ -42,9 +42,7 @@ impl Strategy for ServiceCidrs {
         true
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);

@@ -10,7 +10,9 @@ use k8s_openapi::api::storage::v1::{
 };
 use serde_json::{Value, json};
 
-use super::{count, default_at, forbidden, immutable, keep_status, s, typed, unsupported};
+use super::{
+    count, default_at, drop_status, forbidden, immutable, keep_status, s, typed, unsupported,
+};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy, meta};
 
@@ -502,9 +504,7 @@ pub(crate) struct VolumeAttachments;
 impl Strategy for VolumeAttachments {
     typed!(VolumeAttachment);
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+        drop_status(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
