@@ -286,30 +286,17 @@ async fn journal(args: JournalArgs, shutdown: CancellationToken) -> anyhow::Resu
 fn spawn_signal_handler(shutdown: CancellationToken, parent: Option<u32>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let parent_gone =
+        protocol::supervision::parent_gone(parent).context("watching the parent process")?;
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-            () = parent_gone(parent) => tracing::warn!("parent process is gone: shutting down"),
+            () = parent_gone => tracing::warn!("parent process is gone: shutting down"),
         }
         shutdown.cancel();
     });
     Ok(())
-}
-
-/// Resolves once the parent process is no longer `pid` (it died and we were reparented); never without a pid.
-/// Polled, because a parent killed by SIGKILL sends nothing.
-async fn parent_gone(pid: Option<u32>) {
-    let Some(pid) = pid else {
-        return std::future::pending().await;
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        if std::os::unix::process::parent_id() != pid {
-            return;
-        }
-    }
 }
 
 async fn start_metrics(

@@ -19,6 +19,8 @@
 //! - [`layout`]: where the image builder puts the enclave's files and the init finds them, and the
 //!   boot heartbeat.
 //! - [`parent`]: the vsock ports of the parent instance's services a production enclave dials.
+//! - [`supervision`]: the `--exit-with-parent PID` contract: [`supervision::parent_gone`]
+//!   resolves when the process that started this one is gone.
 //! - [`tunnel`]: the node tunnel: the requests the enclave makes of a worker over the
 //!   connection the worker keeps open (logs, exec, attach, port-forward, usage), their framing
 //!   and the usage sample.
@@ -32,6 +34,7 @@ pub mod journal;
 pub mod keybroker;
 pub mod layout;
 pub mod parent;
+pub mod supervision;
 pub mod tunnel;
 
 pub use endpoint::{Endpoint, EndpointError};

@@ -388,26 +388,14 @@ async fn join_once(config: &JoinConfig, files: &NodeFiles) -> anyhow::Result<wor
     }
 }
 
-/// Resolves once the parent process is no longer `pid`.
-async fn parent_gone(pid: Option<u32>) {
-    let Some(pid) = pid else {
-        return std::future::pending().await;
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        if std::os::unix::process::parent_id() != pid {
-            return;
-        }
-    }
-}
-
 async fn stop_signal(exit_with_parent: Option<u32>) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let parent_gone = protocol::supervision::parent_gone(exit_with_parent)
+        .context("watching the parent process")?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
         _ = term.recv() => {}
-        () = parent_gone(exit_with_parent) => {}
+        () = parent_gone => tracing::warn!("parent process is gone: stopping"),
     }
     Ok(())
 }

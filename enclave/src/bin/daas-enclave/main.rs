@@ -61,29 +61,15 @@ const ROOT_SECRET_FILE: &str = "root-secret.dev";
 /// How long the last anchor at shutdown may take.
 const FINAL_ANCHOR_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Resolves once the parent process is no longer `pid` (it died and we were reparented).
-/// Polled: a parent killed by SIGKILL sends nothing.
-async fn parent_gone(pid: Option<u32>) {
-    let Some(pid) = pid else {
-        return std::future::pending().await;
-    };
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        if std::os::unix::process::parent_id() != pid {
-            tracing::warn!(parent = pid, "parent process is gone");
-            return;
-        }
-    }
-}
-
 /// Resolves on Ctrl-C, SIGTERM, or the supervising parent's death.
 async fn stop_requested(exit_with_parent: Option<u32>) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let parent_gone = protocol::supervision::parent_gone(exit_with_parent)
+        .context("watching the parent process")?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-        () = parent_gone(exit_with_parent) => {}
+        () = parent_gone => tracing::warn!("parent process is gone: stopping"),
     }
     Ok(())
 }
