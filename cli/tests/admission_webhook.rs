@@ -3,7 +3,7 @@
 //! Validating- and MutatingWebhookConfigurations match, and kubectl shows what upstream shows:
 //! a denial with the webhook's message, a label a mutating webhook added, a warning; a webhook
 //! that cannot be called fails the write under `failurePolicy: Fail` and is skipped under
-//! `Ignore`; ValidatingAdmissionPolicies are refused (they would not be enforced).
+//! `Ignore`; a ValidatingAdmissionPolicy whose CEL does not compile is refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
@@ -304,7 +304,8 @@ fn webhooks_deny_mutate_warn_and_fail_as_their_failure_policy_says() {
     ] {
         assert!(err.contains(want), "{want} in {err}");
     }
-    // Policies would not be enforced: refused, not stored.
+    // A policy whose CEL does not compile: refused, not stored (enforcement: enclave's
+    // admission_policy test).
     let policy = "apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
 metadata:
@@ -317,13 +318,14 @@ spec:
       apiVersions: [v1]
       resources: [deployments]
   validations:
-  - expression: object.spec.replicas <= 5
+  - expression: object.spec.replicas <=
 ";
     let refused = kubectl_stdin(&kc, &apply, policy);
     assert!(!refused.status.success());
     assert!(
-        text(&refused)
-            .contains("ValidatingAdmissionPolicies are not evaluated by this control plane yet"),
+        text(&refused).contains(
+            "spec.validations[0].expression: Invalid value: \"object.spec.replicas <=\": compilation failed"
+        ),
         "{}",
         text(&refused)
     );

@@ -1,11 +1,14 @@
-//! Which admission webhooks a request goes to: upstream's `rules` (operations, groups,
-//! versions, resources with their subresource forms, scope), `namespaceSelector` and
-//! `objectSelector` (`apiserver/pkg/admission/plugin/webhook/predicates`).
+//! Which admission webhooks and policies a request concerns: upstream's `rules` (operations,
+//! groups, versions, resources with their subresource forms, scope, and for policies
+//! `resourceNames`), `namespaceSelector` and `objectSelector`
+//! (`apiserver/pkg/admission/plugin/webhook/predicates`, `.../policy/matching`).
 
 use serde_json::{Map, Value};
 
+use super::{Operation, Request};
 use crate::registry::kinds::selector_matches;
 use crate::registry::meta::string_list;
+use crate::registry::{ObjectStore, Result};
 
 /// What a request is, as the rules see it.
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +22,57 @@ pub(crate) struct Attributes<'a> {
     pub(crate) subresource: Option<&'a str>,
     /// Whether the resource is namespaced.
     pub(crate) namespaced: bool,
+    /// The object's name (empty on a create with only `generateName`).
+    pub(crate) name: &'a str,
+}
+
+impl<'a> Attributes<'a> {
+    /// What `req` is about.
+    pub(crate) fn of(req: &'a Request<'a>) -> Self {
+        Attributes {
+            operation: req.operation.as_str(),
+            group: req.info.group,
+            version: req.info.version,
+            resource: req.info.resource,
+            subresource: req.subresource,
+            namespaced: req.info.namespaced(),
+            name: req.name,
+        }
+    }
+}
+
+/// The request's Namespace object (for a Namespace, the object itself), if there is one.
+pub(crate) async fn namespace_object(
+    objects: &ObjectStore,
+    req: &Request<'_>,
+    obj: &Value,
+) -> Result<Option<Value>> {
+    if req.info.group.is_empty() && req.info.resource == "namespaces" {
+        let own = if req.operation == Operation::Delete {
+            req.old
+        } else {
+            Some(obj)
+        };
+        return Ok(own.cloned());
+    }
+    let Some(ns) = req.namespace.filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(info) = objects.table().lookup("", "v1", "namespaces") else {
+        return Ok(None);
+    };
+    match objects.get(&info, None, ns).await {
+        Ok(namespace) => Ok(Some(namespace)),
+        Err(crate::registry::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A namespace object's labels.
+pub(crate) fn labels_of(object: Option<&Value>) -> Option<&Map<String, Value>> {
+    object
+        .and_then(|o| o.pointer("/metadata/labels"))
+        .and_then(Value::as_object)
 }
 
 fn strings(v: &Value, field: &str) -> Vec<String> {
@@ -59,6 +113,12 @@ pub(crate) fn rule_matches(rule: &Value, a: &Attributes<'_>) -> bool {
             .iter()
             .any(|r| resource_matches(r, a.resource, a.subresource))
         && scope_ok
+}
+
+/// Whether a policy rule's `resourceNames` (empty: every name) admits the request's object.
+pub(crate) fn resource_name_matches(rule: &Value, a: &Attributes<'_>) -> bool {
+    let names = strings(rule, "resourceNames");
+    names.is_empty() || names.iter().any(|n| n == a.name)
 }
 
 /// Whether any of `rules` covers the request.
@@ -130,6 +190,7 @@ mod tests {
             resource: "pods",
             subresource,
             namespaced: true,
+            name: "p",
         }
     }
 

@@ -2,7 +2,8 @@
 //! whoever makes it (API clients and the enclave's own controllers alike),
 //! in upstream's order: NamespaceLifecycle, LimitRanger, ServiceAccount,
 //! NodeRestriction, PodSecurity, Priority, DefaultTolerationSeconds, the
-//! certificate plugins, ResourceQuota. Each has a named [`Slot`];
+//! certificate plugins, MutatingAdmissionWebhook, ValidatingAdmissionPolicy,
+//! ValidatingAdmissionWebhook, ResourceQuota. Each has a named [`Slot`];
 //! a [`Chain`] holds at most one plugin per slot and runs them in slot
 //! order: every plugin's mutating [`Plugin::admit`] first, then, after the
 //! kind's own validation, every plugin's [`Plugin::validate`] (upstream's
@@ -10,14 +11,16 @@
 //!
 //! The [`crate::registry::ObjectStore`] runs its chain on create, update
 //! (each try of the optimistic loop) and delete. Plugins live where their
-//! knowledge does: [`serviceaccount`] and [`podsecurity`] here, the RBAC
+//! knowledge does: [`serviceaccount`], [`podsecurity`], [`webhook`] and [`policy`] here, the RBAC
 //! escalation check in `crate::api::authz::escalation`, NodeRestriction in
 //! `crate::api::authz::restriction`, the plugins that need only the store
 //! (NamespaceLifecycle, LimitRanger, Priority, DefaultTolerationSeconds,
 //! ResourceQuota) in [`crate::registry::admission`], whose
 //! [`crate::registry::admission::builtin_chain`] every store starts with.
 
+mod matching;
 pub mod podsecurity;
+pub mod policy;
 pub mod serviceaccount;
 pub mod webhook;
 
@@ -111,6 +114,8 @@ pub enum Slot {
     Certificates,
     /// MutatingAdmissionWebhook: the mutating webhooks of the cluster's configurations.
     MutatingAdmissionWebhook,
+    /// ValidatingAdmissionPolicy: the CEL policies the cluster's bindings apply.
+    ValidatingAdmissionPolicy,
     /// ValidatingAdmissionWebhook: the validating webhooks of the cluster's configurations.
     ValidatingAdmissionWebhook,
     /// ResourceQuota usage.
@@ -131,6 +136,7 @@ impl Slot {
             Slot::DefaultTolerationSeconds => "DefaultTolerationSeconds",
             Slot::Certificates => "CertificateApproval",
             Slot::MutatingAdmissionWebhook => "MutatingAdmissionWebhook",
+            Slot::ValidatingAdmissionPolicy => "ValidatingAdmissionPolicy",
             Slot::ValidatingAdmissionWebhook => "ValidatingAdmissionWebhook",
             Slot::ResourceQuota => "ResourceQuota",
         }

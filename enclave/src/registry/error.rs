@@ -186,6 +186,22 @@ pub enum Error {
         /// Why, e.g. `this namespace may not be deleted`.
         why: String,
     },
+    /// A ValidatingAdmissionPolicy's denial, worded as upstream's `NewForbidden` but with the
+    /// validation's reason (`Invalid` unless it names one) and its code, and the cause
+    /// repeated in `details.causes`.
+    #[error("{}", forbidden_message(&qualified(group, resource), name, cause))]
+    PolicyDenied {
+        /// Group (empty for core).
+        group: String,
+        /// Resource name (plural).
+        resource: String,
+        /// Object name (may be empty).
+        name: String,
+        /// `ValidatingAdmissionPolicy 'P' with binding 'B' denied request: ...`.
+        cause: String,
+        /// `Invalid`, `Forbidden`, `Unauthorized` or `RequestEntityTooLarge`.
+        reason: &'static str,
+    },
     /// 429 TooManyRequests, e.g. an eviction a disruption budget forbids.
     #[error("{message}")]
     TooManyRequests {
@@ -226,6 +242,15 @@ pub enum Error {
     /// (The cause is part of the message, so it is not also the `source`: `{:#}` chains would repeat it.)
     #[error("store: {0}")]
     Store(StoreError),
+}
+
+/// `resource.group`, or `resource` for the core group.
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 /// upstream's `NewForbidden` message: `resource "name" is forbidden: why`.
@@ -274,6 +299,31 @@ impl Error {
         }
     }
 
+    /// A ValidatingAdmissionPolicy's denial of a request about `resource` (of `group`)
+    /// named `name`: `cause` is the policy's sentence, `reason` the validation's (upstream
+    /// allows four; anything else, and none, is `Invalid`).
+    pub fn policy_denied(
+        group: &str,
+        resource: &str,
+        name: &str,
+        cause: String,
+        reason: &str,
+    ) -> Self {
+        let reason = match reason {
+            "Forbidden" => "Forbidden",
+            "Unauthorized" => "Unauthorized",
+            "RequestEntityTooLarge" => "RequestEntityTooLarge",
+            _ => "Invalid",
+        };
+        Error::PolicyDenied {
+            group: group.to_string(),
+            resource: resource.to_string(),
+            name: name.to_string(),
+            cause,
+            reason,
+        }
+    }
+
     /// The HTTP status code.
     pub fn code(&self) -> u16 {
         match self {
@@ -291,6 +341,13 @@ impl Error {
             Error::UnsupportedMediaType(_) => 415,
             Error::Timeout(_) => 504,
             Error::Admission { code, .. } => *code,
+            // upstream's reasonToCode
+            Error::PolicyDenied { reason, .. } => match *reason {
+                "Forbidden" => 403,
+                "Unauthorized" => 401,
+                "RequestEntityTooLarge" => 413,
+                _ => 422,
+            },
             Error::Store(_) => 500,
         }
     }
@@ -311,6 +368,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Error::Timeout(_) => "Timeout",
             Error::Admission { reason, .. } => reason,
+            Error::PolicyDenied { reason, .. } => reason,
             Error::Store(_) => "InternalError",
         }
     }
@@ -405,6 +463,24 @@ impl Error {
                     d.insert("group".into(), json!(group));
                 }
                 d.insert("kind".into(), json!(resource));
+                Some(Value::Object(d))
+            }
+            Error::PolicyDenied {
+                group,
+                resource,
+                name,
+                cause,
+                ..
+            } => {
+                let mut d = serde_json::Map::new();
+                if !name.is_empty() {
+                    d.insert("name".into(), json!(name));
+                }
+                if !group.is_empty() {
+                    d.insert("group".into(), json!(group));
+                }
+                d.insert("kind".into(), json!(resource));
+                d.insert("causes".into(), json!([{"message": cause}]));
                 Some(Value::Object(d))
             }
             Error::TooManyRequests {

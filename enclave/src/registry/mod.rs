@@ -8,6 +8,7 @@
 //! semantics but nothing about HTTP.
 
 pub mod admission;
+pub mod cel;
 pub mod custom;
 mod error;
 pub mod eviction;

@@ -7,12 +7,11 @@
 //! skipped when it is `Ignore`, as upstream.
 
 mod call;
-mod matching;
 
 use futures::future::BoxFuture;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use self::matching::Attributes;
+use super::matching::{self, Attributes};
 use super::{Operation, Outcome, Plugin, Request};
 use crate::registry::kinds::user_info_json;
 use crate::registry::{Error, ListOptions, ObjectStore, Result, meta};
@@ -57,45 +56,8 @@ async fn webhooks(objects: &ObjectStore, phase: Phase) -> Result<Vec<Value>> {
         .collect())
 }
 
-fn attributes<'a>(req: &'a Request<'a>) -> Attributes<'a> {
-    Attributes {
-        operation: req.operation.as_str(),
-        group: req.info.group,
-        version: req.info.version,
-        resource: req.info.resource,
-        subresource: req.subresource,
-        namespaced: req.info.namespaced(),
-    }
-}
-
-/// The labels of the request's namespace (for a Namespace, its own).
-async fn namespace_labels(
-    objects: &ObjectStore,
-    req: &Request<'_>,
-    obj: &Value,
-) -> Option<Map<String, Value>> {
-    if req.info.group.is_empty() && req.info.resource == "namespaces" {
-        let own = if req.operation == Operation::Delete {
-            req.old
-        } else {
-            Some(obj)
-        };
-        return own
-            .and_then(|o| o.pointer("/metadata/labels"))
-            .and_then(Value::as_object)
-            .cloned();
-    }
-    let ns = req.namespace.filter(|n| !n.is_empty())?;
-    let info = objects.table().lookup("", "v1", "namespaces")?;
-    let namespace = objects.get(&info, None, ns).await.ok()?;
-    namespace
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .cloned()
-}
-
 /// The AdmissionReview request for `req` with `obj` (the object after earlier mutations).
-fn review_request(req: &Request<'_>, obj: &Value, uid: &str) -> Value {
+pub(super) fn review_request(req: &Request<'_>, obj: &Value, uid: &str) -> Value {
     let info = req.info;
     let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
     let resource = json!({"group": info.group, "version": info.version, "resource": info.resource});
@@ -173,7 +135,7 @@ impl Webhooks {
     /// The webhooks of the phase that may concern `req` (none for admission's own
     /// configurations).
     async fn candidates(&self, objects: &ObjectStore, req: &Request<'_>) -> Result<Vec<Value>> {
-        if matching::exempt(&attributes(req)) {
+        if matching::exempt(&Attributes::of(req)) {
             return Ok(Vec::new());
         }
         webhooks(objects, self.0).await
@@ -188,8 +150,8 @@ impl Webhooks {
         obj: &mut Value,
         out: &mut Outcome,
     ) -> Result<()> {
-        let attrs = attributes(req);
-        let mut ns_labels = None;
+        let attrs = Attributes::of(req);
+        let mut ns_object = None;
         for hook in hooks {
             let name = hook
                 .get("name")
@@ -203,10 +165,10 @@ impl Webhooks {
             if !matching::object_selected(hook.get("objectSelector"), new, req.old) {
                 continue;
             }
-            if ns_labels.is_none() {
-                ns_labels = Some(namespace_labels(objects, req, obj).await);
+            if ns_object.is_none() {
+                ns_object = Some(matching::namespace_object(objects, req, obj).await?);
             }
-            let labels = ns_labels.as_ref().and_then(Option::as_ref);
+            let labels = matching::labels_of(ns_object.as_ref().and_then(Option::as_ref));
             if !matching::namespace_selected(hook.get("namespaceSelector"), &attrs, labels) {
                 continue;
             }

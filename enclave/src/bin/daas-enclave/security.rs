@@ -61,6 +61,10 @@ pub(crate) fn chains(base: &ObjectStore) -> (Arc<AuthorizerChain>, RbacAuthorize
             Arc::new(Webhooks(WebhookPhase::Mutating)),
         )
         .with(
+            Slot::ValidatingAdmissionPolicy,
+            Arc::new(enclave::admission::policy::ValidatingAdmissionPolicies::new()),
+        )
+        .with(
             Slot::ValidatingAdmissionWebhook,
             Arc::new(Webhooks(WebhookPhase::Validating)),
         );

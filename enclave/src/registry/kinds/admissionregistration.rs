@@ -2,10 +2,9 @@
 //! `mutatingwebhookconfigurations`, `validatingadmissionpolicies` and
 //! `validatingadmissionpolicybindings`: upstream's defaults, the checks of its
 //! `pkg/apis/admissionregistration/validation` that decide whether a configuration can run,
-//! and its columns. Webhooks are called by `admission::webhook`. Policies are CEL programs,
-//! which this control plane does not evaluate yet: rather than store a policy that would not
-//! be enforced, creating one (or a binding) is refused with a clear message; they can be
-//! listed and watched as on any cluster (there are none).
+//! and its columns. Webhooks are called by `admission::webhook`; policies are CEL programs
+//! (`registry::cel`) that `admission::policy` evaluates, and a policy whose expressions do not
+//! compile is refused, naming each one.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +17,7 @@ use serde_json::{Value, json};
 use super::{
     default_at, drop_status, forbidden, format_selector, keep_status, s, typed, unsupported,
 };
+use crate::registry::cel::{CompileError, CompiledPolicy};
 use crate::registry::table::{Column, age_cell, name_cell};
 use crate::registry::{FieldError, Strategy};
 
@@ -272,14 +272,6 @@ impl Strategy for MutatingWebhookConfigurations {
     }
 }
 
-/// Why a policy or binding is refused: it would be stored and never enforced.
-fn not_evaluated() -> FieldError {
-    forbidden(
-        "spec",
-        "ValidatingAdmissionPolicies are not evaluated by this control plane yet (no CEL runtime); a policy would be stored without being enforced",
-    )
-}
-
 /// Upstream's defaults of a policy's or binding's `matchResources` at `ptr`.
 fn default_match_resources(obj: &mut Value, ptr: &str) {
     let Some(m) = obj.pointer_mut(ptr).filter(|m| m.is_object()) else {
@@ -315,7 +307,22 @@ impl Strategy for ValidatingAdmissionPolicies {
         default_policy(new);
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let mut out = vec![not_evaluated()];
+        let mut out = Vec::new();
+        if let Err(errors) = CompiledPolicy::compile(obj.get("spec").unwrap_or(&Value::Null)) {
+            out.extend(errors.into_iter().map(|e| match e.error {
+                CompileError::Authorizer => forbidden(e.field, &e.error.to_string()),
+                CompileError::Syntax(_) => {
+                    FieldError::invalid(e.field, &e.expression, &e.error.to_string())
+                }
+            }));
+        }
+        if let Some(kind) = obj.pointer("/spec/paramKind").filter(|k| !k.is_null()) {
+            for field in ["apiVersion", "kind"] {
+                if s(kind, &format!("/{field}")).is_empty() {
+                    out.push(FieldError::required(format!("spec.paramKind.{field}"), ""));
+                }
+            }
+        }
         let validations = array(obj, "/spec/validations");
         if validations.is_empty() && array(obj, "/spec/auditAnnotations").is_empty() {
             out.push(FieldError::required(
@@ -329,6 +336,19 @@ impl Strategy for ValidatingAdmissionPolicies {
                     format!("spec.validations[{i}].expression"),
                     "expression is not specified",
                 ));
+            }
+            match s(v, "/reason") {
+                "" | "Unauthorized" | "Forbidden" | "Invalid" | "RequestEntityTooLarge" => {}
+                other => out.push(unsupported(
+                    format!("spec.validations[{i}].reason"),
+                    other,
+                    &[
+                        "Forbidden",
+                        "Invalid",
+                        "RequestEntityTooLarge",
+                        "Unauthorized",
+                    ],
+                )),
             }
         }
         match s(obj, "/spec/failurePolicy") {
@@ -398,7 +418,7 @@ impl Strategy for ValidatingAdmissionPolicyBindings {
         default_match_resources(new, "/spec/matchResources");
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let mut out = vec![not_evaluated()];
+        let mut out = Vec::new();
         if s(obj, "/spec/policyName").is_empty() {
             out.push(FieldError::required("spec.policyName", ""));
         }
