@@ -81,12 +81,16 @@ pub(super) struct Launch<'a> {
 }
 
 impl Launch<'_> {
-    fn trust(&self) -> TrustArgs {
+    /// What a freshly started enclave of the image measured `pcrs` must prove: those PCRs
+    /// (the image was found allowed before it was started) under the pinned root. Not the
+    /// registry's live-enclave record: the enclave registers as live only once verified, so
+    /// it is not (or another one still is) the live one yet.
+    fn trust(&self, pcrs: &Pcrs) -> TrustArgs {
         TrustArgs {
             root: None,
             dev_root: None,
-            registry: Some(self.args.target.url().to_string()),
-            expect_pcr: Vec::new(),
+            registry: None,
+            expect_pcr: vec![(0, pcrs.pcr0), (1, pcrs.pcr1), (2, pcrs.pcr2)],
             max_age_secs: 300,
             dangerous_qemu_emulator: self.args.dangerous_qemu_emulator,
         }
@@ -130,10 +134,11 @@ impl Launch<'_> {
     pub(super) async fn wait_verified(
         &self,
         server: &ServerUrl,
+        pcrs: &Pcrs,
         services: &Children,
     ) -> anyhow::Result<Attested> {
         let deadline = Instant::now() + self.args.wait;
-        let trust = self.trust();
+        let trust = self.trust(pcrs);
         let mut last = String::new();
         let mut said_sealed = false;
         for attempt in 0u64.. {
@@ -282,7 +287,7 @@ pub(super) async fn launch(args: &LaunchArgs) -> anyhow::Result<()> {
         let live = launch.start_enclave(&args.eif, &public).await?;
         let mut live = Some(live);
         let verified = tokio::select! {
-            v = launch.wait_verified(&launch.server, &services) => v,
+            v = launch.wait_verified(&launch.server, &pcrs, &services) => v,
             s = stop.recv() => match s {
                 Ok(()) => Err(anyhow::anyhow!("interrupted before the enclave was up")),
                 Err(e) => Err(e),

@@ -140,7 +140,7 @@ async fn upgrade(
         ),
     )
     .await;
-    let attested = match launch.wait_verified(&server, services).await {
+    let attested = match launch.wait_verified(&server, &pcrs, services).await {
         Ok(a) => a,
         Err(e) => {
             launch.stop_enclave(new).await;
