@@ -245,6 +245,10 @@ pub enum Error {
     /// small for its node mask).
     #[error("{0}")]
     Config(String),
+    /// A StatefulSet pod's PersistentVolumeClaims could not be made, or one is being
+    /// deleted: the pod waits for them.
+    #[error("{0}")]
+    Claims(String),
     /// A stored object did not decode as its typed struct (a bug).
     #[error("decoding a {resource} object")]
     Decode {
@@ -486,6 +490,7 @@ fn spawn_workloads(
         kinds,
         sets.clone(),
         ds_kinds.revisions.clone(),
+        lookup("", "persistentvolumeclaims")?,
     );
     tasks.spawn(runtime::run(
         sts,

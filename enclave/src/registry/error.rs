@@ -26,6 +26,18 @@ impl FieldError {
             .unwrap_or(&self.message)
     }
 
+    /// The same error about a field of the object at `prefix` (a PersistentVolumeClaim
+    /// checked as a StatefulSet's `spec.volumeClaimTemplates[0]`, say).
+    #[must_use]
+    pub fn under(self, prefix: &str) -> Self {
+        let field = format!("{prefix}.{}", self.field);
+        FieldError {
+            reason: self.reason,
+            message: format!("{prefix}.{}", self.message),
+            field,
+        }
+    }
+
     /// `field: Required value: detail` (just `Required value` without a detail).
     pub fn required(field: impl Into<String>, detail: &str) -> Self {
         let field = field.into();

@@ -4,8 +4,40 @@ use serde_json::{Value, json};
 
 use crate::common::{Enclave, Kubectl, eventually, kubectl_versions};
 use crate::support::{
-    Kubelet, NS, delete, get, merge, name, ns_path, pod_path, pods_with, post, run_pod, wait_event,
+    Kubelet, NS, delete, event_messages, get, items, merge, name, ns_path, pod_path, pods_with,
+    post, request, run_pod,
 };
+
+/// A claim template of 1Gi, ReadWriteOnce.
+fn claim_template(name: &str) -> Value {
+    json!({"metadata": {"name": name, "labels": {"tier": "disk"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+}
+
+fn claim_path(claim: &str) -> String {
+    format!("{}/{claim}", ns_path("v1", "persistentvolumeclaims"))
+}
+
+/// The uids owning claim `claim`, or `None` while it does not exist.
+fn claim_owners(e: &Enclave, claim: &str) -> Option<Vec<String>> {
+    let c = get(e, &claim_path(claim))?;
+    Some(
+        c["metadata"]["ownerReferences"]
+            .as_array()
+            .map(|refs| {
+                refs.iter()
+                    .map(|r| {
+                        format!(
+                            "{}/{}",
+                            r["kind"].as_str().unwrap_or(""),
+                            r["name"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
 
 pub fn statefulset(sts: &str, replicas: i64, image: &str, spec: Value) -> Value {
     let mut s = json!({"replicas": replicas, "serviceName": format!("{sts}-svc"),
@@ -67,7 +99,7 @@ fn ordered_ready_creates_and_removes_one_ordinal_at_a_time() {
             "db",
             3,
             "db:1",
-            json!({"volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
+            json!({"volumeClaimTemplates": [claim_template("data")]}),
         ),
     );
     eventually("db-0 alone", || (names(&e, "db") == ["db-0"]).then_some(()));
@@ -98,10 +130,15 @@ fn ordered_ready_creates_and_removes_one_ordinal_at_a_time() {
         p0["metadata"]["labels"]["controller-revision-hash"],
         revision.as_str()
     );
-    assert_eq!(
-        wait_event(&e, "StatefulSet", "db", "SuccessfulCreate"),
-        ["create Pod db-0 in StatefulSet db successful"]
-    );
+    // The claim first, then the pod, as upstream's events say.
+    eventually("the claim's and the pod's events", || {
+        (event_messages(&e, "StatefulSet", "db", "SuccessfulCreate")
+            == [
+                "create Claim data-db-0 Pod db-0 in StatefulSet db success",
+                "create Pod db-0 in StatefulSet db successful",
+            ])
+        .then_some(())
+    });
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(names(&e, "db"), ["db-0"], "db-1 waits for db-0 to be ready");
     run_pod(&e, &p0, true);
@@ -284,4 +321,112 @@ fn kubectl_rollout_status_history_and_undo_for_statefulsets() {
             "{version}: the old revision is renumbered"
         );
     }
+}
+
+#[test]
+fn claims_come_from_the_templates_and_go_as_the_retention_policy_says() {
+    let e = Enclave::start();
+    // A template that is not a valid claim is refused with the StatefulSet.
+    let (code, body) = request(
+        &e,
+        "POST",
+        &ns_path("apps/v1", "statefulsets"),
+        "application/json",
+        &statefulset(
+            "bad",
+            1,
+            "db:1",
+            json!({"volumeClaimTemplates": [{"metadata": {"name": "data"}}]}),
+        ),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.to_string().contains("spec.volumeClaimTemplates[0].spec.accessModes: Required value: at least 1 access mode is required"),
+        "{body}"
+    );
+
+    // Parallel, so all pods come at once; scaled-away claims go with their pods, the rest
+    // with the set.
+    post(
+        &e,
+        &ns_path("apps/v1", "statefulsets"),
+        &statefulset(
+            "pg",
+            3,
+            "db:1",
+            json!({"podManagementPolicy": "Parallel",
+                "volumeClaimTemplates": [claim_template("data")],
+                "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Delete"}}),
+        ),
+    );
+    eventually("three pods", || (names(&e, "pg").len() == 3).then_some(()));
+    for i in 0..3 {
+        let claim = get(&e, &claim_path(&format!("data-pg-{i}"))).unwrap();
+        assert_eq!(claim["metadata"]["labels"]["tier"], "disk");
+        assert_eq!(
+            claim["metadata"]["labels"]["sts"], "pg",
+            "the selector's labels"
+        );
+        assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
+        let owners = eventually("the set owns the claim", || {
+            claim_owners(&e, &format!("data-pg-{i}")).filter(|o| !o.is_empty())
+        });
+        assert_eq!(owners, ["StatefulSet/pg"]);
+    }
+    for i in 0..3 {
+        run_pod(&e, &pod(&e, &format!("pg-{i}")), true);
+    }
+    // Scale to 1: pg-1 and pg-2 go, and their claims with them.
+    merge(&e, &sts_path("pg"), json!({"spec": {"replicas": 1}}));
+    eventually("the scaled-away claims to go", || {
+        let left: Vec<String> = items(&e, &ns_path("v1", "persistentvolumeclaims"))
+            .iter()
+            .map(name)
+            .collect();
+        (left == ["data-pg-0"]).then_some(())
+    });
+    // Deleting the set takes the last claim.
+    delete(&e, &sts_path("pg"), json!({}));
+    eventually("the last claim to go", || {
+        items(&e, &ns_path("v1", "persistentvolumeclaims"))
+            .is_empty()
+            .then_some(())
+    });
+
+    // Retain (the default): claims outlive their pods and the set, and a new set with the
+    // same name finds them.
+    let keep = statefulset(
+        "keep",
+        1,
+        "db:1",
+        json!({"volumeClaimTemplates": [claim_template("data")]}),
+    );
+    post(&e, &ns_path("apps/v1", "statefulsets"), &keep);
+    eventually("keep-0", || (names(&e, "keep") == ["keep-0"]).then_some(()));
+    assert_eq!(
+        claim_owners(&e, "data-keep-0"),
+        Some(Vec::new()),
+        "nobody owns it"
+    );
+    delete(&e, &sts_path("keep"), json!({}));
+    eventually("the set gone", || {
+        get(&e, &sts_path("keep")).is_none().then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        get(&e, &claim_path("data-keep-0")).is_some(),
+        "the claim is kept"
+    );
+    post(&e, &ns_path("apps/v1", "statefulsets"), &keep);
+    eventually("keep-0 again", || {
+        pods_with(&e, "sts%3Dkeep")
+            .iter()
+            .any(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .then_some(())
+    });
+    assert_eq!(
+        items(&e, &ns_path("v1", "persistentvolumeclaims")).len(),
+        1,
+        "the same claim, not a second one"
+    );
 }

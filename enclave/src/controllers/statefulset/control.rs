@@ -91,12 +91,24 @@ struct Slots {
 }
 
 impl StatefulSetController {
+    /// upstream's `CreateStatefulPod`: the pod's claims first, then the pod, then the
+    /// claims' owners as the retention policy wants them.
     async fn create_pod(&self, set: &StatefulSet, pod: &Pod) -> Result<(), Error> {
+        if let Err(e) = self.create_claims(set, pod).await {
+            self.pod_event(set, "create", pod, Some(&e)).await;
+            return Err(e);
+        }
         let result = self.pods.create(namespace(set), pod).await;
         if let Err(e) = &result
             && e.is_already_exists()
         {
             return result.map(|_| ());
+        }
+        if result.is_ok()
+            && let Err(e) = self.apply_retention_policy(set, pod).await
+        {
+            self.pod_event(set, "update", pod, Some(&e)).await;
+            return Err(e);
         }
         self.pod_event(set, "create", pod, result.as_ref().err())
             .await;
@@ -180,6 +192,11 @@ impl StatefulSetController {
         {
             return Ok(true);
         }
+        // An error reading the claims counts as a match, as upstream.
+        let retention_matches = self.claims_match_policy(set, pod).await.unwrap_or(true);
+        if !retention_matches {
+            self.apply_retention_policy(set, pod).await?;
+        }
         if identity_matches(set, pod) {
             return Ok(false);
         }
@@ -211,6 +228,10 @@ impl StatefulSetController {
             .as_ref()
             .and_then(|s| s.min_ready_seconds)
             .unwrap_or(0);
+        // A pod scaled away hands its claims to whoever the retention policy names.
+        if !self.claims_match_policy(set, pod).await? {
+            self.apply_retention_policy(set, pod).await?;
+        }
         if is_terminating(pod) {
             return Ok(monotonic);
         }

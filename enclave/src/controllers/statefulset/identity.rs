@@ -73,7 +73,7 @@ pub(crate) fn pod_revision(pod: &Pod) -> &str {
 }
 
 /// upstream's `getPersistentVolumeClaimName`.
-fn claim_name(set: &StatefulSet, template: &str, ordinal: i32) -> String {
+pub(crate) fn claim_name(set: &StatefulSet, template: &str, ordinal: i32) -> String {
     format!("{template}-{}-{ordinal}", name(set))
 }
 

@@ -3,18 +3,16 @@
 //! `OrderedReady` or `Parallel`, rolled by RollingUpdate with a partition
 //! or OnDelete ([`control`]), with ControllerRevisions as history (the
 //! current and update revisions in the status, `revisionHistoryLimit`
-//! kept) and `spec.ordinals.start`.
-//!
-//! PersistentVolumeClaims are not served yet: pods get the volumes of
-//! their `volumeClaimTemplates` (`<template>-<set>-<ordinal>`), but no
-//! claim is created and `persistentVolumeClaimRetentionPolicy` has
-//! nothing to act on.
+//! kept) and `spec.ordinals.start`. Each pod's PersistentVolumeClaims
+//! come from `volumeClaimTemplates` before the pod, owned as
+//! `persistentVolumeClaimRetentionPolicy` says ([`claims`]).
 
+mod claims;
 mod control;
 mod identity;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 
 use super::Error;
 use super::client::{Api, Kinds};
@@ -39,6 +37,7 @@ pub(crate) struct StatefulSetController {
     sets: TypedApi<StatefulSet>,
     pods: TypedApi<Pod>,
     revisions: TypedApi<ControllerRevision>,
+    claims: TypedApi<PersistentVolumeClaim>,
     events: EventRecorder,
 }
 
@@ -49,11 +48,13 @@ impl StatefulSetController {
         kinds: &Kinds,
         sets: std::sync::Arc<ResourceInfo>,
         revisions: std::sync::Arc<ResourceInfo>,
+        claims: std::sync::Arc<ResourceInfo>,
     ) -> Self {
         StatefulSetController {
             sets: TypedApi::new(objects.clone(), sets),
             pods: TypedApi::new(objects.clone(), kinds.pods.clone()),
             revisions: TypedApi::new(objects.clone(), revisions),
+            claims: TypedApi::new(objects.clone(), claims),
             events: EventRecorder::new(Api::new(objects.clone(), kinds.events.clone()), COMPONENT),
         }
     }

@@ -461,6 +461,24 @@ impl Strategy for StatefulSets {
                 &["Always"],
             ));
         }
+        // upstream's ValidatePersistentVolumeClaimTemplate: each template is a valid claim.
+        let templates = obj
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (i, template) in templates.iter().enumerate() {
+            let at = format!("spec.volumeClaimTemplates[{i}]");
+            if s(template, "/metadata/name").is_empty() {
+                out.push(FieldError::required(format!("{at}.metadata.name"), ""));
+            }
+            out.extend(
+                super::storage::PersistentVolumeClaims
+                    .validate(template)
+                    .into_iter()
+                    .map(|e| e.under(&at)),
+            );
+        }
         out
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
