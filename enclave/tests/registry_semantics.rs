@@ -1277,3 +1277,37 @@ async fn secret_string_data_is_merged_into_data() {
     assert_eq!(updated["data"]["user"], b64("admin"));
     assert!(updated.get("stringData").is_none(), "{updated}");
 }
+
+/// Writers keep each object's response bytes for LISTs (so the first LIST after a write
+/// encodes nothing): they must be the bytes a read of the stored value makes.
+#[tokio::test]
+async fn lists_after_writes_serve_the_bytes_a_read_makes() {
+    let f = Fixture::new().await;
+    let info = f.info("deployments");
+    for name in ["a", "b", "c"] {
+        f.create("deployments", Some("default"), deployment(name, "nginx:1"))
+            .await
+            .unwrap();
+    }
+    let mut b = f.objects.get(&info, Some("default"), "b").await.unwrap();
+    b["metadata"]["labels"] = json!({"tier": "web", "a-first": "1"});
+    b["spec"]["replicas"] = json!(4);
+    f.objects
+        .update(&info, Some("default"), "b", b, &WriteOptions::default())
+        .await
+        .unwrap();
+    let page = f
+        .objects
+        .list_encoded(&info, Some("default"), &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    for (item, name) in page.items.iter().zip(["a", "b", "c"]) {
+        let read = f.objects.get(&info, Some("default"), name).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&item.0),
+            serde_json::to_string(&read).unwrap(),
+            "{name}"
+        );
+    }
+}

@@ -410,6 +410,13 @@ impl Store {
         self.shared.resident.held_bytes()
     }
 
+    /// The [`DerivedSlot`] of `key`'s value written at `revision`, while the resident copy
+    /// holds that value: a writer fills it with what reads would derive, so the first read
+    /// after a write finds it made.
+    pub fn resident_slot(&self, key: &[u8], revision: Revision) -> Option<DerivedSlot> {
+        self.shared.resident.slot(key, revision)
+    }
+
     /// Every live key at one consistent revision, with the view it was read from.
     pub(crate) fn scan_latest(&self) -> Result<(Vec<KeyValue>, Revision, (u64, ChainHash))> {
         scan_latest(&self.shared)

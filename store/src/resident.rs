@@ -149,6 +149,17 @@ impl Resident {
         ))
     }
 
+    /// The slot of `key`'s current value, if the copy is kept and that value is the one
+    /// written at `revision` (not already replaced or deleted).
+    pub(crate) fn slot(&self, key: &[u8], revision: Revision) -> Option<DerivedSlot> {
+        if !key.starts_with(&self.prefix) {
+            return None;
+        }
+        let guard = self.read();
+        let entry = guard.as_ref()?.entries.get(key)?;
+        (entry.kv.mod_revision == revision).then(|| entry.derived.clone())
+    }
+
     /// Up to `limit` (0: all) keys under `prefix` after `after`, if the copy is kept and
     /// holds `revision` (`None`: whatever it holds).
     pub(crate) fn range(

@@ -155,6 +155,7 @@ impl ObjectStore {
             match self.store.update(&key, &bytes, kv.mod_revision).await? {
                 TxnOutcome::Committed { revision, .. } => {
                     meta::set_resource_version(&mut pod, revision);
+                    self.keep_response_bytes(&key, revision, &pod);
                     return Ok(pod);
                 }
                 TxnOutcome::Failed { current } => {

@@ -69,6 +69,28 @@ fn served_bytes(kv: &KeyValue) -> Result<Bytes> {
     })
 }
 
+impl ObjectStore {
+    /// After a write: keeps `obj` (as written at `revision`, resourceVersion stamped) as its
+    /// response bytes in the slot of the stored value, so the first LIST after a write
+    /// encodes nothing (kube-apiserver's watch cache serializes once per object too). The
+    /// bytes equal what [`served_bytes`] makes of the stored value: the stored value is `obj`
+    /// without its resourceVersion and selfLink, and JSON objects keep their keys sorted.
+    pub(super) fn keep_response_bytes(&self, key: &[u8], revision: u64, obj: &Value) {
+        if crate::registry::meta::meta_str(obj, "selfLink").is_some() {
+            return;
+        }
+        if let Some(slot) = self.store.resident_slot(key, revision) {
+            slot.get_or_init(|| {
+                Encoded(
+                    serde_json::to_vec(obj)
+                        .map(Bytes::from)
+                        .map_err(|e| format!("encoding a stored object: {e}")),
+                )
+            });
+        }
+    }
+}
+
 const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
 
 impl ObjectStore {

@@ -273,6 +273,7 @@ impl ObjectStore {
         match outcome {
             TxnOutcome::Committed { revision, .. } => {
                 meta::set_resource_version(&mut obj, revision);
+                self.keep_response_bytes(&info.key(ns, &name), revision, &obj);
                 Ok(Written {
                     object: obj,
                     warnings,
@@ -646,6 +647,7 @@ impl ObjectStore {
         match self.store.update(&key, &bytes, kv.mod_revision).await? {
             TxnOutcome::Committed { revision, .. } => {
                 meta::set_resource_version(&mut new, revision);
+                self.keep_response_bytes(&key, revision, &new);
                 Ok(CasWrite::Stored(new))
             }
             TxnOutcome::Failed { current } => Ok(CasWrite::lost(current.as_ref())),
