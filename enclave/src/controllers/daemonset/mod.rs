@@ -24,7 +24,7 @@ use super::client::{Api, Kinds};
 use super::events::{EventRecorder, EventType};
 use super::history::REVISION_LABEL;
 use super::runtime::{Action, ObjectKey, Reconciler};
-use super::typed::owner::{ClaimOptions, claim, event_object, owners_of, selects};
+use super::typed::owner::{ClaimOptions, claim, event_object, metadata_of, owners_of, selects};
 use super::typed::pod::{is_terminal, is_terminating};
 use super::typed::{TypedApi, name, namespace, record};
 use crate::registry::{ObjectStore, ResourceInfo, WatchEvent};
@@ -192,9 +192,11 @@ impl Reconciler for DaemonSetController {
         let selector = ds_selector;
         match kind {
             0 => vec![ObjectKey::of(obj)],
-            1 => match serde_json::from_value::<Pod>(obj.clone()) {
-                Ok(pod) => owners_of(&self.daemonsets, "DaemonSet", &pod, deleted, selector).await,
-                Err(_) => Vec::new(),
+            1 => match metadata_of(obj) {
+                Some(meta) => {
+                    owners_of(&self.daemonsets, "DaemonSet", &meta, deleted, selector).await
+                }
+                None => Vec::new(),
             },
             2 => {
                 let Ok(node) = serde_json::from_value::<Node>(obj.clone()) else {
@@ -224,9 +226,11 @@ impl Reconciler for DaemonSetController {
                     }
                 }
             }
-            _ => match serde_json::from_value::<ControllerRevision>(obj.clone()) {
-                Ok(cr) => owners_of(&self.daemonsets, "DaemonSet", &cr, deleted, selector).await,
-                Err(_) => Vec::new(),
+            _ => match metadata_of(obj) {
+                Some(meta) => {
+                    owners_of(&self.daemonsets, "DaemonSet", &meta, deleted, selector).await
+                }
+                None => Vec::new(),
             },
         }
     }

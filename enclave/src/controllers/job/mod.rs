@@ -27,7 +27,7 @@ use super::Error;
 use super::client::Kinds;
 use super::events::EventRecorder;
 use super::runtime::{Action, ObjectKey, Reconciler};
-use super::typed::owner::{event_object, owners_of};
+use super::typed::owner::{event_object, metadata_of, owners_of};
 use super::typed::{TypedApi, name, namespace, uid};
 use crate::registry::{ObjectStore, WatchEvent};
 
@@ -245,24 +245,29 @@ impl JobController {
     /// `deletePod`): its Job (or, for an orphan, the Jobs that may adopt
     /// it), and the pod itself when its finalizer may have to go.
     async fn keys_for_pod(&self, obj: &serde_json::Value, deleted: bool) -> Vec<JobKey> {
-        let Ok(pod) = serde_json::from_value::<Pod>(obj.clone()) else {
+        // Only the metadata: most pods are not a Job's, and decoding each whole pod for every
+        // controller that watches pods costs more than the rest of the event.
+        let Some(meta) = metadata_of(obj) else {
             return Vec::new();
         };
-        let mut keys: Vec<JobKey> = owners_of(&self.jobs, "Job", &pod, deleted, |j: &Job| {
+        let mut keys: Vec<JobKey> = owners_of(&self.jobs, "Job", &meta, deleted, |j: &Job| {
             j.spec.as_ref().and_then(|s| s.selector.as_ref())
         })
         .await
         .into_iter()
         .map(JobKey::Job)
         .collect();
-        let orphan = super::typed::owner::controller_of(&pod.metadata).is_none();
-        if !deleted
-            && has_tracking_finalizer(&pod)
-            && (orphan || pod.metadata.deletion_timestamp.is_some())
-        {
+        let orphan = super::typed::owner::controller_of(&meta).is_none();
+        let tracked = meta
+            .finalizers
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == TRACKING_FINALIZER);
+        if !deleted && tracked && (orphan || meta.deletion_timestamp.is_some()) {
             keys.push(JobKey::OrphanPod(ObjectKey {
-                namespace: namespace(&pod).to_string(),
-                name: name(&pod).to_string(),
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                name: meta.name.clone().unwrap_or_default(),
             }));
         }
         keys

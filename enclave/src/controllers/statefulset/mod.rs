@@ -22,7 +22,7 @@ use super::history::{
     next_revision, template_patch,
 };
 use super::runtime::{Action, ObjectKey, Reconciler};
-use super::typed::owner::{ClaimOptions, claim, event_object, owners_of, selects};
+use super::typed::owner::{ClaimOptions, claim, event_object, metadata_of, owners_of, selects};
 use super::typed::{TypedApi, name, namespace};
 use crate::registry::generic::Propagation;
 use crate::registry::{ObjectStore, ResourceInfo, WatchEvent};
@@ -232,13 +232,9 @@ impl Reconciler for StatefulSetController {
         let selector = set_selector;
         match kind {
             0 => vec![ObjectKey::of(obj)],
-            1 => match serde_json::from_value::<Pod>(obj.clone()) {
-                Ok(pod) => owners_of(&self.sets, "StatefulSet", &pod, deleted, selector).await,
-                Err(_) => Vec::new(),
-            },
-            _ => match serde_json::from_value::<ControllerRevision>(obj.clone()) {
-                Ok(cr) => owners_of(&self.sets, "StatefulSet", &cr, deleted, selector).await,
-                Err(_) => Vec::new(),
+            _ => match metadata_of(obj) {
+                Some(meta) => owners_of(&self.sets, "StatefulSet", &meta, deleted, selector).await,
+                None => Vec::new(),
             },
         }
     }

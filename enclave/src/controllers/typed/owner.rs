@@ -164,19 +164,26 @@ pub(crate) fn event_object(event: &WatchEvent) -> Option<(&serde_json::Value, bo
     }
 }
 
-/// The keys of the `owner_kind` objects a change to the dependent `obj`
-/// concerns (upstream's `resolveControllerRef` and `getXForY`): its
-/// controller if that is of `owner_kind`; for a live orphan, every owner
-/// in `owners` whose selector (`selector_of`) selects it; else none.
-pub(crate) async fn owners_of<O: Object, C: Object>(
+/// The metadata of a watched object, read from its JSON without decoding (or copying)
+/// the rest of it: all [`owners_of`] needs of a dependent.
+pub(crate) fn metadata_of(obj: &serde_json::Value) -> Option<ObjectMeta> {
+    use serde::Deserialize as _;
+    ObjectMeta::deserialize(obj.get("metadata")?).ok()
+}
+
+/// The keys of the `owner_kind` objects a change to the dependent with metadata `meta`
+/// concerns (upstream's `resolveControllerRef` and `getXForY`): its controller if that is
+/// of `owner_kind`; for a live orphan, every owner in `owners` whose selector
+/// (`selector_of`) selects it; else none.
+pub(crate) async fn owners_of<O: Object>(
     owners: &TypedApi<O>,
     owner_kind: &str,
-    obj: &C,
+    meta: &ObjectMeta,
     deleted: bool,
     selector_of: impl Fn(&O) -> Option<&LabelSelector>,
 ) -> Vec<ObjectKey> {
-    let ns = namespace(obj);
-    if let Some(r) = controller_of(obj.metadata()) {
+    let ns = meta.namespace.as_deref().unwrap_or("");
+    if let Some(r) = controller_of(meta) {
         if r.kind != owner_kind {
             return Vec::new();
         }
@@ -185,13 +192,13 @@ pub(crate) async fn owners_of<O: Object, C: Object>(
             name: r.name.clone(),
         }];
     }
-    if deleted || is_deleting(obj) {
+    if deleted || meta.deletion_timestamp.is_some() {
         return Vec::new();
     }
     match owners.list(ns).await {
         Ok(list) => list
             .iter()
-            .filter(|o| selector_of(o).is_some_and(|s| selects(s, obj.metadata().labels.as_ref())))
+            .filter(|o| selector_of(o).is_some_and(|s| selects(s, meta.labels.as_ref())))
             .map(|o| ObjectKey {
                 namespace: ns.to_string(),
                 name: name(o).to_string(),
