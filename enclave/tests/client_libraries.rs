@@ -7,7 +7,10 @@
 //!   replace and a stale 409, a 404 Status, a watch, deletes returning the object
 //!   (`tests/client_support/node/node_client.mjs`);
 //! - the JDK's own TLS with the kubeconfig's certificate as its only trust anchor, as the official Java
-//!   client sets it up (`tests/client_support/java`), where a JDK is installed.
+//!   client sets it up (`tests/client_support/java`), where a JDK is installed;
+//! - kube-rs (`kube` with rustls, the Rust ecosystem's client): typed create, list with a selector,
+//!   a watch from the list's resourceVersion, merge patch and server-side apply, a stale replace's
+//!   409, a 404 Status, the scale subresource, delete answers.
 //!
 //! `scripts/setup` installs the Python and JavaScript clients.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -143,5 +146,149 @@ fn the_jdk_trusts_the_kubeconfigs_certificate_alone() {
         "java",
         &[program.as_os_str(), kubeconfig.as_os_str()],
         &["/api ok", "/api/v1/namespaces ok"],
+    );
+}
+
+/// kube-rs, configured from the kubeconfig file exactly as `daas-enclave --dev` wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_lists_watches_patches_and_applies() {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use kube::api::{
+        Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+    };
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+
+    let e = Enclave::start();
+    let kubeconfig = Kubeconfig::read_from(e.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kube-rs", "labels": {"client": "kube-rs"}},
+        "data": {"a": "1"},
+    }))
+    .unwrap();
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    assert!(created.metadata.uid.is_some());
+    let list = cms
+        .list(&ListParams::default().labels("client=kube-rs"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let from = list.metadata.resource_version.clone().unwrap();
+
+    // A watch from the list's revision sees the merge patch that follows.
+    let mut events = cms
+        .watch(&WatchParams::default().labels("client=kube-rs"), &from)
+        .await
+        .unwrap()
+        .boxed();
+    let patched = cms
+        .patch(
+            "kube-rs",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data.as_ref().unwrap()["b"], "2");
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), events.try_next())
+        .await
+        .expect("a watch event")
+        .unwrap()
+        .unwrap();
+    match first {
+        WatchEvent::Modified(m) => assert_eq!(m.data.unwrap()["b"], "2"),
+        other => panic!("expected Modified, got {other:?}"),
+    }
+
+    // Server-side apply takes ownership of a field.
+    let applied = cms
+        .patch(
+            "kube-rs",
+            &PatchParams::apply("kube-rs-test").force(),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "kube-rs"}, "data": {"c": "3"},
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data.as_ref().unwrap()["c"], "3");
+    assert!(
+        applied
+            .metadata
+            .managed_fields
+            .unwrap()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("kube-rs-test"))
+    );
+
+    // A replace with a stale resourceVersion: 409 Conflict, as a Status kube decodes.
+    let kube::Error::Api(status) = cms
+        .replace("kube-rs", &PostParams::default(), &created)
+        .await
+        .unwrap_err()
+    else {
+        panic!("not an API error")
+    };
+    assert!(status.is_conflict(), "{status:?}");
+    let kube::Error::Api(status) = cms.get("missing").await.unwrap_err() else {
+        panic!("not an API error")
+    };
+    assert!(status.is_not_found(), "{status:?}");
+    assert_eq!(status.code, 404);
+
+    // A Deployment and its scale subresource.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kube-rs"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "kube-rs"}},
+            "template": {"metadata": {"labels": {"app": "kube-rs"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let scale = deployments.get_scale("kube-rs").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(2));
+
+    // Deletes answer as upstream's: a Status for ConfigMaps and Deployments, the deleted
+    // object for Services.
+    for gone in [
+        cms.delete("kube-rs", &DeleteParams::default())
+            .await
+            .unwrap()
+            .map_left(|_| ()),
+        deployments
+            .delete("kube-rs", &DeleteParams::default())
+            .await
+            .unwrap()
+            .map_left(|_| ()),
+    ] {
+        assert!(gone.is_right(), "{gone:?}");
+    }
+    let services: Api<Service> = Api::namespaced(client, "default");
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kube-rs"},
+        "spec": {"selector": {"app": "kube-rs"}, "ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    let gone = services
+        .delete("kube-rs", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        gone.left()
+            .is_some_and(|s| s.metadata.name.as_deref() == Some("kube-rs")),
+        "the deleted Service"
     );
 }

@@ -23,7 +23,7 @@ fn value(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) ->
 }
 
 #[test]
-fn metrics_are_served_in_prometheus_text_to_the_admin() {
+fn metrics_are_served_in_prometheus_text_to_the_admin_and_monitoring() {
     let e = Enclave::start();
     // Anonymous: 401, as any non-public path.
     let (code, _) = e.curl("/metrics", &[]);
@@ -118,6 +118,22 @@ fn metrics_are_served_in_prometheus_text_to_the_admin() {
         "{body}"
     );
     assert!(!body.contains("# EOF"));
+    // A monitoring identity (upstream's `system:monitoring` group, bound to the role of the
+    // same name) reads it; the same user outside the group is refused.
+    let as_user = |groups: &[&str]| {
+        let mut args = vec!["-H".to_string(), "Impersonate-User: prometheus".to_string()];
+        for g in groups {
+            args.push("-H".into());
+            args.push(format!("Impersonate-Group: {g}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        e.curl_admin("/metrics", &args)
+    };
+    let (code, body) = as_user(&["system:monitoring"]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("apiserver_request_total"), "{body}");
+    let (code, body) = as_user(&[]);
+    assert_eq!(code, 403, "{body}");
     // OpenMetrics on request.
     let (code, om) = e.curl_admin(
         "/metrics",
