@@ -356,12 +356,64 @@ impl Store {
         Ok((view.get(key, rev)?, rev))
     }
 
+    /// The current value of `key` if the resident copy answers for it, without touching
+    /// RocksDB, so a caller on an async runtime need not move to a blocking thread; `None`
+    /// when only [`Store::get`] can answer.
+    pub fn get_resident(&self, key: &[u8]) -> Option<(Option<KeyValue>, Revision)> {
+        if key.is_empty() {
+            return None;
+        }
+        let found = self.shared.resident.get(key)?;
+        if let Some(observer) = &self.shared.opts.observer {
+            observer.read("get");
+        }
+        Some(found)
+    }
+
     /// One page of keys under a prefix.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        if let Some(page) = self.range_resident(req) {
+            return page;
+        }
+        let (requested, after) = Self::range_start(req)?;
         if let Some(observer) = &self.shared.opts.observer {
             observer.read("range");
         }
-        let (requested, after) = match &req.continue_from {
+        let view = View::new(&self.shared)?;
+        let rev = view.resolve(requested)?;
+        let (kvs, more) = view.range(&req.prefix, after, req.limit, rev)?;
+        let derived = kvs.iter().map(|_| DerivedSlot::default()).collect();
+        Ok(Self::page(kvs, derived, more, rev))
+    }
+
+    /// [`Store::range`] if the resident copy answers it (the current revision, or the one a
+    /// continue token names while it is still current), without touching RocksDB; `None`
+    /// when only [`Store::range`] can answer.
+    pub fn range_resident(&self, req: &RangeRequest) -> Option<Result<RangeResponse>> {
+        let (requested, after) = match Self::range_start(req) {
+            Ok(start) => start,
+            Err(e) => return Some(Err(e)),
+        };
+        let page = self.shared.resident.range(
+            &req.prefix,
+            after,
+            req.limit,
+            requested.filter(|&r| r != 0),
+        )?;
+        if let Some(observer) = &self.shared.opts.observer {
+            observer.read("range");
+        }
+        Some(Ok(Self::page(
+            page.kvs,
+            page.derived,
+            page.more,
+            page.revision,
+        )))
+    }
+
+    /// The revision a range reads (`None`: current) and the key it starts after.
+    fn range_start(req: &RangeRequest) -> Result<(Option<Revision>, Option<&[u8]>)> {
+        match &req.continue_from {
             Some(t) => {
                 if !t.after_key.starts_with(&req.prefix) {
                     return Err(StoreError::InvalidContinue("token is for another prefix"));
@@ -369,26 +421,18 @@ impl Store {
                 if req.revision.is_some_and(|r| r != 0 && r != t.revision) {
                     return Err(StoreError::InvalidContinue("token is for another revision"));
                 }
-                (Some(t.revision), Some(t.after_key.as_slice()))
+                Ok((Some(t.revision), Some(t.after_key.as_slice())))
             }
-            None => (req.revision, None),
-        };
-        let resident = self.shared.resident.range(
-            &req.prefix,
-            after,
-            req.limit,
-            requested.filter(|&r| r != 0),
-        );
-        let (kvs, derived, more, rev) = match resident {
-            Some(page) => (page.kvs, page.derived, page.more, page.revision),
-            None => {
-                let view = View::new(&self.shared)?;
-                let rev = view.resolve(requested)?;
-                let (kvs, more) = view.range(&req.prefix, after, req.limit, rev)?;
-                let derived = kvs.iter().map(|_| DerivedSlot::default()).collect();
-                (kvs, derived, more, rev)
-            }
-        };
+            None => Ok((req.revision, None)),
+        }
+    }
+
+    fn page(
+        kvs: Vec<KeyValue>,
+        derived: Vec<DerivedSlot>,
+        more: bool,
+        rev: Revision,
+    ) -> RangeResponse {
         let next = match (more, kvs.last()) {
             (true, Some(last)) => Some(ContinueToken {
                 revision: rev,
@@ -396,12 +440,12 @@ impl Store {
             }),
             _ => None,
         };
-        Ok(RangeResponse {
+        RangeResponse {
             kvs,
             derived,
             revision: rev,
             next,
-        })
+        }
     }
 
     /// How many bytes (keys, values and per-entry overhead) the resident copy of the current

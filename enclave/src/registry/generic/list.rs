@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::ObjectStore;
 use crate::registry::{Error, FieldSelector, LabelSelector, ResourceInfo, Result};
-use crate::store::{ContinueToken, DerivedSlot, KeyValue, RangeRequest, StoreError};
+use crate::store::{ContinueToken, DerivedSlot, KeyValue, RangeRequest, RangeResponse, StoreError};
 
 /// LIST options.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +87,63 @@ impl ObjectStore {
                         .map_err(|e| format!("encoding a stored object: {e}")),
                 )
             });
+        }
+    }
+}
+
+/// The most items a LIST answered from memory makes on the calling task.
+const INLINE_ITEMS: usize = 64;
+
+/// How the pages of one LIST become its items.
+struct Pager<T> {
+    limit: usize,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    strategy_info: std::sync::Arc<ResourceInfo>,
+    item: fn(&KeyValue, &DerivedSlot, Option<Value>) -> Result<T>,
+}
+
+impl<T> Pager<T> {
+    /// Appends the matching objects of one page.
+    fn take(&self, resp: &RangeResponse, items: &mut Vec<T>) -> Result<()> {
+        let selects = !(self.labels.is_empty() && self.fields.is_empty());
+        for (kv, slot) in resp.kvs.iter().zip(&resp.derived) {
+            if !selects {
+                items.push((self.item)(kv, slot, None)?);
+                continue;
+            }
+            let obj = ObjectStore::decode(kv)?;
+            if self.labels.matches(&obj) && self.fields.matches(&obj, &*self.strategy_info.strategy)
+            {
+                items.push((self.item)(kv, slot, Some(obj))?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads pages from `req` on until the limit is reached or the keys end (blocking).
+    fn read(&self, store: &crate::store::Store, mut req: RangeRequest) -> Result<ListPage<T>> {
+        let mut items = Vec::new();
+        loop {
+            let want = if self.limit == 0 {
+                0
+            } else {
+                self.limit - items.len()
+            };
+            let resp = store.range(&req.clone().with_limit(want))?;
+            self.take(&resp, &mut items)?;
+            match resp.next {
+                Some(next) if self.limit == 0 || items.len() < self.limit => {
+                    req = RangeRequest::prefix(req.prefix.clone()).continuing(next);
+                }
+                next => {
+                    return Ok(ListPage {
+                        items,
+                        revision: resp.revision,
+                        continue_token: next.map(|t| t.encode()),
+                    });
+                }
+            }
         }
     }
 }
@@ -180,53 +237,52 @@ impl ObjectStore {
             (Some(r), Some("Exact")) => Some(r),
             _ => None,
         };
-        let store = self.store.clone();
-        let limit = opts.limit;
-        let (labels, fields) = (opts.labels.clone(), opts.fields.clone());
         let strategy_info = self
             .table()
             .lookup(info.group, info.version, info.resource)
             .ok_or_else(|| Error::BadRequest(format!("unknown resource {}", info.resource)))?;
         let resuming = token.is_some();
-        let selects = !(labels.is_empty() && fields.is_empty());
-        let page = tokio::task::spawn_blocking(move || -> Result<ListPage<T>> {
-            let mut items = Vec::new();
-            let mut req = RangeRequest::prefix(prefix);
-            if let Some(r) = at {
-                req = req.at_revision(r);
+        let pager = Pager {
+            limit: opts.limit,
+            labels: opts.labels.clone(),
+            fields: opts.fields.clone(),
+            strategy_info,
+            item,
+        };
+        let mut req = RangeRequest::prefix(prefix);
+        if let Some(r) = at {
+            req = req.at_revision(r);
+        }
+        if let Some(t) = token {
+            req = req.continuing(t);
+        }
+        // A small answer from memory is made on this task: handing it to a blocking thread
+        // and back would cost more than making it (admission reads a few such lists per
+        // write). Everything else, RocksDB reads included, goes to the blocking pool.
+        let inline = match self
+            .store
+            .range_resident(&req.clone().with_limit(pager.limit))
+        {
+            Some(Ok(resp)) if resp.next.is_none() && resp.kvs.len() <= INLINE_ITEMS => {
+                let mut items = Vec::new();
+                Some(pager.take(&resp, &mut items).map(|()| ListPage {
+                    items,
+                    revision: resp.revision,
+                    continue_token: None,
+                }))
             }
-            if let Some(t) = token {
-                req = req.continuing(t);
+            Some(Err(e)) => Some(Err(e.into())),
+            _ => None,
+        };
+        let page = match inline {
+            Some(page) => page,
+            None => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || pager.read(&store, req))
+                    .await
+                    .map_err(|e| Error::Store(StoreError::Closed(e.to_string())))?
             }
-            loop {
-                let want = if limit == 0 { 0 } else { limit - items.len() };
-                let resp = store.range(&req.clone().with_limit(want))?;
-                for (kv, slot) in resp.kvs.iter().zip(&resp.derived) {
-                    if !selects {
-                        items.push(item(kv, slot, None)?);
-                        continue;
-                    }
-                    let obj = ObjectStore::decode(kv)?;
-                    if labels.matches(&obj) && fields.matches(&obj, &*strategy_info.strategy) {
-                        items.push(item(kv, slot, Some(obj))?);
-                    }
-                }
-                match resp.next {
-                    Some(next) if limit == 0 || items.len() < limit => {
-                        req = RangeRequest::prefix(req.prefix.clone()).continuing(next);
-                    }
-                    next => {
-                        return Ok(ListPage {
-                            items,
-                            revision: resp.revision,
-                            continue_token: next.map(|t| t.encode()),
-                        });
-                    }
-                }
-            }
-        })
-        .await
-        .map_err(|e| Error::Store(StoreError::Closed(e.to_string())))?;
+        };
         match page {
             Err(Error::Expired(_)) if resuming => Err(Error::Expired(EXPIRED_CONTINUE.into())),
             other => other,

@@ -240,6 +240,10 @@ impl ObjectStore {
         name: &str,
     ) -> Result<Option<KeyValue>> {
         let key = info.key(ns, name);
+        // From memory on this task; RocksDB on the blocking pool.
+        if let Some((kv, _)) = self.store.get_resident(&key) {
+            return Ok(kv);
+        }
         let store = self.store.clone();
         let (kv, _) = tokio::task::spawn_blocking(move || store.get(&key))
             .await
