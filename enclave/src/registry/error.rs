@@ -265,6 +265,20 @@ fn qualified(group: &str, resource: &str) -> String {
     }
 }
 
+/// `details` naming one object as upstream's `NewForbidden` does (empty name and group left
+/// out).
+fn object_details(group: &str, resource: &str, name: &str) -> serde_json::Map<String, Value> {
+    let mut d = serde_json::Map::new();
+    if !name.is_empty() {
+        d.insert("name".into(), json!(name));
+    }
+    if !group.is_empty() {
+        d.insert("group".into(), json!(group));
+    }
+    d.insert("kind".into(), json!(resource));
+    d
+}
+
 /// upstream's `NewForbidden` message: `resource "name" is forbidden: why`.
 fn forbidden_message(qualified: &str, name: &str, why: &str) -> String {
     if name.is_empty() {
@@ -466,17 +480,7 @@ impl Error {
                 resource,
                 name,
                 ..
-            } => {
-                let mut d = serde_json::Map::new();
-                if !name.is_empty() {
-                    d.insert("name".into(), json!(name));
-                }
-                if !group.is_empty() {
-                    d.insert("group".into(), json!(group));
-                }
-                d.insert("kind".into(), json!(resource));
-                Some(Value::Object(d))
-            }
+            } => Some(Value::Object(object_details(group, resource, name))),
             Error::PolicyDenied {
                 group,
                 resource,
@@ -484,14 +488,7 @@ impl Error {
                 cause,
                 ..
             } => {
-                let mut d = serde_json::Map::new();
-                if !name.is_empty() {
-                    d.insert("name".into(), json!(name));
-                }
-                if !group.is_empty() {
-                    d.insert("group".into(), json!(group));
-                }
-                d.insert("kind".into(), json!(resource));
+                let mut d = object_details(group, resource, name);
                 d.insert("causes".into(), json!([{"message": cause}]));
                 Some(Value::Object(d))
             }
