@@ -16,6 +16,9 @@
 //! - the production enclave got its root secret from KMS, was verified and registered, and
 //!   serves kubectl through the relay with the admin token;
 //! - its state survives a reboot of the guest (the whole stack stopped and launched again);
+//! - `daas launch --upgrade` hands the cluster over to a second allowed image (the KMS key
+//!   policy moved to it first): same objects, same address, the new PCR0, the old enclave
+//!   terminated;
 //! - a journal rolled back to before the latest anchor is refused, naming the anchor.
 //!
 //! Needs the enclave kernel and the emulator, which `scripts/setup --nitro-emulator` (or
@@ -169,6 +172,7 @@ fn sigterm(child: &Child) {
 struct World {
     dir: tempfile::TempDir,
     emulator: PathBuf,
+    kernel: PathBuf,
     eif: PathBuf,
     registry: PathBuf,
     port: u16,
@@ -185,12 +189,11 @@ impl World {
         self.path("vsock")
     }
 
-    /// Starts `daas launch` on the state directory and returns it with its stdout lines.
-    fn launch(&self) -> (Proc, Receiver<String>) {
-        std::fs::create_dir_all(self.vsock_dir()).unwrap();
-        let mut child = Command::new(bin("daas"))
-            .args(["launch", "--eif"])
-            .arg(&self.eif)
+    /// `daas launch` of `eif` on the state directory, with every argument the test uses.
+    fn launch_command(&self, eif: &Path) -> Command {
+        let mut c = Command::new(bin("daas"));
+        c.args(["launch", "--eif"])
+            .arg(eif)
             .arg("--registry")
             .arg(format!("local:{}", self.registry.display()))
             .arg("--keystore")
@@ -212,13 +215,36 @@ impl World {
             .env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
             .env("QEMU_NITRO_CLI_DIR", self.vsock_dir())
             .env("QEMU_NITRO_CLI_BIN", &self.emulator)
-            .env("QEMU_NITRO_CLI_LOG", self.path("nitro-cli-calls"))
+            .env("QEMU_NITRO_CLI_LOG", self.path("nitro-cli-calls"));
+        c
+    }
+
+    /// Starts `daas launch` on the state directory and returns it with its stdout lines.
+    fn launch(&self) -> (Proc, Receiver<String>) {
+        std::fs::create_dir_all(self.vsock_dir()).unwrap();
+        let mut child = self
+            .launch_command(&self.eif)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let rx = lines(&mut child);
         (Proc(child), rx)
+    }
+
+    /// Builds an EIF of the static binaries whose enclave anchors every `anchor_interval`
+    /// (so two of them differ in PCR0 and PCR2); returns its PCRs (`daas image build`'s JSON).
+    fn build_eif(&self, out: &Path, anchor_interval: &str) -> serde_json::Value {
+        build_eif(self.dir.path(), &self.kernel, out, anchor_interval)
+    }
+
+    /// The fake KMS releases the root secret to enclaves with `pcr0` only.
+    fn kms_policy(&self, pcr0: &serde_json::Value) {
+        std::fs::write(
+            self.path("policy.json"),
+            serde_json::json!({ "PCR0": pcr0 }).to_string(),
+        )
+        .unwrap();
     }
 
     fn kubectl(&self, args: &[&str]) -> String {
@@ -313,6 +339,31 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Builds the image and the registry, starts the fake KMS.
+/// `daas image build` of the static binaries in `dir/static` with `kernel` into `out`, the
+/// enclave anchoring every `anchor_interval`; its PCRs.
+fn build_eif(dir: &Path, kernel: &Path, out: &Path, anchor_interval: &str) -> serde_json::Value {
+    let bins = dir.join("static");
+    let cmdline = format!("{} daas.heartbeat=2:9000", image::layout::NITRO_CMDLINE);
+    let built = Command::new(bin("daas"))
+        .args(["image", "build", "--kernel"])
+        .arg(kernel)
+        .arg("--init")
+        .arg(bins.join("daas-init"))
+        .arg("--enclave-bin")
+        .arg(bins.join("daas-enclave"))
+        .arg("--out")
+        .arg(out)
+        .arg("--admin-token-file")
+        .arg(dir.join("admin.token"))
+        .args(["--parent-cid", "2", "--cmdline", &cmdline])
+        .arg(format!("--enclave-arg=--anchor-interval={anchor_interval}"))
+        .arg("--enclave-arg=--snapshot-interval=0")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    serde_json::from_slice(&built.stdout).unwrap()
+}
+
 fn world(emulator: PathBuf, kernel: PathBuf) -> World {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -329,27 +380,8 @@ fn world(emulator: PathBuf, kernel: PathBuf) -> World {
         .unwrap();
     assert!(status.success(), "scripts/build-enclave-static failed");
     let eif = d.join("enclave.eif");
-    let cmdline = format!("{} daas.heartbeat=2:9000", image::layout::NITRO_CMDLINE);
-    let built = Command::new(bin("daas"))
-        .args(["image", "build", "--kernel"])
-        .arg(&kernel)
-        .arg("--init")
-        .arg(bins.join("daas-init"))
-        .arg("--enclave-bin")
-        .arg(bins.join("daas-enclave"))
-        .arg("--out")
-        .arg(&eif)
-        .arg("--admin-token-file")
-        .arg(d.join("admin.token"))
-        .args(["--parent-cid", "2", "--cmdline", &cmdline])
-        .args([
-            "--enclave-arg=--anchor-interval=2s",
-            "--enclave-arg=--snapshot-interval=0",
-        ])
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", text(&built));
-    std::fs::write(d.join("pcrs.json"), &built.stdout).unwrap();
+    let pcrs = build_eif(d, &kernel, &eif, "2s");
+    std::fs::write(d.join("pcrs.json"), pcrs.to_string()).unwrap();
     let registry = d.join("registry.json");
     let url = format!("local:{}", registry.display());
     // The local registry's admin is an account of a Sui CLI keystore; daas launch registers the
@@ -386,7 +418,6 @@ fn world(emulator: PathBuf, kernel: PathBuf) -> World {
         let o = daas(&args);
         assert!(o.status.success(), "{}", text(&o));
     }
-    let pcrs: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
     std::fs::write(
         d.join("policy.json"),
         serde_json::json!({ "PCR0": pcrs["PCR0"] }).to_string(),
@@ -412,6 +443,7 @@ fn world(emulator: PathBuf, kernel: PathBuf) -> World {
     World {
         dir,
         emulator,
+        kernel,
         eif,
         registry,
         port: free_port(),
@@ -526,7 +558,67 @@ fn the_production_enclave_runs_under_qemu_nitro_enclave() {
         names.contains("configmap/kept") && names.contains("configmap/later"),
         "{names}"
     );
+
+    // Upgrade: a second allowed image (another anchor interval, so another PCR0 and PCR2)
+    // takes the cluster over from the running enclave; the key policy follows the new
+    // image first, as an operator's would.
+    let v2 = w.path("enclave-v2.eif");
+    let pcrs_v2 = w.build_eif(&v2, "3s");
+    assert_ne!(pcrs_v2["PCR0"], measured["PCR0"]);
+    std::fs::write(w.path("pcrs-v2.json"), pcrs_v2.to_string()).unwrap();
+    let allowed = daas(&[
+        "registry",
+        "allow-image",
+        "--registry",
+        &format!("local:{}", w.registry.display()),
+        "--keystore",
+        w.path("admin.keystore").to_str().unwrap(),
+        "--pcrs",
+        w.path("pcrs-v2.json").to_str().unwrap(),
+        "--label",
+        "qemu-v2",
+        "--version",
+        "2",
+    ]);
+    assert!(allowed.status.success(), "{}", text(&allowed));
+    w.kms_policy(&pcrs_v2["PCR0"]);
+    let started = Instant::now();
+    let upgraded = w.launch_command(&v2).arg("--upgrade").output().unwrap();
+    assert!(upgraded.status.success(), "{}", text(&upgraded));
+    eprintln!("upgrade done after {:.1?}", started.elapsed());
+    // The same cluster, served by the new image through the same address.
+    let names = w.kubectl(&["get", "configmaps", "-o", "name"]);
+    assert!(
+        names.contains("configmap/kept") && names.contains("configmap/later"),
+        "{names}"
+    );
+    w.configmap("after-upgrade");
+    let verify = daas(&[
+        "verify",
+        "--server",
+        &server,
+        "--dangerous-qemu-emulator",
+        "--registry",
+        &format!("local:{}", w.registry.display()),
+        "--json",
+    ]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let pcr0 = report["pcrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["index"] == 0)
+        .unwrap();
+    assert_eq!(pcr0["actual"], pcrs_v2["PCR0"], "the new image serves");
+    let calls = std::fs::read_to_string(w.path("nitro-cli-calls")).unwrap();
+    assert!(
+        calls.lines().any(|l| l.contains("terminate-enclave")),
+        "the old enclave was terminated: {calls}"
+    );
     w.stop(launch);
+    // The rest boots the first image again.
+    w.kms_policy(&measured["PCR0"]);
 
     // Rollback: the host serves the journal as it was before "later" was anchored.
     let journal = w.path("state/journal");
