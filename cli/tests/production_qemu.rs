@@ -238,6 +238,40 @@ impl World {
         build_eif(self.dir.path(), &self.kernel, out, anchor_interval)
     }
 
+    /// Allows the image whose PCRs are in the JSON file `pcrs` on the registry.
+    fn allow_image(&self, pcrs: &Path, label: &str, version: &str) {
+        let allowed = daas(&[
+            "registry",
+            "allow-image",
+            "--registry",
+            &format!("local:{}", self.registry.display()),
+            "--keystore",
+            self.path("admin.keystore").to_str().unwrap(),
+            "--pcrs",
+            pcrs.to_str().unwrap(),
+            "--label",
+            label,
+            "--version",
+            version,
+        ]);
+        assert!(allowed.status.success(), "{}", text(&allowed));
+    }
+
+    /// `daas verify --json` of the served enclave (QEMU's documents, the registry): its report.
+    fn verify(&self) -> serde_json::Value {
+        let verify = daas(&[
+            "verify",
+            "--server",
+            &format!("https://127.0.0.1:{}", self.port),
+            "--dangerous-qemu-emulator",
+            "--registry",
+            &format!("local:{}", self.registry.display()),
+            "--json",
+        ]);
+        assert!(verify.status.success(), "{}", text(&verify));
+        serde_json::from_slice(&verify.stdout).unwrap()
+    }
+
     /// The fake KMS releases the root secret to enclaves with `pcr0` only.
     fn kms_policy(&self, pcr0: &serde_json::Value) {
         std::fs::write(
@@ -328,6 +362,16 @@ impl World {
     }
 }
 
+/// The value `daas verify` reports for PCR `index`.
+fn reported_pcr(report: &serde_json::Value, index: u64) -> &serde_json::Value {
+    &report["pcrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["index"] == index)
+        .unwrap()["actual"]
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -400,20 +444,6 @@ fn world(emulator: PathBuf, kernel: PathBuf) -> World {
             "--name",
             "qemu",
         ],
-        vec![
-            "registry",
-            "allow-image",
-            "--registry",
-            &url,
-            "--keystore",
-            keystore,
-            "--pcrs",
-            d.join("pcrs.json").to_str().unwrap(),
-            "--label",
-            "qemu",
-            "--version",
-            "1",
-        ],
     ] {
         let o = daas(&args);
         assert!(o.status.success(), "{}", text(&o));
@@ -440,7 +470,7 @@ fn world(emulator: PathBuf, kernel: PathBuf) -> World {
     let kms_url = wait_line(&kms_lines, "fake-kms listening on ", "the fake KMS")
         .trim_start_matches("fake-kms listening on ")
         .to_owned();
-    World {
+    let w = World {
         dir,
         emulator,
         kernel,
@@ -449,7 +479,9 @@ fn world(emulator: PathBuf, kernel: PathBuf) -> World {
         port: free_port(),
         kms_url,
         _kms: Proc(kms),
-    }
+    };
+    w.allow_image(&w.path("pcrs.json"), "qemu", "1");
+    w
 }
 
 #[test]
@@ -499,26 +531,13 @@ fn the_production_enclave_runs_under_qemu_nitro_enclave() {
     );
 
     // QEMU's own measurement of the EIF, reported through its NSM, equals ours.
-    let server = format!("https://127.0.0.1:{}", w.port);
-    let verify = daas(&[
-        "verify",
-        "--server",
-        &server,
-        "--dangerous-qemu-emulator",
-        "--registry",
-        &format!("local:{}", w.registry.display()),
-        "--json",
-    ]);
-    assert!(verify.status.success(), "{}", text(&verify));
-    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let report = w.verify();
     for index in 0..3 {
-        let row = report["pcrs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["index"] == index)
-            .unwrap();
-        assert_eq!(row["actual"], measured[format!("PCR{index}")], "PCR{index}");
+        assert_eq!(
+            reported_pcr(&report, index),
+            &measured[format!("PCR{index}")],
+            "PCR{index}"
+        );
     }
     assert!(
         report["module_id"]
@@ -566,21 +585,7 @@ fn the_production_enclave_runs_under_qemu_nitro_enclave() {
     let pcrs_v2 = w.build_eif(&v2, "3s");
     assert_ne!(pcrs_v2["PCR0"], measured["PCR0"]);
     std::fs::write(w.path("pcrs-v2.json"), pcrs_v2.to_string()).unwrap();
-    let allowed = daas(&[
-        "registry",
-        "allow-image",
-        "--registry",
-        &format!("local:{}", w.registry.display()),
-        "--keystore",
-        w.path("admin.keystore").to_str().unwrap(),
-        "--pcrs",
-        w.path("pcrs-v2.json").to_str().unwrap(),
-        "--label",
-        "qemu-v2",
-        "--version",
-        "2",
-    ]);
-    assert!(allowed.status.success(), "{}", text(&allowed));
+    w.allow_image(&w.path("pcrs-v2.json"), "qemu-v2", "2");
     w.kms_policy(&pcrs_v2["PCR0"]);
     let started = Instant::now();
     let upgraded = w.launch_command(&v2).arg("--upgrade").output().unwrap();
@@ -593,24 +598,11 @@ fn the_production_enclave_runs_under_qemu_nitro_enclave() {
         "{names}"
     );
     w.configmap("after-upgrade");
-    let verify = daas(&[
-        "verify",
-        "--server",
-        &server,
-        "--dangerous-qemu-emulator",
-        "--registry",
-        &format!("local:{}", w.registry.display()),
-        "--json",
-    ]);
-    assert!(verify.status.success(), "{}", text(&verify));
-    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
-    let pcr0 = report["pcrs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["index"] == 0)
-        .unwrap();
-    assert_eq!(pcr0["actual"], pcrs_v2["PCR0"], "the new image serves");
+    assert_eq!(
+        reported_pcr(&w.verify(), 0),
+        &pcrs_v2["PCR0"],
+        "the new image serves"
+    );
     let calls = std::fs::read_to_string(w.path("nitro-cli-calls")).unwrap();
     assert!(
         calls.lines().any(|l| l.contains("terminate-enclave")),

@@ -343,13 +343,13 @@ impl Store {
         if key.is_empty() {
             return Err(StoreError::EmptyKey);
         }
-        if let Some(observer) = &self.shared.opts.observer {
-            observer.read("get");
-        }
         if revision.unwrap_or(0) == 0
-            && let Some(found) = self.shared.resident.get(key)
+            && let Some(found) = self.get_resident(key)
         {
             return Ok(found);
+        }
+        if let Some(observer) = &self.shared.opts.observer {
+            observer.read("get");
         }
         let view = View::new(&self.shared)?;
         let rev = view.resolve(revision)?;

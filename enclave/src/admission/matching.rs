@@ -68,6 +68,21 @@ pub(crate) async fn namespace_object(
     }
 }
 
+/// Every object of one `admissionregistration.k8s.io/v1` resource (webhook configurations,
+/// policies, bindings), in name order; none when the resource is not served.
+pub(crate) async fn configurations(objects: &ObjectStore, resource: &str) -> Result<Vec<Value>> {
+    let Some(info) = objects
+        .table()
+        .lookup("admissionregistration.k8s.io", "v1", resource)
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(objects
+        .list(&info, None, &crate::registry::ListOptions::default())
+        .await?
+        .items)
+}
+
 /// A namespace object's labels.
 pub(crate) fn labels_of(object: Option<&Value>) -> Option<&Map<String, Value>> {
     object

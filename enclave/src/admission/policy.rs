@@ -18,10 +18,8 @@ use serde_json::{Value, json};
 use super::matching::{self, Attributes};
 use super::{Operation, Outcome, Plugin, Request, annotate};
 use crate::registry::cel::{Bindings, CompiledPolicy, from_json, map};
-use crate::registry::kinds::selector_matches;
+use crate::registry::kinds::{s as text, selector_matches};
 use crate::registry::{Error, ListOptions, ObjectStore, ResourceInfo, Result, meta};
-
-const GROUP: &str = "admissionregistration.k8s.io";
 /// The audit annotation of a failed validation under the `Audit` action.
 const VALIDATION_FAILURE: &str = "validation.policy.admission.k8s.io/validation_failure";
 
@@ -58,20 +56,6 @@ impl ValidatingAdmissionPolicies {
         cache.insert(name.to_owned(), (version.to_owned(), compiled.clone()));
         Ok(compiled)
     }
-}
-
-fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
-async fn list_all(objects: &ObjectStore, resource: &str) -> Result<Vec<Value>> {
-    let Some(info) = objects.table().lookup(GROUP, "v1", resource) else {
-        return Ok(Vec::new());
-    };
-    Ok(objects
-        .list(&info, None, &ListOptions::default())
-        .await?
-        .items)
 }
 
 /// Whether a policy's `matchConstraints` or a binding's `matchResources` cover the request
@@ -194,9 +178,10 @@ struct Failure {
 fn evaluate(
     policy_name: &str,
     policy: &CompiledPolicy,
-    mut bindings: Bindings,
+    bindings: &Bindings,
     ignore_errors: bool,
 ) -> Option<Vec<Failure>> {
+    let mut ctx = bindings.context();
     let mut failures = Vec::new();
     let error = |failures: &mut Vec<Failure>, index: usize, message: String| {
         if !ignore_errors {
@@ -208,7 +193,7 @@ fn evaluate(
         }
     };
     for (name, condition) in &policy.match_conditions {
-        match condition.eval_bool(&bindings) {
+        match condition.eval_bool(&ctx) {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
@@ -229,20 +214,20 @@ fn evaluate(
     let mut variables = Vec::new();
     let mut failed_variables = Vec::new();
     for (name, expression) in &policy.variables {
-        bindings.set("variables", map(variables.clone()));
-        match expression.eval(&bindings) {
+        ctx.add_variable_from_value("variables", map(variables.clone()));
+        match expression.eval(&ctx) {
             Ok(v) => variables.push((name.clone(), v)),
             Err(e) => failed_variables.push((name.clone(), e)),
         }
     }
-    bindings.set("variables", map(variables));
+    ctx.add_variable_from_value("variables", map(variables));
     for (index, v) in policy.validations.iter().enumerate() {
         let failed_variable = failed_variables
             .iter()
             .find(|(name, _)| v.expression.reads_variable(name));
         let result = match failed_variable {
             Some((_, e)) => Err(e.clone()),
-            None => v.expression.eval_bool(&bindings),
+            None => v.expression.eval_bool(&ctx),
         };
         match result {
             Ok(true) => {}
@@ -250,7 +235,7 @@ fn evaluate(
                 let from_expression = v
                     .message_expression
                     .as_ref()
-                    .and_then(|m| m.eval_string(&bindings).ok())
+                    .and_then(|m| m.eval_string(&ctx).ok())
                     .filter(|m| !m.trim().is_empty());
                 let message = from_expression.unwrap_or_else(|| match v.message.as_str() {
                     "" => format!("failed expression: {}", v.expression.source().trim()),
@@ -266,7 +251,7 @@ fn evaluate(
         }
     }
     for (key, expression) in &policy.audit_annotations {
-        match expression.eval_string(&bindings) {
+        match expression.eval_string(&ctx) {
             Ok(value) if !value.is_empty() => annotate(&format!("{policy_name}/{key}"), value),
             Ok(_) => {}
             Err(e) => error(&mut failures, 0, e),
@@ -343,13 +328,17 @@ impl ValidatingAdmissionPolicies {
         if matching::exempt(&attrs) {
             return Ok(());
         }
-        let bindings = list_all(objects, "validatingadmissionpolicybindings").await?;
+        let bindings =
+            matching::configurations(objects, "validatingadmissionpolicybindings").await?;
         if bindings.is_empty() {
             return Ok(());
         }
-        let policies = list_all(objects, "validatingadmissionpolicies").await?;
+        let policies = matching::configurations(objects, "validatingadmissionpolicies").await?;
         let new = (req.operation != Operation::Delete).then_some(obj);
         let namespace = matching::namespace_object(objects, req, obj).await?;
+        // The request's variables, converted to CEL once (lazily, at the first binding that
+        // applies) and shared by every evaluation.
+        let mut request_bindings: Option<Bindings> = None;
         let mut verdict = Verdict::default();
         for policy in &policies {
             let policy_name = text(policy, "/metadata/name");
@@ -390,10 +379,13 @@ impl ValidatingAdmissionPolicies {
                         continue;
                     }
                 };
+                let base = request_bindings
+                    .get_or_insert_with(|| self::bindings(req, obj, namespace.as_ref()));
                 for param in params {
-                    let bindings = self::bindings(req, obj, &param, namespace.as_ref());
+                    let mut bindings = base.clone();
+                    bindings.set("params", from_json(&param));
                     if let Some(failures) =
-                        evaluate(policy_name, &compiled, bindings, ignore_errors)
+                        evaluate(policy_name, &compiled, &bindings, ignore_errors)
                     {
                         act(policy_name, binding, failures, &mut verdict, out);
                     }
@@ -413,8 +405,9 @@ impl ValidatingAdmissionPolicies {
     }
 }
 
-/// The variables of one evaluation (upstream's `ValidatingAdmissionPolicy` environment).
-fn bindings(req: &Request<'_>, obj: &Value, param: &Value, namespace: Option<&Value>) -> Bindings {
+/// The variables of the request (upstream's `ValidatingAdmissionPolicy` environment), all
+/// but `params` and `variables`, which each evaluation adds.
+fn bindings(req: &Request<'_>, obj: &Value, namespace: Option<&Value>) -> Bindings {
     let mut b = Bindings::new();
     let (object, old) = match req.operation {
         Operation::Create => (Some(obj), None),
@@ -423,14 +416,7 @@ fn bindings(req: &Request<'_>, obj: &Value, param: &Value, namespace: Option<&Va
     };
     b.set_json("object", object.unwrap_or(&Value::Null));
     b.set_json("oldObject", old.unwrap_or(&Value::Null));
-    let mut request = super::webhook::review_request(req, obj, "");
-    if let Some(r) = request.as_object_mut() {
-        r.remove("object");
-        r.remove("oldObject");
-        r.remove("uid");
-    }
-    b.set_json("request", &request);
-    b.set("params", from_json(param));
+    b.set_json("request", &super::webhook::request_attributes(req));
     b.set_json("namespaceObject", namespace.unwrap_or(&Value::Null));
     b
 }

@@ -14,17 +14,6 @@ use kube_cel::cel::objects::{Key, Map};
 use kube_cel::cel::{Context, Program, Value as Cel};
 use serde_json::Value;
 
-/// The variables a policy expression may name (upstream's `ValidatingAdmissionPolicy`
-/// environment), apart from `authorizer`, which this control plane does not offer.
-pub const VARIABLES: [&str; 6] = [
-    "object",
-    "oldObject",
-    "request",
-    "params",
-    "namespaceObject",
-    "variables",
-];
-
 /// A compiled expression with its source, for messages.
 #[derive(Debug)]
 pub struct Expression {
@@ -73,18 +62,14 @@ impl Expression {
         self.source.contains(&format!("variables.{name}"))
     }
 
-    /// Evaluates in `bindings`; upstream's message on failure:
+    /// Evaluates in `ctx` (a [`Bindings::context`]); upstream's message on failure:
     /// `expression 'SOURCE' resulted in error: WHY`.
     ///
     /// # Errors
     /// The evaluation error, worded as upstream.
-    pub fn eval(&self, bindings: &Bindings) -> Result<Cel, String> {
-        let mut ctx = Context::default().with_all();
-        for (name, value) in &bindings.0 {
-            ctx.add_variable_from_value(name.clone(), value.clone());
-        }
+    pub fn eval(&self, ctx: &Context<'_>) -> Result<Cel, String> {
         self.program
-            .execute(&ctx)
+            .execute(ctx)
             .map_err(|e| format!("expression '{}' resulted in error: {e}", self.source.trim()))
     }
 
@@ -92,8 +77,8 @@ impl Expression {
     ///
     /// # Errors
     /// An evaluation error or a value that is not a bool, worded as upstream.
-    pub fn eval_bool(&self, bindings: &Bindings) -> Result<bool, String> {
-        match self.eval(bindings)? {
+    pub fn eval_bool(&self, ctx: &Context<'_>) -> Result<bool, String> {
+        match self.eval(ctx)? {
             Cel::Bool(b) => Ok(b),
             other => Err(format!(
                 "expression '{}' resulted in error: expected bool, got {}",
@@ -107,8 +92,8 @@ impl Expression {
     ///
     /// # Errors
     /// An evaluation error or a value that is not a string.
-    pub fn eval_string(&self, bindings: &Bindings) -> Result<String, String> {
-        match self.eval(bindings)? {
+    pub fn eval_string(&self, ctx: &Context<'_>) -> Result<String, String> {
+        match self.eval(ctx)? {
             Cel::String(s) => Ok((*s).clone()),
             other => Err(format!(
                 "expression '{}' resulted in error: expected string, got {}",
@@ -156,6 +141,17 @@ impl Bindings {
     pub fn set(&mut self, name: &str, value: Cel) {
         self.0.retain(|(n, _)| n != name);
         self.0.push((name.to_owned(), value));
+    }
+
+    /// The context expressions are evaluated in: Kubernetes' libraries and these variables.
+    /// Made once per evaluation of a policy (registering the libraries is most of its cost);
+    /// values are shared, not copied. A variable set on it later replaces one of these.
+    pub fn context(&self) -> Context<'static> {
+        let mut ctx = Context::default().with_all();
+        for (name, value) in &self.0 {
+            ctx.add_variable_from_value(name.clone(), value.clone());
+        }
+        ctx
     }
 }
 
@@ -314,7 +310,8 @@ mod tests {
     fn objects_read_as_upstream_converts_them() {
         let b = with_object(json!({"spec": {"replicas": 6, "ratio": 0.5, "name": "web",
             "labels": {"app": "web"}, "ports": [80, 443]}}));
-        let eval = |e: &str| Expression::compile(e).unwrap().eval_bool(&b);
+        let ctx = b.context();
+        let eval = |e: &str| Expression::compile(e).unwrap().eval_bool(&ctx);
         assert_eq!(eval("object.spec.replicas <= 5"), Ok(false));
         assert_eq!(
             eval("object.spec.replicas > 5 && object.spec.ratio < 1.0"),
@@ -334,7 +331,7 @@ mod tests {
 
     #[test]
     fn errors_are_worded_as_upstream() {
-        let b = with_object(json!({"spec": {}}));
+        let b = with_object(json!({"spec": {}})).context();
         let e = Expression::compile("object.spec.replicas > 1").unwrap();
         let err = e.eval_bool(&b).unwrap_err();
         assert!(
@@ -406,6 +403,6 @@ mod tests {
         b.set_json("params", &json!({"max": 1}));
         b.set_json("params", &json!({"max": 2}));
         let e = Expression::compile("params.max == 2").unwrap();
-        assert_eq!(e.eval_bool(&b), Ok(true));
+        assert_eq!(e.eval_bool(&b.context()), Ok(true));
     }
 }

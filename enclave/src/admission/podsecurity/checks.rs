@@ -148,15 +148,7 @@ const BASELINE_CAPABILITIES: [&str; 13] = [
 ];
 
 fn added_capabilities(c: &Value) -> Vec<String> {
-    sc(c, "/capabilities/add")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::registry::meta::string_list(sc(c, "/capabilities/add"))
 }
 
 fn capabilities_baseline(_m: &Value, spec: &Value) -> Option<Violation> {

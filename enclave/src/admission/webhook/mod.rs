@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 use super::matching::{self, Attributes};
 use super::{Operation, Outcome, Plugin, Request};
 use crate::registry::kinds::user_info_json;
-use crate::registry::{Error, ListOptions, ObjectStore, Result, meta};
-
-const GROUP: &str = "admissionregistration.k8s.io";
+use crate::registry::{Error, ObjectStore, Result, meta};
 
 /// Which phase a [`Webhooks`] plugin serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +40,8 @@ impl Phase {
 
 /// The webhooks of every configuration of `phase`, configurations in name order.
 async fn webhooks(objects: &ObjectStore, phase: Phase) -> Result<Vec<Value>> {
-    let Some(info) = objects.table().lookup(GROUP, "v1", phase.resource()) else {
-        return Ok(Vec::new());
-    };
-    let page = objects.list(&info, None, &ListOptions::default()).await?;
-    Ok(page
-        .items
+    Ok(matching::configurations(objects, phase.resource())
+        .await?
         .into_iter()
         .flat_map(|c| match c.get("webhooks") {
             Some(Value::Array(w)) => w.clone(),
@@ -56,8 +50,9 @@ async fn webhooks(objects: &ObjectStore, phase: Phase) -> Result<Vec<Value>> {
         .collect())
 }
 
-/// The AdmissionReview request for `req` with `obj` (the object after earlier mutations).
-pub(super) fn review_request(req: &Request<'_>, obj: &Value, uid: &str) -> Value {
+/// What an admission request is about, as an AdmissionReview's `request` and admission
+/// policies' CEL `request` both say it: everything but the objects and the review's uid.
+pub(super) fn request_attributes(req: &Request<'_>) -> Value {
     let info = req.info;
     let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
     let resource = json!({"group": info.group, "version": info.version, "resource": info.resource});
@@ -67,7 +62,6 @@ pub(super) fn review_request(req: &Request<'_>, obj: &Value, uid: &str) -> Value
         Operation::Delete => "DeleteOptions",
     };
     let mut r = json!({
-        "uid": uid,
         "kind": kind,
         "resource": resource,
         "requestKind": kind,
@@ -75,11 +69,6 @@ pub(super) fn review_request(req: &Request<'_>, obj: &Value, uid: &str) -> Value
         "name": req.name,
         "operation": req.operation.as_str(),
         "userInfo": req.user.map(user_info_json).unwrap_or_else(|| json!({"username": "system:apiserver", "groups": ["system:masters"]})),
-        "object": if req.operation == Operation::Delete { Value::Null } else { obj.clone() },
-        "oldObject": match req.operation {
-            Operation::Create => Value::Null,
-            _ => req.old.cloned().unwrap_or(Value::Null),
-        },
         "dryRun": req.dry_run,
         "options": {"kind": options_kind, "apiVersion": "meta.k8s.io/v1"},
     });
@@ -90,6 +79,21 @@ pub(super) fn review_request(req: &Request<'_>, obj: &Value, uid: &str) -> Value
         r["subResource"] = json!(sub);
         r["requestSubResource"] = json!(sub);
     }
+    r
+}
+
+/// The AdmissionReview request for `req` with `obj` (the object after earlier mutations).
+fn review_request(req: &Request<'_>, obj: &Value, uid: &str) -> Value {
+    let mut r = request_attributes(req);
+    r["uid"] = json!(uid);
+    r["object"] = match req.operation {
+        Operation::Delete => Value::Null,
+        _ => obj.clone(),
+    };
+    r["oldObject"] = match req.operation {
+        Operation::Create => Value::Null,
+        _ => req.old.cloned().unwrap_or(Value::Null),
+    };
     r
 }
 

@@ -14,8 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use super::StatefulSetController;
 use super::identity::{claim_name, in_ordinal_range, ordinal};
 use crate::controllers::Error;
-use crate::controllers::events::EventType;
-use crate::controllers::typed::{Object, name, namespace, record, uid};
+use crate::controllers::typed::{Object, name, namespace, uid};
 
 /// upstream's `getPersistentVolumeClaims`: the claims `pod` mounts, from the set's templates.
 pub(super) fn claims_of(set: &StatefulSet, pod: &Pod) -> Vec<PersistentVolumeClaim> {
@@ -145,15 +144,39 @@ impl StatefulSetController {
         set: &StatefulSet,
         pod: &Pod,
     ) -> Result<(), Error> {
+        let off_policy = self.claims_off_policy(set, pod).await?;
+        self.set_claim_owners(set, pod, &off_policy).await
+    }
+
+    /// upstream's `ClaimsMatchRetentionPolicy`, as the names of the existing claims of
+    /// `pod` whose owners the policy would change (none: they match).
+    pub(super) async fn claims_off_policy(
+        &self,
+        set: &StatefulSet,
+        pod: &Pod,
+    ) -> Result<Vec<String>, Error> {
+        let mut off = Vec::new();
         for claim in claims_of(set, pod) {
-            let Some(current) = self.claims.get(namespace(set), name(&claim)).await? else {
-                continue;
-            };
-            if with_policy_owners(set, pod, &current).is_none() {
-                continue;
+            if let Some(current) = self.claims.get(namespace(set), name(&claim)).await?
+                && with_policy_owners(set, pod, &current).is_some()
+            {
+                off.push(name(&claim).to_string());
             }
+        }
+        Ok(off)
+    }
+
+    /// Sets the owners of the claims `names` (from [`Self::claims_off_policy`]) as the
+    /// retention policy wants them, each with a read-modify-write.
+    pub(super) async fn set_claim_owners(
+        &self,
+        set: &StatefulSet,
+        pod: &Pod,
+        names: &[String],
+    ) -> Result<(), Error> {
+        for claim in names {
             self.claims
-                .edit(namespace(set), name(&claim), |cur| {
+                .edit(namespace(set), claim, |cur| {
                     with_policy_owners(set, pod, cur)
                 })
                 .await?;
@@ -161,57 +184,17 @@ impl StatefulSetController {
         Ok(())
     }
 
-    /// upstream's `ClaimsMatchRetentionPolicy`, for pods whose claims exist.
-    pub(super) async fn claims_match_policy(
-        &self,
-        set: &StatefulSet,
-        pod: &Pod,
-    ) -> Result<bool, Error> {
-        for claim in claims_of(set, pod) {
-            if let Some(current) = self.claims.get(namespace(set), name(&claim)).await?
-                && with_policy_owners(set, pod, &current).is_some()
-            {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
     /// upstream's `recordClaimEvent`.
     async fn claim_event(&self, set: &StatefulSet, pod: &Pod, claim: &str, err: Option<&Error>) {
-        match err {
-            None => {
-                let message = format!(
-                    "create Claim {claim} Pod {} in StatefulSet {} success",
-                    name(pod),
-                    name(set)
-                );
-                record(
-                    &self.events,
-                    set,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    &message,
-                )
-                .await;
-            }
-            Some(e) => {
-                let message = format!(
-                    "create Claim {claim} for Pod {} in StatefulSet {} failed error: {}",
-                    name(pod),
-                    name(set),
-                    e.api_message()
-                );
-                record(
-                    &self.events,
-                    set,
-                    EventType::Warning,
-                    "FailedCreate",
-                    &message,
-                )
-                .await;
-            }
-        }
+        let (pod, set_name) = (name(pod), name(set));
+        self.record_outcome(
+            set,
+            "create",
+            format!("create Claim {claim} Pod {pod} in StatefulSet {set_name} success"),
+            &format!("create Claim {claim} for Pod {pod} in StatefulSet {set_name}"),
+            err,
+        )
+        .await;
     }
 }
 

@@ -127,40 +127,32 @@ impl StatefulSetController {
 
     /// upstream's `recordPodEvent`.
     async fn pod_event(&self, set: &StatefulSet, verb: &str, pod: &Pod, err: Option<&Error>) {
+        let what = format!("{verb} Pod {} in StatefulSet {}", name(pod), name(set));
+        self.record_outcome(set, verb, format!("{what} successful"), &what, err)
+            .await;
+    }
+
+    /// One Normal `Successful<Verb>` event with `success`, or, with `err`, one Warning
+    /// `Failed<Verb>` event saying `<failure> failed error: <why>` (upstream's
+    /// `recordPodEvent` and `recordClaimEvent`).
+    pub(super) async fn record_outcome(
+        &self,
+        set: &StatefulSet,
+        verb: &str,
+        success: String,
+        failure: &str,
+        err: Option<&Error>,
+    ) {
         let title = format!("{}{}", verb[..1].to_uppercase(), &verb[1..]);
-        match err {
-            None => {
-                let message = format!(
-                    "{verb} Pod {} in StatefulSet {} successful",
-                    name(pod),
-                    name(set)
-                );
-                record(
-                    &self.events,
-                    set,
-                    EventType::Normal,
-                    &format!("Successful{title}"),
-                    &message,
-                )
-                .await;
-            }
-            Some(e) => {
-                let message = format!(
-                    "{verb} Pod {} in StatefulSet {} failed error: {}",
-                    name(pod),
-                    name(set),
-                    e.api_message()
-                );
-                record(
-                    &self.events,
-                    set,
-                    EventType::Warning,
-                    &format!("Failed{title}"),
-                    &message,
-                )
-                .await;
-            }
-        }
+        let (ty, reason, message) = match err {
+            None => (EventType::Normal, format!("Successful{title}"), success),
+            Some(e) => (
+                EventType::Warning,
+                format!("Failed{title}"),
+                format!("{failure} failed error: {}", e.api_message()),
+            ),
+        };
+        record(&self.events, set, ty, &reason, &message).await;
     }
 
     /// upstream's `processReplica`: whether to stop this pass.
@@ -193,10 +185,8 @@ impl StatefulSetController {
             return Ok(true);
         }
         // An error reading the claims counts as a match, as upstream.
-        let retention_matches = self.claims_match_policy(set, pod).await.unwrap_or(true);
-        if !retention_matches {
-            self.apply_retention_policy(set, pod).await?;
-        }
+        let off_policy = self.claims_off_policy(set, pod).await.unwrap_or_default();
+        self.set_claim_owners(set, pod, &off_policy).await?;
         if identity_matches(set, pod) {
             return Ok(false);
         }
@@ -229,9 +219,8 @@ impl StatefulSetController {
             .and_then(|s| s.min_ready_seconds)
             .unwrap_or(0);
         // A pod scaled away hands its claims to whoever the retention policy names.
-        if !self.claims_match_policy(set, pod).await? {
-            self.apply_retention_policy(set, pod).await?;
-        }
+        let off_policy = self.claims_off_policy(set, pod).await?;
+        self.set_claim_owners(set, pod, &off_policy).await?;
         if is_terminating(pod) {
             return Ok(monotonic);
         }

@@ -258,12 +258,15 @@ impl ObjectStore {
         }
         // A small answer from memory is made on this task: handing it to a blocking thread
         // and back would cost more than making it (admission reads a few such lists per
-        // write). Everything else, RocksDB reads included, goes to the blocking pool.
-        let inline = match self
-            .store
-            .range_resident(&req.clone().with_limit(pager.limit))
-        {
-            Some(Ok(resp)) if resp.next.is_none() && resp.kvs.len() <= INLINE_ITEMS => {
+        // write). Everything else, RocksDB reads included, goes to the blocking pool. The
+        // look in memory copies at most INLINE_ITEMS values: when there are more, the
+        // blocking read starts over.
+        let cap = match pager.limit {
+            0 => INLINE_ITEMS,
+            l => l.min(INLINE_ITEMS),
+        };
+        let inline = match self.store.range_resident(&req.clone().with_limit(cap)) {
+            Some(Ok(resp)) if resp.next.is_none() => {
                 let mut items = Vec::new();
                 Some(pager.take(&resp, &mut items).map(|()| ListPage {
                     items,
