@@ -336,10 +336,15 @@ async fn pods_the_api_no_longer_has_are_removed_after_a_restart() {
         !h.api.deleted(&orphan_uid),
         "an orphan has no API object to delete"
     );
-    assert!(
-        !h.dir.path().join("pods").join(&orphan_uid).exists(),
-        "the orphan's files are left"
-    );
+    // The pod's worker removes its files after its sandbox: wait for them too.
+    let files = h.dir.path().join("pods").join(&orphan_uid);
+    let _ = h
+        .api
+        .wait_for(std::time::Duration::from_secs(30), || {
+            (!files.exists()).then_some(())
+        })
+        .await;
+    assert!(!files.exists(), "the orphan's files are left");
     let s = h.api.status(kept.metadata.uid.as_deref().unwrap()).unwrap();
     assert_eq!(phase(&s), "Running");
     h.stop().await;
