@@ -1,5 +1,5 @@
 //! Starting the cluster controllers (nodes, endpoints, service accounts,
-//! the root CA, pod GC, disruption, quota) and the API server's own
+//! the root CA, pod GC, disruption, quota, volume binding) and the API server's own
 //! `default/kubernetes` reconciler, each behind its `--controllers` name.
 
 use std::net::{IpAddr, SocketAddr};
@@ -232,6 +232,21 @@ pub(crate) fn spawn(
             l.info("apps", "replicasets")?,
             l.info("apps", "deployments")?,
             l.info("apps", "statefulsets")?,
+        ]
+    );
+    start!(
+        "persistentvolume-binder-controller",
+        super::persistent_volume::PersistentVolumeBinder::new(
+            l.typed("", "persistentvolumeclaims")?,
+            l.typed("", "persistentvolumes")?,
+            l.typed("storage.k8s.io", "storageclasses")?,
+            l.typed("", "nodes")?,
+            l.api("", "events")?
+        ),
+        vec![
+            l.info("", "persistentvolumeclaims")?,
+            l.info("", "persistentvolumes")?,
+            l.info("storage.k8s.io", "storageclasses")?,
         ]
     );
     start!(

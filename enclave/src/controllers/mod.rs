@@ -4,7 +4,7 @@
 //! collector, the cluster controllers started in [`cluster`] (node
 //! lifecycle and IPAM, taint eviction, endpoints, endpointslices and their
 //! mirroring, service accounts, the root CA publisher, pod GC, disruption,
-//! resource quota), apiextensions-apiserver's CRD finalizer, and what
+//! resource quota, the PersistentVolume binder), apiextensions-apiserver's CRD finalizer, and what
 //! kube-apiserver does itself: the expiry of events that it gets from etcd
 //! leases and the `default/kubernetes` Service.
 //!
@@ -49,6 +49,7 @@ mod kubernetes_service;
 pub mod node_ipam;
 pub mod node_lifecycle;
 mod owner;
+pub(crate) mod persistent_volume;
 mod pod_gc;
 mod pod_template;
 mod replicaset;
@@ -62,7 +63,7 @@ mod serviceaccounts;
 mod statefulset;
 mod taint_eviction;
 mod ttl_after_finished;
-mod typed;
+pub(crate) mod typed;
 
 use std::time::Duration;
 
@@ -120,7 +121,7 @@ impl Default for Enabled {
 }
 
 /// upstream's aliases: the short names before kube-controller-manager 1.28.
-const ALIASES: [(&str, &str); 17] = [
+const ALIASES: [(&str, &str); 18] = [
     ("deployment", "deployment-controller"),
     ("replicaset", "replicaset-controller"),
     ("garbagecollector", "garbage-collector-controller"),
@@ -138,6 +139,10 @@ const ALIASES: [(&str, &str); 17] = [
         "root-ca-certificate-publisher-controller",
     ),
     ("podgc", "pod-garbage-collector-controller"),
+    (
+        "persistentvolume-binder",
+        "persistentvolume-binder-controller",
+    ),
     ("disruption", "disruption-controller"),
     ("resourcequota", "resourcequota-controller"),
     ("taint-eviction-controller", "taint-eviction-controller"),

@@ -7,7 +7,7 @@
 //! ([`revisions`]); and the status `kubectl rollout status` reads.
 
 mod manage;
-mod nodes;
+pub(crate) mod nodes;
 mod revisions;
 mod update;
 

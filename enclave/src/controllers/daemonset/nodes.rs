@@ -111,8 +111,19 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
 /// upstream's `NodeSelector` match: any term whose expressions (on
 /// labels) and fields (`metadata.name`) all match; empty terms match nothing.
 fn node_selector_matches(sel: &NodeSelector, node: &Node) -> bool {
-    let labels = node.metadata.labels.as_ref();
-    let name = node.metadata.name.as_deref().unwrap_or("");
+    selector_matches_node(
+        sel,
+        node.metadata.name.as_deref().unwrap_or(""),
+        node.metadata.labels.as_ref(),
+    )
+}
+
+/// [`node_selector_matches`] for the node named `name` with `labels`.
+pub(crate) fn selector_matches_node(
+    sel: &NodeSelector,
+    name: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> bool {
     sel.node_selector_terms.iter().any(|term| {
         let exprs = term.match_expressions.as_deref().unwrap_or_default();
         let fields = term.match_fields.as_deref().unwrap_or_default();

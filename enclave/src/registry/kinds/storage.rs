@@ -1,8 +1,9 @@
 //! Storage: core/v1 `persistentvolumeclaims` and `persistentvolumes`, storage.k8s.io/v1
 //! `storageclasses`, `csidrivers`, `csinodes`, `volumeattachments` and
 //! `csistoragecapacities`: upstream's defaults, the validation users meet first, the status
-//! split and upstream's columns. No provisioner runs in the enclave: a claim stays `Pending`
-//! until a volume is bound to it, as on a cluster without a default StorageClass.
+//! split and upstream's columns. The PersistentVolume binder
+//! (`controllers::persistent_volume`) binds claims to volumes; no provisioner runs in the
+//! enclave.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{
@@ -111,8 +112,12 @@ impl Strategy for PersistentVolumeClaims {
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut out = self.validate(new);
-        // Only the requests (expansion), the class of volume attributes, and the binding of
-        // an unbound claim may change.
+        // Only the requests (expansion), the class of volume attributes, the binding of an
+        // unbound claim, and a class for a claim that had none (upstream's retroactive
+        // default StorageClass) may change.
+        let classless = old
+            .pointer("/spec/storageClassName")
+            .is_none_or(Value::is_null);
         let comparable = |v: &Value, old_bound: bool| {
             let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
             if let Some(o) = spec.as_object_mut() {
@@ -122,6 +127,9 @@ impl Strategy for PersistentVolumeClaims {
                 }
                 if !old_bound {
                     o.remove("volumeName");
+                }
+                if classless {
+                    o.remove("storageClassName");
                 }
             }
             spec
