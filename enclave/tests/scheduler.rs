@@ -730,3 +730,224 @@ fn kubectl_describe_shows_the_failed_scheduling_event() {
     assert!(out.contains(msg), "{out}");
     assert!(out.contains("PodScheduled"), "{out}");
 }
+
+/// core/v1 events about the object `name` of `kind` with `reason`, in any namespace.
+fn object_events(e: &Enclave, kind: &str, name: &str, reason: &str) -> Vec<Value> {
+    get(e, "/api/v1/events").unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|ev| {
+            ev["involvedObject"]["kind"] == kind
+                && ev["involvedObject"]["name"] == name
+                && ev["reason"] == reason
+        })
+        .cloned()
+        .collect()
+}
+
+fn volume(e: &Enclave, name: &str, size: &str, spec: Value) {
+    let mut v = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": format!("/srv/{name}")}}});
+    if let Some(s) = spec.as_object() {
+        for (k, val) in s {
+            v["spec"][k] = val.clone();
+        }
+    }
+    send(e, "POST", "/api/v1/persistentvolumes", &v);
+}
+
+fn claim(e: &Enclave, name: &str, size: &str, spec: Value) {
+    let mut c = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}});
+    if let Some(s) = spec.as_object() {
+        for (k, val) in s {
+            c["spec"][k] = val.clone();
+        }
+    }
+    send(
+        e,
+        "POST",
+        &format!("/api/v1/namespaces/{NS}/persistentvolumeclaims"),
+        &c,
+    );
+}
+
+fn claim_path(name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/{name}")
+}
+
+fn wait_phase(e: &Enclave, path: &str, phase: &str) -> Value {
+    eventually(&format!("{path} to be {phase}"), || {
+        get(e, path).filter(|o| o["status"]["phase"] == phase)
+    })
+}
+
+fn uses(claim: &str) -> Value {
+    json!({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]})
+}
+
+#[test]
+fn claims_bind_to_volumes_and_pods_go_where_their_volumes_are() {
+    let e = Enclave::start();
+    node(&e, "a", "4", 10, json!({}));
+    node(&e, "b", "4", 10, json!({}));
+
+    // Immediate binding: the smallest volume that fits.
+    volume(&e, "pv-small", "1Gi", json!({}));
+    volume(
+        &e,
+        "pv-big",
+        "5Gi",
+        json!({"persistentVolumeReclaimPolicy": "Delete"}),
+    );
+    volume(&e, "pv-huge", "50Gi", json!({}));
+    wait_phase(&e, "/api/v1/persistentvolumes/pv-small", "Available");
+    claim(&e, "data", "2Gi", json!({"storageClassName": ""}));
+    let c = wait_phase(&e, &claim_path("data"), "Bound");
+    assert_eq!(c["spec"]["volumeName"], "pv-big");
+    assert_eq!(c["status"]["capacity"]["storage"], "5Gi");
+    assert_eq!(c["status"]["accessModes"], json!(["ReadWriteOnce"]));
+    assert_eq!(
+        c["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"],
+        "yes"
+    );
+    let v = wait_phase(&e, "/api/v1/persistentvolumes/pv-big", "Bound");
+    assert_eq!(v["spec"]["claimRef"]["name"], "data");
+    assert_eq!(v["spec"]["claimRef"]["uid"], c["metadata"]["uid"]);
+    assert!(v["status"]["lastPhaseTransitionTime"].is_string(), "{v}");
+    let p = pod(&e, "user", "100m", json!({}), uses("data"));
+    assert_eq!(p["metadata"]["name"], "user");
+    wait_bound(&e, "user");
+
+    // No volume is big enough and no class is set: the claim waits, and so does its pod.
+    claim(&e, "vast", "100Gi", json!({"storageClassName": ""}));
+    eventually("the FailedBinding event", || {
+        object_events(&e, "PersistentVolumeClaim", "vast", "FailedBinding")
+            .into_iter()
+            .find(|ev| {
+                ev["message"]
+                    == "no persistent volumes available for this claim and no storage class is set"
+            })
+    });
+    pod(&e, "waiting", "100m", json!({}), uses("vast"));
+    let p = wait_unschedulable(
+        &e,
+        "waiting",
+        "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling..",
+    );
+    assert_eq!(node_of(&p), "");
+    // A volume that fits arrives: the claim binds, and the pod is scheduled.
+    volume(&e, "pv-vast", "200Gi", json!({}));
+    wait_phase(&e, &claim_path("vast"), "Bound");
+    wait_bound(&e, "waiting");
+
+    // WaitForFirstConsumer: the claim binds where its pod is placed, which is where the
+    // local volume is.
+    send(
+        &e,
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        &json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "local"},
+        "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}),
+    );
+    let on_b = json!({"storageClassName": "local", "local": {"path": "/mnt/disk"}, "hostPath": null,
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["b"]}]}]}}});
+    volume(&e, "local-b", "10Gi", on_b);
+    claim(
+        &e,
+        "local-data",
+        "1Gi",
+        json!({"storageClassName": "local"}),
+    );
+    eventually("the WaitForFirstConsumer event", || {
+        object_events(
+            &e,
+            "PersistentVolumeClaim",
+            "local-data",
+            "WaitForFirstConsumer",
+        )
+        .into_iter()
+        .find(|ev| ev["message"] == "waiting for first consumer to be created before binding")
+    });
+    assert_eq!(
+        get(&e, &claim_path("local-data")).unwrap()["status"]["phase"],
+        "Pending"
+    );
+    pod(&e, "db", "100m", json!({}), uses("local-data"));
+    assert_eq!(node_of(&wait_bound(&e, "db")), "b");
+    let c = wait_phase(&e, &claim_path("local-data"), "Bound");
+    assert_eq!(c["spec"]["volumeName"], "local-b");
+    // A second consumer of the class finds no free local volume on any node.
+    claim(
+        &e,
+        "local-more",
+        "1Gi",
+        json!({"storageClassName": "local"}),
+    );
+    pod(&e, "db2", "100m", json!({}), uses("local-more"));
+    wait_unschedulable(
+        &e,
+        "db2",
+        "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling..",
+    );
+
+    // Released by the claim's deletion: Retain keeps the volume, Delete without a plugin fails.
+    for (p, c) in [("db", "local-data"), ("user", "data")] {
+        let (code, _) = e.curl_admin(&pod_path(p), &["-X", "DELETE"]);
+        assert_eq!(code, 200);
+        let (code, _) = e.curl_admin(&claim_path(c), &["-X", "DELETE"]);
+        assert_eq!(code, 200);
+    }
+    wait_phase(&e, "/api/v1/persistentvolumes/local-b", "Released");
+    let v = wait_phase(&e, "/api/v1/persistentvolumes/pv-big", "Failed");
+    let msg = "error getting deleter volume plugin for volume \"pv-big\": no deletable volume plugin matched";
+    assert_eq!(v["status"]["message"], msg);
+    eventually("the VolumeFailedDelete event", || {
+        object_events(&e, "PersistentVolume", "pv-big", "VolumeFailedDelete")
+            .into_iter()
+            .find(|ev| ev["message"] == msg && ev["type"] == "Warning")
+    });
+
+    // A claim without a class gets the default class, and is left to the class's
+    // provisioner (without a default it could have taken pv-small or pv-huge, which have
+    // no class).
+    send(
+        &e,
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        &json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "example.com/csi"}),
+    );
+    claim(&e, "auto", "1Gi", json!({}));
+    let c = eventually("the default class", || {
+        get(&e, &claim_path("auto")).filter(|c| c["spec"]["storageClassName"] == "standard")
+    });
+    assert_eq!(c["status"]["phase"], "Pending");
+    eventually("the ExternalProvisioning event", || {
+        object_events(&e, "PersistentVolumeClaim", "auto", "ExternalProvisioning")
+            .into_iter()
+            .find(|ev| ev["message"] == "waiting for a volume to be created, either by external provisioner \"example.com/csi\" or manually created by system administrator")
+    });
+    let c = get(&e, &claim_path("auto")).unwrap();
+    assert_eq!(
+        c["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"],
+        "example.com/csi"
+    );
+
+    // kubectl shows the bindings in upstream's columns.
+    let (version, bin) = kubectl_versions().pop().expect("a kubectl");
+    let k = Kubectl::new(&version, &bin, &e);
+    let out = k.ok(&["get", "pvc", "vast"]);
+    assert!(out.contains("Bound") && out.contains("pv-vast"), "{out}");
+    let out = k.ok(&["get", "pv", "local-b"]);
+    assert!(
+        out.contains("Released") && out.contains("default/local-data"),
+        "{out}"
+    );
+}

@@ -88,6 +88,8 @@ pub(crate) struct CycleState {
     pub(crate) affinity_filter: Option<plugins::inter_pod_affinity::FilterState>,
     /// InterPodAffinity's score sums.
     pub(crate) affinity_score: Option<plugins::inter_pod_affinity::ScoreState>,
+    /// VolumeBinding's claims.
+    pub(crate) volumes: Option<plugins::volume_binding::State>,
 }
 
 /// What a plugin reads besides the pod and the node at hand.
@@ -130,6 +132,10 @@ pub(crate) mod events {
     pub(crate) const CLAIM: u32 = 1 << 8;
     /// A namespace's labels changed.
     pub(crate) const NAMESPACE: u32 = 1 << 9;
+    /// A PersistentVolume changed.
+    pub(crate) const VOLUME: u32 = 1 << 10;
+    /// A StorageClass changed.
+    pub(crate) const STORAGE_CLASS: u32 = 1 << 11;
 }
 
 /// One scheduling plugin. Every extension point has a default that does

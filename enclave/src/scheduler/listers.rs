@@ -2,13 +2,16 @@
 //! namespace labels (pod affinity `namespaceSelector`), the selectors of
 //! services, ReplicaSets and StatefulSets (PodTopologySpread's system
 //! default constraints), PodDisruptionBudgets (preemption) and
-//! PersistentVolumeClaims (VolumeBinding, when they are served).
+//! PersistentVolumeClaims, PersistentVolumes and StorageClasses (VolumeBinding, when
+//! they are served).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::labels::{Labels, Selector};
 use super::pod_info::PodInfo;
@@ -25,12 +28,23 @@ pub(crate) struct Budget {
 }
 
 /// A PersistentVolumeClaim as VolumeBinding reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Claim {
     /// `metadata.deletionTimestamp` is set.
     pub(crate) deleting: bool,
     /// Bound to a volume (`spec.volumeName` set or phase `Bound`).
     pub(crate) bound: bool,
+    /// The claim itself (matching it to volumes reads most of it).
+    pub(crate) object: Arc<PersistentVolumeClaim>,
+}
+
+/// A StorageClass as VolumeBinding reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Class {
+    /// `volumeBindingMode: WaitForFirstConsumer`.
+    pub(crate) delayed: bool,
+    /// `provisioner`.
+    pub(crate) provisioner: String,
 }
 
 /// Which kind a lister object belongs to.
@@ -48,6 +62,10 @@ pub(crate) enum ListerKind {
     Budgets,
     /// core/v1 persistentvolumeclaims.
     Claims,
+    /// core/v1 persistentvolumes.
+    Volumes,
+    /// storage.k8s.io/v1 storageclasses.
+    Classes,
 }
 
 /// One decoded object of a lister kind.
@@ -63,6 +81,10 @@ pub(crate) enum ListerValue {
     Budget(Budget),
     /// A claim.
     Claim(Claim),
+    /// A volume.
+    Volume(Arc<PersistentVolume>),
+    /// A class.
+    Class(Class),
 }
 
 /// (namespace, name) → value, per kind.
@@ -78,6 +100,10 @@ pub(crate) struct Listers {
     budgets: Objects<Budget>,
     /// `None` while PersistentVolumeClaims are not served.
     claims: Option<Objects<Claim>>,
+    /// Volumes by name.
+    volumes: HashMap<String, Arc<PersistentVolume>>,
+    /// Classes by name.
+    classes: HashMap<String, Class>,
 }
 
 impl ListerKind {
@@ -131,6 +157,17 @@ impl ListerKind {
                 ListerValue::Claim(Claim {
                     deleting: c.metadata.deletion_timestamp.is_some(),
                     bound,
+                    object: Arc::new(c),
+                })
+            }
+            ListerKind::Volumes => {
+                ListerValue::Volume(Arc::new(PersistentVolume::deserialize(v).ok()?))
+            }
+            ListerKind::Classes => {
+                let c = StorageClass::deserialize(v).ok()?;
+                ListerValue::Class(Class {
+                    delayed: c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"),
+                    provisioner: c.provisioner,
                 })
             }
         })
@@ -194,6 +231,18 @@ impl Listers {
                     put(claims, ns, name, Some(c));
                 }
             }
+            (ListerKind::Volumes, Some(ListerValue::Volume(v))) => {
+                self.volumes.insert(name.to_string(), v);
+            }
+            (ListerKind::Classes, Some(ListerValue::Class(c))) => {
+                self.classes.insert(name.to_string(), c);
+            }
+            (ListerKind::Volumes, _) => {
+                self.volumes.remove(name);
+            }
+            (ListerKind::Classes, _) => {
+                self.classes.remove(name);
+            }
             (ListerKind::Services, _) => put(&mut self.services, ns, name, None),
             (ListerKind::ReplicaSets, _) => put(&mut self.replica_sets, ns, name, None),
             (ListerKind::StatefulSets, _) => put(&mut self.stateful_sets, ns, name, None),
@@ -214,6 +263,8 @@ impl Listers {
             ListerKind::ReplicaSets => self.replica_sets.clear(),
             ListerKind::StatefulSets => self.stateful_sets.clear(),
             ListerKind::Budgets => self.budgets.clear(),
+            ListerKind::Volumes => self.volumes.clear(),
+            ListerKind::Classes => self.classes.clear(),
             ListerKind::Claims => {
                 if let Some(c) = &mut self.claims {
                     c.clear();
@@ -250,6 +301,21 @@ impl Listers {
             None => Err(()),
             Some(c) => Ok(c.get(ns).and_then(|m| m.get(name))),
         }
+    }
+
+    /// The volume `name`.
+    pub(crate) fn volume(&self, name: &str) -> Option<&PersistentVolume> {
+        self.volumes.get(name).map(|v| &**v)
+    }
+
+    /// Every volume.
+    pub(crate) fn volumes(&self) -> impl Iterator<Item = &PersistentVolume> {
+        self.volumes.values().map(|v| &**v)
+    }
+
+    /// The class `name`.
+    pub(crate) fn class(&self, name: &str) -> Option<&Class> {
+        self.classes.get(name)
     }
 
     /// upstream's `helper.DefaultSelector`: the selectors of the services

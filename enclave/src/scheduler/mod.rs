@@ -128,6 +128,14 @@ pub fn spawn(objects: &ObjectStore) -> Result<Scheduler, Error> {
     if let Ok(claims) = lookup("", "persistentvolumeclaims") {
         listers.serve_claims();
         watched.push((claims, Kind::Lister(ListerKind::Claims)));
+        watched.push((
+            lookup("", "persistentvolumes")?,
+            Kind::Lister(ListerKind::Volumes),
+        ));
+        watched.push((
+            lookup("storage.k8s.io", "storageclasses")?,
+            Kind::Lister(ListerKind::Classes),
+        ));
     }
     let stop = CancellationToken::new();
     let (events_tx, events_rx) = mpsc::channel(8192);

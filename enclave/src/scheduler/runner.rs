@@ -183,6 +183,8 @@ impl Runner {
         use super::listers::ListerKind;
         let e = match kind {
             ListerKind::Claims => events::CLAIM,
+            ListerKind::Volumes => events::VOLUME,
+            ListerKind::Classes => events::STORAGE_CLASS,
             ListerKind::Namespaces => events::NAMESPACE,
             _ => return,
         };

@@ -1,6 +1,6 @@
 //! The scheduler's writes, run as tasks on the API server's runtime so the
-//! scheduling loop never waits for the store: binds (through the same
-//! registry path as `POST pods/{name}/binding`), the `PodScheduled=False`
+//! scheduling loop never waits for the store: binds (VolumeBinding's PreBind, then the
+//! same registry path as `POST pods/{name}/binding`), the `PodScheduled=False`
 //! condition and `nominatedNodeName`, preemption's evictions, and events
 //! (`Scheduled`, `FailedScheduling`, `Preempted`) with client-go's
 //! correlation. Events are written one at a time from a queue of 1000 and
@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::plugins::volume_binding::VolumeAccess;
 use super::pod_info::PodInfo;
 use crate::controllers::client::Api;
 use crate::controllers::events::{EventRecorder, EventType};
@@ -60,6 +61,8 @@ pub(crate) struct Writer {
     pods: Arc<ResourceInfo>,
     events: mpsc::Sender<EventJob>,
     results: mpsc::UnboundedSender<BindResult>,
+    /// VolumeBinding's PreBind writes (`None` when claims are not served).
+    volumes: Option<VolumeAccess>,
 }
 
 /// `message` cut to upstream's limit with ` ...`.
@@ -112,6 +115,7 @@ impl Writer {
         });
         Writer {
             runtime,
+            volumes: VolumeAccess::new(&objects),
             objects,
             pods,
             events: tx,
@@ -136,6 +140,18 @@ impl Writer {
     pub(crate) fn bind(&self, pod: Arc<PodInfo>, started: Instant) {
         let w = self.clone();
         self.runtime.spawn(async move {
+            if let (Some(volumes), false) = (&w.volumes, pod.claims.is_empty())
+                && let Err(e) = volumes.pre_bind(&pod).await
+            {
+                let error = Some(format!("running PreBind plugin \"VolumeBinding\": {e}"));
+                let _ = w.results.send(BindResult {
+                    pod,
+                    started,
+                    error,
+                    settled: false,
+                });
+                return;
+            }
             let body = json!({"apiVersion": "v1", "kind": "Binding",
                 "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": pod.node_name}});

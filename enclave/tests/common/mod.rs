@@ -108,7 +108,10 @@ impl Enclave {
             ])
             .arg(dir.path())
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("DAAS_TEST_ENCLAVE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
