@@ -54,6 +54,29 @@ fn a_node_reads_what_its_pods_use_and_changes_only_what_is_its_own() {
     }
     create(&c, "p-on", pod("p-on", "node-n", "used", "used-cm"));
     create(&c, "p-off", pod("p-off", "node-x", "other", "other-cm"));
+    // A claim pre-bound to a volume, used by a pod of the node; and a volume nobody uses.
+    for (name, claim) in [("pv-used", Some("claim-on")), ("pv-other", None)] {
+        let mut pv = serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                     "hostPath": {"path": format!("/tmp/{name}")}}});
+        if let Some(claim) = claim {
+            pv["spec"]["claimRef"] = serde_json::json!({"namespace": "default", "name": claim});
+        }
+        create(&c, name, pv);
+    }
+    create(
+        &c,
+        "claim-on",
+        serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "claim-on", "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                     "storageClassName": "", "volumeName": "pv-used"}}),
+    );
+    let mut claimer = pod("p-claim", "node-n", "used", "used-cm");
+    claimer["spec"]["volumes"] = serde_json::json!([
+        {"name": "d", "persistentVolumeClaim": {"claimName": "claim-on"}}]);
+    create(&c, "p-claim", claimer);
 
     let kubeconfig = c.path("node-n/kubeconfig");
     let node = |args: &[&str]| c.kubectl_as(&kubeconfig, args);
@@ -88,6 +111,16 @@ fn a_node_reads_what_its_pods_use_and_changes_only_what_is_its_own() {
         &["get", "secrets", "-n", "default"],
         "cannot list resource \"secrets\"",
     );
+    // The claims its pods use and the volumes bound to them.
+    allowed(&["get", "pvc", "claim-on", "-n", "default"]);
+    allowed(&["get", "pv", "pv-used"]);
+    forbidden(
+        &["get", "pv", "pv-other"],
+        "persistentvolumes \"pv-other\" is forbidden: User \"system:node:node-n\" cannot get \
+         resource \"persistentvolumes\" in API group \"\" at the cluster scope: no relationship \
+         found between node 'node-n' and this object",
+    );
+    forbidden(&["get", "pv"], "cannot list resource \"persistentvolumes\"");
 
     // Every pod, read-only (the worker's network policies and DNS need them), but it deletes
     // only its own.

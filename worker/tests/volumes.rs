@@ -365,3 +365,85 @@ async fn resource_usage_per_pod_and_node() {
     assert!(second.node.memory_working_set_bytes > 0);
     h.stop().await;
 }
+
+fn claim(name: &str, volume: Option<&str>) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            volume_name: volume.map(str::to_string),
+            ..Default::default()
+        }),
+        status: Some(PersistentVolumeClaimStatus {
+            phase: Some(if volume.is_some() { "Bound" } else { "Pending" }.into()),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_mounts_its_local_volume_once_bound() {
+    let Some(h) = Harness::start().await else {
+        return;
+    };
+    let disk = h.dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    std::fs::write(disk.join("kept"), "from before").unwrap();
+    h.api.set_claim(claim("data", None));
+    let mut pod = busybox_pod("claims", "exec sleep 3600");
+    let spec = pod.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![Volume {
+        name: "data".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: "data".into(),
+            read_only: None,
+        }),
+        ..Default::default()
+    }]);
+    spec.containers[0].volume_mounts = Some(vec![mount("data", "/data")]);
+    h.pods().upsert(pod.clone());
+    // Unbound: the pod waits (its sync looks again every 2 s).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        h.api
+            .status(pod.metadata.uid.as_deref().unwrap())
+            .is_none_or(|s| phase(&s) == "Pending"),
+        "a pod whose claim is unbound must not start"
+    );
+    h.api.set_volume(PersistentVolume {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("local-disk".into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            local: Some(LocalVolumeSource {
+                path: disk.display().to_string(),
+                fs_type: None,
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    });
+    h.api.set_claim(claim("data", Some("local-disk")));
+    let s = h
+        .wait(&pod, 60, "Running once bound", |s| phase(s) == "Running")
+        .await;
+    assert_eq!(
+        exec(
+            &h,
+            &s,
+            "main",
+            &["sh", "-c", "cat /data/kept; echo new > /data/written"]
+        )
+        .await,
+        "from before"
+    );
+    assert_eq!(
+        std::fs::read_to_string(disk.join("written")).unwrap(),
+        "new\n"
+    );
+    h.stop().await;
+}

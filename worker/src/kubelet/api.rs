@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
-use k8s_openapi::api::core::v1::{ConfigMap, PodStatus, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, PodStatus, Secret, Service,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -180,6 +182,28 @@ impl PodStatusSink for NodeApi {
 }
 
 impl PodObjects for NodeApi {
+    fn persistent_volume_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ApiFuture<'a, Option<PersistentVolumeClaim>> {
+        Box::pin(async move {
+            self.get(&format!(
+                "/api/v1/namespaces/{}/persistentvolumeclaims/{}",
+                segment(namespace),
+                segment(name)
+            ))
+            .await
+        })
+    }
+
+    fn persistent_volume<'a>(&'a self, name: &'a str) -> ApiFuture<'a, Option<PersistentVolume>> {
+        Box::pin(async move {
+            self.get(&format!("/api/v1/persistentvolumes/{}", segment(name)))
+                .await
+        })
+    }
+
     fn config_map<'a>(
         &'a self,
         namespace: &'a str,

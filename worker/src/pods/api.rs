@@ -7,7 +7,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PodStatus, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, PodStatus, Secret, Service,
+};
 
 /// The error a seam returns (the API client's, boxed).
 pub type ApiError = Box<dyn std::error::Error + Send + Sync>;
@@ -77,6 +79,16 @@ pub trait PodObjects: Send + Sync + 'static {
 
     /// Every service of a namespace (the runtime also asks for `default`, for `kubernetes`).
     fn services<'a>(&'a self, namespace: &'a str) -> ApiFuture<'a, Vec<Service>>;
+
+    /// A persistent volume claim, `None` when it does not exist.
+    fn persistent_volume_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ApiFuture<'a, Option<PersistentVolumeClaim>>;
+
+    /// A persistent volume, `None` when it does not exist.
+    fn persistent_volume<'a>(&'a self, name: &'a str) -> ApiFuture<'a, Option<PersistentVolume>>;
 
     /// Issues a bound service-account token (`POST serviceaccounts/{name}/token`).
     fn service_account_token<'a>(&'a self, request: &'a TokenRequest)

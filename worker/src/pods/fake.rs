@@ -1,11 +1,14 @@
-//! An in-memory fake of the API seams: configmaps, secrets and services set by the test,
+//! An in-memory fake of the API seams: configmaps, secrets, services, claims and volumes set
+//! by the test,
 //! tokens minted locally, every status write recorded.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, PodStatus, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, PodStatus, Secret, Service,
+};
 use tokio::sync::watch;
 
 use super::api::{ApiFuture, IssuedToken, PodObjects, PodRef, PodStatusSink, TokenRequest};
@@ -15,6 +18,8 @@ struct State {
     config_maps: BTreeMap<(String, String), ConfigMap>,
     secrets: BTreeMap<(String, String), Secret>,
     services: BTreeMap<(String, String), Service>,
+    claims: BTreeMap<(String, String), PersistentVolumeClaim>,
+    volumes: BTreeMap<String, PersistentVolume>,
     statuses: HashMap<String, Vec<PodStatus>>,
     deleted: HashSet<String>,
     tokens_issued: u64,
@@ -80,6 +85,21 @@ impl FakeApi {
             service.metadata.name.as_ref(),
         );
         self.with(|s| s.services.insert(k, service));
+    }
+
+    /// Creates or replaces a persistent volume claim.
+    pub fn set_claim(&self, claim: PersistentVolumeClaim) {
+        let k = key(
+            claim.metadata.namespace.as_ref(),
+            claim.metadata.name.as_ref(),
+        );
+        self.with(|s| s.claims.insert(k, claim));
+    }
+
+    /// Creates or replaces a persistent volume.
+    pub fn set_volume(&self, volume: PersistentVolume) {
+        let name = volume.metadata.name.clone().unwrap_or_default();
+        self.with(|s| s.volumes.insert(name, volume));
     }
 
     /// Every status written for a pod UID, oldest first.
@@ -171,6 +191,24 @@ impl PodStatusSink for FakeApi {
 }
 
 impl PodObjects for FakeApi {
+    fn persistent_volume_claim<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ApiFuture<'a, Option<PersistentVolumeClaim>> {
+        Box::pin(async move {
+            Ok(self.read(|s| {
+                s.claims
+                    .get(&(namespace.to_owned(), name.to_owned()))
+                    .cloned()
+            }))
+        })
+    }
+
+    fn persistent_volume<'a>(&'a self, name: &'a str) -> ApiFuture<'a, Option<PersistentVolume>> {
+        Box::pin(async move { Ok(self.read(|s| s.volumes.get(name).cloned())) })
+    }
+
     fn config_map<'a>(
         &'a self,
         namespace: &'a str,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, Secret, Service};
 
 use super::api::PodObjects;
 use crate::runtime::{Error, Result};
@@ -84,6 +84,47 @@ impl<'a> ObjectCache<'a> {
             .get(name)
             .and_then(Option::as_ref)
             .ok_or_else(|| ConfigError(format!("secret \"{name}\" not found"))))
+    }
+
+    /// The volume bound to the claim `name`, or the kubelet's message for why there is none
+    /// yet (the pod waits and its next sync looks again).
+    pub(crate) async fn claimed_volume(
+        &mut self,
+        name: &str,
+    ) -> Result<Result<PersistentVolume, ConfigError>> {
+        let ns = self.namespace;
+        let Some(claim) = self
+            .api
+            .persistent_volume_claim(ns, name)
+            .await
+            .map_err(Error::Api)?
+        else {
+            return Ok(Err(ConfigError(format!(
+                "persistentvolumeclaim \"{name}\" not found"
+            ))));
+        };
+        let volume = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.as_deref())
+            .unwrap_or("");
+        let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        if volume.is_empty() || !bound {
+            return Ok(Err(ConfigError(format!(
+                "error processing PVC {ns}/{name}: PVC is not bound"
+            ))));
+        }
+        match self
+            .api
+            .persistent_volume(volume)
+            .await
+            .map_err(Error::Api)?
+        {
+            Some(pv) => Ok(Ok(pv)),
+            None => Ok(Err(ConfigError(format!(
+                "error processing PVC {ns}/{name}: failed to fetch PV \"{volume}\" from API server: persistentvolumes \"{volume}\" not found"
+            )))),
+        }
     }
 
     /// The services of a namespace.

@@ -4,7 +4,7 @@
 //! admission limits that to its own), read and write its own Lease in `kube-node-lease`, read
 //! the pods bound to it (list and watch only with a `spec.nodeName=NAME` field selector),
 //! update their status and delete them, read the secrets, config maps and persistent volume
-//! claims those pods use, create tokens of their service accounts, create events, and read
+//! claims those pods use and the persistent volumes bound to those claims, create tokens of their service accounts, create events, and read
 //! services (upstream's `system:node` role grants that last one through RBAC). Nothing else:
 //! every other request gets no opinion, and the chain refuses it.
 //!
@@ -102,6 +102,38 @@ impl NodeAuthorizer {
         }
     }
 
+    /// Allowed when a pod bound to `node` uses a claim bound to the volume named in `attrs`
+    /// (upstream's graph edge pv -> pvc -> pod -> node).
+    async fn bound_to_used_claim(&self, node: &str, attrs: &Attributes) -> Verdict {
+        if attrs.name.is_empty() {
+            return no("No Object name found");
+        }
+        let Some(claims) = self
+            .objects
+            .table()
+            .lookup("", "v1", "persistentvolumeclaims")
+        else {
+            return no_relationship(node);
+        };
+        for pod in self.pods_on(node, "").await {
+            let ns = pod
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            for name in refs::names(&pod, Used::Claim) {
+                let Ok(claim) = self.objects.get(&claims, Some(ns), &name).await else {
+                    continue;
+                };
+                if claim.pointer("/spec/volumeName").and_then(Value::as_str)
+                    == Some(attrs.name.as_str())
+                {
+                    return allow();
+                }
+            }
+        }
+        no_relationship(node)
+    }
+
     /// Allowed when the pod named in `attrs` is bound to `node`.
     async fn pod_bound(&self, node: &str, attrs: &Attributes) -> Verdict {
         if attrs.name.is_empty() {
@@ -148,6 +180,15 @@ impl NodeAuthorizer {
                     return no("cannot get subresource");
                 }
                 self.used_by_pods(node, Used::Claim, attrs).await
+            }
+            ("", "persistentvolumes") => {
+                if verb != "get" {
+                    return no("can only get individual resources of this type");
+                }
+                if !sub.is_empty() {
+                    return no("cannot get subresource");
+                }
+                self.bound_to_used_claim(node, attrs).await
             }
             ("", "serviceaccounts") => {
                 if verb != "create" || attrs.name.is_empty() {

@@ -1,7 +1,8 @@
 //! A pod's volumes on the node: emptyDir (on disk, or tmpfs for `medium: Memory` sized by
 //! `sizeLimit`), configMap, secret, projected (configMap, secret, downwardAPI and bound
 //! service-account tokens; `kube-root-ca.crt` is a configMap source), downwardAPI and
-//! hostPath. Content volumes are rewritten through [`atomic`] on every sync, so a changed
+//! hostPath, and persistentVolumeClaim where the bound volume is a `hostPath` or `local`
+//! volume of this node. Content volumes are rewritten through [`atomic`] on every sync, so a changed
 //! configmap or secret shows up at the next resync.
 //!
 //! Layout as the kubelet's: `<pod dir>/volumes/kubernetes.io~<plugin>/<volume>`.
@@ -117,8 +118,17 @@ pub(crate) async fn setup(
                 path: dir,
                 read_only: true,
             }
+        } else if let Some(source) = &volume.persistent_volume_claim {
+            let pv = match objects.claimed_volume(&source.claim_name).await? {
+                Ok(pv) => pv,
+                Err(e) => return Ok(Err(e)),
+            };
+            match persistent_volume(&pv, source.read_only.unwrap_or(false)).await? {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(e)),
+            }
         } else {
-            // Kinds this node does not support (persistent volumes, CSI, ...): the pod waits.
+            // Kinds this node does not support (CSI, network volumes, ...): the pod waits.
             return Ok(Err(ConfigError(format!(
                 "volume \"{name}\" has a type this node does not support"
             ))));
@@ -126,6 +136,44 @@ pub(crate) async fn setup(
         out.insert(name.to_owned(), host);
     }
     Ok(Ok(out))
+}
+
+/// Where a bound persistent volume is on this node: a `hostPath` volume as a hostPath volume
+/// (created if its type asks for it), a `local` volume at its path, which must exist (the
+/// local static provisioner, or an administrator, made it); other sources are not supported.
+async fn persistent_volume(
+    pv: &k8s_openapi::api::core::v1::PersistentVolume,
+    read_only: bool,
+) -> Result<Result<HostVolume, ConfigError>> {
+    let name = pv.metadata.name.as_deref().unwrap_or("");
+    let Some(spec) = pv.spec.as_ref() else {
+        return Ok(Err(ConfigError(format!(
+            "persistentvolume \"{name}\" has no spec"
+        ))));
+    };
+    let found = if let Some(host) = &spec.host_path {
+        host_path_volume(&host.path, host.type_.as_deref().unwrap_or("")).await?
+    } else if let Some(local) = &spec.local {
+        let path = PathBuf::from(&local.path);
+        match tokio::fs::metadata(&path).await {
+            Ok(_) => Ok(HostVolume {
+                path,
+                read_only: false,
+            }),
+            Err(e) => Err(ConfigError(format!(
+                "MountVolume.NewMounter initialization failed for volume \"{name}\" : path \"{}\" does not exist ({e})",
+                local.path
+            ))),
+        }
+    } else {
+        Err(ConfigError(format!(
+            "persistentvolume \"{name}\" has a type this node does not support"
+        )))
+    };
+    Ok(found.map(|v| HostVolume {
+        read_only: v.read_only || read_only,
+        ..v
+    }))
 }
 
 async fn create_dir(dir: &Path) -> Result<()> {
