@@ -448,6 +448,12 @@ impl Store {
         }
     }
 
+    /// How many live keys are under `prefix`, counted in the resident copy without touching
+    /// RocksDB; `None` when no resident copy covers the prefix.
+    pub fn count_resident(&self, prefix: &[u8]) -> Option<usize> {
+        self.shared.resident.count(prefix)
+    }
+
     /// How many bytes (keys, values and per-entry overhead) the resident copy of the current
     /// state holds; `None` when none is kept (disabled, or outgrown since the store opened).
     pub fn resident_bytes(&self) -> Option<usize> {

@@ -149,6 +149,22 @@ impl Resident {
         ))
     }
 
+    /// How many keys are under `prefix`, if the copy is kept and covers it.
+    pub(crate) fn count(&self, prefix: &[u8]) -> Option<usize> {
+        if !prefix.starts_with(&self.prefix) {
+            return None;
+        }
+        let guard = self.read();
+        let state = guard.as_ref()?;
+        Some(
+            state
+                .entries
+                .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .count(),
+        )
+    }
+
     /// The slot of `key`'s current value, if the copy is kept and that value is the one
     /// written at `revision` (not already replaced or deleted).
     pub(crate) fn slot(&self, key: &[u8], revision: Revision) -> Option<DerivedSlot> {

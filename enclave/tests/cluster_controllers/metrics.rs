@@ -111,6 +111,13 @@ fn metrics_are_served_in_prometheus_text_to_the_admin_and_monitoring() {
             >= 1.0
     );
     assert!(value(&s, "daas_store_revision", &[]).unwrap() >= 1.0);
+    // upstream's object counts: core resources by name, others as resource.group.
+    let objects =
+        |resource: &str| value(&s, "apiserver_storage_objects", &[("resource", resource)]);
+    assert_eq!(objects("pods"), Some(1.0));
+    assert_eq!(objects("namespaces"), Some(4.0));
+    assert_eq!(objects("priorityclasses.scheduling.k8s.io"), Some(2.0));
+    assert_eq!(objects("deployments.apps"), Some(0.0));
     // The counters' TYPE lines name their series, as Prometheus's text format does.
     let (_, body) = e.curl_admin("/metrics", &[]);
     assert!(

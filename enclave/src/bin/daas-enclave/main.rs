@@ -343,6 +343,9 @@ async fn serve(
             not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         });
+    enclave::metrics::registry().register_collector(Box::new(
+        enclave::metrics::store::StorageObjects::new(base.clone()),
+    ));
     let (authorizer, rbac, admission) = security::chains(&base);
     let objects = base.with_admission(admission);
     cluster::ensure_namespaces(&objects).await?;
