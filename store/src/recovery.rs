@@ -37,6 +37,9 @@ use super::shared::{
 use super::types::Revision;
 use super::workers::{Signal, Workers};
 
+/// The memory all memtables may use together before RocksDB flushes them.
+const MEMTABLE_BUDGET: usize = 32 << 20;
+
 fn db_options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -47,8 +50,13 @@ fn db_options() -> (Options, Vec<ColumnFamilyDescriptor>) {
     opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
     opts.set_atomic_flush(true);
     opts.increase_parallelism(2);
+    // Memtables across all column families together: RocksDB's default (64 MiB per column
+    // family, two of them before a stall) let the index hold up to half a GiB of memtables,
+    // which the enclave's memory then carries; the resident copy already answers reads.
+    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
     let cf = |name: &str, bloom: bool| {
         let mut o = Options::default();
+        o.set_write_buffer_size(MEMTABLE_BUDGET / 4);
         if bloom {
             let mut b = BlockBasedOptions::default();
             b.set_bloom_filter(10.0, false);
