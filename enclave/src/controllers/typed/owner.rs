@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
 
 use super::{Object, TypedApi, is_deleting, name, namespace, uid};
 use crate::controllers::Error;
@@ -164,11 +166,41 @@ pub(crate) fn event_object(event: &WatchEvent) -> Option<(&serde_json::Value, bo
     }
 }
 
-/// The metadata of a watched object, read from its JSON without decoding (or copying)
-/// the rest of it: all [`owners_of`] needs of a dependent.
+/// The metadata fields of a watched object that [`owners_of`] and the controllers' event
+/// mapping read (name, namespace, uid, labels, owner references, deletion timestamp,
+/// finalizers), from its JSON without decoding or copying the rest: managedFields and
+/// annotations are most of a pod's metadata, and every pod event reaches several controllers.
 pub(crate) fn metadata_of(obj: &serde_json::Value) -> Option<ObjectMeta> {
     use serde::Deserialize as _;
-    ObjectMeta::deserialize(obj.get("metadata")?).ok()
+    let m = obj.get("metadata")?.as_object()?;
+    let text = |k: &str| {
+        m.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let field = |k: &str| m.get(k).filter(|v| !v.is_null());
+    Some(ObjectMeta {
+        name: text("name"),
+        namespace: text("namespace"),
+        uid: text("uid"),
+        labels: match field("labels") {
+            Some(v) => Some(BTreeMap::deserialize(v).ok()?),
+            None => None,
+        },
+        owner_references: match field("ownerReferences") {
+            Some(v) => Some(Vec::<OwnerReference>::deserialize(v).ok()?),
+            None => None,
+        },
+        deletion_timestamp: match field("deletionTimestamp") {
+            Some(v) => Some(Time::deserialize(v).ok()?),
+            None => None,
+        },
+        finalizers: match field("finalizers") {
+            Some(v) => Some(Vec::<String>::deserialize(v).ok()?),
+            None => None,
+        },
+        ..ObjectMeta::default()
+    })
 }
 
 /// The keys of the `owner_kind` objects a change to the dependent with metadata `meta`
