@@ -1304,8 +1304,10 @@ async fn lists_after_writes_serve_the_bytes_a_read_makes() {
     assert_eq!(page.items.len(), 3);
     for (item, name) in page.items.iter().zip(["a", "b", "c"]) {
         let read = f.objects.get(&info, Some("default"), name).await.unwrap();
+        let mut bytes = Vec::new();
+        item.write_to(&mut bytes);
         assert_eq!(
-            String::from_utf8_lossy(&item.0),
+            String::from_utf8_lossy(&bytes),
             serde_json::to_string(&read).unwrap(),
             "{name}"
         );

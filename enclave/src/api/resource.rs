@@ -214,18 +214,17 @@ pub(super) fn object_response(
     warnings: &[String],
 ) -> Response<Body> {
     let info = &req.target.info;
-    let body = if req.negotiated.table {
-        let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
-        table::table(
-            info,
-            std::slice::from_ref(obj),
-            meta,
-            req.query.include_object,
-            true,
-        )
-    } else {
-        obj.clone()
-    };
+    if !req.negotiated.table {
+        return http::json_with(code, obj, "application/json", warnings);
+    }
+    let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+    let body = table::table(
+        info,
+        std::slice::from_ref(obj),
+        meta,
+        req.query.include_object,
+        true,
+    );
     http::json_with(code, &body, "application/json", warnings)
 }
 
@@ -591,7 +590,7 @@ impl ApiServer {
 /// A list's JSON, written around its items' encoded bytes: the bytes `serde_json` would make
 /// of the list as a value (its keys in sorted order), without decoding an item.
 fn encoded_list(info: &ResourceInfo, page: &ListPage<EncodedObject>) -> Vec<u8> {
-    let items: usize = page.items.iter().map(|i| i.0.len() + 1).sum();
+    let items: usize = page.items.iter().map(|i| i.len_hint() + 1).sum();
     let mut out = Vec::with_capacity(items + 256);
     let string = |out: &mut Vec<u8>, s: &str| {
         // Writing a `&str` into a `Vec` cannot fail.
@@ -604,7 +603,7 @@ fn encoded_list(info: &ResourceInfo, page: &ListPage<EncodedObject>) -> Vec<u8> 
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&item.0);
+        item.write_to(&mut out);
     }
     out.extend_from_slice(b"],\"kind\":");
     string(&mut out, &info.list_kind());
@@ -633,7 +632,7 @@ mod tests {
             let page = ListPage {
                 items: items
                     .iter()
-                    .map(|o| EncodedObject(Bytes::from(serde_json::to_vec(o).unwrap())))
+                    .map(|o| EncodedObject::whole(Bytes::from(serde_json::to_vec(o).unwrap())))
                     .collect(),
                 revision: 9,
                 continue_token: continue_token.clone(),

@@ -151,11 +151,15 @@ impl ObjectStore {
             if dry_run {
                 return Ok(pod);
             }
-            let bytes = Self::encode(&pod)?;
-            match self.store.update(&key, &bytes, kv.mod_revision).await? {
+            let stored = Self::encode_stored(&pod)?;
+            match self
+                .store
+                .update(&key, &stored.bytes, kv.mod_revision)
+                .await?
+            {
                 TxnOutcome::Committed { revision, .. } => {
                     meta::set_resource_version(&mut pod, revision);
-                    self.keep_response_bytes(&key, revision, &pod);
+                    self.keep_response_bytes(&key, revision, &pod, &stored);
                     return Ok(pod);
                 }
                 TxnOutcome::Failed { current } => {

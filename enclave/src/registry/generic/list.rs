@@ -9,8 +9,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::ObjectStore;
+use super::encoding::{Stored, VersionSlot};
 use crate::registry::{Error, FieldSelector, LabelSelector, ResourceInfo, Result};
-use crate::store::{ContinueToken, DerivedSlot, KeyValue, RangeRequest, RangeResponse, StoreError};
+use crate::store::{ContinueToken, DerivedSlot, KeyValue, RangeRequest, StoreError};
 
 /// LIST options.
 #[derive(Debug, Clone, Default)]
@@ -40,13 +41,48 @@ pub struct ListPage<T = Value> {
     pub continue_token: Option<String>,
 }
 
-/// An object's JSON as a response carries it (with its resourceVersion), made once per stored
-/// value.
+/// An object's JSON as a response carries it (with its resourceVersion): bytes made once per
+/// stored value, or the stored bytes that a response writes with the resourceVersion spliced
+/// in (no copy of its own).
 #[derive(Debug, Clone)]
-pub struct EncodedObject(pub Bytes);
+pub struct EncodedObject(Encoding);
 
-/// What is kept in a stored value's slot: its response bytes, or why it does not decode.
-struct Encoded(std::result::Result<Bytes, String>);
+#[derive(Debug, Clone)]
+enum Encoding {
+    Whole(Bytes),
+    Spliced {
+        stored: Vec<u8>,
+        at: VersionSlot,
+        revision: u64,
+    },
+}
+
+impl EncodedObject {
+    /// An object already encoded whole.
+    pub fn whole(bytes: Bytes) -> Self {
+        EncodedObject(Encoding::Whole(bytes))
+    }
+
+    /// About how many bytes [`EncodedObject::write_to`] writes (for sizing the response).
+    pub fn len_hint(&self) -> usize {
+        match &self.0 {
+            Encoding::Whole(b) => b.len(),
+            Encoding::Spliced { stored, .. } => stored.len() + 40,
+        }
+    }
+
+    /// Appends the object's JSON to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match &self.0 {
+            Encoding::Whole(b) => out.extend_from_slice(b),
+            Encoding::Spliced {
+                stored,
+                at,
+                revision,
+            } => at.write_spliced(stored, *revision, out),
+        }
+    }
+}
 
 impl<T> ListPage<T> {
     /// The list metadata object.
@@ -59,34 +95,74 @@ impl<T> ListPage<T> {
     }
 }
 
-/// A stored value as a response carries it: decoded, resourceVersion stamped, encoded.
-fn served_bytes(kv: &KeyValue) -> Result<Bytes> {
-    let obj = ObjectStore::decode(kv)?;
-    serde_json::to_vec(&obj).map(Bytes::from).map_err(|e| {
-        Error::Store(StoreError::Corrupt(format!(
-            "encoding a stored object: {e}"
-        )))
-    })
+/// How a stored value becomes the bytes a response carries: where its resourceVersion is
+/// spliced in (what a write leaves, a few bytes per object), else the bytes themselves, or
+/// why it does not decode.
+enum Encoded {
+    Splice(VersionSlot),
+    Bytes(Bytes),
+    Failed(String),
+}
+
+/// What a LIST keeps for a stored value it found no [`Encoded`] for: the splice when the
+/// value is exactly what [`Stored::encode`] makes of it (every value this code wrote), else
+/// the response bytes.
+fn derive_encoded(kv: &KeyValue) -> Encoded {
+    let obj = match ObjectStore::decode(kv) {
+        Ok(o) => o,
+        Err(e) => return Encoded::Failed(e.to_string()),
+    };
+    match Stored::encode(&obj) {
+        Ok(s) if s.bytes == kv.value => match s.version_slot() {
+            Some(slot) => Encoded::Splice(slot),
+            None => encode_whole(&obj),
+        },
+        _ => encode_whole(&obj),
+    }
+}
+
+fn encode_whole(obj: &Value) -> Encoded {
+    match serde_json::to_vec(obj) {
+        Ok(b) => Encoded::Bytes(Bytes::from(b)),
+        Err(e) => Encoded::Failed(format!("encoding a stored object: {e}")),
+    }
+}
+
+impl Encoded {
+    fn object(&self, kv: KeyValue) -> Result<EncodedObject> {
+        match self {
+            Encoded::Splice(at) => Ok(EncodedObject(Encoding::Spliced {
+                stored: kv.value,
+                at: *at,
+                revision: kv.mod_revision,
+            })),
+            Encoded::Bytes(b) => Ok(EncodedObject::whole(b.clone())),
+            Encoded::Failed(why) => Err(Error::Store(StoreError::Corrupt(why.clone()))),
+        }
+    }
 }
 
 impl ObjectStore {
-    /// After a write: keeps `obj` (as written at `revision`, resourceVersion stamped) as its
-    /// response bytes in the slot of the stored value, so the first LIST after a write
-    /// encodes nothing (kube-apiserver's watch cache serializes once per object too). The
-    /// bytes equal what [`served_bytes`] makes of the stored value: the stored value is `obj`
-    /// without its resourceVersion and selfLink, and JSON objects keep their keys sorted.
-    pub(super) fn keep_response_bytes(&self, key: &[u8], revision: u64, obj: &Value) {
+    /// After a write: keeps, in the slot of the value written at `revision`, where its
+    /// response bytes take the resourceVersion, so no LIST decodes or encodes it (a LIST
+    /// copies the stored bytes with the resourceVersion spliced in; kube-apiserver's watch
+    /// cache serializes once per object). A value the splice cannot serve (a selfLink in
+    /// `obj`) is left for the first LIST to derive.
+    pub(super) fn keep_response_bytes(
+        &self,
+        key: &[u8],
+        revision: u64,
+        obj: &Value,
+        stored: &Stored,
+    ) {
         if crate::registry::meta::meta_str(obj, "selfLink").is_some() {
             return;
         }
-        if let Some(slot) = self.store.resident_slot(key, revision) {
-            slot.get_or_init(|| {
-                Encoded(
-                    serde_json::to_vec(obj)
-                        .map(Bytes::from)
-                        .map_err(|e| format!("encoding a stored object: {e}")),
-                )
-            });
+        if let (Some(slot), Some(at)) = (
+            self.store.resident_slot(key, revision),
+            stored.version_slot(),
+        ) {
+            slot.get_or_init(|| Encoded::Splice(at));
         }
     }
 }
@@ -100,19 +176,19 @@ struct Pager<T> {
     labels: LabelSelector,
     fields: FieldSelector,
     strategy_info: std::sync::Arc<ResourceInfo>,
-    item: fn(&KeyValue, &DerivedSlot, Option<Value>) -> Result<T>,
+    item: fn(KeyValue, &DerivedSlot, Option<Value>) -> Result<T>,
 }
 
 impl<T> Pager<T> {
     /// Appends the matching objects of one page.
-    fn take(&self, resp: &RangeResponse, items: &mut Vec<T>) -> Result<()> {
+    fn take(&self, kvs: Vec<KeyValue>, derived: &[DerivedSlot], items: &mut Vec<T>) -> Result<()> {
         let selects = !(self.labels.is_empty() && self.fields.is_empty());
-        for (kv, slot) in resp.kvs.iter().zip(&resp.derived) {
+        for (kv, slot) in kvs.into_iter().zip(derived) {
             if !selects {
                 items.push((self.item)(kv, slot, None)?);
                 continue;
             }
-            let obj = ObjectStore::decode(kv)?;
+            let obj = ObjectStore::decode(&kv)?;
             if self.labels.matches(&obj) && self.fields.matches(&obj, &*self.strategy_info.strategy)
             {
                 items.push((self.item)(kv, slot, Some(obj))?);
@@ -131,7 +207,7 @@ impl<T> Pager<T> {
                 self.limit - items.len()
             };
             let resp = store.range(&req.clone().with_limit(want))?;
-            self.take(&resp, &mut items)?;
+            self.take(resp.kvs, &resp.derived, &mut items)?;
             match resp.next {
                 Some(next) if self.limit == 0 || items.len() < self.limit => {
                     req = RangeRequest::prefix(req.prefix.clone()).continuing(next);
@@ -164,7 +240,7 @@ impl ObjectStore {
     ) -> Result<ListPage> {
         self.collect(info, ns, opts, |kv, _, decoded| match decoded {
             Some(obj) => Ok(obj),
-            None => ObjectStore::decode(kv),
+            None => ObjectStore::decode(&kv),
         })
         .await
     }
@@ -182,12 +258,10 @@ impl ObjectStore {
         opts: &ListOptions,
     ) -> Result<ListPage<EncodedObject>> {
         self.collect(info, ns, opts, |kv, slot, _| {
-            let encoded = slot.get_or_init(|| Encoded(served_bytes(kv).map_err(|e| e.to_string())));
-            match encoded {
-                Some(Encoded(Ok(bytes))) => Ok(EncodedObject(bytes.clone())),
-                Some(Encoded(Err(why))) => Err(Error::Store(StoreError::Corrupt(why.clone()))),
+            match slot.get_or_init(|| derive_encoded(&kv)) {
+                Some(encoded) => encoded.object(kv),
                 // Another derivation in the slot (not made by a LIST): encode this once.
-                None => served_bytes(kv).map(EncodedObject),
+                None => derive_encoded(&kv).object(kv),
             }
         })
         .await
@@ -200,7 +274,7 @@ impl ObjectStore {
         info: &ResourceInfo,
         ns: Option<&str>,
         opts: &ListOptions,
-        item: fn(&KeyValue, &DerivedSlot, Option<Value>) -> Result<T>,
+        item: fn(KeyValue, &DerivedSlot, Option<Value>) -> Result<T>,
     ) -> Result<ListPage<T>> {
         let prefix = info.key_prefix(ns);
         let token = match opts.continue_token.as_deref().filter(|c| !c.is_empty()) {
@@ -268,11 +342,15 @@ impl ObjectStore {
         let inline = match self.store.range_resident(&req.clone().with_limit(cap)) {
             Some(Ok(resp)) if resp.next.is_none() => {
                 let mut items = Vec::new();
-                Some(pager.take(&resp, &mut items).map(|()| ListPage {
-                    items,
-                    revision: resp.revision,
-                    continue_token: None,
-                }))
+                Some(
+                    pager
+                        .take(resp.kvs, &resp.derived, &mut items)
+                        .map(|()| ListPage {
+                            items,
+                            revision: resp.revision,
+                            continue_token: None,
+                        }),
+                )
             }
             Some(Err(e)) => Some(Err(e.into())),
             _ => None,

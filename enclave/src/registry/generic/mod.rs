@@ -8,6 +8,7 @@ mod apply;
 mod binding;
 mod decode;
 mod delete;
+mod encoding;
 mod list;
 mod review;
 mod write;
@@ -203,12 +204,13 @@ impl ObjectStore {
 
     /// Encodes an object for storage, without its resourceVersion.
     fn encode(obj: &Value) -> Result<Vec<u8>> {
-        let mut o = obj.clone();
-        if let Some(m) = meta::metadata_mut(&mut o) {
-            m.remove("resourceVersion");
-            m.remove("selfLink");
-        }
-        serde_json::to_vec(&o).map_err(|e| Error::BadRequest(e.to_string()))
+        Self::encode_stored(obj).map(|s| s.bytes)
+    }
+
+    /// The stored bytes of `obj`, from which [`ObjectStore::keep_response_bytes`] splices
+    /// the served ones.
+    fn encode_stored(obj: &Value) -> Result<encoding::Stored> {
+        encoding::Stored::encode(obj).map_err(|e| Error::BadRequest(e.to_string()))
     }
 
     fn not_found(info: &ResourceInfo, name: &str) -> Error {

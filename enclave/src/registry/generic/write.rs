@@ -252,14 +252,14 @@ impl ObjectStore {
             });
         }
         let claimed = self.allocate_ip(info, &mut obj).await?;
-        let bytes = match Self::encode(&obj) {
+        let stored = match Self::encode_stored(&obj) {
             Ok(b) => b,
             Err(e) => {
                 self.release_ip(info, &obj).await;
                 return Err(e);
             }
         };
-        let outcome = match self.store.create(&info.key(ns, &name), &bytes).await {
+        let outcome = match self.store.create(&info.key(ns, &name), &stored.bytes).await {
             Ok(TxnOutcome::Committed { revision, prev }) => {
                 TxnOutcome::Committed { revision, prev }
             }
@@ -273,7 +273,7 @@ impl ObjectStore {
         match outcome {
             TxnOutcome::Committed { revision, .. } => {
                 meta::set_resource_version(&mut obj, revision);
-                self.keep_response_bytes(&info.key(ns, &name), revision, &obj);
+                self.keep_response_bytes(&info.key(ns, &name), revision, &obj, &stored);
                 Ok(Written {
                     object: obj,
                     warnings,
@@ -643,11 +643,15 @@ impl ObjectStore {
                 TxnOutcome::Failed { current } => Ok(CasWrite::lost(current.as_ref())),
             };
         }
-        let bytes = Self::encode(&new)?;
-        match self.store.update(&key, &bytes, kv.mod_revision).await? {
+        let stored = Self::encode_stored(&new)?;
+        match self
+            .store
+            .update(&key, &stored.bytes, kv.mod_revision)
+            .await?
+        {
             TxnOutcome::Committed { revision, .. } => {
                 meta::set_resource_version(&mut new, revision);
-                self.keep_response_bytes(&key, revision, &new);
+                self.keep_response_bytes(&key, revision, &new, &stored);
                 Ok(CasWrite::Stored(new))
             }
             TxnOutcome::Failed { current } => Ok(CasWrite::lost(current.as_ref())),
