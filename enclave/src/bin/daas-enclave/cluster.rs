@@ -203,6 +203,7 @@ pub(crate) async fn open_cluster(
     let options = StoreOptions::new(args.data_dir.join("index"), cluster)
         .with_observer(Arc::new(enclave::metrics::store::RegistryObserver))
         .with_resident_max_bytes(resident_max_bytes)
+        .with_watch_buffer(args.watch_event_buffer.max(1))
         // The API objects; the audit log is read rarely and left to the index.
         .with_resident_prefix(b"/registry/".to_vec());
     // Restoring reads the whole journal (possibly over a socket): blocking work.
