@@ -951,3 +951,46 @@ fn claims_bind_to_volumes_and_pods_go_where_their_volumes_are() {
         "{out}"
     );
 }
+
+#[test]
+fn host_ports_and_local_images_steer_placement() {
+    let e = Enclave::start();
+    node(&e, "a", "4", 10, json!({}));
+    // Node b already has the pods' image (ImageLocality scores it higher).
+    let mut b = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "b", "labels": {"kubernetes.io/hostname": "b"}},
+        "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "10"},
+                   "conditions": [{"type": "Ready", "status": "True"}],
+                   "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 800_000_000}]}});
+    b["spec"] = json!({});
+    send(&e, "POST", "/api/v1/nodes", &b);
+    let with_port = json!({"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+        "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}},
+        "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}]}]});
+    pod(&e, "first", "100m", json!({}), with_port.clone());
+    assert_eq!(
+        node_of(&wait_bound(&e, "first")),
+        "b",
+        "the node with the image"
+    );
+    // The host port is taken on b: the next pod asking for it goes to a.
+    pod(&e, "second", "100m", json!({}), with_port.clone());
+    assert_eq!(node_of(&wait_bound(&e, "second")), "a");
+    // Taken everywhere: the third waits with upstream's reason.
+    pod(&e, "third", "100m", json!({}), with_port);
+    let p = eventually("the third pod to be unschedulable", || {
+        let p = get(&e, &pod_path("third"))?;
+        let c = condition(&p, "PodScheduled");
+        c["message"]
+            .as_str()?
+            .starts_with(
+                "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports.",
+            )
+            .then_some(p)
+    });
+    assert_eq!(node_of(&p), "");
+    // A port freed on a node lets it in there.
+    let (code, _) = e.curl_admin(&pod_path("second"), &["-X", "DELETE"]);
+    assert_eq!(code, 200);
+    assert_eq!(node_of(&wait_bound(&e, "third")), "a");
+}
