@@ -371,6 +371,11 @@ fn preemption_evicts_lower_priority_and_spares_a_budget_where_possible() {
             "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}}),
     );
 
+    let before =
+        get(&e, &format!("/api/v1/namespaces/{NS}/pods")).unwrap()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let high = pod(
         &e,
         "urgent",
@@ -381,6 +386,26 @@ fn preemption_evicts_lower_priority_and_spares_a_budget_where_possible() {
     let uid = high["metadata"]["uid"].as_str().unwrap().to_string();
     let bound = wait_bound(&e, "urgent");
     assert_eq!(node_of(&bound), "b", "the unprotected pod's node");
+    // Before its bind, the preemptor was nominated to the node its victim left.
+    let (code, out) = e.curl_admin(
+        &format!("/api/v1/namespaces/{NS}/pods?watch=1&resourceVersion={before}&timeoutSeconds=2"),
+        &[],
+    );
+    assert_eq!(code, 200, "{out}");
+    let nominated: Vec<String> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse)
+        .filter(|ev| {
+            ev["object"]["metadata"]["name"] == "urgent" && node_of(&ev["object"]).is_empty()
+        })
+        .filter_map(|ev| {
+            ev["object"]["status"]["nominatedNodeName"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(nominated.first().map(String::as_str), Some("b"), "{out}");
     assert!(
         get(&e, &pod_path("free")).is_none(),
         "the victim was deleted"
