@@ -981,10 +981,11 @@ fn claims_bind_to_volumes_and_pods_go_where_their_volumes_are() {
 fn host_ports_and_local_images_steer_placement() {
     let e = Enclave::start();
     node(&e, "a", "4", 10, json!({}));
-    // Node b already has the pods' image (ImageLocality scores it higher).
+    // Node b already has the pods' image. It has less CPU, so resource scoring alone prefers
+    // a: only ImageLocality puts the first pod on b.
     let mut b = json!({"apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "b", "labels": {"kubernetes.io/hostname": "b"}},
-        "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "10"},
+        "status": {"capacity": {"cpu": "2", "memory": "8Gi", "pods": "10"},
                    "conditions": [{"type": "Ready", "status": "True"}],
                    "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 800_000_000}]}});
     b["spec"] = json!({});

@@ -25,8 +25,9 @@ use super::Error;
 use super::daemonset::nodes::selector_matches_node;
 use super::events::{EventRecorder, EventType};
 use super::runtime::{Action, ObjectKey, Reconciler};
-use super::typed::Typed;
 use super::typed::owner::{event_object, selects};
+use super::typed::{Typed, name, namespace, record};
+use crate::registry::kinds::storage::DEFAULT_CLASS_ANNOTATIONS;
 use crate::registry::quantity::Quantity;
 use crate::registry::{WatchEvent, meta};
 
@@ -48,11 +49,6 @@ const STORAGE_PROVISIONER: [&str; 2] = [
 const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// The class annotation that predates `storageClassName`.
 const BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
-/// The annotations that make a StorageClass the default (GA and beta).
-const DEFAULT_CLASS: [&str; 2] = [
-    "storageclass.kubernetes.io/is-default-class",
-    "storageclass.beta.kubernetes.io/is-default-class",
-];
 
 /// What the binder's queue holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,32 +93,17 @@ impl PersistentVolumeBinder {
             Ok(claims) => claims
                 .iter()
                 .filter(|c| volume_name(c).is_empty())
-                .map(|c| VolumeKey::Claim(key_of(&c.metadata)))
+                .map(|c| {
+                    VolumeKey::Claim(ObjectKey {
+                        namespace: namespace(c).to_string(),
+                        name: name(c).to_string(),
+                    })
+                })
                 .collect(),
             Err(e) => {
                 tracing::warn!(error = %e.one_line(), "listing claims for the volume binder");
                 Vec::new()
             }
-        }
-    }
-
-    async fn claim_event(
-        &self,
-        claim: &PersistentVolumeClaim,
-        ty: EventType,
-        reason: &str,
-        msg: &str,
-    ) {
-        match serde_json::to_value(claim) {
-            Ok(v) => self.events.record(&v, ty, reason, msg).await,
-            Err(e) => tracing::warn!(error = %e, reason, "could not encode a claim for its event"),
-        }
-    }
-
-    async fn volume_event(&self, pv: &PersistentVolume, ty: EventType, reason: &str, msg: &str) {
-        match serde_json::to_value(pv) {
-            Ok(v) => self.events.record(&v, ty, reason, msg).await,
-            Err(e) => tracing::warn!(error = %e, reason, "could not encode a volume for its event"),
         }
     }
 
@@ -148,7 +129,7 @@ impl PersistentVolumeBinder {
                 // Retroactive default class: a claim made before any class was the default
                 // gets the default once one is.
                 if let Some(default) = self.default_class().await? {
-                    let (ns, name) = (namespace(&claim.metadata), claim.metadata.name.clone());
+                    let (ns, name) = (namespace(&claim), claim.metadata.name.clone());
                     self.claims
                         .edit(ns, name.as_deref().unwrap_or(""), |c| {
                             if claim_class(c).is_some() {
@@ -189,7 +170,8 @@ impl PersistentVolumeBinder {
             return self.bind(pv, claim).await;
         }
         if delayed && selected.is_none() {
-            self.claim_event(
+            record(
+                &self.events,
                 &claim,
                 EventType::Normal,
                 "WaitForFirstConsumer",
@@ -197,7 +179,8 @@ impl PersistentVolumeBinder {
             )
             .await;
         } else if class.is_empty() {
-            self.claim_event(
+            record(
+                &self.events,
                 &claim,
                 EventType::Normal,
                 "FailedBinding",
@@ -207,7 +190,8 @@ impl PersistentVolumeBinder {
         } else if let Some(sc) = storage_class {
             self.provision_externally(&claim, &sc.provisioner).await?;
         } else {
-            self.claim_event(
+            record(
+                &self.events,
                 &claim,
                 EventType::Warning,
                 "ProvisioningFailed",
@@ -231,7 +215,7 @@ impl PersistentVolumeBinder {
         let claim = if missing {
             let name = claim.metadata.name.as_deref().unwrap_or("");
             self.claims
-                .edit(namespace(&claim.metadata), name, |c| {
+                .edit(namespace(claim), name, |c| {
                     let annotations = c.metadata.annotations.get_or_insert_default();
                     let mut changed = false;
                     for a in STORAGE_PROVISIONER {
@@ -246,8 +230,7 @@ impl PersistentVolumeBinder {
         } else {
             claim.clone()
         };
-        self.claim_event(
-            &claim,
+        record(&self.events, &claim,
             EventType::Normal,
             "ExternalProvisioning",
             &format!(
@@ -264,7 +247,8 @@ impl PersistentVolumeBinder {
         let Some(pv) = self.volumes.get("", &name).await? else {
             if claim_phase(&claim) == "Bound" {
                 self.set_claim_phase(&claim, "Lost", None).await?;
-                self.claim_event(
+                record(
+                    &self.events,
                     &claim,
                     EventType::Warning,
                     "ClaimLost",
@@ -272,7 +256,8 @@ impl PersistentVolumeBinder {
                 )
                 .await;
             } else {
-                self.claim_event(
+                record(
+                    &self.events,
                     &claim,
                     EventType::Normal,
                     "FailedBinding",
@@ -288,7 +273,8 @@ impl PersistentVolumeBinder {
             Some(_) => {
                 if claim_phase(&claim) == "Bound" {
                     self.set_claim_phase(&claim, "Lost", None).await?;
-                    self.claim_event(
+                    record(
+                        &self.events,
                         &claim,
                         EventType::Warning,
                         "ClaimMisbound",
@@ -296,7 +282,8 @@ impl PersistentVolumeBinder {
                     )
                     .await;
                 } else {
-                    self.claim_event(
+                    record(
+                        &self.events,
                         &claim,
                         EventType::Warning,
                         "FailedBinding",
@@ -321,38 +308,14 @@ impl PersistentVolumeBinder {
         let reference = claim_reference(&claim);
         let pv = self
             .volumes
-            .edit("", &pv_name, |v| {
-                let spec = v.spec.get_or_insert_default();
-                match &spec.claim_ref {
-                    Some(r) if r.uid == reference.uid && r.name == reference.name => false,
-                    Some(r) if r.uid.as_deref().is_some_and(|u| !u.is_empty()) => false,
-                    Some(r) if r.name != reference.name || r.namespace != reference.namespace => {
-                        false
-                    }
-                    existing => {
-                        if existing.is_none() {
-                            v.metadata
-                                .annotations
-                                .get_or_insert_default()
-                                .insert(BOUND_BY_CONTROLLER.into(), "yes".into());
-                        }
-                        spec.claim_ref = Some(reference.clone());
-                        true
-                    }
-                }
-            })
+            .edit("", &pv_name, |v| point_at_claim(v, &reference))
             .await?;
-        if !pv
-            .spec
-            .as_ref()
-            .and_then(|s| s.claim_ref.as_ref())
-            .is_some_and(|r| r.uid == reference.uid && r.name == reference.name)
-        {
+        if !points_at(&pv, &reference) {
             // Someone else's claim took the volume meanwhile: look again.
             return Ok(Action::requeue(std::time::Duration::from_secs(1)));
         }
         let pv = self.set_volume_phase(&pv, "Bound", None).await?;
-        let (ns, name) = (namespace(&claim.metadata), claim.metadata.name.as_deref());
+        let (ns, name) = (namespace(&claim), claim.metadata.name.as_deref());
         let claim = self
             .claims
             .edit(ns, name.unwrap_or(""), |c| {
@@ -393,7 +356,7 @@ impl PersistentVolumeBinder {
         );
         let name = claim.metadata.name.as_deref().unwrap_or("");
         self.claims
-            .edit_status(namespace(&claim.metadata), name, |c| {
+            .edit_status(namespace(claim), name, |c| {
                 let status = c
                     .status
                     .get_or_insert_with(PersistentVolumeClaimStatus::default);
@@ -537,8 +500,7 @@ impl PersistentVolumeBinder {
         };
         if let Some((reason, message)) = failure {
             let pv = self.set_volume_phase(&pv, "Failed", Some(&message)).await?;
-            self.volume_event(&pv, EventType::Warning, reason, &message)
-                .await;
+            record(&self.events, &pv, EventType::Warning, reason, &message).await;
         }
         Ok(Action::await_change())
     }
@@ -551,7 +513,7 @@ impl PersistentVolumeBinder {
             .await?
             .into_iter()
             .filter(|c| {
-                DEFAULT_CLASS
+                DEFAULT_CLASS_ANNOTATIONS
                     .iter()
                     .any(|a| annotation(&c.metadata, a) == Some("true"))
             })
@@ -729,10 +691,40 @@ fn storage(
         .map_or(0, |q| q.milli_value())
 }
 
+/// upstream's `bindVolumeToClaim`: points `pv` at the claim `reference` names, unless
+/// another claim holds it; a volume pre-bound to the claim by name gets its uid, one the
+/// controller (or the scheduler) points gets `bound-by-controller`. Whether it changed `pv`.
+pub(crate) fn point_at_claim(pv: &mut PersistentVolume, reference: &ObjectReference) -> bool {
+    let spec = pv.spec.get_or_insert_default();
+    match &spec.claim_ref {
+        Some(r) if r.uid == reference.uid && r.name == reference.name => false,
+        Some(r) if r.uid.as_deref().is_some_and(|u| !u.is_empty()) => false,
+        Some(r) if r.name != reference.name || r.namespace != reference.namespace => false,
+        existing => {
+            if existing.is_none() {
+                pv.metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .insert(BOUND_BY_CONTROLLER.into(), "yes".into());
+            }
+            spec.claim_ref = Some(reference.clone());
+            true
+        }
+    }
+}
+
+/// Whether `pv` points at the claim `reference` names (name and uid).
+pub(crate) fn points_at(pv: &PersistentVolume, reference: &ObjectReference) -> bool {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .is_some_and(|r| r.uid == reference.uid && r.name == reference.name)
+}
+
 /// Whether `r` names `claim` (by namespace and name, and by uid once it carries one).
 fn refers_to(r: &ObjectReference, claim: &PersistentVolumeClaim) -> bool {
     r.name == claim.metadata.name
-        && r.namespace.as_deref().unwrap_or("") == namespace(&claim.metadata)
+        && r.namespace.as_deref().unwrap_or("") == namespace(claim)
         && r.uid
             .as_deref()
             .is_none_or(|u| u.is_empty() || Some(u) == claim.metadata.uid.as_deref())
@@ -765,7 +757,8 @@ fn volume_class(pv: &PersistentVolume) -> &str {
         .unwrap_or("")
 }
 
-fn volume_name(claim: &PersistentVolumeClaim) -> &str {
+/// `spec.volumeName` (empty while unbound).
+pub(crate) fn volume_name(claim: &PersistentVolumeClaim) -> &str {
     claim
         .spec
         .as_ref()
@@ -786,17 +779,6 @@ fn annotation<'a>(
     key: &str,
 ) -> Option<&'a str> {
     meta.annotations.as_ref()?.get(key).map(String::as_str)
-}
-
-fn namespace(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or("")
-}
-
-fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
-    ObjectKey {
-        namespace: namespace(meta).to_string(),
-        name: meta.name.clone().unwrap_or_default(),
-    }
 }
 
 #[cfg(test)]

@@ -27,15 +27,22 @@ pub(crate) struct Budget {
     pub(crate) disrupted_pods: HashSet<String>,
 }
 
-/// A PersistentVolumeClaim as VolumeBinding reads it.
+/// A PersistentVolumeClaim as VolumeBinding reads it (matching it to volumes reads most of
+/// it).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Claim {
+pub(crate) struct Claim(pub(crate) Arc<PersistentVolumeClaim>);
+
+impl Claim {
     /// `metadata.deletionTimestamp` is set.
-    pub(crate) deleting: bool,
+    pub(crate) fn deleting(&self) -> bool {
+        self.0.metadata.deletion_timestamp.is_some()
+    }
+
     /// Bound to a volume (`spec.volumeName` set or phase `Bound`).
-    pub(crate) bound: bool,
-    /// The claim itself (matching it to volumes reads most of it).
-    pub(crate) object: Arc<PersistentVolumeClaim>,
+    pub(crate) fn bound(&self) -> bool {
+        !crate::controllers::persistent_volume::volume_name(&self.0).is_empty()
+            || self.0.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+    }
 }
 
 /// A StorageClass as VolumeBinding reads it.
@@ -147,18 +154,7 @@ impl ListerKind {
                 })
             }
             ListerKind::Claims => {
-                let c = PersistentVolumeClaim::deserialize(v).ok()?;
-                let bound = c
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.volume_name.as_ref())
-                    .is_some_and(|n| !n.is_empty())
-                    || c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-                ListerValue::Claim(Claim {
-                    deleting: c.metadata.deletion_timestamp.is_some(),
-                    bound,
-                    object: Arc::new(c),
-                })
+                ListerValue::Claim(Claim(Arc::new(PersistentVolumeClaim::deserialize(v).ok()?)))
             }
             ListerKind::Volumes => {
                 ListerValue::Volume(Arc::new(PersistentVolume::deserialize(v).ok()?))
@@ -409,7 +405,7 @@ mod tests {
             .decode(&json!({"metadata": {"name": "c"}, "spec": {"volumeName": "pv"}}));
         l.apply(ListerKind::Claims, "ns", "c", c);
         assert_eq!(
-            l.claim("ns", "c").ok().flatten().map(|c| c.bound),
+            l.claim("ns", "c").ok().flatten().map(Claim::bound),
             Some(true)
         );
     }

@@ -4,8 +4,9 @@
 //! admission limits that to its own), read and write its own Lease in `kube-node-lease`, read
 //! the pods bound to it (list and watch only with a `spec.nodeName=NAME` field selector),
 //! update their status and delete them, read the secrets, config maps and persistent volume
-//! claims those pods use and the persistent volumes bound to those claims, create tokens of their service accounts, create events, and read
-//! services (upstream's `system:node` role grants that last one through RBAC). Nothing else:
+//! claims those pods use and the persistent volumes bound to those claims, create tokens of
+//! their service accounts, create events, and read services (upstream's `system:node` role
+//! grants that last one through RBAC). Nothing else:
 //! every other request gets no opinion, and the chain refuses it.
 //!
 //! Deliberate deviation from upstream: a node may also read (get, list, watch) every Node,

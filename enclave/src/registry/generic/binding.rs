@@ -159,7 +159,7 @@ impl ObjectStore {
             {
                 TxnOutcome::Committed { revision, .. } => {
                     meta::set_resource_version(&mut pod, revision);
-                    self.keep_response_bytes(&key, revision, &pod, &stored);
+                    self.keep_served_splice(&key, revision, &stored);
                     return Ok(pod);
                 }
                 TxnOutcome::Failed { current } => {

@@ -9,8 +9,6 @@
 
 use std::io::Write;
 
-#[cfg(test)]
-use bytes::Bytes;
 use serde_json::Value;
 
 const RESOURCE_VERSION: &str = "resourceVersion";
@@ -103,13 +101,6 @@ impl Stored {
         })
     }
 
-    /// The served bytes of the object written at `revision`; `None` when they cannot be
-    /// spliced from the stored ones.
-    #[cfg(test)]
-    fn served(&self, revision: u64) -> Option<Bytes> {
-        Some(self.version_at?.splice(&self.bytes, revision))
-    }
-
     /// Where the served bytes take the resourceVersion; `None` when they cannot be spliced.
     pub(super) fn version_slot(&self) -> Option<VersionSlot> {
         self.version_at
@@ -117,14 +108,6 @@ impl Stored {
 }
 
 impl VersionSlot {
-    /// The served bytes of `stored` (bytes this slot was made with) at `revision`.
-    #[cfg(test)]
-    fn splice(self, stored: &[u8], revision: u64) -> Bytes {
-        let mut out = Vec::with_capacity(stored.len() + 40);
-        self.write_spliced(stored, revision, &mut out);
-        Bytes::from(out)
-    }
-
     /// Appends the served bytes of `stored` (bytes this slot was made with) at `revision`
     /// to `out`.
     pub(super) fn write_spliced(self, stored: &[u8], revision: u64, out: &mut Vec<u8>) {
@@ -161,8 +144,10 @@ mod tests {
             "stored form of {obj}"
         );
         let has_self_link = obj.pointer("/metadata/selfLink").is_some();
-        match stored.served(42) {
-            Some(served) => {
+        match stored.version_slot() {
+            Some(at) => {
+                let mut served = Vec::new();
+                at.write_spliced(&stored.bytes, 42, &mut served);
                 assert!(!has_self_link);
                 let mut versioned = obj.clone();
                 versioned["metadata"]["resourceVersion"] = json!("42");

@@ -146,18 +146,9 @@ impl ObjectStore {
     /// After a write: keeps, in the slot of the value written at `revision`, where its
     /// response bytes take the resourceVersion, so no LIST decodes or encodes it (a LIST
     /// copies the stored bytes with the resourceVersion spliced in; kube-apiserver's watch
-    /// cache serializes once per object). A value the splice cannot serve (a selfLink in
-    /// `obj`) is left for the first LIST to derive.
-    pub(super) fn keep_response_bytes(
-        &self,
-        key: &[u8],
-        revision: u64,
-        obj: &Value,
-        stored: &Stored,
-    ) {
-        if crate::registry::meta::meta_str(obj, "selfLink").is_some() {
-            return;
-        }
+    /// cache serializes once per object). A value the splice cannot serve (one with a
+    /// selfLink) is left for the first LIST to derive.
+    pub(super) fn keep_served_splice(&self, key: &[u8], revision: u64, stored: &Stored) {
         if let (Some(slot), Some(at)) = (
             self.store.resident_slot(key, revision),
             stored.version_slot(),

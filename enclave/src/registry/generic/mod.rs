@@ -207,8 +207,8 @@ impl ObjectStore {
         Self::encode_stored(obj).map(|s| s.bytes)
     }
 
-    /// The stored bytes of `obj`, from which [`ObjectStore::keep_response_bytes`] splices
-    /// the served ones.
+    /// The stored bytes of `obj`, from which [`ObjectStore::keep_served_splice`] keeps where
+    /// the served ones take the resourceVersion.
     fn encode_stored(obj: &Value) -> Result<encoding::Stored> {
         encoding::Stored::encode(obj).map_err(|e| Error::BadRequest(e.to_string()))
     }

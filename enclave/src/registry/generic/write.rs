@@ -273,7 +273,7 @@ impl ObjectStore {
         match outcome {
             TxnOutcome::Committed { revision, .. } => {
                 meta::set_resource_version(&mut obj, revision);
-                self.keep_response_bytes(&info.key(ns, &name), revision, &obj, &stored);
+                self.keep_served_splice(&info.key(ns, &name), revision, &stored);
                 Ok(Written {
                     object: obj,
                     warnings,
@@ -651,7 +651,7 @@ impl ObjectStore {
         {
             TxnOutcome::Committed { revision, .. } => {
                 meta::set_resource_version(&mut new, revision);
-                self.keep_response_bytes(&key, revision, &new, &stored);
+                self.keep_served_splice(&key, revision, &stored);
                 Ok(CasWrite::Stored(new))
             }
             TxnOutcome::Failed { current } => Ok(CasWrite::lost(current.as_ref())),

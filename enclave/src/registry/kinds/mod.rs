@@ -25,7 +25,7 @@ mod reviews;
 mod revisions;
 mod service_cidrs;
 mod services;
-mod storage;
+pub(crate) mod storage;
 
 use serde_json::{Map, Value};
 

@@ -312,9 +312,9 @@ impl Strategy for PersistentVolumes {
 }
 
 /// The annotations that make a StorageClass the default (GA and beta).
-const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
-    "storageclass.kubernetes.io~1is-default-class",
-    "storageclass.beta.kubernetes.io~1is-default-class",
+pub(crate) const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
 ];
 
 /// storage.k8s.io/v1 `storageclasses`.
@@ -377,11 +377,10 @@ impl Strategy for StorageClasses {
         ]
     }
     fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
-        let default = DEFAULT_CLASS_ANNOTATIONS.iter().any(|a| {
-            obj.pointer(&format!("/metadata/annotations/{a}"))
-                .and_then(Value::as_str)
-                == Some("true")
-        });
+        let annotations = obj.pointer("/metadata/annotations");
+        let default = DEFAULT_CLASS_ANNOTATIONS
+            .iter()
+            .any(|a| annotations.and_then(|m| m.get(a)).and_then(Value::as_str) == Some("true"));
         let name = meta::name(obj);
         vec![
             json!(if default {

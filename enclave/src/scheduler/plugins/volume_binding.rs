@@ -14,7 +14,8 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::controllers::persistent_volume::{
-    NodeView, Placement, SELECTED_NODE, best_match, claim_class, claim_reference, volume_fits_node,
+    NodeView, Placement, SELECTED_NODE, best_match, claim_class, claim_reference, point_at_claim,
+    points_at, volume_fits_node, volume_name,
 };
 use crate::controllers::typed::Typed;
 use crate::registry::ObjectStore;
@@ -49,6 +50,21 @@ pub(crate) struct State {
     delayed: Vec<DelayedClaim>,
 }
 
+/// The volume [`best_match`] gives `claim` on `node` among `volumes` that no earlier claim of
+/// the same pod took (each claim needs a volume of its own).
+fn free_match<'v>(
+    claim: &PersistentVolumeClaim,
+    class: &str,
+    volumes: impl IntoIterator<Item = &'v PersistentVolume>,
+    taken: &[&str],
+    node: NodeView<'_>,
+) -> Option<&'v PersistentVolume> {
+    let free = volumes
+        .into_iter()
+        .filter(|v| !taken.contains(&v.metadata.name.as_deref().unwrap_or("")));
+    best_match(claim, class, free, Placement::Delayed(Some(node)))
+}
+
 /// The plugin.
 #[derive(Debug)]
 pub(crate) struct VolumeBinding;
@@ -79,30 +95,25 @@ impl Plugin for VolumeBinding {
                         "persistentvolumeclaim \"{name}\" not found"
                     )));
                 }
-                Ok(Some(c)) if c.deleting => {
+                Ok(Some(c)) if c.deleting() => {
                     return PreFilter::Reject(Status::unresolvable(format!(
                         "persistentvolumeclaim \"{name}\" is being deleted"
                     )));
                 }
                 Ok(Some(c)) => c,
             };
-            let volume = c
-                .object
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_name.as_deref())
-                .unwrap_or("");
+            let volume = volume_name(&c.0);
             if !volume.is_empty() {
                 found.bound.push(volume.to_string());
                 continue;
             }
-            if c.bound {
+            if c.bound() {
                 continue;
             }
-            let class = claim_class(&c.object).unwrap_or("");
+            let class = claim_class(&c.0).unwrap_or("");
             match cx.listers.class(class) {
                 Some(k) if k.delayed => found.delayed.push(DelayedClaim {
-                    claim: c.object.clone(),
+                    claim: c.0.clone(),
                     class: class.to_string(),
                     provisioner: k.provisioner.clone(),
                 }),
@@ -144,11 +155,7 @@ impl Plugin for VolumeBinding {
         }
         let mut taken: Vec<&str> = Vec::new();
         for d in &found.delayed {
-            let free = cx
-                .listers
-                .volumes()
-                .filter(|v| !taken.contains(&v.metadata.name.as_deref().unwrap_or("")));
-            match best_match(&d.claim, &d.class, free, Placement::Delayed(Some(view))) {
+            match free_match(&d.claim, &d.class, cx.listers.volumes(), &taken, view) {
                 Some(pv) => taken.push(pv.metadata.name.as_deref().unwrap_or("")),
                 None if d.provisioner == NO_PROVISIONER => {
                     return Err(Status::unresolvable(BIND_CONFLICT));
@@ -193,18 +200,14 @@ impl VolumeAccess {
     pub(crate) async fn pre_bind(&self, pod: &PodInfo) -> Result<(), String> {
         let fail = |e: crate::controllers::Error| e.one_line();
         let mut node: Option<Node> = None;
+        let mut volumes: Option<Vec<PersistentVolume>> = None;
         let mut taken: Vec<String> = Vec::new();
         for name in &pod.claims {
             let Some(claim) = self.claims.get(&pod.namespace, name).await.map_err(fail)? else {
                 return Err(format!("persistentvolumeclaim \"{name}\" not found"));
             };
-            let bound = claim
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_name.as_deref())
-                .is_some_and(|v| !v.is_empty());
             let class_name = claim_class(&claim).unwrap_or("").to_string();
-            if bound || class_name.is_empty() {
+            if !volume_name(&claim).is_empty() || class_name.is_empty() {
                 continue;
             }
             let Some(class) = self.classes.get("", &class_name).await.map_err(fail)? else {
@@ -219,14 +222,12 @@ impl VolumeAccess {
             let Some(n) = node.as_ref() else {
                 return Err(format!("node \"{}\" not found", pod.node_name));
             };
-            let volumes = self.volumes.list("").await.map_err(fail)?;
-            let free = volumes.iter().filter(|v| {
-                !taken
-                    .iter()
-                    .any(|t| Some(t.as_str()) == v.metadata.name.as_deref())
-            });
-            let placement = Placement::Delayed(Some(NodeView::of(n)));
-            if let Some(pv) = best_match(&claim, &class_name, free, placement) {
+            if volumes.is_none() {
+                volumes = Some(self.volumes.list("").await.map_err(fail)?);
+            }
+            let all = volumes.as_deref().unwrap_or_default();
+            let taken_names: Vec<&str> = taken.iter().map(String::as_str).collect();
+            if let Some(pv) = free_match(&claim, &class_name, all, &taken_names, NodeView::of(n)) {
                 let pv_name = pv.metadata.name.clone().unwrap_or_default();
                 self.claim_volume(&pv_name, &claim).await?;
                 taken.push(pv_name);
@@ -250,7 +251,7 @@ impl VolumeAccess {
         Ok(())
     }
 
-    /// Points volume `pv_name` at `claim`, unless another claim has it.
+    /// Points volume `pv_name` at `claim` as the binder does, unless another claim has it.
     async fn claim_volume(
         &self,
         pv_name: &str,
@@ -259,26 +260,10 @@ impl VolumeAccess {
         let reference = claim_reference(claim);
         let pv = self
             .volumes
-            .edit("", pv_name, |v| {
-                let spec = v.spec.get_or_insert_default();
-                if spec.claim_ref.is_some() {
-                    return false;
-                }
-                spec.claim_ref = Some(reference.clone());
-                v.metadata
-                    .annotations
-                    .get_or_insert_default()
-                    .insert("pv.kubernetes.io/bound-by-controller".into(), "yes".into());
-                true
-            })
+            .edit("", pv_name, |v| point_at_claim(v, &reference))
             .await
             .map_err(|e| e.one_line())?;
-        let ours = pv
-            .spec
-            .as_ref()
-            .and_then(|s| s.claim_ref.as_ref())
-            .is_some_and(|r| r.uid == reference.uid);
-        if ours {
+        if points_at(&pv, &reference) {
             Ok(())
         } else {
             Err(format!(
