@@ -121,6 +121,36 @@ pub(crate) async fn kill_pod(
     Ok(())
 }
 
+/// Removes a container. One that containerd is still starting (a sync's start raced this
+/// removal) cannot be removed until the start ends: stop it and try again, for up to 5 s.
+async fn remove_container(ctx: &Ctx, id: &str) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        match ctx
+            .cri
+            .remove_container(cri::RemoveContainerRequest {
+                container_id: id.to_string(),
+            })
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.cri_code() == Some(tonic::Code::NotFound) => return Ok(()),
+            Err(e) if tries < 50 && e.to_string().contains("starting state") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let _ = ctx
+                    .cri
+                    .stop_container(cri::StopContainerRequest {
+                        container_id: id.to_string(),
+                        timeout: 0,
+                    })
+                    .await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Removes every container and sandbox of the pod, its volumes, its cgroups (under every
 /// QoS class: an orphan's class is not known) and its logs.
 pub(crate) async fn remove_pod(ctx: &Ctx, observed: &ObservedPod, uid: &str) -> Result<()> {
@@ -134,17 +164,7 @@ pub(crate) async fn remove_pod(ctx: &Ctx, observed: &ObservedPod, uid: &str) -> 
                 })
                 .await;
         }
-        match ctx
-            .cri
-            .remove_container(cri::RemoveContainerRequest {
-                container_id: c.id.clone(),
-            })
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.cri_code() == Some(tonic::Code::NotFound) => {}
-            Err(e) => return Err(e),
-        }
+        remove_container(ctx, &c.id).await?;
     }
     for s in &observed.sandboxes {
         let _ = ctx
