@@ -483,8 +483,13 @@ impl ApiServer {
         if req.body.is_empty() {
             return Ok(o);
         }
-        let v: Value = serde_json::from_slice(&req.body)
-            .map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+        // Go clients with the protobuf content type send their options so.
+        let v: Value = if req.content_type.starts_with(super::protobuf::CONTENT_TYPE) {
+            super::protobuf::decode(&req.body)?
+        } else {
+            serde_json::from_slice(&req.body)
+                .map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
+        };
         if !v.is_object() {
             return Err(Error::BadRequest(
                 "invalid DeleteOptions: not an object".into(),
