@@ -10,9 +10,11 @@
 //!   client sets it up (`tests/client_support/java`), where a JDK is installed;
 //! - kube-rs (`kube` with rustls, the Rust ecosystem's client): typed create, list with a selector,
 //!   a watch from the list's resourceVersion, merge patch and server-side apply, a stale replace's
-//!   409, a 404 Status, the scale subresource, delete answers.
+//!   409, a 404 Status, the scale subresource, delete answers;
+//! - PyPI's `openapi-spec-validator` on every `/openapi/v3` document, which must also describe every
+//!   operation discovery lists (`tests/client_support/openapi_check.py`).
 //!
-//! `scripts/setup` installs the Python and JavaScript clients.
+//! `scripts/setup` installs the Python and JavaScript clients and the validator.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
@@ -291,4 +293,19 @@ async fn kube_rs_lists_watches_patches_and_applies() {
             .is_some_and(|s| s.metadata.name.as_deref() == Some("kube-rs")),
         "the deleted Service"
     );
+}
+
+/// The OpenAPI v3 documents pass an independent validator (PyPI `openapi-spec-validator`) and
+/// document every operation discovery lists, with path parameters
+/// (`tests/client_support/openapi_check.py`).
+#[test]
+fn openapi_documents_pass_an_independent_validator() {
+    let e = Enclave::start();
+    let script = support("openapi_check.py");
+    let out = run_client(
+        "python3",
+        &[script.as_os_str(), e.kubeconfig().as_os_str()],
+        &["api/v1: valid", "apis/apps/v1: valid"],
+    );
+    println!("{out}");
 }

@@ -1,9 +1,12 @@
-//! OpenAPI: a v3 index and per-group-version documents whose PATCH operations carry
+//! OpenAPI: a v3 index and per-group-version documents. Each document describes every operation of every
+//! served resource (`operations`: read, list, watch, create, replace, patch, delete, deletecollection, the list
+//! across namespaces and the subresources, with path and query parameters and responses); PATCH operations carry
 //! `x-kubernetes-group-version-kind` and the `fieldValidation`, `dryRun` and `fieldManager` parameters (kubectl
-//! then validates server-side), with the full schema of every kind that has a `k8s-openapi` type (descriptions
-//! included, generated through `schemars`) under `components.schemas`, each kind's schema tagged with its
-//! `x-kubernetes-group-version-kind`, which is how `kubectl explain` finds it; and an empty gnostic-protobuf v2
-//! document (kubectl 1.27/1.28 insist on downloading one). [`V3Documents`] serializes them all once.
+//! then validates server-side). `components.schemas` holds the full schema of every kind that has a
+//! `k8s-openapi` type (descriptions included, generated through `schemars`) and of its list, each tagged with
+//! its `x-kubernetes-group-version-kind`, which is how `kubectl explain` finds it; and there is an empty
+//! gnostic-protobuf v2 document (kubectl 1.27/1.28 insist on downloading one). [`V3Documents`] serializes them
+//! all once.
 
 use std::collections::HashMap;
 
@@ -13,6 +16,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::registry::ResourceTable;
+
+mod operations;
 
 /// The Content-Type kubectl accepts for `/openapi/v2`.
 pub const V2_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
@@ -25,68 +30,80 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
+/// The `$ref` of `T`'s schema in `generator`'s components.
+fn reference<T: schemars::JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    Value::from(generator.subschema_for::<T>())
+}
+
 /// The v3 document of one group-version, if served.
 pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<Value> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
     let mut paths = Map::new();
     let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
-    // (definition name, GVK) of each kind whose schema is served.
+    // (definition name, GVK) of each kind and list whose schema is served.
     let mut kinds = Vec::new();
+    let mut lists = Vec::new();
+    let base = format!("/{}", gv_path(group, version));
+    let shared = operations::Schemas {
+        object: json!({"type": "object"}),
+        list: json!({"type": "object"}),
+        status: reference::<meta::Status>(&mut generator),
+        delete_options: reference::<meta::DeleteOptions>(&mut generator),
+        watch_event: reference::<meta::WatchEvent<serde_json::Value>>(&mut generator),
+        scale: reference::<k8s_openapi::api::autoscaling::v1::Scale>(&mut generator),
+        token_request: reference::<k8s_openapi::api::authentication::v1::TokenRequest>(
+            &mut generator,
+        ),
+        eviction: reference::<k8s_openapi::api::policy::v1::Eviction>(&mut generator),
+        binding: reference::<k8s_openapi::api::core::v1::Binding>(&mut generator),
+    };
+    let list_meta = reference::<meta::ListMeta>(&mut generator);
     for r in table.in_group_version(group, version) {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let kind_schema = r.strategy.schema(&mut generator).map(Value::from);
-        if let Some(name) = kind_schema
+        let name = kind_schema
             .as_ref()
             .and_then(|s| s.get("$ref"))
             .and_then(Value::as_str)
             .and_then(|reference| reference.rsplit('/').next())
-        {
-            kinds.push((name.to_string(), gvk.clone()));
-        }
-        let object_schema = kind_schema.unwrap_or_else(|| json!({"type": "object"}));
-        let base = format!("/{}", gv_path(group, version));
-        let item = if r.namespaced() {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.resource)
-        } else {
-            format!("{base}/{}/{{name}}", r.resource)
+            .map(str::to_string);
+        let object = kind_schema.unwrap_or_else(|| json!({"type": "object"}));
+        let list_schema = json!({
+            "type": "object",
+            "description": format!("A list of {}.", r.kind),
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"allOf": [list_meta]},
+                "items": {"type": "array", "items": object},
+            },
+            "required": ["items"],
+        });
+        let list = match &name {
+            Some(name) => {
+                let list_name = format!("{name}List");
+                let list_gvk =
+                    json!({"group": r.group, "version": r.version, "kind": r.list_kind()});
+                lists.push((list_name.clone(), list_schema, list_gvk));
+                json!({"$ref": format!("#/components/schemas/{list_name}")})
+            }
+            None => list_schema,
         };
-        let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-        let mut body = json!({"content": {
-            "application/json-patch+json": {"schema": {"type": "object"}},
-            "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/apply-patch+yaml": {"schema": {"type": "object"}},
-        }});
-        // kubectl 1.29+ computes a strategic merge patch for `apply` only when the PATCH operation lists its
-        // content type, which upstream's custom resource documents do not.
-        if r.strategy.accepts_strategic_merge() {
-            body["content"]["application/strategic-merge-patch+json"] =
-                json!({"schema": {"type": "object"}});
+        if let Some(name) = name {
+            kinds.push((name, gvk));
         }
-        let op = |action: &str| {
-            json!({
-                "operationId": format!("{action}{}", r.kind),
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation")],
-                "responses": {"200": {"description": "OK"}},
-            })
+        let schemas = operations::Schemas {
+            object,
+            list,
+            status: shared.status.clone(),
+            delete_options: shared.delete_options.clone(),
+            watch_event: shared.watch_event.clone(),
+            scale: shared.scale.clone(),
+            token_request: shared.token_request.clone(),
+            eviction: shared.eviction.clone(),
+            binding: shared.binding.clone(),
         };
-        let json_body = json!({"content": {"application/json": {"schema": object_schema}}});
-        if r.persistence == crate::registry::Persistence::Computed {
-            // Read-only: no write operations to describe.
-            continue;
-        }
-        if r.is_virtual() {
-            // Create-only: a POST on the collection, nothing else.
-            let mut post = op("post");
-            post["requestBody"] = json_body;
-            paths.insert(format!("{base}/{}", r.resource), json!({"post": post}));
-            continue;
-        }
-        let mut patch = op("patch");
-        patch["requestBody"] = body;
-        let mut put = op("put");
-        put["requestBody"] = json_body;
-        paths.insert(item, json!({"patch": patch, "put": put}));
+        operations::add_resource(r, &base, &schemas, &mut paths);
     }
     if paths.is_empty() {
         return None;
@@ -94,6 +111,10 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
     let mut schemas = generator.take_definitions(true);
     for (name, schema) in &mut schemas {
         annotate_patch_strategies(name, schema);
+    }
+    for (name, mut schema, gvk) in lists {
+        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
+        schemas.insert(name, schema);
     }
     for (name, gvk) in kinds {
         if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
@@ -249,6 +270,39 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|p| p["name"] == "fieldValidation")
+        );
+        // Every operation, with its path parameters on the path item.
+        let item = &doc["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"];
+        for method in ["get", "put", "patch", "delete"] {
+            assert!(item[method]["operationId"].is_string(), "{method}");
+        }
+        assert_eq!(item["get"]["operationId"], "readCoreV1NamespacedConfigMap");
+        let names: Vec<&Value> = item["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "path")
+            .map(|p| &p["name"])
+            .collect();
+        assert_eq!(names, ["name", "namespace"]);
+        let collection = &doc["paths"]["/api/v1/namespaces/{namespace}/configmaps"];
+        assert_eq!(collection["get"]["x-kubernetes-action"], "list");
+        assert_eq!(collection["post"]["x-kubernetes-action"], "post");
+        assert_eq!(
+            collection["delete"]["x-kubernetes-action"],
+            "deletecollection"
+        );
+        assert_eq!(
+            doc["paths"]["/api/v1/configmaps"]["get"]["operationId"],
+            "listCoreV1ConfigMapForAllNamespaces"
+        );
+        assert_eq!(
+            doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/log"]["get"]["operationId"],
+            "readCoreV1NamespacedPodLog"
+        );
+        assert_eq!(
+            collection["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.ConfigMapList"
         );
         // Full schemas, found by GVK as kubectl explain does, with $refs into components.
         let schemas = doc["components"]["schemas"].as_object().unwrap();
