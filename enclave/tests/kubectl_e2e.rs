@@ -1541,6 +1541,16 @@ fn scenario(k: &Kubectl<'_>) {
         "Cron format",
         &v,
     );
+    // ... and /openapi/v2 in gnostic protobuf, with references followed (it was an empty document).
+    has(
+        &k.ok(&[
+            "explain",
+            "deployment.spec.template.spec.containers.resources",
+            "--output=plaintext-openapiv2",
+        ]),
+        "ResourceRequirements describes the compute resource requirements",
+        &v,
+    );
 
     let out = k.ok(&["get", "namespaces"]);
     has(&out, "STATUS", &v);

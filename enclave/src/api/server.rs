@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, header};
 use rustls::ServerConfig;
@@ -93,7 +92,7 @@ pub struct ApiServer {
     pub(crate) objects: ObjectStore,
     /// The OpenAPI v3 documents of the latest table seen, built on first
     /// request and rebuilt when the table changes (custom resources).
-    openapi: std::sync::Mutex<Option<Arc<openapi::V3Documents>>>,
+    openapi: std::sync::Mutex<Option<Arc<openapi::Documents>>>,
     pub(crate) auth: Authenticator,
     pub(crate) config: ApiConfig,
     pub(crate) security: Security,
@@ -178,9 +177,9 @@ impl ApiServer {
         })
     }
 
-    /// The OpenAPI v3 documents of `table`, built on first use and again
+    /// The OpenAPI documents of `table`, built on first use and again
     /// whenever the table's generation changes.
-    fn openapi_v3(&self, table: &ResourceTable) -> Arc<openapi::V3Documents> {
+    fn openapi(&self, table: &ResourceTable) -> Arc<openapi::Documents> {
         let mut cached = match self.openapi.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -188,7 +187,7 @@ impl ApiServer {
         match cached.as_ref() {
             Some(docs) if docs.generation() == table.generation() => docs.clone(),
             _ => {
-                let docs = Arc::new(openapi::V3Documents::build(table));
+                let docs = Arc::new(openapi::Documents::build(table));
                 *cached = Some(docs.clone());
                 docs
             }
@@ -439,14 +438,27 @@ impl ApiServer {
             Route::GroupVersion(g, v) if get => discovery::resource_list(table, &g, &v)
                 .map(|d| http::json(200, &d))
                 .unwrap_or_else(http::path_not_found),
-            Route::OpenApiV2 if get => Response::builder()
-                .status(200)
-                .header(header::CONTENT_TYPE, openapi::V2_CONTENT_TYPE)
-                .body(http::full(Bytes::new()))
-                .unwrap_or_else(|_| http::path_not_found()),
-            Route::OpenApiV3Index if get => http::json_bytes(200, self.openapi_v3(table).index()),
+            Route::OpenApiV2 if get => {
+                // kubectl asks for gnostic protobuf; anything else gets JSON, as upstream answers.
+                let protobuf = req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("protobuf"));
+                let body = self.openapi(table).v2(protobuf);
+                if protobuf {
+                    Response::builder()
+                        .status(200)
+                        .header(header::CONTENT_TYPE, openapi::V2_CONTENT_TYPE)
+                        .body(http::full(body))
+                        .unwrap_or_else(|_| http::path_not_found())
+                } else {
+                    http::json_bytes(200, body)
+                }
+            }
+            Route::OpenApiV3Index if get => http::json_bytes(200, self.openapi(table).index()),
             Route::OpenApiV3(g, v) if get => self
-                .openapi_v3(table)
+                .openapi(table)
                 .document(&g, &v)
                 .map(|doc| http::json_bytes(200, doc))
                 .unwrap_or_else(http::path_not_found),

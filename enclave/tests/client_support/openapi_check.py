@@ -1,6 +1,7 @@
 """Checks daas-enclave's OpenAPI v3 documents with an independent validator
 (PyPI `openapi-spec-validator`), then checks that each one documents every
-operation discovery lists for its resources, with their path parameters.
+operation discovery lists for its resources, with their path parameters; and
+the Swagger 2.0 document of /openapi/v2 (JSON) with the same validator.
 
 Usage: openapi_check.py KUBECONFIG. Prints one line per group-version; exits
 non-zero on the first failure.
@@ -74,6 +75,13 @@ def main(kubeconfig):
             if r["namespaced"] and "list" in r["verbs"]:
                 assert "get" in paths.get(f"{base}/{name}", {}), f"{gv_path}: {name} across namespaces"
         print(f"{gv_path}: valid, {len(paths)} paths, {checked} operations checked")
+    # The same in Swagger 2.0 (JSON here; kubectl reads its protobuf form).
+    v2 = get(api_client, "/openapi/v2")
+    validate(v2)
+    v3_paths = sum(len(get(api_client, e["serverRelativeURL"])["paths"]) for e in index.values())
+    assert len(v2["paths"]) == v3_paths, (len(v2["paths"]), v3_paths)
+    assert "io.k8s.api.apps.v1.Deployment" in v2["definitions"]
+    print(f"openapi/v2: valid, {len(v2['paths'])} paths, {len(v2['definitions'])} definitions")
 
 
 if __name__ == "__main__":

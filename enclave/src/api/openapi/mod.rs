@@ -4,9 +4,8 @@
 //! `x-kubernetes-group-version-kind` and the `fieldValidation`, `dryRun` and `fieldManager` parameters (kubectl
 //! then validates server-side). `components.schemas` holds the full schema of every kind that has a
 //! `k8s-openapi` type (descriptions included, generated through `schemars`) and of its list, each tagged with
-//! its `x-kubernetes-group-version-kind`, which is how `kubectl explain` finds it; and there is an empty
-//! gnostic-protobuf v2 document (kubectl 1.27/1.28 insist on downloading one). [`V3Documents`] serializes them
-//! all once.
+//! its `x-kubernetes-group-version-kind`, which is how `kubectl explain` finds it. `/openapi/v2` is the same
+//! in Swagger 2.0, as JSON or gnostic protobuf (`v2`). [`Documents`] serializes them all once.
 
 use std::collections::HashMap;
 
@@ -18,6 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::registry::ResourceTable;
 
 mod operations;
+mod v2;
 
 /// The Content-Type kubectl accepts for `/openapi/v2`.
 pub const V2_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
@@ -191,18 +191,20 @@ fn annotate_patch_strategies(definition: &str, schema: &mut Value) {
     }
 }
 
-/// Every `/openapi/v3` document of a resource table, serialized once per table generation (kubectl
-/// fetches the index and a document for every `apply` and `explain`).
+/// Every OpenAPI document of a resource table: the v3 ones serialized once per table generation (kubectl
+/// fetches the index and a document for every `apply` and `explain`), the v2 one on first request.
 #[derive(Debug)]
-pub struct V3Documents {
+pub struct Documents {
     /// The generation of the table they were built from.
     generation: u64,
     index: Bytes,
     /// By path (`api/v1`, `apis/apps/v1`).
     documents: HashMap<String, Bytes>,
+    /// `/openapi/v2` as JSON and as gnostic protobuf, derived from the v3 documents when first asked for.
+    v2: std::sync::OnceLock<(Bytes, Bytes)>,
 }
 
-impl V3Documents {
+impl Documents {
     /// Builds and serializes every group-version's document of `table`, and the index pointing at them.
     #[must_use]
     pub fn build(table: &ResourceTable) -> Self {
@@ -225,6 +227,7 @@ impl V3Documents {
             generation: table.generation(),
             index: Bytes::from(json!({"paths": index}).to_string()),
             documents,
+            v2: std::sync::OnceLock::new(),
         }
     }
 
@@ -244,6 +247,26 @@ impl V3Documents {
     #[must_use]
     pub fn document(&self, group: &str, version: &str) -> Option<Bytes> {
         self.documents.get(&gv_path(group, version)).cloned()
+    }
+
+    /// The Swagger 2.0 document (`/openapi/v2`): JSON, or gnostic protobuf when `protobuf`.
+    #[must_use]
+    pub fn v2(&self, protobuf: bool) -> Bytes {
+        let (json, pb) = self.v2.get_or_init(|| {
+            // Sorted, so the document (and its hash for clients' caches) is the same on every build.
+            let mut paths: Vec<&String> = self.documents.keys().collect();
+            paths.sort();
+            let v3: Vec<Value> = paths
+                .into_iter()
+                .filter_map(|p| serde_json::from_slice(&self.documents[p]).ok())
+                .collect();
+            let doc = v2::document(&v3);
+            (
+                Bytes::from(doc.to_string()),
+                Bytes::from(v2::protobuf(&doc)),
+            )
+        });
+        if protobuf { pb.clone() } else { json.clone() }
     }
 }
 
@@ -341,7 +364,7 @@ mod tests {
                 .values()
                 .any(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == "Deployment")
         );
-        let idx: Value = serde_json::from_slice(&V3Documents::build(&t).index()).unwrap();
+        let idx: Value = serde_json::from_slice(&Documents::build(&t).index()).unwrap();
         assert!(
             idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
                 .as_str()
