@@ -789,3 +789,89 @@ fn protobuf_bodies_of_any_built_in_kind_and_delete_options() {
     let (_, out) = e.curl_admin("/apis/apps/v1/namespaces/default/statefulsets", &[]);
     assert_eq!(status(&out)["items"], serde_json::json!([]));
 }
+
+/// autoscaling/v1 HorizontalPodAutoscalers are the v2 objects, converted both ways: a v1 read
+/// carries what v1 cannot say in upstream's annotations, so writing it back loses nothing; lists
+/// and watch events come in v1; server-side apply of v1 is refused, not mis-converted.
+#[test]
+fn autoscaling_v1_serves_the_v2_objects() {
+    let e = Enclave::start();
+    let json = "Content-Type: application/json";
+    let v2 = r#"{"apiVersion":"autoscaling/v2","kind":"HorizontalPodAutoscaler","metadata":{"name":"web"},
+        "spec":{"scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},"maxReplicas":4,
+        "metrics":[{"type":"Pods","pods":{"metric":{"name":"qps"},"target":{"type":"AverageValue","averageValue":"10"}}},
+                   {"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":60}}}]}}"#;
+    let (code, out) = e.curl_admin(
+        "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers",
+        &["-X", "POST", "-H", json, "-d", v2],
+    );
+    assert_eq!(code, 201, "{out}");
+    let v1_item = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web";
+    let (code, out) = e.curl_admin(v1_item, &[]);
+    assert_eq!(code, 200, "{out}");
+    let v1 = status(&out);
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60);
+    let carried = v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]
+        .as_str()
+        .unwrap();
+    assert!(carried.contains("qps"), "{carried}");
+
+    // PUT the v1 form back with a new CPU target: the Pods metric survives.
+    let mut changed = v1.clone();
+    changed["spec"]["targetCPUUtilizationPercentage"] = serde_json::json!(75);
+    let (code, out) = e.curl_admin(
+        v1_item,
+        &["-X", "PUT", "-H", json, "-d", &changed.to_string()],
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(status(&out)["apiVersion"], "autoscaling/v1");
+    let (_, out) = e.curl_admin(
+        "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web",
+        &[],
+    );
+    let stored = status(&out);
+    assert_eq!(
+        stored["spec"]["metrics"],
+        serde_json::json!([
+            {"type":"Pods","pods":{"metric":{"name":"qps"},"target":{"type":"AverageValue","averageValue":"10"}}},
+            {"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":75}}}]),
+        "{out}"
+    );
+    assert!(
+        stored["metadata"].get("annotations").is_none(),
+        "the carrying annotation is not stored: {out}"
+    );
+
+    // Lists and watch events in v1.
+    let (_, out) = e.curl_admin("/apis/autoscaling/v1/horizontalpodautoscalers", &[]);
+    let list = status(&out);
+    assert_eq!(list["apiVersion"], "autoscaling/v1");
+    assert_eq!(list["items"][0]["apiVersion"], "autoscaling/v1");
+    let (_, out) = e.curl_admin(
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers?watch=1&timeoutSeconds=1",
+        &[],
+    );
+    let first = out.lines().next().unwrap_or_default();
+    let event = status(first);
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(
+        event["object"]["spec"]["targetCPUUtilizationPercentage"],
+        75
+    );
+
+    // Server-side apply of the v1 form is refused with a clear message, and changes nothing.
+    let (code, out) = e.curl_admin(
+        &format!("{v1_item}?fieldManager=me"),
+        &[
+            "-X",
+            "PATCH",
+            "-H",
+            "Content-Type: application/apply-patch+yaml",
+            "-d",
+            r#"{"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler","metadata":{"name":"web"},"spec":{"maxReplicas":9}}"#,
+        ],
+    );
+    assert_eq!(code, 415, "{out}");
+    assert!(out.contains("autoscaling/v2"), "{out}");
+}

@@ -618,6 +618,56 @@ fn scenario_workflows(k: &Kubectl<'_>, n: &str) {
     );
     assert_eq!(image(k, n, "wf"), "nginx:1.26", "{v}");
 
+    // `autoscale` posts autoscaling/v1 up to some kubectl versions and v2 after (1.27's got a 404
+    // before v1 was served); either way both versions read the same object.
+    has(
+        &k.ok(&[
+            "-n",
+            n,
+            "autoscale",
+            "deployment",
+            "wf",
+            "--max=3",
+            "--cpu-percent=50",
+        ]),
+        "autoscaled",
+        &v,
+    );
+    let v1 = [
+        "-n",
+        n,
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "wf",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}",
+    ];
+    assert_eq!(k.ok(&v1), "autoscaling/v1 50", "{v}");
+    k.ok(&[
+        "-n",
+        n,
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "wf",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"targetCPUUtilizationPercentage":70}}"#,
+    ]);
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            n,
+            "get",
+            "horizontalpodautoscalers.v2.autoscaling",
+            "wf",
+            "-o",
+            "jsonpath={.spec.metrics[0].resource.target.averageUtilization}",
+        ]),
+        "70",
+        "{v}: a merge patch of the v1 form reaches the stored v2 object"
+    );
+    k.ok(&["-n", n, "delete", "hpa", "wf"]);
+
     // diff shows the change and exits 1; nothing is written.
     // Without its resourceVersion: the deployment controller updates the
     // object (revision annotation, status) as it rolls out, which would

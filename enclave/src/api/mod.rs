@@ -19,6 +19,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 mod component_status;
+mod conversion;
 pub mod discovery;
 mod eviction;
 pub mod http;

@@ -260,7 +260,10 @@ impl ApiServer {
         let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
         let writes = req.method != Method::GET;
         let (group, resource) = (req.target.info.group, req.target.info.resource);
-        let response = self.dispatch(req).await;
+        let response = match req.target.info.conversion() {
+            Some(conversion) => self.converted(req, conversion).await,
+            None => self.dispatch(req).await,
+        };
         if writes && response.status().is_success() {
             self.after_write(group, resource);
         }
@@ -274,7 +277,7 @@ impl ApiServer {
     }
 
     /// Dispatches a stored resource's request by subresource and method.
-    async fn dispatch(&self, req: ResourceRequest) -> Response<Body> {
+    pub(super) async fn dispatch(&self, req: ResourceRequest) -> Response<Body> {
         if let Some(sub) = req.target.subresource.clone() {
             return self.subresource(&req, &sub).await;
         }

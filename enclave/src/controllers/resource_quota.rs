@@ -64,7 +64,8 @@ impl ResourceQuotaController {
         let table = self.objects.table();
         table
             .iter()
-            .filter(|info| info.namespaced() && !info.is_virtual())
+            // A converted version (autoscaling/v1 HPAs) shares its storage version's objects.
+            .filter(|info| info.namespaced() && !info.is_virtual() && info.conversion().is_none())
             .filter(|info| {
                 let count = usage::count_name(info);
                 hard.keys().any(|k| {

@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod cel;
+pub mod conversion;
 pub mod custom;
 mod error;
 pub mod eviction;
@@ -23,6 +24,7 @@ pub mod table;
 pub mod typed;
 pub mod watch;
 
+pub use conversion::Conversion;
 pub use error::{Error, FieldError, Result};
 pub use generic::{DeleteOptions, DeleteOutcome, ListOptions, ObjectStore, WriteOptions};
 pub use selector::{FieldSelector, LabelSelector};
@@ -251,6 +253,10 @@ pub enum Persistence {
     /// Read-only and not stored: GET and LIST are answered from elsewhere
     /// (`metrics.k8s.io`, from what the workers report).
     Computed,
+    /// Another version of a stored resource: its objects are the storage
+    /// version's, converted on the way in and out (autoscaling/v1
+    /// HorizontalPodAutoscalers); every verb of [`VERBS`] is served.
+    Converted(Conversion),
 }
 
 /// A subresource served for a resource.
@@ -395,7 +401,7 @@ impl ResourceInfo {
     /// The verbs served, as discovery lists them.
     pub fn verbs(&self) -> &'static [&'static str] {
         match self.persistence {
-            Persistence::Stored => VERBS,
+            Persistence::Stored | Persistence::Converted(_) => VERBS,
             Persistence::Virtual => CREATE_ONLY,
             Persistence::Computed => READ_ONLY,
         }
@@ -404,6 +410,14 @@ impl ResourceInfo {
     /// Whether objects are kept in the store.
     pub fn is_stored(&self) -> bool {
         self.persistence == Persistence::Stored
+    }
+
+    /// The conversion from the storage version, when this version is served from another's storage.
+    pub fn conversion(&self) -> Option<Conversion> {
+        match self.persistence {
+            Persistence::Converted(c) => Some(c),
+            _ => None,
+        }
     }
 
     /// Whether objects are answered rather than stored.

@@ -1,6 +1,7 @@
 //! autoscaling/v2 `horizontalpodautoscalers`: upstream's defaults (one replica at least, 80 %
-//! CPU when no metric is named), validation, the status split and upstream's columns. The
-//! objects are stored and served; no autoscaler acts on them yet.
+//! CPU when no metric is named), validation, the status split and upstream's columns; and
+//! autoscaling/v1's, served from the v2 objects (`registry::conversion`), which needs no rules
+//! of its own but its schema.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use serde_json::{Value, json};
@@ -17,6 +18,22 @@ const MAX_SHOWN_METRICS: usize = 3;
 /// `horizontalpodautoscalers`.
 #[derive(Debug)]
 pub(crate) struct HorizontalPodAutoscalers;
+
+/// autoscaling/v1 `horizontalpodautoscalers`: requests are served by the v2 resource, whose
+/// strategy applies, so only the v1 schema (for OpenAPI) is its own.
+#[derive(Debug)]
+pub(crate) struct HorizontalPodAutoscalersV1;
+
+impl Strategy for HorizontalPodAutoscalersV1 {
+    typed!(k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler);
+    // Tables are built from the stored (v2) objects, with v2's columns, as upstream's are.
+    fn columns(&self) -> Vec<Column> {
+        HorizontalPodAutoscalers.columns()
+    }
+    fn cells(&self, obj: &Value, now: jiff::Timestamp) -> Vec<Value> {
+        HorizontalPodAutoscalers.cells(obj, now)
+    }
+}
 
 fn defaults(obj: &mut Value) {
     default_at(obj, "/spec/minReplicas", json!(1));

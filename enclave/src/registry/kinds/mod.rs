@@ -432,6 +432,12 @@ impl ResourceInfo {
         self.subresources = subs;
         self
     }
+
+    /// Served from another version's storage through `conversion`.
+    fn converted(mut self, conversion: super::Conversion) -> Self {
+        self.persistence = Persistence::Converted(conversion);
+        self
+    }
 }
 
 /// Every built-in resource, in discovery order.
@@ -805,6 +811,18 @@ pub fn builtin() -> Vec<ResourceInfo> {
         .short(&["hpa"])
         .in_all()
         .subs(STATUS),
+        // After v2, so v2 stays the group's preferred version, as upstream's.
+        res(
+            ("autoscaling", "v1"),
+            "HorizontalPodAutoscaler",
+            ("horizontalpodautoscalers", "horizontalpodautoscaler"),
+            Namespaced,
+            Box::new(autoscaling::HorizontalPodAutoscalersV1),
+        )
+        .short(&["hpa"])
+        .in_all()
+        .subs(STATUS)
+        .converted(super::Conversion::HorizontalPodAutoscalerV1),
         res(
             ("networking.k8s.io", "v1"),
             "IngressClass",
@@ -1030,6 +1048,7 @@ mod tests {
             gvr::<authorization::v1::SelfSubjectAccessReview>(),
             gvr::<authorization::v1::SelfSubjectRulesReview>(),
             gvr::<authorization::v1::SubjectAccessReview>(),
+            gvr::<autoscaling::v1::HorizontalPodAutoscaler>(),
             gvr::<autoscaling::v2::HorizontalPodAutoscaler>(),
             gvr::<batch::v1::CronJob>(),
             gvr::<batch::v1::Job>(),
