@@ -295,13 +295,19 @@ fn annotate(annotations: &mut Map<String, Value>, key: &str, value: &Value) {
     annotations.insert(key.into(), Value::String(value.to_string()));
 }
 
-fn hpa_v2_to_v1(v2: &Value) -> Value {
-    let mut metadata = v2.get("metadata").cloned().unwrap_or_else(|| json!({}));
-    let mut annotations = metadata
+/// An object's metadata, and its annotations apart (to add to or take from).
+fn metadata_and_annotations(obj: &Value) -> (Value, Map<String, Value>) {
+    let metadata = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let annotations = metadata
         .get("annotations")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    (metadata, annotations)
+}
+
+fn hpa_v2_to_v1(v2: &Value) -> Value {
+    let (mut metadata, mut annotations) = metadata_and_annotations(v2);
     let mut spec = Map::new();
     put(&mut spec, "scaleTargetRef", get(v2, "/spec/scaleTargetRef"));
     put(&mut spec, "minReplicas", get(v2, "/spec/minReplicas"));
@@ -403,12 +409,7 @@ fn take_annotation(annotations: &mut Map<String, Value>, key: &str) -> Result<Op
 }
 
 fn hpa_v1_to_v2(v1: Value) -> Result<Value> {
-    let mut metadata = v1.get("metadata").cloned().unwrap_or_else(|| json!({}));
-    let mut annotations = metadata
-        .get("annotations")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let (mut metadata, mut annotations) = metadata_and_annotations(&v1);
     let mut spec = Map::new();
     put(
         &mut spec,

@@ -67,13 +67,17 @@ fn pretty() -> Value {
     )
 }
 
+fn dry_run() -> Value {
+    query(
+        "dryRun",
+        "string",
+        "When present, indicates that modifications should not be persisted. The only valid value is All.",
+    )
+}
+
 fn write_params() -> Vec<Value> {
     vec![
-        query(
-            "dryRun",
-            "string",
-            "When present, indicates that modifications should not be persisted. The only valid value is All.",
-        ),
+        dry_run(),
         query(
             "fieldManager",
             "string",
@@ -136,11 +140,7 @@ fn list_params() -> Vec<Value> {
 
 fn delete_params() -> Vec<Value> {
     vec![
-        query(
-            "dryRun",
-            "string",
-            "When present, indicates that modifications should not be persisted. The only valid value is All.",
-        ),
+        dry_run(),
         query(
             "gracePeriodSeconds",
             "integer",
