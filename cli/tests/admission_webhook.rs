@@ -333,3 +333,121 @@ spec:
         text(&ok(&["get", "validatingadmissionpolicies"], None)).contains("No resources found")
     );
 }
+
+/// `daas-host outbound --connect SOCKET --allow 127.0.0.1:PORT`; killed on drop.
+struct ConnectProxy(Child);
+
+impl ConnectProxy {
+    fn start(socket: &Path, allowed: &str) -> ConnectProxy {
+        let child = Command::new(common::bin("daas-host"))
+            .args(["outbound", "--connect"])
+            .arg(format!("unix:{}", socket.display()))
+            .args(["--allow", allowed])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the CONNECT proxy's socket did not appear"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ConnectProxy(child)
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// As in an enclave, the webhooks are called through the host's CONNECT proxy
+/// (`--admission-webhook-via`), TLS end to end: an allowlisted webhook denies as it would
+/// directly; one the host does not allow fails the write with the proxy's refusal.
+#[test]
+fn webhooks_are_called_through_the_hosts_connect_proxy() {
+    let work = tempfile::tempdir().unwrap();
+    let certs = work.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    let made = Command::new("python3")
+        .arg(support("audit_webhook.py"))
+        .args(["certs", certs.to_str().unwrap(), "webhook.test"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(certs.join("ca.crt")).unwrap());
+    let webhook = Webhook::start(&certs, &work.path().join("reviews.jsonl"));
+    let socket = work.path().join("connect.sock");
+    let allowed = format!("127.0.0.1:{}", webhook.port);
+    let _proxy = ConnectProxy::start(&socket, &allowed);
+    let via = format!("unix:{}", socket.display());
+    let enclave = Enclave::start_in(
+        tempfile::tempdir().unwrap(),
+        &["--admission-webhook-via", &via],
+        "ready ",
+    );
+    let kc = enclave.path("admin.kubeconfig");
+    for args in [
+        &["create", "namespace", "hooked"][..],
+        &["label", "namespace", "hooked", "webhooks=on"],
+    ] {
+        let out = kubectl(&kc, args);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let apply = ["apply", "-f", "-"];
+    let out = kubectl_stdin(
+        &kc,
+        &apply,
+        &configuration(
+            "ValidatingWebhookConfiguration",
+            "deny-blue",
+            &format!("https://{allowed}/deny-blue"),
+            &ca,
+            "Fail",
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let denied = kubectl_stdin(&kc, &apply, &configmap("blue", "blue"));
+    assert!(
+        text(&denied).contains("denied the request: blue is not allowed here"),
+        "{}",
+        text(&denied)
+    );
+    let out = kubectl_stdin(&kc, &apply, &configmap("red", "red"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        webhook
+            .reviews()
+            .iter()
+            .any(|r| r["review"]["request"]["name"] == "red"),
+        "the webhook was reached through the proxy"
+    );
+
+    // A webhook at an address the host does not allow: the proxy refuses, Fail refuses the write.
+    let out = kubectl_stdin(
+        &kc,
+        &apply,
+        &configuration(
+            "ValidatingWebhookConfiguration",
+            "elsewhere",
+            "https://127.0.0.1:9/elsewhere",
+            &ca,
+            "Fail",
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let refused = kubectl_stdin(&kc, &apply, &configmap("green", "green"));
+    assert!(!refused.status.success());
+    let err = text(&refused);
+    assert!(
+        err.contains("failed calling webhook \"elsewhere.webhook.example.com\"")
+            && err.contains("refused CONNECT 127.0.0.1:9")
+            && err.contains("403"),
+        "{err}"
+    );
+}

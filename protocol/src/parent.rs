@@ -21,3 +21,6 @@ pub const OUTBOUND_PORT: u32 = 8000;
 /// The host's outbound route to the audit webhook (`daas launch --audit-webhook`), apart from
 /// the numbered routes above so that it does not move when they do.
 pub const AUDIT_WEBHOOK_PORT: u32 = 8010;
+/// The host's CONNECT proxy for admission webhooks (`daas-host outbound --connect`): the enclave
+/// names each webhook's `host:port`, which the host allowlists.
+pub const ADMISSION_WEBHOOK_PORT: u32 = 8011;

@@ -105,6 +105,10 @@ pub(crate) struct LaunchArgs {
     /// and its CA, and TLS runs end to end through the route.
     #[arg(long, value_name = "HOST:PORT")]
     pub(crate) audit_webhook: Option<String>,
+    /// An admission webhook server the enclave may call (`HOST:PORT`, repeatable): the host's
+    /// CONNECT proxy on vsock port 8011 lets the enclave reach exactly these, TLS end to end.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) admission_webhook: Vec<String>,
     /// Accept the unsigned documents of QEMU's nitro-enclave emulator when verifying and
     /// registering the enclave. Tests of images under the emulator only.
     #[arg(long)]

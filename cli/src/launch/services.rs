@@ -133,7 +133,7 @@ pub(crate) fn host_services(
         specs.push(spec("keybroker", broker));
     }
     // The enclave's only ways out: KMS, the Sui fullnode and the audit webhook, each on its
-    // own route.
+    // own route, and the admission webhooks through the CONNECT proxy.
     let mut outbound = os(&["outbound"]);
     let mut port = parent::OUTBOUND_PORT;
     for target in [kms_target(args), args.sui_fullnode.clone()]
@@ -148,7 +148,19 @@ pub(crate) fn host_services(
         let route = format!("{}={target}", transport.service(parent::AUDIT_WEBHOOK_PORT));
         outbound.extend(os(&["--route", &route, "--allow", target]));
     }
-    if port > parent::OUTBOUND_PORT || args.audit_webhook.is_some() {
+    if !args.admission_webhook.is_empty() {
+        outbound.extend(os(&[
+            "--connect",
+            &transport.service(parent::ADMISSION_WEBHOOK_PORT),
+        ]));
+        for target in &args.admission_webhook {
+            outbound.extend(os(&["--allow", target]));
+        }
+    }
+    if port > parent::OUTBOUND_PORT
+        || args.audit_webhook.is_some()
+        || !args.admission_webhook.is_empty()
+    {
         specs.push(spec("outbound", outbound));
     }
     Ok(specs)
@@ -306,6 +318,29 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" "),
             "outbound --route vsock:any:8010=audit.example.com:443 --allow audit.example.com:443"
+        );
+        // Admission webhooks: the CONNECT proxy, allowing exactly the named servers.
+        let specs = host_services(
+            &parse(&[
+                "--admission-webhook",
+                "hooks.example.com:443",
+                "--admission-webhook",
+                "10.0.0.7:8443",
+            ]),
+            Path::new("daas-host"),
+            &StateDir::new(Path::new("/s")),
+            &Transport::Vsock,
+        )
+        .unwrap();
+        let outbound = specs.iter().find(|s| s.name == "outbound").unwrap();
+        assert_eq!(
+            outbound
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            "outbound --connect vsock:any:8011 --allow hooks.example.com:443 --allow 10.0.0.7:8443"
         );
     }
 }

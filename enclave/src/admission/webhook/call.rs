@@ -3,6 +3,10 @@
 //! roots), within `timeoutSeconds`; the answer checked as upstream checks it (same `uid`,
 //! `allowed`, a JSONPatch for mutating webhooks).
 //!
+//! With a `via` endpoint (the host's CONNECT proxy, `daas-host outbound --connect`), the
+//! connection is a `CONNECT host:port` through it, and TLS runs end to end from the enclave, so
+//! the host relays bytes it cannot read; without one (dev mode) the webhook is dialed directly.
+//!
 //! A webhook named by `clientConfig.service` runs in a pod, whose network the enclave does not
 //! reach; calling it fails, and the webhook's `failurePolicy` decides (as upstream does for a
 //! webhook it cannot reach).
@@ -16,6 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, header};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Largest answer read from a webhook (upstream does not bound it; a bound keeps a broken
 /// webhook from filling the enclave's memory).
@@ -46,11 +51,19 @@ pub(crate) struct Target {
     path: String,
     ca_bundle: Option<Vec<u8>>,
     timeout: Duration,
+    /// The host's CONNECT proxy, if calls go through one.
+    via: Option<protocol::Endpoint>,
 }
 
+/// Longest answer head read from the CONNECT proxy.
+const MAX_PROXY_HEAD: usize = 4096;
+
 impl Target {
-    /// From a webhook's `clientConfig` and `timeoutSeconds`.
-    pub(crate) fn of(webhook: &Value) -> Result<Target, CallError> {
+    /// From a webhook's `clientConfig` and `timeoutSeconds`, called through `via` if given.
+    pub(crate) fn of(
+        webhook: &Value,
+        via: Option<&protocol::Endpoint>,
+    ) -> Result<Target, CallError> {
         let config = webhook.get("clientConfig").unwrap_or(&Value::Null);
         let timeout = Duration::from_secs(
             webhook
@@ -97,6 +110,7 @@ impl Target {
                 .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
             ca_bundle,
             timeout,
+            via: via.cloned(),
         })
     }
 
@@ -131,13 +145,58 @@ impl Target {
         parse_answer(&answer, uid)
     }
 
-    async fn exchange(&self, review: &Value) -> Result<Vec<u8>, String> {
-        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+    /// A connection to the webhook's `host:port`: through the CONNECT proxy when there is one.
+    async fn connect(&self) -> Result<Box<dyn crate::boot::parent::ParentStream>, String> {
+        let Some(via) = &self.via else {
+            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| format!("dial tcp {}:{}: {e}", self.host, self.port))?;
+            return Ok(Box::new(tcp));
+        };
+        let mut stream = crate::boot::parent::dial(via, "admission webhook proxy")
             .await
-            .map_err(|e| format!("dial tcp {}:{}: {e}", self.host, self.port))?;
+            .map_err(|e| format!("connecting to the host's proxy {via}: {e}"))?;
+        let authority = if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("the host's proxy {via}: {e}"))?;
+        // Read the answer's head byte by byte: what follows it is the webhook's TLS.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            if head.len() >= MAX_PROXY_HEAD {
+                return Err(format!("the host's proxy {via}: answer head too long"));
+            }
+            let mut byte = [0u8; 1];
+            let n = stream
+                .read(&mut byte)
+                .await
+                .map_err(|e| format!("the host's proxy {via}: {e}"))?;
+            if n == 0 {
+                return Err(format!("the host's proxy {via} closed the connection"));
+            }
+            head.push(byte[0]);
+        }
+        let status_line = String::from_utf8_lossy(&head);
+        let status_line = status_line.lines().next().unwrap_or_default();
+        if status_line.split_whitespace().nth(1) != Some("200") {
+            return Err(format!(
+                "the host's proxy {via} refused CONNECT {authority}: {status_line}"
+            ));
+        }
+        Ok(stream)
+    }
+
+    async fn exchange(&self, review: &Value) -> Result<Vec<u8>, String> {
+        let stream = self.connect().await?;
         let name = ServerName::try_from(self.host.clone()).map_err(|e| e.to_string())?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(self.tls().map_err(|e| e.0)?))
-            .connect(name, tcp)
+            .connect(name, stream)
             .await
             .map_err(|e| format!("tls: {e}"))?;
         let (mut sender, conn) =
@@ -271,15 +330,18 @@ mod tests {
 
     #[test]
     fn targets_need_https_urls() {
-        let t = Target::of(&json!({"clientConfig": {"url": "https://127.0.0.1:8443/validate?x=1"}, "timeoutSeconds": 5})).unwrap();
+        let t = Target::of(&json!({"clientConfig": {"url": "https://127.0.0.1:8443/validate?x=1"}, "timeoutSeconds": 5}), None).unwrap();
         assert_eq!(
             (t.host.as_str(), t.port, t.path.as_str()),
             ("127.0.0.1", 8443, "/validate?x=1")
         );
         assert_eq!(t.timeout, Duration::from_secs(5));
-        assert!(Target::of(&json!({"clientConfig": {"url": "http://x/"}})).is_err());
-        let e = Target::of(&json!({"clientConfig": {"service": {"namespace": "a", "name": "b"}}}))
-            .unwrap_err();
+        assert!(Target::of(&json!({"clientConfig": {"url": "http://x/"}}), None).is_err());
+        let e = Target::of(
+            &json!({"clientConfig": {"service": {"namespace": "a", "name": "b"}}}),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("service a/b"), "{e}");
     }
 }

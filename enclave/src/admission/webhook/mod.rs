@@ -4,7 +4,8 @@
 //! may deny). The configurations are read from the store at each request (from the store's
 //! resident copy, so without a RocksDB read). A webhook that cannot be called, or whose answer
 //! is not usable, fails the request when its `failurePolicy` is `Fail` (the default) and is
-//! skipped when it is `Ignore`, as upstream.
+//! skipped when it is `Ignore`, as upstream. In an enclave the calls go out through the host's
+//! CONNECT proxy (`--admission-webhook-via`), which lets only allowlisted `host:port`s through.
 
 mod call;
 
@@ -26,8 +27,21 @@ pub enum Phase {
 }
 
 /// The admission webhooks of one phase.
-#[derive(Debug, Clone, Copy)]
-pub struct Webhooks(pub Phase);
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    phase: Phase,
+    /// The host's CONNECT proxy the calls go through; `None` dials directly (dev mode).
+    via: Option<protocol::Endpoint>,
+}
+
+impl Webhooks {
+    /// The webhooks of `phase`, called through the host's CONNECT proxy at `via` (the only way
+    /// out of an enclave), or directly without one.
+    #[must_use]
+    pub fn new(phase: Phase, via: Option<protocol::Endpoint>) -> Self {
+        Webhooks { phase, via }
+    }
+}
 
 impl Phase {
     fn resource(self) -> &'static str {
@@ -142,7 +156,7 @@ impl Webhooks {
         if matching::exempt(&Attributes::of(req)) {
             return Ok(Vec::new());
         }
-        webhooks(objects, self.0).await
+        webhooks(objects, self.phase).await
     }
 
     /// Calls each of `hooks` that matches; mutating ones may change `obj`.
@@ -178,7 +192,7 @@ impl Webhooks {
             }
             let ignore = hook.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
             let uid = meta::new_uid();
-            let answer = match call::Target::of(&hook) {
+            let answer = match call::Target::of(&hook, self.via.as_ref()) {
                 Ok(target) => {
                     target
                         .call(&call::review(review_request(req, obj, &uid)), &uid)
@@ -198,7 +212,7 @@ impl Webhooks {
             if !answer.allowed {
                 return Err(denied(&name, answer.status.as_ref()));
             }
-            if let (Phase::Mutating, Some(patch)) = (self.0, answer.patch) {
+            if let (Phase::Mutating, Some(patch)) = (self.phase, answer.patch) {
                 let patch: json_patch::Patch = match serde_json::from_value(patch) {
                     Ok(p) => p,
                     Err(e) => {
@@ -233,7 +247,7 @@ impl Plugin for Webhooks {
         out: &'a mut Outcome,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if self.0 != Phase::Mutating || req.operation == Operation::Delete {
+            if self.phase != Phase::Mutating || req.operation == Operation::Delete {
                 return Ok(());
             }
             let hooks = self.candidates(objects, req).await?;
@@ -252,7 +266,7 @@ impl Plugin for Webhooks {
         out: &'a mut Outcome,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if self.0 != Phase::Validating {
+            if self.phase != Phase::Validating {
                 return Ok(());
             }
             let hooks = self.candidates(objects, req).await?;

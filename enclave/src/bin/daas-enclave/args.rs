@@ -162,6 +162,12 @@ pub(crate) struct Args {
     /// [default: dev none (required with a webhook), production vsock:PARENT:8010].
     #[arg(long)]
     pub(crate) audit_webhook_via: Option<protocol::Endpoint>,
+    /// The host's CONNECT proxy (`daas-host outbound --connect ENDPOINT --allow HOST:PORT`)
+    /// through which admission webhooks' `clientConfig.url`s are called, TLS end to end;
+    /// `unix:PATH` or `vsock:CID:PORT` [default: dev none (dialed directly), production
+    /// vsock:PARENT:8011].
+    #[arg(long)]
+    pub(crate) admission_webhook_via: Option<protocol::Endpoint>,
     /// Most events per webhook request (kube-apiserver's `--audit-webhook-batch-max-size`).
     #[arg(long, default_value_t = enclave::api::audit::webhook::DEFAULT_BATCH_MAX_SIZE)]
     pub(crate) audit_webhook_batch_max_size: usize,
@@ -229,6 +235,8 @@ pub(crate) struct Plan {
     pub(crate) anchors: bool,
     /// The outbound route to the audit webhook, when one is configured.
     pub(crate) audit_webhook_via: Option<protocol::Endpoint>,
+    /// The CONNECT proxy admission webhooks are called through; `None` dials them directly.
+    pub(crate) admission_webhook_via: Option<protocol::Endpoint>,
 }
 
 impl Args {
@@ -264,6 +272,7 @@ impl Args {
                 registry: self.registry.clone(),
                 anchors: self.registry.is_some() && !self.anchor_interval.is_zero(),
                 audit_webhook_via: self.audit_webhook_via.clone(),
+                admission_webhook_via: self.admission_webhook_via.clone(),
             },
             Mode::Production => {
                 if source == RootSecretSource::File {
@@ -304,6 +313,11 @@ impl Args {
                         self.audit_webhook_via
                             .clone()
                             .unwrap_or_else(|| vsock(parent::AUDIT_WEBHOOK_PORT)),
+                    ),
+                    admission_webhook_via: Some(
+                        self.admission_webhook_via
+                            .clone()
+                            .unwrap_or_else(|| vsock(parent::ADMISSION_WEBHOOK_PORT)),
                     ),
                 }
             }

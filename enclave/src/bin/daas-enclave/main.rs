@@ -346,7 +346,7 @@ async fn serve(
     enclave::metrics::registry().register_collector(Box::new(
         enclave::metrics::store::StorageObjects::new(base.clone()),
     ));
-    let (authorizer, rbac, admission) = security::chains(&base);
+    let (authorizer, rbac, admission) = security::chains(&base, plan);
     let objects = base.with_admission(admission);
     cluster::ensure_namespaces(&objects).await?;
     enclave::registry::admission::ensure_system_priority_classes(&objects)

@@ -20,7 +20,10 @@ use crate::args::{Args, Plan};
 /// (NamespaceLifecycle, LimitRanger, Priority, DefaultTolerationSeconds, ResourceQuota) plus
 /// those that need the policy (RBAC escalation, ServiceAccount, NodeRestriction, PodSecurity,
 /// certificates).
-pub(crate) fn chains(base: &ObjectStore) -> (Arc<AuthorizerChain>, RbacAuthorizer, AdmissionChain) {
+pub(crate) fn chains(
+    base: &ObjectStore,
+    plan: &Plan,
+) -> (Arc<AuthorizerChain>, RbacAuthorizer, AdmissionChain) {
     let rbac = RbacAuthorizer::new(PolicyCache::new(base.clone()));
     let authorizer = Arc::new(
         AuthorizerChain::new()
@@ -58,7 +61,10 @@ pub(crate) fn chains(base: &ObjectStore) -> (Arc<AuthorizerChain>, RbacAuthorize
         )
         .with(
             Slot::MutatingAdmissionWebhook,
-            Arc::new(Webhooks(WebhookPhase::Mutating)),
+            Arc::new(Webhooks::new(
+                WebhookPhase::Mutating,
+                plan.admission_webhook_via.clone(),
+            )),
         )
         .with(
             Slot::ValidatingAdmissionPolicy,
@@ -66,7 +72,10 @@ pub(crate) fn chains(base: &ObjectStore) -> (Arc<AuthorizerChain>, RbacAuthorize
         )
         .with(
             Slot::ValidatingAdmissionWebhook,
-            Arc::new(Webhooks(WebhookPhase::Validating)),
+            Arc::new(Webhooks::new(
+                WebhookPhase::Validating,
+                plan.admission_webhook_via.clone(),
+            )),
         );
     (authorizer, rbac, admission)
 }
