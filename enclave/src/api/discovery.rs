@@ -154,6 +154,9 @@ pub fn resource_list(table: &ResourceTable, group: &str, version: &str) -> Optio
         if !r.categories.is_empty() {
             e["categories"] = json!(r.categories);
         }
+        if let Some(hash) = r.storage_version_hash() {
+            e["storageVersionHash"] = json!(hash);
+        }
         resources.push(e);
         for sub in r.subresources {
             let (g, v, k) = sub_kind(r, *sub);
@@ -284,5 +287,37 @@ mod tests {
                 .any(|r| r["name"] == "configmaps" && r["shortNames"][0] == "cm")
         );
         assert!(resource_list(&t, "nope", "v1").is_none());
+    }
+
+    /// The values kube-apiserver answers (its storage versions' `group/version/kind`, hashed).
+    #[test]
+    fn storage_version_hashes_are_upstreams() {
+        let t = ResourceTable::new(builtin());
+        let hash = |group: &str, version: &str, name: &str| {
+            resource_list(&t, group, version).unwrap()["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == name)
+                .map(|r| r.get("storageVersionHash").cloned())
+                .unwrap()
+        };
+        assert_eq!(hash("", "v1", "pods"), Some(json!("xPOwRZ+Yhw8=")));
+        assert_eq!(hash("", "v1", "configmaps"), Some(json!("qFsyl6wFWjQ=")));
+        assert_eq!(
+            hash("apps", "v1", "deployments"),
+            Some(json!("8aSe+NMegvE="))
+        );
+        // Both HPA versions are stored as v2.
+        assert_eq!(
+            hash("autoscaling", "v1", "horizontalpodautoscalers"),
+            hash("autoscaling", "v2", "horizontalpodautoscalers")
+        );
+        // Not stored: no hash, as upstream's reviews and subresources have none.
+        assert_eq!(
+            hash("authorization.k8s.io", "v1", "selfsubjectaccessreviews"),
+            None
+        );
+        assert_eq!(hash("", "v1", "pods/log"), None);
     }
 }

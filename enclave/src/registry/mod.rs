@@ -420,6 +420,22 @@ impl ResourceInfo {
         }
     }
 
+    /// Upstream's `storageVersionHash` for discovery: the first 8 bytes of the SHA-256 of the
+    /// storage version's `group/version/kind`, base64; `None` for what is not stored (reviews,
+    /// metrics, component statuses). Clients (the storage version migrator) compare it to see a
+    /// resource's storage version change.
+    pub fn storage_version_hash(&self) -> Option<String> {
+        use base64::Engine as _;
+        let version = match self.persistence {
+            Persistence::Stored => self.version,
+            Persistence::Converted(c) => c.storage_version(),
+            Persistence::Virtual | Persistence::Computed => return None,
+        };
+        let gvk = format!("{}/{version}/{}", self.group, self.kind);
+        let digest = ring::digest::digest(&ring::digest::SHA256, gvk.as_bytes());
+        Some(base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8]))
+    }
+
     /// Whether objects are answered rather than stored.
     pub fn is_virtual(&self) -> bool {
         self.persistence == Persistence::Virtual
