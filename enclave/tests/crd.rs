@@ -813,3 +813,73 @@ fn the_garbage_collector_follows_owner_references_to_and_from_custom_resources()
     wait_until_gone(&e, &format!("{CONFIGMAPS}/blocker"));
     wait_until_gone(&e, &format!("{WIDGETS}/fg"));
 }
+
+/// A second served version (`None` conversion): its objects are the storage version's with their
+/// `apiVersion` rewritten, both ways, in every verb; before, an object written through v1beta1 was
+/// stored and then served as v1beta1 through v1 too.
+#[test]
+fn a_second_version_serves_the_storage_versions_objects() {
+    let e = Enclave::start();
+    let mut crd = widget_crd();
+    let mut beta = crd["spec"]["versions"][0].clone();
+    beta["name"] = json!("v1beta1");
+    beta["storage"] = json!(false);
+    crd["spec"]["versions"].as_array_mut().unwrap().push(beta);
+    let (code, body) = e.curl_admin(CRDS, &["-X", "POST", "-H", JSON, "-d", &crd.to_string()]);
+    assert_eq!(code, 201, "{body}");
+    let betas = "/apis/example.com/v1beta1/namespaces/default/widgets";
+    eventually("v1beta1 widgets to be served", || {
+        (get(&e, betas).0 == 200).then_some(())
+    });
+    let w = json!({"apiVersion": "example.com/v1beta1", "kind": "Widget", "metadata": {"name": "b"},
+                   "spec": {"color": "red"}});
+    let (code, created) = post(&e, betas, &w.to_string());
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["apiVersion"], "example.com/v1beta1");
+    assert_eq!(
+        created["spec"]["replicas"], 1,
+        "the schema's default applied"
+    );
+    let (_, stored) = get(&e, &format!("{WIDGETS}/b"));
+    assert_eq!(stored["apiVersion"], "example.com/v1", "{stored}");
+    let (_, list) = get(&e, betas);
+    assert_eq!(list["apiVersion"], "example.com/v1beta1");
+    assert_eq!(list["items"][0]["apiVersion"], "example.com/v1beta1");
+    // A merge patch and a server-side apply through v1beta1.
+    let (code, patched) = patch(
+        &e,
+        &format!("{betas}/b"),
+        "application/merge-patch+json",
+        r#"{"spec":{"color":"blue"}}"#,
+    );
+    assert_eq!(code, 200, "{patched}");
+    assert_eq!(patched["apiVersion"], "example.com/v1beta1");
+    let (code, applied) = patch(
+        &e,
+        &format!("{betas}/b?fieldManager=tester&force=true"),
+        "application/apply-patch+yaml",
+        r#"{"apiVersion":"example.com/v1beta1","kind":"Widget","metadata":{"name":"b"},"spec":{"color":"red","size":"L"}}"#,
+    );
+    assert_eq!(code, 200, "{applied}");
+    assert_eq!(applied["apiVersion"], "example.com/v1beta1");
+    let (_, stored) = get(&e, &format!("{WIDGETS}/b"));
+    assert_eq!(
+        (
+            stored["spec"]["color"].clone(),
+            stored["spec"]["size"].clone()
+        ),
+        (json!("red"), json!("L"))
+    );
+    // The scale subresource is the same Scale in every version.
+    let (code, scale) = get(&e, &format!("{betas}/b/scale"));
+    assert_eq!(code, 200, "{scale}");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 1);
+    // Watch events in v1beta1.
+    let (_, out) = e.curl_admin(&format!("{betas}?watch=1&timeoutSeconds=1"), &[]);
+    let first = parse(out.lines().next().unwrap_or_default());
+    assert_eq!(
+        first["object"]["apiVersion"], "example.com/v1beta1",
+        "{out}"
+    );
+}

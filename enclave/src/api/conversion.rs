@@ -1,9 +1,11 @@
 //! Requests to a version served from another version's storage (autoscaling/v1
-//! HorizontalPodAutoscalers, stored as autoscaling/v2): the storage version's resource serves them, with
-//! its defaults, validation and admission; the body is converted to the stored form on the way in, and
-//! every object on the way out (single objects, lists, tables and watch events) to the served form, as
-//! kube-apiserver's codecs convert. A merge, JSON or strategic patch applies to the served form, as
-//! upstream applies it; server-side apply of the converted version is refused (not converted yet).
+//! HorizontalPodAutoscalers, stored as autoscaling/v2; a custom resource's versions other than its
+//! storage version): the storage version's resource serves them, with its defaults, validation and
+//! admission; the body is converted to the stored form on the way in, and every object on the way out
+//! (single objects, lists, tables and watch events) to the served form, as kube-apiserver's codecs
+//! convert. A merge, JSON or strategic patch applies to the served form, as upstream applies it; a
+//! server-side apply is converted when the conversion is lossless (custom resources) and refused
+//! otherwise (HPA v1, whose annotations would make field ownership wrong).
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -13,10 +15,10 @@ use serde_json::Value;
 use super::ApiServer;
 use super::http::{self, Body};
 use super::resource::{
-    ResourceRequest, check_patch_options, is_apply, json_body, object_response, patch_type,
-    write_opts,
+    ResourceRequest, apply_body, check_patch_options, is_apply, json_body, object_response,
+    patch_type, write_opts,
 };
-use crate::registry::generic::Endpoint;
+use crate::registry::generic::{Endpoint, WriteTarget};
 use crate::registry::patch;
 use crate::registry::{Conversion, Error, Result};
 
@@ -36,12 +38,16 @@ impl ApiServer {
             return http::path_not_found();
         };
         req.target.info = storage;
+        let served_version = served.api_version();
         let status_only = match req.target.subresource.as_deref() {
             None => false,
             Some("status") => true,
+            // A Scale is the same in every version of the resource.
+            Some("scale") => {
+                return convert_whole(self.dispatch(req).await, conversion, &served_version).await;
+            }
             Some(_) => return http::path_not_found(),
         };
-        let served_version = served.api_version();
         if req.method == Method::PATCH {
             return self
                 .patch_converted(&req, conversion, status_only)
@@ -73,18 +79,7 @@ impl ApiServer {
         conversion: Conversion,
         status_only: bool,
     ) -> Result<Response<Body>> {
-        if is_apply(req) {
-            return Err(Error::UnsupportedMediaType(format!(
-                "server-side apply of {} {} is not supported; apply its {} form",
-                req.target.info.group,
-                req.target.info.kind,
-                req.target.info.api_version()
-            )));
-        }
-        check_patch_options(req)?;
-        let ty = patch_type(req)?;
-        serde_json::from_slice::<Value>(&req.body)
-            .map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?;
+        let conflicts = check_patch_options(req)?;
         let mut opts = write_opts(req);
         let endpoint = if status_only {
             opts.subresource = Some("status".into());
@@ -92,20 +87,45 @@ impl ApiServer {
         } else {
             Endpoint::Main
         };
+        let (ns, name) = (
+            req.target.namespace.as_deref(),
+            req.target.name.as_deref().unwrap_or(""),
+        );
+        if is_apply(req) {
+            if !conversion.is_lossless() {
+                return Err(Error::UnsupportedMediaType(format!(
+                    "server-side apply of {} {} is not supported; apply its {} form",
+                    req.target.info.group,
+                    req.target.info.kind,
+                    req.target.info.api_version()
+                )));
+            }
+            let config = conversion.to_storage(apply_body(req)?)?;
+            let target = WriteTarget {
+                endpoint,
+                info: &req.target.info,
+                ns,
+                name,
+            };
+            let written = self.objects.apply(target, config, &opts, conflicts).await?;
+            let code = if written.created { 201 } else { 200 };
+            return Ok(object_response(
+                req,
+                code,
+                &conversion.to_served(&written.object),
+                &written.warnings,
+            ));
+        }
+        let ty = patch_type(req)?;
+        serde_json::from_slice::<Value>(&req.body)
+            .map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?;
         let body = req.body.clone();
         let written = self
             .objects
-            .patch_at(
-                endpoint,
-                &req.target.info,
-                req.target.namespace.as_deref(),
-                req.target.name.as_deref().unwrap_or(""),
-                &opts,
-                |stored| {
-                    let patched = patch::apply(ty, &conversion.to_served(stored), &body)?;
-                    conversion.to_storage(patched)
-                },
-            )
+            .patch_at(endpoint, &req.target.info, ns, name, &opts, |stored| {
+                let patched = patch::apply(ty, &conversion.to_served(stored), &body)?;
+                conversion.to_storage(patched)
+            })
             .await?;
         Ok(object_response(
             req,

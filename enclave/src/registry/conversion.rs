@@ -1,9 +1,11 @@
-//! Versions served from another version's storage, and the conversions between them: autoscaling/v1
-//! HorizontalPodAutoscalers are autoscaling/v2 objects, converted on the way in and out as upstream's
-//! `pkg/apis/autoscaling/v1` conversion does. What v1 cannot say (metrics other than CPU utilization,
-//! `behavior`, status conditions and other current metrics) travels in upstream's
-//! `autoscaling.alpha.kubernetes.io/*` annotations, in v1's metric shapes, so a v2 object read and written
-//! back through v1 loses nothing.
+//! Versions served from another version's storage, and the conversions between them:
+//! - autoscaling/v1 HorizontalPodAutoscalers are autoscaling/v2 objects, converted on the way in and out
+//!   as upstream's `pkg/apis/autoscaling/v1` conversion does. What v1 cannot say (metrics other than CPU
+//!   utilization, `behavior`, status conditions and other current metrics) travels in upstream's
+//!   `autoscaling.alpha.kubernetes.io/*` annotations, in v1's metric shapes, so a v2 object read and
+//!   written back through v1 loses nothing.
+//! - a custom resource's other served versions are its storage version's objects with their `apiVersion`
+//!   rewritten, as the apiextensions server's `None` conversion strategy does.
 
 use serde_json::{Map, Value, json};
 
@@ -14,6 +16,13 @@ use super::{Error, Result};
 pub enum Conversion {
     /// autoscaling/v1 `HorizontalPodAutoscaler`, stored as autoscaling/v2.
     HorizontalPodAutoscalerV1,
+    /// A custom resource's version other than its storage version (`None` conversion).
+    CustomResource {
+        /// The served `group/version`.
+        served: &'static str,
+        /// The storage version's `group/version`.
+        storage: &'static str,
+    },
 }
 
 const METRICS: &str = "autoscaling.alpha.kubernetes.io/metrics";
@@ -27,7 +36,17 @@ impl Conversion {
     pub fn storage_version(self) -> &'static str {
         match self {
             Conversion::HorizontalPodAutoscalerV1 => "v2",
+            Conversion::CustomResource { storage, .. } => {
+                storage.rsplit_once('/').map_or(storage, |(_, v)| v)
+            }
         }
+    }
+
+    /// Whether every object of the served version has exactly one stored form, so a
+    /// server-side apply configuration converts as it stands.
+    #[must_use]
+    pub fn is_lossless(self) -> bool {
+        matches!(self, Conversion::CustomResource { .. })
     }
 
     /// The stored form of an object sent in the served version.
@@ -37,6 +56,7 @@ impl Conversion {
     pub fn to_storage(self, served: Value) -> Result<Value> {
         match self {
             Conversion::HorizontalPodAutoscalerV1 => hpa_v1_to_v2(served),
+            Conversion::CustomResource { storage, .. } => Ok(with_api_version(served, storage)),
         }
     }
 
@@ -51,8 +71,28 @@ impl Conversion {
                     stored.clone()
                 }
             }
+            Conversion::CustomResource { served, storage } => {
+                let group = storage.split_once('/').map_or("", |(g, _)| g);
+                let of_group = stored
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|av| av.split_once('/'))
+                    .is_some_and(|(g, _)| g == group);
+                if of_group {
+                    with_api_version(stored.clone(), served)
+                } else {
+                    stored.clone()
+                }
+            }
         }
     }
+}
+
+fn with_api_version(mut obj: Value, api_version: &str) -> Value {
+    if let Some(o) = obj.as_object_mut() {
+        o.insert("apiVersion".into(), Value::String(api_version.to_string()));
+    }
+    obj
 }
 
 fn get<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
@@ -577,6 +617,31 @@ mod tests {
         );
         assert_eq!(v2["apiVersion"], "autoscaling/v2");
         assert!(v2.get("status").is_none());
+    }
+
+    #[test]
+    fn custom_resource_versions_differ_in_their_api_version_only() {
+        let conversion = Conversion::CustomResource {
+            served: "example.com/v1beta1",
+            storage: "example.com/v1",
+        };
+        assert_eq!(conversion.storage_version(), "v1");
+        let stored = conversion
+            .to_storage(
+                json!({"apiVersion": "example.com/v1beta1", "kind": "Widget", "spec": {"a": 1}}),
+            )
+            .unwrap();
+        assert_eq!(
+            stored,
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "spec": {"a": 1}})
+        );
+        assert_eq!(
+            conversion.to_served(&stored)["apiVersion"],
+            "example.com/v1beta1"
+        );
+        // A Status, or a table row's partial metadata, is not the resource's.
+        let status = json!({"apiVersion": "v1", "kind": "Status"});
+        assert_eq!(conversion.to_served(&status), status);
     }
 
     #[test]

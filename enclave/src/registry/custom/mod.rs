@@ -152,6 +152,11 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
         })
         .unwrap_or_default();
     versions.sort_by_key(|v| version_priority(v.get("name").and_then(Value::as_str).unwrap_or("")));
+    // The other served versions are the storage version's objects (when it is served itself).
+    let storage_version = versions
+        .iter()
+        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .and_then(|v| v.get("name").and_then(Value::as_str));
     versions
         .into_iter()
         .map(|v| {
@@ -196,7 +201,15 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
                 // As upstream's custom resource storage.
                 return_deleted_object: true,
                 subresources,
-                persistence: Persistence::Stored,
+                persistence: match storage_version {
+                    Some(storage) if storage != version => {
+                        Persistence::Converted(super::Conversion::CustomResource {
+                            served: intern(&format!("{group}/{version}")),
+                            storage: intern(&format!("{group}/{storage}")),
+                        })
+                    }
+                    _ => Persistence::Stored,
+                },
                 strategy: Box::new(CustomResources {
                     schema: v
                         .pointer("/schema/openAPIV3Schema")
