@@ -30,6 +30,22 @@ struct Webhook {
 }
 
 impl Webhook {
+    /// Makes a CA and a certificate for `webhook.test` and 127.0.0.1 in `work`, and starts the
+    /// server with them; returns it and the CA as a `caBundle`.
+    fn with_certs(work: &Path) -> (Webhook, String) {
+        let certs = work.join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        let made = Command::new("python3")
+            .arg(support("audit_webhook.py"))
+            .args(["certs", certs.to_str().unwrap(), "webhook.test"])
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", text(&made));
+        let ca = base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(certs.join("ca.crt")).unwrap());
+        (Webhook::start(&certs, &work.join("reviews.jsonl")), ca)
+    }
+
     fn start(certs: &Path, out: &Path) -> Webhook {
         let (child, port) = python_server(
             "admission_webhook.py",
@@ -95,17 +111,7 @@ fn configmap(name: &str, color: &str) -> String {
 #[test]
 fn webhooks_deny_mutate_warn_and_fail_as_their_failure_policy_says() {
     let work = tempfile::tempdir().unwrap();
-    let certs = work.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    let made = Command::new("python3")
-        .arg(support("audit_webhook.py"))
-        .args(["certs", certs.to_str().unwrap(), "webhook.test"])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
-    let ca = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(certs.join("ca.crt")).unwrap());
-    let webhook = Webhook::start(&certs, &work.path().join("reviews.jsonl"));
+    let (webhook, ca) = Webhook::with_certs(work.path());
     let enclave = Enclave::start();
     let kc = enclave.path("admin.kubeconfig");
     let ok = |args: &[&str], stdin: Option<&str>| {
@@ -371,17 +377,7 @@ impl Drop for ConnectProxy {
 #[test]
 fn webhooks_are_called_through_the_hosts_connect_proxy() {
     let work = tempfile::tempdir().unwrap();
-    let certs = work.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    let made = Command::new("python3")
-        .arg(support("audit_webhook.py"))
-        .args(["certs", certs.to_str().unwrap(), "webhook.test"])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
-    let ca = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(certs.join("ca.crt")).unwrap());
-    let webhook = Webhook::start(&certs, &work.path().join("reviews.jsonl"));
+    let (webhook, ca) = Webhook::with_certs(work.path());
     let socket = work.path().join("connect.sock");
     let allowed = format!("127.0.0.1:{}", webhook.port);
     let _proxy = ConnectProxy::start(&socket, &allowed);

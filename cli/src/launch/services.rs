@@ -250,6 +250,17 @@ mod tests {
         Wrapper::parse_from(base.iter().chain(extra.iter())).args
     }
 
+    /// The outbound proxy's command line among `specs`.
+    fn outbound_command(specs: &[ChildSpec]) -> String {
+        let outbound = specs.iter().find(|s| s.name == "outbound").unwrap();
+        outbound
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     #[test]
     fn services_listen_where_the_enclave_dials_and_egress_is_allowlisted() {
         let args = parse(&[
@@ -309,14 +320,8 @@ mod tests {
             &Transport::Vsock,
         )
         .unwrap();
-        let outbound = specs.iter().find(|s| s.name == "outbound").unwrap();
         assert_eq!(
-            outbound
-                .args
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" "),
+            outbound_command(&specs),
             "outbound --route vsock:any:8010=audit.example.com:443 --allow audit.example.com:443"
         );
         // Admission webhooks: the CONNECT proxy, allowing exactly the named servers.
@@ -332,14 +337,8 @@ mod tests {
             &Transport::Vsock,
         )
         .unwrap();
-        let outbound = specs.iter().find(|s| s.name == "outbound").unwrap();
         assert_eq!(
-            outbound
-                .args
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" "),
+            outbound_command(&specs),
             "outbound --connect vsock:any:8011 --allow hooks.example.com:443 --allow 10.0.0.7:8443"
         );
     }

@@ -151,7 +151,7 @@ fn convert_value(value: &mut Value, conversion: Conversion, served_version: &str
                 }
             }
         }
-        Some(kind) if kind.ends_with("List") => {
+        Some(kind) if kind.ends_with("List") && value.get("items").is_some() => {
             value["apiVersion"] = Value::String(served_version.to_string());
             for item in value
                 .get_mut("items")
@@ -190,7 +190,8 @@ async fn convert_whole(
     Response::from_parts(parts, http::full(value.to_string()))
 }
 
-/// A watch response whose events' objects are converted as they pass (one event per line).
+/// A watch response whose events' objects are converted as they pass. The watch writes each event as
+/// one whole line per frame; a line that does not parse passes unchanged.
 fn convert_stream(
     response: Response<Body>,
     conversion: Conversion,
