@@ -388,6 +388,31 @@ fn res(
     }
 }
 
+/// A stored resource from its `k8s-openapi` type: group, version, kind, plural and scope are the
+/// type's constants, the singular its lowercase kind (as upstream's), so a kind's names are
+/// declared once, by the type.
+fn typed_res<K: k8s_openapi::Resource>(strategy: Box<dyn Strategy>) -> ResourceInfo
+where
+    K::Scope: 'static,
+{
+    let cluster = std::any::TypeId::of::<K::Scope>()
+        == std::any::TypeId::of::<k8s_openapi::ClusterResourceScope>();
+    res(
+        (K::GROUP, K::VERSION),
+        K::KIND,
+        (
+            K::URL_PATH_SEGMENT,
+            super::custom::intern(&K::KIND.to_ascii_lowercase()),
+        ),
+        if cluster {
+            Scope::Cluster
+        } else {
+            Scope::Namespaced
+        },
+        strategy,
+    )
+}
+
 impl ResourceInfo {
     /// With short names.
     fn short(mut self, names: &'static [&'static str]) -> Self {
@@ -443,503 +468,197 @@ impl ResourceInfo {
 /// Every built-in resource, in discovery order.
 pub fn builtin() -> Vec<ResourceInfo> {
     use Scope::{Cluster, Namespaced};
-    const CORE: (&str, &str) = ("", "v1");
-    const APPS: (&str, &str) = ("apps", "v1");
-    const BATCH: (&str, &str) = ("batch", "v1");
-    const RBAC: (&str, &str) = ("rbac.authorization.k8s.io", "v1");
-    const AUTHN: (&str, &str) = ("authentication.k8s.io", "v1");
     const AUTHN_BETA: (&str, &str) = ("authentication.k8s.io", "v1beta1");
-    const AUTHZ: (&str, &str) = ("authorization.k8s.io", "v1");
     const METRICS: (&str, &str) = ("metrics.k8s.io", "v1beta1");
-    const STORAGE: (&str, &str) = ("storage.k8s.io", "v1");
-    const FLOWCONTROL: (&str, &str) = ("flowcontrol.apiserver.k8s.io", "v1");
-    const ADMISSION: (&str, &str) = ("admissionregistration.k8s.io", "v1");
     vec![
-        res(
-            CORE,
-            "Namespace",
-            ("namespaces", "namespace"),
-            Cluster,
-            Box::new(core::Namespaces),
-        )
-        .short(&["ns"])
-        .subs(STATUS),
-        res(
-            CORE,
-            "ConfigMap",
-            ("configmaps", "configmap"),
-            Namespaced,
-            Box::new(core::ConfigMaps),
-        )
-        .short(&["cm"]),
-        res(
-            CORE,
-            "Secret",
-            ("secrets", "secret"),
-            Namespaced,
-            Box::new(core::Secrets),
-        ),
-        res(
-            CORE,
-            "ServiceAccount",
-            ("serviceaccounts", "serviceaccount"),
-            Namespaced,
-            Box::new(core::ServiceAccounts),
-        )
-        .short(&["sa"])
-        .subs(TOKEN)
-        .returns_deleted_object(),
-        res(
-            CORE,
-            "Service",
-            ("services", "service"),
-            Namespaced,
-            Box::new(services::Services),
-        )
-        .short(&["svc"])
-        .in_all()
-        .subs(STATUS)
-        .returns_deleted_object(),
-        res(
-            CORE,
-            "Pod",
-            ("pods", "pod"),
-            Namespaced,
-            Box::new(pods::Pods),
-        )
-        .short(&["po"])
-        .in_all()
-        .subs(POD_SUBRESOURCES)
-        .returns_deleted_object(),
-        res(
-            CORE,
-            "Node",
-            ("nodes", "node"),
-            Cluster,
-            Box::new(core::Nodes),
-        )
-        .short(&["no"])
-        .subs(STATUS),
-        res(
-            CORE,
-            "ComponentStatus",
-            ("componentstatuses", "componentstatus"),
-            Cluster,
-            Box::new(component_status::ComponentStatuses),
-        )
+        typed_res::<k8s_openapi::api::core::v1::Namespace>(Box::new(core::Namespaces))
+            .short(&["ns"])
+            .subs(STATUS),
+        typed_res::<k8s_openapi::api::core::v1::ConfigMap>(Box::new(core::ConfigMaps))
+            .short(&["cm"]),
+        typed_res::<k8s_openapi::api::core::v1::Secret>(Box::new(core::Secrets)),
+        typed_res::<k8s_openapi::api::core::v1::ServiceAccount>(Box::new(core::ServiceAccounts))
+            .short(&["sa"])
+            .subs(TOKEN)
+            .returns_deleted_object(),
+        typed_res::<k8s_openapi::api::core::v1::Service>(Box::new(services::Services))
+            .short(&["svc"])
+            .in_all()
+            .subs(STATUS)
+            .returns_deleted_object(),
+        typed_res::<k8s_openapi::api::core::v1::Pod>(Box::new(pods::Pods))
+            .short(&["po"])
+            .in_all()
+            .subs(POD_SUBRESOURCES)
+            .returns_deleted_object(),
+        typed_res::<k8s_openapi::api::core::v1::Node>(Box::new(core::Nodes))
+            .short(&["no"])
+            .subs(STATUS),
+        typed_res::<k8s_openapi::api::core::v1::ComponentStatus>(Box::new(
+            component_status::ComponentStatuses,
+        ))
         .short(&["cs"])
         .computed(),
-        res(
-            CORE,
-            "Event",
-            ("events", "event"),
-            Namespaced,
-            Box::new(core::Events),
-        )
-        .short(&["ev"]),
-        res(
-            CORE,
-            "Endpoints",
-            ("endpoints", "endpoints"),
-            Namespaced,
-            Box::new(services::Endpoints),
-        )
-        .short(&["ep"]),
-        res(
-            CORE,
-            "ResourceQuota",
-            ("resourcequotas", "resourcequota"),
-            Namespaced,
-            Box::new(quota::ResourceQuotas),
-        )
-        .short(&["quota"])
-        .subs(STATUS),
-        res(
-            CORE,
-            "LimitRange",
-            ("limitranges", "limitrange"),
-            Namespaced,
-            Box::new(quota::LimitRanges),
-        )
-        .short(&["limits"]),
-        res(
-            CORE,
-            "PersistentVolumeClaim",
-            ("persistentvolumeclaims", "persistentvolumeclaim"),
-            Namespaced,
-            Box::new(storage::PersistentVolumeClaims),
-        )
+        typed_res::<k8s_openapi::api::core::v1::Event>(Box::new(core::Events)).short(&["ev"]),
+        typed_res::<k8s_openapi::api::core::v1::Endpoints>(Box::new(services::Endpoints))
+            .short(&["ep"]),
+        typed_res::<k8s_openapi::api::core::v1::ResourceQuota>(Box::new(quota::ResourceQuotas))
+            .short(&["quota"])
+            .subs(STATUS),
+        typed_res::<k8s_openapi::api::core::v1::LimitRange>(Box::new(quota::LimitRanges))
+            .short(&["limits"]),
+        typed_res::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(Box::new(
+            storage::PersistentVolumeClaims,
+        ))
         .short(&["pvc"])
         .subs(STATUS),
-        res(
-            CORE,
-            "PersistentVolume",
-            ("persistentvolumes", "persistentvolume"),
-            Cluster,
-            Box::new(storage::PersistentVolumes),
-        )
+        typed_res::<k8s_openapi::api::core::v1::PersistentVolume>(Box::new(
+            storage::PersistentVolumes,
+        ))
         .short(&["pv"])
         .subs(STATUS),
-        res(
-            CORE,
-            "Binding",
-            ("bindings", "binding"),
-            Namespaced,
-            Box::new(pods::Bindings),
-        )
-        .answered(),
-        res(
-            CORE,
-            "ReplicationController",
-            ("replicationcontrollers", "replicationcontroller"),
-            Namespaced,
-            Box::new(apps::ReplicationControllers),
-        )
+        typed_res::<k8s_openapi::api::core::v1::Binding>(Box::new(pods::Bindings)).answered(),
+        typed_res::<k8s_openapi::api::core::v1::ReplicationController>(Box::new(
+            apps::ReplicationControllers,
+        ))
         .short(&["rc"])
         .in_all()
         .subs(STATUS_SCALE),
-        res(
-            CORE,
-            "PodTemplate",
-            ("podtemplates", "podtemplate"),
-            Namespaced,
-            Box::new(pod_templates::PodTemplates),
-        ),
-        res(
-            APPS,
-            "Deployment",
-            ("deployments", "deployment"),
-            Namespaced,
-            Box::new(apps::Deployments),
-        )
-        .short(&["deploy"])
-        .in_all()
-        .subs(STATUS_SCALE),
-        res(
-            APPS,
-            "ReplicaSet",
-            ("replicasets", "replicaset"),
-            Namespaced,
-            Box::new(apps::ReplicaSets),
-        )
-        .short(&["rs"])
-        .in_all()
-        .subs(STATUS_SCALE),
-        res(
-            APPS,
-            "DaemonSet",
-            ("daemonsets", "daemonset"),
-            Namespaced,
-            Box::new(apps::DaemonSets),
-        )
-        .short(&["ds"])
-        .in_all()
-        .subs(STATUS),
-        res(
-            APPS,
-            "StatefulSet",
-            ("statefulsets", "statefulset"),
-            Namespaced,
-            Box::new(apps::StatefulSets),
-        )
-        .short(&["sts"])
-        .in_all()
-        .subs(STATUS_SCALE),
-        res(
-            APPS,
-            "ControllerRevision",
-            ("controllerrevisions", "controllerrevision"),
-            Namespaced,
-            Box::new(revisions::ControllerRevisions),
-        ),
-        res(
-            BATCH,
-            "Job",
-            ("jobs", "job"),
-            Namespaced,
-            Box::new(batch::Jobs),
-        )
-        .in_all()
-        .subs(STATUS),
-        res(
-            BATCH,
-            "CronJob",
-            ("cronjobs", "cronjob"),
-            Namespaced,
-            Box::new(batch::CronJobs),
-        )
-        .short(&["cj"])
-        .in_all()
-        .subs(STATUS),
-        res(
-            ("coordination.k8s.io", "v1"),
-            "Lease",
-            ("leases", "lease"),
-            Namespaced,
-            Box::new(core::Leases),
-        ),
-        res(
-            ("discovery.k8s.io", "v1"),
-            "EndpointSlice",
-            ("endpointslices", "endpointslice"),
-            Namespaced,
-            Box::new(services::EndpointSlices),
-        ),
-        res(
-            ("events.k8s.io", "v1"),
-            "Event",
-            ("events", "event"),
-            Namespaced,
-            Box::new(events::Events),
-        )
-        .short(&["ev"]),
-        res(
-            RBAC,
-            "ClusterRoleBinding",
-            ("clusterrolebindings", "clusterrolebinding"),
-            Cluster,
-            Box::new(rbac::ClusterRoleBindings),
-        ),
-        res(
-            RBAC,
-            "ClusterRole",
-            ("clusterroles", "clusterrole"),
-            Cluster,
-            Box::new(rbac::ClusterRoles),
-        ),
-        res(
-            RBAC,
-            "RoleBinding",
-            ("rolebindings", "rolebinding"),
-            Namespaced,
-            Box::new(rbac::RoleBindings),
-        ),
-        res(
-            RBAC,
-            "Role",
-            ("roles", "role"),
-            Namespaced,
-            Box::new(rbac::Roles),
-        ),
-        res(
-            ("certificates.k8s.io", "v1"),
-            "CertificateSigningRequest",
-            ("certificatesigningrequests", "certificatesigningrequest"),
-            Cluster,
-            Box::new(certificates::CertificateSigningRequests),
-        )
+        typed_res::<k8s_openapi::api::core::v1::PodTemplate>(Box::new(pod_templates::PodTemplates)),
+        typed_res::<k8s_openapi::api::apps::v1::Deployment>(Box::new(apps::Deployments))
+            .short(&["deploy"])
+            .in_all()
+            .subs(STATUS_SCALE),
+        typed_res::<k8s_openapi::api::apps::v1::ReplicaSet>(Box::new(apps::ReplicaSets))
+            .short(&["rs"])
+            .in_all()
+            .subs(STATUS_SCALE),
+        typed_res::<k8s_openapi::api::apps::v1::DaemonSet>(Box::new(apps::DaemonSets))
+            .short(&["ds"])
+            .in_all()
+            .subs(STATUS),
+        typed_res::<k8s_openapi::api::apps::v1::StatefulSet>(Box::new(apps::StatefulSets))
+            .short(&["sts"])
+            .in_all()
+            .subs(STATUS_SCALE),
+        typed_res::<k8s_openapi::api::apps::v1::ControllerRevision>(Box::new(
+            revisions::ControllerRevisions,
+        )),
+        typed_res::<k8s_openapi::api::batch::v1::Job>(Box::new(batch::Jobs))
+            .in_all()
+            .subs(STATUS),
+        typed_res::<k8s_openapi::api::batch::v1::CronJob>(Box::new(batch::CronJobs))
+            .short(&["cj"])
+            .in_all()
+            .subs(STATUS),
+        typed_res::<k8s_openapi::api::coordination::v1::Lease>(Box::new(core::Leases)),
+        typed_res::<k8s_openapi::api::discovery::v1::EndpointSlice>(Box::new(
+            services::EndpointSlices,
+        )),
+        typed_res::<k8s_openapi::api::events::v1::Event>(Box::new(events::Events)).short(&["ev"]),
+        typed_res::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(Box::new(
+            rbac::ClusterRoleBindings,
+        )),
+        typed_res::<k8s_openapi::api::rbac::v1::ClusterRole>(Box::new(rbac::ClusterRoles)),
+        typed_res::<k8s_openapi::api::rbac::v1::RoleBinding>(Box::new(rbac::RoleBindings)),
+        typed_res::<k8s_openapi::api::rbac::v1::Role>(Box::new(rbac::Roles)),
+        typed_res::<k8s_openapi::api::certificates::v1::CertificateSigningRequest>(Box::new(
+            certificates::CertificateSigningRequests,
+        ))
         .short(&["csr"])
         .subs(STATUS_APPROVAL),
-        res(
-            ("networking.k8s.io", "v1"),
-            "Ingress",
-            ("ingresses", "ingress"),
-            Namespaced,
-            Box::new(networking::Ingresses),
-        )
-        .short(&["ing"])
-        .subs(STATUS),
-        res(
-            ("networking.k8s.io", "v1"),
-            "NetworkPolicy",
-            ("networkpolicies", "networkpolicy"),
-            Namespaced,
-            Box::new(network_policies::NetworkPolicies),
-        )
+        typed_res::<k8s_openapi::api::networking::v1::Ingress>(Box::new(networking::Ingresses))
+            .short(&["ing"])
+            .subs(STATUS),
+        typed_res::<k8s_openapi::api::networking::v1::NetworkPolicy>(Box::new(
+            network_policies::NetworkPolicies,
+        ))
         .short(&["netpol"]),
-        res(
-            ("policy", "v1"),
-            "PodDisruptionBudget",
-            ("poddisruptionbudgets", "poddisruptionbudget"),
-            Namespaced,
-            Box::new(policy::PodDisruptionBudgets),
-        )
+        typed_res::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(Box::new(
+            policy::PodDisruptionBudgets,
+        ))
         .short(&["pdb"])
         .subs(STATUS),
-        res(
-            ("scheduling.k8s.io", "v1"),
-            "PriorityClass",
-            ("priorityclasses", "priorityclass"),
-            Cluster,
-            Box::new(policy::PriorityClasses),
-        )
+        typed_res::<k8s_openapi::api::scheduling::v1::PriorityClass>(Box::new(
+            policy::PriorityClasses,
+        ))
         .short(&["pc"]),
-        res(
-            STORAGE,
-            "StorageClass",
-            ("storageclasses", "storageclass"),
-            Cluster,
-            Box::new(storage::StorageClasses),
-        )
-        .short(&["sc"]),
-        res(
-            STORAGE,
-            "CSIDriver",
-            ("csidrivers", "csidriver"),
-            Cluster,
-            Box::new(storage::CsiDrivers),
-        ),
-        res(
-            STORAGE,
-            "CSINode",
-            ("csinodes", "csinode"),
-            Cluster,
-            Box::new(storage::CsiNodes),
-        ),
-        res(
-            STORAGE,
-            "VolumeAttachment",
-            ("volumeattachments", "volumeattachment"),
-            Cluster,
-            Box::new(storage::VolumeAttachments),
-        )
+        typed_res::<k8s_openapi::api::storage::v1::StorageClass>(Box::new(storage::StorageClasses))
+            .short(&["sc"]),
+        typed_res::<k8s_openapi::api::storage::v1::CSIDriver>(Box::new(storage::CsiDrivers)),
+        typed_res::<k8s_openapi::api::storage::v1::CSINode>(Box::new(storage::CsiNodes)),
+        typed_res::<k8s_openapi::api::storage::v1::VolumeAttachment>(Box::new(
+            storage::VolumeAttachments,
+        ))
         .subs(STATUS),
-        res(
-            STORAGE,
-            "CSIStorageCapacity",
-            ("csistoragecapacities", "csistoragecapacity"),
-            Namespaced,
-            Box::new(storage::CsiStorageCapacities),
-        ),
-        res(
-            ("autoscaling", "v2"),
-            "HorizontalPodAutoscaler",
-            ("horizontalpodautoscalers", "horizontalpodautoscaler"),
-            Namespaced,
-            Box::new(autoscaling::HorizontalPodAutoscalers),
-        )
+        typed_res::<k8s_openapi::api::storage::v1::CSIStorageCapacity>(Box::new(
+            storage::CsiStorageCapacities,
+        )),
+        typed_res::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(Box::new(
+            autoscaling::HorizontalPodAutoscalers,
+        ))
         .short(&["hpa"])
         .in_all()
         .subs(STATUS),
         // After v2, so v2 stays the group's preferred version, as upstream's.
-        res(
-            ("autoscaling", "v1"),
-            "HorizontalPodAutoscaler",
-            ("horizontalpodautoscalers", "horizontalpodautoscaler"),
-            Namespaced,
-            Box::new(autoscaling::HorizontalPodAutoscalersV1),
-        )
+        typed_res::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(Box::new(
+            autoscaling::HorizontalPodAutoscalersV1,
+        ))
         .short(&["hpa"])
         .in_all()
         .subs(STATUS)
         .converted(super::Conversion::HorizontalPodAutoscalerV1),
-        res(
-            ("networking.k8s.io", "v1"),
-            "IngressClass",
-            ("ingressclasses", "ingressclass"),
-            Cluster,
-            Box::new(networking::IngressClasses),
-        ),
-        res(
-            ("networking.k8s.io", "v1"),
-            "ServiceCIDR",
-            ("servicecidrs", "servicecidr"),
-            Cluster,
-            Box::new(service_cidrs::ServiceCidrs),
-        )
+        typed_res::<k8s_openapi::api::networking::v1::IngressClass>(Box::new(
+            networking::IngressClasses,
+        )),
+        typed_res::<k8s_openapi::api::networking::v1::ServiceCIDR>(Box::new(
+            service_cidrs::ServiceCidrs,
+        ))
         .subs(STATUS),
-        res(
-            ("networking.k8s.io", "v1"),
-            "IPAddress",
-            ("ipaddresses", "ipaddress"),
-            Cluster,
-            Box::new(service_cidrs::IpAddresses),
-        )
+        typed_res::<k8s_openapi::api::networking::v1::IPAddress>(Box::new(
+            service_cidrs::IpAddresses,
+        ))
         .short(&["ip"]),
-        res(
-            ADMISSION,
-            "ValidatingWebhookConfiguration",
-            (
-                "validatingwebhookconfigurations",
-                "validatingwebhookconfiguration",
-            ),
-            Cluster,
-            Box::new(admissionregistration::ValidatingWebhookConfigurations),
-        )
+        typed_res::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>(Box::new(
+            admissionregistration::ValidatingWebhookConfigurations,
+        ))
         .categories(API_EXTENSIONS),
-        res(
-            ADMISSION,
-            "MutatingWebhookConfiguration",
-            (
-                "mutatingwebhookconfigurations",
-                "mutatingwebhookconfiguration",
-            ),
-            Cluster,
-            Box::new(admissionregistration::MutatingWebhookConfigurations),
-        )
+        typed_res::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>(Box::new(
+            admissionregistration::MutatingWebhookConfigurations,
+        ))
         .categories(API_EXTENSIONS),
-        res(
-            ADMISSION,
-            "ValidatingAdmissionPolicy",
-            ("validatingadmissionpolicies", "validatingadmissionpolicy"),
-            Cluster,
+        typed_res::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>(
             Box::new(admissionregistration::ValidatingAdmissionPolicies),
         )
         .categories(API_EXTENSIONS)
         .subs(STATUS),
-        res(
-            ADMISSION,
-            "ValidatingAdmissionPolicyBinding",
-            (
-                "validatingadmissionpolicybindings",
-                "validatingadmissionpolicybinding",
-            ),
-            Cluster,
-            Box::new(admissionregistration::ValidatingAdmissionPolicyBindings),
-        )
+        typed_res::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>(Box::new(
+            admissionregistration::ValidatingAdmissionPolicyBindings,
+        ))
         .categories(API_EXTENSIONS),
-        res(
-            ("apiregistration.k8s.io", "v1"),
-            "APIService",
-            ("apiservices", "apiservice"),
-            Cluster,
+        typed_res::<k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService>(
             Box::new(apiregistration::ApiServices),
         )
         .categories(API_EXTENSIONS)
         .subs(STATUS),
-        res(
-            FLOWCONTROL,
-            "FlowSchema",
-            ("flowschemas", "flowschema"),
-            Cluster,
-            Box::new(flowcontrol::FlowSchemas),
-        )
+        typed_res::<k8s_openapi::api::flowcontrol::v1::FlowSchema>(Box::new(
+            flowcontrol::FlowSchemas,
+        ))
         .subs(STATUS),
-        res(
-            FLOWCONTROL,
-            "PriorityLevelConfiguration",
-            ("prioritylevelconfigurations", "prioritylevelconfiguration"),
-            Cluster,
-            Box::new(flowcontrol::PriorityLevelConfigurations),
-        )
+        typed_res::<k8s_openapi::api::flowcontrol::v1::PriorityLevelConfiguration>(Box::new(
+            flowcontrol::PriorityLevelConfigurations,
+        ))
         .subs(STATUS),
-        res(
-            ("node.k8s.io", "v1"),
-            "RuntimeClass",
-            ("runtimeclasses", "runtimeclass"),
-            Cluster,
-            Box::new(node::RuntimeClasses),
-        ),
-        ResourceInfo {
-            categories: &["api-extensions"],
-            ..res(
-                (CRD_GROUP_VERSION_RESOURCE.0, CRD_GROUP_VERSION_RESOURCE.1),
-                "CustomResourceDefinition",
-                (CRD_GROUP_VERSION_RESOURCE.2, "customresourcedefinition"),
-                Cluster,
-                Box::new(crd::CustomResourceDefinitions),
-            )
-            .short(&["crd", "crds"])
-            .categories(API_EXTENSIONS)
-            .subs(STATUS)
-        },
-        res(
-            AUTHN,
-            "SelfSubjectReview",
-            ("selfsubjectreviews", "selfsubjectreview"),
-            Cluster,
-            Box::new(reviews::SelfSubjectReviews::V1),
-        )
+        typed_res::<k8s_openapi::api::node::v1::RuntimeClass>(Box::new(node::RuntimeClasses)),
+        typed_res::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(Box::new(crd::CustomResourceDefinitions))
+        .short(&["crd", "crds"])
+        .categories(API_EXTENSIONS)
+        .subs(STATUS),
+        typed_res::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(Box::new(
+            reviews::SelfSubjectReviews::V1,
+        ))
         .answered(),
         res(
             AUTHN_BETA,
@@ -949,45 +668,25 @@ pub fn builtin() -> Vec<ResourceInfo> {
             Box::new(reviews::SelfSubjectReviews::V1Beta1),
         )
         .answered(),
-        res(
-            AUTHN,
-            "TokenReview",
-            ("tokenreviews", "tokenreview"),
-            Cluster,
-            Box::new(reviews::TokenReviews),
-        )
+        typed_res::<k8s_openapi::api::authentication::v1::TokenReview>(Box::new(
+            reviews::TokenReviews,
+        ))
         .answered(),
-        res(
-            AUTHZ,
-            "LocalSubjectAccessReview",
-            ("localsubjectaccessreviews", "localsubjectaccessreview"),
-            Namespaced,
-            Box::new(reviews::LocalSubjectAccessReviews),
-        )
+        typed_res::<k8s_openapi::api::authorization::v1::LocalSubjectAccessReview>(Box::new(
+            reviews::LocalSubjectAccessReviews,
+        ))
         .answered(),
-        res(
-            AUTHZ,
-            "SubjectAccessReview",
-            ("subjectaccessreviews", "subjectaccessreview"),
-            Cluster,
-            Box::new(reviews::SubjectAccessReviews),
-        )
+        typed_res::<k8s_openapi::api::authorization::v1::SubjectAccessReview>(Box::new(
+            reviews::SubjectAccessReviews,
+        ))
         .answered(),
-        res(
-            AUTHZ,
-            "SelfSubjectAccessReview",
-            ("selfsubjectaccessreviews", "selfsubjectaccessreview"),
-            Cluster,
-            Box::new(reviews::SelfSubjectAccessReviews),
-        )
+        typed_res::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(Box::new(
+            reviews::SelfSubjectAccessReviews,
+        ))
         .answered(),
-        res(
-            AUTHZ,
-            "SelfSubjectRulesReview",
-            ("selfsubjectrulesreviews", "selfsubjectrulesreview"),
-            Cluster,
-            Box::new(reviews::SelfSubjectRulesReviews),
-        )
+        typed_res::<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview>(Box::new(
+            reviews::SelfSubjectRulesReviews,
+        ))
         .answered(),
         res(
             METRICS,
