@@ -250,8 +250,15 @@ mod tests {
         Wrapper::parse_from(base.iter().chain(extra.iter())).args
     }
 
-    /// The outbound proxy's command line among `specs`.
-    fn outbound_command(specs: &[ChildSpec]) -> String {
+    /// The outbound proxy's command line for launch arguments `extra` (vsock transport).
+    fn outbound_command(extra: &[&str]) -> String {
+        let specs = host_services(
+            &parse(extra),
+            Path::new("daas-host"),
+            &StateDir::new(Path::new("/s")),
+            &Transport::Vsock,
+        )
+        .unwrap();
         let outbound = specs.iter().find(|s| s.name == "outbound").unwrap();
         outbound
             .args
@@ -313,32 +320,18 @@ mod tests {
             ["journal"]
         );
         // The audit webhook alone still gets the outbound proxy, on its own port.
-        let specs = host_services(
-            &parse(&["--audit-webhook", "audit.example.com:443"]),
-            Path::new("daas-host"),
-            &StateDir::new(Path::new("/s")),
-            &Transport::Vsock,
-        )
-        .unwrap();
         assert_eq!(
-            outbound_command(&specs),
+            outbound_command(&["--audit-webhook", "audit.example.com:443"]),
             "outbound --route vsock:any:8010=audit.example.com:443 --allow audit.example.com:443"
         );
         // Admission webhooks: the CONNECT proxy, allowing exactly the named servers.
-        let specs = host_services(
-            &parse(&[
+        assert_eq!(
+            outbound_command(&[
                 "--admission-webhook",
                 "hooks.example.com:443",
                 "--admission-webhook",
                 "10.0.0.7:8443",
             ]),
-            Path::new("daas-host"),
-            &StateDir::new(Path::new("/s")),
-            &Transport::Vsock,
-        )
-        .unwrap();
-        assert_eq!(
-            outbound_command(&specs),
             "outbound --connect vsock:any:8011 --allow hooks.example.com:443 --allow 10.0.0.7:8443"
         );
     }

@@ -44,9 +44,7 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
     let mut kinds = Vec::new();
     let mut lists = Vec::new();
     let base = format!("/{}", gv_path(group, version));
-    let shared = operations::Schemas {
-        object: json!({"type": "object"}),
-        list: json!({"type": "object"}),
+    let common = operations::CommonSchemas {
         status: reference::<meta::Status>(&mut generator),
         delete_options: reference::<meta::DeleteOptions>(&mut generator),
         watch_event: reference::<meta::WatchEvent<serde_json::Value>>(&mut generator),
@@ -95,13 +93,7 @@ pub fn v3_document(table: &ResourceTable, group: &str, version: &str) -> Option<
         let schemas = operations::Schemas {
             object,
             list,
-            status: shared.status.clone(),
-            delete_options: shared.delete_options.clone(),
-            watch_event: shared.watch_event.clone(),
-            scale: shared.scale.clone(),
-            token_request: shared.token_request.clone(),
-            eviction: shared.eviction.clone(),
-            binding: shared.binding.clone(),
+            common: &common,
         };
         operations::add_resource(r, &base, &schemas, &mut paths);
     }

@@ -8,12 +8,18 @@ use serde_json::{Map, Value, json};
 
 use crate::registry::{ResourceInfo, Subresource};
 
-/// The `$ref`s (or inline schemas) the operations of one resource answer with and take.
-pub(super) struct Schemas {
+/// The `$ref`s (or inline schemas) of one resource's kind and list.
+pub(super) struct Schemas<'a> {
     /// The kind.
     pub object: Value,
     /// Its list.
     pub list: Value,
+    /// What every resource's operations share.
+    pub common: &'a CommonSchemas,
+}
+
+/// The `$ref`s every resource's operations share.
+pub(super) struct CommonSchemas {
     /// `meta/v1 Status`.
     pub status: Value,
     /// `meta/v1 DeleteOptions`.
@@ -175,7 +181,7 @@ struct Paths {
 /// Builds the operations of one resource.
 struct Operations<'a> {
     r: &'a ResourceInfo,
-    schemas: &'a Schemas,
+    schemas: &'a Schemas<'a>,
     gvk: Value,
     /// `CoreV1`, `AppsV1`.
     prefix: String,
@@ -288,8 +294,8 @@ impl Operations<'_> {
             }
             "watch" => {
                 let event = json!({"200": {"description": "OK", "content": {
-                    "application/json": {"schema": self.schemas.watch_event},
-                    "application/json;stream=watch": {"schema": self.schemas.watch_event},
+                    "application/json": {"schema": self.schemas.common.watch_event},
+                    "application/json;stream=watch": {"schema": self.schemas.common.watch_event},
                 }}, "401": {"description": "Unauthorized"}});
                 let watch = format!("{}/watch", p.base);
                 let (collection, item) = if self.r.namespaced() {
@@ -367,7 +373,7 @@ impl Operations<'_> {
                 let answer = if self.r.return_deleted_object {
                     &self.schemas.object
                 } else {
-                    &self.schemas.status
+                    &self.schemas.common.status
                 };
                 let responses = json!({"200": response(answer), "202": response(answer),
                                        "401": {"description": "Unauthorized"}});
@@ -377,7 +383,8 @@ impl Operations<'_> {
                     delete_params(),
                     responses,
                 );
-                op["requestBody"] = json!({"content": json_content(&self.schemas.delete_options)});
+                op["requestBody"] =
+                    json!({"content": json_content(&self.schemas.common.delete_options)});
                 self.add(&p.item, "delete", op);
             }
             "deletecollection" => {
@@ -385,9 +392,10 @@ impl Operations<'_> {
                     format!("delete{prefix}Collection{scope}{kind}"),
                     "deletecollection",
                     delete_params().into_iter().chain(list_params()).collect(),
-                    json!({"200": response(&self.schemas.status), "401": {"description": "Unauthorized"}}),
+                    json!({"200": response(&self.schemas.common.status), "401": {"description": "Unauthorized"}}),
                 );
-                op["requestBody"] = json!({"content": json_content(&self.schemas.delete_options)});
+                op["requestBody"] =
+                    json!({"content": json_content(&self.schemas.common.delete_options)});
                 self.add(&p.collection, "delete", op);
             }
             _ => {}
@@ -403,7 +411,7 @@ impl Operations<'_> {
         match sub {
             Subresource::Status | Subresource::Scale | Subresource::Approval => {
                 let schema = if sub == Subresource::Scale {
-                    self.schemas.scale.clone()
+                    self.schemas.common.scale.clone()
                 } else {
                     self.schemas.object.clone()
                 };
@@ -420,9 +428,9 @@ impl Operations<'_> {
             }
             Subresource::Token | Subresource::Eviction | Subresource::Binding => {
                 let schema = match sub {
-                    Subresource::Token => &self.schemas.token_request,
-                    Subresource::Eviction => &self.schemas.eviction,
-                    _ => &self.schemas.binding,
+                    Subresource::Token => &self.schemas.common.token_request,
+                    Subresource::Eviction => &self.schemas.common.eviction,
+                    _ => &self.schemas.common.binding,
                 };
                 let ok = json!({"200": response(schema), "201": response(schema), "202": response(schema),
                                 "401": unauthorized});

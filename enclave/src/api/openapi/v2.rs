@@ -187,6 +187,16 @@ fn operation(op: &Value) -> Value {
     Value::Object(out)
 }
 
+/// The elements of the array at `key` of `v`; none when it is absent.
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+/// The entries of the object at `key` of `v`; none when it is absent.
+fn entries<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    v.get(key).and_then(Value::as_object).into_iter().flatten()
+}
+
 /// A protobuf writer of proto3 fields: zero scalars are left out, messages always written.
 #[derive(Default)]
 struct Pb(Vec<u8>);
@@ -268,12 +278,7 @@ pub(super) fn protobuf(doc: &Value) -> Vec<u8> {
         info.string(2, doc.pointer("/info/version"));
     });
     pb.message(8, |paths| {
-        for (path, item) in doc
-            .get("paths")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
+        for (path, item) in entries(doc, "paths") {
             paths.message(2, |named| {
                 named.bytes(1, path.as_bytes());
                 named.message(2, |p| path_item_pb(p, item));
@@ -281,12 +286,7 @@ pub(super) fn protobuf(doc: &Value) -> Vec<u8> {
         }
     });
     pb.message(9, |definitions| {
-        for (name, schema) in doc
-            .get("definitions")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
+        for (name, schema) in entries(doc, "definitions") {
             definitions.message(1, |named| {
                 named.bytes(1, name.as_bytes());
                 named.message(2, |s| schema_pb(s, schema));
@@ -308,12 +308,7 @@ fn path_item_pb(pb: &mut Pb, item: &Value) {
             pb.message(tag, |o| operation_pb(o, op));
         }
     }
-    for p in item
-        .get("parameters")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for p in items(item, "parameters") {
         pb.message(9, |i| parameter_pb(i, p));
     }
 }
@@ -324,21 +319,11 @@ fn operation_pb(pb: &mut Pb, op: &Value) {
     pb.string(5, op.get("operationId"));
     pb.strings(6, op.get("produces"));
     pb.strings(7, op.get("consumes"));
-    for p in op
-        .get("parameters")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for p in items(op, "parameters") {
         pb.message(8, |i| parameter_pb(i, p));
     }
     pb.message(9, |responses| {
-        for (code, r) in op
-            .get("responses")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
+        for (code, r) in entries(op, "responses") {
             responses.message(1, |named| {
                 named.bytes(1, code.as_bytes());
                 named.message(2, |value| {
@@ -413,12 +398,7 @@ fn schema_pb(pb: &mut Pb, s: &Value) {
     pb.int64(17, o.get("maxProperties"));
     pb.int64(18, o.get("minProperties"));
     pb.strings(19, o.get("required"));
-    for e in o
-        .get("enum")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for e in items(s, "enum") {
         pb.any(20, e);
     }
     match o.get("additionalProperties") {
@@ -445,12 +425,7 @@ fn schema_pb(pb: &mut Pb, s: &Value) {
         Some(item @ Value::Object(_)) => pb.message(23, |i| i.message(1, |s| schema_pb(s, item))),
         _ => {}
     }
-    for a in o
-        .get("allOf")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for a in items(s, "allOf") {
         pb.message(24, |s| schema_pb(s, a));
     }
     if let Some(Value::Object(props)) = o.get("properties") {

@@ -203,7 +203,10 @@ fn decode_at(index: u16, bytes: &[u8], depth: usize) -> Result<Value, Error> {
             fill(msg, fields, bytes, &mut object, depth)?;
             Value::Object(object)
         }
-        Shape::Quantity => first_string(bytes, 1)?.map_or(Value::Null, Value::String),
+        Shape::Quantity => match first_bytes(bytes, 1)? {
+            Some(b) => Value::String(utf8(b, msg)?),
+            None => Value::Null,
+        },
         Shape::Time | Shape::MicroTime => {
             let (mut seconds, mut nanos) = (None, None);
             for entry in entries(bytes) {
@@ -307,12 +310,6 @@ fn first_bytes(bytes: &[u8], tag: u32) -> Result<Option<&[u8]>, Error> {
         }
     }
     Ok(found)
-}
-
-fn first_string(bytes: &[u8], tag: u32) -> Result<Option<String>, Error> {
-    first_bytes(bytes, tag)?
-        .map(|b| String::from_utf8(b.to_vec()).map_err(|_| bad("a quantity is not UTF-8")))
-        .transpose()
 }
 
 /// Adds the fields of one encoded message to `object`.
