@@ -820,6 +820,67 @@ async fn services_get_unique_cluster_ips_released_on_delete() {
     assert_eq!(headless["spec"]["clusterIP"], "None");
 }
 
+/// A Service held by a finalizer keeps its address while it terminates and gives it up when
+/// the update that removes its last finalizer deletes it.
+#[tokio::test]
+async fn a_service_released_by_its_last_finalizer_frees_its_address() {
+    let f = Fixture::new().await;
+    let info = f.info("services");
+    let body = |name: &str| {
+        json!({"metadata": {"name": name, "finalizers": ["example.com/hold"]},
+               "spec": {"clusterIP": "10.43.7.7", "type": "NodePort",
+                        "ports": [{"port": 80, "nodePort": 30707}]}})
+    };
+    let held = f
+        .create("services", Some("default"), body("held"))
+        .await
+        .unwrap();
+    let outcome = f
+        .objects
+        .delete(&info, Some("default"), "held", &DeleteOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, DeleteOutcome::Pending(_)),
+        "held by its finalizer"
+    );
+    let refused = f
+        .create("services", Some("default"), body("next"))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("already allocated"),
+        "{}",
+        refused.message()
+    );
+    let mut released = f.objects.get(&info, Some("default"), "held").await.unwrap();
+    released["metadata"]["finalizers"] = json!([]);
+    f.objects
+        .update(
+            &info,
+            Some("default"),
+            "held",
+            released,
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.objects
+            .get(&info, Some("default"), "held")
+            .await
+            .unwrap_err()
+            .code(),
+        404
+    );
+    let next = f
+        .create("services", Some("default"), body("next"))
+        .await
+        .unwrap();
+    assert_eq!(next["spec"]["clusterIP"], held["spec"]["clusterIP"]);
+    assert_eq!(next["spec"]["ports"][0]["nodePort"], 30707);
+}
+
 /// A Service whose type changes gets or gives up node ports on update, and one moved to
 /// another node port frees the old one; a refused update claims nothing.
 #[tokio::test]

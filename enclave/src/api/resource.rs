@@ -14,7 +14,6 @@ use crate::registry::generic::{
     ApplyConflicts, DeleteOptions, DeleteOutcome, EncodedObject, Endpoint, ListOptions, ListPage,
     WriteOptions, WriteTarget,
 };
-use crate::registry::kinds::CRD_GROUP_VERSION_RESOURCE;
 use crate::registry::managed;
 use crate::registry::patch::{self, PatchType};
 use crate::registry::table::{self, IncludeObject};
@@ -178,13 +177,6 @@ pub(super) fn json_body(req: &ResourceRequest) -> Result<Value> {
     })
 }
 
-/// Whether the request writes `customresourcedefinitions`.
-fn defines_custom_resources(req: &ResourceRequest) -> bool {
-    let (g, v, r) = CRD_GROUP_VERSION_RESOURCE;
-    let info = &req.target.info;
-    info.group == g && info.version == v && info.resource == r
-}
-
 /// The PATCH type of the request's Content-Type, among those the resource
 /// accepts (custom resources have no strategic merge patch, as upstream).
 ///
@@ -257,7 +249,6 @@ impl ApiServer {
         {
             return refused;
         }
-        let defines_resources = req.method != Method::GET && defines_custom_resources(&req);
         let writes = req.method != Method::GET;
         let (group, resource) = (req.target.info.group, req.target.info.resource);
         let response = match req.target.info.conversion() {
@@ -266,12 +257,6 @@ impl ApiServer {
         };
         if writes && response.status().is_success() {
             self.after_write(group, resource);
-        }
-        if defines_resources && response.status().is_success() {
-            // A definition changed: serve (or stop serving) its resources.
-            if let Err(e) = self.objects.sync_custom_resources().await {
-                tracing::error!(error = %e, "rebuilding the custom resources' table failed");
-            }
         }
         response
     }

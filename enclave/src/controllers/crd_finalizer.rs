@@ -178,12 +178,7 @@ impl Reconciler for CrdFinalizer {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
-        // The definition is gone (or still held by other finalizers):
-        // stop serving its resources if it is.
-        self.objects
-            .sync_custom_resources()
-            .await
-            .map_err(self.err("update", "customresourcedefinitions", name))?;
+        // The definition's store hook stops serving its resources once it is gone.
         tracing::info!(crd = %name, "custom resources deleted; finalizer removed");
         Ok(Action::await_change())
     }

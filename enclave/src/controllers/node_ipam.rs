@@ -16,7 +16,7 @@ use super::client::Api;
 use super::events::{EventRecorder, EventType};
 use super::runtime::{Action, Reconciler};
 use super::typed::Typed;
-use crate::registry::generic::ServiceCidr;
+use crate::registry::kinds::ServiceCidr;
 use crate::registry::{WatchEvent, meta};
 
 /// An IPv4 range nodes' pod subnets come from.

@@ -156,9 +156,11 @@ pub trait Strategy: Send + Sync + fmt::Debug {
         ScalePaths::default()
     }
 
-    /// Whether objects get a ClusterIP (`spec.clusterIP`) allocated on create.
-    fn allocates_cluster_ip(&self) -> bool {
-        false
+    /// What the kind's writes do besides storing the object (a Service's
+    /// ClusterIP and node ports; the served table a definition changes).
+    /// `None` for most kinds.
+    fn store_hooks(&self) -> Option<&dyn generic::StoreHooks> {
+        None
     }
 
     /// How names are checked.

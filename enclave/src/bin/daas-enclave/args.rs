@@ -11,7 +11,7 @@ use enclave::api::ListenAddr;
 use enclave::boot::KeyBrokerEndpoint;
 use enclave::boot::parent;
 use enclave::controllers::ClusterCidr;
-use enclave::registry::generic::ServiceCidr;
+use enclave::registry::kinds::ServiceCidr;
 use enclave::store::journal::JournalEndpoint;
 
 #[derive(Debug, Parser)]

@@ -4,7 +4,8 @@
 //! [`ResourceInfo`] with a `strategy::CustomResources` strategy; the
 //! generic registry and handlers then serve it like any built-in kind.
 //! [`ObjectStore::sync_custom_resources`] rebuilds the resource table from
-//! the stored definitions (after each definition write, and at boot) and
+//! the stored definitions (after each definition write, through the
+//! definitions' store hook [`ServedDefinitions`], and at boot) and
 //! deletes the objects of resources whose definition is gone.
 //!
 //! Start with [`resources_of`] (definition → table entries) and
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
-use super::generic::ListOptions;
+use super::generic::{HookFuture, ListOptions, StoreHooks};
 use super::kinds::{CRD_GROUP_VERSION_RESOURCE, SCALE, STATUS, STATUS_SCALE};
 use super::{
     Error, ObjectStore, Persistence, ResourceInfo, Result, ScalePaths, Scope, Subresource,
@@ -224,6 +225,21 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
             }
         })
         .collect()
+}
+
+/// The definitions' store hook: once a definition is written (created,
+/// changed, marked for deletion or deleted), the served table follows it.
+#[derive(Debug)]
+pub(crate) struct ServedDefinitions;
+
+impl StoreHooks for ServedDefinitions {
+    fn after_write<'a>(&'a self, objects: &'a ObjectStore) -> HookFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = objects.sync_custom_resources().await {
+                tracing::error!(error = %e, "rebuilding the custom resources' table failed");
+            }
+        })
+    }
 }
 
 impl ObjectStore {

@@ -285,7 +285,7 @@ impl ObjectStore {
             }
             match self.store.delete(&info.key(ns, name), expected).await? {
                 TxnOutcome::Committed { .. } => {
-                    self.release_ip(info, &obj).await;
+                    self.after_delete(info, &obj).await;
                     return Ok(DeleteOutcome::Deleted {
                         object: obj,
                         status,
@@ -387,7 +387,7 @@ impl ObjectStore {
                 if let TxnOutcome::Committed { .. } = self.store.delete(&kv.key, None).await?
                     && let Ok(obj) = Self::decode(&kv)
                 {
-                    self.release_ip(info, &obj).await;
+                    self.after_delete(info, &obj).await;
                 }
             }
         }

@@ -3,18 +3,18 @@
 //! omits `resourceVersion`, which is the key's mod revision and is set on
 //! every read.
 
-mod alloc;
 mod apply;
 mod binding;
 mod decode;
 mod delete;
 mod encoding;
+mod hooks;
 mod list;
 mod review;
 mod write;
 
-pub use alloc::ServiceCidr;
 pub use apply::ApplyConflicts;
+pub use hooks::{Claims, HookFuture, StoreHooks};
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use list::{EncodedObject, ListOptions, ListPage};
@@ -25,6 +25,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::Value;
 
 use super::admission::AdmissionOptions;
+use super::kinds::ServiceCidr;
 use super::{Error, ResourceInfo, ResourceTable, Result, meta};
 use crate::store::{KeyValue, Store, StoreError};
 

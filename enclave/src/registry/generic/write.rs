@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{CasRetries, ObjectStore};
+use super::{CasRetries, Claims, ObjectStore};
 use crate::admission::{Operation, Outcome, Request as AdmissionRequest};
 use crate::registry::admission;
 use crate::registry::managed::{self, FieldSet, Scope, Writer};
@@ -251,36 +251,36 @@ impl ObjectStore {
                 created: true,
             });
         }
-        let claimed = self.allocate_ip(info, &mut obj).await?;
-        let stored = match Self::encode_stored(&obj) {
-            Ok(b) => b,
-            Err(e) => {
-                self.release_ip(info, &obj).await;
-                return Err(e);
-            }
+        let hooks = info.strategy.store_hooks();
+        let claims = match hooks {
+            Some(h) => h.before_create(self, &mut obj).await?,
+            None => Claims::default(),
         };
-        let outcome = match self.store.create(&info.key(ns, &name), &stored.bytes).await {
-            Ok(TxnOutcome::Committed { revision, prev }) => {
-                TxnOutcome::Committed { revision, prev }
-            }
-            other => {
-                if claimed {
-                    self.release_ip(info, &obj).await;
-                }
-                other?
-            }
+        let outcome = match Self::encode_stored(&obj) {
+            Ok(stored) => self
+                .store
+                .create(&info.key(ns, &name), &stored.bytes)
+                .await
+                .map(|outcome| (outcome, stored))
+                .map_err(Error::from),
+            Err(e) => Err(e),
         };
-        match outcome {
-            TxnOutcome::Committed { revision, .. } => {
+        let committed = matches!(outcome, Ok((TxnOutcome::Committed { .. }, _)));
+        self.settle(claims, committed).await;
+        match outcome? {
+            (TxnOutcome::Committed { revision, .. }, stored) => {
                 meta::set_resource_version(&mut obj, revision);
                 self.keep_served_splice(&info.key(ns, &name), revision, &stored);
+                if let Some(h) = hooks {
+                    h.after_write(self).await;
+                }
                 Ok(Written {
                     object: obj,
                     warnings,
                     created: true,
                 })
             }
-            TxnOutcome::Failed { .. } => Err(Error::AlreadyExists {
+            (TxnOutcome::Failed { .. }, _) => Err(Error::AlreadyExists {
                 qualified: info.qualified(),
                 group: info.group.to_string(),
                 resource: info.resource.to_string(),
@@ -594,9 +594,10 @@ impl ObjectStore {
             .validate(self, &request, &new, admitted)
             .await?;
         meta::set_resource_version(&mut new, kv.mod_revision);
-        let node_ports = match endpoint {
-            Endpoint::Main => self.reallocate_node_ports(info, &old, &mut new).await?,
-            Endpoint::Status => super::alloc::NodePortChange::default(),
+        let hooks = info.strategy.store_hooks();
+        let claims = match (hooks, endpoint) {
+            (Some(h), Endpoint::Main) => h.before_update(self, &old, &mut new).await?,
+            _ => Claims::default(),
         };
         let target = WriteTarget {
             name: &name,
@@ -604,7 +605,10 @@ impl ObjectStore {
         };
         let stored = self.store_update(target, kv, &old, new, opts.dry_run).await;
         let kept = matches!(stored, Ok(CasWrite::Stored(_))) && !opts.dry_run;
-        self.settle_node_ports(node_ports, kept).await;
+        self.settle(claims, kept).await;
+        if let (Some(h), true) = (hooks, kept) {
+            h.after_write(self).await;
+        }
         stored
     }
 
@@ -637,6 +641,9 @@ impl ObjectStore {
             // period runs: a terminating pod's status updates keep it).
             return match self.store.delete(&key, Some(kv.mod_revision)).await? {
                 TxnOutcome::Committed { revision, .. } => {
+                    if let Some(hooks) = target.info.strategy.store_hooks() {
+                        self.release_claims(hooks.held(&new)).await;
+                    }
                     meta::set_resource_version(&mut new, revision);
                     Ok(CasWrite::Stored(new))
                 }

@@ -282,6 +282,10 @@ fn validate_versions(versions: &[Value], out: &mut Vec<FieldError>) {
 impl Strategy for CustomResourceDefinitions {
     typed!(CustomResourceDefinition);
 
+    fn store_hooks(&self) -> Option<&dyn crate::registry::generic::StoreHooks> {
+        Some(&crate::registry::custom::ServedDefinitions)
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

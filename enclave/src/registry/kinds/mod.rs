@@ -23,8 +23,11 @@ mod quota;
 mod rbac;
 mod reviews;
 mod revisions;
+mod service_alloc;
 mod service_cidrs;
 mod services;
+
+pub use service_alloc::ServiceCidr;
 pub(crate) mod storage;
 
 use serde_json::{Map, Value};

@@ -75,8 +75,8 @@ fn keep_node_ports(new: &mut Value, old: &Value) {
 
 impl Strategy for Services {
     typed!(Service);
-    fn allocates_cluster_ip(&self) -> bool {
-        true
+    fn store_hooks(&self) -> Option<&dyn crate::registry::generic::StoreHooks> {
+        Some(&super::service_alloc::ServiceAllocators)
     }
     fn name_rule(&self) -> NameRule {
         NameRule::Label
