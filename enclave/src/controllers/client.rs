@@ -223,14 +223,7 @@ impl Api {
             propagation,
             ..Default::default()
         };
-        match self
-            .objects
-            .delete(&self.info, self.ns(ns), name, &opts)
-            .await
-        {
-            Ok(_) | Err(crate::registry::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err("delete", ns, name)(e)),
-        }
+        self.delete_with(ns, name, &opts).await
     }
 }
 

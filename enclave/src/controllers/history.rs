@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::typed::owner::{ClaimOptions, claim, controller_ref, selects};
-use super::typed::{Object, TypedApi, name, namespace};
+use super::typed::{Object, Typed, name, namespace};
 
 /// The label a StatefulSet's revisions carry their hash in (upstream's
 /// `ControllerRevisionHashLabel`).
@@ -143,7 +143,7 @@ pub(crate) fn new_revision<P: Object>(
 /// # Errors
 /// The API's error.
 pub(crate) async fn create_revision<P: Object>(
-    api: &TypedApi<ControllerRevision>,
+    api: &Typed<ControllerRevision>,
     parent: &P,
     revision: &ControllerRevision,
     collision_count: &mut i32,
@@ -177,7 +177,7 @@ pub(crate) async fn create_revision<P: Object>(
 /// # Errors
 /// The API's error.
 pub(crate) async fn controlled_revisions<P: Object>(
-    api: &TypedApi<ControllerRevision>,
+    api: &Typed<ControllerRevision>,
     parent: &P,
     selector: &LabelSelector,
 ) -> Result<Vec<ControllerRevision>, Error> {

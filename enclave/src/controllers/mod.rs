@@ -254,15 +254,6 @@ pub enum Error {
     /// deleted: the pod waits for them.
     #[error("{0}")]
     Claims(String),
-    /// A stored object did not decode as its typed struct (a bug).
-    #[error("decoding a {resource} object")]
-    Decode {
-        /// The resource (plural).
-        resource: &'static str,
-        /// The decoder's error.
-        #[source]
-        source: Box<serde_json::Error>,
-    },
 }
 
 impl Error {
@@ -449,7 +440,7 @@ fn spawn_workloads(
 ) -> Result<(), Error> {
     let jobs_info = lookup("batch", "jobs")?;
     let cronjobs_info = lookup("batch", "cronjobs")?;
-    let jobs = typed::TypedApi::new(objects.clone(), jobs_info.clone());
+    let jobs = typed::Typed::new(objects.clone(), jobs_info.clone());
     let job = job::JobController::new(objects, kinds, jobs.clone());
     tasks.spawn(runtime::run(
         job,
@@ -457,7 +448,7 @@ fn spawn_workloads(
         vec![jobs_info.clone(), kinds.pods.clone()],
         stop.child_token(),
     ));
-    let cronjobs = typed::TypedApi::new(objects.clone(), cronjobs_info.clone());
+    let cronjobs = typed::Typed::new(objects.clone(), cronjobs_info.clone());
     let cron = cronjob::CronJobController::new(objects, kinds, cronjobs, jobs.clone());
     tasks.spawn(runtime::run(
         cron,

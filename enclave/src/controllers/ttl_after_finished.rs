@@ -12,7 +12,7 @@ use super::Error;
 use super::job::is_finished;
 use super::runtime::{Action, ObjectKey, Reconciler};
 use super::typed::owner::event_object;
-use super::typed::{TypedApi, uid};
+use super::typed::{Typed, uid};
 use crate::registry::WatchEvent;
 use crate::registry::generic::Propagation;
 use crate::registry::meta;
@@ -20,12 +20,12 @@ use crate::registry::meta;
 /// The TTL-after-finished controller.
 #[derive(Debug)]
 pub(crate) struct TtlAfterFinished {
-    jobs: TypedApi<Job>,
+    jobs: Typed<Job>,
 }
 
 impl TtlAfterFinished {
     /// A controller deleting from `jobs`.
-    pub(crate) fn new(jobs: TypedApi<Job>) -> Self {
+    pub(crate) fn new(jobs: Typed<Job>) -> Self {
         TtlAfterFinished { jobs }
     }
 }
@@ -95,7 +95,7 @@ impl Reconciler for TtlAfterFinished {
         tracing::debug!(job = %key.name, "cleaning up a finished job");
         match self
             .jobs
-            .delete(
+            .delete_propagating(
                 &key.namespace,
                 &key.name,
                 Some(uid(&fresh)),

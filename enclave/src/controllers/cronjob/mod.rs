@@ -22,7 +22,7 @@ use super::events::{EventRecorder, EventType};
 use super::job::is_finished;
 use super::runtime::{Action, ObjectKey, Reconciler};
 use super::typed::owner::{controller_of, controller_ref, event_object, is_controlled_by};
-use super::typed::{TypedApi, name, namespace, record, uid};
+use super::typed::{Typed, name, namespace, record, uid};
 use crate::registry::generic::Propagation;
 use crate::registry::{ObjectStore, WatchEvent, meta};
 use schedule::Schedule;
@@ -37,8 +37,8 @@ const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timesta
 /// The CronJob controller.
 #[derive(Debug)]
 pub(crate) struct CronJobController {
-    cronjobs: TypedApi<CronJob>,
-    jobs: TypedApi<Job>,
+    cronjobs: Typed<CronJob>,
+    jobs: Typed<Job>,
     events: EventRecorder,
 }
 
@@ -47,8 +47,8 @@ impl CronJobController {
     pub(crate) fn new(
         objects: &ObjectStore,
         kinds: &Kinds,
-        cronjobs: TypedApi<CronJob>,
-        jobs: TypedApi<Job>,
+        cronjobs: Typed<CronJob>,
+        jobs: Typed<Job>,
     ) -> Self {
         CronJobController {
             cronjobs,
@@ -163,7 +163,7 @@ impl CronJobController {
     async fn delete_job(&self, cj: &mut CronJob, job: &Job) -> bool {
         match self
             .jobs
-            .delete(namespace(job), name(job), None, Propagation::Background)
+            .delete_propagating(namespace(job), name(job), None, Propagation::Background)
             .await
         {
             Ok(()) => {

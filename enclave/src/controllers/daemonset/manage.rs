@@ -103,11 +103,10 @@ impl DaemonSetController {
             done += size;
             batch = batch.saturating_mul(2);
         }
-        let results = join_all(
-            doomed
-                .iter()
-                .map(|pod| self.pods.delete(&ns, pod, None, Propagation::Background)),
-        )
+        let results = join_all(doomed.iter().map(|pod| {
+            self.pods
+                .delete_propagating(&ns, pod, None, Propagation::Background)
+        }))
         .await;
         for (pod, r) in doomed.iter().zip(results) {
             match r {

@@ -26,7 +26,7 @@ use super::history::REVISION_LABEL;
 use super::runtime::{Action, ObjectKey, Reconciler};
 use super::typed::owner::{ClaimOptions, claim, event_object, metadata_of, owners_of, selects};
 use super::typed::pod::{is_terminal, is_terminating};
-use super::typed::{TypedApi, name, namespace, record};
+use super::typed::{Typed, name, namespace, record};
 use crate::registry::{ObjectStore, ResourceInfo, WatchEvent};
 
 /// The component the DaemonSet controller's events come from, as upstream's.
@@ -55,10 +55,10 @@ pub(crate) struct DaemonSetKinds {
 /// The DaemonSet controller.
 #[derive(Debug)]
 pub(crate) struct DaemonSetController {
-    daemonsets: TypedApi<DaemonSet>,
-    pods: TypedApi<Pod>,
-    nodes: TypedApi<Node>,
-    revisions: TypedApi<ControllerRevision>,
+    daemonsets: Typed<DaemonSet>,
+    pods: Typed<Pod>,
+    nodes: Typed<Node>,
+    revisions: Typed<ControllerRevision>,
     events: EventRecorder,
     /// What each node's eligibility depends on (labels, taints), as last
     /// seen: only a change of it concerns the DaemonSets (upstream's
@@ -75,10 +75,10 @@ impl DaemonSetController {
     /// A controller over `objects`.
     pub(crate) fn new(objects: &ObjectStore, kinds: &Kinds, ds: &DaemonSetKinds) -> Self {
         DaemonSetController {
-            daemonsets: TypedApi::new(objects.clone(), ds.daemonsets.clone()),
-            pods: TypedApi::new(objects.clone(), kinds.pods.clone()),
-            nodes: TypedApi::new(objects.clone(), ds.nodes.clone()),
-            revisions: TypedApi::new(objects.clone(), ds.revisions.clone()),
+            daemonsets: Typed::new(objects.clone(), ds.daemonsets.clone()),
+            pods: Typed::new(objects.clone(), kinds.pods.clone()),
+            nodes: Typed::new(objects.clone(), ds.nodes.clone()),
+            revisions: Typed::new(objects.clone(), ds.revisions.clone()),
             events: EventRecorder::new(Api::new(objects.clone(), kinds.events.clone()), COMPONENT),
             node_fingerprints: HashMap::new(),
             failed_backoff: HashMap::new(),

@@ -175,16 +175,15 @@ impl DaemonSetController {
         for dup in others {
             let dup_hash = hash_of(&dup).to_string();
             for pod in pods.iter().filter(|p| pod_hash(p) == dup_hash) {
-                let relabel = |cur: &Pod| {
+                let relabel = |cur: &mut Pod| {
                     if pod_hash(cur) != dup_hash {
-                        return None;
+                        return false;
                     }
-                    let mut next = cur.clone();
-                    next.metadata
+                    cur.metadata
                         .labels
                         .get_or_insert_with(BTreeMap::new)
                         .insert(REVISION_LABEL.into(), keep_hash.clone());
-                    Some(next)
+                    true
                 };
                 match self.pods.edit(namespace(pod), name(pod), relabel).await {
                     Ok(_) => {}
@@ -193,7 +192,7 @@ impl DaemonSetController {
                 }
             }
             self.revisions
-                .delete(
+                .delete_propagating(
                     namespace(&dup),
                     name(&dup),
                     dup.metadata.uid.as_deref(),
@@ -236,7 +235,7 @@ impl DaemonSetController {
                 continue;
             }
             self.revisions
-                .delete(
+                .delete_propagating(
                     namespace(cr),
                     name(cr),
                     cr.metadata.uid.as_deref(),

@@ -143,7 +143,7 @@ impl JobController {
             }
             let uid = p.metadata.uid.as_deref();
             self.pods
-                .delete(namespace(p), name(p), uid, Propagation::Background)
+                .delete_propagating(namespace(p), name(p), uid, Propagation::Background)
                 .await
         }))
         .await;

@@ -28,7 +28,7 @@ use super::client::Kinds;
 use super::events::EventRecorder;
 use super::runtime::{Action, ObjectKey, Reconciler};
 use super::typed::owner::{event_object, metadata_of, owners_of};
-use super::typed::{TypedApi, name, namespace, uid};
+use super::typed::{Typed, name, namespace, uid};
 use crate::registry::{ObjectStore, WatchEvent};
 
 /// The finalizer that keeps a Job's pod until the Job counted it.
@@ -53,17 +53,17 @@ pub(crate) enum JobKey {
 /// The Job controller.
 #[derive(Debug)]
 pub(crate) struct JobController {
-    jobs: TypedApi<Job>,
-    pods: TypedApi<Pod>,
+    jobs: Typed<Job>,
+    pods: Typed<Pod>,
     events: EventRecorder,
 }
 
 impl JobController {
     /// A controller over `objects`, reading Jobs from `jobs`.
-    pub(crate) fn new(objects: &ObjectStore, kinds: &Kinds, jobs: TypedApi<Job>) -> Self {
+    pub(crate) fn new(objects: &ObjectStore, kinds: &Kinds, jobs: Typed<Job>) -> Self {
         JobController {
             jobs,
-            pods: TypedApi::new(objects.clone(), kinds.pods.clone()),
+            pods: Typed::new(objects.clone(), kinds.pods.clone()),
             events: EventRecorder::new(
                 super::client::Api::new(objects.clone(), kinds.events.clone()),
                 COMPONENT,
@@ -192,15 +192,14 @@ impl JobController {
     /// `removeTrackingFinalizerPatch`); a pod gone meanwhile is fine.
     async fn remove_finalizer(&self, pod: &Pod) -> Result<(), Error> {
         let pod_uid = uid(pod).to_string();
-        let edit = |cur: &Pod| {
+        let edit = |cur: &mut Pod| {
             if uid(cur) != pod_uid || !has_tracking_finalizer(cur) {
-                return None;
+                return false;
             }
-            let mut next = cur.clone();
-            if let Some(f) = next.metadata.finalizers.as_mut() {
+            if let Some(f) = cur.metadata.finalizers.as_mut() {
                 f.retain(|f| f != TRACKING_FINALIZER);
             }
-            Some(next)
+            true
         };
         match self.pods.edit(namespace(pod), name(pod), edit).await {
             Ok(_) => Ok(()),

@@ -177,7 +177,13 @@ impl StatefulSetController {
         for claim in names {
             self.claims
                 .edit(namespace(set), claim, |cur| {
-                    with_policy_owners(set, pod, cur)
+                    match with_policy_owners(set, pod, cur) {
+                        Some(next) => {
+                            *cur = next;
+                            true
+                        }
+                        None => false,
+                    }
                 })
                 .await?;
         }

@@ -118,7 +118,7 @@ impl StatefulSetController {
     async fn delete_pod(&self, set: &StatefulSet, pod: &Pod) -> Result<(), Error> {
         let result = self
             .pods
-            .delete(namespace(pod), name(pod), None, Propagation::Background)
+            .delete_propagating(namespace(pod), name(pod), None, Propagation::Background)
             .await;
         self.pod_event(set, "delete", pod, result.as_ref().err())
             .await;
@@ -190,10 +190,10 @@ impl StatefulSetController {
         if identity_matches(set, pod) {
             return Ok(false);
         }
-        let fix = |cur: &Pod| {
-            let mut next = cur.clone();
-            update_identity(set, &mut next);
-            (next.metadata.labels != cur.metadata.labels).then_some(next)
+        let fix = |cur: &mut Pod| {
+            let labels = cur.metadata.labels.clone();
+            update_identity(set, cur);
+            cur.metadata.labels != labels
         };
         let result = self
             .pods

@@ -23,7 +23,7 @@ use super::history::{
 };
 use super::runtime::{Action, ObjectKey, Reconciler};
 use super::typed::owner::{ClaimOptions, claim, event_object, metadata_of, owners_of, selects};
-use super::typed::{TypedApi, name, namespace};
+use super::typed::{Typed, name, namespace};
 use crate::registry::generic::Propagation;
 use crate::registry::{ObjectStore, ResourceInfo, WatchEvent};
 use identity::{is_member_of, pod_revision};
@@ -34,10 +34,10 @@ const COMPONENT: &str = "statefulset-controller";
 /// The StatefulSet controller.
 #[derive(Debug)]
 pub(crate) struct StatefulSetController {
-    sets: TypedApi<StatefulSet>,
-    pods: TypedApi<Pod>,
-    revisions: TypedApi<ControllerRevision>,
-    claims: TypedApi<PersistentVolumeClaim>,
+    sets: Typed<StatefulSet>,
+    pods: Typed<Pod>,
+    revisions: Typed<ControllerRevision>,
+    claims: Typed<PersistentVolumeClaim>,
     events: EventRecorder,
 }
 
@@ -51,10 +51,10 @@ impl StatefulSetController {
         claims: std::sync::Arc<ResourceInfo>,
     ) -> Self {
         StatefulSetController {
-            sets: TypedApi::new(objects.clone(), sets),
-            pods: TypedApi::new(objects.clone(), kinds.pods.clone()),
-            revisions: TypedApi::new(objects.clone(), revisions),
-            claims: TypedApi::new(objects.clone(), claims),
+            sets: Typed::new(objects.clone(), sets),
+            pods: Typed::new(objects.clone(), kinds.pods.clone()),
+            revisions: Typed::new(objects.clone(), revisions),
+            claims: Typed::new(objects.clone(), claims),
             events: EventRecorder::new(Api::new(objects.clone(), kinds.events.clone()), COMPONENT),
         }
     }
@@ -139,7 +139,7 @@ impl StatefulSetController {
             .saturating_sub(usize::try_from(limit).unwrap_or(0));
         for r in history.into_iter().take(surplus) {
             self.revisions
-                .delete(
+                .delete_propagating(
                     namespace(r),
                     name(r),
                     r.metadata.uid.as_deref(),

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::super::Error;
 use super::super::client::Api;
-use crate::registry::generic::DeleteOptions;
+use crate::registry::generic::{DeleteOptions, Propagation};
 use crate::registry::{ObjectStore, ResourceInfo};
 
 /// One resource of the store, as `K`.
@@ -40,10 +40,12 @@ impl<K> std::fmt::Debug for Typed<K> {
 }
 
 /// Decodes a stored object as `K`.
-pub(crate) fn decode<K: DeserializeOwned>(info: &ResourceInfo, v: Value) -> Result<K, Error> {
-    serde_json::from_value(v).map_err(|e| Error::Decode {
+fn decode<K: DeserializeOwned>(info: &ResourceInfo, v: Value) -> Result<K, Error> {
+    let name = crate::registry::meta::name(&v).to_string();
+    serde_json::from_value(v).map_err(|source| Error::Codec {
         resource: info.resource,
-        source: Box::new(e),
+        name,
+        source,
     })
 }
 
@@ -66,9 +68,10 @@ impl<K: Serialize + DeserializeOwned> Typed<K> {
     }
 
     fn encode(&self, k: &K) -> Result<Value, Error> {
-        serde_json::to_value(k).map_err(|e| Error::Decode {
+        serde_json::to_value(k).map_err(|source| Error::Codec {
             resource: self.api.info().resource,
-            source: Box::new(e),
+            name: String::new(),
+            source,
         })
     }
 
@@ -81,23 +84,27 @@ impl<K: Serialize + DeserializeOwned> Typed<K> {
             .transpose()
     }
 
-    /// LIST everything in `ns` (every namespace when empty).
+    /// LIST everything in `ns` (every namespace when empty). An object that
+    /// does not decode is logged and left out.
     pub(crate) async fn list(&self, ns: &str) -> Result<Vec<K>, Error> {
-        self.api
-            .list(ns)
-            .await?
-            .into_iter()
-            .map(|v| self.decode(v))
-            .collect()
+        Ok(self.decode_all(self.api.list(ns).await?))
     }
 
-    /// LIST with a field selector (e.g. `spec.nodeName=n1`).
+    /// LIST with a field selector (e.g. `spec.nodeName=n1`), as [`Typed::list`].
     pub(crate) async fn list_fields(&self, ns: &str, fields: &str) -> Result<Vec<K>, Error> {
-        self.api
-            .list_fields(ns, fields)
-            .await?
+        Ok(self.decode_all(self.api.list_fields(ns, fields).await?))
+    }
+
+    fn decode_all(&self, items: Vec<Value>) -> Vec<K> {
+        items
             .into_iter()
-            .map(|v| self.decode(v))
+            .filter_map(|v| match self.decode(v) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    tracing::warn!(error = %e.one_line(), "skipping an object that does not decode");
+                    None
+                }
+            })
             .collect()
     }
 
@@ -158,6 +165,18 @@ impl<K: Serialize + DeserializeOwned> Typed<K> {
         opts: &DeleteOptions,
     ) -> Result<(), Error> {
         self.api.delete_with(ns, name, opts).await
+    }
+
+    /// DELETE with `propagation`, conditional on `uid`; a missing object is
+    /// not an error.
+    pub(crate) async fn delete_propagating(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+        propagation: Propagation,
+    ) -> Result<(), Error> {
+        self.api.delete(ns, name, uid, propagation).await
     }
 }
 

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
 
-use super::{Object, TypedApi, is_deleting, name, namespace, uid};
+use super::{Object, Typed, is_deleting, name, namespace, uid};
 use crate::controllers::Error;
 use crate::controllers::runtime::ObjectKey;
 use crate::registry::WatchEvent;
@@ -81,7 +81,7 @@ pub(crate) struct ClaimOptions<'a> {
 /// # Errors
 /// The first failed adopt or release other than NotFound.
 pub(crate) async fn claim<O: Object, C: Object>(
-    api: &TypedApi<C>,
+    api: &Typed<C>,
     owner: &O,
     matches: impl Fn(&C) -> bool,
     candidates: Vec<C>,
@@ -101,19 +101,20 @@ pub(crate) async fn claim<O: Object, C: Object>(
             Some(_) if owner_deleting => {}
             Some(_) => {
                 tracing::debug!(owner = name(owner), child = %child_name, "releasing");
-                let release = |cur: &C| {
-                    let mut next = cur.clone();
-                    let m = next.metadata_mut();
-                    let refs = m.owner_references.as_mut()?;
+                let release = |cur: &mut C| {
+                    let m = cur.metadata_mut();
+                    let Some(refs) = m.owner_references.as_mut() else {
+                        return false;
+                    };
                     let before = refs.len();
                     refs.retain(|r| r.uid != owner_uid);
                     if refs.len() == before {
-                        return None;
+                        return false;
                     }
                     if let Some(f) = m.finalizers.as_mut() {
                         f.retain(|f| !options.finalizers.contains(&f.as_str()));
                     }
-                    Some(next)
+                    true
                 };
                 match api.edit(&ns, &child_name, release).await {
                     Ok(_) => {}
@@ -126,14 +127,13 @@ pub(crate) async fn claim<O: Object, C: Object>(
             None => {
                 tracing::debug!(owner = name(owner), child = %child_name, "adopting");
                 let reference = controller_ref(owner);
-                let adopt = |cur: &C| {
+                let adopt = |cur: &mut C| {
                     // Only the object we decided on, and only while it is
                     // still an orphan.
                     if uid(cur) != child_uid || controller_of(cur.metadata()).is_some() {
-                        return None;
+                        return false;
                     }
-                    let mut next = cur.clone();
-                    let m = next.metadata_mut();
+                    let m = cur.metadata_mut();
                     m.owner_references
                         .get_or_insert_with(Vec::new)
                         .push(reference.clone());
@@ -143,7 +143,7 @@ pub(crate) async fn claim<O: Object, C: Object>(
                             finalizers.push((*f).to_string());
                         }
                     }
-                    Some(next)
+                    true
                 };
                 match api.edit(&ns, &child_name, adopt).await {
                     Ok(obj) if is_controlled_by(obj.metadata(), &owner_uid) => claimed.push(obj),
@@ -208,7 +208,7 @@ pub(crate) fn metadata_of(obj: &serde_json::Value) -> Option<ObjectMeta> {
 /// of `owner_kind`; for a live orphan, every owner in `owners` whose selector
 /// (`selector_of`) selects it; else none.
 pub(crate) async fn owners_of<O: Object>(
-    owners: &TypedApi<O>,
+    owners: &Typed<O>,
     owner_kind: &str,
     meta: &ObjectMeta,
     deleted: bool,
