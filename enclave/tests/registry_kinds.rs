@@ -566,7 +566,7 @@ fn discovery_names_match_upstream() {
         let info = t.lookup(group, "v1", r).unwrap();
         assert_eq!(info.namespaced(), namespaced, "{r}");
         assert_eq!(info.short_names, short, "{r}");
-        assert_eq!(info.categories.contains(&"all"), all, "{r}");
+        assert_eq!(info.categories.iter().any(|c| c == "all"), all, "{r}");
         assert_eq!(info.singular, info.kind.to_lowercase(), "{r}");
     };
     check("", "endpoints", true, &["ep"], false);
@@ -748,12 +748,12 @@ async fn quota_status_is_split_and_v1_events_are_their_own_resource() {
 }
 
 /// The column headers (priority 0) of `info`.
-fn header(info: &ResourceInfo) -> Vec<&'static str> {
+fn header(info: &ResourceInfo) -> Vec<String> {
     info.strategy
         .columns()
         .iter()
         .filter(|c| c.priority == 0)
-        .map(|c| c.name)
+        .map(|c| c.name.to_string())
         .collect()
 }
 

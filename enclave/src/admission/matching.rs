@@ -31,9 +31,9 @@ impl<'a> Attributes<'a> {
     pub(crate) fn of(req: &'a Request<'a>) -> Self {
         Attributes {
             operation: req.operation.as_str(),
-            group: req.info.group,
-            version: req.info.version,
-            resource: req.info.resource,
+            group: &req.info.group,
+            version: &req.info.version,
+            resource: &req.info.resource,
             subresource: req.subresource,
             namespaced: req.info.namespaced(),
             name: req.name,

@@ -394,8 +394,8 @@ impl ValidatingAdmissionPolicies {
         }
         match verdict.denied {
             Some((cause, reason)) => Err(Error::policy_denied(
-                req.info.group,
-                req.info.resource,
+                &req.info.group,
+                &req.info.resource,
                 req.request_name,
                 cause,
                 &reason,

@@ -31,9 +31,9 @@ impl ApiServer {
     ) -> Response<Body> {
         let served = req.target.info.clone();
         let Some(storage) = self.objects.table().lookup(
-            served.group,
+            &served.group,
             conversion.storage_version(),
-            served.resource,
+            &served.resource,
         ) else {
             return http::path_not_found();
         };
@@ -44,13 +44,13 @@ impl ApiServer {
             Some("status") => true,
             // A Scale is the same in every version of the resource.
             Some("scale") => {
-                return convert_whole(self.dispatch(req).await, conversion, &served_version).await;
+                return convert_whole(self.dispatch(req).await, &conversion, &served_version).await;
             }
             Some(_) => return http::path_not_found(),
         };
         if req.method == Method::PATCH {
             return self
-                .patch_converted(&req, conversion, status_only)
+                .patch_converted(&req, &conversion, status_only)
                 .await
                 .unwrap_or_else(|e| http::error(&e));
         }
@@ -68,7 +68,7 @@ impl ApiServer {
         if watch {
             convert_stream(response, conversion, served_version)
         } else {
-            convert_whole(response, conversion, &served_version).await
+            convert_whole(response, &conversion, &served_version).await
         }
     }
 
@@ -76,7 +76,7 @@ impl ApiServer {
     async fn patch_converted(
         &self,
         req: &ResourceRequest,
-        conversion: Conversion,
+        conversion: &Conversion,
         status_only: bool,
     ) -> Result<Response<Body>> {
         let conflicts = check_patch_options(req)?;
@@ -137,7 +137,7 @@ impl ApiServer {
 }
 
 /// The served form of one response value: an object, the items of a list, or the objects of a table's rows.
-fn convert_value(value: &mut Value, conversion: Conversion, served_version: &str) {
+fn convert_value(value: &mut Value, conversion: &Conversion, served_version: &str) {
     match value.get("kind").and_then(Value::as_str) {
         Some("Table") => {
             for row in value
@@ -169,7 +169,7 @@ fn convert_value(value: &mut Value, conversion: Conversion, served_version: &str
 /// A whole response with its objects in the served form; errors (a `Status`) pass unchanged.
 async fn convert_whole(
     response: Response<Body>,
-    conversion: Conversion,
+    conversion: &Conversion,
     served_version: &str,
 ) -> Response<Body> {
     let (parts, body) = response.into_parts();
@@ -211,7 +211,7 @@ fn convert_stream(
                                 if bookmark {
                                     object["apiVersion"] = Value::String(served_version.clone());
                                 } else {
-                                    convert_value(object, conversion, &served_version);
+                                    convert_value(object, &conversion, &served_version);
                                 }
                             }
                             out.extend_from_slice(event.to_string().as_bytes());

@@ -4,12 +4,12 @@
 
 use serde_json::{Value, json};
 
-use crate::registry::{ResourceInfo, ResourceTable, Subresource};
+use crate::registry::{Name, ResourceInfo, ResourceTable, Subresource};
 
 /// (group, version, kind) a subresource responds with.
-fn sub_kind(r: &ResourceInfo, sub: Subresource) -> (&'static str, &'static str, &'static str) {
+fn sub_kind(r: &ResourceInfo, sub: Subresource) -> (&str, &str, &str) {
     match sub {
-        Subresource::Status | Subresource::Approval => (r.group, r.version, r.kind),
+        Subresource::Status | Subresource::Approval => (&r.group, &r.version, &r.kind),
         Subresource::Scale => ("autoscaling", "v1", "Scale"),
         Subresource::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Subresource::Log => ("", "v1", "Pod"),
@@ -102,7 +102,7 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_entry(name: &str, versions: &[&str]) -> Value {
+fn group_entry(name: &str, versions: &[Name]) -> Value {
     let gvs: Vec<Value> = versions
         .iter()
         .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
@@ -131,7 +131,7 @@ pub fn group(table: &ResourceTable, name: &str) -> Option<Value> {
         .groups()
         .into_iter()
         .find(|(g, _)| !g.is_empty() && *g == name)?;
-    let mut e = group_entry(g, &vs);
+    let mut e = group_entry(&g, &vs);
     e["kind"] = json!("APIGroup");
     e["apiVersion"] = json!("v1");
     Some(e)

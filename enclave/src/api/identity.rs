@@ -307,7 +307,7 @@ impl ApiServer {
         if info.group == "authentication.k8s.io" && info.resource == "tokenreviews" {
             return Some(self.token_review(obj).await);
         }
-        let review = Review::of(info.group, info.resource)?;
+        let review = Review::of(&info.group, &info.resource)?;
         let chain = &self.security.authorizer;
         Some(match review {
             Review::SelfRules => Ok(reviews::rules_review(chain, obj, user).await),

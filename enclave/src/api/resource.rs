@@ -250,13 +250,13 @@ impl ApiServer {
             return refused;
         }
         let writes = req.method != Method::GET;
-        let (group, resource) = (req.target.info.group, req.target.info.resource);
-        let response = match req.target.info.conversion() {
-            Some(conversion) => self.converted(req, conversion).await,
+        let info = req.target.info.clone();
+        let response = match info.conversion() {
+            Some(conversion) => self.converted(req, conversion.clone()).await,
             None => self.dispatch(req).await,
         };
         if writes && response.status().is_success() {
-            self.after_write(group, resource);
+            self.after_write(&info.group, &info.resource);
         }
         response
     }

@@ -54,7 +54,7 @@ impl Api {
         ns: &str,
         name: &str,
     ) -> impl FnOnce(crate::registry::Error) -> Error {
-        let resource = self.info.resource;
+        let resource = self.info.resource.clone();
         let namespace = ns.to_string();
         let name = name.to_string();
         move |source| Error::Api {

@@ -42,10 +42,11 @@ impl CrdFinalizer {
     fn err(
         &self,
         verb: &'static str,
-        resource: &'static str,
+        resource: impl Into<crate::registry::Name>,
         name: &str,
     ) -> impl FnOnce(crate::registry::Error) -> Error {
         let name = name.to_string();
+        let resource = resource.into();
         move |source| Error::Api {
             verb,
             resource,
@@ -82,12 +83,12 @@ impl CrdFinalizer {
                 &DeleteOptions::default(),
             )
             .await
-            .map_err(self.err("delete", info.resource, crd))?;
+            .map_err(self.err("delete", info.resource.clone(), crd))?;
         let left = self
             .objects
             .list(info, None, &ListOptions::default())
             .await
-            .map_err(self.err("list", info.resource, crd))?;
+            .map_err(self.err("list", info.resource.clone(), crd))?;
         Ok(left.items.is_empty())
     }
 }

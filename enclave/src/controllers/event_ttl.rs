@@ -166,7 +166,7 @@ impl Reconciler for EventTtl {
             Err(registry::Error::Conflict { .. }) => Ok(Action::await_change()),
             Err(source) => Err(Error::Api {
                 verb: "delete",
-                resource: info.resource,
+                resource: info.resource.clone(),
                 namespace: key.namespace.clone(),
                 name: key.name.clone(),
                 source: Box::new(source),

@@ -121,7 +121,7 @@ pub(crate) async fn run(objects: ObjectStore, stop: CancellationToken) {
         let (gc, watched) = GarbageCollector::new(objects.clone());
         let served: Vec<(&str, &str, &str)> = watched
             .iter()
-            .map(|k| (k.group, k.version, k.resource))
+            .map(|k| (k.group.as_str(), k.version.as_str(), k.resource.as_str()))
             .collect();
         let this_run = stop.child_token();
         let mut running = tokio::spawn(runtime::run(
@@ -144,7 +144,7 @@ pub(crate) async fn run(objects: ObjectStore, stop: CancellationToken) {
             let now = GarbageCollector::watched_kinds(&objects);
             let unchanged = now
                 .iter()
-                .map(|k| (k.group, k.version, k.resource))
+                .map(|k| (k.group.as_str(), k.version.as_str(), k.resource.as_str()))
                 .eq(served.iter().copied());
             if !unchanged {
                 break;
@@ -323,7 +323,7 @@ impl GarbageCollector {
         } else {
             Propagation::Background
         };
-        tracing::debug!(resource = api.info().resource, object = %key.name, ?policy, "collecting");
+        tracing::debug!(resource = %api.info().resource, object = %key.name, ?policy, "collecting");
         api.delete(&key.namespace, &key.name, Some(uid(obj)), policy)
             .await
     }

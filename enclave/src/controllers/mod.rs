@@ -202,7 +202,7 @@ pub enum Error {
         /// `get`, `list`, `create`, `update`, `delete`.
         verb: &'static str,
         /// The resource (plural).
-        resource: &'static str,
+        resource: crate::registry::Name,
         /// The namespace.
         namespace: String,
         /// The object's name (empty for lists and generated names).
@@ -229,7 +229,7 @@ pub enum Error {
     #[error("{resource} {name}: not a valid object")]
     Codec {
         /// The resource (plural).
-        resource: &'static str,
+        resource: crate::registry::Name,
         /// The object's name.
         name: String,
         /// The decoder's error.

@@ -303,7 +303,7 @@ async fn watch_kind(
         {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(resource = info.resource, error = %e, "watch failed; retrying");
+                tracing::warn!(resource = %info.resource, error = %e, "watch failed; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -321,7 +321,7 @@ async fn watch_kind(
                 Some(WatchEvent::Error(status)) => {
                     let code = status.get("code").and_then(serde_json::Value::as_u64);
                     tracing::debug!(
-                        resource = info.resource,
+                        resource = %info.resource,
                         ?code,
                         "watch ended; listing again"
                     );

@@ -129,7 +129,7 @@ impl Reconciler for LegacyTokens {
                 .issue_legacy(&key.namespace, &name, &account_uid, &key.name)
                 .map_err(|e| Error::Api {
                     verb: "sign",
-                    resource: "secrets",
+                    resource: "secrets".into(),
                     namespace: key.namespace.clone(),
                     name: key.name.clone(),
                     source: Box::new(crate::registry::Error::BadRequest(e.to_string())),

@@ -112,7 +112,7 @@ impl Collector for StorageObjects {
         let mut seen = std::collections::HashSet::new();
         for info in self.objects.table().iter() {
             // Versions of one resource share its keys.
-            if !seen.insert((info.group, info.resource)) {
+            if !seen.insert((info.group.clone(), info.resource.clone())) {
                 continue;
             }
             let Some(n) = self.objects.store().count_resident(&info.key_prefix(None)) else {

@@ -9,19 +9,19 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Error, Result};
+use super::{Error, Name, Result};
 
 /// A served version whose objects are stored as another version of the same resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Conversion {
     /// autoscaling/v1 `HorizontalPodAutoscaler`, stored as autoscaling/v2.
     HorizontalPodAutoscalerV1,
     /// A custom resource's version other than its storage version (`None` conversion).
     CustomResource {
         /// The served `group/version`.
-        served: &'static str,
+        served: Name,
         /// The storage version's `group/version`.
-        storage: &'static str,
+        storage: Name,
     },
 }
 
@@ -33,19 +33,19 @@ const CONDITIONS: &str = "autoscaling.alpha.kubernetes.io/conditions";
 impl Conversion {
     /// The version the objects are stored in.
     #[must_use]
-    pub fn storage_version(self) -> &'static str {
+    pub fn storage_version(&self) -> &str {
         match self {
             Conversion::HorizontalPodAutoscalerV1 => "v2",
-            Conversion::CustomResource { storage, .. } => {
-                storage.rsplit_once('/').map_or(storage, |(_, v)| v)
-            }
+            Conversion::CustomResource { storage, .. } => storage
+                .rsplit_once('/')
+                .map_or(storage.as_str(), |(_, v)| v),
         }
     }
 
     /// Whether every object of the served version has exactly one stored form, so a
     /// server-side apply configuration converts as it stands.
     #[must_use]
-    pub fn is_lossless(self) -> bool {
+    pub fn is_lossless(&self) -> bool {
         matches!(self, Conversion::CustomResource { .. })
     }
 
@@ -53,7 +53,7 @@ impl Conversion {
     ///
     /// # Errors
     /// 400 when an annotation that carries a field of the storage version is not valid JSON.
-    pub fn to_storage(self, served: Value) -> Result<Value> {
+    pub fn to_storage(&self, served: Value) -> Result<Value> {
         match self {
             Conversion::HorizontalPodAutoscalerV1 => hpa_v1_to_v2(served),
             Conversion::CustomResource { storage, .. } => Ok(with_api_version(served, storage)),
@@ -62,7 +62,7 @@ impl Conversion {
 
     /// The served form of a stored object; other objects (a `Status`) pass unchanged.
     #[must_use]
-    pub fn to_served(self, stored: &Value) -> Value {
+    pub fn to_served(&self, stored: &Value) -> Value {
         match self {
             Conversion::HorizontalPodAutoscalerV1 => {
                 if stored.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler") {
@@ -622,8 +622,8 @@ mod tests {
     #[test]
     fn custom_resource_versions_differ_in_their_api_version_only() {
         let conversion = Conversion::CustomResource {
-            served: "example.com/v1beta1",
-            storage: "example.com/v1",
+            served: "example.com/v1beta1".into(),
+            storage: "example.com/v1".into(),
         };
         assert_eq!(conversion.storage_version(), "v1");
         let stored = conversion

@@ -17,6 +17,7 @@ pub mod generic;
 pub mod kinds;
 pub mod managed;
 pub mod meta;
+mod name;
 pub mod patch;
 pub mod quantity;
 pub mod selector;
@@ -27,6 +28,7 @@ pub mod watch;
 pub use conversion::Conversion;
 pub use error::{Error, FieldError, Result};
 pub use generic::{DeleteOptions, DeleteOutcome, ListOptions, ObjectStore, WriteOptions};
+pub use name::Name;
 pub use selector::{FieldSelector, LabelSelector};
 pub use table::Column;
 pub use watch::{WatchEvent, WatchObject, WatchOptions, WatchStream};
@@ -245,7 +247,7 @@ impl UserInfo {
 }
 
 /// Whether a resource's objects are kept in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Persistence {
     /// Objects are stored; every verb of [`VERBS`] is served.
     Stored,
@@ -323,21 +325,21 @@ impl Subresource {
 /// One resource as served: names, scope and its strategy.
 pub struct ResourceInfo {
     /// API group; empty for core.
-    pub group: &'static str,
+    pub group: Name,
     /// API version, e.g. `v1`.
-    pub version: &'static str,
+    pub version: Name,
     /// Kind, e.g. `ConfigMap`.
-    pub kind: &'static str,
+    pub kind: Name,
     /// Plural resource name, e.g. `configmaps`.
-    pub resource: &'static str,
+    pub resource: Name,
     /// Singular resource name, e.g. `configmap`.
-    pub singular: &'static str,
+    pub singular: Name,
     /// Namespaced or cluster-scoped.
     pub scope: Scope,
     /// Short names for kubectl, e.g. `cm`.
-    pub short_names: &'static [&'static str],
+    pub short_names: Vec<Name>,
     /// Categories, e.g. `all`.
-    pub categories: &'static [&'static str],
+    pub categories: Vec<Name>,
     /// DELETE returns the deleted object rather than a Status (pods).
     pub return_deleted_object: bool,
     /// Subresources served.
@@ -415,8 +417,8 @@ impl ResourceInfo {
     }
 
     /// The conversion from the storage version, when this version is served from another's storage.
-    pub fn conversion(&self) -> Option<Conversion> {
-        match self.persistence {
+    pub fn conversion(&self) -> Option<&Conversion> {
+        match &self.persistence {
             Persistence::Converted(c) => Some(c),
             _ => None,
         }
@@ -428,8 +430,8 @@ impl ResourceInfo {
     /// resource's storage version change.
     pub fn storage_version_hash(&self) -> Option<String> {
         use base64::Engine as _;
-        let version = match self.persistence {
-            Persistence::Stored => self.version,
+        let version = match &self.persistence {
+            Persistence::Stored => self.version.as_str(),
             Persistence::Converted(c) => c.storage_version(),
             Persistence::Virtual | Persistence::Computed => return None,
         };
@@ -458,7 +460,7 @@ impl ResourceInfo {
         let group = if self.group.is_empty() {
             "core"
         } else {
-            self.group
+            &self.group
         };
         let mut k = format!("/registry/{group}/{}/", self.resource);
         if let (Scope::Namespaced, Some(ns)) = (self.scope, namespace) {
@@ -529,16 +531,16 @@ impl ResourceTable {
     }
 
     /// Groups in table order, each with its versions in preference order.
-    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
-        let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    pub fn groups(&self) -> Vec<(Name, Vec<Name>)> {
+        let mut out: Vec<(Name, Vec<Name>)> = Vec::new();
         for r in self.entries.iter() {
             match out.iter_mut().find(|(g, _)| *g == r.group) {
                 Some((_, versions)) => {
                     if !versions.contains(&r.version) {
-                        versions.push(r.version);
+                        versions.push(r.version.clone());
                     }
                 }
-                None => out.push((r.group, vec![r.version])),
+                None => out.push((r.group.clone(), vec![r.version.clone()])),
             }
         }
         out

@@ -3,32 +3,32 @@
 
 use serde_json::{Value, json};
 
-use super::{ResourceInfo, meta};
+use super::{Name, ResourceInfo, meta};
 
 /// One Table column definition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Column {
     /// Header, e.g. `Name`.
-    pub name: &'static str,
+    pub name: Name,
     /// OpenAPI type: `string`, `integer`, `date`, ...
-    pub kind: &'static str,
+    pub kind: Name,
     /// OpenAPI format, e.g. `name`.
-    pub format: &'static str,
+    pub format: Name,
     /// Shown with `-o wide` only when 1.
     pub priority: u8,
     /// Description of the column.
-    pub description: &'static str,
+    pub description: Name,
 }
 
 impl Column {
     /// A string column with priority 0.
     pub const fn text(name: &'static str, description: &'static str) -> Self {
         Column {
-            name,
-            kind: "string",
-            format: "",
+            name: Name::from_static(name),
+            kind: Name::from_static("string"),
+            format: Name::from_static(""),
             priority: 0,
-            description,
+            description: Name::from_static(description),
         }
     }
 
@@ -41,53 +41,58 @@ impl Column {
     /// A boolean column.
     pub const fn boolean(name: &'static str, description: &'static str) -> Self {
         Column {
-            name,
-            kind: "boolean",
-            format: "",
+            name: Name::from_static(name),
+            kind: Name::from_static("boolean"),
+            format: Name::from_static(""),
             priority: 0,
-            description,
+            description: Name::from_static(description),
         }
     }
 
     /// An integer column.
     pub const fn integer(name: &'static str, description: &'static str) -> Self {
         Column {
-            name,
-            kind: "integer",
-            format: "",
+            name: Name::from_static(name),
+            kind: Name::from_static("integer"),
+            format: Name::from_static(""),
             priority: 0,
-            description,
+            description: Name::from_static(description),
         }
     }
 
     /// The `Name` column.
     pub const NAME: Column = Column {
-        name: "Name",
-        kind: "string",
-        format: "name",
+        name: Name::from_static("Name"),
+        kind: Name::from_static("string"),
+        format: Name::from_static("name"),
         priority: 0,
-        description: "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+        description: Name::from_static(
+            "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+        ),
     };
 
     /// The `Age` column.
     pub const AGE: Column = Column {
-        name: "Age",
-        kind: "string",
-        format: "",
+        name: Name::from_static("Age"),
+        kind: Name::from_static("string"),
+        format: Name::from_static(""),
         priority: 0,
-        description: "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+        description: Name::from_static(AGE_DESCRIPTION),
     };
 }
+
+/// The description of upstream's `Age` column.
+const AGE_DESCRIPTION: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 
 impl Column {
     /// The `Created At` column of upstream's default table convertor, for
     /// kinds without a printer (roles, limitranges, ...).
     pub const CREATED_AT: Column = Column {
-        name: "Created At",
-        kind: "date",
-        format: "",
+        name: Name::from_static("Created At"),
+        kind: Name::from_static("date"),
+        format: Name::from_static(""),
         priority: 0,
-        description: Column::AGE.description,
+        description: Name::from_static(AGE_DESCRIPTION),
     };
 }
 

@@ -98,7 +98,7 @@ pub(crate) async fn run(
         let page = match objects.list(&info, None, &ListOptions::default()).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(resource = info.resource, error = %e, "scheduler list failed; retrying");
+                tracing::warn!(resource = %info.resource, error = %e, "scheduler list failed; retrying");
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_secs(1)) => continue,
@@ -122,7 +122,7 @@ pub(crate) async fn run(
         let mut stream = match objects.watch(info.clone(), None, opts).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(resource = info.resource, error = %e, "scheduler watch failed; listing again");
+                tracing::warn!(resource = %info.resource, error = %e, "scheduler watch failed; listing again");
                 continue;
             }
         };
@@ -136,7 +136,7 @@ pub(crate) async fn run(
                 Some(WatchEvent::Error(status)) => {
                     let code = status.get("code").and_then(serde_json::Value::as_u64);
                     tracing::debug!(
-                        resource = info.resource,
+                        resource = %info.resource,
                         ?code,
                         "scheduler watch ended; listing again"
                     );

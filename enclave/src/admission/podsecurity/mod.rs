@@ -362,7 +362,7 @@ impl Plugin for PodSecurity {
             if req.is("", "namespaces") {
                 return self.namespace(objects, req, obj, out).await;
             }
-            if let Some(path) = template_path(req.info.group, req.info.resource) {
+            if let Some(path) = template_path(&req.info.group, &req.info.resource) {
                 return self.workload(objects, req, path, obj, out).await;
             }
             Ok(())

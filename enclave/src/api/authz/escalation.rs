@@ -109,7 +109,7 @@ impl Escalation {
 
     async fn check_role(&self, req: &Request<'_>, user: &UserInfo, obj: &Value) -> Result<()> {
         let ns = req.namespace.unwrap_or("");
-        let resource = req.info.resource;
+        let resource: &str = &req.info.resource;
         if self.allowed(user, "escalate", resource, ns, req.name).await {
             return Ok(());
         }
@@ -139,7 +139,7 @@ impl Escalation {
 
     async fn check_binding(&self, req: &Request<'_>, user: &UserInfo, obj: &Value) -> Result<()> {
         let ns = req.namespace.unwrap_or("");
-        let resource = req.info.resource;
+        let resource: &str = &req.info.resource;
         let role_ref = RoleRef {
             kind: obj
                 .pointer("/roleRef/kind")
@@ -197,7 +197,7 @@ impl Plugin for Escalation {
                 }
                 Operation::Delete => return Ok(()),
             }
-            match req.info.resource {
+            match req.info.resource.as_str() {
                 "roles" | "clusterroles" => self.check_role(req, user, obj).await,
                 "rolebindings" | "clusterrolebindings" => self.check_binding(req, user, obj).await,
                 _ => Ok(()),

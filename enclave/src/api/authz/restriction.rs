@@ -76,7 +76,7 @@ fn taints(obj: &Value) -> Value {
 }
 
 fn deny(req: &Request<'_>, name: &str, cause: String) -> Error {
-    Error::forbidden(req.info.group, req.info.resource, name, &cause)
+    Error::forbidden(&req.info.group, &req.info.resource, name, &cause)
 }
 
 fn bound_to(pod: Option<&Value>, node: &str) -> bool {
@@ -109,7 +109,7 @@ impl Plugin for NodeRestriction {
 /// stored object).
 fn check(node: &str, req: &Request<'_>, obj: &Value) -> Result<()> {
     let sub = req.subresource.unwrap_or("");
-    match (req.info.group, req.info.resource) {
+    match (req.info.group.as_str(), req.info.resource.as_str()) {
         ("", "nodes") => check_node(node, req, obj, sub),
         ("coordination.k8s.io", "leases") if req.operation == Operation::Create => {
             let lease = obj
@@ -236,8 +236,8 @@ pub(crate) async fn admit_eviction(
     {
         Ok(pod) if bound_to(Some(&pod), node) => Ok(()),
         Ok(_) => Err(http::error(&Error::forbidden(
-            info.group,
-            info.resource,
+            &info.group,
+            &info.resource,
             name,
             &format!("node {node:?} can only evict pods with spec.nodeName set to itself"),
         ))),

@@ -204,8 +204,8 @@ impl Documents {
         let mut documents = HashMap::new();
         for (g, vs) in table.groups() {
             for v in vs {
-                if let Some(doc) = v3_document(table, g, v) {
-                    let path = gv_path(g, v);
+                if let Some(doc) = v3_document(table, &g, &v) {
+                    let path = gv_path(&g, &v);
                     let serialized = Bytes::from(doc.to_string());
                     index.insert(
                         path.clone(),

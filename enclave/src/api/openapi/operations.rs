@@ -260,7 +260,7 @@ impl Operations<'_> {
     }
 
     fn verb(&mut self, p: &Paths, verb: &str) {
-        let (kind, scope, prefix) = (self.r.kind, self.scope(), self.prefix.clone());
+        let (kind, scope, prefix) = (self.r.kind.clone(), self.scope(), self.prefix.clone());
         let body = json!({"content": json_content(&self.schemas.object), "required": true});
         match verb {
             "get" => {
@@ -403,7 +403,7 @@ impl Operations<'_> {
     }
 
     fn subresource(&mut self, p: &Paths, sub: Subresource) {
-        let (kind, scope, prefix) = (self.r.kind, self.scope(), self.prefix.clone());
+        let (kind, scope, prefix) = (self.r.kind.clone(), self.scope(), self.prefix.clone());
         let word = capitalized(sub.name());
         let path = format!("{}/{}", p.item, sub.name());
         let id = |action: &str| format!("{action}{prefix}{scope}{kind}{word}");
@@ -545,7 +545,7 @@ pub(super) fn add_resource(
         r,
         schemas,
         gvk: json!({"group": r.group, "version": r.version, "kind": r.kind}),
-        prefix: format!("{}{}", group_word(r.group), capitalized(r.version)),
+        prefix: format!("{}{}", group_word(&r.group), capitalized(&r.version)),
         paths,
     };
     for verb in r.verbs() {

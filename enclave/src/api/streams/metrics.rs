@@ -181,7 +181,7 @@ impl ApiServer {
                 "the server does not allow this method on the requested resource".into(),
             ));
         }
-        let result = match req.target.info.resource {
+        let result = match req.target.info.resource.as_str() {
             "nodes" => self.node_metrics(req).await,
             _ => self.pod_metrics(req).await,
         };

@@ -43,7 +43,7 @@ impl<K> std::fmt::Debug for Typed<K> {
 fn decode<K: DeserializeOwned>(info: &ResourceInfo, v: Value) -> Result<K, Error> {
     let name = crate::registry::meta::name(&v).to_string();
     serde_json::from_value(v).map_err(|source| Error::Codec {
-        resource: info.resource,
+        resource: info.resource.clone(),
         name,
         source,
     })
@@ -69,7 +69,7 @@ impl<K: Serialize + DeserializeOwned> Typed<K> {
 
     fn encode(&self, k: &K) -> Result<Value, Error> {
         serde_json::to_value(k).map_err(|source| Error::Codec {
-            resource: self.api.info().resource,
+            resource: self.api.info().resource.clone(),
             name: String::new(),
             source,
         })

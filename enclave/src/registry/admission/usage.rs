@@ -258,7 +258,7 @@ pub(crate) fn usage(
     } else {
         ResourceList::new()
     };
-    if info.group.is_empty() && LEGACY_COUNTS.contains(&info.resource) {
+    if info.group.is_empty() && LEGACY_COUNTS.contains(&info.resource.as_str()) {
         out.insert(info.resource.to_string(), Quantity::from_units(1));
     }
     out.insert(count_name(info), Quantity::from_units(1));

@@ -16,63 +16,17 @@ pub mod schema;
 mod strategy;
 pub mod structural;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::generic::{HookFuture, ListOptions, StoreHooks};
 use super::kinds::{CRD_GROUP_VERSION_RESOURCE, SCALE, STATUS, STATUS_SCALE};
 use super::{
-    Error, ObjectStore, Persistence, ResourceInfo, Result, ScalePaths, Scope, Subresource,
+    Error, Name, ObjectStore, Persistence, ResourceInfo, Result, ScalePaths, Scope, Subresource,
 };
 use crate::store::{RangeRequest, StoreError, TxnOutcome};
 use strategy::{CustomResources, pointer, printer_columns};
-
-/// Interns `s`: resource tables hold `&'static str` names, and custom
-/// resources' names arrive at run time. Each distinct string is leaked once,
-/// so memory grows with the number of distinct names ever defined, not with
-/// the number of definition writes.
-pub(crate) fn intern(s: &str) -> &'static str {
-    static STRINGS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let set = STRINGS.get_or_init(|| Mutex::new(HashSet::new()));
-    let mut set = match set.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if let Some(found) = set.get(s) {
-        return found;
-    }
-    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
-    set.insert(leaked);
-    leaked
-}
-
-/// Interns a list of names, as [`intern`] does strings.
-fn intern_list(items: &[&str]) -> &'static [&'static str] {
-    static LISTS: OnceLock<Mutex<HashMap<Vec<String>, &'static [&'static str]>>> = OnceLock::new();
-    if items.is_empty() {
-        return &[];
-    }
-    let key: Vec<String> = items.iter().map(|s| (*s).to_string()).collect();
-    let lists = LISTS.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut lists = match lists.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if let Some(found) = lists.get(&key) {
-        return found;
-    }
-    let leaked: &'static [&'static str] = Box::leak(
-        items
-            .iter()
-            .map(|s| intern(s))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    lists.insert(key, leaked);
-    leaked
-}
 
 /// `vN`, `vNbetaM`, `vNalphaM` as (class, -N, -M): GA 0, beta 1, alpha 2.
 fn kube_version(v: &str) -> Option<(u8, i64, i64)> {
@@ -140,8 +94,12 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
         "Cluster" => Scope::Cluster,
         _ => Scope::Namespaced,
     };
-    let short_names = intern_list(&list("/spec/names/shortNames"));
-    let categories = intern_list(&list("/spec/names/categories"));
+    let names = |p: &str| -> Vec<Name> { list(p).into_iter().map(Name::owned).collect() };
+    let short_names = names("/spec/names/shortNames");
+    let categories = names("/spec/names/categories");
+    let (group_name, kind_name, plural_name) =
+        (Name::owned(group), Name::owned(kind), Name::owned(plural));
+    let singular = Name::from(singular);
     let reversed_group: Vec<&str> = group.rsplit('.').collect();
     let mut versions: Vec<&Value> = crd
         .pointer("/spec/versions")
@@ -191,22 +149,22 @@ pub fn resources_of(crd: &Value) -> Vec<ResourceInfo> {
                 (false, false) => &[],
             };
             ResourceInfo {
-                group: intern(group),
-                version: intern(version),
-                kind: intern(kind),
-                resource: intern(plural),
-                singular: intern(&singular),
+                group: group_name.clone(),
+                version: Name::owned(version),
+                kind: kind_name.clone(),
+                resource: plural_name.clone(),
+                singular: singular.clone(),
                 scope,
-                short_names,
-                categories,
+                short_names: short_names.clone(),
+                categories: categories.clone(),
                 // As upstream's custom resource storage.
                 return_deleted_object: true,
                 subresources,
                 persistence: match storage_version {
                     Some(storage) if storage != version => {
                         Persistence::Converted(super::Conversion::CustomResource {
-                            served: intern(&format!("{group}/{version}")),
-                            storage: intern(&format!("{group}/{storage}")),
+                            served: Name::from(format!("{group}/{version}")),
+                            storage: Name::from(format!("{group}/{storage}")),
                         })
                     }
                     _ => Persistence::Stored,
@@ -262,7 +220,7 @@ impl ObjectStore {
         for crd in &crds.items {
             for info in resources_of(crd) {
                 let taken = base
-                    .lookup(info.group, info.version, info.resource)
+                    .lookup(&info.group, &info.version, &info.resource)
                     .is_some()
                     || custom.iter().any(|c: &ResourceInfo| {
                         c.group == info.group
@@ -278,7 +236,7 @@ impl ObjectStore {
         let new = old.extended(&base, custom);
         let gone: Vec<Vec<u8>> = old
             .iter()
-            .filter(|o| base.lookup(o.group, o.version, o.resource).is_none())
+            .filter(|o| base.lookup(&o.group, &o.version, &o.resource).is_none())
             .filter(|o| {
                 !new.iter()
                     .any(|n| n.group == o.group && n.resource == o.resource)
@@ -299,7 +257,7 @@ impl ObjectStore {
         self.table()
             .iter()
             .find(|r| r.group == group && r.resource == resource)
-            .filter(|r| base.lookup(r.group, r.version, r.resource).is_none())
+            .filter(|r| base.lookup(&r.group, &r.version, &r.resource).is_none())
             .cloned()
     }
 
@@ -330,13 +288,5 @@ mod tests {
             vs,
             ["v10", "v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]
         );
-    }
-
-    #[test]
-    fn interned_strings_are_shared() {
-        let a = intern(&String::from("widgets"));
-        let b = intern("widgets");
-        assert!(std::ptr::eq(a, b));
-        assert_eq!(intern_list(&["w", "wd"]), intern_list(&["w", "wd"]));
     }
 }

@@ -6,10 +6,10 @@
 
 use serde_json::{Value, json};
 
-use super::intern;
 use super::jsonpath::JsonPath;
 use super::schema::validate_object;
 use super::structural::{apply_defaults, prune_object};
+use crate::registry::Name;
 use crate::registry::kinds::keep_status;
 use crate::registry::table::{Column, age, human_duration, name_cell};
 use crate::registry::{Canonical, FieldError, ScalePaths, Strategy};
@@ -45,7 +45,7 @@ pub(crate) fn default_columns() -> Vec<PrinterColumn> {
     let age = JsonPath::parse(".metadata.creationTimestamp")
         .map(|path| PrinterColumn {
             column: Column {
-                kind: "date",
+                kind: Name::from_static("date"),
                 ..Column::AGE
             },
             path,
@@ -71,15 +71,15 @@ pub(crate) fn printer_columns(version: &Value) -> Vec<PrinterColumn> {
                 .ok()?;
             Some(PrinterColumn {
                 column: Column {
-                    name: intern(text("name")),
-                    kind: intern(text("type")),
-                    format: intern(text("format")),
+                    name: Name::owned(text("name")),
+                    kind: Name::owned(text("type")),
+                    format: Name::owned(text("format")),
                     priority: c
                         .get("priority")
                         .and_then(Value::as_u64)
                         .and_then(|p| u8::try_from(p).ok())
                         .unwrap_or(0),
-                    description: intern(text("description")),
+                    description: Name::owned(text("description")),
                 },
                 path,
             })
@@ -205,7 +205,7 @@ impl Strategy for CustomResources {
 
     fn columns(&self) -> Vec<Column> {
         std::iter::once(Column::NAME)
-            .chain(self.columns.iter().map(|c| c.column))
+            .chain(self.columns.iter().map(|c| c.column.clone()))
             .collect()
     }
 
@@ -215,7 +215,7 @@ impl Strategy for CustomResources {
                 c.path
                     .find(obj)
                     .first()
-                    .map_or(Value::Null, |v| cell(c.column.kind, v, now))
+                    .map_or(Value::Null, |v| cell(&c.column.kind, v, now))
             }))
             .collect()
     }

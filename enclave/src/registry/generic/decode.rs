@@ -41,7 +41,7 @@ impl ObjectStore {
             _ => {}
         }
         o.insert("apiVersion".into(), Value::String(want_av));
-        o.insert("kind".into(), Value::String(info.kind.into()));
+        o.insert("kind".into(), Value::String(info.kind.to_string()));
         let Canonical {
             value,
             unknown_fields,

@@ -304,7 +304,7 @@ impl ObjectStore {
         };
         let strategy_info = self
             .table()
-            .lookup(info.group, info.version, info.resource)
+            .lookup(&info.group, &info.version, &info.resource)
             .ok_or_else(|| Error::BadRequest(format!("unknown resource {}", info.resource)))?;
         let resuming = token.is_some();
         let pager = Pager {

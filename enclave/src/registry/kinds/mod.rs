@@ -32,7 +32,7 @@ pub(crate) mod storage;
 
 use serde_json::{Map, Value};
 
-use super::{FieldError, Persistence, ResourceInfo, Scope, Strategy, Subresource};
+use super::{FieldError, Name, Persistence, ResourceInfo, Scope, Strategy, Subresource};
 
 /// Implements `Strategy::canonicalize` and `Strategy::schema` through a `k8s-openapi` type.
 macro_rules! typed {
@@ -326,7 +326,6 @@ pub(crate) fn immutable(new: &Value, old: &Value, ptr: &str) -> Option<FieldErro
 }
 
 /// Upstream's category of the workloads and pods `kubectl get all` lists.
-const ALL: &[&str] = &["all"];
 /// Upstream's category of what extends the API (`kubectl get api-extensions`).
 const API_EXTENSIONS: &[&str] = &["api-extensions"];
 /// `/status` only.
@@ -371,19 +370,20 @@ pub(crate) use pods::update_pod_condition;
 fn res(
     (group, version): (&'static str, &'static str),
     kind: &'static str,
-    (resource, singular): (&'static str, &'static str),
+    (resource, singular): (&'static str, impl Into<Name>),
     scope: Scope,
     strategy: Box<dyn Strategy>,
 ) -> ResourceInfo {
+    let singular = singular.into();
     ResourceInfo {
-        group,
-        version,
-        kind,
-        resource,
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        resource: resource.into(),
         singular,
         scope,
-        short_names: &[],
-        categories: &[],
+        short_names: Vec::new(),
+        categories: Vec::new(),
         return_deleted_object: false,
         subresources: &[],
         persistence: Persistence::Stored,
@@ -405,7 +405,7 @@ where
         K::KIND,
         (
             K::URL_PATH_SEGMENT,
-            super::custom::intern(&K::KIND.to_ascii_lowercase()),
+            Name::from(K::KIND.to_ascii_lowercase()),
         ),
         if cluster {
             Scope::Cluster
@@ -419,7 +419,7 @@ where
 impl ResourceInfo {
     /// With short names.
     fn short(mut self, names: &'static [&'static str]) -> Self {
-        self.short_names = names;
+        self.short_names = names.iter().copied().map(Name::from).collect();
         self
     }
 
@@ -433,7 +433,7 @@ impl ResourceInfo {
 
     /// In the `all` category.
     fn in_all(mut self) -> Self {
-        self.categories = ALL;
+        self.categories = vec![Name::from_static("all")];
         self
     }
 
@@ -451,7 +451,7 @@ impl ResourceInfo {
 
     /// In `categories` (`kubectl get api-extensions`).
     fn categories(mut self, categories: &'static [&'static str]) -> Self {
-        self.categories = categories;
+        self.categories = categories.iter().copied().map(Name::from).collect();
         self
     }
 
@@ -732,7 +732,7 @@ mod tests {
     fn every_ga_resource_of_kubernetes_1_33_is_served() {
         let served: std::collections::BTreeSet<(String, String, String)> = super::builtin()
             .iter()
-            .map(|r| (r.group.into(), r.version.into(), r.resource.into()))
+            .map(|r| ((&r.group).into(), (&r.version).into(), (&r.resource).into()))
             .collect();
         let ga = [
             gvr::<admissionregistration::v1::MutatingWebhookConfiguration>(),

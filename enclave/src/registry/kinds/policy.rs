@@ -191,13 +191,10 @@ impl Strategy for PriorityClasses {
                 "Value",
                 "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec.",
             ),
-            Column {
-                kind: "boolean",
-                ..Column::text(
-                    "Global-Default",
-                    "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority.",
-                )
-            },
+            Column::boolean(
+                "Global-Default",
+                "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority.",
+            ),
             Column::AGE,
             Column::text(
                 "PreemptionPolicy",

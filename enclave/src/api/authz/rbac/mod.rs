@@ -140,7 +140,7 @@ impl PolicyCache {
             let mut stream = match self.objects.watch(info.clone(), None, opts).await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(resource = info.resource, error = %e, "watching RBAC objects failed; retrying");
+                    tracing::warn!(resource = %info.resource, error = %e, "watching RBAC objects failed; retrying");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
