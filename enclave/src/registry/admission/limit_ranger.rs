@@ -35,37 +35,6 @@ pub(crate) async fn limit_ranges(objects: &ObjectStore, ns: &str) -> Result<Vec<
     page.items.iter().map(typed::<LimitRange>).collect()
 }
 
-/// upstream's `SetDefaults_LimitRangeItem` for `Container` items: `default`
-/// from `max`, `defaultRequest` from `default`, then from `min`.
-pub(crate) fn default_item(item: &mut LimitRangeItem) {
-    if item.type_ != "Container" {
-        return;
-    }
-    let default = item.default.get_or_insert_with(BTreeMap::new);
-    for (k, v) in item.max.iter().flatten() {
-        default.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    let default = default.clone();
-    let request = item.default_request.get_or_insert_with(BTreeMap::new);
-    for (k, v) in &default {
-        request.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    for (k, v) in item.min.iter().flatten() {
-        request.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    // Empty maps are omitted, as upstream's JSON omits them.
-    if item.default.as_ref().is_some_and(BTreeMap::is_empty) {
-        item.default = None;
-    }
-    if item
-        .default_request
-        .as_ref()
-        .is_some_and(BTreeMap::is_empty)
-    {
-        item.default_request = None;
-    }
-}
-
 /// The requests and limits a LimitRange's Container items default to
 /// (upstream's `defaultContainerResourceRequirements`).
 fn container_defaults(
@@ -75,7 +44,7 @@ fn container_defaults(
     let mut limits = BTreeMap::new();
     for item in lr.spec.iter().flat_map(|s| s.limits.iter()) {
         let mut item = item.clone();
-        default_item(&mut item);
+        crate::registry::kinds::default_limit_range_item(&mut item);
         if item.type_ == "Container" {
             requests.extend(item.default_request.unwrap_or_default());
             limits.extend(item.default.unwrap_or_default());

@@ -7,29 +7,7 @@ use serde_json::{Value, json};
 
 use super::super::{Error, ListOptions, ObjectStore, ResourceInfo, Result, WriteOptions, meta};
 
-/// The built-in PriorityClasses (upstream's `SystemPriorityClasses`):
-/// name, value, description.
-pub const SYSTEM_PRIORITY_CLASSES: [(&str, i64, &str); 2] = [
-    (
-        "system-node-critical",
-        2_000_001_000,
-        "Used for system critical pods that must not be moved from their current node.",
-    ),
-    (
-        "system-cluster-critical",
-        2_000_000_000,
-        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
-    ),
-];
-
-/// Whether `name` with `value` and `global_default` is one of the
-/// built-in classes (upstream's `IsKnownSystemPriorityClass`).
-pub(crate) fn is_system_priority_class(name: &str, value: i64, global_default: bool) -> bool {
-    !global_default
-        && SYSTEM_PRIORITY_CLASSES
-            .iter()
-            .any(|(n, v, _)| *n == name && *v == value)
-}
+pub use crate::registry::kinds::{SYSTEM_PRIORITY_CLASSES, is_system_priority_class};
 
 fn is(info: &ResourceInfo, group: &str, resource: &str) -> bool {
     info.group == group && info.resource == resource

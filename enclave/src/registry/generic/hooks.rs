@@ -1,9 +1,8 @@
 //! A kind's store hooks: what its writes do besides storing the object, as
 //! upstream's REST decorators of the generic store (the Service REST's IP and
 //! port allocators, the CRD REST's effect on what is served). A kind names its
-//! hooks with [`crate::registry::Strategy::store_hooks`]; the generic write
-//! path calls them and settles what they claimed, and knows nothing else of
-//! them.
+//! hook with [`crate::registry::Strategy::store_hook`]; the generic write
+//! path calls it and settles what it claimed, and knows nothing else of it.
 
 use std::fmt;
 use std::future::Future;
@@ -12,7 +11,7 @@ use std::pin::Pin;
 use serde_json::Value;
 
 use super::ObjectStore;
-use crate::registry::Result;
+use crate::registry::{Result, StoreHook};
 use crate::store::TxnOutcome;
 
 /// A hook's future, borrowed for the write it serves.
@@ -71,6 +70,14 @@ pub trait StoreHooks: Send + Sync + fmt::Debug {
     }
 }
 
+/// The hooks a kind's strategy names ([`crate::registry::Strategy::store_hook`]).
+pub(super) fn hooks_of(info: &crate::registry::ResourceInfo) -> Option<&'static dyn StoreHooks> {
+    match info.strategy.store_hook()? {
+        StoreHook::ServiceAllocation => Some(&crate::registry::service_alloc::ServiceAllocators),
+        StoreHook::ServedDefinitions => Some(&crate::registry::custom::ServedDefinitions),
+    }
+}
+
 impl ObjectStore {
     /// Creates `key` (owned by `owner`) unless it exists: whether this call claimed it.
     ///
@@ -106,7 +113,7 @@ impl ObjectStore {
     /// After `obj` of `info` was deleted: releases its claims and runs the
     /// kind's after-write hook.
     pub(super) async fn after_delete(&self, info: &crate::registry::ResourceInfo, obj: &Value) {
-        if let Some(hooks) = info.strategy.store_hooks() {
+        if let Some(hooks) = hooks_of(info) {
             self.release_claims(hooks.held(obj)).await;
             hooks.after_write(self).await;
         }

@@ -251,7 +251,7 @@ impl ObjectStore {
                 created: true,
             });
         }
-        let hooks = info.strategy.store_hooks();
+        let hooks = super::hooks::hooks_of(info);
         let claims = match hooks {
             Some(h) => h.before_create(self, &mut obj).await?,
             None => Claims::default(),
@@ -594,7 +594,7 @@ impl ObjectStore {
             .validate(self, &request, &new, admitted)
             .await?;
         meta::set_resource_version(&mut new, kv.mod_revision);
-        let hooks = info.strategy.store_hooks();
+        let hooks = super::hooks::hooks_of(info);
         let claims = match (hooks, endpoint) {
             (Some(h), Endpoint::Main) => h.before_update(self, &old, &mut new).await?,
             _ => Claims::default(),
@@ -641,7 +641,7 @@ impl ObjectStore {
             // period runs: a terminating pod's status updates keep it).
             return match self.store.delete(&key, Some(kv.mod_revision)).await? {
                 TxnOutcome::Committed { revision, .. } => {
-                    if let Some(hooks) = target.info.strategy.store_hooks() {
+                    if let Some(hooks) = super::hooks::hooks_of(target.info) {
                         self.release_claims(hooks.held(&new)).await;
                     }
                     meta::set_resource_version(&mut new, revision);
