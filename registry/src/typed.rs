@@ -13,7 +13,8 @@ use super::Canonical;
 /// # Errors
 /// The decoder's message (field type mismatch, bad base64, ...).
 pub fn roundtrip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<Canonical, String> {
-    let typed: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    // From the reference: cloning the tree first would cost as much as decoding it.
+    let typed = T::deserialize(obj).map_err(|e| e.to_string())?;
     let value = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     let mut unknown_fields = Vec::new();
     dropped_fields(obj, &value, "", &mut unknown_fields);

@@ -65,7 +65,7 @@ pub use options::StoreOptions;
 pub use position::{ChainPoint, journal_opens_with};
 pub use read::{ContinueToken, RangeRequest, RangeResponse};
 pub use types::{DerivedSlot, Event, EventKind, KeyValue, Revision, TxnOutcome};
-pub use watch::{WatchTarget, Watcher};
+pub use watch::{WatchTarget, WatchedEvent, Watcher};
 
 use std::sync::Arc;
 

@@ -43,13 +43,40 @@ impl WatchTarget {
     }
 }
 
+/// An event as a watcher receives it. A live change is the committed group's
+/// own event, shared with every other watcher of it rather than copied (its
+/// key, value and previous value); a replayed one is read for this watcher.
+/// Dereferences to the [`Event`].
+#[derive(Debug, Clone)]
+pub struct WatchedEvent(Source);
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// The `index`-th event of a committed group.
+    Live(Arc<[Event]>, usize),
+    /// Rebuilt from history.
+    Replayed(Box<Event>),
+}
+
+impl std::ops::Deref for WatchedEvent {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        match &self.0 {
+            // The index was taken from this very group.
+            Source::Live(batch, i) => &batch[*i],
+            Source::Replayed(event) => event,
+        }
+    }
+}
+
 /// A live watch. Call [`Watcher::next`] for events in revision order.
 #[derive(Debug)]
 pub struct Watcher {
     shared: Arc<Shared>,
     target: WatchTarget,
     next_revision: Revision,
-    pending: VecDeque<Event>,
+    pending: VecDeque<WatchedEvent>,
     live: broadcast::Receiver<Arc<[Event]>>,
     replaying: bool,
     done: bool,
@@ -88,7 +115,7 @@ impl Watcher {
     /// The next event, `None` when the store has shut down, or an error
     /// (after which the watch is over): [`StoreError::Compacted`] if the
     /// watcher fell behind the compaction point.
-    pub async fn next(&mut self) -> Option<Result<Event>> {
+    pub async fn next(&mut self) -> Option<Result<WatchedEvent>> {
         loop {
             if let Some(e) = self.pending.pop_front() {
                 return Some(Ok(e));
@@ -104,7 +131,7 @@ impl Watcher {
                 continue;
             }
             match self.live.recv().await {
-                Ok(batch) => self.take_live(&batch),
+                Ok(batch) => self.take_live(batch),
                 Err(RecvError::Lagged(_)) => self.replaying = true,
                 Err(RecvError::Closed) => self.done = true,
             }
@@ -117,10 +144,11 @@ impl Watcher {
         self.next_revision.saturating_sub(1)
     }
 
-    fn take_live(&mut self, batch: &[Event]) {
-        for e in batch {
+    fn take_live(&mut self, batch: Arc<[Event]>) {
+        for (i, e) in batch.iter().enumerate() {
             if e.revision() >= self.next_revision && self.target.matches(&e.kv.key) {
-                self.pending.push_back(e.clone());
+                self.pending
+                    .push_back(WatchedEvent(Source::Live(batch.clone(), i)));
             }
         }
         if let Some(last) = batch.last() {
@@ -162,7 +190,8 @@ impl Watcher {
             }
             if self.target.matches(&key) {
                 let event = self.event_at(&view, &key, rev)?;
-                self.pending.push_back(event);
+                self.pending
+                    .push_back(WatchedEvent(Source::Replayed(Box::new(event))));
             }
         }
         self.next_revision = end + 1;

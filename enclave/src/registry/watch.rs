@@ -205,6 +205,10 @@ impl ObjectStore {
 }
 
 impl WatchStream {
+    fn selects_everything(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj, &*self.info.strategy)
     }
@@ -244,7 +248,12 @@ impl WatchStream {
                     &fallback
                 }
             };
-            let prev_matched = decoded.prev(&ev).is_some_and(|p| self.matches(p));
+            // Without selectors every object matches: the previous value need not be decoded.
+            let prev_matched = if self.selects_everything() {
+                ev.prev.is_some()
+            } else {
+                decoded.prev(&ev).is_some_and(|p| self.matches(p))
+            };
             match ev.kind {
                 EventKind::Put => {
                     let Some(obj) = decoded.object(&ev) else {

@@ -4,11 +4,12 @@ use super::*;
 use crate::{EventKind, StoreError, StoreOptions, WatchTarget};
 
 async fn next(w: &mut crate::Watcher) -> crate::Event {
-    tokio::time::timeout(Duration::from_secs(10), w.next())
+    let shared = tokio::time::timeout(Duration::from_secs(10), w.next())
         .await
         .expect("watch event in time")
         .unwrap()
-        .unwrap()
+        .unwrap();
+    (*shared).clone()
 }
 
 #[tokio::test]

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Toleration};
 use serde_json::Value;
 
 use super::{is_core, limit_ranger, priority, quota, tolerations, typed, untyped, usage};
 use crate::admission::{Chain, Operation, Outcome, Plugin, Request, Slot};
-use crate::registry::{ObjectStore, Result};
+use crate::registry::admission::AdmissionOptions;
+use crate::registry::{Error, ObjectStore, Result};
 
 /// The plugins that need nothing but the store, each in its slot.
 pub fn builtin_chain() -> Chain {
@@ -145,15 +146,30 @@ impl Plugin for DefaultTolerationSeconds {
             && req.subresource.is_none()
             && is_core(req.info, "pods");
         let result = if writing_pod {
-            typed::<Pod>(obj).and_then(|mut pod| {
-                tolerations::default_toleration_seconds(objects.admission_options(), &mut pod);
-                untyped(&pod, obj)
-            })
+            default_tolerations(objects.admission_options(), obj)
         } else {
             Ok(())
         };
         Box::pin(std::future::ready(result))
     }
+}
+
+/// Adds the default tolerations to a pod's `spec.tolerations`, decoding and writing back that
+/// list alone (a pod without `spec` is left as it is).
+fn default_tolerations(options: AdmissionOptions, pod: &mut Value) -> Result<()> {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let mut tolerations: Vec<Toleration> = match spec.get("tolerations") {
+        Some(list) if !list.is_null() => typed(list)?,
+        _ => Vec::new(),
+    };
+    if tolerations::default_toleration_seconds(options, &mut tolerations) {
+        let list = serde_json::to_value(&tolerations)
+            .map_err(|e| Error::BadRequest(format!("encoding the admitted tolerations: {e}")))?;
+        spec.insert("tolerations".into(), list);
+    }
+    Ok(())
 }
 
 /// Upstream's ResourceQuota: a create that would exceed a quota of its
@@ -200,10 +216,11 @@ pub(crate) fn set_qos_class(req: &Request<'_>, obj: &mut Value) -> Result<()> {
     if req.operation != Operation::Create || !is_core(req.info, "pods") {
         return Ok(());
     }
-    let mut pod: Pod = typed(obj)?;
+    let pod: Pod = typed(obj)?;
     let qos = usage::qos_class(&pod);
-    if let Some(status) = pod.status.as_mut() {
-        status.qos_class = Some(qos.into());
+    // The class alone is written: re-encoding the whole pod would change nothing else.
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+        status.insert("qosClass".into(), Value::String(qos.into()));
     }
-    untyped(&pod, obj)
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! its pods leave a dead node five minutes after the node lifecycle
 //! controller taints it.
 
-use k8s_openapi::api::core::v1::{Pod, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 
 use super::AdmissionOptions;
 
@@ -22,12 +22,12 @@ fn covers(t: &Toleration, key: &str) -> bool {
     (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
 }
 
-/// Adds the default tolerations `pod` lacks.
-pub(crate) fn default_toleration_seconds(opts: AdmissionOptions, pod: &mut Pod) {
-    let Some(spec) = pod.spec.as_mut() else {
-        return;
-    };
-    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+/// Adds the default tolerations a pod's `tolerations` lack; whether it added any.
+pub(crate) fn default_toleration_seconds(
+    opts: AdmissionOptions,
+    tolerations: &mut Vec<Toleration>,
+) -> bool {
+    let before = tolerations.len();
     for (key, seconds) in [
         (TAINT_NOT_READY, opts.not_ready_toleration_seconds),
         (TAINT_UNREACHABLE, opts.unreachable_toleration_seconds),
@@ -42,6 +42,7 @@ pub(crate) fn default_toleration_seconds(opts: AdmissionOptions, pod: &mut Pod) 
             });
         }
     }
+    tolerations.len() != before
 }
 
 #[cfg(test)]
@@ -49,10 +50,12 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn admit(pod: Value) -> Value {
-        let mut p: Pod = serde_json::from_value(pod).unwrap();
-        default_toleration_seconds(AdmissionOptions::default(), &mut p);
-        serde_json::to_value(&p).unwrap()
+    fn admit(mut pod: Value) -> Value {
+        let mut tolerations: Vec<Toleration> =
+            serde_json::from_value(pod["spec"]["tolerations"].take()).unwrap_or_default();
+        default_toleration_seconds(AdmissionOptions::default(), &mut tolerations);
+        pod["spec"]["tolerations"] = serde_json::to_value(&tolerations).unwrap();
+        pod
     }
 
     #[test]

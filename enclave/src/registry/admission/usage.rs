@@ -6,6 +6,7 @@
 use k8s_openapi::api::core::v1::{
     Container, Pod, ResourceQuotaSpec, ScopedResourceSelectorRequirement, Service,
 };
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use super::is_core;
@@ -247,13 +248,13 @@ pub(crate) fn usage(
     now: jiff::Timestamp,
 ) -> Option<ResourceList> {
     let mut out = if is_core(info, "pods") {
-        let pod: Pod = serde_json::from_value(obj.clone()).ok()?;
+        let pod = Pod::deserialize(obj).ok()?;
         if !pod_counts(&pod, now) {
             return None;
         }
         pod_usage(&pod)
     } else if is_core(info, "services") {
-        let svc: Service = serde_json::from_value(obj.clone()).ok()?;
+        let svc = Service::deserialize(obj).ok()?;
         service_usage(&svc)
     } else {
         ResourceList::new()
