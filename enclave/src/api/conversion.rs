@@ -18,7 +18,7 @@ use super::resource::{
     ResourceRequest, apply_body, check_patch_options, is_apply, json_body, object_response,
     patch_type, write_opts,
 };
-use crate::registry::generic::{Endpoint, WriteTarget};
+use crate::registry::generic::Endpoint;
 use crate::registry::patch;
 use crate::registry::{Conversion, Error, Result};
 
@@ -101,17 +101,12 @@ impl ApiServer {
                 )));
             }
             let config = conversion.to_storage(apply_body(req)?)?;
-            let target = WriteTarget {
-                endpoint,
-                info: &req.target.info,
-                ns,
-                name,
-            };
-            let written = self.objects.apply(target, config, &opts, conflicts).await?;
-            let code = if written.created { 201 } else { 200 };
+            let written = self
+                .apply_at(req, endpoint, config, &opts, conflicts)
+                .await?;
             return Ok(object_response(
                 req,
-                code,
+                written.code(),
                 &conversion.to_served(&written.object),
                 &written.warnings,
             ));

@@ -12,7 +12,7 @@ use super::watch;
 use super::{ApiServer, Negotiated};
 use crate::registry::generic::{
     ApplyConflicts, DeleteOptions, DeleteOutcome, EncodedObject, Endpoint, ListOptions, ListPage,
-    WriteOptions, WriteTarget,
+    WriteOptions, WriteTarget, Written,
 };
 use crate::registry::managed;
 use crate::registry::patch::{self, PatchType};
@@ -294,6 +294,24 @@ impl ApiServer {
         req.target.name.as_deref().unwrap_or("")
     }
 
+    /// Server-side apply of `config` to the request's object at `endpoint`.
+    pub(super) async fn apply_at(
+        &self,
+        req: &ResourceRequest,
+        endpoint: Endpoint,
+        config: Value,
+        opts: &WriteOptions,
+        conflicts: ApplyConflicts,
+    ) -> Result<Written> {
+        let target = WriteTarget {
+            endpoint,
+            info: &req.target.info,
+            ns: self.ns(req),
+            name: Self::name(req),
+        };
+        self.objects.apply(target, config, opts, conflicts).await
+    }
+
     async fn get_one(&self, req: &ResourceRequest) -> Result<Response<Body>> {
         let obj = self
             .objects
@@ -424,23 +442,16 @@ impl ApiServer {
     async fn patch(&self, req: &ResourceRequest) -> Result<Response<Body>> {
         let conflicts = check_patch_options(req)?;
         if is_apply(req) {
-            let config = apply_body(req)?;
             let w = self
-                .objects
-                .apply(
-                    WriteTarget {
-                        endpoint: Endpoint::Main,
-                        info: &req.target.info,
-                        ns: self.ns(req),
-                        name: Self::name(req),
-                    },
-                    config,
+                .apply_at(
+                    req,
+                    Endpoint::Main,
+                    apply_body(req)?,
                     &write_opts(req),
                     conflicts,
                 )
                 .await?;
-            let code = if w.created { 201 } else { 200 };
-            return Ok(object_response(req, code, &w.object, &w.warnings));
+            return Ok(object_response(req, w.code(), &w.object, &w.warnings));
         }
         let ty = patch_type(req)?;
         // Reject a malformed patch before touching the store.

@@ -9,7 +9,7 @@ use super::resource::{
     ResourceRequest, apply_body, check_patch_options, is_apply, json_body, object_response,
     patch_type, write_opts,
 };
-use crate::registry::generic::{Endpoint, WriteTarget};
+use crate::registry::generic::Endpoint;
 use crate::registry::kinds::{format_label_map, set_at};
 use crate::registry::patch;
 use crate::registry::{Error, ResourceInfo, Result, ScalePaths, Subresource};
@@ -144,18 +144,7 @@ impl ApiServer {
             (Subresource::Status, &Method::PATCH) if is_apply(req) => {
                 match (apply_body(req), check_patch_options(req)) {
                     (Ok(config), Ok(conflicts)) => self
-                        .objects
-                        .apply(
-                            WriteTarget {
-                                endpoint: Endpoint::Status,
-                                info,
-                                ns,
-                                name,
-                            },
-                            config,
-                            &opts,
-                            conflicts,
-                        )
+                        .apply_at(req, Endpoint::Status, config, &opts, conflicts)
                         .await
                         .map(|w| object_response(req, 200, &w.object, &w.warnings)),
                     (Err(e), _) | (_, Err(e)) => Err(e),

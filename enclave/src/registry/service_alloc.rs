@@ -77,26 +77,42 @@ async fn allocate(objects: &ObjectStore, obj: &mut Value, claims: &mut Claims) -
     }
     let owner = owner(obj);
     for i in 0..port_count(obj) {
-        let pointer = format!("/spec/ports/{i}/nodePort");
-        let requested = obj.pointer(&pointer).and_then(Value::as_i64).unwrap_or(0);
-        let port = if requested == 0 {
-            claim_free_node_port(objects, &owner).await?
-        } else {
-            claim_node_port(objects, requested, &owner, i).await?
-        };
-        claims.claimed.push(node_port_key(port));
-        set_node_port(obj, i, port);
+        let requested = requested_node_port(obj, i);
+        assign_node_port(objects, obj, i, requested, &owner, claims).await?;
     }
     Ok(())
 }
 
-fn set_node_port(obj: &mut Value, index: usize, port: u16) {
+/// The node port port `index` of `obj` asks for (0: any).
+fn requested_node_port(obj: &Value, index: usize) -> i64 {
+    obj.pointer(&format!("/spec/ports/{index}/nodePort"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// Claims the node port `requested` (0: any free one) for port `index` of `obj`, owned by
+/// `owner`, records the claim and writes the port into the object.
+async fn assign_node_port(
+    objects: &ObjectStore,
+    obj: &mut Value,
+    index: usize,
+    requested: i64,
+    owner: &str,
+    claims: &mut Claims,
+) -> Result<()> {
+    let port = if requested == 0 {
+        claim_free_node_port(objects, owner).await?
+    } else {
+        claim_node_port(objects, requested, owner, index).await?
+    };
+    claims.claimed.push(node_port_key(port));
     if let Some(slot) = obj
         .pointer_mut(&format!("/spec/ports/{index}"))
         .and_then(Value::as_object_mut)
     {
         slot.insert("nodePort".into(), json!(port));
     }
+    Ok(())
 }
 
 fn owner(obj: &Value) -> String {
@@ -273,22 +289,14 @@ async fn reallocate_node_ports(
     let owner = owner(new);
     let mut kept = Vec::new();
     for i in 0..port_count(new) {
-        let pointer = format!("/spec/ports/{i}/nodePort");
-        let requested = new.pointer(&pointer).and_then(Value::as_i64).unwrap_or(0);
-        if let Some(port) = u16::try_from(requested)
+        let requested = requested_node_port(new, i);
+        match u16::try_from(requested)
             .ok()
             .filter(|p| held.contains(p) && !kept.contains(p))
         {
-            kept.push(port);
-            continue;
+            Some(port) => kept.push(port),
+            None => assign_node_port(objects, new, i, requested, &owner, claims).await?,
         }
-        let port = if requested == 0 {
-            claim_free_node_port(objects, &owner).await?
-        } else {
-            claim_node_port(objects, requested, &owner, i).await?
-        };
-        claims.claimed.push(node_port_key(port));
-        set_node_port(new, i, port);
     }
     claims.released = held
         .into_iter()

@@ -148,6 +148,11 @@ pub struct Written {
 }
 
 impl Written {
+    /// The HTTP status of the write's answer: 201 Created or 200 OK.
+    pub fn code(&self) -> u16 {
+        if self.created { 201 } else { 200 }
+    }
+
     /// Puts `warnings` (the body's, found before admission's) ahead of the others.
     pub(super) fn with_warnings_first(mut self, mut warnings: Vec<String>) -> Self {
         warnings.append(&mut self.warnings);
