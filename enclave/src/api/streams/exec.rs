@@ -28,6 +28,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a SPDY client may take to open its streams (upstream's default).
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a WebSocket session holds its first frame unless the client writes first.
+///
+/// client-go registers its channels in one goroutine while another already reads the socket,
+/// and drops frames for channels not yet registered; a command that fails at once would
+/// otherwise lose its status and leave kubectl with "closed all streams". Upstream's path
+/// (apiserver to kubelet to runtime) delays the first frame naturally; a worker asked before
+/// the 101 may have it ready immediately.
+const CLIENT_SETUP_GRACE: Duration = Duration::from_millis(100);
+
 /// WebSocket subprotocols served, most preferred first.
 const WEBSOCKET_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
@@ -182,8 +191,14 @@ async fn websocket_session(
 ) {
     let (sink, mut incoming) = ws.split();
     let sink = tokio::sync::Mutex::new(sink);
+    let setup_deadline = tokio::time::Instant::now() + CLIENT_SETUP_GRACE;
+    // A client writing on a channel has registered its channels.
+    let client_ready = tokio::sync::Notify::new();
     let from_client = async {
         while let Some(msg) = incoming.next().await {
+            if matches!(msg, Ok(Message::Binary(_) | Message::Text(_))) {
+                client_ready.notify_one();
+            }
             // Text frames carry channel data too, as upstream reads them (the Python client
             // writes a `str` to stdin as a text frame).
             let frame: &[u8] = match &msg {
@@ -214,8 +229,16 @@ async fn websocket_session(
         }
     };
     let to_client = async {
+        let mut first = true;
         loop {
-            let (ch, payload) = match output.next().await {
+            let next = output.next().await;
+            if std::mem::take(&mut first) {
+                tokio::select! {
+                    () = client_ready.notified() => {}
+                    () = tokio::time::sleep_until(setup_deadline) => {}
+                }
+            }
+            let (ch, payload) = match next {
                 Output::Stdout(d) => (1u8, d),
                 Output::Stderr(d) => (2, d),
                 Output::End(end) => (3, status_json(&end).to_string().into_bytes()),
