@@ -29,8 +29,8 @@ fn merge_value(live: &Value, config: &Value, node: Node<'_>) -> Value {
             Value::Object(out)
         }
         (Value::Array(l), Value::Array(c)) => {
-            let all: Vec<Value> = l.iter().chain(c).cloned().collect();
-            let shape = node.list_shape(&all);
+            // A list's shape is its field's (or schema's), whatever its items.
+            let shape = node.list_shape(l);
             if shape == ListShape::Atomic {
                 return config.clone();
             }

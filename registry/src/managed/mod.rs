@@ -97,6 +97,30 @@ const SERVER_META: &[&str] = &[
     "deletionGracePeriodSeconds",
 ];
 
+/// Whether the field at `path` is one `scope` never owns ([`ownable`] strips these).
+fn never_owned(path: &[PathElement], scope: Scope) -> bool {
+    let field = |i: usize| match path.get(i) {
+        Some(PathElement::Field(f)) => Some(f.as_str()),
+        _ => None,
+    };
+    match (path.len(), scope) {
+        (
+            1,
+            Scope::Main {
+                status_subresource, ..
+            },
+        ) => {
+            matches!(field(0), Some("apiVersion" | "kind"))
+                || (status_subresource && field(0) == Some("status"))
+        }
+        (2, Scope::Main { .. }) => {
+            field(0) == Some("metadata") && field(1).is_some_and(|f| SERVER_META.contains(&f))
+        }
+        (1, Scope::Status { .. }) => field(0) != Some("status"),
+        _ => false,
+    }
+}
+
 /// `obj` without what `scope` never owns.
 fn ownable(obj: &Value, scope: Scope) -> Value {
     let mut out = obj.clone();
@@ -163,7 +187,7 @@ fn collect_always_present(set: &FieldSet, prefix: &mut Path, out: &mut Vec<Path>
 
 /// What changed from `old` to `new` in the part `scope` may own.
 fn compare(old: &Value, new: &Value, scope: Scope) -> Comparison {
-    let mut c = Comparison::of(&ownable(old, scope), &ownable(new, scope), scope.root());
+    let mut c = Comparison::of_except(old, new, scope.root(), &|path| never_owned(path, scope));
     unmark_always_present(&mut c.added);
     unmark_always_present(&mut c.removed);
     c

@@ -709,3 +709,50 @@ fn custom_resources_merge_lists_as_their_schema_declares() {
             .is_some()
     );
 }
+
+#[test]
+fn comparing_in_place_skips_exactly_what_ownable_strips() {
+    // The in-place comparison must report what comparing the stripped copies did, for every
+    // scope: server metadata, apiVersion and kind never owned, status by its scope.
+    let mut old = deployment(1, "nginx:1");
+    old["metadata"]["uid"] = json!("u-1");
+    old["metadata"]["resourceVersion"] = json!("7");
+    old["status"] = json!({"replicas": 1, "conditions": [{"type": "Available", "status": "True"}]});
+    let mut new = deployment(3, "nginx:2");
+    new["metadata"]["uid"] = json!("u-2");
+    new["metadata"]["generation"] = json!(2);
+    new["metadata"]["annotations"] = json!({"a": "b"});
+    new["kind"] = json!("Changed");
+    new["status"] =
+        json!({"replicas": 3, "conditions": [{"type": "Progressing", "status": "True"}]});
+    let empty = json!({});
+    let scopes = [
+        MAIN,
+        Scope::Main {
+            status_subresource: false,
+            schema: None,
+        },
+        Scope::Status { schema: None },
+    ];
+    for scope in scopes {
+        for (a, b) in [(&old, &new), (&new, &old), (&empty, &new), (&old, &empty)] {
+            let mut copied = Comparison::of(&ownable(a, scope), &ownable(b, scope), scope.root());
+            unmark_always_present(&mut copied.added);
+            unmark_always_present(&mut copied.removed);
+            assert_eq!(compare(a, b, scope), copied, "{scope:?}");
+        }
+    }
+    let c = compare(&empty, &new, MAIN).changed();
+    let owned = path_string_all(&c);
+    assert!(owned.iter().any(|p| p.contains("annotations")), "{owned:?}");
+    for never in ["uid", "generation", "kind", "status"] {
+        assert!(
+            !owned.iter().any(|p| p.contains(never)),
+            "{never}: {owned:?}"
+        );
+    }
+}
+
+fn path_string_all(set: &FieldSet) -> Vec<String> {
+    set.paths().iter().map(|p| path_string(p)).collect()
+}
