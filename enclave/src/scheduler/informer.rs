@@ -9,10 +9,12 @@
 //! Decoding happens here, on the API server's runtime, not on the
 //! scheduler's thread.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -63,11 +65,55 @@ pub(crate) enum Event {
     Deleted(Kind, Object),
 }
 
+/// A pod as the scheduler reads it: the metadata it uses, without `managedFields` (often
+/// the largest part of a stored pod, and never read here).
+#[derive(Deserialize)]
+struct PodView {
+    #[serde(default)]
+    metadata: PodMeta,
+    spec: Option<PodSpec>,
+    status: Option<PodStatus>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PodMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
+    owner_references: Option<Vec<OwnerReference>>,
+    deletion_timestamp: Option<Time>,
+}
+
+impl From<PodView> for Pod {
+    fn from(v: PodView) -> Pod {
+        let m = v.metadata;
+        Pod {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                labels: m.labels,
+                annotations: m.annotations,
+                owner_references: m.owner_references,
+                deletion_timestamp: m.deletion_timestamp,
+                ..ObjectMeta::default()
+            },
+            spec: v.spec,
+            status: v.status,
+        }
+    }
+}
+
 /// Decodes one stored object of `kind`.
 fn decode(kind: Kind, v: &serde_json::Value) -> Option<Object> {
     match kind {
         Kind::Pods => {
-            let pod = Pod::deserialize(v).ok()?;
+            let pod = Pod::from(PodView::deserialize(v).ok()?);
             Some(Object::Pod(Arc::new(PodInfo::new(&pod, v))))
         }
         Kind::Nodes => {
