@@ -920,6 +920,50 @@ fn claims_bind_to_volumes_and_pods_go_where_their_volumes_are() {
         "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling..",
     );
 
+    // A class whose volumes a provisioner makes: PreBind names the node on the claim, and
+    // the pod binds only once the provisioner's volume is bound to the claim (upstream's
+    // PreBind waits for its claims).
+    send(
+        &e,
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        &json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "made"},
+        "provisioner": "example.com/csi", "volumeBindingMode": "WaitForFirstConsumer"}),
+    );
+    claim(&e, "made-data", "1Gi", json!({"storageClassName": "made"}));
+    pod(&e, "maker", "100m", json!({}), uses("made-data"));
+    let selected_node = |c: &Value| {
+        c["metadata"]["annotations"]["volume.kubernetes.io/selected-node"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let c = eventually("the claim's selected node", || {
+        get(&e, &claim_path("made-data")).filter(|c| selected_node(c).is_some())
+    });
+    let selected = selected_node(&c).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(
+        node_of(&get(&e, &pod_path("maker")).unwrap()),
+        "",
+        "the pod bound before its volume existed"
+    );
+    // The provisioner's volume, made for the claim.
+    volume(
+        &e,
+        "made-pv",
+        "1Gi",
+        json!({"storageClassName": "made",
+            "claimRef": {"namespace": NS, "name": "made-data", "uid": c["metadata"]["uid"]}}),
+    );
+    assert_eq!(node_of(&wait_bound(&e, "maker")), selected);
+    let c = get(&e, &claim_path("made-data")).unwrap();
+    assert_eq!(
+        c["status"]["phase"], "Bound",
+        "the pod bound before its claim"
+    );
+    assert_eq!(c["spec"]["volumeName"], "made-pv");
+
     // Released by the claim's deletion: Retain keeps the volume, Delete without a plugin fails.
     for (p, c) in [("db", "local-data"), ("user", "data")] {
         let (code, _) = e.curl_admin(&pod_path(p), &["-X", "DELETE"]);

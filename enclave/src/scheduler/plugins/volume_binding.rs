@@ -4,7 +4,8 @@
 //! node needs an Available volume that fits the claim (or the class a provisioner that can
 //! make one). PreBind, run by the writer just before the pod's binding, claims the chosen
 //! volumes (`spec.claimRef`, which the PersistentVolume binder completes) or names the node
-//! for the provisioner (`volume.kubernetes.io/selected-node`). While PersistentVolumeClaims
+//! for the provisioner (`volume.kubernetes.io/selected-node`), then waits until those claims
+//! are Bound (at most 10 minutes, as upstream), so a pod never runs before its volumes. While PersistentVolumeClaims
 //! are not served at all the plugin skips, so pods with claims schedule as if they had none.
 //! Storage capacity tracking (CSIStorageCapacity) is not consulted.
 
@@ -22,6 +23,11 @@ use crate::registry::ObjectStore;
 use crate::scheduler::framework::{Ctx, CycleState, Plugin, PreFilter, Status, events};
 use crate::scheduler::node_info::NodeInfo;
 use crate::scheduler::pod_info::PodInfo;
+
+/// How long PreBind waits for its claims to be bound (kube-scheduler's `bindTimeoutSeconds`).
+const BIND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often PreBind looks at a claim it waits for.
+const BIND_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The provisioner of classes whose volumes are all made by hand (local volumes).
 const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
@@ -192,16 +198,20 @@ impl VolumeAccess {
 
     /// VolumeBinding's PreBind for `pod`, now placed on `pod.node_name`: each unbound claim
     /// of a `WaitForFirstConsumer` class gets the volume Filter saw on that node (its
-    /// `claimRef`), or the node for its provisioner. Reads the store afresh, so a volume
-    /// taken since Filter fails the bind, and the pod is tried again.
+    /// `claimRef`), or the node for its provisioner; then it waits until those claims are
+    /// Bound. Reads the store afresh, so a volume taken since Filter fails the bind, and the
+    /// pod is tried again.
     ///
     /// # Errors
-    /// Why the volumes could not be claimed, in words for the pod's event.
+    /// Why the volumes could not be claimed or were not bound in time, in words for the
+    /// pod's event.
     pub(crate) async fn pre_bind(&self, pod: &PodInfo) -> Result<(), String> {
         let fail = |e: crate::controllers::Error| e.one_line();
         let mut node: Option<Node> = None;
         let mut volumes: Option<Vec<PersistentVolume>> = None;
         let mut taken: Vec<String> = Vec::new();
+        // The claims this PreBind acted on: the pod binds once each is Bound.
+        let mut acted: Vec<&str> = Vec::new();
         for name in &pod.claims {
             let Some(claim) = self.claims.get(&pod.namespace, name).await.map_err(fail)? else {
                 return Err(format!("persistentvolumeclaim \"{name}\" not found"));
@@ -231,6 +241,7 @@ impl VolumeAccess {
                 let pv_name = pv.metadata.name.clone().unwrap_or_default();
                 self.claim_volume(&pv_name, &claim).await?;
                 taken.push(pv_name);
+                acted.push(name);
             } else if class.provisioner == NO_PROVISIONER {
                 return Err(BIND_CONFLICT.to_string());
             } else {
@@ -246,6 +257,35 @@ impl VolumeAccess {
                     })
                     .await
                     .map_err(fail)?;
+                acted.push(name);
+            }
+        }
+        self.wait_bound(&pod.namespace, &acted).await
+    }
+
+    /// Waits until every claim of `names` is Bound (by the binder, or by a provisioner's
+    /// volume), as upstream's PreBind does before the pod may bind, for at most
+    /// [`BIND_TIMEOUT`].
+    async fn wait_bound(&self, namespace: &str, names: &[&str]) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + BIND_TIMEOUT;
+        for name in names {
+            loop {
+                let claim = self
+                    .claims
+                    .get(namespace, name)
+                    .await
+                    .map_err(|e| e.one_line())?;
+                let Some(claim) = claim else {
+                    return Err(format!("persistentvolumeclaim \"{name}\" not found"));
+                };
+                let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+                if !volume_name(&claim).is_empty() && phase == Some("Bound") {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err("binding volumes: context deadline exceeded".to_string());
+                }
+                tokio::time::sleep(BIND_POLL).await;
             }
         }
         Ok(())
