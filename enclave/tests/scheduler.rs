@@ -799,6 +799,18 @@ fn claim(e: &Enclave, name: &str, size: &str, spec: Value) {
     );
 }
 
+/// A `WaitForFirstConsumer` StorageClass `name` of `provisioner`.
+fn wait_for_first_consumer_class(e: &Enclave, name: &str, provisioner: &str) {
+    send(
+        e,
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        &json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": name},
+            "provisioner": provisioner, "volumeBindingMode": "WaitForFirstConsumer"}),
+    );
+}
+
 fn claim_path(name: &str) -> String {
     format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/{name}")
 }
@@ -870,14 +882,7 @@ fn claims_bind_to_volumes_and_pods_go_where_their_volumes_are() {
 
     // WaitForFirstConsumer: the claim binds where its pod is placed, which is where the
     // local volume is.
-    send(
-        &e,
-        "POST",
-        "/apis/storage.k8s.io/v1/storageclasses",
-        &json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "local"},
-        "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}),
-    );
+    wait_for_first_consumer_class(&e, "local", "kubernetes.io/no-provisioner");
     let on_b = json!({"storageClassName": "local", "local": {"path": "/mnt/disk"}, "hostPath": null,
         "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
             {"key": "kubernetes.io/hostname", "operator": "In", "values": ["b"]}]}]}}});
@@ -923,14 +928,7 @@ fn claims_bind_to_volumes_and_pods_go_where_their_volumes_are() {
     // A class whose volumes a provisioner makes: PreBind names the node on the claim, and
     // the pod binds only once the provisioner's volume is bound to the claim (upstream's
     // PreBind waits for its claims).
-    send(
-        &e,
-        "POST",
-        "/apis/storage.k8s.io/v1/storageclasses",
-        &json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "made"},
-        "provisioner": "example.com/csi", "volumeBindingMode": "WaitForFirstConsumer"}),
-    );
+    wait_for_first_consumer_class(&e, "made", "example.com/csi");
     claim(&e, "made-data", "1Gi", json!({"storageClassName": "made"}));
     pod(&e, "maker", "100m", json!({}), uses("made-data"));
     let selected_node = |c: &Value| {

@@ -418,7 +418,7 @@ pub fn last_applied_fields(live: &Value, api_version: &str, scope: Scope) -> Fie
     if last.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
         return FieldSet::new();
     }
-    let c = Comparison::of(&ownable(&last, scope), &ownable(live, scope), scope.root());
+    let c = Comparison::of_except(&last, live, scope.root(), &|path| never_owned(path, scope));
     applied_fields(&last, scope)
         .difference(&c.modified)
         .difference(&c.added)

@@ -48,12 +48,6 @@ use enclave::api::{
 };
 use enclave::boot::root_secret_from_kms;
 use enclave::registry::admission::AdmissionOptions;
-
-/// mimalloc (without transparent huge pages, which would back each thread's first pages with
-/// 2 MiB): the request path allocates and frees many small JSON and typed trees per write, and
-/// glibc's allocator cost about a third of the enclave's CPU there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use enclave::registry::{ObjectStore, ResourceTable, kinds};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -61,6 +55,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{Args, Plan, RootSecretSource};
 use crate::cluster::{Opened, WhileUnreachable, open_cluster};
+
+/// mimalloc (without transparent huge pages, which would back each thread's first pages with
+/// 2 MiB): the request path allocates and frees many small JSON and typed trees per write, and
+/// glibc's allocator cost about a third of the enclave's CPU there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The dev root secret under the data directory (0600).
 const ROOT_SECRET_FILE: &str = "root-secret.dev";

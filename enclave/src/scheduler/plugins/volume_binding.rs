@@ -5,8 +5,9 @@
 //! make one). PreBind, run by the writer just before the pod's binding, claims the chosen
 //! volumes (`spec.claimRef`, which the PersistentVolume binder completes) or names the node
 //! for the provisioner (`volume.kubernetes.io/selected-node`), then waits until those claims
-//! are Bound (at most 10 minutes, as upstream), so a pod never runs before its volumes. While PersistentVolumeClaims
-//! are not served at all the plugin skips, so pods with claims schedule as if they had none.
+//! are Bound (at most 10 minutes, as upstream), so a pod never runs before its volumes.
+//! While PersistentVolumeClaims are not served at all the plugin skips, so pods with claims
+//! schedule as if they had none.
 //! Storage capacity tracking (CSIStorageCapacity) is not consulted.
 
 use std::sync::Arc;
