@@ -77,8 +77,7 @@ async fn allocate(objects: &ObjectStore, obj: &mut Value, claims: &mut Claims) -
     }
     let owner = owner(obj);
     for i in 0..port_count(obj) {
-        let requested = requested_node_port(obj, i);
-        assign_node_port(objects, obj, i, requested, &owner, claims).await?;
+        assign_node_port(objects, obj, i, &owner, claims).await?;
     }
     Ok(())
 }
@@ -90,16 +89,16 @@ fn requested_node_port(obj: &Value, index: usize) -> i64 {
         .unwrap_or(0)
 }
 
-/// Claims the node port `requested` (0: any free one) for port `index` of `obj`, owned by
-/// `owner`, records the claim and writes the port into the object.
+/// Claims the node port port `index` of `obj` asks for (any free one if none) for `owner`,
+/// records the claim and writes the port into the object.
 async fn assign_node_port(
     objects: &ObjectStore,
     obj: &mut Value,
     index: usize,
-    requested: i64,
     owner: &str,
     claims: &mut Claims,
 ) -> Result<()> {
+    let requested = requested_node_port(obj, index);
     let port = if requested == 0 {
         claim_free_node_port(objects, owner).await?
     } else {
@@ -295,7 +294,7 @@ async fn reallocate_node_ports(
             .filter(|p| held.contains(p) && !kept.contains(p))
         {
             Some(port) => kept.push(port),
-            None => assign_node_port(objects, new, i, requested, &owner, claims).await?,
+            None => assign_node_port(objects, new, i, &owner, claims).await?,
         }
     }
     claims.released = held

@@ -9,13 +9,12 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Pod, Toleration};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::{is_core, limit_ranger, priority, quota, tolerations, typed, untyped, usage};
 use crate::admission::{Chain, Operation, Outcome, Plugin, Request, Slot};
-use crate::registry::admission::AdmissionOptions;
-use crate::registry::{Error, ObjectStore, Result};
+use crate::registry::{ObjectStore, Result};
 
 /// The plugins that need nothing but the store, each in its slot.
 pub fn builtin_chain() -> Chain {
@@ -146,30 +145,12 @@ impl Plugin for DefaultTolerationSeconds {
             && req.subresource.is_none()
             && is_core(req.info, "pods");
         let result = if writing_pod {
-            default_tolerations(objects.admission_options(), obj)
+            tolerations::admit_pod(objects.admission_options(), obj)
         } else {
             Ok(())
         };
         Box::pin(std::future::ready(result))
     }
-}
-
-/// Adds the default tolerations to a pod's `spec.tolerations`, decoding and writing back that
-/// list alone (a pod without `spec` is left as it is).
-fn default_tolerations(options: AdmissionOptions, pod: &mut Value) -> Result<()> {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
-        return Ok(());
-    };
-    let mut tolerations: Vec<Toleration> = match spec.get("tolerations") {
-        Some(list) if !list.is_null() => typed(list)?,
-        _ => Vec::new(),
-    };
-    if tolerations::default_toleration_seconds(options, &mut tolerations) {
-        let list = serde_json::to_value(&tolerations)
-            .map_err(|e| Error::BadRequest(format!("encoding the admitted tolerations: {e}")))?;
-        spec.insert("tolerations".into(), list);
-    }
-    Ok(())
 }
 
 /// Upstream's ResourceQuota: a create that would exceed a quota of its

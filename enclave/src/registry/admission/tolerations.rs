@@ -6,8 +6,10 @@
 //! controller taints it.
 
 use k8s_openapi::api::core::v1::Toleration;
+use serde_json::Value;
 
-use super::AdmissionOptions;
+use super::{AdmissionOptions, typed};
+use crate::registry::{Error, Result};
 
 /// The taint the node lifecycle controller puts on a node whose Ready condition is False.
 pub(crate) const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -22,11 +24,29 @@ fn covers(t: &Toleration, key: &str) -> bool {
     (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
 }
 
-/// Adds the default tolerations a pod's `tolerations` lack; whether it added any.
-pub(crate) fn default_toleration_seconds(
-    opts: AdmissionOptions,
-    tolerations: &mut Vec<Toleration>,
-) -> bool {
+/// Adds the default tolerations to a pod's `spec.tolerations`, decoding and writing back that
+/// list alone (a pod without `spec` is left as it is).
+///
+/// # Errors
+/// 400 on tolerations that do not decode.
+pub(crate) fn admit_pod(options: AdmissionOptions, pod: &mut Value) -> Result<()> {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    let mut tolerations: Vec<Toleration> = match spec.get("tolerations") {
+        Some(list) if !list.is_null() => typed(list)?,
+        _ => Vec::new(),
+    };
+    if default_toleration_seconds(options, &mut tolerations) {
+        let list = serde_json::to_value(&tolerations)
+            .map_err(|e| Error::BadRequest(format!("encoding the admitted tolerations: {e}")))?;
+        spec.insert("tolerations".into(), list);
+    }
+    Ok(())
+}
+
+/// Adds the default tolerations `tolerations` lack; whether it added any.
+fn default_toleration_seconds(opts: AdmissionOptions, tolerations: &mut Vec<Toleration>) -> bool {
     let before = tolerations.len();
     for (key, seconds) in [
         (TAINT_NOT_READY, opts.not_ready_toleration_seconds),
@@ -48,13 +68,10 @@ pub(crate) fn default_toleration_seconds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     fn admit(mut pod: Value) -> Value {
-        let mut tolerations: Vec<Toleration> =
-            serde_json::from_value(pod["spec"]["tolerations"].take()).unwrap_or_default();
-        default_toleration_seconds(AdmissionOptions::default(), &mut tolerations);
-        pod["spec"]["tolerations"] = serde_json::to_value(&tolerations).unwrap();
+        admit_pod(AdmissionOptions::default(), &mut pod).unwrap();
         pod
     }
 
